@@ -1,0 +1,527 @@
+//! What each subcommand does.
+
+use crate::cli::{Cli, Command, Kind, OutputFormat, Scope};
+use crate::client::{Client, encode};
+use crate::daemon;
+use crate::output::{Table, age, or_dash, timestamp};
+use anyhow::{Context, bail};
+use canopy_model::{ClusterInfo, Instance, NodeInfo};
+use canopy_root::records::{ApplicationView, ApplyResult, ServiceView};
+use serde::Serialize;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => {
+            init_logging();
+            daemon::root(args, true).await
+        }
+        Command::Root(args) => {
+            init_logging();
+            daemon::root(args, false).await
+        }
+        Command::Apply { client, files } => apply(&Client::new(&client.server)?, &files).await,
+        Command::Get {
+            client,
+            kind,
+            name,
+            scope,
+            output,
+        } => get(&Client::new(&client.server)?, kind, name.as_deref(), &scope, output).await,
+        Command::Describe {
+            client,
+            kind,
+            name,
+            scope,
+        } => describe(&Client::new(&client.server)?, kind, &name, &scope).await,
+        Command::Delete {
+            client,
+            kind,
+            name,
+            files,
+            scope,
+        } => delete(&Client::new(&client.server)?, kind, name, &files, &scope).await,
+        Command::Scale {
+            client,
+            service,
+            replicas,
+            scope,
+        } => scale(&Client::new(&client.server)?, &service, replicas, &scope).await,
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn read_descriptor(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+async fn apply(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
+    for file in files {
+        let text = read_descriptor(file)?;
+        let result: ApplyResult = client
+            .post_text("/api/v1/apply", text)
+            .await
+            .with_context(|| format!("applying {}", file.display()))?;
+        for warning in &result.warnings {
+            eprintln!("warning: {warning}");
+        }
+        for app in &result.applications {
+            let action = serde_json::to_value(app.action)?;
+            println!(
+                "application/{} {}",
+                app.name,
+                action.as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `-n ns` as a query, or nothing with `-A`.
+fn namespace_query(scope: &Scope) -> String {
+    if scope.all_namespaces {
+        String::new()
+    } else {
+        format!("namespace={}", encode(&scope.namespace))
+    }
+}
+
+/// `app/service` → (app, service).
+fn split_service(name: &str) -> anyhow::Result<(&str, &str)> {
+    name.split_once('/')
+        .filter(|(app, service)| !app.is_empty() && !service.is_empty())
+        .with_context(|| format!("name services as APPLICATION/SERVICE, not {name:?}"))
+}
+
+async fn get(
+    client: &Client,
+    kind: Kind,
+    name: Option<&str>,
+    scope: &Scope,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let ns = namespace_query(scope);
+    match kind {
+        Kind::Application => {
+            let mut apps: Vec<ApplicationView> =
+                client.get(&format!("/api/v1/applications?{ns}")).await?;
+            if let Some(name) = name {
+                apps.retain(|a| a.application.metadata.name == name);
+                require_found(&apps, "application", name)?;
+            }
+            print(&apps, output, application_table)
+        }
+        Kind::Service => {
+            let mut services: Vec<ServiceView> =
+                client.get(&format!("/api/v1/services?{ns}")).await?;
+            if let Some(name) = name {
+                let (app, service) = split_service(name)?;
+                services.retain(|s| s.application == app && s.name == service);
+                require_found(&services, "service", name)?;
+            }
+            print(&services, output, service_table)
+        }
+        Kind::Instance => {
+            let mut instances: Vec<Instance> =
+                client.get(&format!("/api/v1/instances?{ns}")).await?;
+            if let Some(name) = name {
+                instances.retain(|i| i.id == name);
+                require_found(&instances, "instance", name)?;
+            }
+            print(&instances, output, instance_table)
+        }
+        Kind::Cluster => {
+            let mut clusters: Vec<ClusterInfo> = client.get("/api/v1/clusters").await?;
+            if let Some(name) = name {
+                clusters.retain(|c| c.name == name);
+                require_found(&clusters, "cluster", name)?;
+            }
+            print(&clusters, output, cluster_table)
+        }
+        Kind::Node => {
+            let mut nodes: Vec<NodeInfo> = client.get("/api/v1/nodes").await?;
+            if let Some(name) = name {
+                nodes.retain(|n| n.name == name);
+                require_found(&nodes, "node", name)?;
+            }
+            print(&nodes, output, node_table)
+        }
+    }
+}
+
+fn require_found<T>(items: &[T], kind: &str, name: &str) -> anyhow::Result<()> {
+    if items.is_empty() {
+        bail!("{kind} {name:?} not found");
+    }
+    Ok(())
+}
+
+fn print<T: Serialize>(
+    items: &[T],
+    output: OutputFormat,
+    table: fn(&[T], bool) -> Table,
+) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        OutputFormat::Yaml => print!("{}", yaml_serde::to_string(items)?),
+        OutputFormat::Table | OutputFormat::Wide => {
+            if items.is_empty() {
+                eprintln!("No resources found.");
+            } else {
+                println!("{}", table(items, output == OutputFormat::Wide).render());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
+    let mut headers = vec!["NAMESPACE", "NAME", "SERVICES", "READY", "GENERATION", "AGE"];
+    if wide {
+        headers.push("UID");
+    }
+    let mut table = Table::new(headers);
+    for app in apps {
+        let status = &app.status;
+        let running: u32 = status.services.iter().map(|s| s.running).sum();
+        let desired: u32 = status.services.iter().map(|s| s.desired).sum();
+        let mut row = vec![
+            app.application.metadata.namespace.clone(),
+            app.application.metadata.name.clone(),
+            status.services.len().to_string(),
+            format!("{running}/{desired}"),
+            status.generation.to_string(),
+            age(status.created_at),
+        ];
+        if wide {
+            row.push(status.uid.clone());
+        }
+        table.row(row);
+    }
+    table
+}
+
+fn service_table(services: &[ServiceView], wide: bool) -> Table {
+    let mut headers = vec!["NAMESPACE", "NAME", "RUNTIME", "READY", "PENDING"];
+    if wide {
+        headers.push("ARTIFACT");
+    }
+    let mut table = Table::new(headers);
+    for service in services {
+        let mut row = vec![
+            service.namespace.clone(),
+            format!("{}/{}", service.application, service.name),
+            service.runtime.as_str().to_string(),
+            format!("{}/{}", service.status.running, service.status.desired),
+            service.status.pending.to_string(),
+        ];
+        if wide {
+            row.push(service.artifact.clone());
+        }
+        table.row(row);
+    }
+    table
+}
+
+fn instance_table(instances: &[Instance], wide: bool) -> Table {
+    let mut headers = vec!["ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE"];
+    if wide {
+        headers.extend(["NAMESPACE", "REPLICA", "PID", "REASON"]);
+    }
+    let mut table = Table::new(headers);
+    for instance in instances {
+        let mut row = vec![
+            instance.id.clone(),
+            format!("{}/{}", instance.application, instance.service),
+            instance.state.to_string(),
+            or_dash(instance.cluster.as_ref()),
+            or_dash(instance.node.as_ref()),
+            instance.restarts.to_string(),
+            age(instance.created_at),
+        ];
+        if wide {
+            row.extend([
+                instance.namespace.clone(),
+                instance.replica.to_string(),
+                or_dash(instance.pid),
+                or_dash(instance.reason.as_ref()),
+            ]);
+        }
+        table.row(row);
+    }
+    table
+}
+
+fn usage(allocated: u64, capacity: u64) -> String {
+    format!("{allocated}/{capacity}")
+}
+
+fn location(point: Option<&canopy_model::GeoPoint>) -> String {
+    point.map_or_else(|| "-".to_string(), |p| format!("{:.4},{:.4}", p.lat, p.lon))
+}
+
+fn cluster_table(clusters: &[ClusterInfo], wide: bool) -> Table {
+    let mut headers = vec!["NAME", "STATE", "NODES", "CPU(m)", "MEMORY(Mi)", "LOCATION", "AGE"];
+    if wide {
+        headers.push("LABELS");
+    }
+    let mut table = Table::new(headers);
+    for cluster in clusters {
+        let mut row = vec![
+            cluster.name.clone(),
+            format!("{:?}", cluster.state),
+            cluster.nodes.to_string(),
+            usage(cluster.allocated.cpu_millis, cluster.capacity.cpu_millis),
+            usage(cluster.allocated.memory_mib, cluster.capacity.memory_mib),
+            location(cluster.location.as_ref()),
+            age(cluster.joined_at),
+        ];
+        if wide {
+            row.push(labels(&cluster.labels));
+        }
+        table.row(row);
+    }
+    table
+}
+
+fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
+    let mut headers = vec![
+        "NAME", "CLUSTER", "STATE", "ARCH", "CPU(m)", "MEMORY(Mi)", "INSTANCES", "AGE",
+    ];
+    if wide {
+        headers.extend(["LOCATION", "RUNTIMES", "LABELS"]);
+    }
+    let mut table = Table::new(headers);
+    for node in nodes {
+        let mut row = vec![
+            node.name.clone(),
+            node.cluster.clone(),
+            format!("{:?}", node.state),
+            node.arch.clone(),
+            usage(node.allocated.cpu_millis, node.capacity.cpu_millis),
+            usage(node.allocated.memory_mib, node.capacity.memory_mib),
+            node.instances.to_string(),
+            age(node.joined_at),
+        ];
+        if wide {
+            row.extend([
+                location(node.location.as_ref()),
+                node.runtimes
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                labels(&node.labels),
+            ]);
+        }
+        table.row(row);
+    }
+    table
+}
+
+fn labels(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".to_string();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> anyhow::Result<()> {
+    let namespace = encode(&scope.namespace);
+    match kind {
+        Kind::Application => {
+            let app: ApplicationView = client
+                .get(&format!("/api/v1/applications/{namespace}/{}", encode(name)))
+                .await?;
+            let instances: Vec<Instance> = client
+                .get(&format!(
+                    "/api/v1/instances?namespace={namespace}&application={}",
+                    encode(name)
+                ))
+                .await?;
+            println!("Name:        {}", app.application.metadata.name);
+            println!("Namespace:   {}", app.application.metadata.namespace);
+            println!("UID:         {}", app.status.uid);
+            println!("Generation:  {}", app.status.generation);
+            println!("Created:     {}", timestamp(app.status.created_at));
+            println!("Services:");
+            let mut table = Table::new(vec!["  NAME", "DESIRED", "RUNNING", "PENDING", "OTHER"]);
+            for s in &app.status.services {
+                table.row(vec![
+                    format!("  {}", s.name),
+                    s.desired.to_string(),
+                    s.running.to_string(),
+                    s.pending.to_string(),
+                    s.other.to_string(),
+                ]);
+            }
+            println!("{}", table.render());
+            println!("Instances:");
+            if instances.is_empty() {
+                println!("  <none>");
+            } else {
+                println!("{}", indent(&instance_table(&instances, false).render()));
+            }
+            println!("Spec:");
+            println!("{}", indent(&yaml_serde::to_string(&app.application.spec)?));
+        }
+        Kind::Service => {
+            let (app, service) = split_service(name)?;
+            let view: ServiceView = client
+                .get(&format!(
+                    "/api/v1/services/{namespace}/{}/{}",
+                    encode(app),
+                    encode(service)
+                ))
+                .await?;
+            let instances: Vec<Instance> = client
+                .get(&format!(
+                    "/api/v1/instances?namespace={namespace}&application={}&service={}",
+                    encode(app),
+                    encode(service)
+                ))
+                .await?;
+            println!("Name:        {}/{}", view.application, view.name);
+            println!("Namespace:   {}", view.namespace);
+            println!("Runtime:     {}", view.runtime.as_str());
+            println!("Artifact:    {}", view.artifact);
+            println!(
+                "Replicas:    {} desired, {} running, {} pending",
+                view.status.desired, view.status.running, view.status.pending
+            );
+            println!("Instances:");
+            if instances.is_empty() {
+                println!("  <none>");
+            } else {
+                println!("{}", indent(&instance_table(&instances, true).render()));
+            }
+            println!("Spec:");
+            println!("{}", indent(&yaml_serde::to_string(&view.spec)?));
+        }
+        Kind::Instance => {
+            let instance: Instance = client
+                .get(&format!("/api/v1/instances/{}", encode(name)))
+                .await?;
+            println!("ID:          {}", instance.id);
+            println!("Namespace:   {}", instance.namespace);
+            println!("Service:     {}/{}", instance.application, instance.service);
+            println!("Replica:     {}", instance.replica);
+            println!("Generation:  {}", instance.generation);
+            println!("State:       {}", instance.state);
+            println!("Reason:      {}", or_dash(instance.reason.as_ref()));
+            println!("Cluster:     {}", or_dash(instance.cluster.as_ref()));
+            println!("Node:        {}", or_dash(instance.node.as_ref()));
+            println!("PID:         {}", or_dash(instance.pid));
+            println!("Restarts:    {}", instance.restarts);
+            println!("Exit code:   {}", or_dash(instance.exit_code));
+            println!("Created:     {}", timestamp(instance.created_at));
+            println!("Events:");
+            let mut table = Table::new(vec!["  AGE", "STATE", "REASON"]);
+            for event in &instance.events {
+                table.row(vec![
+                    format!("  {}", age(event.at)),
+                    event.state.to_string(),
+                    event.reason.clone(),
+                ]);
+            }
+            println!("{}", table.render());
+        }
+        Kind::Cluster | Kind::Node => {
+            // Clusters and nodes are flat records: the YAML of the record is the description.
+            let path = if kind == Kind::Cluster { "clusters" } else { "nodes" };
+            let items: Vec<serde_json::Value> = client.get(&format!("/api/v1/{path}")).await?;
+            let item = items
+                .into_iter()
+                .find(|item| item["name"] == name)
+                .with_context(|| format!("{} {name:?} not found", &path[..path.len() - 1]))?;
+            print!("{}", yaml_serde::to_string(&item)?);
+        }
+    }
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|line| format!("  {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn delete(
+    client: &Client,
+    kind: Option<Kind>,
+    name: Option<String>,
+    files: &[PathBuf],
+    scope: &Scope,
+) -> anyhow::Result<()> {
+    let mut targets: Vec<(String, String)> = Vec::new();
+    for file in files {
+        let parsed = canopy_model::parse_descriptor(&read_descriptor(file)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        targets.extend(
+            parsed
+                .applications
+                .into_iter()
+                .map(|a| (a.metadata.namespace, a.metadata.name)),
+        );
+    }
+    match (kind, name) {
+        (Some(Kind::Application), Some(name)) => targets.push((scope.namespace.clone(), name)),
+        (None, None) if !targets.is_empty() => {}
+        (Some(other), _) if other != Kind::Application => {
+            bail!("only applications can be deleted; scale a service to 0 to stop its instances")
+        }
+        _ => bail!("say what to delete: `canopy delete application NAME` or `canopy delete -f FILE`"),
+    }
+    for (namespace, name) in targets {
+        let _: ApplicationView = client
+            .delete(&format!(
+                "/api/v1/applications/{}/{}",
+                encode(&namespace),
+                encode(&name)
+            ))
+            .await?;
+        println!("application/{name} deleted");
+    }
+    Ok(())
+}
+
+async fn scale(client: &Client, service: &str, replicas: u32, scope: &Scope) -> anyhow::Result<()> {
+    let (app, name) = split_service(service)?;
+    let view: ServiceView = client
+        .post_json(
+            &format!(
+                "/api/v1/services/{}/{}/{}/scale",
+                encode(&scope.namespace),
+                encode(app),
+                encode(name)
+            ),
+            &serde_json::json!({ "replicas": replicas }),
+        )
+        .await?;
+    println!(
+        "service/{}/{} scaled to {}",
+        view.application, view.name, view.status.desired
+    );
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Canopy's domain model: descriptors (native and Oakestra SLA), their validation, and the
+//! observed state of instances, clusters and nodes. Pure data and functions; no I/O.
+
+mod descriptor;
+mod error;
+pub mod limits;
+pub mod oakestra;
+mod parse;
+pub mod quantity;
+mod status;
+mod validate;
+
+pub use descriptor::*;
+pub use error::{DescriptorError, FieldError};
+pub use limits::*;
+pub use oakestra::{is_oakestra_sla, parse_oakestra};
+pub use parse::{DescriptorFormat, ParsedDescriptor, parse_descriptor, to_json, to_yaml};
+pub use quantity::{Mebibytes, Millicores, QuantityError};
+pub use status::*;
+pub use validate::{validate_application, validate_dns_label};

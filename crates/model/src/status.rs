@@ -1,0 +1,192 @@
+//! Observed state: instances and their lifecycle, clusters and nodes as the root sees them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// `Pending → ClusterScheduled → NodeScheduled → Starting → Running → (Succeeded | Failed | Lost) → Terminated`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum InstanceState {
+    /// Waiting for a placement; `reason` says why it has none yet.
+    Pending,
+    ClusterScheduled,
+    NodeScheduled,
+    Starting,
+    Running,
+    Succeeded,
+    Failed,
+    /// Its node or cluster stopped reporting; a replacement is placed elsewhere.
+    Lost,
+    /// Asked to stop; waiting for its node to confirm.
+    Terminating,
+    Terminated,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "Pending",
+            InstanceState::ClusterScheduled => "ClusterScheduled",
+            InstanceState::NodeScheduled => "NodeScheduled",
+            InstanceState::Starting => "Starting",
+            InstanceState::Running => "Running",
+            InstanceState::Succeeded => "Succeeded",
+            InstanceState::Failed => "Failed",
+            InstanceState::Lost => "Lost",
+            InstanceState::Terminating => "Terminating",
+            InstanceState::Terminated => "Terminated",
+        }
+    }
+
+    /// States from which the instance will not run again by itself.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Succeeded
+                | InstanceState::Failed
+                | InstanceState::Lost
+                | InstanceState::Terminated
+        )
+    }
+}
+
+impl std::fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One lifecycle transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceEvent {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    pub state: InstanceState,
+    pub reason: String,
+}
+
+/// One running copy of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    pub id: String,
+    pub namespace: String,
+    pub application: String,
+    pub service: String,
+    /// Replica ordinal within the service, from 0; addressable as `<n>.` in service names.
+    pub replica: u32,
+    /// Bumped whenever the instance's desired spec or placement changes; lower generations are stale.
+    pub generation: u64,
+    pub state: InstanceState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+    /// Most recent transitions, oldest first (bounded).
+    #[serde(default)]
+    pub events: Vec<InstanceEvent>,
+}
+
+/// How many transitions an instance keeps.
+pub const MAX_INSTANCE_EVENTS: usize = 32;
+
+impl Instance {
+    /// Moves to `state`, recording the transition.
+    pub fn transition(
+        &mut self,
+        state: InstanceState,
+        reason: impl Into<String>,
+        at: OffsetDateTime,
+    ) {
+        let reason = reason.into();
+        self.state = state;
+        self.reason = (!reason.is_empty()).then(|| reason.clone());
+        self.updated_at = at;
+        self.events.push(InstanceEvent { at, state, reason });
+        if self.events.len() > MAX_INSTANCE_EVENTS {
+            let excess = self.events.len() - MAX_INSTANCE_EVENTS;
+            self.events.drain(..excess);
+        }
+    }
+}
+
+/// Liveness of a cluster or node as seen by its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum MemberState {
+    Ready,
+    Unreachable,
+}
+
+/// Capacity or usage in the scheduler's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceAmounts {
+    pub cpu_millis: u64,
+    pub memory_mib: u64,
+    pub gpus: u32,
+    pub storage_mib: u64,
+}
+
+/// A cluster as the root knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInfo {
+    pub name: String,
+    pub state: MemberState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<crate::GeoPoint>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub nodes: u32,
+    pub capacity: ResourceAmounts,
+    pub allocated: ResourceAmounts,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub joined_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: OffsetDateTime,
+}
+
+/// A node as its cluster (and through it the root) knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    pub name: String,
+    pub cluster: String,
+    pub state: MemberState,
+    pub arch: String,
+    pub runtimes: Vec<crate::RuntimeKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<crate::GeoPoint>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub capacity: ResourceAmounts,
+    pub allocated: ResourceAmounts,
+    pub instances: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub joined_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: OffsetDateTime,
+}

@@ -1,0 +1,142 @@
+use super::AppState;
+use super::body::descriptor;
+use super::error::{ApiError, ErrorBody};
+use crate::records::{ApplicationView, ApplyResult};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use canopy_model::{Application, ParsedDescriptor};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct NamespaceQuery {
+    /// Only this namespace; all when absent.
+    pub namespace: Option<String>,
+}
+
+/// Applies a descriptor (native, multi-document YAML, or Oakestra SLA): creates what is new,
+/// updates what changed, all in one transaction.
+#[utoipa::path(post, path = "/api/v1/apply", tag = "applications",
+    request_body(content = Application, description = "Native descriptor (JSON or YAML, several YAML documents allowed) or an Oakestra SLA v2"),
+    responses(
+        (status = 200, body = ApplyResult),
+        (status = 400, body = ErrorBody, description = "Invalid descriptor; `details` names every offending field"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub async fn apply(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApplyResult>, ApiError> {
+    let ParsedDescriptor {
+        applications,
+        warnings,
+        ..
+    } = descriptor(&headers, body)?;
+    Ok(Json(state.desired.apply(applications, warnings).await?))
+}
+
+/// Creates one application; 409 if it exists.
+#[utoipa::path(post, path = "/api/v1/applications", tag = "applications",
+    request_body(content = Application, description = "One application, JSON or YAML"),
+    responses(
+        (status = 201, body = ApplicationView),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
+    let application = single(descriptor(&headers, body)?)?;
+    let view = state.desired.create(application).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[utoipa::path(get, path = "/api/v1/applications", tag = "applications",
+    params(NamespaceQuery),
+    responses((status = 200, body = [ApplicationView])))]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<NamespaceQuery>, QueryRejection>,
+) -> Result<Json<Vec<ApplicationView>>, ApiError> {
+    let Query(query) = query?;
+    Ok(Json(
+        state
+            .desired
+            .list_applications(query.namespace.as_deref())
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/applications/{namespace}/{name}", tag = "applications",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = ApplicationView), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<ApplicationView>, ApiError> {
+    let Path((namespace, name)) = path?;
+    Ok(Json(state.desired.get_application(&namespace, &name).await?))
+}
+
+/// Creates or replaces the application at this path.
+#[utoipa::path(put, path = "/api/v1/applications/{namespace}/{name}", tag = "applications",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    request_body(content = Application, description = "One application, JSON or YAML; its metadata must match the path"),
+    responses(
+        (status = 200, body = ApplicationView, description = "Replaced"),
+        (status = 201, body = ApplicationView, description = "Created"),
+        (status = 400, body = ErrorBody)))]
+pub async fn replace(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
+    let Path((namespace, name)) = path?;
+    let application = single(descriptor(&headers, body)?)?;
+    let metadata = &application.metadata;
+    if metadata.namespace != namespace || metadata.name != name {
+        return Err(ApiError::bad_request(format!(
+            "metadata names {}/{} but the path names {namespace}/{name}",
+            metadata.namespace, metadata.name
+        ))
+        .with_details(vec![canopy_model::FieldError::new(
+            "metadata.name",
+            "must match the path",
+        )]));
+    }
+    let (view, created) = state.desired.replace(application).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+/// Deletes an application; its instances are stopped.
+#[utoipa::path(delete, path = "/api/v1/applications/{namespace}/{name}", tag = "applications",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = ApplicationView, description = "The application as it was"), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<ApplicationView>, ApiError> {
+    let Path((namespace, name)) = path?;
+    Ok(Json(state.desired.delete(&namespace, &name).await?))
+}
+
+fn single(parsed: ParsedDescriptor) -> Result<Application, ApiError> {
+    let count = parsed.applications.len();
+    let mut applications = parsed.applications.into_iter();
+    match (applications.next(), count) {
+        (Some(application), 1) => Ok(application),
+        _ => Err(ApiError::bad_request(format!(
+            "this endpoint takes exactly one application, the descriptor has {count}; use POST /api/v1/apply"
+        ))),
+    }
+}

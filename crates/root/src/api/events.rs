@@ -1,0 +1,88 @@
+//! `GET /api/v1/events`: every change of the state as a Server-Sent Event, resumable by revision.
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::keys;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use canopy_store::WatchEvent;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// Send the changes after this revision (default: only new changes). `Last-Event-ID` does the same.
+    pub since: Option<u64>,
+}
+
+/// The data of one event; the SSE `event:` field is `<kind>.<action>` and `id:` the revision.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChangeEvent {
+    pub revision: u64,
+    /// application, instance, cluster or node
+    pub kind: String,
+    /// put or delete
+    pub action: String,
+    pub key: String,
+    /// The object after the change (absent on delete).
+    #[schema(value_type = Object)]
+    pub object: Option<serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = ChangeEvent),
+        (status = 410, body = ErrorBody, description = "`since` is older than the retained history")))]
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(query) = query?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let store = state.desired.store();
+    let after = match query.since.or(last_event_id) {
+        Some(revision) => revision,
+        None => store.revision().await?,
+    };
+    let changes = store.watch("/", after).await?;
+    let mut stopping = state.stopping.clone();
+    let events = changes
+        .take_until(async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        })
+        .take_while(|change| {
+            // A lagging or closed watch ends the stream; the client resumes with Last-Event-ID.
+            futures::future::ready(change.is_ok())
+        })
+        .filter_map(|change| futures::future::ready(change.ok().and_then(to_sse)))
+        .map(Ok);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+fn to_sse(change: WatchEvent) -> Option<Event> {
+    let kind = keys::kind_of(change.key())?;
+    let (action, object) = match &change {
+        WatchEvent::Put { entry } => ("put", serde_json::from_slice(&entry.value).ok()),
+        WatchEvent::Delete { .. } => ("delete", None),
+    };
+    let data = ChangeEvent {
+        revision: change.revision(),
+        kind: kind.to_string(),
+        action: action.to_string(),
+        key: change.key().to_string(),
+        object,
+    };
+    Event::default()
+        .id(change.revision().to_string())
+        .event(format!("{kind}.{action}"))
+        .json_data(&data)
+        .ok()
+}

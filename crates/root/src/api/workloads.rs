@@ -1,0 +1,129 @@
+//! Services, instances, clusters and nodes: read views, plus scaling.
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::desired::InstanceFilter;
+use crate::records::{ScaleRequest, ServiceView};
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use canopy_model::{ClusterInfo, Instance, InstanceState, NodeInfo};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ServiceQuery {
+    pub namespace: Option<String>,
+    pub application: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InstanceQuery {
+    pub namespace: Option<String>,
+    pub application: Option<String>,
+    pub service: Option<String>,
+    #[param(value_type = Option<InstanceState>)]
+    pub state: Option<InstanceState>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct NodeQuery {
+    pub cluster: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/services", tag = "services", params(ServiceQuery),
+    responses((status = 200, body = [ServiceView])))]
+pub async fn list_services(
+    State(state): State<AppState>,
+    query: Result<Query<ServiceQuery>, QueryRejection>,
+) -> Result<Json<Vec<ServiceView>>, ApiError> {
+    let Query(query) = query?;
+    Ok(Json(
+        state
+            .desired
+            .list_services(query.namespace.as_deref(), query.application.as_deref())
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/services/{namespace}/{application}/{name}", tag = "services",
+    params(("namespace" = String, Path), ("application" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = ServiceView), (status = 404, body = ErrorBody)))]
+pub async fn get_service(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Json<ServiceView>, ApiError> {
+    let Path((namespace, application, name)) = path?;
+    Ok(Json(
+        state
+            .desired
+            .get_service(&namespace, &application, &name)
+            .await?,
+    ))
+}
+
+/// Sets a service's replica count.
+#[utoipa::path(post, path = "/api/v1/services/{namespace}/{application}/{name}/scale", tag = "services",
+    params(("namespace" = String, Path), ("application" = String, Path), ("name" = String, Path)),
+    request_body = ScaleRequest,
+    responses((status = 200, body = ServiceView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn scale(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    body: Result<Json<ScaleRequest>, JsonRejection>,
+) -> Result<Json<ServiceView>, ApiError> {
+    let Path((namespace, application, name)) = path?;
+    let Json(request) = body.map_err(|e| {
+        ApiError::new(e.status(), "bad_request", e.body_text())
+            .with_details(vec![canopy_model::FieldError::new("replicas", e.body_text())])
+    })?;
+    Ok(Json(
+        state
+            .desired
+            .scale(&namespace, &application, &name, request.replicas)
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/instances", tag = "instances", params(InstanceQuery),
+    responses((status = 200, body = [Instance]), (status = 400, body = ErrorBody)))]
+pub async fn list_instances(
+    State(state): State<AppState>,
+    query: Result<Query<InstanceQuery>, QueryRejection>,
+) -> Result<Json<Vec<Instance>>, ApiError> {
+    let Query(query) = query?;
+    let filter = InstanceFilter {
+        namespace: query.namespace,
+        application: query.application,
+        service: query.service,
+        state: query.state,
+    };
+    Ok(Json(state.desired.list_instances(&filter).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Instance), (status = 404, body = ErrorBody)))]
+pub async fn get_instance(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Instance>, ApiError> {
+    let Path(id) = path?;
+    Ok(Json(state.desired.get_instance(&id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/clusters", tag = "infrastructure",
+    responses((status = 200, body = [ClusterInfo])))]
+pub async fn list_clusters(State(state): State<AppState>) -> Result<Json<Vec<ClusterInfo>>, ApiError> {
+    Ok(Json(state.desired.list_clusters().await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "infrastructure", params(NodeQuery),
+    responses((status = 200, body = [NodeInfo])))]
+pub async fn list_nodes(
+    State(state): State<AppState>,
+    query: Result<Query<NodeQuery>, QueryRejection>,
+) -> Result<Json<Vec<NodeInfo>>, ApiError> {
+    let Query(query) = query?;
+    Ok(Json(state.desired.list_nodes(query.cluster.as_deref()).await?))
+}
