@@ -6,7 +6,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7700";
 
 #[derive(Debug, Parser)]
-#[command(name = "canopy", version, about = "Hierarchical orchestration for the cloud-edge-IoT continuum")]
+#[command(
+    name = "canopy",
+    version,
+    about = "Hierarchical orchestration for the cloud-edge-IoT continuum"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,6 +22,10 @@ pub enum Command {
     Up(DaemonArgs),
     /// Run the root orchestrator: desired state, public API, placement over clusters.
     Root(DaemonArgs),
+    /// Run a cluster orchestrator: links up to the root, accepts its nodes' links.
+    Cluster(ClusterArgs),
+    /// Run a node agent: links up to its cluster, runs the instances placed on this machine.
+    Node(NodeArgs),
     /// Create or update applications from descriptor files (native YAML/JSON or Oakestra SLA).
     Apply {
         #[command(flatten)]
@@ -73,12 +81,118 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Address of the public API.
+    /// Address of the public API (and of the tier endpoint clusters link to).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Directory for the state (created if missing).
     #[arg(long, default_value = "canopy-data")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct TimingArgs {
+    /// How often children report, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// How long a silent child (node, or cluster at the root) has before it is unreachable and its instances are replaced, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub deadline_ms: u64,
+}
+
+impl TimingArgs {
+    pub fn timing(&self) -> canopy_tier::Timing {
+        canopy_tier::Timing {
+            heartbeat: std::time::Duration::from_millis(self.heartbeat_ms.max(10)),
+            deadline: std::time::Duration::from_millis(self.deadline_ms.max(30)),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The root's address (`http://host:port`).
+    #[arg(long)]
+    pub root: String,
+    /// Address nodes link to.
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    pub listen: SocketAddr,
+    #[arg(long, default_value = "canopy-cluster-data")]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// Join token presented to the root.
+    #[arg(long, env = "CANOPY_TOKEN", default_value = "", hide_env_values = true)]
+    pub token: String,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The cluster's address (`http://host:port`).
+    #[arg(long)]
+    pub cluster: String,
+    #[arg(long, default_value = "canopy-node-data")]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// CPU to offer, in millicores (default: all of this machine's).
+    #[arg(long)]
+    pub cpu: Option<u64>,
+    /// Memory to offer, in MiB (default: all of this machine's).
+    #[arg(long)]
+    pub memory: Option<u64>,
+    /// Join token presented to the cluster.
+    #[arg(long, env = "CANOPY_TOKEN", default_value = "", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PlacementArgs {
+    /// Where this is, as `LAT,LON` in degrees.
+    #[arg(long, value_parser = parse_location)]
+    pub location: Option<canopy_model::GeoPoint>,
+    /// Labels as `key=value,key=value`.
+    #[arg(long, value_parser = parse_labels, default_value = "")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+fn parse_location(text: &str) -> Result<canopy_model::GeoPoint, String> {
+    let (lat, lon) = text
+        .split_once(',')
+        .ok_or_else(|| format!("expected LAT,LON, got {text:?}"))?;
+    let lat: f64 = lat
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad latitude {lat:?}"))?;
+    let lon: f64 = lon
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad longitude {lon:?}"))?;
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(format!(
+            "{text:?} is not on Earth: latitude in [-90, 90], longitude in [-180, 180]"
+        ));
+    }
+    Ok(canopy_model::GeoPoint { lat, lon })
+}
+
+fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("expected key=value, got {pair:?}"))
+        })
+        .collect()
 }
 
 #[derive(Debug, Args, Clone)]

@@ -30,14 +30,27 @@ impl Client {
         self.send(Method::DELETE, path, None).await
     }
 
-    pub async fn post_json<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
-        self.send(Method::POST, path, Some(("application/json", body.to_string())))
-            .await
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<T> {
+        self.send(
+            Method::POST,
+            path,
+            Some(("application/json", body.to_string())),
+        )
+        .await
     }
 
     /// Sends descriptor text as it is; the server tells JSON from YAML.
-    pub async fn post_text<T: DeserializeOwned>(&self, path: &str, text: String) -> anyhow::Result<T> {
-        self.send(Method::POST, path, Some(("application/yaml", text))).await
+    pub async fn post_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        text: String,
+    ) -> anyhow::Result<T> {
+        self.send(Method::POST, path, Some(("application/yaml", text)))
+            .await
     }
 
     async fn send<T: DeserializeOwned>(
@@ -85,7 +98,9 @@ pub fn encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -15,11 +15,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => {
             init_logging();
-            daemon::root(args, true).await
+            daemon::up(args).await
         }
         Command::Root(args) => {
             init_logging();
-            daemon::root(args, false).await
+            daemon::root(args).await
+        }
+        Command::Cluster(args) => {
+            init_logging();
+            daemon::cluster(args).await
+        }
+        Command::Node(args) => {
+            init_logging();
+            daemon::node(args).await
         }
         Command::Apply { client, files } => apply(&Client::new(&client.server)?, &files).await,
         Command::Get {
@@ -28,7 +36,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             scope,
             output,
-        } => get(&Client::new(&client.server)?, kind, name.as_deref(), &scope, output).await,
+        } => {
+            get(
+                &Client::new(&client.server)?,
+                kind,
+                name.as_deref(),
+                &scope,
+                output,
+            )
+            .await
+        }
         Command::Describe {
             client,
             kind,
@@ -192,7 +209,14 @@ fn print<T: Serialize>(
 }
 
 fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
-    let mut headers = vec!["NAMESPACE", "NAME", "SERVICES", "READY", "GENERATION", "AGE"];
+    let mut headers = vec![
+        "NAMESPACE",
+        "NAME",
+        "SERVICES",
+        "READY",
+        "GENERATION",
+        "AGE",
+    ];
     if wide {
         headers.push("UID");
     }
@@ -240,7 +264,9 @@ fn service_table(services: &[ServiceView], wide: bool) -> Table {
 }
 
 fn instance_table(instances: &[Instance], wide: bool) -> Table {
-    let mut headers = vec!["ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE"];
+    let mut headers = vec![
+        "ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE",
+    ];
     if wide {
         headers.extend(["NAMESPACE", "REPLICA", "PID", "REASON"]);
     }
@@ -277,7 +303,15 @@ fn location(point: Option<&canopy_model::GeoPoint>) -> String {
 }
 
 fn cluster_table(clusters: &[ClusterInfo], wide: bool) -> Table {
-    let mut headers = vec!["NAME", "STATE", "NODES", "CPU(m)", "MEMORY(Mi)", "LOCATION", "AGE"];
+    let mut headers = vec![
+        "NAME",
+        "STATE",
+        "NODES",
+        "CPU(m)",
+        "MEMORY(Mi)",
+        "LOCATION",
+        "AGE",
+    ];
     if wide {
         headers.push("LABELS");
     }
@@ -302,7 +336,14 @@ fn cluster_table(clusters: &[ClusterInfo], wide: bool) -> Table {
 
 fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
     let mut headers = vec![
-        "NAME", "CLUSTER", "STATE", "ARCH", "CPU(m)", "MEMORY(Mi)", "INSTANCES", "AGE",
+        "NAME",
+        "CLUSTER",
+        "STATE",
+        "ARCH",
+        "CPU(m)",
+        "MEMORY(Mi)",
+        "INSTANCES",
+        "AGE",
     ];
     if wide {
         headers.extend(["LOCATION", "RUNTIMES", "LABELS"]);
@@ -351,7 +392,10 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
     match kind {
         Kind::Application => {
             let app: ApplicationView = client
-                .get(&format!("/api/v1/applications/{namespace}/{}", encode(name)))
+                .get(&format!(
+                    "/api/v1/applications/{namespace}/{}",
+                    encode(name)
+                ))
                 .await?;
             let instances: Vec<Instance> = client
                 .get(&format!(
@@ -448,7 +492,11 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
         }
         Kind::Cluster | Kind::Node => {
             // Clusters and nodes are flat records: the YAML of the record is the description.
-            let path = if kind == Kind::Cluster { "clusters" } else { "nodes" };
+            let path = if kind == Kind::Cluster {
+                "clusters"
+            } else {
+                "nodes"
+            };
             let items: Vec<serde_json::Value> = client.get(&format!("/api/v1/{path}")).await?;
             let item = items
                 .into_iter()
@@ -491,7 +539,9 @@ async fn delete(
         (Some(other), _) if other != Kind::Application => {
             bail!("only applications can be deleted; scale a service to 0 to stop its instances")
         }
-        _ => bail!("say what to delete: `canopy delete application NAME` or `canopy delete -f FILE`"),
+        _ => {
+            bail!("say what to delete: `canopy delete application NAME` or `canopy delete -f FILE`")
+        }
     }
     for (namespace, name) in targets {
         let _: ApplicationView = client

@@ -63,7 +63,10 @@ pub fn timestamp(at: OffsetDateTime) -> String {
     let text = at
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| at.to_string());
     format!("{text} ({} ago)", age(at))
 }

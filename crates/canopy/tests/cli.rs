@@ -91,7 +91,11 @@ fn tour_apply_get_describe_scale_delete() {
 
     let applied = daemon.canopy_ok(&["apply", "-f", hello]);
     assert!(applied.contains("created"), "{applied}");
-    assert!(daemon.canopy_ok(&["apply", "-f", hello]).contains("unchanged"));
+    assert!(
+        daemon
+            .canopy_ok(&["apply", "-f", hello])
+            .contains("unchanged")
+    );
 
     let apps = daemon.json(&["get", "applications"]);
     assert_eq!(apps.len(), 1);
@@ -100,7 +104,10 @@ fn tour_apply_get_describe_scale_delete() {
     assert_eq!(instances.len(), 3, "hello-process has 3 replicas");
     for instance in &instances {
         for field in ["id", "application", "service", "state"] {
-            assert!(instance[field].is_string(), "instance lacks {field}: {instance}");
+            assert!(
+                instance[field].is_string(),
+                "instance lacks {field}: {instance}"
+            );
         }
     }
 
@@ -114,15 +121,24 @@ fn tour_apply_get_describe_scale_delete() {
     assert!(wide.lines().next().unwrap().contains("REASON"));
 
     let described = daemon.canopy_ok(&["describe", "application", &app_name]);
-    assert!(described.contains("Services:") && described.contains("Instances:"), "{described}");
+    assert!(
+        described.contains("Services:") && described.contains("Instances:"),
+        "{described}"
+    );
     let id = instances[0]["id"].as_str().unwrap();
     let described = daemon.canopy_ok(&["describe", "instance", id]);
-    assert!(described.contains("Pending") && described.contains("Events:"), "{described}");
+    assert!(
+        described.contains("Pending") && described.contains("Events:"),
+        "{described}"
+    );
 
     let service = format!("{app_name}/{}", instances[0]["service"].as_str().unwrap());
     daemon.canopy_ok(&["scale", &service, "--replicas", "1"]);
     assert_eq!(daemon.json(&["get", "instances"]).len(), 1);
-    assert_eq!(daemon.json(&["get", "services", &service])[0]["status"]["desired"], 1);
+    assert_eq!(
+        daemon.json(&["get", "services", &service])[0]["status"]["desired"],
+        1
+    );
 
     let deleted = daemon.canopy_ok(&["delete", "-f", hello]);
     assert!(deleted.contains("deleted"), "{deleted}");
@@ -166,8 +182,14 @@ fn failures_exit_non_zero_with_the_servers_reason() {
     let output = daemon.canopy(&["apply", "-f", bad.to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("spec.services[0].resources.memory"), "{stderr}");
-    assert!(stderr.contains("spec.services[0].command"), "every error is listed: {stderr}");
+    assert!(
+        stderr.contains("spec.services[0].resources.memory"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spec.services[0].command"),
+        "every error is listed: {stderr}"
+    );
 
     let output = daemon.canopy(&["describe", "application", "nothing"]);
     assert!(!output.status.success());

@@ -3,7 +3,7 @@
 
 use crate::keys;
 use crate::records::{
-    AppliedApplication, ApplicationRecord, ApplicationStatus, ApplicationView, ApplyAction,
+    ApplicationRecord, ApplicationStatus, ApplicationView, AppliedApplication, ApplyAction,
     ApplyResult, ServiceView, tally,
 };
 use canopy_model::{
@@ -93,7 +93,8 @@ impl Desired {
             }
         };
         for app in &applied {
-            self.reconcile_application(&app.namespace, &app.name).await?;
+            self.reconcile_application(&app.namespace, &app.name)
+                .await?;
         }
         Ok(ApplyResult {
             applications: applied,
@@ -226,7 +227,9 @@ impl Desired {
                 .services
                 .iter_mut()
                 .find(|s| s.name == service)
-                .ok_or_else(|| not_found("service", format!("{namespace}/{application}/{service}")))?;
+                .ok_or_else(|| {
+                    not_found("service", format!("{namespace}/{application}/{service}"))
+                })?;
             if spec.replicas != replicas {
                 spec.replicas = replicas;
                 record.generation += 1;
@@ -262,7 +265,8 @@ impl Desired {
     }
 
     async fn records(&self, namespace: Option<&str>) -> Result<Vec<ApplicationRecord>, RootError> {
-        let prefix = namespace.map_or_else(|| keys::APPLICATIONS.to_string(), keys::applications_in);
+        let prefix =
+            namespace.map_or_else(|| keys::APPLICATIONS.to_string(), keys::applications_in);
         let (records, _) = self.store.list_json::<ApplicationRecord>(&prefix).await?;
         Ok(records.into_iter().map(|(_, record, _)| record).collect())
     }
@@ -318,9 +322,12 @@ impl Desired {
             .filter(|r| application.is_none_or(|a| a == r.application.metadata.name))
             .flat_map(|record| {
                 let metadata = &record.application.metadata;
-                record.application.spec.services.iter().map(|spec| {
-                    service_view(&metadata.namespace, &metadata.name, spec, &instances)
-                })
+                record
+                    .application
+                    .spec
+                    .services
+                    .iter()
+                    .map(|spec| service_view(&metadata.namespace, &metadata.name, spec, &instances))
             })
             .collect())
     }
@@ -338,7 +345,10 @@ impl Desired {
             .ok_or_else(|| not_found("service", format!("{namespace}/{application}/{service}")))
     }
 
-    pub async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, RootError> {
+    pub async fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<Instance>, RootError> {
         let (instances, _) = self.store.list_json::<Instance>(keys::INSTANCES).await?;
         Ok(instances
             .into_iter()
@@ -376,7 +386,12 @@ impl Desired {
             .records(None)
             .await?
             .into_iter()
-            .map(|r| (r.application.metadata.namespace, r.application.metadata.name))
+            .map(|r| {
+                (
+                    r.application.metadata.namespace,
+                    r.application.metadata.name,
+                )
+            })
             .collect();
         // Instances of applications deleted before a crash.
         for instance in self.list_instances(&InstanceFilter::default()).await? {
@@ -389,7 +404,11 @@ impl Desired {
     }
 
     /// Creates the missing replicas of each service and retires the surplus ones.
-    pub async fn reconcile_application(&self, namespace: &str, name: &str) -> Result<(), RootError> {
+    pub async fn reconcile_application(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), RootError> {
         let _guard = self.reconcile_lock.lock().await;
         let mut attempt = 0;
         loop {
@@ -465,23 +484,19 @@ impl Desired {
     ) -> Result<Option<Instance>, RootError> {
         let key = keys::instance(id);
         for _ in 0..CAS_ATTEMPTS {
-            let Some((mut instance, revision)) = self.store.get_json::<Instance>(&key).await? else {
+            let Some((mut instance, revision)) = self.store.get_json::<Instance>(&key).await?
+            else {
                 return Ok(None);
             };
             let precondition = Precondition::ModRevision(revision);
             let result = match change(&mut instance) {
                 InstanceChange::None => return Ok(Some(instance)),
-                InstanceChange::Write => {
-                    self.store
-                        .put(&key, to_json(&instance)?, precondition)
-                        .await
-                        .map(|_| Some(instance))
-                }
-                InstanceChange::Delete => self
+                InstanceChange::Write => self
                     .store
-                    .delete(&key, precondition)
+                    .put(&key, to_json(&instance)?, precondition)
                     .await
-                    .map(|_| None),
+                    .map(|_| Some(instance)),
+                InstanceChange::Delete => self.store.delete(&key, precondition).await.map(|_| None),
             };
             match result {
                 Ok(instance) => return Ok(instance),
@@ -495,8 +510,14 @@ impl Desired {
     }
 
     /// The spec of the service an instance belongs to, if it still exists.
-    pub async fn service_spec(&self, instance: &Instance) -> Result<Option<ServiceSpec>, RootError> {
-        match self.record(&instance.namespace, &instance.application).await {
+    pub async fn service_spec(
+        &self,
+        instance: &Instance,
+    ) -> Result<Option<ServiceSpec>, RootError> {
+        match self
+            .record(&instance.namespace, &instance.application)
+            .await
+        {
             Ok((record, _)) => Ok(record
                 .application
                 .spec
@@ -540,7 +561,11 @@ fn delete_instance(instance: &Instance, revision: Revision) -> Op {
 
 /// An instance no longer wanted: one that never reached a node is simply forgotten; one on a
 /// node is marked Terminating until its node confirms it stopped.
-fn retire(mut instance: Instance, revision: Revision, now: OffsetDateTime) -> Result<Op, RootError> {
+fn retire(
+    mut instance: Instance,
+    revision: Revision,
+    now: OffsetDateTime,
+) -> Result<Op, RootError> {
     if instance.node.is_none() && instance.cluster.is_none() {
         return Ok(delete_instance(&instance, revision));
     }

@@ -4,10 +4,12 @@
 pub mod api;
 mod auth;
 pub mod desired;
+pub mod federation;
 pub mod keys;
 pub mod records;
 
 use canopy_store::Store;
+pub use canopy_tier::Timing;
 use desired::{Desired, RootError};
 use std::future::Future;
 use std::sync::Arc;
@@ -15,17 +17,20 @@ use tokio::net::TcpListener;
 
 pub struct Root {
     desired: Arc<Desired>,
+    federation: Arc<federation::Federation>,
     /// Flips to true when serving stops, so that endless responses (event streams) end too.
     stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Root {
     /// Opens the root over a store and reconciles whatever a previous run left half done.
-    pub async fn open(store: Arc<dyn Store>) -> Result<Root, RootError> {
+    pub async fn open(store: Arc<dyn Store>, timing: Timing) -> Result<Root, RootError> {
         let desired = Arc::new(Desired::new(store));
         desired.reconcile_all().await?;
+        let federation = federation::Federation::new(desired.clone(), timing);
         Ok(Root {
             desired,
+            federation,
             stopping: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -34,8 +39,14 @@ impl Root {
         &self.desired
     }
 
+    /// The public API and, on the same port, the tier endpoint clusters link to.
     pub fn router(&self) -> axum::Router {
-        api::router(self.desired.clone(), self.stopping.subscribe())
+        api::router(
+            self.desired.clone(),
+            self.federation.clone(),
+            self.stopping.subscribe(),
+        )
+        .route_service(canopy_tier::ROUTE, self.federation.tier_service())
     }
 
     /// Serves the API on `listener` until `shutdown` completes.
@@ -45,11 +56,15 @@ impl Root {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let stopping = self.stopping.clone();
-        axum::serve(listener, self.router())
+        let scheduler = tokio::spawn(self.federation.clone().run(self.stopping.subscribe()));
+        let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 stopping.send_replace(true);
             })
-            .await
+            .await;
+        self.stopping.send_replace(true);
+        let _ = scheduler.await;
+        served
     }
 }

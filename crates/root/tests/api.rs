@@ -27,7 +27,9 @@ impl Server {
 
     async fn start_in(dir: &std::path::Path) -> Server {
         let store = RedbStore::open(dir.join("root.redb")).unwrap();
-        let root = Root::open(Arc::new(store)).await.unwrap();
+        let root = Root::open(Arc::new(store), canopy_root::Timing::default())
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -61,7 +63,13 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
         let response = self
             .http
             .request(method, self.url(path))
@@ -82,8 +90,13 @@ impl Server {
     }
 
     async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::POST, path, "application/json", body.to_string())
-            .await
+        self.send(
+            reqwest::Method::POST,
+            path,
+            "application/json",
+            body.to_string(),
+        )
+        .await
     }
 }
 
@@ -117,7 +130,9 @@ fn detail_paths(body: &Value) -> Vec<String> {
 #[tokio::test]
 async fn create_get_list_delete_an_application() {
     let server = Server::start().await;
-    let (status, created) = server.post_json("/api/v1/applications", &app("shop", 2)).await;
+    let (status, created) = server
+        .post_json("/api/v1/applications", &app("shop", 2))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["metadata"]["namespace"], "default");
     assert_eq!(created["status"]["generation"], 1);
@@ -126,7 +141,10 @@ async fn create_get_list_delete_an_application() {
 
     let (status, fetched) = server.get("/api/v1/applications/default/shop").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(fetched["spec"]["services"][0]["command"], json!(["/bin/sleep", "600"]));
+    assert_eq!(
+        fetched["spec"]["services"][0]["command"],
+        json!(["/bin/sleep", "600"])
+    );
 
     let (_, list) = server.get("/api/v1/applications").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -137,12 +155,19 @@ async fn create_get_list_delete_an_application() {
     let instances = instances.as_array().unwrap().clone();
     assert_eq!(instances.len(), 2);
     let replicas: Vec<u64> = {
-        let mut r: Vec<u64> = instances.iter().map(|i| i["replica"].as_u64().unwrap()).collect();
+        let mut r: Vec<u64> = instances
+            .iter()
+            .map(|i| i["replica"].as_u64().unwrap())
+            .collect();
         r.sort();
         r
     };
     assert_eq!(replicas, vec![0, 1]);
-    assert!(instances.iter().all(|i| i["state"] == "Pending" && i["reason"].is_string()));
+    assert!(
+        instances
+            .iter()
+            .all(|i| i["state"] == "Pending" && i["reason"].is_string())
+    );
     let id = instances[0]["id"].as_str().unwrap();
     let (status, one) = server.get(&format!("/api/v1/instances/{id}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -154,19 +179,30 @@ async fn create_get_list_delete_an_application() {
     let (status, _) = server.get("/api/v1/services/default/shop/web").await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, conflict) = server.post_json("/api/v1/applications", &app("shop", 2)).await;
+    let (status, conflict) = server
+        .post_json("/api/v1/applications", &app("shop", 2))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(conflict["code"], "conflict");
 
     let (status, _) = server
-        .send(reqwest::Method::DELETE, "/api/v1/applications/default/shop", "application/json", "")
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/applications/default/shop",
+            "application/json",
+            "",
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, gone) = server.get("/api/v1/applications/default/shop").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(gone["code"], "not_found");
     let (_, instances) = server.get("/api/v1/instances").await;
-    assert_eq!(instances, json!([]), "deleting the application removes its instances");
+    assert_eq!(
+        instances,
+        json!([]),
+        "deleting the application removes its instances"
+    );
     server.stop().await;
 }
 
@@ -174,15 +210,36 @@ async fn create_get_list_delete_an_application() {
 async fn apply_creates_updates_and_reports_unchanged() {
     let server = Server::start().await;
     let yaml = "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {name: blog}\nspec:\n  services:\n  - name: api\n    runtime: process\n    command: [/bin/true]\n    replicas: 3\n";
-    let (status, result) = server.send(reqwest::Method::POST, "/api/v1/apply", "application/yaml", yaml).await;
+    let (status, result) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/apply",
+            "application/yaml",
+            yaml,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{result}");
     assert_eq!(result["applications"][0]["action"], "created");
-    let (_, result) = server.send(reqwest::Method::POST, "/api/v1/apply", "application/yaml", yaml).await;
+    let (_, result) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/apply",
+            "application/yaml",
+            yaml,
+        )
+        .await;
     assert_eq!(result["applications"][0]["action"], "unchanged");
     assert_eq!(result["applications"][0]["generation"], 1);
 
     let scaled_down = yaml.replace("replicas: 3", "replicas: 1");
-    let (_, result) = server.send(reqwest::Method::POST, "/api/v1/apply", "application/yaml", scaled_down).await;
+    let (_, result) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/apply",
+            "application/yaml",
+            scaled_down,
+        )
+        .await;
     assert_eq!(result["applications"][0]["action"], "configured");
     assert_eq!(result["applications"][0]["generation"], 2);
     let (_, instances) = server.get("/api/v1/instances?application=blog").await;
@@ -191,19 +248,30 @@ async fn apply_creates_updates_and_reports_unchanged() {
     assert_eq!(instances[0]["replica"], 0);
 
     let (status, service) = server
-        .post_json("/api/v1/services/default/blog/api/scale", &json!({"replicas": 4}))
+        .post_json(
+            "/api/v1/services/default/blog/api/scale",
+            &json!({"replicas": 4}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{service}");
     assert_eq!(service["status"]["desired"], 4);
-    let (_, instances) = server.get("/api/v1/instances?application=blog&state=Pending").await;
+    let (_, instances) = server
+        .get("/api/v1/instances?application=blog&state=Pending")
+        .await;
     assert_eq!(instances.as_array().unwrap().len(), 4);
     let (status, error) = server
-        .post_json("/api/v1/services/default/blog/api/scale", &json!({"replicas": "many"}))
+        .post_json(
+            "/api/v1/services/default/blog/api/scale",
+            &json!({"replicas": "many"}),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     assert_eq!(error["code"], "bad_request");
     let (status, _) = server
-        .post_json("/api/v1/services/default/blog/nope/scale", &json!({"replicas": 1}))
+        .post_json(
+            "/api/v1/services/default/blog/nope/scale",
+            &json!({"replicas": 1}),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
@@ -212,11 +280,25 @@ async fn apply_creates_updates_and_reports_unchanged() {
 #[tokio::test]
 async fn oakestra_sla_is_accepted_through_apply() {
     let server = Server::start().await;
-    let sla = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oakestra-sla.json")).unwrap();
-    let (status, result) = server.send(reqwest::Method::POST, "/api/v1/apply", "application/json", sla).await;
+    let sla = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/oakestra-sla.json"
+    ))
+    .unwrap();
+    let (status, result) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/apply",
+            "application/json",
+            sla,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{result}");
     assert!(!result["applications"].as_array().unwrap().is_empty());
-    assert!(!result["warnings"].as_array().unwrap().is_empty(), "fields without a native home are reported");
+    assert!(
+        !result["warnings"].as_array().unwrap().is_empty(),
+        "fields without a native home are reported"
+    );
     server.stop().await;
 }
 
@@ -224,7 +306,14 @@ async fn oakestra_sla_is_accepted_through_apply() {
 async fn bad_input_gets_4xx_json_with_field_paths() {
     let server = Server::start().await;
 
-    let (status, body) = server.send(reqwest::Method::POST, "/api/v1/applications", "application/json", "{\"apiVersion\": ").await;
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/applications",
+            "application/json",
+            "{\"apiVersion\": ",
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "invalid_descriptor");
     assert!(body["message"].is_string());
@@ -233,7 +322,12 @@ async fn bad_input_gets_4xx_json_with_field_paths() {
     wrong_type["spec"]["services"][0]["replicas"] = json!("three");
     let (status, body) = server.post_json("/api/v1/applications", &wrong_type).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(detail_paths(&body).iter().any(|p| p.contains("spec.services[0].replicas")), "{body}");
+    assert!(
+        detail_paths(&body)
+            .iter()
+            .any(|p| p.contains("spec.services[0].replicas")),
+        "{body}"
+    );
 
     let mut invalid = app("Bad_Name", 1);
     invalid["spec"]["services"][0]["resources"]["memory"] = json!(0);
@@ -241,18 +335,37 @@ async fn bad_input_gets_4xx_json_with_field_paths() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let paths = detail_paths(&body);
     assert!(paths.contains(&"metadata.name".to_string()), "{body}");
-    assert!(paths.contains(&"spec.services[0].resources.memory".to_string()), "{body}");
+    assert!(
+        paths.contains(&"spec.services[0].resources.memory".to_string()),
+        "{body}"
+    );
 
     let oversize = format!("{{\"pad\": \"{}\"}}", "x".repeat(3 * 1024 * 1024));
-    let (status, body) = server.send(reqwest::Method::POST, "/api/v1/applications", "application/json", oversize).await;
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/applications",
+            "application/json",
+            oversize,
+        )
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["code"], "payload_too_large");
 
-    let (status, body) = server.send(reqwest::Method::POST, "/api/v1/applications", "image/png", "x").await;
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/applications",
+            "image/png",
+            "x",
+        )
+        .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(body["code"], "unsupported_media_type");
 
-    let (status, body) = server.get("/api/v1/applications/default/nothing-here").await;
+    let (status, body) = server
+        .get("/api/v1/applications/default/nothing-here")
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], "not_found");
     let (status, body) = server.get("/api/v1/instances/nothing-here").await;
@@ -266,7 +379,12 @@ async fn bad_input_gets_4xx_json_with_field_paths() {
     assert_eq!(body["code"], "bad_request");
 
     let (status, body) = server
-        .send(reqwest::Method::PUT, "/api/v1/applications/default/other", "application/json", app("shop", 1).to_string())
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/applications/default/other",
+            "application/json",
+            app("shop", 1).to_string(),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(detail_paths(&body), vec!["metadata.name".to_string()]);
@@ -280,10 +398,22 @@ async fn bad_input_gets_4xx_json_with_field_paths() {
 async fn put_creates_then_replaces() {
     let server = Server::start().await;
     let body = app("cache", 1).to_string();
-    let (status, _) = server.send(reqwest::Method::PUT, "/api/v1/applications/default/cache", "application/json", body.clone()).await;
+    let (status, _) = server
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/applications/default/cache",
+            "application/json",
+            body.clone(),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, view) = server
-        .send(reqwest::Method::PUT, "/api/v1/applications/default/cache", "application/json", app("cache", 2).to_string())
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/applications/default/cache",
+            "application/json",
+            app("cache", 2).to_string(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(view["status"]["generation"], 2);
@@ -296,15 +426,27 @@ async fn openapi_docs_and_health_are_served() {
     let (status, spec) = server.get("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/apply", "/api/v1/applications", "/api/v1/applications/{namespace}/{name}", "/api/v1/instances", "/api/v1/events"] {
+    for path in [
+        "/api/v1/apply",
+        "/api/v1/applications",
+        "/api/v1/applications/{namespace}/{name}",
+        "/api/v1/instances",
+        "/api/v1/events",
+    ] {
         assert!(spec["paths"][path].is_object(), "OpenAPI lacks {path}");
     }
     assert!(spec["components"]["schemas"]["Application"].is_object());
     let docs = server.http.get(server.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(docs.text().await.unwrap().contains("swagger"), "docs page is Swagger UI, served locally");
+    assert!(
+        docs.text().await.unwrap().contains("swagger"),
+        "docs page is Swagger UI, served locally"
+    );
     let (status, health) = server.get("/healthz").await;
-    assert_eq!((status, health["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
     let (status, _) = server.get("/readyz").await;
     assert_eq!(status, StatusCode::OK);
     server.stop().await;
@@ -313,11 +455,23 @@ async fn openapi_docs_and_health_are_served() {
 #[tokio::test]
 async fn events_stream_reports_changes_and_resumes_by_revision() {
     let server = Server::start().await;
-    let response = server.http.get(server.url("/api/v1/events")).send().await.unwrap();
+    let response = server
+        .http
+        .get(server.url("/api/v1/events"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let mut stream = response.bytes_stream();
-    let (status, _) = server.post_json("/api/v1/applications", &app("feed", 1)).await;
+    let (status, _) = server
+        .post_json("/api/v1/applications", &app("feed", 1))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 
     // Read until both the application and its instance have been announced.
@@ -354,7 +508,10 @@ async fn events_stream_reports_changes_and_resumes_by_revision() {
         .unwrap();
     let replay = String::from_utf8_lossy(&chunk);
     assert!(replay.contains("\"kind\":\"instance\""), "{replay}");
-    assert!(!replay.contains(&format!("id: {first_id}\n")), "the event at `since` is not repeated");
+    assert!(
+        !replay.contains(&format!("id: {first_id}\n")),
+        "the event at `since` is not repeated"
+    );
     server.stop().await;
 }
 
@@ -362,7 +519,9 @@ async fn events_stream_reports_changes_and_resumes_by_revision() {
 async fn accepted_state_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(dir.path()).await;
-    server.post_json("/api/v1/applications", &app("durable", 2)).await;
+    server
+        .post_json("/api/v1/applications", &app("durable", 2))
+        .await;
     let (_, before) = server.get("/api/v1/instances").await;
     server.stop().await;
 
@@ -372,10 +531,19 @@ async fn accepted_state_survives_a_restart() {
     assert_eq!(view["status"]["services"][0]["desired"], 2);
     let (_, after) = server.get("/api/v1/instances").await;
     let ids = |v: &Value| {
-        let mut ids: Vec<String> = v.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect();
         ids.sort();
         ids
     };
-    assert_eq!(ids(&before), ids(&after), "no instance lost or doubled by a restart");
+    assert_eq!(
+        ids(&before),
+        ids(&after),
+        "no instance lost or doubled by a restart"
+    );
     server.stop().await;
 }

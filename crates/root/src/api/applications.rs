@@ -35,7 +35,9 @@ pub async fn apply(
         warnings,
         ..
     } = descriptor(&headers, body)?;
-    Ok(Json(state.desired.apply(applications, warnings).await?))
+    let result = state.desired.apply(applications, warnings).await?;
+    state.federation.wake();
+    Ok(Json(result))
 }
 
 /// Creates one application; 409 if it exists.
@@ -52,6 +54,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
     let application = single(descriptor(&headers, body)?)?;
     let view = state.desired.create(application).await?;
+    state.federation.wake();
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -79,7 +82,9 @@ pub async fn get(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let Path((namespace, name)) = path?;
-    Ok(Json(state.desired.get_application(&namespace, &name).await?))
+    Ok(Json(
+        state.desired.get_application(&namespace, &name).await?,
+    ))
 }
 
 /// Creates or replaces the application at this path.
@@ -110,6 +115,7 @@ pub async fn replace(
         )]));
     }
     let (view, created) = state.desired.replace(application).await?;
+    state.federation.wake();
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -127,7 +133,9 @@ pub async fn delete(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let Path((namespace, name)) = path?;
-    Ok(Json(state.desired.delete(&namespace, &name).await?))
+    let view = state.desired.delete(&namespace, &name).await?;
+    state.federation.wake();
+    Ok(Json(view))
 }
 
 fn single(parsed: ParsedDescriptor) -> Result<Application, ApiError> {

@@ -84,7 +84,9 @@ impl From<StoreError> for ApiError {
             StoreError::Compacted { requested, oldest } => ApiError::new(
                 StatusCode::GONE,
                 "compacted",
-                format!("revision {requested} is older than the retained history (oldest {oldest}); list again"),
+                format!(
+                    "revision {requested} is older than the retained history (oldest {oldest}); list again"
+                ),
             ),
             other => {
                 tracing::error!(error = %other, "store failure");

@@ -8,6 +8,7 @@ mod workloads;
 
 use crate::auth;
 use crate::desired::Desired;
+use crate::federation::Federation;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -24,6 +25,7 @@ pub use events::ChangeEvent;
 #[derive(Clone)]
 pub struct AppState {
     pub desired: Arc<Desired>,
+    pub federation: Arc<Federation>,
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -49,8 +51,16 @@ pub struct AppState {
 pub struct ApiDoc;
 
 /// The whole HTTP surface of the root.
-pub fn router(desired: Arc<Desired>, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
-    let state = AppState { desired, stopping };
+pub fn router(
+    desired: Arc<Desired>,
+    federation: Arc<Federation>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let state = AppState {
+        desired,
+        federation,
+        stopping,
+    };
     let api = Router::new()
         .route("/apply", post(applications::apply))
         .route(

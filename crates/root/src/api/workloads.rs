@@ -74,15 +74,16 @@ pub async fn scale(
 ) -> Result<Json<ServiceView>, ApiError> {
     let Path((namespace, application, name)) = path?;
     let Json(request) = body.map_err(|e| {
-        ApiError::new(e.status(), "bad_request", e.body_text())
-            .with_details(vec![canopy_model::FieldError::new("replicas", e.body_text())])
+        ApiError::new(e.status(), "bad_request", e.body_text()).with_details(vec![
+            canopy_model::FieldError::new("replicas", e.body_text()),
+        ])
     })?;
-    Ok(Json(
-        state
-            .desired
-            .scale(&namespace, &application, &name, request.replicas)
-            .await?,
-    ))
+    let view = state
+        .desired
+        .scale(&namespace, &application, &name, request.replicas)
+        .await?;
+    state.federation.wake();
+    Ok(Json(view))
 }
 
 #[utoipa::path(get, path = "/api/v1/instances", tag = "instances", params(InstanceQuery),
@@ -114,7 +115,9 @@ pub async fn get_instance(
 
 #[utoipa::path(get, path = "/api/v1/clusters", tag = "infrastructure",
     responses((status = 200, body = [ClusterInfo])))]
-pub async fn list_clusters(State(state): State<AppState>) -> Result<Json<Vec<ClusterInfo>>, ApiError> {
+pub async fn list_clusters(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ClusterInfo>>, ApiError> {
     Ok(Json(state.desired.list_clusters().await?))
 }
 
@@ -125,5 +128,7 @@ pub async fn list_nodes(
     query: Result<Query<NodeQuery>, QueryRejection>,
 ) -> Result<Json<Vec<NodeInfo>>, ApiError> {
     let Query(query) = query?;
-    Ok(Json(state.desired.list_nodes(query.cluster.as_deref()).await?))
+    Ok(Json(
+        state.desired.list_nodes(query.cluster.as_deref()).await?,
+    ))
 }

@@ -1,0 +1,618 @@
+//! The node agent: admits or refuses what its cluster assigns, runs it through the runtime
+//! for its kind, restarts it by its restart policy, and reports status up. It keeps running
+//! (and restarting) its instances while its cluster is away, and a restarted agent re-adopts
+//! the processes it had started instead of starting them again.
+
+mod statefile;
+
+use canopy_model::{GeoPoint, InstanceState, ResourceAmounts, RestartPolicy, RuntimeKind};
+use canopy_runtime::{Exit, InstanceSpec, Runtime};
+use canopy_sched::demand;
+use canopy_tier::child::{self, Child, Outbox, Uplink};
+use canopy_tier::pb::{self, down, up};
+use canopy_tier::{Timing, Workload, location_to_pb, state_to_pb, unix_ms};
+use statefile::{Assignment, StateFile};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    /// The cluster's tier endpoint (`http://host:port`).
+    pub cluster: String,
+    pub token: String,
+    pub data: PathBuf,
+    pub labels: BTreeMap<String, String>,
+    pub location: Option<GeoPoint>,
+    pub capacity: ResourceAmounts,
+    pub arch: String,
+    /// How long an instance has to stop after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("state file {path}: {source}")]
+    StateFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("runtime: {0}")]
+    Runtime(#[from] canopy_runtime::RuntimeError),
+    #[error("link to the cluster: {0}")]
+    Tier(#[from] canopy_tier::TierError),
+}
+
+/// `amd64`, `arm64`, ... as OCI names architectures.
+pub fn detect_arch() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+    .to_string()
+}
+
+/// This machine's CPUs and memory.
+pub fn detect_capacity() -> ResourceAmounts {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .unwrap_or(0);
+    ResourceAmounts {
+        cpu_millis: cpus * 1000,
+        memory_mib: memory_kib / 1024,
+        gpus: 0,
+        storage_mib: 0,
+    }
+}
+
+struct Local {
+    assignment: Assignment,
+    state: InstanceState,
+    reason: String,
+    pid: Option<u32>,
+    exit_code: Option<i32>,
+    at_ms: i64,
+    stopping: bool,
+}
+
+impl Local {
+    fn status(&self, id: &str, node: &str) -> pb::InstanceStatus {
+        pb::InstanceStatus {
+            id: id.to_string(),
+            generation: self.assignment.generation,
+            state: state_to_pb(self.state) as i32,
+            reason: self.reason.clone(),
+            node: node.to_string(),
+            pid: self.pid.unwrap_or(0),
+            has_exit_code: self.exit_code.is_some(),
+            exit_code: self.exit_code.unwrap_or(0),
+            restarts: self.assignment.restarts,
+            at_ms: self.at_ms,
+            cluster: String::new(),
+        }
+    }
+}
+
+pub struct Agent {
+    config: NodeConfig,
+    runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
+    instances: Mutex<BTreeMap<String, Local>>,
+    statefile: StateFile,
+    uplink: Uplink,
+    outbox: std::sync::Mutex<Option<Outbox>>,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A run that lasted this long was healthy: the next failure restarts without delay growth.
+const HEALTHY_RUN: Duration = Duration::from_secs(10);
+
+impl Agent {
+    /// Opens the agent: loads its assignments and re-adopts what still runs.
+    pub async fn open(
+        config: NodeConfig,
+        runtimes: Vec<Arc<dyn Runtime>>,
+    ) -> Result<Arc<Agent>, NodeError> {
+        std::fs::create_dir_all(&config.data).map_err(|source| NodeError::StateFile {
+            path: config.data.clone(),
+            source,
+        })?;
+        let statefile = StateFile::new(&config.data);
+        let assignments = statefile.load().map_err(|source| NodeError::StateFile {
+            path: config.data.join("assignments.json"),
+            source,
+        })?;
+        let runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>> =
+            runtimes.into_iter().map(|r| (r.kind(), r)).collect();
+        let mut recovered = BTreeMap::new();
+        for runtime in runtimes.values() {
+            for instance in runtime.recover().await? {
+                recovered.insert(instance.id.clone(), (runtime.clone(), instance));
+            }
+        }
+        let (uplink, outbox) = child::uplink();
+        let now = unix_ms(OffsetDateTime::now_utc());
+        let mut instances = BTreeMap::new();
+        let mut supervise = Vec::new();
+        for (id, assignment) in assignments {
+            let adopted = recovered
+                .get(&id)
+                .is_some_and(|(_, r)| r.generation == assignment.generation);
+            let (state, reason, pid) = match recovered.get(&id) {
+                Some((_, r)) if adopted && r.running => (
+                    InstanceState::Running,
+                    "re-adopted after agent restart".to_string(),
+                    r.pid,
+                ),
+                _ => (
+                    InstanceState::Starting,
+                    "recovering after agent restart".to_string(),
+                    None,
+                ),
+            };
+            supervise.push((id.clone(), assignment.generation, adopted));
+            instances.insert(
+                id,
+                Local {
+                    assignment,
+                    state,
+                    reason,
+                    pid,
+                    exit_code: None,
+                    at_ms: now,
+                    stopping: false,
+                },
+            );
+        }
+        // Instances the runtime knows but no assignment names were revoked mid-way: finish.
+        for (id, (runtime, _)) in &recovered {
+            if !instances.contains_key(id) {
+                let _ = runtime.remove(id).await;
+            }
+        }
+        let agent = Arc::new(Agent {
+            config,
+            runtimes,
+            instances: Mutex::new(instances),
+            statefile,
+            uplink,
+            outbox: std::sync::Mutex::new(Some(outbox)),
+        });
+        for (id, generation, adopted) in supervise {
+            tokio::spawn(agent.clone().supervise(id, generation, adopted));
+        }
+        Ok(agent)
+    }
+
+    /// Keeps the link to the cluster up until `stop` turns true. Instances keep running when
+    /// it returns: stopping the agent is not stopping its workloads.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Result<(), NodeError> {
+        let Some(outbox) = self.outbox.lock().ok().and_then(|mut o| o.take()) else {
+            return Ok(());
+        };
+        let cluster = self.config.cluster.clone();
+        let token = self.config.token.clone();
+        child::run(cluster, token, Arc::new(ClusterSide(self)), outbox, stop).await?;
+        Ok(())
+    }
+
+    fn spec_of(&self, id: &str, assignment: &Assignment) -> InstanceSpec {
+        let workload = &assignment.workload;
+        let env = BTreeMap::from([
+            ("CANOPY_INSTANCE".to_string(), id.to_string()),
+            ("CANOPY_NAMESPACE".to_string(), workload.namespace.clone()),
+            (
+                "CANOPY_APPLICATION".to_string(),
+                workload.application.clone(),
+            ),
+            ("CANOPY_SERVICE".to_string(), workload.service.clone()),
+            ("CANOPY_REPLICA".to_string(), workload.replica.to_string()),
+            ("CANOPY_NODE".to_string(), self.config.name.clone()),
+        ]);
+        InstanceSpec {
+            id: id.to_string(),
+            generation: assignment.generation,
+            service: workload.spec.clone(),
+            env,
+        }
+    }
+
+    fn save(&self, instances: &BTreeMap<String, Local>) {
+        let assignments: BTreeMap<String, Assignment> = instances
+            .iter()
+            .map(|(id, local)| (id.clone(), local.assignment.clone()))
+            .collect();
+        if let Err(e) = self.statefile.save(&assignments) {
+            tracing::error!(error = %e, "cannot save the agent's state file");
+        }
+    }
+
+    /// Records a transition of instance `id` (if still at `generation`) and reports it.
+    async fn set(
+        &self,
+        id: &str,
+        generation: u64,
+        state: InstanceState,
+        reason: String,
+        pid: Option<u32>,
+        exit_code: Option<i32>,
+    ) -> bool {
+        let mut instances = self.instances.lock().await;
+        let Some(local) = instances.get_mut(id) else {
+            return false;
+        };
+        if local.assignment.generation != generation || local.stopping {
+            return false;
+        }
+        local.state = state;
+        local.reason = reason;
+        local.pid = pid;
+        local.exit_code = exit_code;
+        local.at_ms = unix_ms(OffsetDateTime::now_utc());
+        self.uplink
+            .send(up::Body::Status(local.status(id, &self.config.name)));
+        true
+    }
+
+    /// Runs one instance for as long as it is assigned here: start, wait, restart by policy.
+    async fn supervise(self: Arc<Self>, id: String, generation: u64, adopted: bool) {
+        let mut backoff = MIN_BACKOFF;
+        let mut start = !adopted;
+        loop {
+            let (runtime, spec, policy) = {
+                let instances = self.instances.lock().await;
+                let Some(local) = instances.get(&id) else {
+                    return;
+                };
+                if local.assignment.generation != generation || local.stopping {
+                    return;
+                }
+                let kind = local.assignment.workload.spec.runtime;
+                let Some(runtime) = self.runtimes.get(&kind).cloned() else {
+                    return;
+                };
+                (
+                    runtime,
+                    self.spec_of(&id, &local.assignment),
+                    local.assignment.workload.spec.restart_policy,
+                )
+            };
+            let began = Instant::now();
+            let mut exit = None;
+            if start {
+                match runtime.start(&spec).await {
+                    Ok(started) => {
+                        self.set(
+                            &id,
+                            generation,
+                            InstanceState::Running,
+                            "started".into(),
+                            started.pid,
+                            None,
+                        )
+                        .await;
+                    }
+                    Err(e) => {
+                        exit = Some(Exit {
+                            code: None,
+                            signal: None,
+                            oom_killed: false,
+                            reason: format!("could not start: {e}"),
+                        })
+                    }
+                }
+            }
+            let exit = match exit {
+                Some(exit) => exit,
+                None => match runtime.wait(&id).await {
+                    Ok(exit) => exit,
+                    Err(e) => Exit {
+                        code: None,
+                        signal: None,
+                        oom_killed: false,
+                        reason: format!("lost track of the instance: {e}"),
+                    },
+                },
+            };
+            let restart = match policy {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => !exit.success(),
+                RestartPolicy::Never => false,
+            };
+            if !restart {
+                let state = if exit.success() {
+                    InstanceState::Succeeded
+                } else {
+                    InstanceState::Failed
+                };
+                self.set(&id, generation, state, exit.reason, None, exit.code)
+                    .await;
+                return;
+            }
+            if began.elapsed() > HEALTHY_RUN {
+                backoff = MIN_BACKOFF;
+            }
+            {
+                let mut instances = self.instances.lock().await;
+                match instances.get_mut(&id) {
+                    Some(local) if local.assignment.generation == generation && !local.stopping => {
+                        local.assignment.restarts += 1;
+                    }
+                    _ => return,
+                }
+                self.save(&instances);
+            }
+            let reason = format!("restarting in {} ms: {}", backoff.as_millis(), exit.reason);
+            if !self
+                .set(
+                    &id,
+                    generation,
+                    InstanceState::Starting,
+                    reason,
+                    None,
+                    exit.code,
+                )
+                .await
+            {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            start = true;
+        }
+    }
+
+    async fn on_assign(self: &Arc<Self>, assign: pb::Assign) {
+        let workload = match Workload::from_assign(&assign) {
+            Ok(workload) => workload,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a malformed assignment");
+                return;
+            }
+        };
+        let id = assign.instance_id.clone();
+        let older = {
+            let instances = self.instances.lock().await;
+            match instances.get(&id) {
+                Some(local) if local.assignment.generation >= assign.generation => {
+                    // A repeat: say where it stands.
+                    self.uplink
+                        .send(up::Body::Status(local.status(&id, &self.config.name)));
+                    return;
+                }
+                Some(local) => Some(local.assignment.generation),
+                None => None,
+            }
+        };
+        if let Some(generation) = older {
+            self.stop_instance(&id, generation, "replaced by a newer assignment")
+                .await;
+        }
+        let mut instances = self.instances.lock().await;
+        if let Err(reason) = self.admit(&instances, &workload) {
+            let mut status = pb::InstanceStatus {
+                id: id.clone(),
+                generation: assign.generation,
+                state: pb::State::Rejected as i32,
+                reason,
+                node: self.config.name.clone(),
+                at_ms: unix_ms(OffsetDateTime::now_utc()),
+                ..pb::InstanceStatus::default()
+            };
+            status.cluster.clear();
+            self.uplink.send(up::Body::Status(status));
+            return;
+        }
+        let local = Local {
+            assignment: Assignment {
+                generation: assign.generation,
+                workload,
+                restarts: 0,
+            },
+            state: InstanceState::Starting,
+            reason: "admitted".into(),
+            pid: None,
+            exit_code: None,
+            at_ms: unix_ms(OffsetDateTime::now_utc()),
+            stopping: false,
+        };
+        self.uplink
+            .send(up::Body::Status(local.status(&id, &self.config.name)));
+        instances.insert(id.clone(), local);
+        // On disk before anything runs, so a crash right after start is recoverable.
+        self.save(&instances);
+        drop(instances);
+        tokio::spawn(self.clone().supervise(id, assign.generation, false));
+    }
+
+    /// The node's own admission check: its view of its capacity is the exact one.
+    fn admit(
+        &self,
+        instances: &BTreeMap<String, Local>,
+        workload: &Workload,
+    ) -> Result<(), String> {
+        if !self.runtimes.contains_key(&workload.spec.runtime) {
+            return Err(format!(
+                "runtime {} is not available on node {}",
+                workload.spec.runtime.as_str(),
+                self.config.name
+            ));
+        }
+        let used = self.allocated_in(instances);
+        let need = demand(&workload.spec);
+        let capacity = &self.config.capacity;
+        if used.cpu_millis + need.cpu_millis > capacity.cpu_millis {
+            return Err(format!("insufficient cpu on node {}", self.config.name));
+        }
+        if used.memory_mib + need.memory_mib > capacity.memory_mib {
+            return Err(format!("insufficient memory on node {}", self.config.name));
+        }
+        if used.gpus + need.gpus > capacity.gpus {
+            return Err(format!("insufficient gpu on node {}", self.config.name));
+        }
+        Ok(())
+    }
+
+    fn allocated_in(&self, instances: &BTreeMap<String, Local>) -> ResourceAmounts {
+        let mut total = ResourceAmounts::default();
+        for local in instances.values().filter(|l| !l.state.is_final()) {
+            let need = demand(&local.assignment.workload.spec);
+            total.cpu_millis += need.cpu_millis;
+            total.memory_mib += need.memory_mib;
+            total.gpus += need.gpus;
+            total.storage_mib += need.storage_mib;
+        }
+        total
+    }
+
+    async fn on_revoke(self: &Arc<Self>, revoke: pb::Revoke) {
+        let known = {
+            let instances = self.instances.lock().await;
+            instances
+                .get(&revoke.instance_id)
+                .map(|l| l.assignment.generation)
+        };
+        match known {
+            Some(generation) if generation <= revoke.generation => {
+                let agent = self.clone();
+                // Stopping takes up to the grace period: do not hold up the link meanwhile.
+                tokio::spawn(async move {
+                    agent
+                        .stop_instance(&revoke.instance_id, generation, &revoke.reason)
+                        .await;
+                });
+            }
+            Some(_) => {}
+            None => self.uplink.send(up::Body::Status(pb::InstanceStatus {
+                id: revoke.instance_id,
+                generation: revoke.generation,
+                state: pb::State::Terminated as i32,
+                reason: "not on this node".into(),
+                node: self.config.name.clone(),
+                at_ms: unix_ms(OffsetDateTime::now_utc()),
+                ..pb::InstanceStatus::default()
+            })),
+        }
+    }
+
+    async fn stop_instance(&self, id: &str, generation: u64, reason: &str) {
+        let runtime = {
+            let mut instances = self.instances.lock().await;
+            let Some(local) = instances.get_mut(id) else {
+                return;
+            };
+            if local.assignment.generation != generation {
+                return;
+            }
+            local.stopping = true;
+            self.runtimes
+                .get(&local.assignment.workload.spec.runtime)
+                .cloned()
+        };
+        if let Some(runtime) = runtime {
+            if let Err(e) = runtime.stop(id, self.config.stop_grace).await {
+                tracing::warn!(instance = id, error = %e, "stop failed");
+            }
+            if let Err(e) = runtime.remove(id).await {
+                tracing::warn!(instance = id, error = %e, "cleanup failed");
+            }
+        }
+        let mut instances = self.instances.lock().await;
+        instances.remove(id);
+        self.save(&instances);
+        drop(instances);
+        self.uplink.send(up::Body::Status(pb::InstanceStatus {
+            id: id.to_string(),
+            generation,
+            state: pb::State::Terminated as i32,
+            reason: format!("stopped: {reason}"),
+            node: self.config.name.clone(),
+            at_ms: unix_ms(OffsetDateTime::now_utc()),
+            ..pb::InstanceStatus::default()
+        }));
+    }
+
+    async fn member(&self) -> pb::Member {
+        let instances = self.instances.lock().await;
+        let (location, has_location) = location_to_pb(self.config.location);
+        pb::Member {
+            name: self.config.name.clone(),
+            arch: self.config.arch.clone(),
+            runtimes: self
+                .runtimes
+                .keys()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+            capacity: Some(self.config.capacity.into()),
+            allocated: Some(self.allocated_in(&instances).into()),
+            labels: self.config.labels.clone().into_iter().collect(),
+            location,
+            has_location,
+            ready: true,
+            instance_count: instances.len() as u32,
+            ..pb::Member::default()
+        }
+    }
+}
+
+struct ClusterSide(Arc<Agent>);
+
+impl Child for ClusterSide {
+    async fn hello(&self) -> pb::Hello {
+        let member = self.0.member().await;
+        let instances = self.0.instances.lock().await;
+        pb::Hello {
+            member: Some(member),
+            token: String::new(),
+            instances: instances
+                .iter()
+                .filter(|(_, l)| !l.stopping)
+                .map(|(id, l)| l.status(id, &self.0.config.name))
+                .collect(),
+            nodes: Vec::new(),
+        }
+    }
+
+    async fn heartbeat(&self) -> pb::Heartbeat {
+        // Empty on purpose: the cluster computes allocation from its own placements, and an
+        // empty heartbeat keeps idle traffic to a few bytes.
+        pb::Heartbeat { allocated: None }
+    }
+
+    async fn on_message(&self, body: down::Body) {
+        match body {
+            down::Body::Assign(assign) => self.0.on_assign(assign).await,
+            down::Body::Revoke(revoke) => self.0.on_revoke(revoke).await,
+            down::Body::Welcome(_) => {}
+        }
+    }
+
+    async fn on_link(&self, up: Option<Timing>) {
+        match up {
+            Some(_) => tracing::info!(node = %self.0.config.name, "linked to the cluster"),
+            None => {
+                tracing::warn!(node = %self.0.config.name, "link to the cluster down; instances keep running")
+            }
+        }
+    }
+}

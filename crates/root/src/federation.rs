@@ -1,0 +1,687 @@
+//! The root's side of the hierarchy: accepts cluster links, places pending instances on
+//! clusters (coarse placement from cluster summaries), takes their status reports, and
+//! replaces the instances of a cluster that went silent.
+
+use crate::desired::{Desired, InstanceChange, InstanceFilter, RootError};
+use crate::keys;
+use canopy_model::{
+    ClusterInfo, Instance, InstanceState, MemberState, NodeInfo, ResourceAmounts, RuntimeKind,
+};
+use canopy_sched::{ClusterView, Request, demand, place_on_cluster};
+use canopy_store::{Precondition, StoreExt};
+use canopy_tier::parent::{Downlink, Parent, TierService};
+use canopy_tier::pb::{self, down, up};
+use canopy_tier::{Timing, Workload, from_unix_ms, location_from_pb, resources, state_from_pb};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::time::Instant;
+
+struct ClusterEntry {
+    summary: pb::Member,
+    ready: bool,
+    last_seen: Instant,
+    joined_at: OffsetDateTime,
+    downlink: Option<Downlink>,
+}
+
+#[derive(Default)]
+struct Links {
+    clusters: BTreeMap<String, ClusterEntry>,
+    /// Clusters that refused an instance; skipped until it has been tried everywhere.
+    refused: BTreeMap<String, Vec<String>>,
+    /// When a revocation was last sent, so it is repeated now and then but not every pass.
+    revoked_at: BTreeMap<String, Instant>,
+}
+
+pub struct Federation {
+    desired: Arc<Desired>,
+    timing: Timing,
+    links: Mutex<Links>,
+    wake: Notify,
+}
+
+/// How often pending instances are retried even when nothing announced a change.
+const RETRY_PERIOD: Duration = Duration::from_secs(1);
+const REVOKE_REPEAT: Duration = Duration::from_secs(2);
+
+impl Federation {
+    pub fn new(desired: Arc<Desired>, timing: Timing) -> Arc<Federation> {
+        Arc::new(Federation {
+            desired,
+            timing,
+            links: Mutex::new(Links::default()),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn tier_service(self: &Arc<Self>) -> pb::tier_server::TierServer<TierService<ClusterSide>> {
+        TierService::new(Arc::new(ClusterSide(self.clone())), self.timing).into_server()
+    }
+
+    /// Asks the scheduler to look at pending work now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Schedules and watches clusters until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let deadline = self.timing.deadline;
+        let mut detector = tokio::time::interval(Duration::from_millis(200).min(deadline / 4));
+        let mut retry = tokio::time::interval(RETRY_PERIOD);
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => self.pass().await,
+                _ = retry.tick() => self.pass().await,
+                _ = detector.tick() => self.detect_failures().await,
+                _ = canopy_tier::stopped(&mut stop) => return,
+            }
+        }
+    }
+
+    async fn pass(&self) {
+        if let Err(e) = self.schedule().await {
+            tracing::error!(error = %e, "scheduling pass failed");
+        }
+    }
+
+    /// Places every pending instance, and repeats revocations of retired ones.
+    async fn schedule(&self) -> Result<(), RootError> {
+        let instances = self
+            .desired
+            .list_instances(&InstanceFilter::default())
+            .await?;
+        let mut specs = BTreeMap::new();
+        let mut allocated: BTreeMap<String, ResourceAmounts> = BTreeMap::new();
+        for instance in instances.iter().filter(|i| !i.state.is_final()) {
+            let Some(cluster) = &instance.cluster else {
+                continue;
+            };
+            if let Some(spec) = self.spec_for(&mut specs, instance).await? {
+                add(
+                    allocated.entry(cluster.clone()).or_default(),
+                    &demand(&spec),
+                );
+            }
+        }
+        let mut links = self.links.lock().await;
+        let mut views = cluster_views(&links.clusters, &allocated);
+        for instance in &instances {
+            match instance.state {
+                InstanceState::Pending => {}
+                InstanceState::Terminating => {
+                    self.repeat_revoke(&mut links, instance);
+                    continue;
+                }
+                _ => continue,
+            }
+            let Some(spec) = self.spec_for(&mut specs, instance).await? else {
+                continue;
+            };
+            let refused = links.refused.get(&instance.id).cloned().unwrap_or_default();
+            let request = Request {
+                spec: &spec,
+                refused: &refused,
+            };
+            match place_on_cluster(&request, &views) {
+                Ok(index) => {
+                    let cluster = views[index].name.clone();
+                    let assigned = self
+                        .desired
+                        .update_instance(&instance.id, |i| {
+                            if i.state != InstanceState::Pending {
+                                return InstanceChange::None;
+                            }
+                            i.generation += 1;
+                            i.cluster = Some(cluster.clone());
+                            i.node = None;
+                            i.pid = None;
+                            i.transition(
+                                InstanceState::ClusterScheduled,
+                                format!("assigned to cluster {cluster}"),
+                                OffsetDateTime::now_utc(),
+                            );
+                            InstanceChange::Write
+                        })
+                        .await?;
+                    let Some(assigned) = assigned.filter(|i| i.cluster.as_ref() == Some(&cluster))
+                    else {
+                        continue;
+                    };
+                    add(&mut views[index].allocated, &demand(&spec));
+                    if let Some(link) = links
+                        .clusters
+                        .get(&cluster)
+                        .and_then(|c| c.downlink.as_ref())
+                    {
+                        link.send(down::Body::Assign(
+                            workload(&assigned, &spec).to_assign(&assigned.id, assigned.generation),
+                        ));
+                    }
+                }
+                Err(explanation) => {
+                    // Tried everywhere: forget the refusals so the next pass retries all.
+                    links.refused.remove(&instance.id);
+                    let reason = explanation.to_string();
+                    self.desired
+                        .update_instance(&instance.id, |i| {
+                            if i.state != InstanceState::Pending
+                                || i.reason.as_deref() == Some(reason.as_str())
+                            {
+                                return InstanceChange::None;
+                            }
+                            i.transition(
+                                InstanceState::Pending,
+                                reason.clone(),
+                                OffsetDateTime::now_utc(),
+                            );
+                            InstanceChange::Write
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn spec_for(
+        &self,
+        cache: &mut BTreeMap<(String, String, String), Option<canopy_model::ServiceSpec>>,
+        instance: &Instance,
+    ) -> Result<Option<canopy_model::ServiceSpec>, RootError> {
+        let key = (
+            instance.namespace.clone(),
+            instance.application.clone(),
+            instance.service.clone(),
+        );
+        if let Some(spec) = cache.get(&key) {
+            return Ok(spec.clone());
+        }
+        let spec = self.desired.service_spec(instance).await?;
+        cache.insert(key, spec.clone());
+        Ok(spec)
+    }
+
+    fn repeat_revoke(&self, links: &mut Links, instance: &Instance) {
+        let Some(cluster) = &instance.cluster else {
+            return;
+        };
+        let due = links
+            .revoked_at
+            .get(&instance.id)
+            .is_none_or(|at| at.elapsed() > REVOKE_REPEAT);
+        if !due {
+            return;
+        }
+        if let Some(link) = links
+            .clusters
+            .get(cluster)
+            .and_then(|c| c.downlink.as_ref())
+        {
+            link.send(down::Body::Revoke(pb::Revoke {
+                instance_id: instance.id.clone(),
+                generation: instance.generation,
+                reason: "no longer desired".into(),
+            }));
+            links.revoked_at.insert(instance.id.clone(), Instant::now());
+        }
+    }
+
+    async fn on_hello(&self, hello: pb::Hello, downlink: Downlink) -> Result<(), RootError> {
+        let Some(summary) = hello.member else {
+            return Ok(());
+        };
+        let name = summary.name.clone();
+        {
+            let mut links = self.links.lock().await;
+            let joined_at = links
+                .clusters
+                .get(&name)
+                .map_or_else(OffsetDateTime::now_utc, |c| c.joined_at);
+            links.clusters.insert(
+                name.clone(),
+                ClusterEntry {
+                    summary: summary.clone(),
+                    ready: true,
+                    last_seen: Instant::now(),
+                    joined_at,
+                    downlink: Some(downlink.clone()),
+                },
+            );
+        }
+        tracing::info!(cluster = %name, nodes = hello.nodes.len(), "cluster linked");
+        self.record_membership(&name, &summary, &hello.nodes)
+            .await?;
+
+        // Diff the cluster's instances against the desired state.
+        let mut reported = BTreeSet::new();
+        for status in hello.instances {
+            reported.insert(status.id.clone());
+            self.apply_status(&name, status, &downlink).await?;
+        }
+        let assigned = self
+            .desired
+            .list_instances(&InstanceFilter::default())
+            .await?;
+        for instance in assigned {
+            if instance.cluster.as_deref() != Some(&name) || reported.contains(&instance.id) {
+                continue;
+            }
+            match instance.state {
+                InstanceState::Terminating => {
+                    self.desired
+                        .update_instance(&instance.id, |_| InstanceChange::Delete)
+                        .await?;
+                }
+                state if !state.is_final() => {
+                    if let Some(spec) = self.desired.service_spec(&instance).await? {
+                        downlink.send(down::Body::Assign(
+                            workload(&instance, &spec).to_assign(&instance.id, instance.generation),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// Takes one status report from `cluster`. A report about an instance that is not (or no
+    /// longer) that cluster's at that generation is a stale copy: it is revoked.
+    async fn apply_status(
+        &self,
+        cluster: &str,
+        status: pb::InstanceStatus,
+        downlink: &Downlink,
+    ) -> Result<(), RootError> {
+        let wire = pb::State::try_from(status.state).unwrap_or(pb::State::Unspecified);
+        let mut stale = false;
+        let mut rejected = false;
+        let now = OffsetDateTime::now_utc();
+        self.desired
+            .update_instance(&status.id, |instance| {
+                if instance.cluster.as_deref() != Some(cluster)
+                    || instance.generation != status.generation
+                {
+                    stale = true;
+                    return InstanceChange::None;
+                }
+                match wire {
+                    pb::State::Rejected => {
+                        rejected = true;
+                        instance.cluster = None;
+                        instance.node = None;
+                        instance.transition(InstanceState::Pending, status.reason.clone(), now);
+                        InstanceChange::Write
+                    }
+                    pb::State::Terminated if instance.state == InstanceState::Terminating => {
+                        InstanceChange::Delete
+                    }
+                    pb::State::Terminated => {
+                        // Stopped without being asked to: place it again.
+                        instance.cluster = None;
+                        instance.node = None;
+                        instance.pid = None;
+                        instance.transition(
+                            InstanceState::Pending,
+                            format!("stopped on cluster {cluster}: {}", status.reason),
+                            now,
+                        );
+                        InstanceChange::Write
+                    }
+                    _ => match state_from_pb(wire) {
+                        Some(_) if instance.state == InstanceState::Terminating => {
+                            InstanceChange::None
+                        }
+                        Some(state) => observe(instance, state, &status),
+                        None => InstanceChange::None,
+                    },
+                }
+            })
+            .await?;
+        let terminal = matches!(wire, pb::State::Terminated | pb::State::Rejected);
+        let exists = self.desired.get_instance(&status.id).await.is_ok();
+        if (stale || !exists) && !terminal {
+            downlink.send(down::Body::Revoke(pb::Revoke {
+                instance_id: status.id.clone(),
+                generation: status.generation,
+                reason: "not assigned to this cluster".into(),
+            }));
+        }
+        if rejected {
+            let mut links = self.links.lock().await;
+            links
+                .refused
+                .entry(status.id.clone())
+                .or_default()
+                .push(cluster.to_string());
+            drop(links);
+            self.wake();
+        }
+        if wire == pb::State::Terminated {
+            self.links.lock().await.revoked_at.remove(&status.id);
+            self.wake();
+        }
+        Ok(())
+    }
+
+    async fn on_message(&self, cluster: &str, body: up::Body) -> Result<(), RootError> {
+        let downlink = {
+            let mut links = self.links.lock().await;
+            let Some(entry) = links.clusters.get_mut(cluster) else {
+                return Ok(());
+            };
+            entry.last_seen = Instant::now();
+            if !entry.ready {
+                entry.ready = true;
+                tracing::info!(cluster, "cluster reachable again");
+            }
+            if let up::Body::Membership(membership) = &body
+                && let Some(summary) = &membership.summary
+            {
+                entry.summary = summary.clone();
+            }
+            entry.downlink.clone()
+        };
+        match body {
+            up::Body::Status(status) => {
+                if let Some(downlink) = downlink {
+                    self.apply_status(cluster, status, &downlink).await?;
+                }
+            }
+            up::Body::Membership(membership) => {
+                if let Some(summary) = membership.summary {
+                    self.record_membership(cluster, &summary, &membership.nodes)
+                        .await?;
+                    self.wake();
+                }
+            }
+            up::Body::Heartbeat(_) | up::Body::Hello(_) => {}
+        }
+        Ok(())
+    }
+
+    async fn on_goodbye(&self, cluster: &str, link: u64) {
+        let mut links = self.links.lock().await;
+        if let Some(entry) = links.clusters.get_mut(cluster)
+            && entry.downlink.as_ref().is_some_and(|d| d.link() == link)
+        {
+            entry.downlink = None;
+            tracing::info!(cluster, "cluster link closed");
+        }
+    }
+
+    /// Clusters silent past the deadline: their instances are lost and placed elsewhere.
+    async fn detect_failures(&self) {
+        let lost: Vec<String> = {
+            let mut links = self.links.lock().await;
+            let deadline = self.timing.deadline;
+            let lost: Vec<String> = links
+                .clusters
+                .iter()
+                .filter(|(_, c)| c.ready && c.last_seen.elapsed() > deadline)
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in &lost {
+                if let Some(entry) = links.clusters.get_mut(name) {
+                    entry.ready = false;
+                }
+            }
+            lost
+        };
+        for cluster in lost {
+            tracing::warn!(%cluster, "cluster unreachable; replacing its instances elsewhere");
+            if let Err(e) = self.replace_instances_of(&cluster).await {
+                tracing::error!(%cluster, error = %e, "cannot replace the instances of a lost cluster");
+            }
+        }
+    }
+
+    async fn replace_instances_of(&self, cluster: &str) -> Result<(), RootError> {
+        self.set_cluster_state(cluster, MemberState::Unreachable)
+            .await?;
+        let now = OffsetDateTime::now_utc();
+        for instance in self
+            .desired
+            .list_instances(&InstanceFilter::default())
+            .await?
+        {
+            if instance.cluster.as_deref() != Some(cluster) || instance.state.is_final() {
+                continue;
+            }
+            self.desired
+                .update_instance(&instance.id, |i| {
+                    if i.cluster.as_deref() != Some(cluster) {
+                        return InstanceChange::None;
+                    }
+                    if i.state == InstanceState::Terminating {
+                        // Nothing left to stop from here; a returning cluster is diffed.
+                        return InstanceChange::Delete;
+                    }
+                    i.transition(
+                        InstanceState::Lost,
+                        format!("cluster {cluster} unreachable"),
+                        now,
+                    );
+                    i.cluster = None;
+                    i.node = None;
+                    i.pid = None;
+                    i.transition(
+                        InstanceState::Pending,
+                        "replacing an instance lost with its cluster",
+                        now,
+                    );
+                    InstanceChange::Write
+                })
+                .await?;
+        }
+        self.wake();
+        Ok(())
+    }
+
+    async fn set_cluster_state(&self, cluster: &str, state: MemberState) -> Result<(), RootError> {
+        let key = format!("{}{cluster}", keys::CLUSTERS);
+        let store = self.desired.store();
+        if let Some((mut info, revision)) = store.get_json::<ClusterInfo>(&key).await? {
+            info.state = state;
+            store
+                .put_json(&key, &info, Precondition::ModRevision(revision))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps `/clusters/{name}` and `/nodes/{name}/...` in step with what the cluster reports.
+    async fn record_membership(
+        &self,
+        cluster: &str,
+        summary: &pb::Member,
+        nodes: &[pb::Member],
+    ) -> Result<(), RootError> {
+        let store = self.desired.store();
+        let now = OffsetDateTime::now_utc();
+        let key = format!("{}{cluster}", keys::CLUSTERS);
+        let existing = store.get_json::<ClusterInfo>(&key).await?;
+        let info = ClusterInfo {
+            name: cluster.to_string(),
+            state: MemberState::Ready,
+            location: location_from_pb(summary),
+            labels: summary.labels.clone().into_iter().collect(),
+            nodes: summary.node_count,
+            capacity: resources(summary.capacity.as_ref()),
+            allocated: resources(summary.allocated.as_ref()),
+            joined_at: existing.as_ref().map_or(now, |(c, _)| c.joined_at),
+            last_seen: now,
+        };
+        store.put_json(&key, &info, Precondition::None).await?;
+
+        let prefix = format!("{}{cluster}/", keys::NODES);
+        let (known, _) = store.list_json::<NodeInfo>(&prefix).await?;
+        let reported: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        for (key, node, _) in &known {
+            if !reported.contains(node.name.as_str()) {
+                store.delete(key, Precondition::None).await?;
+            }
+        }
+        for node in nodes {
+            let info = NodeInfo {
+                name: node.name.clone(),
+                cluster: cluster.to_string(),
+                state: if node.ready {
+                    MemberState::Ready
+                } else {
+                    MemberState::Unreachable
+                },
+                arch: node.arch.clone(),
+                runtimes: runtimes(&node.runtimes),
+                location: location_from_pb(node),
+                labels: node.labels.clone().into_iter().collect(),
+                capacity: resources(node.capacity.as_ref()),
+                allocated: resources(node.allocated.as_ref()),
+                instances: node.instance_count,
+                joined_at: from_unix_ms(node.joined_at_ms),
+                last_seen: from_unix_ms(node.last_seen_ms),
+            };
+            let key = format!("{prefix}{}", node.name);
+            let unchanged = known
+                .iter()
+                .any(|(k, old, _)| *k == key && same_node(old, &info));
+            if !unchanged {
+                store.put_json(&key, &info, Precondition::None).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Equal but for `last_seen`, which changes on every report and is not worth a write.
+fn same_node(a: &NodeInfo, b: &NodeInfo) -> bool {
+    NodeInfo {
+        last_seen: b.last_seen,
+        ..a.clone()
+    } == *b
+}
+
+fn observe(
+    instance: &mut Instance,
+    state: InstanceState,
+    status: &pb::InstanceStatus,
+) -> InstanceChange {
+    let node = (!status.node.is_empty()).then(|| status.node.clone());
+    let pid = (status.pid != 0).then_some(status.pid);
+    let exit_code = status.has_exit_code.then_some(status.exit_code);
+    if instance.state == state
+        && instance.node == node
+        && instance.pid == pid
+        && instance.restarts == status.restarts
+        && instance.exit_code == exit_code
+    {
+        return InstanceChange::None;
+    }
+    instance.node = node;
+    instance.pid = pid;
+    instance.restarts = status.restarts;
+    instance.exit_code = exit_code;
+    let at = from_unix_ms(status.at_ms);
+    if instance.state == state {
+        instance.updated_at = at;
+        instance.reason = (!status.reason.is_empty()).then(|| status.reason.clone());
+    } else {
+        instance.transition(state, status.reason.clone(), at);
+    }
+    InstanceChange::Write
+}
+
+fn workload(instance: &Instance, spec: &canopy_model::ServiceSpec) -> Workload {
+    Workload {
+        namespace: instance.namespace.clone(),
+        application: instance.application.clone(),
+        service: instance.service.clone(),
+        replica: instance.replica,
+        spec: spec.clone(),
+    }
+}
+
+fn cluster_views(
+    clusters: &BTreeMap<String, ClusterEntry>,
+    allocated: &BTreeMap<String, ResourceAmounts>,
+) -> Vec<ClusterView> {
+    clusters
+        .iter()
+        .map(|(name, entry)| {
+            let summary = &entry.summary;
+            // Reservations the cluster may not have reported yet are in `allocated`.
+            let reported = resources(summary.allocated.as_ref());
+            let ours = allocated.get(name).copied().unwrap_or_default();
+            ClusterView {
+                name: name.clone(),
+                ready: entry.ready && entry.downlink.is_some(),
+                arches: summary
+                    .arch
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                runtimes: runtimes(&summary.runtimes),
+                labels: summary.labels.clone().into_iter().collect(),
+                location: location_from_pb(summary),
+                capacity: resources(summary.capacity.as_ref()),
+                allocated: max_amounts(&reported, &ours),
+                max_node_free: resources(summary.max_node_free.as_ref()),
+            }
+        })
+        .collect()
+}
+
+fn max_amounts(a: &ResourceAmounts, b: &ResourceAmounts) -> ResourceAmounts {
+    ResourceAmounts {
+        cpu_millis: a.cpu_millis.max(b.cpu_millis),
+        memory_mib: a.memory_mib.max(b.memory_mib),
+        gpus: a.gpus.max(b.gpus),
+        storage_mib: a.storage_mib.max(b.storage_mib),
+    }
+}
+
+fn add(total: &mut ResourceAmounts, more: &ResourceAmounts) {
+    total.cpu_millis += more.cpu_millis;
+    total.memory_mib += more.memory_mib;
+    total.gpus += more.gpus;
+    total.storage_mib += more.storage_mib;
+}
+
+fn runtimes(names: &[String]) -> Vec<RuntimeKind> {
+    names
+        .iter()
+        .filter_map(|name| match name.as_str() {
+            "container" => Some(RuntimeKind::Container),
+            "wasm" => Some(RuntimeKind::Wasm),
+            "process" => Some(RuntimeKind::Process),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The root seen from its clusters (it is their parent).
+pub struct ClusterSide(Arc<Federation>);
+
+impl Parent for ClusterSide {
+    async fn on_hello(&self, hello: pb::Hello, downlink: Downlink) -> Result<(), tonic::Status> {
+        self.0
+            .on_hello(hello, downlink)
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+
+    async fn on_message(&self, child: &str, body: up::Body) {
+        if let Err(e) = self.0.on_message(child, body).await {
+            tracing::error!(cluster = child, error = %e, "cannot apply a cluster report");
+        }
+    }
+
+    async fn on_goodbye(&self, child: &str, link: u64) {
+        self.0.on_goodbye(child, link).await;
+    }
+}

@@ -1,0 +1,112 @@
+//! Node runtimes behind one trait (Nomad's task-driver shape) and the `process` runtime:
+//! native commands in their own session, logs in files, limits in cgroups (v1 or v2),
+//! per-instance state on disk so a restarted agent re-adopts its workloads.
+
+mod cgroup;
+mod error;
+mod logs;
+mod proc_fs;
+mod process;
+mod state;
+
+pub use cgroup::CgroupVersion;
+pub use error::RuntimeError;
+pub use process::{LogPaths, ProcessOptions, ProcessRuntime};
+
+use async_trait::async_trait;
+use canopy_model::{RuntimeKind, ServiceSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What the agent asks a runtime to run: one instance of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceSpec {
+    /// Unique on the node; used as a directory and cgroup name (`[A-Za-z0-9._-]`, at most 128 bytes).
+    pub id: String,
+    pub generation: u64,
+    pub service: ServiceSpec,
+    /// Extra environment the agent adds (e.g. `CANOPY_INSTANCE`); wins over the service's env.
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub pid: Option<u32>,
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// Exit code, when the process exited normally and the code is known.
+    pub code: Option<i32>,
+    /// Terminating signal, when known.
+    pub signal: Option<i32>,
+    /// The kernel's OOM killer killed a process of the instance (cgroup counters say so).
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Human text: "exited with code 3", "killed by SIGKILL", "out of memory (killed by SIGKILL)",
+    /// "exited while the agent was down; code unknown".
+    pub reason: String,
+}
+
+impl Exit {
+    /// Exit code 0 and no OOM kill. An unknown code is not a success (on-failure restarts it).
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && !self.oom_killed
+    }
+}
+
+/// Usage of one instance. CPU is cumulative, so callers derive a rate from two samples
+/// (see [`Stats::millicores_since`]) and several callers never disturb each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// CPU time used since the instance's cgroup was created (or by its live processes
+    /// when cgroups are off), in nanoseconds.
+    pub cpu_usage_ns: u64,
+    /// Memory in use now, without inactive page cache (what `docker stats` shows).
+    pub memory_bytes: u64,
+}
+
+impl Stats {
+    /// Average CPU use between `earlier` and `self`, `elapsed` apart, in millicores.
+    pub fn millicores_since(&self, earlier: &Stats, elapsed: Duration) -> u64 {
+        let used = self.cpu_usage_ns.saturating_sub(earlier.cpu_usage_ns) as u128;
+        let elapsed = elapsed.as_nanos();
+        if elapsed == 0 {
+            return 0;
+        }
+        u64::try_from(used * 1000 / elapsed).unwrap_or(u64::MAX)
+    }
+}
+
+/// One instance found on disk by [`Runtime::recover`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub id: String,
+    pub generation: u64,
+    pub pid: Option<u32>,
+    /// Alive and re-adopted; when false, [`Runtime::wait`] returns how it ended (as far as known).
+    pub running: bool,
+}
+
+/// One interface for every runtime (container, wasm, process). Restart policy is the
+/// agent's job: a runtime runs one process (or container, or module) per `start`.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    fn kind(&self) -> RuntimeKind;
+    /// Starts the instance; its state is on disk before this returns.
+    async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError>;
+    /// Resolves when the instance exits (also for re-adopted instances); returns at once
+    /// with the last exit when it already ended; can be called again after a new `start`.
+    async fn wait(&self, id: &str) -> Result<Exit, RuntimeError>;
+    /// SIGTERM to the whole process group (and cgroup), SIGKILL after `grace`; idempotent.
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError>;
+    /// Frees everything the instance holds on the node (kills it first if it still runs).
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn stats(&self, id: &str) -> Result<Stats, RuntimeError>;
+    /// The last `tail` lines of stdout followed by the last `tail` lines of stderr.
+    async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError>;
+    /// After the agent restarts: every instance under the state dir, re-adopted without restarting it.
+    async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError>;
+}

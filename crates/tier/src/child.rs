@@ -1,0 +1,233 @@
+//! The child's end of a link: dial, hello, heartbeats and deltas, reconnect with backoff.
+
+use crate::pb::{self, up};
+use crate::{TierError, Timing};
+use rand::Rng;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+/// What a child (cluster or node) tells and hears over its link.
+pub trait Child: Send + Sync + 'static {
+    /// The full observed state, sent first on every connection: the parent diffs it against
+    /// its own view, so nothing that happened while the link was down is lost.
+    fn hello(&self) -> impl Future<Output = pb::Hello> + Send;
+    fn heartbeat(&self) -> impl Future<Output = pb::Heartbeat> + Send;
+    fn on_message(&self, body: pb::down::Body) -> impl Future<Output = ()> + Send;
+    /// The link came up (with the parent's timing) or went down.
+    fn on_link(&self, _up: Option<Timing>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Sends deltas to the parent. While the link is down they are dropped: the next hello
+/// carries the full state, which supersedes them.
+#[derive(Clone)]
+pub struct Uplink {
+    tx: mpsc::Sender<up::Body>,
+}
+
+pub struct Outbox {
+    rx: mpsc::Receiver<up::Body>,
+}
+
+/// Deltas queued while connected beyond this are dropped (and covered by the next hello).
+const OUTBOX_CAPACITY: usize = 16 * 1024;
+
+pub fn uplink() -> (Uplink, Outbox) {
+    let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+    (Uplink { tx }, Outbox { rx })
+}
+
+impl Uplink {
+    pub fn send(&self, body: up::Body) {
+        if self.tx.try_send(body).is_err() {
+            tracing::debug!("uplink full or closed; the next hello resynchronises");
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, so that many children cut off together do not
+/// reconnect together.
+#[derive(Debug)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            current: min,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let ceiling = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let millis = ceiling.as_millis().max(1) as u64;
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+
+    fn reset(&mut self) {
+        self.current = self.min;
+    }
+}
+
+/// Keeps the link to `parent` up until `stop` turns true.
+pub async fn run<C: Child>(
+    parent: String,
+    token: String,
+    child: Arc<C>,
+    mut outbox: Outbox,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), TierError> {
+    let endpoint = endpoint(&parent)?;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            result = session(&endpoint, &token, &child, &mut outbox) => result,
+            _ = crate::stopped(&mut stop) => return Ok(()),
+        };
+        child.on_link(None).await;
+        match result {
+            Ok(()) => tracing::info!(%parent, "parent closed the link"),
+            Err(e) => tracing::warn!(%parent, error = %e, "link to parent failed"),
+        }
+        // A link that held for a while was healthy: start the backoff afresh.
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff.reset();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next()) => {}
+            _ = crate::stopped(&mut stop) => return Ok(()),
+        }
+    }
+}
+
+fn endpoint(parent: &str) -> Result<Endpoint, TierError> {
+    let endpoint = Endpoint::from_shared(parent.to_string()).map_err(|e| TierError::Address {
+        address: parent.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        // Notices a parent that vanished without closing the connection (partition, power loss).
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Status(#[from] tonic::Status),
+    #[error("parent did not welcome the link: {0}")]
+    NoWelcome(&'static str),
+    #[error("outgoing stream closed")]
+    Closed,
+}
+
+async fn session<C: Child>(
+    endpoint: &Endpoint,
+    token: &str,
+    child: &Arc<C>,
+    outbox: &mut Outbox,
+) -> Result<(), SessionError> {
+    let channel = endpoint.connect().await?;
+    let mut client = pb::tier_client::TierClient::new(channel)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    // Anything queued before now is covered by the hello built next.
+    while outbox.rx.try_recv().is_ok() {}
+    let mut hello = child.hello().await;
+    hello.token = token.to_string();
+    let (tx, rx) = mpsc::channel::<pb::Up>(1024);
+    let mut sender = Sender { tx, seq: 0 };
+    sender.send(up::Body::Hello(hello)).await?;
+    let mut inbound = client.link(ReceiverStream::new(rx)).await?.into_inner();
+
+    let timing = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+        Ok(Ok(Some(pb::Down {
+            body: Some(pb::down::Body::Welcome(welcome)),
+            ..
+        }))) => Timing {
+            heartbeat: Duration::from_millis(welcome.heartbeat_interval_ms.max(10)),
+            deadline: Duration::from_millis(welcome.deadline_ms.max(30)),
+        },
+        Ok(Err(status)) => return Err(status.into()),
+        Ok(Ok(_)) => return Err(SessionError::NoWelcome("first message was not a welcome")),
+        Err(_) => return Err(SessionError::NoWelcome("no answer within 10 s")),
+    };
+    child.on_link(Some(timing)).await;
+    let mut heartbeat = tokio::time::interval(timing.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            message = inbound.message() => match message? {
+                Some(pb::Down { body: Some(body), .. }) => child.on_message(body).await,
+                Some(_) => {}
+                None => return Ok(()),
+            },
+            _ = heartbeat.tick() => {
+                let beat = child.heartbeat().await;
+                sender.send(up::Body::Heartbeat(beat)).await?;
+            }
+            Some(body) = outbox.rx.recv() => sender.send(body).await?,
+        }
+    }
+}
+
+struct Sender {
+    tx: mpsc::Sender<pb::Up>,
+    seq: u64,
+}
+
+impl Sender {
+    async fn send(&mut self, body: up::Body) -> Result<(), SessionError> {
+        self.seq += 1;
+        self.tx
+            .send(pb::Up {
+                seq: self.seq,
+                body: Some(body),
+            })
+            .await
+            .map_err(|_| SessionError::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_ceiling_with_jitter_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let waits: Vec<Duration> = (0..6).map(|_| backoff.next()).collect();
+        let ceilings = [100, 200, 400, 800, 800, 800];
+        for (wait, ceiling) in waits.iter().zip(ceilings) {
+            assert!(
+                *wait <= Duration::from_millis(ceiling),
+                "{wait:?} > {ceiling}ms"
+            );
+            assert!(
+                *wait >= Duration::from_millis(ceiling / 2),
+                "{wait:?} < half of {ceiling}ms"
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next() <= Duration::from_millis(100));
+    }
+}

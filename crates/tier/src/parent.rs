@@ -1,0 +1,151 @@
+//! The parent's end: accept links, hand messages to the handler, drop silent children.
+
+use crate::Timing;
+use crate::pb::{self, down, up};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// What a parent (root or cluster) does with its children's links.
+pub trait Parent: Send + Sync + 'static {
+    /// A child connected. Refuse it with an error status, or keep `downlink` to talk to it.
+    fn on_hello(
+        &self,
+        hello: pb::Hello,
+        downlink: Downlink,
+    ) -> impl Future<Output = Result<(), Status>> + Send;
+    fn on_message(&self, child: &str, body: up::Body) -> impl Future<Output = ()> + Send;
+    /// The link with this id ended (closed, failed, or silent past the deadline). A newer
+    /// link of the same child may already be up: compare `link`.
+    fn on_goodbye(&self, child: &str, link: u64) -> impl Future<Output = ()> + Send;
+}
+
+/// Sends messages down one link.
+#[derive(Clone, Debug)]
+pub struct Downlink {
+    child: String,
+    link: u64,
+    tx: mpsc::Sender<Result<pb::Down, Status>>,
+    seq: Arc<AtomicU64>,
+}
+
+/// Messages queued for a child beyond this mean it is not reading; they are dropped and the
+/// child's next hello resynchronises.
+const DOWNLINK_CAPACITY: usize = 16 * 1024;
+
+impl Downlink {
+    pub fn child(&self) -> &str {
+        &self.child
+    }
+
+    pub fn link(&self) -> u64 {
+        self.link
+    }
+
+    /// False when the link is gone or congested.
+    pub fn send(&self, body: down::Body) -> bool {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.tx
+            .try_send(Ok(pb::Down {
+                seq,
+                body: Some(body),
+            }))
+            .is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+pub struct TierService<P> {
+    parent: Arc<P>,
+    timing: Timing,
+    next_link: AtomicU64,
+}
+
+impl<P: Parent> TierService<P> {
+    pub fn new(parent: Arc<P>, timing: Timing) -> Self {
+        TierService {
+            parent,
+            timing,
+            next_link: AtomicU64::new(1),
+        }
+    }
+
+    /// The gRPC service, ready to be merged into an axum router or served by tonic.
+    pub fn into_server(self) -> pb::tier_server::TierServer<Self> {
+        pb::tier_server::TierServer::new(self)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024)
+    }
+}
+
+#[tonic::async_trait]
+impl<P: Parent> pb::tier_server::Tier for TierService<P> {
+    type LinkStream = ReceiverStream<Result<pb::Down, Status>>;
+
+    async fn link(
+        &self,
+        request: Request<Streaming<pb::Up>>,
+    ) -> Result<Response<Self::LinkStream>, Status> {
+        let mut inbound = request.into_inner();
+        let deadline = self.timing.deadline;
+        let hello = match tokio::time::timeout(deadline, inbound.message()).await {
+            Ok(Ok(Some(pb::Up {
+                body: Some(up::Body::Hello(hello)),
+                ..
+            }))) => hello,
+            Ok(Err(status)) => return Err(status),
+            Ok(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "the first message must be a hello",
+                ));
+            }
+            Err(_) => return Err(Status::deadline_exceeded("no hello within the deadline")),
+        };
+        let child = hello
+            .member
+            .as_ref()
+            .map(|m| m.name.clone())
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| Status::invalid_argument("hello without a member name"))?;
+        let (tx, rx) = mpsc::channel(DOWNLINK_CAPACITY);
+        let downlink = Downlink {
+            child: child.clone(),
+            link: self.next_link.fetch_add(1, Ordering::Relaxed),
+            tx,
+            seq: Arc::new(AtomicU64::new(0)),
+        };
+        downlink.send(down::Body::Welcome(pb::Welcome {
+            heartbeat_interval_ms: self.timing.heartbeat.as_millis() as u64,
+            deadline_ms: deadline.as_millis() as u64,
+        }));
+        self.parent.on_hello(hello, downlink.clone()).await?;
+        let parent = self.parent.clone();
+        tokio::spawn(async move {
+            loop {
+                match tokio::time::timeout(deadline, inbound.message()).await {
+                    Ok(Ok(Some(pb::Up {
+                        body: Some(body), ..
+                    }))) => parent.on_message(&child, body).await,
+                    Ok(Ok(Some(_))) => {}
+                    Ok(Ok(None)) => break,
+                    Ok(Err(status)) => {
+                        tracing::debug!(%child, %status, "link failed");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%child, ?deadline, "child silent past the deadline; dropping its link");
+                        break;
+                    }
+                }
+            }
+            parent.on_goodbye(&child, downlink.link).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
