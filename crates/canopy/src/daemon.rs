@@ -170,7 +170,13 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
     let mut capacity = detected;
     capacity.cpu_millis = args.cpu.unwrap_or(detected.cpu_millis);
     capacity.memory_mib = args.memory.unwrap_or(detected.memory_mib);
-    let process = ProcessRuntime::new(args.data.join("process"), ProcessOptions::default())
+    // Cgroups are named per agent: several agents on one machine (tests, simulations, edge
+    // emulation) must never share an instance's group, since stopping one clears its group.
+    let options = ProcessOptions {
+        cgroup_parent: format!("canopy/{}", args.name),
+        ..ProcessOptions::default()
+    };
+    let process = ProcessRuntime::new(args.data.join("process"), options)
         .context("starting the process runtime")?;
     let runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(process)];
     let config = NodeConfig {

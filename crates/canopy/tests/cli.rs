@@ -1,84 +1,45 @@
 //! The `canopy` binary end to end: a real `canopy up` daemon and the client verbs against it.
 
+mod support;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+use support::{CANOPY, eventually, examples};
 
-const CANOPY: &str = env!("CARGO_BIN_EXE_canopy");
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-/// A daemon started with `--listen 127.0.0.1:0`, killed when dropped.
+/// `canopy up` (or `root`) on a random port, with the client verbs bound to it.
 struct Daemon {
-    child: Child,
+    daemon: support::Daemon,
     server: String,
 }
 
 impl Daemon {
     fn start(command: &str, data: &Path) -> Daemon {
-        let mut child = Command::new(CANOPY)
-            .args([command, "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("canopy starts");
-        // The daemon prints its address once it is serving; no polling or sleeping needed.
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let server = loop {
-            let line = lines
-                .next()
-                .expect("daemon printed its address before exiting")
-                .unwrap();
-            if let Some(address) = line.strip_prefix("canopy API listening on ") {
-                break address.trim().to_string();
-            }
-        };
-        // Keep draining stdout so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Daemon { child, server }
+        let args: Vec<String> = [command, "--listen", "127.0.0.1:0", "--data"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([data.display().to_string()])
+            .collect();
+        let daemon = support::Daemon::start(&args, true);
+        let server = daemon.url.clone();
+        Daemon { daemon, server }
     }
 
     fn canopy(&self, args: &[&str]) -> Output {
-        Command::new(CANOPY)
-            .args(args)
-            .env("CANOPY_SERVER", &self.server)
-            .output()
-            .expect("canopy client runs")
+        support::canopy(&self.server, args)
     }
 
     fn canopy_ok(&self, args: &[&str]) -> String {
-        let output = self.canopy(args);
-        assert!(
-            output.status.success(),
-            "canopy {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        support::canopy_ok(&self.server, args)
     }
 
     fn json(&self, args: &[&str]) -> Vec<Value> {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json"]);
-        serde_json::from_str(&self.canopy_ok(&args)).unwrap()
+        support::canopy_json(&self.server, args)
     }
 
-    /// SIGKILL: no chance to flush anything.
     fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.daemon.kill();
     }
 }
 
@@ -134,7 +95,10 @@ fn tour_apply_get_describe_scale_delete() {
 
     let service = format!("{app_name}/{}", instances[0]["service"].as_str().unwrap());
     daemon.canopy_ok(&["scale", &service, "--replicas", "1"]);
-    assert_eq!(daemon.json(&["get", "instances"]).len(), 1);
+    // Surplus instances stop asynchronously: Terminating until their node confirms.
+    eventually(Duration::from_secs(20), "scaled down to 1", || {
+        (daemon.json(&["get", "instances"]).len() == 1).then_some(())
+    });
     assert_eq!(
         daemon.json(&["get", "services", &service])[0]["status"]["desired"],
         1
@@ -143,7 +107,9 @@ fn tour_apply_get_describe_scale_delete() {
     let deleted = daemon.canopy_ok(&["delete", "-f", hello]);
     assert!(deleted.contains("deleted"), "{deleted}");
     assert!(daemon.json(&["get", "applications"]).is_empty());
-    assert!(daemon.json(&["get", "instances"]).is_empty());
+    eventually(Duration::from_secs(20), "every instance stopped", || {
+        daemon.json(&["get", "instances"]).is_empty().then_some(())
+    });
 }
 
 #[test]
@@ -167,6 +133,16 @@ fn every_example_applies_and_oakestra_warnings_are_shown() {
     }
     assert!(applied >= 4);
     assert!(daemon.json(&["get", "applications", "-A"]).len() >= 4);
+    // Stop what really runs (the process example) rather than leave it to outlive the test.
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        daemon.canopy_ok(&["delete", "-f", entry.unwrap().path().to_str().unwrap()]);
+    }
+    eventually(Duration::from_secs(20), "every instance stopped", || {
+        daemon
+            .json(&["get", "instances", "-A"])
+            .is_empty()
+            .then_some(())
+    });
 }
 
 #[test]

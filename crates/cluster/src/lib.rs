@@ -62,7 +62,12 @@ pub struct Cluster {
     state: Mutex<State>,
     uplink: Uplink,
     outbox: std::sync::Mutex<Option<child::Outbox>>,
+    /// The membership last sent up, to send only changes.
+    reported: Mutex<Option<pb::Membership>>,
 }
+
+/// How often the summary is compared with what the root last heard (only changes are sent).
+const MEMBERSHIP_PERIOD: Duration = Duration::from_secs(2);
 
 impl Cluster {
     /// Opens the cluster over its own store, recovering the instances it had placed.
@@ -100,6 +105,7 @@ impl Cluster {
             state: Mutex::new(state),
             uplink,
             outbox: std::sync::Mutex::new(Some(outbox)),
+            reported: Mutex::new(None),
         }))
     }
 
@@ -440,11 +446,6 @@ impl Cluster {
         let mut state = self.state.lock().await;
         if let Some(entry) = state.nodes.get_mut(node) {
             entry.last_seen = Instant::now();
-            if let up::Body::Heartbeat(beat) = &body {
-                if let Some(member) = Some(&mut entry.member) {
-                    member.allocated = beat.allocated;
-                }
-            }
         }
         if let up::Body::Status(status) = body {
             self.apply_node_status(&mut state, node, status).await;
@@ -465,9 +466,14 @@ impl Cluster {
     async fn detect_failures(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let deadline = self.config.node_timing.deadline;
         let mut tick = tokio::time::interval(Duration::from_millis(200).min(deadline / 4));
+        let mut membership = tokio::time::interval(MEMBERSHIP_PERIOD);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = membership.tick() => {
+                    self.report_membership_if_changed().await;
+                    continue;
+                }
                 _ = canopy_tier::stopped(&mut stop) => return,
             }
             let mut state = self.state.lock().await;
@@ -591,11 +597,36 @@ impl Cluster {
 
     async fn report_membership(&self) {
         let (summary, nodes) = self.summary().await;
-        self.uplink.send(up::Body::Membership(pb::Membership {
+        let membership = pb::Membership {
             summary: Some(summary),
             nodes,
-        }));
+        };
+        *self.reported.lock().await = Some(comparable(&membership));
+        self.uplink.send(up::Body::Membership(membership));
     }
+
+    async fn report_membership_if_changed(&self) {
+        let (summary, nodes) = self.summary().await;
+        let membership = pb::Membership {
+            summary: Some(summary),
+            nodes,
+        };
+        let mut reported = self.reported.lock().await;
+        let now = comparable(&membership);
+        if reported.as_ref() != Some(&now) {
+            *reported = Some(now);
+            self.uplink.send(up::Body::Membership(membership));
+        }
+    }
+}
+
+/// The membership without the ever-changing last-seen times.
+fn comparable(membership: &pb::Membership) -> pb::Membership {
+    let mut membership = membership.clone();
+    for node in &mut membership.nodes {
+        node.last_seen_ms = 0;
+    }
+    membership
 }
 
 fn add(total: &mut ResourceAmounts, more: &ResourceAmounts) {

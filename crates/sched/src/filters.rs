@@ -6,7 +6,7 @@ use crate::{ClusterView, NodeView, Request, demand, free};
 use canopy_model::{ConstraintKind, ResourceAmounts};
 
 pub fn node(request: &Request, node: &NodeView) -> Result<(), String> {
-    if request.refused.iter().any(|name| *name == node.name) {
+    if request.refused.contains(&node.name) {
         return Err("refused this instance already".into());
     }
     if !node.ready {
@@ -38,7 +38,7 @@ pub fn node(request: &Request, node: &NodeView) -> Result<(), String> {
 }
 
 pub fn cluster(request: &Request, cluster: &ClusterView) -> Result<(), String> {
-    if request.refused.iter().any(|name| *name == cluster.name) {
+    if request.refused.contains(&cluster.name) {
         return Err("refused this instance already".into());
     }
     if !cluster.ready {

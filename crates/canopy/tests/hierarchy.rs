@@ -1,0 +1,402 @@
+//! The hierarchy end to end: a real `canopy root`, two `canopy cluster` and four `canopy node`
+//! processes on loopback, running real processes; tiers are SIGKILLed and restarted.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use support::{Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, pids_with, runs_instance};
+
+/// Short timings so failures are detected fast: nodes and clusters report every 200 ms and
+/// are unreachable after 1.5 s of silence.
+const HEARTBEAT_MS: &str = "200";
+const DEADLINE_MS: &str = "1500";
+const DEADLINE: Duration = Duration::from_millis(1500);
+/// How long placement, start-up and status propagation may take on a loaded 2-core machine.
+const SETTLE: Duration = Duration::from_secs(20);
+
+struct Testbed {
+    dir: tempfile::TempDir,
+    marker: String,
+    root: Daemon,
+    clusters: Vec<Daemon>,
+    nodes: Vec<Daemon>,
+    _cleanup: KillOnDrop,
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+impl Testbed {
+    /// Root, clusters `c0` and `c1`, and nodes `c0-n0`, `c0-n1`, `c1-n0`, `c1-n1`, each
+    /// offering `cpu` millicores.
+    fn start(cpu: u64) -> Testbed {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = format!("canopy-e2e-{}", std::process::id());
+        let data = |name: &str| dir.path().join(name).display().to_string();
+        let timing = ["--heartbeat-ms", HEARTBEAT_MS, "--deadline-ms", DEADLINE_MS];
+        let mut root_args = strings(&["root", "--listen", "127.0.0.1:0", "--data", &data("root")]);
+        root_args.extend(strings(&timing));
+        let root = Daemon::start(&root_args, true);
+        let mut clusters = Vec::new();
+        let mut nodes = Vec::new();
+        for c in 0..2 {
+            let name = format!("c{c}");
+            let mut args = strings(&[
+                "cluster",
+                "--root",
+                &root.url,
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                &data(&name),
+                "--name",
+                &name,
+            ]);
+            args.extend(strings(&timing));
+            let cluster = Daemon::start(&args, true);
+            for n in 0..2 {
+                let node = format!("{name}-n{n}");
+                let args = strings(&[
+                    "node",
+                    "--cluster",
+                    &cluster.url,
+                    "--data",
+                    &data(&node),
+                    "--name",
+                    &node,
+                    "--cpu",
+                    &cpu.to_string(),
+                    "--memory",
+                    "2048",
+                ]);
+                nodes.push(Daemon::start(&args, false));
+            }
+            clusters.push(cluster);
+        }
+        let testbed = Testbed {
+            _cleanup: KillOnDrop(marker.clone()),
+            dir,
+            marker,
+            root,
+            clusters,
+            nodes,
+        };
+        eventually(SETTLE, "4 ready nodes at the root", || {
+            let nodes = testbed.get("nodes");
+            (nodes.iter().filter(|n| n["state"] == "Ready").count() == 4).then_some(())
+        });
+        testbed
+    }
+
+    fn server(&self) -> &str {
+        &self.root.url
+    }
+
+    fn get(&self, kind: &str) -> Vec<Value> {
+        canopy_json(self.server(), &["get", kind, "-A"])
+    }
+
+    /// An application whose services run a shell (marked by its `$0`) that sleeps.
+    fn apply(&self, app: &str, services: &[(&str, u32, &str)]) {
+        let mut yaml = format!(
+            "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: {app}}}\nspec:\n  services:\n"
+        );
+        for (name, replicas, cpu) in services {
+            yaml.push_str(&format!(
+                "  - name: {name}\n    runtime: process\n    command: [/bin/sh, -c, 'sleep 3600; true', {marker}]\n    replicas: {replicas}\n    resources: {{cpu: {cpu}, memory: 16Mi}}\n",
+                marker = self.marker
+            ));
+        }
+        let file = self.dir.path().join(format!("{app}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        canopy_ok(self.server(), &["apply", "-f", file.to_str().unwrap()]);
+    }
+
+    /// Waits until `count` instances run, each as a live process that really is that
+    /// instance, and returns them by id.
+    fn running(&self, count: usize) -> BTreeMap<String, Value> {
+        eventually(SETTLE, &format!("{count} running instances"), || {
+            let instances = self.get("instances");
+            let running: BTreeMap<String, Value> = instances
+                .iter()
+                .filter(|i| i["state"] == "Running")
+                .filter(|i| {
+                    i["pid"]
+                        .as_u64()
+                        .is_some_and(|pid| runs_instance(pid, i["id"].as_str().unwrap()))
+                })
+                .map(|i| (i["id"].as_str().unwrap().to_string(), i.clone()))
+                .collect();
+            (instances.len() == count && running.len() == count).then_some(running)
+        })
+    }
+
+    /// Live workload processes of this testbed.
+    fn workload_pids(&self) -> BTreeSet<u32> {
+        pids_with(&self.marker).into_iter().collect()
+    }
+
+    fn node(&self, name: &str) -> usize {
+        ["c0-n0", "c0-n1", "c1-n0", "c1-n1"]
+            .iter()
+            .position(|n| *n == name)
+            .unwrap()
+    }
+
+    /// SIGKILLs a node's agent and every workload it ran: the machine is gone.
+    fn kill_machine(&mut self, node: &str, instances: &BTreeMap<String, Value>) {
+        let index = self.node(node);
+        self.nodes[index].kill();
+        for instance in instances.values().filter(|i| i["node"] == node) {
+            let pid = instance["pid"].as_u64().unwrap();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+fn pids(instances: &BTreeMap<String, Value>) -> BTreeMap<String, u64> {
+    instances
+        .iter()
+        .map(|(id, i)| (id.clone(), i["pid"].as_u64().unwrap()))
+        .collect()
+}
+
+/// One live instance per (service, replica), and one live process per instance.
+fn assert_no_duplicates(testbed: &Testbed, expected: usize) {
+    let instances = testbed.get("instances");
+    let replicas: BTreeSet<(String, u64)> = instances
+        .iter()
+        .map(|i| {
+            (
+                i["service"].as_str().unwrap().to_string(),
+                i["replica"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        replicas.len(),
+        instances.len(),
+        "two instances of one replica: {instances:#?}"
+    );
+    assert_eq!(instances.len(), expected);
+    eventually(
+        DEADLINE + Duration::from_secs(5),
+        "exactly one process per instance",
+        || (testbed.workload_pids().len() == expected).then_some(()),
+    );
+}
+
+#[test]
+fn two_services_of_three_replicas_run_as_real_processes_across_the_hierarchy() {
+    let testbed = Testbed::start(4000);
+    testbed.apply("shop", &[("web", 3, "100m"), ("api", 3, "100m")]);
+    let running = testbed.running(6);
+    let services: BTreeSet<&str> = running
+        .values()
+        .map(|i| i["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(services, BTreeSet::from(["api", "web"]));
+    assert!(
+        running
+            .values()
+            .all(|i| i["cluster"].is_string() && i["node"].is_string())
+    );
+    assert_eq!(testbed.workload_pids().len(), 6);
+    let clusters = testbed.get("clusters");
+    assert_eq!(clusters.len(), 2);
+    assert!(
+        clusters
+            .iter()
+            .all(|c| c["state"] == "Ready" && c["nodes"] == 2)
+    );
+
+    canopy_ok(testbed.server(), &["delete", "application", "shop"]);
+    eventually(SETTLE, "every instance stopped", || {
+        (testbed.get("instances").is_empty() && testbed.workload_pids().is_empty()).then_some(())
+    });
+}
+
+#[test]
+fn a_lost_node_is_replaced_within_the_deadline_and_its_return_doubles_nothing() {
+    let mut testbed = Testbed::start(4000);
+    testbed.apply("shop", &[("web", 4, "100m")]);
+    let before = testbed.running(4);
+    let victim = before.values().next().unwrap()["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stranded: BTreeSet<String> = before
+        .iter()
+        .filter(|(_, i)| i["node"] == victim.as_str())
+        .map(|(id, _)| id.clone())
+        .collect();
+    testbed.kill_machine(&victim, &before);
+
+    let after = eventually(
+        DEADLINE + Duration::from_secs(10),
+        "replacements running elsewhere",
+        || {
+            let instances = testbed.get("instances");
+            let moved = stranded.iter().all(|id| {
+                instances.iter().any(|i| {
+                    i["id"] == id.as_str()
+                        && i["state"] == "Running"
+                        && i["node"] != victim.as_str()
+                        && i["pid"].as_u64().is_some_and(|pid| runs_instance(pid, id))
+                })
+            });
+            moved.then_some(instances)
+        },
+    );
+    assert_eq!(after.len(), 4);
+    let lost = canopy_ok(
+        testbed.server(),
+        &["describe", "instance", stranded.iter().next().unwrap()],
+    );
+    assert!(
+        lost.contains("Lost") && lost.contains(&format!("node {victim} unreachable")),
+        "{lost}"
+    );
+
+    // The machine comes back (empty, as after a reboot): nothing is doubled.
+    let index = testbed.node(&victim);
+    testbed.nodes[index].restart();
+    eventually(SETTLE, "the node ready again", || {
+        testbed
+            .get("nodes")
+            .iter()
+            .any(|n| n["name"] == victim.as_str() && n["state"] == "Ready")
+            .then_some(())
+    });
+    testbed.running(4);
+    assert_no_duplicates(&testbed, 4);
+}
+
+#[test]
+fn a_lost_cluster_is_replaced_in_the_other_and_its_stale_copies_are_stopped_on_return() {
+    let mut testbed = Testbed::start(4000);
+    testbed.apply("shop", &[("web", 4, "100m")]);
+    let before = testbed.running(4);
+    let victim = before.values().next().unwrap()["cluster"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let index: usize = victim.trim_start_matches('c').parse().unwrap();
+    let on_victim = before
+        .values()
+        .filter(|i| i["cluster"] == victim.as_str())
+        .count();
+    testbed.clusters[index].kill();
+
+    eventually(
+        DEADLINE + Duration::from_secs(10),
+        "all instances running in the other cluster",
+        || {
+            let instances = testbed.get("instances");
+            let elsewhere = instances
+                .iter()
+                .filter(|i| i["state"] == "Running" && i["cluster"] != victim.as_str())
+                .count();
+            (elsewhere == 4).then_some(())
+        },
+    );
+    // The nodes of the lost cluster kept their copies running meanwhile (autonomy).
+    assert_eq!(testbed.workload_pids().len(), 4 + on_victim);
+
+    testbed.clusters[index].restart();
+    eventually(SETTLE, "the stale copies stopped", || {
+        (testbed.workload_pids().len() == 4).then_some(())
+    });
+    assert_no_duplicates(&testbed, 4);
+}
+
+#[test]
+fn a_killed_root_stops_nothing_and_comes_back_with_its_state() {
+    let mut testbed = Testbed::start(4000);
+    testbed.apply("shop", &[("web", 3, "100m")]);
+    let before = pids(&testbed.running(3));
+    testbed.root.kill();
+    // Without the root, the clusters and nodes go on: every process is still the same one.
+    for (id, pid) in &before {
+        assert!(
+            runs_instance(*pid, id),
+            "instance {id} stopped when the root died"
+        );
+    }
+    testbed.root.restart();
+    let after = pids(&testbed.running(3));
+    assert_eq!(
+        before, after,
+        "same instances, same processes: nothing was restarted"
+    );
+    assert_eq!(testbed.get("applications").len(), 1);
+}
+
+#[test]
+fn a_killed_node_agent_readopts_its_running_instances() {
+    let mut testbed = Testbed::start(4000);
+    testbed.apply("shop", &[("web", 4, "100m")]);
+    let before = testbed.running(4);
+    let node = before.values().next().unwrap()["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let index = testbed.node(&node);
+    let restarts: BTreeMap<String, u64> = before
+        .iter()
+        .map(|(id, i)| (id.clone(), i["restarts"].as_u64().unwrap()))
+        .collect();
+    // Killed and restarted well within the deadline: the cluster never sees it as lost.
+    testbed.nodes[index].restart();
+    let after = testbed.running(4);
+    assert_eq!(
+        pids(&before),
+        pids(&after),
+        "same processes after the agent restarted"
+    );
+    let restarts_after: BTreeMap<String, u64> = after
+        .iter()
+        .map(|(id, i)| (id.clone(), i["restarts"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(restarts, restarts_after);
+    assert_no_duplicates(&testbed, 4);
+}
+
+#[test]
+fn an_instance_that_fits_nowhere_waits_with_a_reason_until_capacity_frees() {
+    // Four nodes of one core each.
+    let testbed = Testbed::start(1000);
+    testbed.apply("big", &[("batch", 4, "800m")]);
+    testbed.running(4);
+    testbed.apply("extra", &[("job", 1, "500m")]);
+    let pending = eventually(SETTLE, "a pending instance with its reason", || {
+        testbed.get("instances").into_iter().find(|i| {
+            i["application"] == "extra"
+                && i["state"] == "Pending"
+                && i["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("0/2 clusters are available"))
+        })
+    });
+    let reason = pending["reason"].as_str().unwrap();
+    assert!(reason.contains("insufficient cpu"), "{reason}");
+    let described = canopy_ok(
+        testbed.server(),
+        &["describe", "instance", pending["id"].as_str().unwrap()],
+    );
+    assert!(described.contains("insufficient cpu"), "{described}");
+
+    canopy_ok(testbed.server(), &["scale", "big/batch", "--replicas", "3"]);
+    testbed.running(4);
+    let extra = testbed
+        .get("instances")
+        .into_iter()
+        .find(|i| i["application"] == "extra")
+        .unwrap();
+    assert_eq!(extra["state"], "Running");
+}

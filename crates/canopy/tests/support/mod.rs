@@ -1,0 +1,181 @@
+//! Real `canopy` processes for end-to-end tests: started on random loopback ports with temp
+//! data dirs, killed (SIGKILL) when dropped, along with every workload they started.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CANOPY: &str = env!("CARGO_BIN_EXE_canopy");
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// One daemon process.
+pub struct Daemon {
+    child: Child,
+    /// `http://127.0.0.1:PORT` for daemons that listen.
+    pub url: String,
+    pub args: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts `canopy ARGS...`; for listening daemons, waits for the address they print.
+    pub fn start(args: &[String], listens: bool) -> Daemon {
+        let mut child = Command::new(CANOPY)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("canopy starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut url = String::new();
+        if listens {
+            // Printed once serving; no polling or sleeping needed.
+            url = loop {
+                let line = lines
+                    .next()
+                    .expect("daemon printed its address before exiting")
+                    .expect("readable stdout");
+                if let Some((_, address)) = line.split_once(" listening on ") {
+                    break address.trim().to_string();
+                }
+            };
+        }
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Daemon {
+            child,
+            url,
+            args: args.to_vec(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("url has a port")
+    }
+
+    /// SIGKILL: no chance to clean up or flush anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same daemon again, on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| {
+                if a.ends_with(":0") && !self.url.is_empty() {
+                    format!("127.0.0.1:{}", self.port())
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let listens = !self.url.is_empty();
+        *self = Daemon::start(&args, listens);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `canopy` client against `server`.
+pub fn canopy(server: &str, args: &[&str]) -> Output {
+    Command::new(CANOPY)
+        .args(args)
+        .env("CANOPY_SERVER", server)
+        .output()
+        .expect("canopy client runs")
+}
+
+pub fn canopy_ok(server: &str, args: &[&str]) -> String {
+    let output = canopy(server, args);
+    assert!(
+        output.status.success(),
+        "canopy {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+pub fn canopy_json(server: &str, args: &[&str]) -> Vec<Value> {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    serde_json::from_str(&canopy_ok(server, &args)).expect("JSON array")
+}
+
+/// Polls `check` until it returns Some or `within` passes; panics with `what` on timeout.
+pub fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `pid` is alive and is the workload of instance `id` (its environment says so).
+pub fn runs_instance(pid: u64, id: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| {
+            env.split(|b| *b == 0)
+                .any(|var| var == format!("CANOPY_INSTANCE={id}").as_bytes())
+        })
+        .unwrap_or(false)
+}
+
+/// Pids of live processes whose command line contains `marker`.
+pub fn pids_with(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if !zombie && String::from_utf8_lossy(&cmdline).contains(marker) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Kills the process group of every process whose command line contains `marker` (workloads
+/// lead their own group), so a failed test leaves no workload behind.
+pub struct KillOnDrop(pub String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in pids_with(&self.0) {
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
