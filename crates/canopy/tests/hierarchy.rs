@@ -34,7 +34,15 @@ impl Testbed {
     /// offering `cpu` millicores.
     fn start(cpu: u64) -> Testbed {
         let dir = tempfile::tempdir().unwrap();
-        let marker = format!("canopy-e2e-{}", std::process::id());
+        // Unique per testbed, also when tests share a process.
+        let marker = format!(
+            "canopy-e2e-{}",
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches('.')
+        );
         let data = |name: &str| dir.path().join(name).display().to_string();
         let timing = ["--heartbeat-ms", HEARTBEAT_MS, "--deadline-ms", DEADLINE_MS];
         let mut root_args = strings(&["root", "--listen", "127.0.0.1:0", "--data", &data("root")]);
