@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -75,8 +76,15 @@ class Hierarchy:
     def stop(self):
         for tier in (self.node, self.cluster, self.root):
             tier.stop()
-        # Stop the workloads the node started (they outlive their agent by design).
-        subprocess.run(["pkill", "-9", "-f", "canopy-bench-workload"], check=False)
+        # Stop the workloads the node started (they outlive their agent by design). Each leads
+        # its own process group, so the whole group goes.
+        found = subprocess.run(["pgrep", "-f", "canopy-bench-workload"], capture_output=True, text=True)
+        for pid in (int(p) for p in found.stdout.split()):
+            if pid > 1:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
 
 def process_app(name, replicas=1, command="sleep 3600"):

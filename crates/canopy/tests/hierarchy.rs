@@ -159,10 +159,7 @@ impl Testbed {
         let index = self.node(node);
         self.nodes[index].kill();
         for instance in instances.values().filter(|i| i["node"] == node) {
-            let pid = instance["pid"].as_u64().unwrap();
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &format!("-{pid}")])
-                .status();
+            support::kill_group(instance["pid"].as_u64().unwrap() as u32);
         }
     }
 }

@@ -5,13 +5,15 @@
 
 mod placed;
 
-use canopy_model::{GeoPoint, InstanceState, ResourceAmounts, RuntimeKind};
+use canopy_model::{GeoPoint, InstanceState, ResourceAmounts};
 use canopy_sched::{NodeView, Request, demand, free, place_on_node};
 use canopy_store::{Precondition, Store, StoreExt};
 use canopy_tier::child::{self, Child, Uplink};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::pb::{self, down, up};
-use canopy_tier::{Timing, Workload, location_to_pb, resources, state_from_pb, unix_ms};
+use canopy_tier::{
+    Timing, Workload, location_to_pb, resources, runtimes_from_pb, state_from_pb, unix_ms,
+};
 use placed::{Placed, terminal_status};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -163,6 +165,20 @@ impl Cluster {
         }
     }
 
+    /// Forgets an instance this cluster is done with and tells the root how it ended.
+    async fn finish(&self, state: &mut State, id: &str, end: pb::State, reason: &str) {
+        if let Some(placed) = state.instances.remove(id) {
+            self.forget(id).await;
+            self.report(terminal_status(
+                id,
+                placed.generation,
+                end,
+                reason,
+                &self.config.name,
+            ));
+        }
+    }
+
     fn report(&self, status: pb::InstanceStatus) {
         self.uplink.send(up::Body::Status(status));
     }
@@ -173,12 +189,10 @@ impl Cluster {
         let mut allocated: BTreeMap<&str, ResourceAmounts> = BTreeMap::new();
         for placed in state.instances.values().filter(|p| p.is_live()) {
             if let Some(node) = &placed.node {
-                let need = demand(&placed.workload.spec);
-                let total = allocated.entry(node.as_str()).or_default();
-                total.cpu_millis += need.cpu_millis;
-                total.memory_mib += need.memory_mib;
-                total.gpus += need.gpus;
-                total.storage_mib += need.storage_mib;
+                allocated
+                    .entry(node.as_str())
+                    .or_default()
+                    .add(&demand(&placed.workload.spec));
             }
         }
         state
@@ -188,7 +202,7 @@ impl Cluster {
                 name: name.clone(),
                 ready: entry.ready && entry.downlink.is_some(),
                 arch: entry.member.arch.clone(),
-                runtimes: runtimes(&entry.member.runtimes),
+                runtimes: runtimes_from_pb(&entry.member.runtimes),
                 labels: entry.member.labels.clone().into_iter().collect(),
                 location: canopy_tier::location_from_pb(&entry.member),
                 capacity: resources(entry.member.capacity.as_ref()),
@@ -227,16 +241,8 @@ impl Cluster {
                 self.report(status);
             }
             Err(explanation) => {
-                let status = terminal_status(
-                    id,
-                    placed.generation,
-                    pb::State::Rejected,
-                    &format!("cluster {}: {explanation}", self.config.name),
-                    &self.config.name,
-                );
-                state.instances.remove(id);
-                self.forget(id).await;
-                self.report(status);
+                let reason = format!("cluster {}: {explanation}", self.config.name);
+                self.finish(state, id, pb::State::Rejected, &reason).await;
             }
         }
     }
@@ -309,15 +315,8 @@ impl Cluster {
         } else {
             // Never reached a node, or its node is gone: nothing left to stop here. Should the
             // node come back, its hello is diffed and the stale copy revoked then.
-            state.instances.remove(&placed.id);
-            self.forget(&placed.id).await;
-            self.report(terminal_status(
-                &placed.id,
-                placed.generation,
-                pb::State::Terminated,
-                "stopped",
-                &self.config.name,
-            ));
+            self.finish(&mut state, &placed.id, pb::State::Terminated, "stopped")
+                .await;
         }
     }
 
@@ -368,15 +367,8 @@ impl Cluster {
             .collect();
         for placed in missing {
             if placed.state == InstanceState::Terminating {
-                state.instances.remove(&placed.id);
-                self.forget(&placed.id).await;
-                self.report(terminal_status(
-                    &placed.id,
-                    placed.generation,
-                    pb::State::Terminated,
-                    "stopped",
-                    &self.config.name,
-                ));
+                self.finish(&mut state, &placed.id, pb::State::Terminated, "stopped")
+                    .await;
             } else {
                 downlink.send(down::Body::Assign(
                     placed.workload.to_assign(&placed.id, placed.generation),
@@ -410,16 +402,9 @@ impl Cluster {
             return;
         };
         if new_state == InstanceState::Terminated {
-            let placed = placed.clone();
-            state.instances.remove(&placed.id);
-            self.forget(&placed.id).await;
-            self.report(terminal_status(
-                &placed.id,
-                placed.generation,
-                pb::State::Terminated,
-                &status.reason,
-                &self.config.name,
-            ));
+            let id = placed.id.clone();
+            self.finish(state, &id, pb::State::Terminated, &status.reason)
+                .await;
             return;
         }
         if placed.state == InstanceState::Terminating {
@@ -510,16 +495,8 @@ impl Cluster {
             return;
         };
         if placed.state == InstanceState::Terminating {
-            let placed = placed.clone();
-            state.instances.remove(id);
-            self.forget(id).await;
-            self.report(terminal_status(
-                id,
-                placed.generation,
-                pb::State::Terminated,
-                "its node is unreachable",
-                &self.config.name,
-            ));
+            self.finish(state, id, pb::State::Terminated, "its node is unreachable")
+                .await;
             return;
         }
         placed.set(InstanceState::Lost, format!("node {node} unreachable"));
@@ -560,8 +537,8 @@ impl Cluster {
             if !view.ready {
                 continue;
             }
-            add(&mut capacity, &view.capacity);
-            add(&mut allocated, &view.allocated);
+            capacity.add(&view.capacity);
+            allocated.add(&view.allocated);
             let node_free = free(&view.capacity, &view.allocated);
             max_free.cpu_millis = max_free.cpu_millis.max(node_free.cpu_millis);
             max_free.memory_mib = max_free.memory_mib.max(node_free.memory_mib);
@@ -629,25 +606,6 @@ fn comparable(membership: &pb::Membership) -> pb::Membership {
     membership
 }
 
-fn add(total: &mut ResourceAmounts, more: &ResourceAmounts) {
-    total.cpu_millis += more.cpu_millis;
-    total.memory_mib += more.memory_mib;
-    total.gpus += more.gpus;
-    total.storage_mib += more.storage_mib;
-}
-
-fn runtimes(names: &[String]) -> Vec<RuntimeKind> {
-    names
-        .iter()
-        .filter_map(|name| match name.as_str() {
-            "container" => Some(RuntimeKind::Container),
-            "wasm" => Some(RuntimeKind::Wasm),
-            "process" => Some(RuntimeKind::Process),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The cluster seen from its nodes (it is their parent).
 pub struct NodeSide(Arc<Cluster>);
 
@@ -686,16 +644,12 @@ impl Child for RootSide {
         }
     }
 
-    async fn heartbeat(&self) -> pb::Heartbeat {
-        pb::Heartbeat { allocated: None }
+    async fn on_assign(&self, assign: pb::Assign) {
+        self.0.on_assign(assign).await;
     }
 
-    async fn on_message(&self, body: down::Body) {
-        match body {
-            down::Body::Assign(assign) => self.0.on_assign(assign).await,
-            down::Body::Revoke(revoke) => self.0.on_revoke(revoke).await,
-            down::Body::Welcome(_) => {}
-        }
+    async fn on_revoke(&self, revoke: pb::Revoke) {
+        self.0.on_revoke(revoke).await;
     }
 
     async fn on_link(&self, up: Option<Timing>) {

@@ -69,6 +69,19 @@ impl RuntimeKind {
     }
 }
 
+impl std::str::FromStr for RuntimeKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "container" => Ok(RuntimeKind::Container),
+            "wasm" => Ok(RuntimeKind::Wasm),
+            "process" => Ok(RuntimeKind::Process),
+            other => Err(format!("unknown runtime {other:?}")),
+        }
+    }
+}
+
 /// A workload spec. The artifact is `image` (container), `module` (wasm) or `command` (process).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

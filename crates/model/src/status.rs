@@ -146,6 +146,15 @@ pub struct ResourceAmounts {
     pub storage_mib: u64,
 }
 
+impl ResourceAmounts {
+    pub fn add(&mut self, more: &ResourceAmounts) {
+        self.cpu_millis += more.cpu_millis;
+        self.memory_mib += more.memory_mib;
+        self.gpus += more.gpus;
+        self.storage_mib += more.storage_mib;
+    }
+}
+
 /// A cluster as the root knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -9,7 +9,7 @@ use canopy_model::{GeoPoint, InstanceState, ResourceAmounts, RestartPolicy, Runt
 use canopy_runtime::{Exit, InstanceSpec, Runtime};
 use canopy_sched::demand;
 use canopy_tier::child::{self, Child, Outbox, Uplink};
-use canopy_tier::pb::{self, down, up};
+use canopy_tier::pb::{self, up};
 use canopy_tier::{Timing, Workload, location_to_pb, state_to_pb, unix_ms};
 use statefile::{Assignment, StateFile};
 use std::collections::BTreeMap;
@@ -476,11 +476,7 @@ impl Agent {
     fn allocated_in(&self, instances: &BTreeMap<String, Local>) -> ResourceAmounts {
         let mut total = ResourceAmounts::default();
         for local in instances.values().filter(|l| !l.state.is_final()) {
-            let need = demand(&local.assignment.workload.spec);
-            total.cpu_millis += need.cpu_millis;
-            total.memory_mib += need.memory_mib;
-            total.gpus += need.gpus;
-            total.storage_mib += need.storage_mib;
+            total.add(&demand(&local.assignment.workload.spec));
         }
         total
     }
@@ -593,18 +589,12 @@ impl Child for ClusterSide {
         }
     }
 
-    async fn heartbeat(&self) -> pb::Heartbeat {
-        // Empty on purpose: the cluster computes allocation from its own placements, and an
-        // empty heartbeat keeps idle traffic to a few bytes.
-        pb::Heartbeat { allocated: None }
+    async fn on_assign(&self, assign: pb::Assign) {
+        self.0.on_assign(assign).await;
     }
 
-    async fn on_message(&self, body: down::Body) {
-        match body {
-            down::Body::Assign(assign) => self.0.on_assign(assign).await,
-            down::Body::Revoke(revoke) => self.0.on_revoke(revoke).await,
-            down::Body::Welcome(_) => {}
-        }
+    async fn on_revoke(&self, revoke: pb::Revoke) {
+        self.0.on_revoke(revoke).await;
     }
 
     async fn on_link(&self, up: Option<Timing>) {

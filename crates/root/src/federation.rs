@@ -4,14 +4,14 @@
 
 use crate::desired::{Desired, InstanceChange, InstanceFilter, RootError};
 use crate::keys;
-use canopy_model::{
-    ClusterInfo, Instance, InstanceState, MemberState, NodeInfo, ResourceAmounts, RuntimeKind,
-};
+use canopy_model::{ClusterInfo, Instance, InstanceState, MemberState, NodeInfo, ResourceAmounts};
 use canopy_sched::{ClusterView, Request, demand, place_on_cluster};
 use canopy_store::{Precondition, StoreExt};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::pb::{self, down, up};
-use canopy_tier::{Timing, Workload, from_unix_ms, location_from_pb, resources, state_from_pb};
+use canopy_tier::{
+    Timing, Workload, from_unix_ms, location_from_pb, resources, runtimes_from_pb, state_from_pb,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,10 +100,10 @@ impl Federation {
                 continue;
             };
             if let Some(spec) = self.spec_for(&mut specs, instance).await? {
-                add(
-                    allocated.entry(cluster.clone()).or_default(),
-                    &demand(&spec),
-                );
+                allocated
+                    .entry(cluster.clone())
+                    .or_default()
+                    .add(&demand(&spec));
             }
         }
         let mut links = self.links.lock().await;
@@ -150,7 +150,7 @@ impl Federation {
                     else {
                         continue;
                     };
-                    add(&mut views[index].allocated, &demand(&spec));
+                    views[index].allocated.add(&demand(&spec));
                     if let Some(link) = links
                         .clusters
                         .get(&cluster)
@@ -536,7 +536,7 @@ impl Federation {
                     MemberState::Unreachable
                 },
                 arch: node.arch.clone(),
-                runtimes: runtimes(&node.runtimes),
+                runtimes: runtimes_from_pb(&node.runtimes),
                 location: location_from_pb(node),
                 labels: node.labels.clone().into_iter().collect(),
                 capacity: resources(node.capacity.as_ref()),
@@ -625,7 +625,7 @@ fn cluster_views(
                     .filter(|a| !a.is_empty())
                     .map(str::to_string)
                     .collect(),
-                runtimes: runtimes(&summary.runtimes),
+                runtimes: runtimes_from_pb(&summary.runtimes),
                 labels: summary.labels.clone().into_iter().collect(),
                 location: location_from_pb(summary),
                 capacity: resources(summary.capacity.as_ref()),
@@ -643,25 +643,6 @@ fn max_amounts(a: &ResourceAmounts, b: &ResourceAmounts) -> ResourceAmounts {
         gpus: a.gpus.max(b.gpus),
         storage_mib: a.storage_mib.max(b.storage_mib),
     }
-}
-
-fn add(total: &mut ResourceAmounts, more: &ResourceAmounts) {
-    total.cpu_millis += more.cpu_millis;
-    total.memory_mib += more.memory_mib;
-    total.gpus += more.gpus;
-    total.storage_mib += more.storage_mib;
-}
-
-fn runtimes(names: &[String]) -> Vec<RuntimeKind> {
-    names
-        .iter()
-        .filter_map(|name| match name.as_str() {
-            "container" => Some(RuntimeKind::Container),
-            "wasm" => Some(RuntimeKind::Wasm),
-            "process" => Some(RuntimeKind::Process),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The root seen from its clusters (it is their parent).

@@ -16,8 +16,13 @@ pub trait Child: Send + Sync + 'static {
     /// The full observed state, sent first on every connection: the parent diffs it against
     /// its own view, so nothing that happened while the link was down is lost.
     fn hello(&self) -> impl Future<Output = pb::Hello> + Send;
-    fn heartbeat(&self) -> impl Future<Output = pb::Heartbeat> + Send;
-    fn on_message(&self, body: pb::down::Body) -> impl Future<Output = ()> + Send;
+    /// Empty by default: parents compute allocation from their own placements, and an empty
+    /// heartbeat keeps idle traffic to a few bytes.
+    fn heartbeat(&self) -> impl Future<Output = pb::Heartbeat> + Send {
+        async { pb::Heartbeat::default() }
+    }
+    fn on_assign(&self, assign: pb::Assign) -> impl Future<Output = ()> + Send;
+    fn on_revoke(&self, revoke: pb::Revoke) -> impl Future<Output = ()> + Send;
     /// The link came up (with the parent's timing) or went down.
     fn on_link(&self, _up: Option<Timing>) -> impl Future<Output = ()> + Send {
         async {}
@@ -177,7 +182,8 @@ async fn session<C: Child>(
     loop {
         tokio::select! {
             message = inbound.message() => match message? {
-                Some(pb::Down { body: Some(body), .. }) => child.on_message(body).await,
+                Some(pb::Down { body: Some(pb::down::Body::Assign(assign)), .. }) => child.on_assign(assign).await,
+                Some(pb::Down { body: Some(pb::down::Body::Revoke(revoke)), .. }) => child.on_revoke(revoke).await,
                 Some(_) => {}
                 None => return Ok(()),
             },

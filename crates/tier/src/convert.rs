@@ -87,6 +87,11 @@ impl From<pb::Resources> for ResourceAmounts {
     }
 }
 
+/// Runtime names as members report them; names this build does not know are skipped.
+pub fn runtimes_from_pb(names: &[String]) -> Vec<canopy_model::RuntimeKind> {
+    names.iter().filter_map(|name| name.parse().ok()).collect()
+}
+
 pub fn resources(r: Option<&pb::Resources>) -> ResourceAmounts {
     r.copied().map(ResourceAmounts::from).unwrap_or_default()
 }
@@ -146,6 +151,20 @@ mod tests {
         }
         assert_eq!(state_from_pb(pb::State::Rejected), None);
         assert_eq!(state_from_pb(pb::State::Unspecified), None);
+    }
+
+    #[test]
+    fn runtime_names_parse_and_unknown_ones_are_skipped() {
+        use canopy_model::RuntimeKind;
+        let names = ["process", "unikernel", "wasm", "container"].map(String::from);
+        assert_eq!(
+            runtimes_from_pb(&names),
+            vec![
+                RuntimeKind::Process,
+                RuntimeKind::Wasm,
+                RuntimeKind::Container
+            ]
+        );
     }
 
     #[test]

@@ -166,6 +166,17 @@ pub fn pids_with(marker: &str) -> Vec<u32> {
     pids
 }
 
+/// SIGKILLs the process group led by `leader` (workloads lead their own group).
+pub fn kill_group(leader: u32) {
+    let group = i32::try_from(leader)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    // Pid 1 (or 0) would name init's group or our own: never a workload.
+    if let Some(group) = group.filter(|g| g.as_raw_nonzero().get() > 1) {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+}
+
 /// Kills the process group of every process whose command line contains `marker` (workloads
 /// lead their own group), so a failed test leaves no workload behind.
 pub struct KillOnDrop(pub String);
@@ -173,9 +184,7 @@ pub struct KillOnDrop(pub String);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         for pid in pids_with(&self.0) {
-            let _ = Command::new("kill")
-                .args(["-9", "--", &format!("-{pid}")])
-                .status();
+            kill_group(pid);
         }
     }
 }
