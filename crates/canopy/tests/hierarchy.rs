@@ -227,6 +227,32 @@ fn two_services_of_three_replicas_run_as_real_processes_across_the_hierarchy() {
 }
 
 #[test]
+fn a_changed_command_rolls_out_new_processes_and_stops_the_old() {
+    let testbed = Testbed::start(4000);
+    testbed.apply("shop", &[("web", 2, "100m")]);
+    let before = pids(&testbed.running(2));
+    // Same service, more CPU: a new template, so new instances and processes.
+    testbed.apply("shop", &[("web", 2, "150m")]);
+    let after = eventually(SETTLE, "2 new instances running, the old ones gone", || {
+        let instances = testbed.get("instances");
+        let fresh = instances.len() == 2
+            && instances
+                .iter()
+                .all(|i| !before.contains_key(i["id"].as_str().unwrap()));
+        fresh.then(|| testbed.running(2))
+    });
+    assert!(
+        pids(&after)
+            .values()
+            .all(|pid| !before.values().any(|old| old == pid))
+    );
+    for (id, pid) in &before {
+        assert!(!runs_instance(*pid, id), "old process of {id} still runs");
+    }
+    assert_no_duplicates(&testbed, 2);
+}
+
+#[test]
 fn a_lost_node_is_replaced_within_the_deadline_and_its_return_doubles_nothing() {
     let mut testbed = Testbed::start(4000);
     testbed.apply("shop", &[("web", 4, "100m")]);

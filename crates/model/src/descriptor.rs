@@ -120,6 +120,23 @@ pub struct ServiceSpec {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl ServiceSpec {
+    /// A fingerprint of everything that shapes one instance (all but `replicas`): instances
+    /// made from an older spec have another hash and are replaced, as Kubernetes does with
+    /// its pod-template hash. FNV-1a over the canonical JSON: stable across runs and builds.
+    pub fn template_hash(&self) -> String {
+        let template = ServiceSpec {
+            replicas: 0,
+            ..self.clone()
+        };
+        let bytes = serde_json::to_vec(&template).unwrap_or_default();
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!("{hash:016x}")
+    }
+}
+
 /// What one instance of a service requests from its node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -82,6 +82,10 @@ pub struct Instance {
     pub replica: u32,
     /// Bumped whenever the instance's desired spec or placement changes; lower generations are stale.
     pub generation: u64,
+    /// Fingerprint of the service spec it runs ([`crate::ServiceSpec::template_hash`]); an
+    /// instance whose spec changed since is replaced.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub template_hash: String,
     pub state: InstanceState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

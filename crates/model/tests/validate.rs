@@ -767,3 +767,29 @@ fn zero_replicas_and_container_command_are_allowed() {
     app.spec.services[0].command = vec!["/bin/sh".into()];
     assert_eq!(validate_application(&app), vec![]);
 }
+
+#[test]
+fn the_template_hash_ignores_replicas_and_sees_everything_else() {
+    let spec: canopy_model::ServiceSpec = serde_json::from_value(serde_json::json!({
+        "name": "web", "runtime": "process", "command": ["/bin/sleep", "60"], "replicas": 2
+    }))
+    .unwrap();
+    let hash = spec.template_hash();
+    assert_eq!(hash.len(), 16);
+    let scaled = canopy_model::ServiceSpec {
+        replicas: 7,
+        ..spec.clone()
+    };
+    assert_eq!(
+        scaled.template_hash(),
+        hash,
+        "scaling is not a new template"
+    );
+    let mut changed = spec.clone();
+    changed.command[1] = "61".into();
+    assert_ne!(changed.template_hash(), hash);
+    let mut env = spec.clone();
+    env.env.insert("MODE".into(), "fast".into());
+    assert_ne!(env.template_hash(), hash);
+    assert_eq!(spec.clone().template_hash(), hash, "stable for equal specs");
+}

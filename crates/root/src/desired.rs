@@ -434,18 +434,21 @@ impl Desired {
             .map(|(_, i, revision)| (i, revision))
             .collect();
         let now = OffsetDateTime::now_utc();
-        let desired: BTreeMap<&str, &ServiceSpec> = record
+        let desired: BTreeMap<&str, (&ServiceSpec, String)> = record
             .iter()
             .flat_map(|r| r.application.spec.services.iter())
-            .map(|s| (s.name.as_str(), s))
+            .map(|s| (s.name.as_str(), (s, s.template_hash())))
             .collect();
 
         let mut ops = Vec::new();
         let mut kept: BTreeSet<(&str, u32)> = BTreeSet::new();
         for (instance, revision) in &instances {
+            // Wanted: its service still has this replica, made from the current spec.
             let wanted = desired
                 .get(instance.service.as_str())
-                .is_some_and(|spec| instance.replica < spec.replicas);
+                .is_some_and(|(spec, hash)| {
+                    instance.replica < spec.replicas && instance.template_hash == *hash
+                });
             let live = !instance.state.is_final() && instance.state != InstanceState::Terminating;
             if instance.state == InstanceState::Terminated {
                 ops.push(delete_instance(instance, *revision));
@@ -456,7 +459,7 @@ impl Desired {
             }
         }
         if let Some(record) = &record {
-            for spec in desired.values() {
+            for (spec, _) in desired.values() {
                 for replica in 0..spec.replicas {
                     if !kept.contains(&(spec.name.as_str(), replica)) {
                         let instance = new_instance(record, spec, replica, now);
@@ -559,8 +562,9 @@ fn delete_instance(instance: &Instance, revision: Revision) -> Op {
     }
 }
 
-/// An instance no longer wanted: one that never reached a node is simply forgotten; one on a
-/// node is marked Terminating until its node confirms it stopped.
+/// An instance no longer wanted (scaled away, or made from an older spec, whose replacement is
+/// created at once): one that never reached a node is simply forgotten; one on a node is
+/// marked Terminating until its node confirms it stopped.
 fn retire(
     mut instance: Instance,
     revision: Revision,
@@ -591,6 +595,7 @@ fn new_instance(
         service: spec.name.clone(),
         replica,
         generation: record.generation,
+        template_hash: spec.template_hash(),
         state: InstanceState::Pending,
         reason: None,
         cluster: None,

@@ -5,6 +5,7 @@ use canopy_store::RedbStore;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -545,5 +546,70 @@ async fn accepted_state_survives_a_restart() {
         ids(&after),
         "no instance lost or doubled by a restart"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_spec_replaces_every_instance_and_scaling_replaces_none() {
+    let server = Server::start().await;
+    server
+        .post_json("/api/v1/applications", &app("roll", 2))
+        .await;
+    let ids = |v: &Value| {
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (_, first) = server.get("/api/v1/instances?application=roll").await;
+
+    // Scaling keeps the instances that stay.
+    let (_, _) = server
+        .post_json(
+            "/api/v1/services/default/roll/web/scale",
+            &json!({"replicas": 3}),
+        )
+        .await;
+    let (_, scaled) = server.get("/api/v1/instances?application=roll").await;
+    assert_eq!(scaled.as_array().unwrap().len(), 3);
+    assert!(ids(&first).iter().all(|id| ids(&scaled).contains(id)));
+
+    // A new command is a new template: every instance is replaced, one per replica.
+    let mut changed = app("roll", 3);
+    changed["spec"]["services"][0]["command"] = json!(["/bin/sleep", "601"]);
+    let (status, result) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/apply",
+            "application/json",
+            changed.to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    let (_, rolled) = server.get("/api/v1/instances?application=roll").await;
+    let rolled_ids = ids(&rolled);
+    assert_eq!(rolled_ids.len(), 3);
+    assert!(
+        rolled_ids.iter().all(|id| !ids(&scaled).contains(id)),
+        "old instances remain: {rolled:#}"
+    );
+    let replicas: BTreeSet<u64> = rolled
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["replica"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replicas, BTreeSet::from([0, 1, 2]));
+    let hashes: BTreeSet<&str> = rolled
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["templateHash"].as_str().unwrap())
+        .collect();
+    assert_eq!(hashes.len(), 1);
     server.stop().await;
 }
