@@ -207,6 +207,7 @@ impl Cluster {
                 location: canopy_tier::location_from_pb(&entry.member),
                 capacity: resources(entry.member.capacity.as_ref()),
                 allocated: allocated.get(name.as_str()).copied().unwrap_or_default(),
+                ..NodeView::default()
             })
             .collect()
     }
@@ -218,10 +219,7 @@ impl Cluster {
         let Some(placed) = state.instances.get_mut(id) else {
             return;
         };
-        let request = Request {
-            spec: &placed.workload.spec,
-            refused: &placed.refused,
-        };
+        let request = Request::new(&placed.workload.spec, &placed.refused);
         match place_on_node(&request, &views) {
             Ok(index) => {
                 let node = views[index].name.clone();

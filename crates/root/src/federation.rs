@@ -121,10 +121,7 @@ impl Federation {
                 continue;
             };
             let refused = links.refused.get(&instance.id).cloned().unwrap_or_default();
-            let request = Request {
-                spec: &spec,
-                refused: &refused,
-            };
+            let request = Request::new(&spec, &refused);
             match place_on_cluster(&request, &views) {
                 Ok(index) => {
                     let cluster = views[index].name.clone();
@@ -631,6 +628,7 @@ fn cluster_views(
                 capacity: resources(summary.capacity.as_ref()),
                 allocated: max_amounts(&reported, &ours),
                 max_node_free: resources(summary.max_node_free.as_ref()),
+                ..ClusterView::default()
             }
         })
         .collect()

@@ -38,6 +38,7 @@ fn node(name: &str, capacity: (u64, u64), allocated: (u64, u64)) -> NodeView {
         location: None,
         capacity: amounts(capacity.0, capacity.1),
         allocated: amounts(allocated.0, allocated.1),
+        ..NodeView::default()
     }
 }
 
@@ -52,11 +53,12 @@ fn cluster(name: &str, capacity: (u64, u64), max_node_free: (u64, u64)) -> Clust
         capacity: amounts(capacity.0, capacity.1),
         allocated: amounts(0, 0),
         max_node_free: amounts(max_node_free.0, max_node_free.1),
+        ..ClusterView::default()
     }
 }
 
 fn place(spec: &ServiceSpec, nodes: &[NodeView]) -> Result<String, String> {
-    let request = Request { spec, refused: &[] };
+    let request = Request::new(spec, &[]);
     place_on_node(&request, nodes)
         .map(|i| nodes[i].name.clone())
         .map_err(|e| e.to_string())
@@ -110,10 +112,7 @@ fn refused_nodes_are_skipped_and_pinning_is_honoured() {
     ];
     let spec_a = spec(100, 64);
     let refused = ["a".to_string()];
-    let request = Request {
-        spec: &spec_a,
-        refused: &refused,
-    };
+    let request = Request::new(&spec_a, &refused);
     assert_eq!(place_on_node(&request, &nodes), Ok(1));
 
     let mut pinned = spec(100, 64);
@@ -144,10 +143,7 @@ fn the_root_refuses_a_cluster_whose_free_space_is_scattered() {
         cluster("roomy", (4000, 8192), (4000, 8192)),
     ];
     let spec = spec(2000, 512);
-    let request = Request {
-        spec: &spec,
-        refused: &[],
-    };
+    let request = Request::new(&spec, &[]);
     assert_eq!(place_on_cluster(&request, &clusters), Ok(1));
     let explanation = place_on_cluster(&request, &clusters[..1]).unwrap_err();
     assert_eq!(
@@ -170,7 +166,7 @@ proptest! {
             .collect();
         for (cpu, mem) in demands {
             let spec = spec(cpu, mem);
-            let request = Request { spec: &spec, refused: &[] };
+            let request = Request::new(&spec, &[]);
             match place_on_node(&request, &nodes) {
                 Ok(i) => {
                     nodes[i].allocated.cpu_millis += cpu;
