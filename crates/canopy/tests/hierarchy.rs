@@ -16,6 +16,9 @@ const DEADLINE: Duration = Duration::from_millis(1500);
 /// How long placement, start-up and status propagation may take on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(20);
 
+/// Cluster c0 and its nodes are in Munich, c1 and its nodes in Berlin.
+const SITES: [&str; 2] = ["48.14,11.58", "52.52,13.40"];
+
 struct Testbed {
     dir: tempfile::TempDir,
     marker: String,
@@ -50,7 +53,7 @@ impl Testbed {
         let root = Daemon::start(&root_args, true);
         let mut clusters = Vec::new();
         let mut nodes = Vec::new();
-        for c in 0..2 {
+        for (c, site) in SITES.iter().enumerate() {
             let name = format!("c{c}");
             let mut args = strings(&[
                 "cluster",
@@ -62,6 +65,8 @@ impl Testbed {
                 &data(&name),
                 "--name",
                 &name,
+                "--location",
+                site,
             ]);
             args.extend(strings(&timing));
             let cluster = Daemon::start(&args, true);
@@ -79,6 +84,8 @@ impl Testbed {
                     &cpu.to_string(),
                     "--memory",
                     "2048",
+                    "--location",
+                    site,
                 ]);
                 nodes.push(Daemon::start(&args, false));
             }
@@ -109,6 +116,11 @@ impl Testbed {
 
     /// An application whose services run a shell (marked by its `$0`) that sleeps.
     fn apply(&self, app: &str, services: &[(&str, u32, &str)]) {
+        self.apply_constrained(app, services, "");
+    }
+
+    /// Like `apply`, with `constraints` (YAML list items at service indentation) on every service.
+    fn apply_constrained(&self, app: &str, services: &[(&str, u32, &str)], constraints: &str) {
         let mut yaml = format!(
             "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: {app}}}\nspec:\n  services:\n"
         );
@@ -117,6 +129,9 @@ impl Testbed {
                 "  - name: {name}\n    runtime: process\n    command: [/bin/sh, -c, 'sleep 3600; true', {marker}]\n    replicas: {replicas}\n    resources: {{cpu: {cpu}, memory: 16Mi}}\n",
                 marker = self.marker
             ));
+            if !constraints.is_empty() {
+                yaml.push_str(&format!("    constraints:\n{constraints}"));
+            }
         }
         let file = self.dir.path().join(format!("{app}.yaml"));
         std::fs::write(&file, yaml).unwrap();
@@ -430,4 +445,79 @@ fn an_instance_that_fits_nowhere_waits_with_a_reason_until_capacity_frees() {
         .find(|i| i["application"] == "extra")
         .unwrap();
     assert_eq!(extra["state"], "Running");
+}
+
+#[test]
+fn spread_puts_replicas_on_distinct_nodes_and_explains_the_one_too_many() {
+    let testbed = Testbed::start(4000);
+    testbed.apply_constrained(
+        "spread",
+        &[("web", 5, "100m")],
+        "    - spread: {maxPerNode: 1}\n",
+    );
+    let pending = eventually(SETTLE, "4 running and 1 pending with its reason", || {
+        let instances = testbed.get("instances");
+        let running = instances.iter().filter(|i| i["state"] == "Running").count();
+        let pending = instances.iter().find(|i| {
+            i["state"] == "Pending"
+                && i["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("0/2 clusters are available"))
+        });
+        (running == 4).then_some(()).and(pending.cloned())
+    });
+    let nodes: BTreeSet<String> = testbed
+        .get("instances")
+        .iter()
+        .filter(|i| i["state"] == "Running")
+        .map(|i| i["node"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(nodes.len(), 4, "one replica per node");
+    let reason = pending["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("max instances per node"),
+        "the clusters' reasons are kept: {reason}"
+    );
+}
+
+#[test]
+fn geo_constraints_place_near_the_point_and_an_impossible_one_explains_itself() {
+    let testbed = Testbed::start(4000);
+    // Within 50 km of Berlin: only cluster c1's nodes qualify.
+    testbed.apply_constrained(
+        "berlin",
+        &[("web", 3, "100m")],
+        "    - geo: {location: {lat: 52.52, lon: 13.40}, radiusKm: 50}\n",
+    );
+    let running = testbed.running(3);
+    assert!(
+        running.values().all(|i| i["cluster"] == "c1"),
+        "{running:#?}"
+    );
+    // Within 10 km of (0, 0), in the Gulf of Guinea: nowhere.
+    testbed.apply_constrained(
+        "ocean",
+        &[("buoy", 1, "100m")],
+        "    - geo: {location: {lat: 0, lon: 0}, radiusKm: 10}\n",
+    );
+    let pending = eventually(
+        SETTLE,
+        "the impossible instance pending with its reason",
+        || {
+            testbed.get("instances").into_iter().find(|i| {
+                i["application"] == "ocean"
+                    && i["state"] == "Pending"
+                    && i["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("0/2 clusters are available"))
+            })
+        },
+    );
+    let reason = pending["reason"].as_str().unwrap();
+    assert!(reason.contains("outside the geo area"), "{reason}");
+    let described = canopy_ok(
+        testbed.server(),
+        &["describe", "instance", pending["id"].as_str().unwrap()],
+    );
+    assert!(described.contains("outside the geo area"), "{described}");
 }

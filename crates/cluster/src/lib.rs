@@ -6,7 +6,7 @@
 mod placed;
 
 use canopy_model::{GeoPoint, InstanceState, ResourceAmounts};
-use canopy_sched::{NodeView, Request, demand, free, place_on_node};
+use canopy_sched::{NodeView, PlacementContext, Request, demand, free, place_on_node};
 use canopy_store::{Precondition, Store, StoreExt};
 use canopy_tier::child::{self, Child, Uplink};
 use canopy_tier::parent::{Downlink, Parent, TierService};
@@ -216,10 +216,35 @@ impl Cluster {
     /// which tries another cluster.
     async fn place(&self, state: &mut State, id: &str) {
         let views = Self::node_views(state);
+        let Some(placed) = state.instances.get(id) else {
+            return;
+        };
+        // How many instances of the same service each node already runs (spread constraints).
+        let service = (
+            &placed.workload.namespace,
+            &placed.workload.application,
+            &placed.workload.service,
+        );
+        let mut context = PlacementContext::default();
+        for other in state
+            .instances
+            .values()
+            .filter(|p| p.is_live() && p.id != id)
+        {
+            let same = (
+                &other.workload.namespace,
+                &other.workload.application,
+                &other.workload.service,
+            ) == service;
+            if let (true, Some(node)) = (same, &other.node) {
+                *context.instances_per_node.entry(node.clone()).or_default() += 1;
+            }
+        }
         let Some(placed) = state.instances.get_mut(id) else {
             return;
         };
-        let request = Request::new(&placed.workload.spec, &placed.refused);
+        let mut request = Request::new(&placed.workload.spec, &placed.refused);
+        request.context = Some(&context);
         match place_on_node(&request, &views) {
             Ok(index) => {
                 let node = views[index].name.clone();

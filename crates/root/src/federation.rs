@@ -5,7 +5,7 @@
 use crate::desired::{Desired, InstanceChange, InstanceFilter, RootError};
 use crate::keys;
 use canopy_model::{ClusterInfo, Instance, InstanceState, MemberState, NodeInfo, ResourceAmounts};
-use canopy_sched::{ClusterView, Request, demand, place_on_cluster};
+use canopy_sched::{ClusterView, PlacementContext, Request, demand, place_on_cluster};
 use canopy_store::{Precondition, StoreExt};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::pb::{self, down, up};
@@ -30,8 +30,9 @@ struct ClusterEntry {
 #[derive(Default)]
 struct Links {
     clusters: BTreeMap<String, ClusterEntry>,
-    /// Clusters that refused an instance; skipped until it has been tried everywhere.
-    refused: BTreeMap<String, Vec<String>>,
+    /// Clusters that refused an instance, and why; skipped until the refusals are older than
+    /// REFUSAL_COOLDOWN (capacity may have changed by then).
+    refused: BTreeMap<String, Refusals>,
     /// When a revocation was last sent, so it is repeated now and then but not every pass.
     revoked_at: BTreeMap<String, Instant>,
 }
@@ -42,6 +43,16 @@ pub struct Federation {
     links: Mutex<Links>,
     wake: Notify,
 }
+
+#[derive(Default)]
+struct Refusals {
+    since: Option<Instant>,
+    clusters: Vec<String>,
+    reasons: Vec<String>,
+}
+
+/// How long clusters that refused an instance are skipped before they are asked again.
+const REFUSAL_COOLDOWN: Duration = Duration::from_secs(5);
 
 /// How often pending instances are retried even when nothing announced a change.
 const RETRY_PERIOD: Duration = Duration::from_secs(1);
@@ -106,6 +117,18 @@ impl Federation {
                     .add(&demand(&spec));
             }
         }
+        // Instances of each service per cluster, for spread constraints; kept current below.
+        let mut per_cluster: BTreeMap<(String, String, String), BTreeMap<String, u32>> =
+            BTreeMap::new();
+        for instance in instances.iter().filter(|i| !i.state.is_final()) {
+            if let Some(cluster) = &instance.cluster {
+                *per_cluster
+                    .entry(service_key(instance))
+                    .or_default()
+                    .entry(cluster.clone())
+                    .or_default() += 1;
+            }
+        }
         let mut links = self.links.lock().await;
         let mut views = cluster_views(&links.clusters, &allocated);
         for instance in &instances {
@@ -120,8 +143,26 @@ impl Federation {
             let Some(spec) = self.spec_for(&mut specs, instance).await? else {
                 continue;
             };
-            let refused = links.refused.get(&instance.id).cloned().unwrap_or_default();
-            let request = Request::new(&spec, &refused);
+            if links
+                .refused
+                .get(&instance.id)
+                .and_then(|r| r.since)
+                .is_some_and(|since| since.elapsed() > REFUSAL_COOLDOWN)
+            {
+                links.refused.remove(&instance.id);
+            }
+            let refusals = links.refused.get(&instance.id);
+            let refused = refusals.map(|r| r.clusters.clone()).unwrap_or_default();
+            let refusal_reasons = refusals.map(|r| r.reasons.join("; "));
+            let context = PlacementContext {
+                instances_per_cluster: per_cluster
+                    .get(&service_key(instance))
+                    .cloned()
+                    .unwrap_or_default(),
+                ..PlacementContext::default()
+            };
+            let mut request = Request::new(&spec, &refused);
+            request.context = Some(&context);
             match place_on_cluster(&request, &views) {
                 Ok(index) => {
                     let cluster = views[index].name.clone();
@@ -148,6 +189,11 @@ impl Federation {
                         continue;
                     };
                     views[index].allocated.add(&demand(&spec));
+                    *per_cluster
+                        .entry(service_key(instance))
+                        .or_default()
+                        .entry(cluster.clone())
+                        .or_default() += 1;
                     if let Some(link) = links
                         .clusters
                         .get(&cluster)
@@ -159,9 +205,13 @@ impl Federation {
                     }
                 }
                 Err(explanation) => {
-                    // Tried everywhere: forget the refusals so the next pass retries all.
-                    links.refused.remove(&instance.id);
-                    let reason = explanation.to_string();
+                    // Say why the clusters that were asked refused, not only that they did.
+                    let reason = match refusal_reasons {
+                        Some(reasons) if !reasons.is_empty() => {
+                            format!("{explanation} ({reasons})")
+                        }
+                        _ => explanation.to_string(),
+                    };
                     self.desired
                         .update_instance(&instance.id, |i| {
                             if i.state != InstanceState::Pending
@@ -350,11 +400,10 @@ impl Federation {
         }
         if rejected {
             let mut links = self.links.lock().await;
-            links
-                .refused
-                .entry(status.id.clone())
-                .or_default()
-                .push(cluster.to_string());
+            let refusals = links.refused.entry(status.id.clone()).or_default();
+            refusals.since = Some(Instant::now());
+            refusals.clusters.push(cluster.to_string());
+            refusals.reasons.push(status.reason.clone());
             drop(links);
             self.wake();
         }
@@ -590,6 +639,14 @@ fn observe(
         instance.transition(state, status.reason.clone(), at);
     }
     InstanceChange::Write
+}
+
+fn service_key(instance: &Instance) -> (String, String, String) {
+    (
+        instance.namespace.clone(),
+        instance.application.clone(),
+        instance.service.clone(),
+    )
 }
 
 fn workload(instance: &Instance, spec: &canopy_model::ServiceSpec) -> Workload {
