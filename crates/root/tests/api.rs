@@ -84,6 +84,15 @@ impl Server {
         (status, body)
     }
 
+    async fn apply(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, "/api/v1/apply", content_type, body)
+            .await
+    }
+
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self.http.get(self.url(path)).send().await.unwrap();
         let status = response.status();
@@ -211,36 +220,15 @@ async fn create_get_list_delete_an_application() {
 async fn apply_creates_updates_and_reports_unchanged() {
     let server = Server::start().await;
     let yaml = "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {name: blog}\nspec:\n  services:\n  - name: api\n    runtime: process\n    command: [/bin/true]\n    replicas: 3\n";
-    let (status, result) = server
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/apply",
-            "application/yaml",
-            yaml,
-        )
-        .await;
+    let (status, result) = server.apply("application/yaml", yaml).await;
     assert_eq!(status, StatusCode::OK, "{result}");
     assert_eq!(result["applications"][0]["action"], "created");
-    let (_, result) = server
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/apply",
-            "application/yaml",
-            yaml,
-        )
-        .await;
+    let (_, result) = server.apply("application/yaml", yaml).await;
     assert_eq!(result["applications"][0]["action"], "unchanged");
     assert_eq!(result["applications"][0]["generation"], 1);
 
     let scaled_down = yaml.replace("replicas: 3", "replicas: 1");
-    let (_, result) = server
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/apply",
-            "application/yaml",
-            scaled_down,
-        )
-        .await;
+    let (_, result) = server.apply("application/yaml", scaled_down).await;
     assert_eq!(result["applications"][0]["action"], "configured");
     assert_eq!(result["applications"][0]["generation"], 2);
     let (_, instances) = server.get("/api/v1/instances?application=blog").await;
@@ -286,14 +274,7 @@ async fn oakestra_sla_is_accepted_through_apply() {
         "/../../examples/oakestra-sla.json"
     ))
     .unwrap();
-    let (status, result) = server
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/apply",
-            "application/json",
-            sla,
-        )
-        .await;
+    let (status, result) = server.apply("application/json", sla).await;
     assert_eq!(status, StatusCode::OK, "{result}");
     assert!(!result["applications"].as_array().unwrap().is_empty());
     assert!(
@@ -581,14 +562,7 @@ async fn a_changed_spec_replaces_every_instance_and_scaling_replaces_none() {
     // A new command is a new template: every instance is replaced, one per replica.
     let mut changed = app("roll", 3);
     changed["spec"]["services"][0]["command"] = json!(["/bin/sleep", "601"]);
-    let (status, result) = server
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/apply",
-            "application/json",
-            changed.to_string(),
-        )
-        .await;
+    let (status, result) = server.apply("application/json", changed.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{result}");
     let (_, rolled) = server.get("/api/v1/instances?application=roll").await;
     let rolled_ids = ids(&rolled);

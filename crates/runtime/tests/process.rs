@@ -37,6 +37,16 @@ fn runtime(dir: &Path) -> ProcessRuntime {
     ProcessRuntime::new(dir.to_path_buf(), ProcessOptions::default()).expect("runtime")
 }
 
+/// Starts `sleep 1000` under a runtime that is then dropped, as when its agent dies.
+async fn start_then_drop_runtime(dir: &Path, id: &str) -> u32 {
+    let rt = runtime(dir);
+    rt.start(&spec(id, &["sleep", "1000"]))
+        .await
+        .expect("start")
+        .pid
+        .expect("pid")
+}
+
 /// True when this test can rely on cgroup limits; otherwise says why it skips.
 fn cgroups_ready(rt: &ProcessRuntime, test: &str) -> bool {
     if !rustix::process::geteuid().is_root() {
@@ -444,14 +454,7 @@ async fn a_new_runtime_re_adopts_running_instances() {
 async fn an_instance_that_died_while_the_agent_was_down_is_reported_exited() {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = id("died");
-    let pid = {
-        let rt = runtime(dir.path());
-        rt.start(&spec(&id, &["sleep", "1000"]))
-            .await
-            .expect("start")
-            .pid
-            .expect("pid")
-    };
+    let pid = start_then_drop_runtime(dir.path(), &id).await;
     let p = rustix::process::Pid::from_raw(pid as i32).expect("pid");
     rustix::process::kill_process(p, rustix::process::Signal::KILL).expect("kill");
     eventually("the workload to die", LONG, || gone(pid)).await;
@@ -473,14 +476,7 @@ async fn an_instance_that_died_while_the_agent_was_down_is_reported_exited() {
 async fn a_live_pid_with_another_start_time_is_not_adopted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = id("reuse");
-    let pid = {
-        let rt = runtime(dir.path());
-        rt.start(&spec(&id, &["sleep", "1000"]))
-            .await
-            .expect("start")
-            .pid
-            .expect("pid")
-    };
+    let pid = start_then_drop_runtime(dir.path(), &id).await;
     let _guard = KillOnPanic(pid);
     // Pretend the recorded process started at another time: the live pid is someone else.
     let path = dir.path().join(&id).join("state.json");
