@@ -6,7 +6,7 @@ use crate::desired::{Desired, InstanceChange, InstanceFilter, RootError};
 use crate::keys;
 use canopy_model::{ClusterInfo, Instance, InstanceState, MemberState, NodeInfo, ResourceAmounts};
 use canopy_sched::{ClusterView, PlacementContext, Request, demand, place_on_cluster};
-use canopy_store::{Precondition, StoreExt};
+use canopy_store::{Op, Precondition, StoreExt};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::pb::{self, down, up};
 use canopy_tier::{
@@ -346,10 +346,12 @@ impl Federation {
     ) -> Result<(), RootError> {
         let wire = pb::State::try_from(status.state).unwrap_or(pb::State::Unspecified);
         let mut stale = false;
+        let mut known = false;
         let mut rejected = false;
         let now = OffsetDateTime::now_utc();
         self.desired
             .update_instance(&status.id, |instance| {
+                known = true;
                 if instance.cluster.as_deref() != Some(cluster)
                     || instance.generation != status.generation
                 {
@@ -390,8 +392,7 @@ impl Federation {
             })
             .await?;
         let terminal = matches!(wire, pb::State::Terminated | pb::State::Rejected);
-        let exists = self.desired.get_instance(&status.id).await.is_ok();
-        if (stale || !exists) && !terminal {
+        if (stale || !known) && !terminal {
             downlink.send(down::Body::Revoke(pb::Revoke {
                 instance_id: status.id.clone(),
                 generation: status.generation,
@@ -562,14 +563,18 @@ impl Federation {
             joined_at: existing.as_ref().map_or(now, |(c, _)| c.joined_at),
             last_seen: now,
         };
-        store.put_json(&key, &info, Precondition::None).await?;
+        // One transaction (one commit) for the cluster and all its nodes.
+        let mut ops = vec![put(key, &info)?];
 
         let prefix = format!("{}{cluster}/", keys::NODES);
         let (known, _) = store.list_json::<NodeInfo>(&prefix).await?;
         let reported: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         for (key, node, _) in &known {
             if !reported.contains(node.name.as_str()) {
-                store.delete(key, Precondition::None).await?;
+                ops.push(Op::Delete {
+                    key: key.clone(),
+                    precondition: Precondition::None,
+                });
             }
         }
         for node in nodes {
@@ -596,11 +601,22 @@ impl Federation {
                 .iter()
                 .any(|(k, old, _)| *k == key && same_node(old, &info));
             if !unchanged {
-                store.put_json(&key, &info, Precondition::None).await?;
+                ops.push(put(key, &info)?);
             }
         }
+        store.txn(ops).await?;
         Ok(())
     }
+}
+
+fn put<T: serde::Serialize>(key: String, value: &T) -> Result<Op, RootError> {
+    let value = serde_json::to_vec(value)
+        .map_err(|e| RootError::Store(canopy_store::StoreError::Backend(e.to_string())))?;
+    Ok(Op::Put {
+        key,
+        value,
+        precondition: Precondition::None,
+    })
 }
 
 /// Equal but for `last_seen`, which changes on every report and is not worth a write.

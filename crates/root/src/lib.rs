@@ -35,10 +35,6 @@ impl Root {
         })
     }
 
-    pub fn desired(&self) -> &Arc<Desired> {
-        &self.desired
-    }
-
     /// The public API and, on the same port, the tier endpoint clusters link to.
     pub fn router(&self) -> axum::Router {
         api::router(

@@ -26,7 +26,6 @@ pub trait Parent: Send + Sync + 'static {
 /// Sends messages down one link.
 #[derive(Clone, Debug)]
 pub struct Downlink {
-    child: String,
     link: u64,
     tx: mpsc::Sender<Result<pb::Down, Status>>,
     seq: Arc<AtomicU64>,
@@ -37,10 +36,6 @@ pub struct Downlink {
 const DOWNLINK_CAPACITY: usize = 16 * 1024;
 
 impl Downlink {
-    pub fn child(&self) -> &str {
-        &self.child
-    }
-
     pub fn link(&self) -> u64 {
         self.link
     }
@@ -54,10 +49,6 @@ impl Downlink {
                 body: Some(body),
             }))
             .is_ok()
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
     }
 }
 
@@ -115,7 +106,6 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
             .ok_or_else(|| Status::invalid_argument("hello without a member name"))?;
         let (tx, rx) = mpsc::channel(DOWNLINK_CAPACITY);
         let downlink = Downlink {
-            child: child.clone(),
             link: self.next_link.fetch_add(1, Ordering::Relaxed),
             tx,
             seq: Arc::new(AtomicU64::new(0)),
