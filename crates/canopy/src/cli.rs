@@ -26,6 +26,9 @@ pub enum Command {
     Cluster(ClusterArgs),
     /// Run a node agent: links up to its cluster, runs the instances placed on this machine.
     Node(NodeArgs),
+    /// Run N hollow node agents in this process: real agents and links, no workloads, for
+    /// testing the control plane at scale on one machine.
+    Sim(SimArgs),
     /// Create or update applications from descriptor files (native YAML/JSON or Oakestra SLA).
     Apply {
         #[command(flatten)]
@@ -89,6 +92,9 @@ pub struct DaemonArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub timing: TimingArgs,
+    /// For `up`: how its node runs containers.
+    #[command(flatten)]
+    pub containers: ContainerArgs,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -129,6 +135,8 @@ pub struct ClusterArgs {
     pub token: String,
     #[command(flatten)]
     pub timing: TimingArgs,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -148,12 +156,83 @@ pub struct NodeArgs {
     /// Memory to offer, in MiB (default: all of this machine's).
     #[arg(long)]
     pub memory: Option<u64>,
+    /// Power draw per core in watts, for energy-aware placement.
+    #[arg(long)]
+    pub watts_per_core: Option<f64>,
+    #[command(flatten)]
+    pub containers: ContainerArgs,
+    /// Join token presented to the cluster.
+    #[arg(long, env = "CANOPY_TOKEN", default_value = "", hide_env_values = true)]
+    pub token: String,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// The cluster's address (`http://host:port`).
+    #[arg(long)]
+    pub cluster: String,
+    /// How many hollow nodes to run.
+    #[arg(long)]
+    pub nodes: usize,
+    /// Seed of the generated capacities, arches, labels, locations and latencies.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Node names are `PREFIX-00000`, `PREFIX-00001`, ...
+    #[arg(long, default_value = "hollow")]
+    pub prefix: String,
+    /// Directory for the hollow agents' state (default: a temporary one, removed at exit).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Join token presented to the cluster.
     #[arg(long, env = "CANOPY_TOKEN", default_value = "", hide_env_values = true)]
     pub token: String,
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct ContainerArgs {
+    /// OCI runtime for containers: `runc` or `crun` (a name in PATH, or a path).
+    #[arg(long, default_value = "runc")]
+    pub oci_runtime: String,
+    /// Registry (`host:port`) reached over plain HTTP instead of HTTPS. May be repeated.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// JSON file of registry credentials: `{"host:port": {"username": "...", "password": "..."}}`.
+    #[arg(long)]
+    pub registry_credentials: Option<PathBuf>,
+    /// Subnet containers on this node get their addresses from (CNI bridge + host-local).
+    #[arg(long, default_value = "10.88.0.0/24")]
+    pub container_subnet: String,
+}
+
+impl Default for ContainerArgs {
+    fn default() -> Self {
+        ContainerArgs {
+            oci_runtime: "runc".into(),
+            insecure_registries: Vec::new(),
+            registry_credentials: None,
+            container_subnet: "10.88.0.0/24".into(),
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ProbeArgs {
+    /// Seconds between latency-probe rounds (Vivaldi coordinates); 0 turns probing off.
+    #[arg(long, default_value_t = 5.0)]
+    pub probe_interval: f64,
+}
+
+impl Default for ProbeArgs {
+    fn default() -> Self {
+        ProbeArgs {
+            probe_interval: 5.0,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone, Default)]
 pub struct PlacementArgs {
     /// Where this is, as `LAT,LON` in degrees.
     #[arg(long, value_parser = parse_location)]
@@ -161,6 +240,9 @@ pub struct PlacementArgs {
     /// Labels as `key=value,key=value`.
     #[arg(long, value_parser = parse_labels, default_value = "")]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Grid carbon intensity here, gCO2/kWh (a cluster's applies to nodes without their own).
+    #[arg(long)]
+    pub carbon_intensity: Option<f64>,
 }
 
 fn parse_location(text: &str) -> Result<canopy_model::GeoPoint, String> {

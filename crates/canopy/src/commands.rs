@@ -29,6 +29,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging();
             daemon::node(args).await
         }
+        Command::Sim(args) => {
+            init_logging();
+            crate::sim::run(args).await
+        }
         Command::Apply { client, files } => apply(&Client::new(&client.server)?, &files).await,
         Command::Get {
             client,
@@ -346,7 +350,7 @@ fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
         "AGE",
     ];
     if wide {
-        headers.extend(["LOCATION", "RUNTIMES", "LABELS"]);
+        headers.extend(["LOCATION", "COORDINATE(ms)", "RUNTIMES", "LABELS"]);
     }
     let mut table = Table::new(headers);
     for node in nodes {
@@ -363,6 +367,15 @@ fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
         if wide {
             row.extend([
                 location(node.location.as_ref()),
+                node.coordinate.map_or("-".to_string(), |c| {
+                    format!(
+                        "({:.1},{:.1}) h{:.1} ±{:.0}%",
+                        c.x,
+                        c.y,
+                        c.height,
+                        c.error * 100.0
+                    )
+                }),
                 node.runtimes
                     .iter()
                     .map(|r| r.as_str())

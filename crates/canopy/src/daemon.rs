@@ -1,14 +1,17 @@
 //! The long-running tiers, alone (`root`, `cluster`, `node`) or together (`up`).
 
-use crate::cli::{ClusterArgs, DaemonArgs, NodeArgs, PlacementArgs};
+use crate::cli::{ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, PlacementArgs, ProbeArgs};
 use anyhow::Context;
 use canopy_cluster::{Cluster, ClusterConfig};
+use canopy_image::{Credentials, ImageStore, ImageStoreConfig};
+use canopy_node::images::{NodeCredentials, RegistryImages};
 use canopy_node::{Agent, NodeConfig, detect_arch, detect_capacity};
 use canopy_root::Root;
-use canopy_runtime::{ProcessOptions, ProcessRuntime, Runtime};
+use canopy_runtime::{CniConfig, OciOptions, OciRuntime, ProcessOptions, ProcessRuntime, Runtime};
 use canopy_store::RedbStore;
 use canopy_tier::Timing;
-use std::net::SocketAddr;
+use canopy_tier::probe::Prober;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,12 +38,14 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         args.timing.timing(),
     )
     .await?;
+    start_cluster_probing(&cluster, args.listen.ip(), &args.probe, &stop).await?;
     run_cluster(cluster, listener, stop).await
 }
 
 pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let agent = open_node(&args).await?;
+    start_node_probing(&agent, &args, &stop).await?;
     println!("canopy node {} linking to {}", args.name, args.cluster);
     agent.run(stop).await.context("running the node agent")?;
     Ok(())
@@ -59,27 +64,32 @@ pub async fn up(args: DaemonArgs) -> anyhow::Result<()> {
         "local",
         Some(root_url.clone()),
         String::new(),
-        &PlacementArgs {
-            location: None,
-            labels: Default::default(),
-        },
+        &PlacementArgs::default(),
         args.timing.timing(),
     )
     .await?;
     let node_name = hostname();
-    let agent = open_node(&NodeArgs {
+    let node_args = NodeArgs {
         cluster: cluster_url,
         data: args.data.join("node"),
         name: node_name.clone(),
-        placement: PlacementArgs {
-            location: None,
-            labels: Default::default(),
-        },
+        placement: PlacementArgs::default(),
         cpu: None,
         memory: None,
+        watts_per_core: None,
+        containers: args.containers.clone(),
         token: String::new(),
-    })
+        probe: ProbeArgs::default(),
+    };
+    let agent = open_node(&node_args).await?;
+    start_cluster_probing(
+        &cluster,
+        Ipv4Addr::LOCALHOST.into(),
+        &node_args.probe,
+        &stop,
+    )
     .await?;
+    start_node_probing(&agent, &node_args, &stop).await?;
     announce("API", &listener)?;
     println!("  API docs:  {root_url}/docs");
     println!("  cluster \"local\" with node {node_name:?}");
@@ -136,6 +146,7 @@ async fn open_cluster(
         labels: placement.labels.clone(),
         location: placement.location,
         node_timing,
+        carbon_g_per_kwh: placement.carbon_intensity,
     };
     Cluster::open(config, Arc::new(store))
         .await
@@ -178,7 +189,15 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
     };
     let process = ProcessRuntime::new(args.data.join("process"), options)
         .context("starting the process runtime")?;
-    let runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(process)];
+    let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(process)];
+    match container_runtime(args) {
+        Ok(containers) => runtimes.push(Arc::new(containers)),
+        // A node without runc still runs processes; the cluster then sends it no containers.
+        Err(e) => {
+            tracing::warn!("containers are not available on this node: {e:#}");
+            eprintln!("canopy node {}: containers not available: {e:#}", args.name);
+        }
+    }
     let config = NodeConfig {
         name: args.name.clone(),
         cluster: args.cluster.clone(),
@@ -189,10 +208,121 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
         capacity,
         arch: detect_arch(),
         stop_grace: Duration::from_secs(5),
+        watts_per_core: args.watts_per_core,
+        carbon_g_per_kwh: args.placement.carbon_intensity,
+        coordinate: None,
     };
     Agent::open(config, runtimes)
         .await
         .context("recovering the node's instances")
+}
+
+/// The OCI runtime (runc or crun) with CNI networking and the registry-backed image store.
+fn container_runtime(args: &NodeArgs) -> anyhow::Result<OciRuntime> {
+    let containers: &ContainerArgs = &args.containers;
+    let mut config = ImageStoreConfig::new(args.data.join("images"));
+    config.insecure_registries = containers.insecure_registries.clone();
+    let store = ImageStore::open(config).context("opening the image store")?;
+    let credentials = match &containers.registry_credentials {
+        Some(path) => read_credentials(path)?,
+        None => NodeCredentials::new(),
+    };
+    let options = OciOptions {
+        runtime_binary: containers.oci_runtime.clone(),
+        cgroup_parent: format!("canopy/{}", args.name),
+        network: Some(CniConfig::new(
+            format!("canopy-{}", args.name),
+            containers.container_subnet.clone(),
+        )),
+        ..OciOptions::default()
+    };
+    let images = Arc::new(RegistryImages::new(store, credentials));
+    OciRuntime::new(args.data.join("containers"), options, images)
+        .context("starting the container runtime")
+}
+
+fn read_credentials(path: &Path) -> anyhow::Result<NodeCredentials> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        username: String,
+        password: String,
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading registry credentials {}", path.display()))?;
+    let entries: std::collections::BTreeMap<String, Entry> = serde_json::from_str(&text)
+        .with_context(|| format!("parsing registry credentials {}", path.display()))?;
+    Ok(entries
+        .into_iter()
+        .map(|(registry, e)| (registry, Credentials::new(e.username, e.password)))
+        .collect())
+}
+
+/// Probes per round: a few peers is enough for Vivaldi to converge (the paper uses 3–8).
+const PROBES_PER_ROUND: usize = 4;
+
+fn probe_period(args: &ProbeArgs) -> Option<Duration> {
+    (args.probe_interval.is_finite() && args.probe_interval > 0.0)
+        .then(|| Duration::from_secs_f64(args.probe_interval))
+}
+
+async fn start_cluster_probing(
+    cluster: &Arc<Cluster>,
+    ip: IpAddr,
+    args: &ProbeArgs,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Some(period) = probe_period(args) else {
+        return Ok(());
+    };
+    let prober = Prober::bind(SocketAddr::new(ip, 0), rand_seed())
+        .await
+        .context("binding the latency-probe socket")?;
+    cluster.attach_prober(prober.clone());
+    tokio::spawn(prober.run(period, PROBES_PER_ROUND, stop.clone()));
+    Ok(())
+}
+
+async fn start_node_probing(
+    agent: &Arc<Agent>,
+    args: &NodeArgs,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Some(period) = probe_period(&args.probe) else {
+        return Ok(());
+    };
+    // The address this machine reaches its cluster from is the one peers can reach it at.
+    let ip = local_ip_towards(&args.cluster)
+        .await
+        .unwrap_or(Ipv4Addr::LOCALHOST.into());
+    let prober = Prober::bind(SocketAddr::new(ip, 0), rand_seed())
+        .await
+        .context("binding the latency-probe socket")?;
+    agent.attach_prober(prober.clone());
+    tokio::spawn(prober.run(period, PROBES_PER_ROUND, stop.clone()));
+    Ok(())
+}
+
+/// The local address the kernel routes `url`'s host from (a UDP connect sends nothing).
+async fn local_ip_towards(url: &str) -> Option<IpAddr> {
+    let authority = url.split("://").nth(1).unwrap_or(url).split('/').next()?;
+    let target = tokio::net::lookup_host(authority).await.ok()?.next()?;
+    let unspecified: IpAddr = if target.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    let socket = tokio::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))
+        .await
+        .ok()?;
+    socket.connect(target).await.ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id())
 }
 
 fn open_store(dir: &Path, file: &str) -> anyhow::Result<RedbStore> {
@@ -224,7 +354,7 @@ fn hostname() -> String {
 }
 
 /// A flag that turns true on Ctrl-C or SIGTERM.
-fn stop_on_signal() -> watch::Receiver<bool> {
+pub(crate) fn stop_on_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let interrupt = tokio::signal::ctrl_c();

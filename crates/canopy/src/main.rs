@@ -5,11 +5,15 @@ mod client;
 mod commands;
 mod daemon;
 mod output;
+mod sim;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    // reqwest and the registry client share rustls; without a process-wide provider the
+    // first TLS client would panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

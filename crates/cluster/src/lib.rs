@@ -6,20 +6,23 @@
 mod placed;
 
 use canopy_model::{GeoPoint, InstanceState, ResourceAmounts};
-use canopy_sched::{NodeView, PlacementContext, Request, demand, free, place_on_node};
+use canopy_sched::{
+    Endpoint, NodeView, Placement, PlacementContext, Request, demand, place_on_node_explained,
+    should_replace, summarise,
+};
 use canopy_store::{Precondition, Store, StoreExt};
 use canopy_tier::child::{self, Child, Uplink};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::pb::{self, down, up};
-use canopy_tier::{
-    Timing, Workload, location_to_pb, resources, runtimes_from_pb, state_from_pb, unix_ms,
-};
+use canopy_tier::probe::Prober;
+use canopy_tier::{Timing, Workload, node_view, state_from_pb, summary_to_pb, unix_ms};
 use placed::{Placed, terminal_status};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use rand::seq::IteratorRandom;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Notify, watch};
 use tokio::time::Instant;
 
 const INSTANCES: &str = "/instances/";
@@ -34,6 +37,8 @@ pub struct ClusterConfig {
     pub location: Option<GeoPoint>,
     /// Heartbeat and deadline asked of nodes.
     pub node_timing: Timing,
+    /// Grid carbon intensity at this site (gCO2/kWh), for nodes that do not report their own.
+    pub carbon_g_per_kwh: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +70,31 @@ pub struct Cluster {
     uplink: Uplink,
     outbox: std::sync::Mutex<Option<child::Outbox>>,
     /// The membership last sent up, to send only changes.
-    reported: Mutex<Option<pb::Membership>>,
+    reported: Mutex<Reported>,
+    /// Membership changed (a node joined or was lost): report soon, not at once, so that a
+    /// thousand nodes joining together make a few reports rather than a thousand.
+    membership_changed: Notify,
+    /// This cluster's own latency-probe endpoint, which its nodes probe too.
+    prober: OnceLock<Arc<Prober>>,
 }
 
-/// How often the summary is compared with what the root last heard (only changes are sent).
+/// What the root last heard, in comparable form (see [`comparable`]).
+#[derive(Default)]
+struct Reported {
+    summary: Option<pb::Member>,
+    nodes: BTreeMap<String, pb::Member>,
+}
+
+/// How often the summary is compared with what the root last heard (only changes are sent):
+/// a lower rate than node heartbeats, since the root plans coarsely.
 const MEMBERSHIP_PERIOD: Duration = Duration::from_secs(2);
+/// Least time between two membership reports triggered by joins and losses.
+const MEMBERSHIP_DEBOUNCE: Duration = Duration::from_millis(250);
+/// How often nodes get a fresh sample of peers to probe, and how many.
+const PEERS_PERIOD: Duration = Duration::from_secs(30);
+const PEERS_PER_NODE: usize = 4;
+/// How often soft-constraint violations are checked against their convergence time.
+const CONVERGENCE_PERIOD: Duration = Duration::from_secs(1);
 
 impl Cluster {
     /// Opens the cluster over its own store, recovering the instances it had placed.
@@ -107,8 +132,16 @@ impl Cluster {
             state: Mutex::new(state),
             uplink,
             outbox: std::sync::Mutex::new(Some(outbox)),
-            reported: Mutex::new(None),
+            reported: Mutex::new(Reported::default()),
+            membership_changed: Notify::new(),
+            prober: OnceLock::new(),
         }))
+    }
+
+    /// Takes part in latency probing with `prober` (whose loop the caller runs): nodes get
+    /// its port among their peers, and it probes nodes in turn.
+    pub fn attach_prober(&self, prober: Arc<Prober>) {
+        let _ = self.prober.set(prober);
     }
 
     pub fn name(&self) -> &str {
@@ -185,10 +218,11 @@ impl Cluster {
 
     /// Per-node views for the scheduler; allocation counts every live instance placed there,
     /// including those assigned but not yet running (reservations).
-    fn node_views(state: &State) -> Vec<NodeView> {
+    fn node_views(&self, state: &State) -> Vec<NodeView> {
         let mut allocated: BTreeMap<&str, ResourceAmounts> = BTreeMap::new();
         for placed in state.instances.values().filter(|p| p.is_live()) {
-            if let Some(node) = &placed.node {
+            // A copy being replaced holds its node until it stops.
+            for node in placed.node.iter().chain(placed.draining.iter()) {
                 allocated
                     .entry(node.as_str())
                     .or_default()
@@ -198,16 +232,14 @@ impl Cluster {
         state
             .nodes
             .iter()
-            .map(|(name, entry)| NodeView {
-                name: name.clone(),
-                ready: entry.ready && entry.downlink.is_some(),
-                arch: entry.member.arch.clone(),
-                runtimes: runtimes_from_pb(&entry.member.runtimes),
-                labels: entry.member.labels.clone().into_iter().collect(),
-                location: canopy_tier::location_from_pb(&entry.member),
-                capacity: resources(entry.member.capacity.as_ref()),
-                allocated: allocated.get(name.as_str()).copied().unwrap_or_default(),
-                ..NodeView::default()
+            .map(|(name, entry)| {
+                let mut view = node_view(
+                    &entry.member,
+                    entry.ready && entry.downlink.is_some(),
+                    allocated.get(name.as_str()).copied().unwrap_or_default(),
+                );
+                view.carbon_g_per_kwh = view.carbon_g_per_kwh.or(self.config.carbon_g_per_kwh);
+                view
             })
             .collect()
     }
@@ -215,58 +247,142 @@ impl Cluster {
     /// Places one instance on a node and sends it there; if no node fits, tells the root,
     /// which tries another cluster.
     async fn place(&self, state: &mut State, id: &str) {
-        let views = Self::node_views(state);
+        let views = self.node_views(state);
+        let Some(context) = Self::context(state, id) else {
+            return;
+        };
         let Some(placed) = state.instances.get(id) else {
             return;
         };
-        // How many instances of the same service each node already runs (spread constraints).
-        let service = (
-            &placed.workload.namespace,
-            &placed.workload.application,
-            &placed.workload.service,
-        );
+        let mut request = Request::new(&placed.workload.spec, &placed.refused);
+        request.context = Some(&context);
+        match place_on_node_explained(&request, &views) {
+            Ok(placement) => self.assign_to(state, id, &placement).await,
+            Err(explanation) => {
+                let reason = format!("cluster {}: {explanation}", self.config.name);
+                self.finish(state, id, pb::State::Rejected, &reason).await;
+            }
+        }
+    }
+
+    /// What placing instance `id` depends on besides the nodes: how many instances of its
+    /// service each node runs (spread), and where the application's other services run
+    /// (latency to a service).
+    fn context(state: &State, id: &str) -> Option<PlacementContext> {
+        let placed = state.instances.get(id)?;
         let mut context = PlacementContext::default();
         for other in state
             .instances
             .values()
             .filter(|p| p.is_live() && p.id != id)
         {
-            let same = (
-                &other.workload.namespace,
-                &other.workload.application,
-                &other.workload.service,
-            ) == service;
-            if let (true, Some(node)) = (same, &other.node) {
+            let Some(node) = &other.node else { continue };
+            if other.same_service(placed) {
                 *context.instances_per_node.entry(node.clone()).or_default() += 1;
+            } else if (&other.workload.namespace, &other.workload.application)
+                == (&placed.workload.namespace, &placed.workload.application)
+            {
+                let member = state.nodes.get(node).map(|n| &n.member);
+                context
+                    .services
+                    .entry(other.workload.service.clone())
+                    .or_default()
+                    .push(Endpoint {
+                        location: member.and_then(canopy_tier::location_from_pb),
+                        coordinate: member
+                            .and_then(|m| canopy_tier::coordinate_from_pb(m.coordinate.as_ref())),
+                    });
             }
         }
+        Some(context)
+    }
+
+    /// Sends instance `id` to the node `placement` chose, noting a soft violation's start.
+    async fn assign_to(&self, state: &mut State, id: &str, placement: &Placement) {
         let Some(placed) = state.instances.get_mut(id) else {
             return;
         };
-        let mut request = Request::new(&placed.workload.spec, &placed.refused);
-        request.context = Some(&context);
-        match place_on_node(&request, &views) {
-            Ok(index) => {
-                let node = views[index].name.clone();
-                placed.node = Some(node.clone());
-                placed.pid = None;
-                placed.set(
-                    InstanceState::NodeScheduled,
-                    format!("placed on node {node}"),
-                );
-                let assign = placed.workload.to_assign(&placed.id, placed.generation);
-                let status = placed.status(&self.config.name);
-                let placed = placed.clone();
-                if let Some(link) = state.nodes.get(&node).and_then(|n| n.downlink.as_ref()) {
-                    link.send(down::Body::Assign(assign));
-                }
-                self.persist(&placed).await;
-                self.report(status);
+        let node = placement.name.clone();
+        placed.node = Some(node.clone());
+        placed.pid = None;
+        let reason = if placement.violated.is_empty() {
+            placed.soft_violation_since = None;
+            format!("placed on node {node}")
+        } else {
+            placed.soft_violation_since = Some(unix_ms(OffsetDateTime::now_utc()));
+            let kinds: Vec<&str> = placement.violated.iter().map(|v| v.kind).collect();
+            format!(
+                "placed on node {node}; preference not met: {}",
+                kinds.join(", ")
+            )
+        };
+        placed.set(InstanceState::NodeScheduled, reason);
+        let assign = placed.workload.to_assign(&placed.id, placed.generation);
+        let status = placed.status(&self.config.name);
+        let placed = placed.clone();
+        if let Some(link) = state.nodes.get(&node).and_then(|n| n.downlink.as_ref()) {
+            link.send(down::Body::Assign(assign));
+        }
+        self.persist(&placed).await;
+        self.report(status);
+    }
+
+    /// Moves running instances whose soft constraints have been violated for longer than
+    /// their convergence time to a node that violates less, one instance per service at a
+    /// time. The old copy runs until the new one does: never fewer replicas running.
+    async fn converge(&self) {
+        let mut state = self.state.lock().await;
+        let now = unix_ms(OffsetDateTime::now_utc());
+        let due: Vec<String> = state
+            .instances
+            .values()
+            .filter(|p| p.state == InstanceState::Running && p.draining.is_none())
+            .filter(|p| {
+                let since = p.soft_violation_since.unwrap_or(now);
+                let elapsed = u64::try_from(now - since).unwrap_or(0) / 1000;
+                p.soft_violation_since.is_some()
+                    && should_replace(elapsed, p.convergence_time(), true)
+            })
+            .map(|p| p.id.clone())
+            .collect();
+        for id in due {
+            let moving = state.instances.get(&id).is_some_and(|p| {
+                state
+                    .instances
+                    .values()
+                    .any(|other| other.draining.is_some() && other.same_service(p))
+            });
+            if moving {
+                continue;
             }
-            Err(explanation) => {
-                let reason = format!("cluster {}: {explanation}", self.config.name);
-                self.finish(state, id, pb::State::Rejected, &reason).await;
+            let views = self.node_views(&state);
+            let Some(context) = Self::context(&state, &id) else {
+                continue;
+            };
+            let Some(placed) = state.instances.get(&id) else {
+                continue;
+            };
+            let Some(current) = views.iter().find(|v| Some(&v.name) == placed.node.as_ref()) else {
+                continue;
+            };
+            let mut request = Request::new(&placed.workload.spec, &[]);
+            request.context = Some(&context);
+            let here = place_on_node_explained(&request, std::slice::from_ref(current));
+            let Ok(best) = place_on_node_explained(&request, &views) else {
+                continue;
+            };
+            let better = match &here {
+                Ok(here) => best.penalty < here.penalty && best.name != here.name,
+                Err(_) => false,
+            };
+            if !better {
+                continue;
             }
+            tracing::info!(instance = %id, from = %current.name, to = %best.name, "moving to a node that meets its preferences");
+            if let Some(placed) = state.instances.get_mut(&id) {
+                placed.draining = placed.node.take();
+            }
+            self.assign_to(&mut state, &id, &best).await;
         }
     }
 
@@ -398,8 +514,56 @@ impl Cluster {
                 ));
             }
         }
+        self.send_peers(&state, &name);
         drop(state);
-        self.report_membership().await;
+        self.membership_changed.notify_one();
+    }
+
+    /// Sends `node` a random sample of the other nodes (and this cluster) to probe.
+    fn send_peers(&self, state: &State, node: &str) {
+        let Some(link) = state.nodes.get(node).and_then(|n| n.downlink.as_ref()) else {
+            return;
+        };
+        let mut peers: Vec<pb::Peer> = state
+            .nodes
+            .iter()
+            .filter(|(name, n)| {
+                name.as_str() != node && n.ready && !n.member.probe_address.is_empty()
+            })
+            .choose_multiple(&mut rand::rng(), PEERS_PER_NODE)
+            .into_iter()
+            .map(|(name, n)| pb::Peer {
+                name: name.clone(),
+                address: n.member.probe_address.clone(),
+            })
+            .collect();
+        if let Some(Ok(own)) = self.prober.get().map(|p| p.local_addr()) {
+            // The port alone: the node reaches this cluster at the host it dialled.
+            peers.push(pb::Peer {
+                name: self.config.name.clone(),
+                address: format!(":{}", own.port()),
+            });
+        }
+        if !peers.is_empty() {
+            link.send(down::Body::Peers(pb::Peers { peers }));
+        }
+    }
+
+    /// Refreshes every node's peers, and this cluster's own.
+    async fn refresh_peers(&self) {
+        let state = self.state.lock().await;
+        for name in state.nodes.keys() {
+            self.send_peers(&state, name);
+        }
+        if let Some(prober) = self.prober.get() {
+            let peers = state
+                .nodes
+                .values()
+                .filter(|n| n.ready)
+                .filter_map(|n| n.member.probe_address.parse().ok())
+                .choose_multiple(&mut rand::rng(), PEERS_PER_NODE);
+            prober.set_peers(peers);
+        }
     }
 
     async fn apply_node_status(&self, state: &mut State, node: &str, status: pb::InstanceStatus) {
@@ -410,6 +574,14 @@ impl Cluster {
             return;
         }
         let wire_state = pb::State::try_from(status.state).unwrap_or(pb::State::Unspecified);
+        if wire_state == pb::State::Rejected
+            && placed.cancel_move(&format!("node {node} refused the move: {}", status.reason))
+        {
+            let placed = placed.clone();
+            self.persist(&placed).await;
+            self.report(placed.status(&self.config.name));
+            return;
+        }
         if wire_state == pb::State::Rejected {
             placed.refused.push(node.to_string());
             placed.node = None;
@@ -443,7 +615,21 @@ impl Cluster {
         placed.exit_code = status.has_exit_code.then_some(status.exit_code);
         placed.restarts = status.restarts;
         placed.at_ms = status.at_ms;
+        let moved_from = match new_state {
+            InstanceState::Running => placed.draining.take(),
+            _ => None,
+        };
         let placed = placed.clone();
+        if let Some(old) = moved_from {
+            // The new copy runs: now the old one may stop.
+            if let Some(link) = state.nodes.get(&old).and_then(|n| n.downlink.as_ref()) {
+                link.send(down::Body::Revoke(pb::Revoke {
+                    instance_id: placed.id.clone(),
+                    generation: placed.generation,
+                    reason: format!("moved to node {node}, which meets its preferences"),
+                }));
+            }
+        }
         if changed {
             self.persist(&placed).await;
         }
@@ -454,6 +640,13 @@ impl Cluster {
         let mut state = self.state.lock().await;
         if let Some(entry) = state.nodes.get_mut(node) {
             entry.last_seen = Instant::now();
+            if let up::Body::Heartbeat(pb::Heartbeat {
+                coordinate: Some(coordinate),
+                ..
+            }) = &body
+            {
+                entry.member.coordinate = Some(*coordinate);
+            }
         }
         if let up::Body::Status(status) = body {
             self.apply_node_status(&mut state, node, status).await;
@@ -475,11 +668,27 @@ impl Cluster {
         let deadline = self.config.node_timing.deadline;
         let mut tick = tokio::time::interval(Duration::from_millis(200).min(deadline / 4));
         let mut membership = tokio::time::interval(MEMBERSHIP_PERIOD);
+        let mut peers = tokio::time::interval(PEERS_PERIOD);
+        let mut convergence = tokio::time::interval(CONVERGENCE_PERIOD);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = membership.tick() => {
-                    self.report_membership_if_changed().await;
+                    self.report_membership_changes().await;
+                    continue;
+                }
+                _ = self.membership_changed.notified() => {
+                    tokio::time::sleep(MEMBERSHIP_DEBOUNCE).await;
+                    self.report_membership_changes().await;
+                    membership.reset();
+                    continue;
+                }
+                _ = peers.tick() => {
+                    self.refresh_peers().await;
+                    continue;
+                }
+                _ = convergence.tick() => {
+                    self.converge().await;
                     continue;
                 }
                 _ = canopy_tier::stopped(&mut stop) => return,
@@ -508,7 +717,7 @@ impl Cluster {
             }
             drop(state);
             if !lost.is_empty() {
-                self.report_membership().await;
+                self.membership_changed.notify_one();
             }
         }
     }
@@ -522,6 +731,12 @@ impl Cluster {
                 .await;
             return;
         }
+        if placed.cancel_move(&format!("node {node} became unreachable mid-move")) {
+            let placed = placed.clone();
+            self.persist(&placed).await;
+            self.report(placed.status(&self.config.name));
+            return;
+        }
         placed.set(InstanceState::Lost, format!("node {node} unreachable"));
         self.report(placed.status(&self.config.name));
         placed.node = None;
@@ -529,104 +744,113 @@ impl Cluster {
         self.place(state, id).await;
     }
 
+    /// The cluster's summary for the root (from [`summarise`]) and every node as reported up.
     async fn summary(&self) -> (pb::Member, Vec<pb::Member>) {
         let state = self.state.lock().await;
-        let views = Self::node_views(&state);
-        let mut capacity = ResourceAmounts::default();
-        let mut allocated = ResourceAmounts::default();
-        let mut max_free = ResourceAmounts::default();
-        let mut runtimes: Vec<String> = Vec::new();
-        let mut arches: Vec<String> = Vec::new();
-        let mut nodes = Vec::new();
-        for view in &views {
-            let entry = &state.nodes[&view.name];
-            let instance_count = state
-                .instances
-                .values()
-                .filter(|p| p.node.as_deref() == Some(view.name.as_str()) && p.is_live())
-                .count() as u32;
-            nodes.push(pb::Member {
-                allocated: Some(view.allocated.into()),
-                ready: view.ready,
-                instance_count,
-                joined_at_ms: unix_ms(entry.joined_at),
-                last_seen_ms: unix_ms(
-                    OffsetDateTime::now_utc()
-                        - time::Duration::try_from(entry.last_seen.elapsed()).unwrap_or_default(),
-                ),
-                cluster: self.config.name.clone(),
-                ..entry.member.clone()
-            });
-            if !view.ready {
-                continue;
-            }
-            capacity.add(&view.capacity);
-            allocated.add(&view.allocated);
-            let node_free = free(&view.capacity, &view.allocated);
-            max_free.cpu_millis = max_free.cpu_millis.max(node_free.cpu_millis);
-            max_free.memory_mib = max_free.memory_mib.max(node_free.memory_mib);
-            max_free.gpus = max_free.gpus.max(node_free.gpus);
-            max_free.storage_mib = max_free.storage_mib.max(node_free.storage_mib);
-            for runtime in &entry.member.runtimes {
-                if !runtimes.contains(runtime) {
-                    runtimes.push(runtime.clone());
-                }
-            }
-            if !arches.contains(&entry.member.arch) {
-                arches.push(entry.member.arch.clone());
+        let views = self.node_views(&state);
+        let mut instance_counts: BTreeMap<&str, u32> = BTreeMap::new();
+        for placed in state.instances.values().filter(|p| p.is_live()) {
+            if let Some(node) = &placed.node {
+                *instance_counts.entry(node.as_str()).or_default() += 1;
             }
         }
-        let (location, has_location) = location_to_pb(self.config.location);
-        let summary = pb::Member {
-            name: self.config.name.clone(),
-            // A cluster spans architectures; they travel comma-separated.
-            arch: arches.join(","),
-            runtimes,
-            capacity: Some(capacity.into()),
-            allocated: Some(allocated.into()),
-            labels: self.config.labels.clone().into_iter().collect(),
-            location,
-            has_location,
-            max_node_free: Some(max_free.into()),
-            node_count: nodes.len() as u32,
-            ready: true,
-            ..pb::Member::default()
-        };
-        (summary, nodes)
+        let now = OffsetDateTime::now_utc();
+        let nodes = views
+            .iter()
+            .map(|view| {
+                let entry = &state.nodes[&view.name];
+                pb::Member {
+                    allocated: Some(view.allocated.into()),
+                    ready: view.ready,
+                    instance_count: instance_counts
+                        .get(view.name.as_str())
+                        .copied()
+                        .unwrap_or(0),
+                    joined_at_ms: unix_ms(entry.joined_at),
+                    last_seen_ms: unix_ms(
+                        now - time::Duration::try_from(entry.last_seen.elapsed())
+                            .unwrap_or_default(),
+                    ),
+                    cluster: self.config.name.clone(),
+                    ..entry.member.clone()
+                }
+            })
+            .collect();
+        let mut view = summarise(&self.config.name, &views);
+        view.ready = true;
+        view.labels = self.config.labels.clone();
+        if view.location.is_none() {
+            view.location = self.config.location;
+        }
+        // Down nodes count as members, not as capacity.
+        view.node_count = Some(state.nodes.len() as u32);
+        (summary_to_pb(&view), nodes)
     }
 
-    async fn report_membership(&self) {
+    /// What changed since the root last heard; everything when `complete` (a new link).
+    async fn membership_delta(&self, complete: bool) -> Option<pb::Membership> {
         let (summary, nodes) = self.summary().await;
-        let membership = pb::Membership {
-            summary: Some(summary),
-            nodes,
-        };
-        *self.reported.lock().await = Some(comparable(&membership));
-        self.uplink.send(up::Body::Membership(membership));
-    }
-
-    async fn report_membership_if_changed(&self) {
-        let (summary, nodes) = self.summary().await;
-        let membership = pb::Membership {
-            summary: Some(summary),
-            nodes,
-        };
         let mut reported = self.reported.lock().await;
-        let now = comparable(&membership);
-        if reported.as_ref() != Some(&now) {
-            *reported = Some(now);
+        if complete {
+            *reported = Reported::default();
+        }
+        let mut current = BTreeSet::new();
+        let mut changed = Vec::new();
+        for node in nodes {
+            current.insert(node.name.clone());
+            let seen = comparable(&node);
+            if reported.nodes.get(&node.name) != Some(&seen) {
+                reported.nodes.insert(node.name.clone(), seen);
+                changed.push(node);
+            }
+        }
+        let removed: Vec<String> = reported
+            .nodes
+            .keys()
+            .filter(|name| !current.contains(*name))
+            .cloned()
+            .collect();
+        for name in &removed {
+            reported.nodes.remove(name);
+        }
+        let seen = comparable(&summary);
+        if !complete
+            && changed.is_empty()
+            && removed.is_empty()
+            && reported.summary == Some(seen.clone())
+        {
+            return None;
+        }
+        reported.summary = Some(seen);
+        Some(pb::Membership {
+            summary: Some(summary),
+            nodes: changed,
+            removed,
+            complete,
+        })
+    }
+
+    async fn report_membership_changes(&self) {
+        if let Some(membership) = self.membership_delta(false).await {
             self.uplink.send(up::Body::Membership(membership));
         }
     }
 }
 
-/// The membership without the ever-changing last-seen times.
-fn comparable(membership: &pb::Membership) -> pb::Membership {
-    let mut membership = membership.clone();
-    for node in &mut membership.nodes {
-        node.last_seen_ms = 0;
+/// A member without what changes all the time and is not worth a report: last-seen times,
+/// and coordinate jitter below a millisecond (or a tenth of relative error).
+fn comparable(member: &pb::Member) -> pb::Member {
+    let round = |value: f64, step: f64| (value / step).round() * step;
+    pb::Member {
+        last_seen_ms: 0,
+        coordinate: member.coordinate.map(|c| pb::Coordinate {
+            x: round(c.x, 1.0),
+            y: round(c.y, 1.0),
+            height: round(c.height, 1.0),
+            error: round(c.error, 0.1),
+        }),
+        ..member.clone()
     }
-    membership
 }
 
 /// The cluster seen from its nodes (it is their parent).
@@ -652,7 +876,10 @@ struct RootSide(Arc<Cluster>);
 
 impl Child for RootSide {
     async fn hello(&self) -> pb::Hello {
-        let (member, nodes) = self.0.summary().await;
+        let (member, nodes) = match self.0.membership_delta(true).await {
+            Some(membership) => (membership.summary.unwrap_or_default(), membership.nodes),
+            None => self.0.summary().await,
+        };
         let state = self.0.state.lock().await;
         let instances = state
             .instances

@@ -21,6 +21,13 @@ pub struct Placed {
     /// Nodes that refused this instance; skipped when placing it again.
     pub refused: Vec<String>,
     pub at_ms: i64,
+    /// Since when (unix ms) its node has violated a soft constraint: after the constraint's
+    /// convergence time, the instance moves if a better node exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_violation_since: Option<i64>,
+    /// While moving: the node still running the old copy, stopped once the new one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining: Option<String>,
 }
 
 impl Placed {
@@ -37,7 +44,41 @@ impl Placed {
             restarts: 0,
             refused: Vec::new(),
             at_ms: unix_ms(OffsetDateTime::now_utc()),
+            soft_violation_since: None,
+            draining: None,
         }
+    }
+
+    /// The shortest convergence time of the service's soft constraints, seconds.
+    pub fn convergence_time(&self) -> Option<u64> {
+        self.workload
+            .spec
+            .constraints
+            .iter()
+            .filter(|c| c.rigidness.is_some_and(|r| r < 1.0))
+            .filter_map(|c| c.convergence_time)
+            .min()
+    }
+
+    /// Gives up a move (see `draining`): the old copy never stopped, so it simply stays, and
+    /// the violation's clock starts again. False when no move was under way.
+    pub fn cancel_move(&mut self, why: &str) -> bool {
+        let Some(old) = self.draining.take() else {
+            return false;
+        };
+        self.node = Some(old.clone());
+        self.soft_violation_since = Some(unix_ms(OffsetDateTime::now_utc()));
+        self.set(
+            InstanceState::Running,
+            format!("stays on node {old}: {why}"),
+        );
+        true
+    }
+
+    /// Same namespace, application and service.
+    pub fn same_service(&self, other: &Placed) -> bool {
+        let (a, b) = (&self.workload, &other.workload);
+        (&a.namespace, &a.application, &a.service) == (&b.namespace, &b.application, &b.service)
     }
 
     pub fn set(&mut self, state: InstanceState, reason: impl Into<String>) {

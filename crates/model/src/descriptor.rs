@@ -114,6 +114,13 @@ pub struct ServiceSpec {
     pub restart_policy: RestartPolicy,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<Constraint>,
+    /// What placement optimises for this service; `binPack` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<Objective>,
+    /// Registry credentials for `image` (like Nomad's `auth` block); the node's own
+    /// credentials for the registry are used when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<RegistryCredentials>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -195,6 +202,38 @@ pub enum RestartPolicy {
     Always,
     OnFailure,
     Never,
+}
+
+/// What placement optimises: the weights of the scheduler's scorers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Objective {
+    /// Fill nodes up (best fit), keeping big holes for big instances.
+    #[default]
+    BinPack,
+    /// Least loaded nodes first, fewest instances of the service first.
+    Spread,
+    /// Closest to the service's latency and geo targets first.
+    Latency,
+    /// Lowest power draw × grid carbon intensity first.
+    Energy,
+}
+
+/// Username and password (or token) for a registry. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One placement constraint: exactly one of the kind fields is set. Hard by default;

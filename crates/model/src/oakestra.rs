@@ -743,6 +743,8 @@ impl Mapper {
             ports,
             restart_policy,
             constraints,
+            objective: None,
+            image_pull_secret: None,
             labels: BTreeMap::new(),
             annotations,
         };

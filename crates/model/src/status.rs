@@ -196,10 +196,23 @@ pub struct NodeInfo {
     pub capacity: ResourceAmounts,
     pub allocated: ResourceAmounts,
     pub instances: u32,
+    /// Vivaldi network coordinate, once the node has probed its peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinate: Option<NetworkCoordinate>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub joined_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub last_seen: OffsetDateTime,
+}
+
+/// A point in latency space (milliseconds): RTT between two nodes ≈ planar distance plus
+/// both heights. `error` is the node's relative confidence (0 exact, 1.5 unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkCoordinate {
+    pub x: f64,
+    pub y: f64,
+    pub height: f64,
+    pub error: f64,
 }

@@ -549,6 +549,8 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     ports,
                     restart_policy,
                     constraints,
+                    objective: None,
+                    image_pull_secret: None,
                     labels: Default::default(),
                     annotations: Default::default(),
                 }

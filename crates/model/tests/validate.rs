@@ -793,3 +793,44 @@ fn the_template_hash_ignores_replicas_and_sees_everything_else() {
     assert_ne!(env.template_hash(), hash);
     assert_eq!(spec.clone().template_hash(), hash, "stable for equal specs");
 }
+
+#[test]
+fn image_pull_secret_is_checked_and_never_printed() {
+    let mut app = baseline();
+    {
+        let svc = web(&mut app);
+        svc.runtime = canopy_model::RuntimeKind::Process;
+        svc.image = None;
+        svc.command = vec!["/bin/true".into()];
+        svc.image_pull_secret = Some(canopy_model::RegistryCredentials {
+            username: " ".into(),
+            password: "hunter2".into(),
+        });
+    }
+    let errors = validate_application(&app);
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(
+        paths.contains(&"spec.services[0].imagePullSecret"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"spec.services[0].imagePullSecret.username"),
+        "{paths:?}"
+    );
+    let shown = format!("{:?}", web(&mut app).image_pull_secret);
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn objective_parses_in_camel_case() {
+    let parsed = canopy_model::parse_descriptor(
+        r#"{"apiVersion":"canopy.dev/v1","kind":"Application","metadata":{"name":"a"},
+             "spec":{"services":[{"name":"s","runtime":"process","command":["/bin/true"],
+             "objective":"energy"}]}}"#,
+    )
+    .expect("valid");
+    assert_eq!(
+        parsed.applications[0].spec.services[0].objective,
+        Some(canopy_model::Objective::Energy)
+    );
+}

@@ -3,18 +3,24 @@
 //! (and restarting) its instances while its cluster is away, and a restarted agent re-adopts
 //! the processes it had started instead of starting them again.
 
+pub mod hollow;
+pub mod images;
 mod statefile;
 
-use canopy_model::{GeoPoint, InstanceState, ResourceAmounts, RestartPolicy, RuntimeKind};
+use canopy_model::{
+    GeoPoint, InstanceState, NetworkCoordinate, ResourceAmounts, RestartPolicy, RuntimeKind,
+};
 use canopy_runtime::{Exit, InstanceSpec, Runtime};
 use canopy_sched::demand;
 use canopy_tier::child::{self, Child, Outbox, Uplink};
 use canopy_tier::pb::{self, up};
-use canopy_tier::{Timing, Workload, location_to_pb, state_to_pb, unix_ms};
+use canopy_tier::probe::{Position, Prober};
+use canopy_tier::{Timing, Workload, coordinate_to_pb, location_to_pb, state_to_pb, unix_ms};
 use statefile::{Assignment, StateFile};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, watch};
@@ -33,6 +39,11 @@ pub struct NodeConfig {
     pub arch: String,
     /// How long an instance has to stop after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
+    /// Power draw per core (W) and grid carbon intensity (gCO2/kWh), for energy-aware placement.
+    pub watts_per_core: Option<f64>,
+    pub carbon_g_per_kwh: Option<f64>,
+    /// A fixed network coordinate, for nodes that do not probe (hollow nodes in `canopy sim`).
+    pub coordinate: Option<NetworkCoordinate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +131,15 @@ pub struct Agent {
     statefile: StateFile,
     uplink: Uplink,
     outbox: std::sync::Mutex<Option<Outbox>>,
+    /// Latency probing (Vivaldi), when the daemon turned it on.
+    prober: OnceLock<Arc<Prober>>,
+    /// The coordinate the cluster last heard, so heartbeats carry it only when it moved.
+    coordinate_sent: std::sync::Mutex<Option<Position>>,
 }
+
+/// A coordinate is worth reporting once it moved this far (ms) or its error this much.
+const COORDINATE_MOVE_MS: f64 = 0.5;
+const COORDINATE_ERROR_STEP: f64 = 0.1;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -197,11 +216,81 @@ impl Agent {
             statefile,
             uplink,
             outbox: std::sync::Mutex::new(Some(outbox)),
+            prober: OnceLock::new(),
+            coordinate_sent: std::sync::Mutex::new(None),
         });
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));
         }
         Ok(agent)
+    }
+
+    /// Takes part in latency probing with `prober` (whose loop the caller runs): its address
+    /// and coordinate go to the cluster, and the peers the cluster names are probed.
+    pub fn attach_prober(&self, prober: Arc<Prober>) {
+        let _ = self.prober.set(prober);
+    }
+
+    fn position(&self) -> Option<Position> {
+        match (self.prober.get(), self.config.coordinate) {
+            (Some(prober), _) => Some(prober.position()),
+            (None, Some(c)) => Some(Position {
+                coordinate: canopy_sched::Coordinate {
+                    x: c.x,
+                    y: c.y,
+                    height: c.height,
+                },
+                error: c.error,
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// The coordinate, if it moved enough since the cluster last heard it.
+    fn coordinate_update(&self) -> Option<pb::Coordinate> {
+        let now = self.position()?;
+        let mut sent = self
+            .coordinate_sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let moved = sent.is_none_or(|before| {
+            before.coordinate.planar_distance(&now.coordinate) > COORDINATE_MOVE_MS
+                || (before.coordinate.height - now.coordinate.height).abs() > COORDINATE_MOVE_MS
+                || (before.error - now.error).abs() > COORDINATE_ERROR_STEP
+        });
+        if !moved {
+            return None;
+        }
+        *sent = Some(now);
+        coordinate_to_pb(Some((now.coordinate, now.error)))
+    }
+
+    /// Peers named by the cluster: `host:port`, or `:port` for the cluster's own host.
+    async fn on_peers(&self, peers: pb::Peers) {
+        let Some(prober) = self.prober.get() else {
+            return;
+        };
+        let cluster_host = self
+            .config
+            .cluster
+            .parse::<tonic::codegen::http::Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(|h| h.trim_matches(['[', ']']).to_string()));
+        let mut addresses: Vec<SocketAddr> = Vec::new();
+        for peer in peers.peers {
+            let address = match (peer.address.strip_prefix(':'), &cluster_host) {
+                (Some(port), Some(host)) => format!("{host}:{port}"),
+                (Some(_), None) => continue,
+                (None, _) => peer.address,
+            };
+            match tokio::net::lookup_host(address.as_str()).await {
+                Ok(mut found) => addresses.extend(found.next()),
+                Err(e) => {
+                    tracing::debug!(peer = %peer.name, %address, error = %e, "cannot resolve a probe peer")
+                }
+            }
+        }
+        prober.set_peers(addresses);
     }
 
     /// Keeps the link to the cluster up until `stop` turns true. Instances keep running when
@@ -458,6 +547,24 @@ impl Agent {
                 self.config.name
             ));
         }
+        for port in workload.spec.ports.iter().filter(|p| p.host_port.is_some()) {
+            let taken = instances
+                .values()
+                .filter(|l| !l.state.is_final())
+                .flat_map(|l| &l.assignment.workload.spec.ports)
+                .any(|p| p.host_port == port.host_port && p.protocol == port.protocol);
+            if taken {
+                let protocol = match port.protocol {
+                    canopy_model::Protocol::Tcp => "tcp",
+                    canopy_model::Protocol::Udp => "udp",
+                };
+                return Err(format!(
+                    "host port {}/{protocol} is already published on node {}",
+                    port.host_port.unwrap_or(0),
+                    self.config.name
+                ));
+            }
+        }
         let used = self.allocated_in(instances);
         let need = demand(&workload.spec);
         let capacity = &self.config.capacity;
@@ -566,6 +673,17 @@ impl Agent {
             has_location,
             ready: true,
             instance_count: instances.len() as u32,
+            coordinate: self
+                .position()
+                .and_then(|p| coordinate_to_pb(Some((p.coordinate, p.error)))),
+            probe_address: self
+                .prober
+                .get()
+                .and_then(|p| p.local_addr().ok())
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            watts_per_core: self.config.watts_per_core.unwrap_or(0.0),
+            carbon_g_per_kwh: self.config.carbon_g_per_kwh.unwrap_or(0.0),
             ..pb::Member::default()
         }
     }
@@ -595,6 +713,17 @@ impl Child for ClusterSide {
 
     async fn on_revoke(&self, revoke: pb::Revoke) {
         self.0.on_revoke(revoke).await;
+    }
+
+    async fn heartbeat(&self) -> pb::Heartbeat {
+        pb::Heartbeat {
+            allocated: None,
+            coordinate: self.0.coordinate_update(),
+        }
+    }
+
+    async fn on_peers(&self, peers: pb::Peers) {
+        self.0.on_peers(peers).await;
     }
 
     async fn on_link(&self, up: Option<Timing>) {

@@ -454,7 +454,8 @@ impl Desired {
                 ops.push(delete_instance(instance, *revision));
             } else if live && wanted && kept.insert((&instance.service, instance.replica)) {
                 // This replica is covered.
-            } else if live {
+            } else if instance.state != InstanceState::Terminating && (live || !wanted) {
+                // Also one that ended (Failed, Succeeded): its node still holds its state.
                 ops.push(retire(instance.clone(), *revision, now)?);
             }
         }

@@ -4,13 +4,16 @@
 
 use crate::desired::{Desired, InstanceChange, InstanceFilter, RootError};
 use crate::keys;
-use canopy_model::{ClusterInfo, Instance, InstanceState, MemberState, NodeInfo, ResourceAmounts};
-use canopy_sched::{ClusterView, PlacementContext, Request, demand, place_on_cluster};
+use canopy_model::{
+    ClusterInfo, Instance, InstanceState, MemberState, NetworkCoordinate, NodeInfo, ResourceAmounts,
+};
+use canopy_sched::{ClusterView, Endpoint, PlacementContext, Request, demand, place_on_cluster};
 use canopy_store::{Op, Precondition, StoreExt};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::pb::{self, down, up};
 use canopy_tier::{
     Timing, Workload, from_unix_ms, location_from_pb, resources, runtimes_from_pb, state_from_pb,
+    summary_from_pb,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -131,6 +134,27 @@ impl Federation {
         }
         let mut links = self.links.lock().await;
         let mut views = cluster_views(&links.clusters, &allocated);
+        // Where each application's services run, at cluster grain (latency to a service).
+        let mut endpoints: BTreeMap<(&str, &str), BTreeMap<String, Vec<Endpoint>>> =
+            BTreeMap::new();
+        for instance in instances.iter().filter(|i| !i.state.is_final()) {
+            let Some(view) = instance
+                .cluster
+                .as_ref()
+                .and_then(|c| views.iter().find(|v| &v.name == c))
+            else {
+                continue;
+            };
+            endpoints
+                .entry((&instance.namespace, &instance.application))
+                .or_default()
+                .entry(instance.service.clone())
+                .or_default()
+                .push(Endpoint {
+                    location: view.location,
+                    coordinate: view.coordinate,
+                });
+        }
         for instance in &instances {
             match instance.state {
                 InstanceState::Pending => {}
@@ -157,6 +181,10 @@ impl Federation {
             let context = PlacementContext {
                 instances_per_cluster: per_cluster
                     .get(&service_key(instance))
+                    .cloned()
+                    .unwrap_or_default(),
+                services: endpoints
+                    .get(&(instance.namespace.as_str(), instance.application.as_str()))
                     .cloned()
                     .unwrap_or_default(),
                 ..PlacementContext::default()
@@ -299,7 +327,7 @@ impl Federation {
             );
         }
         tracing::info!(cluster = %name, nodes = hello.nodes.len(), "cluster linked");
-        self.record_membership(&name, &summary, &hello.nodes)
+        self.record_membership(&name, &summary, &hello.nodes, &[], true)
             .await?;
 
         // Diff the cluster's instances against the desired state.
@@ -441,8 +469,14 @@ impl Federation {
             }
             up::Body::Membership(membership) => {
                 if let Some(summary) = membership.summary {
-                    self.record_membership(cluster, &summary, &membership.nodes)
-                        .await?;
+                    self.record_membership(
+                        cluster,
+                        &summary,
+                        &membership.nodes,
+                        &membership.removed,
+                        membership.complete,
+                    )
+                    .await?;
                     self.wake();
                 }
             }
@@ -541,12 +575,15 @@ impl Federation {
         Ok(())
     }
 
-    /// Keeps `/clusters/{name}` and `/nodes/{name}/...` in step with what the cluster reports.
+    /// Keeps `/clusters/{name}` and `/nodes/{name}/...` in step with what the cluster reports:
+    /// every node when `complete` (others are gone), else the changed ones and the `removed`.
     async fn record_membership(
         &self,
         cluster: &str,
         summary: &pb::Member,
         nodes: &[pb::Member],
+        removed: &[String],
+        complete: bool,
     ) -> Result<(), RootError> {
         let store = self.desired.store();
         let now = OffsetDateTime::now_utc();
@@ -567,7 +604,12 @@ impl Federation {
         let mut ops = vec![put(key, &info)?];
 
         let prefix = format!("{}{cluster}/", keys::NODES);
-        let (known, _) = store.list_json::<NodeInfo>(&prefix).await?;
+        // A delta names what changed; only a complete report needs what is stored.
+        let known = if complete {
+            store.list_json::<NodeInfo>(&prefix).await?.0
+        } else {
+            Vec::new()
+        };
         let reported: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         for (key, node, _) in &known {
             if !reported.contains(node.name.as_str()) {
@@ -576,6 +618,12 @@ impl Federation {
                     precondition: Precondition::None,
                 });
             }
+        }
+        for name in removed {
+            ops.push(Op::Delete {
+                key: format!("{prefix}{name}"),
+                precondition: Precondition::None,
+            });
         }
         for node in nodes {
             let info = NodeInfo {
@@ -593,6 +641,12 @@ impl Federation {
                 capacity: resources(node.capacity.as_ref()),
                 allocated: resources(node.allocated.as_ref()),
                 instances: node.instance_count,
+                coordinate: node.coordinate.map(|c| NetworkCoordinate {
+                    x: c.x,
+                    y: c.y,
+                    height: c.height,
+                    error: c.error,
+                }),
                 joined_at: from_unix_ms(node.joined_at_ms),
                 last_seen: from_unix_ms(node.last_seen_ms),
             };
@@ -682,27 +736,13 @@ fn cluster_views(
     clusters
         .iter()
         .map(|(name, entry)| {
-            let summary = &entry.summary;
+            let mut view = summary_from_pb(&entry.summary);
+            view.name = name.clone();
+            view.ready = entry.ready && entry.downlink.is_some();
             // Reservations the cluster may not have reported yet are in `allocated`.
-            let reported = resources(summary.allocated.as_ref());
             let ours = allocated.get(name).copied().unwrap_or_default();
-            ClusterView {
-                name: name.clone(),
-                ready: entry.ready && entry.downlink.is_some(),
-                arches: summary
-                    .arch
-                    .split(',')
-                    .filter(|a| !a.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-                runtimes: runtimes_from_pb(&summary.runtimes),
-                labels: summary.labels.clone().into_iter().collect(),
-                location: location_from_pb(summary),
-                capacity: resources(summary.capacity.as_ref()),
-                allocated: max_amounts(&reported, &ours),
-                max_node_free: resources(summary.max_node_free.as_ref()),
-                ..ClusterView::default()
-            }
+            view.allocated = max_amounts(&view.allocated, &ours);
+            view
         })
         .collect()
 }

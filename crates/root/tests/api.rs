@@ -43,7 +43,12 @@ impl Server {
         });
         Server {
             base,
-            http: reqwest::Client::new(),
+            http: {
+                // The workspace's reqwest has rustls without a provider (the image store picks
+                // ring for the whole binary): a client needs one installed first.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::new()
+            },
             stop: Some(stop),
             task: Some(task),
             _dir: None,

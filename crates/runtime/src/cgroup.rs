@@ -118,6 +118,14 @@ impl Cgroups {
         self.version
     }
 
+    /// Memory+swap can be limited (v2, or v1 with swap accounting).
+    pub fn swap_accounting(&self) -> bool {
+        match self.version {
+            CgroupVersion::V1 => self.memory.join("memory.memsw.limit_in_bytes").exists(),
+            CgroupVersion::V2 => true,
+        }
+    }
+
     /// The instance's groups (not created yet).
     pub fn instance(&self, id: &str) -> InstanceCgroup {
         InstanceCgroup {
@@ -219,6 +227,11 @@ fn read_keyed(path: &Path, key: &str) -> Option<u64> {
 }
 
 impl InstanceCgroup {
+    /// The memory group exists (created by us or by an OCI runtime).
+    pub fn exists(&self) -> bool {
+        self.memory.is_dir()
+    }
+
     /// Distinct directories (v1 may mount cpu and cpuacct together).
     pub fn dirs(&self) -> Vec<&Path> {
         let mut dirs: Vec<&Path> = Vec::with_capacity(3);

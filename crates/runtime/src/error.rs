@@ -47,9 +47,39 @@ pub enum RuntimeError {
     StopTimeout { id: String, waited: Duration },
     #[error("the runtime was shut down while waiting for instance {id}")]
     Shutdown { id: String },
+    #[error("{binary} is not installed: {hint}")]
+    RuntimeNotInstalled { binary: String, hint: String },
+    #[error("{runtime} {op} of container {id} failed: {message}")]
+    Oci {
+        runtime: String,
+        op: &'static str,
+        id: String,
+        message: String,
+    },
+    #[error("{command} did not finish within {timeout:?}")]
+    CommandTimeout { command: String, timeout: Duration },
+    #[error("network setup of instance {id} failed: CNI plugin {plugin} {command}: {message}")]
+    Network {
+        id: String,
+        plugin: String,
+        command: &'static str,
+        message: String,
+    },
+    /// Raised by an image provider: the image cannot be pulled or unpacked.
+    #[error("image {image}: {reason}")]
+    Image { image: String, reason: String },
 }
 
 impl RuntimeError {
+    pub(crate) fn oci(runtime: &str, op: &'static str, id: &str, message: String) -> Self {
+        RuntimeError::Oci {
+            runtime: runtime.to_string(),
+            op,
+            id: id.to_string(),
+            message,
+        }
+    }
+
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         RuntimeError::Io {
             what,

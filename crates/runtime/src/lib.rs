@@ -1,17 +1,22 @@
-//! Node runtimes behind one trait (Nomad's task-driver shape) and the `process` runtime:
-//! native commands in their own session, logs in files, limits in cgroups (v1 or v2),
-//! per-instance state on disk so a restarted agent re-adopts its workloads.
+//! Node runtimes behind one trait (Nomad's task-driver shape): the `process` runtime
+//! (native commands in their own session, logs in files, limits in cgroups v1 or v2) and the
+//! `container` runtime ([`OciRuntime`]: OCI bundles run by runc or crun, CNI networking).
+//! Both keep per-instance state on disk so a restarted agent re-adopts its workloads.
 
 mod cgroup;
 mod error;
 mod logs;
+mod oci;
 mod proc_fs;
 mod process;
 mod state;
+mod supervise;
 
 pub use cgroup::CgroupVersion;
 pub use error::RuntimeError;
-pub use process::{LogPaths, ProcessOptions, ProcessRuntime};
+pub use oci::{CniConfig, ImageConfig, ImageProvider, OciOptions, OciRuntime};
+pub use process::{ProcessOptions, ProcessRuntime};
+pub use supervise::LogPaths;
 
 use async_trait::async_trait;
 use canopy_model::{RuntimeKind, ServiceSpec};

@@ -3,32 +3,28 @@
 
 use crate::cgroup::{CgroupVersion, Cgroups, InstanceCgroup, OomCounters};
 use crate::state::{self, PersistedState};
-use crate::{Exit, InstanceSpec, Recovered, Runtime, RuntimeError, Started, Stats, logs, proc_fs};
+use crate::supervise::{
+    DEFAULT_PATH, Finish, LogPaths, RawExit, Watcher, log_paths, make_exit, open_pidfd, pid_i32,
+    read_logs, rotate_logs, spawn_in_session, validate_id,
+};
+use crate::{Exit, InstanceSpec, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs};
 use async_trait::async_trait;
 use canopy_model::RuntimeKind;
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+use rustix::process::{Pid, Signal};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const STDOUT_LOG: &str = "stdout.log";
-const STDERR_LOG: &str = "stderr.log";
 /// How often group membership is polled while stopping.
 const STOP_POLL: Duration = Duration::from_millis(20);
-/// How often liveness is polled on kernels without pidfd (< 5.3).
-const NO_PIDFD_POLL: Duration = Duration::from_millis(250);
 
 /// Settings of a [`ProcessRuntime`].
 #[derive(Debug, Clone)]
@@ -58,13 +54,6 @@ impl Default for ProcessOptions {
             kill_timeout: Duration::from_secs(10),
         }
     }
-}
-
-/// Where an instance's output goes, for followers (`canopy logs -f`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogPaths {
-    pub stdout: PathBuf,
-    pub stderr: PathBuf,
 }
 
 /// Runs native commands; see the crate docs. Dropping it leaves the workloads running
@@ -167,50 +156,6 @@ impl Instance {
     }
 }
 
-fn log_paths(dir: &Path) -> LogPaths {
-    LogPaths {
-        stdout: dir.join(STDOUT_LOG),
-        stderr: dir.join(STDERR_LOG),
-    }
-}
-
-fn rotate_logs(dir: &Path, max: u64, lock: &Mutex<()>) {
-    let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-    let paths = log_paths(dir);
-    for p in [paths.stdout, paths.stderr] {
-        if let Err(e) = logs::rotate_if_needed(&p, max) {
-            tracing::warn!(path = %p.display(), error = %e, "log rotation failed");
-        }
-    }
-}
-
-fn pid_i32(pid: u32) -> i32 {
-    i32::try_from(pid).unwrap_or(i32::MAX)
-}
-
-/// Ids become directory and cgroup names: keep them to a safe alphabet.
-fn validate_id(id: &str) -> Result<(), RuntimeError> {
-    let bad = |reason| {
-        Err(RuntimeError::InvalidId {
-            id: id.to_string(),
-            reason,
-        })
-    };
-    if id.is_empty() || id.len() > 128 {
-        return bad("must be 1 to 128 bytes long");
-    }
-    if id == "." || id == ".." {
-        return bad("must not be '.' or '..'");
-    }
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return bad("may contain only letters, digits, '.', '_' and '-'");
-    }
-    Ok(())
-}
-
 fn is_executable_file(p: &Path) -> bool {
     fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -249,194 +194,22 @@ fn resolve_program(
         })
 }
 
-fn signal_name(sig: i32) -> String {
-    const NAMES: [&str; 32] = [
-        "",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    usize::try_from(sig)
-        .ok()
-        .and_then(|i| NAMES.get(i))
-        .filter(|n| !n.is_empty())
-        .map_or_else(|| format!("signal {sig}"), |n| n.to_string())
-}
-
-fn make_exit(code: Option<i32>, signal: Option<i32>, oom_killed: bool, unknown: &str) -> Exit {
-    let what = match (code, signal) {
-        (Some(c), _) => format!("exited with code {c}"),
-        (None, Some(s)) => format!("killed by {}", signal_name(s)),
-        (None, None) => unknown.to_string(),
-    };
-    let reason = if oom_killed {
-        format!("out of memory ({what})")
-    } else {
-        what
-    };
-    Exit {
-        code,
-        signal,
-        oom_killed,
-        reason,
-    }
-}
-
-/// A pidfd registered with tokio, or None on kernels without pidfd_open.
-fn open_pidfd(pid: u32) -> Option<AsyncFd<OwnedFd>> {
-    let fd = rustix::process::pidfd_open(Pid::from_raw(pid_i32(pid))?, PidfdFlags::NONBLOCK)
-        .map_err(|e| tracing::debug!(pid, error = %e, "pidfd_open failed; polling instead"))
-        .ok()?;
-    // SAFETY: an OwnedFd is open until dropped and always returns the same descriptor,
-    // and the AsyncFd owns it, which is all register_with_interest requires.
-    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-        .map_err(|e| tracing::debug!(pid, error = %e, "pidfd not pollable; polling instead"))
-        .ok()
-}
-
-/// Everything the watcher task owns (nothing of the runtime, so dropping the runtime
-/// just aborts it and leaves the workload alone).
-struct Watcher {
-    pid: u32,
-    start_time: u64,
-    /// Our own child, when this runtime spawned it; None for re-adopted instances.
-    child: Option<Child>,
-    pidfd: Option<AsyncFd<OwnedFd>>,
-    dir: PathBuf,
-    state: PersistedState,
-    max_log_bytes: u64,
-    check_every: Duration,
-    rotate_lock: Arc<Mutex<()>>,
-    tx: watch::Sender<Option<Exit>>,
-}
-
-impl Watcher {
-    async fn run(mut self) {
-        // start() has just rotated: the first check is one period away.
-        let mut tick =
-            tokio::time::interval_at(Instant::now() + self.check_every, self.check_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = exited(self.pidfd.as_ref(), &mut self.child, self.pid, self.start_time) => break,
-                _ = tick.tick() => rotate_logs(&self.dir, self.max_log_bytes, &self.rotate_lock),
-            }
-        }
-        let exit = self.collect().await;
-        tracing::debug!(id = %self.state.id, pid = self.pid, reason = %exit.reason, "instance exited");
-        self.state.exit = Some(exit.clone());
-        if let Err(e) = state::write_atomic(&self.dir, &self.state) {
-            tracing::warn!(id = %self.state.id, error = %e, "could not record the exit");
-        }
-        self.tx.send_replace(Some(exit));
-    }
-
-    async fn collect(&mut self) -> Exit {
-        let (code, signal, adopted) = match self.child.take() {
-            Some(mut child) => {
-                let status = match child.try_wait() {
-                    Ok(Some(s)) => Ok(s),
-                    // pidfd said it exited; reaping cannot block for long.
-                    Ok(None) => tokio::task::spawn_blocking(move || child.wait())
-                        .await
-                        .unwrap_or_else(|e| Err(std::io::Error::other(e))),
-                    Err(e) => Err(e),
-                };
-                match status {
-                    Ok(s) => (s.code(), s.signal(), false),
-                    Err(e) => {
-                        tracing::warn!(pid = self.pid, error = %e, "could not reap child");
-                        (None, None, false)
-                    }
-                }
-            }
-            // Not our child after an agent restart: waitid only works if it happens to be
-            // (a runtime re-created in the same process); otherwise the code is gone.
-            None => match self.pidfd.as_ref().map(|fd| {
-                rustix::process::waitid(
-                    WaitId::PidFd(fd.get_ref().as_fd()),
-                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-                )
-            }) {
-                Some(Ok(Some(st))) => (st.exit_status(), st.terminating_signal(), true),
-                _ => (None, None, true),
-            },
-        };
-        let oom = self.state.cgroup.as_ref().is_some_and(|cg| {
-            cg.oom_counters()
-                .oom_since(&self.state.oom_base, signal == Some(9))
-        });
-        let unknown = if adopted {
-            "exited after being re-adopted; code unknown"
-        } else {
-            "exited; code unknown"
-        };
-        make_exit(code, signal, oom, unknown)
-    }
-}
-
-/// Resolves when the watched process has exited.
-async fn exited(
-    pidfd: Option<&AsyncFd<OwnedFd>>,
-    child: &mut Option<Child>,
-    pid: u32,
-    start_time: u64,
-) {
-    if let Some(fd) = pidfd {
-        loop {
-            match fd.readable().await {
-                // A pidfd only turns readable on exit; checked anyway for adopted
-                // processes, whose exit cannot be confirmed by reaping them.
-                Ok(mut guard) => {
-                    if child.is_some() || !proc_fs::alive_with_start(pid_i32(pid), start_time) {
-                        return;
-                    }
-                    guard.clear_ready();
-                }
-                // The reactor is gone (runtime shutting down): never report a false exit.
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-    }
-    loop {
-        tokio::time::sleep(NO_PIDFD_POLL).await;
-        let gone = match child {
-            // try_wait caches the status for collect().
-            Some(c) => !matches!(c.try_wait(), Ok(None)),
-            None => !proc_fs::alive_with_start(pid_i32(pid), start_time),
-        };
-        if gone {
-            return;
-        }
-    }
+/// A process's exit: its status, and an OOM kill if the cgroup counters moved.
+fn process_finish() -> Finish {
+    Box::new(|raw: RawExit, state: PersistedState| {
+        Box::pin(async move {
+            let oom = state.cgroup.as_ref().is_some_and(|cg| {
+                cg.oom_counters()
+                    .oom_since(&state.oom_base, raw.signal == Some(9))
+            });
+            let unknown = if raw.adopted {
+                "exited after being re-adopted; code unknown"
+            } else {
+                "exited; code unknown"
+            };
+            make_exit(raw.code, raw.signal, oom, unknown)
+        })
+    })
 }
 
 impl ProcessRuntime {
@@ -528,7 +301,7 @@ impl ProcessRuntime {
     }
 
     fn spawn_watcher(&self, w: Watcher) -> AbortHandle {
-        tokio::spawn(w.run()).abort_handle()
+        w.spawn()
     }
 
     fn start_locked(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
@@ -596,45 +369,18 @@ impl ProcessRuntime {
 
         let rotate_lock = Arc::new(Mutex::new(()));
         rotate_logs(&dir, self.opts.max_log_bytes, &rotate_lock);
-        let paths = log_paths(&dir);
-        let stdout = logs::open_append(&paths.stdout)
-            .map_err(|e| RuntimeError::io("open", &paths.stdout, e))?;
-        let stderr = logs::open_append(&paths.stderr)
-            .map_err(|e| RuntimeError::io("open", &paths.stderr, e))?;
-
         let mut cmd = Command::new(&exe);
         cmd.arg0(program)
             .args(&svc.command[1..])
             .args(&svc.args)
             .env_clear()
-            .envs(&env)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
+            .envs(&env);
         if let Some(wd) = working_dir {
             cmd.current_dir(wd);
         }
-        let procs = Arc::new(procs);
-        let child_procs = Arc::clone(&procs);
-        // SAFETY: the closure runs in the forked child before exec and only makes raw
-        // syscalls (setsid, write) on memory that is already allocated: it neither
-        // allocates nor takes locks, so it is async-signal-safe. Joining the cgroups here,
-        // before exec, means the workload never runs a single instruction outside its limits.
-        unsafe {
-            cmd.pre_exec(move || {
-                rustix::process::setsid()?;
-                for f in child_procs.iter() {
-                    rustix::io::write(f, b"0")?;
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|e| RuntimeError::Spawn {
-            command: program.clone(),
-            source: e,
-        })?;
-        drop(cmd);
-        drop(procs);
+        // Joining the cgroups before exec means the workload never runs a single
+        // instruction outside its limits.
+        let child = spawn_in_session(cmd, &dir, procs, program)?;
         let pid = child.id();
         let start_time = proc_fs::stat(pid_i32(pid)).map(|s| s.start_time);
         let mut command = svc.command.clone();
@@ -684,6 +430,7 @@ impl ProcessRuntime {
             rotate_lock: Arc::clone(&rotate_lock),
             state: persisted.clone(),
             tx,
+            finish: Some(process_finish()),
         });
         let inst = Instance {
             generation: spec.generation,
@@ -733,6 +480,7 @@ impl ProcessRuntime {
                 rotate_lock: Arc::clone(&rotate_lock),
                 state: st.clone(),
                 tx,
+                finish: Some(process_finish()),
             });
             (rx, Some(task))
         } else {
@@ -916,13 +664,7 @@ impl Runtime for ProcessRuntime {
                 log_paths(&dir)
             }
         };
-        let mut out = logs::tail(&paths.stdout, tail)
-            .map_err(|e| RuntimeError::io("read", &paths.stdout, e))?;
-        out.push_str(
-            &logs::tail(&paths.stderr, tail)
-                .map_err(|e| RuntimeError::io("read", &paths.stderr, e))?,
-        );
-        Ok(out)
+        read_logs(&paths, tail)
     }
 
     async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError> {
@@ -962,32 +704,6 @@ impl Runtime for ProcessRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_checked() {
-        assert!(validate_id("web-0.abc_1").is_ok());
-        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(129)] {
-            assert!(validate_id(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn exits_are_described() {
-        assert_eq!(
-            make_exit(Some(3), None, false, "").reason,
-            "exited with code 3"
-        );
-        assert_eq!(
-            make_exit(None, Some(9), false, "").reason,
-            "killed by SIGKILL"
-        );
-        let oom = make_exit(None, Some(9), true, "");
-        assert_eq!(oom.reason, "out of memory (killed by SIGKILL)");
-        assert!(!oom.success());
-        assert!(make_exit(Some(0), None, false, "").success());
-        assert!(!make_exit(None, None, false, "x").success());
-        assert_eq!(signal_name(64), "signal 64");
-    }
 
     #[test]
     fn programs_are_resolved_with_clear_errors() {

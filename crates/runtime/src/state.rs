@@ -29,6 +29,16 @@ pub(crate) struct PersistedState {
     /// Set once the agent saw the instance end.
     #[serde(default)]
     pub exit: Option<Exit>,
+    /// For containers: `pid` above is the supervising shim; this is the container's init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerInfo>,
+}
+
+/// The init process of a container, as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ContainerInfo {
+    pub pid: u32,
+    pub start_time: u64,
 }
 
 impl PersistedState {
@@ -52,6 +62,7 @@ impl PersistedState {
             cgroup,
             oom_base,
             exit: None,
+            container: None,
         }
     }
 }

@@ -50,7 +50,7 @@ pub struct Request<'a> {
     pub refused: &'a [String],
     /// Where this service and the others already run (spread, latency to a service).
     pub context: Option<&'a PlacementContext>,
-    /// What to optimise; [`Objective::BinPack`] when absent.
+    /// Overrides the service's own `objective` (e.g. for what-if queries).
     pub objective: Option<Objective>,
 }
 
@@ -63,6 +63,11 @@ impl<'a> Request<'a> {
             context: None,
             objective: None,
         }
+    }
+
+    /// The override, else the service's objective, else [`Objective::BinPack`].
+    pub fn objective(&self) -> Objective {
+        self.objective.or(self.spec.objective).unwrap_or_default()
     }
 }
 

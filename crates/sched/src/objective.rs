@@ -1,18 +1,7 @@
 //! What a service optimises: the weights of the scorers.
 
-/// Per-service objective; [`Objective::BinPack`] by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Objective {
-    /// Fill nodes up, keep big holes for big instances.
-    #[default]
-    BinPack,
-    /// Least loaded first, fewest instances of the service first.
-    Spread,
-    /// Closest to the latency and geo targets first.
-    Latency,
-    /// Lowest watts × carbon intensity per core first.
-    Energy,
-}
+/// Per-service objective (the descriptor's `objective`); [`Objective::BinPack`] by default.
+pub use canopy_model::Objective;
 
 /// Scorer weights; the score is the weighted mean of the scorers, so it stays in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,11 +13,11 @@ pub struct Weights {
     pub trust: f64,
 }
 
-impl Objective {
+impl Weights {
     /// Defaults: the named scorer weighs 1, latency 0.1–0.2 (constant when the service has no
     /// latency or geo target), energy and trust 0.05–0.1 as tie-breakers.
-    pub fn weights(self) -> Weights {
-        match self {
+    pub fn of(objective: Objective) -> Weights {
+        match objective {
             Objective::BinPack => Weights {
                 best_fit: 1.0,
                 spread: 0.0,
@@ -59,9 +48,7 @@ impl Objective {
             },
         }
     }
-}
 
-impl Weights {
     pub(crate) fn total(&self) -> f64 {
         self.best_fit + self.spread + self.latency + self.energy + self.trust
     }

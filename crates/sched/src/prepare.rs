@@ -95,7 +95,7 @@ impl Target<'_> {
 impl<'a> Prepared<'a> {
     pub fn new(request: &Request<'a>) -> Self {
         let spec = request.spec;
-        let weights = request.objective.unwrap_or_default().weights();
+        let weights = Weights::of(request.objective());
         let mut checks = Vec::new();
         let mut targets = Vec::new();
         for (index, constraint) in spec.constraints.iter().enumerate() {
@@ -167,7 +167,7 @@ impl<'a> Prepared<'a> {
     }
 
     pub fn objective(&self) -> Objective {
-        self.request.objective.unwrap_or_default()
+        self.request.objective()
     }
 }
 

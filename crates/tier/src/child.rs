@@ -23,6 +23,10 @@ pub trait Child: Send + Sync + 'static {
     }
     fn on_assign(&self, assign: pb::Assign) -> impl Future<Output = ()> + Send;
     fn on_revoke(&self, revoke: pb::Revoke) -> impl Future<Output = ()> + Send;
+    /// Peers to probe for latency (nodes only).
+    fn on_peers(&self, _peers: pb::Peers) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// The link came up (with the parent's timing) or went down.
     fn on_link(&self, _up: Option<Timing>) -> impl Future<Output = ()> + Send {
         async {}
@@ -184,6 +188,7 @@ async fn session<C: Child>(
             message = inbound.message() => match message? {
                 Some(pb::Down { body: Some(pb::down::Body::Assign(assign)), .. }) => child.on_assign(assign).await,
                 Some(pb::Down { body: Some(pb::down::Body::Revoke(revoke)), .. }) => child.on_revoke(revoke).await,
+                Some(pb::Down { body: Some(pb::down::Body::Peers(peers)), .. }) => child.on_peers(peers).await,
                 Some(_) => {}
                 None => return Ok(()),
             },

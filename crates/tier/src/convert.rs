@@ -2,6 +2,7 @@
 
 use crate::pb;
 use canopy_model::{GeoPoint, InstanceState, ResourceAmounts, ServiceSpec};
+use canopy_sched::{ClusterView, Coordinate, NodeView};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -126,6 +127,125 @@ pub fn unix_ms(at: OffsetDateTime) -> i64 {
 pub fn from_unix_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub fn coordinate_to_pb(position: Option<(Coordinate, f64)>) -> Option<pb::Coordinate> {
+    position.map(|(c, error)| pb::Coordinate {
+        x: c.x,
+        y: c.y,
+        height: c.height,
+        error,
+    })
+}
+
+pub fn coordinate_from_pb(coordinate: Option<&pb::Coordinate>) -> Option<Coordinate> {
+    coordinate
+        .filter(|c| c.x.is_finite() && c.y.is_finite() && c.height.is_finite())
+        .map(|c| Coordinate {
+            x: c.x,
+            y: c.y,
+            height: c.height,
+        })
+}
+
+fn positive(value: f64) -> Option<f64> {
+    (value.is_finite() && value > 0.0).then_some(value)
+}
+
+/// A node as its cluster's scheduler sees it, from what the node said in its hello and
+/// heartbeats; `allocated` and `ready` are the cluster's own view.
+pub fn node_view(member: &pb::Member, ready: bool, allocated: ResourceAmounts) -> NodeView {
+    NodeView {
+        name: member.name.clone(),
+        ready,
+        arch: member.arch.clone(),
+        runtimes: runtimes_from_pb(&member.runtimes),
+        labels: member.labels.clone().into_iter().collect(),
+        location: location_from_pb(member),
+        capacity: resources(member.capacity.as_ref()),
+        allocated,
+        gpu_model: (!member.gpu_model.is_empty()).then(|| member.gpu_model.clone()),
+        coordinate: coordinate_from_pb(member.coordinate.as_ref()),
+        trust: if member.has_trust { member.trust } else { 1.0 },
+        watts_per_core: positive(member.watts_per_core),
+        carbon_g_per_kwh: positive(member.carbon_g_per_kwh),
+    }
+}
+
+/// A cluster summary (from [`canopy_sched::summarise`]) as it travels to the root.
+pub fn summary_to_pb(view: &ClusterView) -> pb::Member {
+    let (location, has_location) = location_to_pb(view.location);
+    pb::Member {
+        name: view.name.clone(),
+        // A cluster spans architectures; they travel comma-separated.
+        arch: view.arches.join(","),
+        runtimes: view
+            .runtimes
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
+        capacity: Some(view.capacity.into()),
+        allocated: Some(view.allocated.into()),
+        labels: view.labels.clone().into_iter().collect(),
+        location,
+        has_location,
+        max_node_free: Some(view.max_node_free.into()),
+        node_count: view.node_count.unwrap_or(0),
+        ready: view.ready,
+        coordinate: coordinate_to_pb(view.coordinate.map(|c| (c, 0.0))),
+        watts_per_core: view.watts_per_core.unwrap_or(0.0),
+        carbon_g_per_kwh: view.carbon_g_per_kwh.unwrap_or(0.0),
+        trust: view.trust,
+        has_trust: true,
+        node_labels: view
+            .node_labels
+            .iter()
+            .flatten()
+            .map(|(key, values)| pb::LabelValues {
+                key: key.clone(),
+                values: values.iter().cloned().collect(),
+            })
+            .collect(),
+        gpu_models: view.gpu_models.iter().flatten().cloned().collect(),
+        location_radius_km: view.location_radius_km,
+        coordinate_radius_ms: view.coordinate_radius_ms,
+        ..pb::Member::default()
+    }
+}
+
+/// The root's view of a cluster from its summary (the inverse of [`summary_to_pb`]).
+pub fn summary_from_pb(member: &pb::Member) -> ClusterView {
+    ClusterView {
+        name: member.name.clone(),
+        ready: member.ready,
+        arches: member
+            .arch
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+        runtimes: runtimes_from_pb(&member.runtimes),
+        labels: member.labels.clone().into_iter().collect(),
+        location: location_from_pb(member),
+        capacity: resources(member.capacity.as_ref()),
+        allocated: resources(member.allocated.as_ref()),
+        max_node_free: resources(member.max_node_free.as_ref()),
+        location_radius_km: member.location_radius_km,
+        node_labels: Some(
+            member
+                .node_labels
+                .iter()
+                .map(|l| (l.key.clone(), l.values.iter().cloned().collect()))
+                .collect(),
+        ),
+        gpu_models: Some(member.gpu_models.iter().cloned().collect()),
+        node_count: Some(member.node_count),
+        coordinate: coordinate_from_pb(member.coordinate.as_ref()),
+        coordinate_radius_ms: member.coordinate_radius_ms,
+        trust: if member.has_trust { member.trust } else { 1.0 },
+        watts_per_core: positive(member.watts_per_core),
+        carbon_g_per_kwh: positive(member.carbon_g_per_kwh),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod child;
 mod convert;
 pub mod parent;
+pub mod probe;
 
 pub use convert::*;
 

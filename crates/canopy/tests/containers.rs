@@ -1,0 +1,227 @@
+//! Containers through every tier: a real registry (`tests/registry/start.sh`, Debian's
+//! docker-registry on loopback), `canopy root`, `canopy cluster` and `canopy node` processes,
+//! runc and the CNI plugins. Needs root; says SKIP and passes otherwise.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use support::{Daemon, canopy_json, canopy_ok, eventually};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn skip_reason() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("containers need root".into());
+    }
+    for tool in ["runc", "docker-registry", "skopeo", "umoci", "jq"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    None
+}
+
+/// The registry process, killed on drop (the script also stops it once this test is gone).
+struct Registry {
+    port: u16,
+    pid: i32,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let output = Command::new("bash")
+            .arg(root.join("tests/registry/start.sh"))
+            .arg(dir.path())
+            .env(
+                "REGISTRY_IMAGES",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("registry-images-e2e"),
+            )
+            .env("REGISTRY_OWNER", std::process::id().to_string())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "registry: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).unwrap();
+        let mut words = text.split_whitespace();
+        let port = words.next().unwrap().parse().unwrap();
+        let pid = words.next().unwrap().parse().unwrap();
+        Registry {
+            port,
+            pid,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid).filter(|_| self.pid > 1) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Mount points under `dir` (overlay root filesystems, network namespaces).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir))
+        .collect()
+}
+
+#[test]
+fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("SKIP: {reason}");
+        return;
+    }
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = |name: &str| dir.path().join(name).display().to_string();
+    let timing = strings(&["--heartbeat-ms", "200", "--deadline-ms", "1500"]);
+    let mut args = strings(&["root", "--listen", "127.0.0.1:0", "--data", &data("root")]);
+    args.extend(timing.clone());
+    let root = Daemon::start(&args, true);
+    let mut args = strings(&[
+        "cluster",
+        "--root",
+        &root.url,
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        &data("cluster"),
+        "--name",
+        "c0",
+    ]);
+    args.extend(timing);
+    let cluster = Daemon::start(&args, true);
+    let node_dir = PathBuf::from(data("node"));
+    // A subnet of its own, so that this test never meets another agent's leases.
+    let subnet = format!("10.90.{}.0/24", std::process::id() % 250);
+    let node_name = format!("ctr-{}", std::process::id());
+    let _node = Daemon::start(
+        &strings(&[
+            "node",
+            "--cluster",
+            &cluster.url,
+            "--data",
+            &node_dir.display().to_string(),
+            "--name",
+            &node_name,
+            "--insecure-registry",
+            &format!("127.0.0.1:{}", registry.port),
+            "--container-subnet",
+            &subnet,
+        ]),
+        false,
+    );
+    eventually(SETTLE, "the node offers containers", || {
+        let nodes = canopy_json(&root.url, &["get", "nodes"]);
+        nodes
+            .iter()
+            .any(|n| {
+                n["state"] == "Ready"
+                    && n["runtimes"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|r| r == "container"))
+            })
+            .then_some(())
+    });
+
+    let host_port = free_port();
+    let image = format!("127.0.0.1:{}/busybox:latest", registry.port);
+    let descriptor = format!(
+        r#"apiVersion: canopy.dev/v1
+kind: Application
+metadata: {{name: web}}
+spec:
+  services:
+    - name: httpd
+      runtime: container
+      image: {image}
+      command: [sh, -c, "mkdir -p /www && echo hello from canopy > /www/index.html && exec httpd -f -p 8080 -h /www"]
+      ports: [{{port: 8080, hostPort: {host_port}}}]
+      resources: {{cpu: 100m, memory: 64Mi}}
+    - name: hog
+      runtime: container
+      image: {image}
+      command: [sh, -c, "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]
+      restartPolicy: never
+      resources: {{cpu: 100m, memory: 32Mi}}
+"#
+    );
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, descriptor).unwrap();
+    canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
+
+    let answer = eventually(SETTLE, "httpd answering on the published port", || {
+        http_get(host_port).filter(|a| a.contains("hello from canopy"))
+    });
+    assert!(answer.starts_with("HTTP/1."), "{answer}");
+    let hog: Value = eventually(SETTLE, "the memory hog ended", || {
+        canopy_json(&root.url, &["get", "instances"])
+            .into_iter()
+            .find(|i| i["service"] == "hog" && i["state"] == "Failed")
+    });
+    let reason = hog["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("out of memory"), "{hog}");
+
+    canopy_ok(&root.url, &["delete", "application", "web"]);
+    eventually(SETTLE, "every instance gone", || {
+        canopy_json(&root.url, &["get", "instances"])
+            .is_empty()
+            .then_some(())
+    });
+    eventually(SETTLE, "no container, mount or lease left", || {
+        let runc = Command::new("runc")
+            .arg("--root")
+            .arg(node_dir.join("containers/@runc"))
+            .args(["list", "-q"])
+            .output()
+            .ok()?;
+        let containers = String::from_utf8_lossy(&runc.stdout).trim().to_string();
+        let mounts = mounts_under(&node_dir);
+        let published = http_get(host_port).is_some();
+        (containers.is_empty() && mounts.is_empty() && !published).then_some(())
+    });
+}

@@ -1,0 +1,884 @@
+//! The `container` runtime: an OCI bundle per instance (root filesystem from an
+//! [`ImageProvider`], `config.json` from oci-spec) run by runc or crun, limits in the
+//! instance's cgroup, networking by the CNI plugins.
+//!
+//! Layout under the state dir: `<id>/` holds the bundle (`config.json`, `rootfs/`), the
+//! logs, `state.json` and `network.json`; `@<runtime>/` is the OCI runtime's `--root`
+//! (private, so agents and tests on one machine never see each other's containers);
+//! `@cni/` holds host-local's leases and the instances' network namespaces. The `@`
+//! cannot start an instance id, so nothing collides.
+//!
+//! How a container is supervised: the agent spawns, in a session of its own, a tiny shell
+//! shim that runs `runc run --keep` in the foreground and then writes runc's exit status
+//! (the container's: 128+n when killed by signal n) to `<id>/exit-code`. Foreground `run`
+//! means runc itself waits for the container, passes it our log files as stdout/stderr,
+//! and needs no subreaper; the shim means the status survives an agent restart (the agent
+//! re-adopts the shim by pid and start time and reads the file when it ends), which a
+//! subreaper cannot offer once the agent is gone. `--keep` leaves the stopped container
+//! and its cgroup until we delete it, so the OOM counters can be read after the exit.
+
+mod bundle;
+mod cli;
+mod cni;
+
+pub use cni::CniConfig;
+
+use crate::cgroup::{Cgroups, InstanceCgroup, OomCounters};
+use crate::state::{self, ContainerInfo, PersistedState};
+use crate::supervise::{
+    DEFAULT_PATH, Finish, LogPaths, RawExit, Watcher, log_paths, make_exit, open_pidfd, pid_i32,
+    read_logs, rotate_logs, spawn_in_session, validate_id,
+};
+use crate::{Exit, InstanceSpec, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs};
+use async_trait::async_trait;
+use canopy_model::{RuntimeKind, ServiceSpec};
+use cli::Cli;
+use cni::Cni;
+use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+const CONFIG_FILE: &str = "config.json";
+const ROOTFS: &str = "rootfs";
+const PID_FILE: &str = "container.pid";
+const EXIT_FILE: &str = "exit-code";
+/// The OCI runtime's own log (JSON), where its errors are read from.
+const RUNTIME_LOG: &str = "runtime.log";
+/// Runs the OCI runtime (`"$@"`) and records its exit status in `$0` atomically.
+const SHIM: &str = r#""$@"; c=$?; echo "$c" > "$0.tmp" && mv -f "$0.tmp" "$0"; exit "$c""#;
+const START_POLL: Duration = Duration::from_millis(5);
+
+/// What an image says about running it (the OCI image config's `config` object).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    /// `uid`, `uid:gid`, `name` or `name:group` (resolved in the root filesystem).
+    pub user: Option<String>,
+}
+
+/// Gives containers their root filesystem; the node implements it with the image crate.
+#[async_trait]
+pub trait ImageProvider: Send + Sync + 'static {
+    /// Pulls `spec.image` (credentials from the spec or node config are the provider's
+    /// business) and prepares a root filesystem at `rootfs` (an existing, empty
+    /// directory); reports progress lines through `progress`.
+    async fn prepare(
+        &self,
+        spec: &ServiceSpec,
+        rootfs: &Path,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<ImageConfig, RuntimeError>;
+    /// Unmounts/deletes what `prepare` made; idempotent.
+    async fn release(&self, rootfs: &Path) -> Result<(), RuntimeError>;
+}
+
+/// Settings of an [`OciRuntime`].
+#[derive(Debug, Clone)]
+pub struct OciOptions {
+    /// `runc` (default) or `crun`: a name looked up in PATH (and the sbin dirs) or a path.
+    pub runtime_binary: String,
+    /// Instance groups go to `<hierarchy>/<cgroup_parent>/<id>` (e.g. `canopy/<node>`).
+    pub cgroup_parent: String,
+    /// CNI networking; None gives each container a network namespace with only `lo`.
+    pub network: Option<CniConfig>,
+    /// A log file larger than this is rotated to `<name>.1`.
+    pub max_log_bytes: u64,
+    /// How often a running instance's log sizes are checked.
+    pub log_check_interval: Duration,
+    /// `remove` keeps stdout.log/stderr.log (and their `.1`) and drops the rest.
+    pub keep_logs_on_remove: bool,
+    /// Deadline of each `runc state|kill|delete|list` call.
+    pub command_timeout: Duration,
+    /// From spawning `runc run` until the container's process is running.
+    pub start_timeout: Duration,
+    /// How long to wait for the exit after SIGKILL before `stop` fails.
+    pub kill_timeout: Duration,
+}
+
+impl Default for OciOptions {
+    fn default() -> Self {
+        OciOptions {
+            runtime_binary: "runc".to_string(),
+            cgroup_parent: "canopy".to_string(),
+            network: None,
+            max_log_bytes: 10 << 20,
+            log_check_interval: Duration::from_secs(10),
+            keep_logs_on_remove: false,
+            command_timeout: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(60),
+            kill_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One generation of a container as this runtime knows it.
+struct Instance {
+    generation: u64,
+    /// The container's init process, as the host sees it.
+    pid: u32,
+    start_time: u64,
+    dir: PathBuf,
+    cgroup: Option<InstanceCgroup>,
+    ip: Option<IpAddr>,
+    exit: watch::Receiver<Option<Exit>>,
+    rotate_lock: Arc<Mutex<()>>,
+    task: Option<AbortHandle>,
+}
+
+impl Instance {
+    fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Waits up to `within` for the exit (the watcher has deleted the container by then).
+    async fn wait_exit(&self, within: Duration) -> bool {
+        let mut rx = self.exit.clone();
+        matches!(
+            tokio::time::timeout(within, rx.wait_for(Option::is_some)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+/// Runs containers with runc or crun; see the module docs. Dropping it leaves the
+/// containers running; a new runtime on the same state dir re-adopts them.
+pub struct OciRuntime {
+    state_dir: PathBuf,
+    opts: OciOptions,
+    cli: Cli,
+    cgroups: Option<Cgroups>,
+    cni: Option<Cni>,
+    images: Arc<dyn ImageProvider>,
+    instances: Mutex<HashMap<String, Arc<Instance>>>,
+    start_lock: tokio::sync::Mutex<()>,
+}
+
+/// The exit of a container from the shim's status (or its file, after a restart) and the
+/// cgroup's OOM counters; then the stopped container is deleted (which frees its cgroup).
+fn container_finish(cli: Cli, dir: PathBuf) -> Finish {
+    Box::new(move |raw: RawExit, st: PersistedState| {
+        Box::pin(async move {
+            let status = match (raw.adopted, raw.code) {
+                (false, Some(c)) => Some(c),
+                _ => fs::read_to_string(dir.join(EXIT_FILE))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok()),
+            };
+            // runc and crun exit with 128+n when the container's init died of signal n.
+            let (code, signal) = match status {
+                Some(c) if (129..=159).contains(&c) => (None, Some(c - 128)),
+                other => (other, None),
+            };
+            let oom = st
+                .cgroup
+                .as_ref()
+                .is_some_and(|cg| cg.oom_counters().oom_since(&st.oom_base, signal == Some(9)));
+            if let Err(e) = cli.delete(&st.id).await {
+                tracing::warn!(id = %st.id, error = %e, "could not delete the stopped container");
+            }
+            let unknown = if raw.adopted {
+                "exited after being re-adopted; code unknown"
+            } else {
+                "exited; code unknown"
+            };
+            make_exit(code, signal, oom, unknown)
+        })
+    })
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<(), RuntimeError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(RuntimeError::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Any mount at or below `dir` (an image provider that did not release, a netns).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| *m == prefix || m.starts_with(&format!("{prefix}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The host's resolver config minus loopback nameservers (unreachable from the container).
+fn resolv_conf() -> String {
+    fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            !(w.next() == Some("nameserver")
+                && w.next()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .is_some_and(|a| a.is_loopback()))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+impl OciRuntime {
+    /// A runtime keeping its containers under `state_dir` (created if missing). Fails when
+    /// the OCI runtime binary or a CNI plugin is missing, saying what to install.
+    pub fn new(
+        state_dir: PathBuf,
+        opts: OciOptions,
+        images: Arc<dyn ImageProvider>,
+    ) -> Result<Self, RuntimeError> {
+        fs::create_dir_all(&state_dir)
+            .map_err(|e| RuntimeError::io("create state directory", &state_dir, e))?;
+        let name = Path::new(&opts.runtime_binary)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("oci")
+            .to_string();
+        let cli = Cli::new(
+            &opts.runtime_binary,
+            state_dir.join(format!("@{name}")),
+            opts.command_timeout,
+        )?;
+        fs::create_dir_all(&cli.root).map_err(|e| RuntimeError::io("create", &cli.root, e))?;
+        let cgroups = match Cgroups::detect(&opts.cgroup_parent) {
+            Ok(c) => Some(c),
+            Err(reason) => {
+                tracing::warn!(%reason, "cgroups unavailable: container stats and OOM detection are off");
+                None
+            }
+        };
+        let cni = match &opts.network {
+            Some(cfg) => Some(Cni::new(cfg.clone(), &state_dir.join("@cni"))?),
+            None => None,
+        };
+        Ok(OciRuntime {
+            state_dir,
+            opts,
+            cli,
+            cgroups,
+            cni,
+            images,
+            instances: Mutex::new(HashMap::new()),
+            start_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The OCI runtime's `--root` (for `runc --root DIR list`).
+    pub fn runtime_root(&self) -> &Path {
+        &self.cli.root
+    }
+
+    /// The resolved OCI runtime binary.
+    pub fn runtime_binary(&self) -> &Path {
+        &self.cli.binary
+    }
+
+    pub fn network(&self) -> Option<&CniConfig> {
+        self.cni.as_ref().map(Cni::config)
+    }
+
+    /// host-local's lease directory (one file per leased address), when networking is on.
+    pub fn lease_dir(&self) -> Option<PathBuf> {
+        self.cni.as_ref().map(Cni::lease_dir)
+    }
+
+    /// The instance's address on the container network (None without CNI).
+    pub fn address(&self, id: &str) -> Option<IpAddr> {
+        self.map().get(id).and_then(|i| i.ip)
+    }
+
+    /// The instance's log files (they exist once it started; `remove` may keep them).
+    pub fn log_paths(&self, id: &str) -> Result<LogPaths, RuntimeError> {
+        validate_id(id)?;
+        Ok(log_paths(&self.state_dir.join(id)))
+    }
+
+    /// Ids of the containers the OCI runtime holds in this runtime's root.
+    pub async fn runtime_containers(&self) -> Result<Vec<String>, RuntimeError> {
+        self.cli.list().await
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Instance>>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Instance>, RuntimeError> {
+        self.map()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound { id: id.to_string() })
+    }
+
+    async fn get_or_adopt(&self, id: &str) -> Result<Option<Arc<Instance>>, RuntimeError> {
+        validate_id(id)?;
+        if let Some(inst) = self.map().get(id).cloned() {
+            return Ok(Some(inst));
+        }
+        if self.state_dir.join(id).join(state::STATE_FILE).is_file() {
+            return self.adopt(id).await.map(Some);
+        }
+        Ok(None)
+    }
+
+    fn finish(&self, dir: &Path) -> Finish {
+        container_finish(self.cli.clone(), dir.to_path_buf())
+    }
+
+    async fn start_locked(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
+        let id = spec.id.as_str();
+        validate_id(id)?;
+        let svc = &spec.service;
+        let invalid = |reason: String| RuntimeError::InvalidSpec {
+            service: svc.name.clone(),
+            reason,
+        };
+        if svc.runtime != RuntimeKind::Container {
+            return Err(invalid(format!(
+                "it asks for the {} runtime, not container",
+                svc.runtime.as_str()
+            )));
+        }
+        if svc.image.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid("image is required for a container".to_string()));
+        }
+        let ports = cni::port_mappings(&svc.ports);
+        if !ports.is_empty() && self.cni.is_none() {
+            return Err(invalid(
+                "it publishes host ports, but this node has no container network (CNI) configured"
+                    .to_string(),
+            ));
+        }
+        if let Some(prev) = self.map().get(id).cloned()
+            && !prev.exited()
+        {
+            return Err(RuntimeError::AlreadyRunning {
+                id: id.to_string(),
+                pid: prev.pid,
+            });
+        }
+
+        // Whatever a previous generation left: the stopped container, its network, files.
+        self.cli.delete(id).await?;
+        let dir = self.state_dir.join(id);
+        fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create", &dir, e))?;
+        if let Some(cni) = &self.cni {
+            cni.teardown(id, &dir).await?;
+        }
+        for f in [EXIT_FILE, PID_FILE, RUNTIME_LOG, CONFIG_FILE] {
+            remove_file_if_exists(&dir.join(f))?;
+        }
+        // Each start gets a fresh root filesystem from the image, as a restarted pod does.
+        let rootfs = dir.join(ROOTFS);
+        if rootfs.exists() {
+            self.images.release(&rootfs).await?;
+        }
+        fs::create_dir_all(&rootfs).map_err(|e| RuntimeError::io("create", &rootfs, e))?;
+        let progress = |line: String| tracing::info!(id, "{line}");
+        let image = self.images.prepare(svc, &rootfs, &progress).await?;
+
+        let net = match &self.cni {
+            Some(cni) => match cni.setup(id, &dir, ports).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    if let Err(e2) = cni.teardown(id, &dir).await {
+                        tracing::warn!(id, error = %e2, "network clean-up after a failed setup");
+                    }
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let res = self.launch(spec, &dir, &image, net.as_ref()).await;
+        if res.is_err() {
+            if let Err(e) = self.cli.delete(id).await {
+                tracing::warn!(id, error = %e, "clean-up after a failed start");
+            }
+            if let Some(cni) = &self.cni
+                && let Err(e) = cni.teardown(id, &dir).await
+            {
+                tracing::warn!(id, error = %e, "network clean-up after a failed start");
+            }
+        }
+        res
+    }
+
+    /// Writes the bundle, runs the shim and waits until the container's process runs.
+    async fn launch(
+        &self,
+        spec: &InstanceSpec,
+        dir: &Path,
+        image: &ImageConfig,
+        net: Option<&cni::NetworkState>,
+    ) -> Result<Started, RuntimeError> {
+        let id = spec.id.as_str();
+        let svc = &spec.service;
+        let rootfs = dir.join(ROOTFS);
+        let hostname: String = id.chars().take(63).collect();
+        let ip = net.and_then(|n| n.ip);
+        let mut hosts =
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
+        if let Some(ip) = ip {
+            hosts.push_str(&format!("{ip}\t{hostname}\n"));
+        }
+        let files = [
+            ("hosts", hosts, "/etc/hosts"),
+            ("resolv.conf", resolv_conf(), "/etc/resolv.conf"),
+            ("hostname", format!("{hostname}\n"), "/etc/hostname"),
+        ];
+        let mut binds = Vec::new();
+        for (name, content, dest) in files {
+            let p = dir.join(name);
+            fs::write(&p, content).map_err(|e| RuntimeError::io("write", &p, e))?;
+            binds.push((p, dest));
+        }
+        let cgroup = self.cgroups.as_ref().map(|c| c.instance(id));
+        let parent = self.opts.cgroup_parent.trim_matches('/');
+        let config = bundle::build_spec(&bundle::BundleInput {
+            id,
+            service: svc,
+            instance_env: &spec.env,
+            image,
+            rootfs: &rootfs,
+            cgroups_path: format!("/{parent}/{id}"),
+            netns: net.map(|n| n.netns.as_path()),
+            files: binds,
+            limit_swap: self.cgroups.as_ref().is_some_and(Cgroups::swap_accounting),
+        })?;
+        let config_path = dir.join(CONFIG_FILE);
+        let json = serde_json::to_vec_pretty(&config)
+            .map_err(|e| RuntimeError::io("encode", &config_path, std::io::Error::other(e)))?;
+        fs::write(&config_path, json).map_err(|e| RuntimeError::io("write", &config_path, e))?;
+
+        // The group is new (the previous container was deleted): counters start at zero.
+        let oom_base = match &cgroup {
+            Some(cg) if cg.exists() => cg.oom_counters(),
+            _ => OomCounters {
+                oom_kill: Some(0),
+                failcnt: Some(0),
+            },
+        };
+        let rotate_lock = Arc::new(Mutex::new(()));
+        rotate_logs(dir, self.opts.max_log_bytes, &rotate_lock);
+        let pid_file = dir.join(PID_FILE);
+        let runtime_log = dir.join(RUNTIME_LOG);
+        let run_args = self.cli.run_args(dir, &pid_file, &runtime_log, id);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(SHIM)
+            .arg(dir.join(EXIT_FILE))
+            .arg(&self.cli.binary)
+            .args(&run_args)
+            .env_clear()
+            .env("PATH", DEFAULT_PATH);
+        let mut child = spawn_in_session(cmd, dir, Vec::new(), &format!("{} run", self.cli.name))?;
+        let shim_pid = child.id();
+        let shim_start = proc_fs::stat(pid_i32(shim_pid)).map_or(0, |s| s.start_time);
+
+        let deadline = Instant::now() + self.opts.start_timeout;
+        let pid = loop {
+            if let Some(pid) = read_pid(&pid_file) {
+                break pid;
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    if let Some(pid) = read_pid(&pid_file) {
+                        break pid;
+                    }
+                    let msg = cli::last_log_error(&runtime_log).unwrap_or_else(|| {
+                        format!("it exited with {status} before the container ran")
+                    });
+                    return Err(RuntimeError::oci(&self.cli.name, "run", id, msg));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(RuntimeError::Spawn {
+                        command: format!("{} run", self.cli.name),
+                        source: e,
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                // The shim leads its own session: its group holds it and runc.
+                if let Some(pgid) = Pid::from_raw(pid_i32(shim_pid)) {
+                    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+                }
+                let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+                return Err(RuntimeError::CommandTimeout {
+                    command: format!("{} run (until the container runs)", self.cli.name),
+                    timeout: self.opts.start_timeout,
+                });
+            }
+            tokio::time::sleep(START_POLL).await;
+        };
+        // A container that already ended has no start time left to read; 0 never matches.
+        let start_time = proc_fs::stat(pid_i32(pid)).map_or(0, |s| s.start_time);
+        let mut command = vec![self.cli.binary.display().to_string()];
+        command.extend(run_args);
+        let mut persisted = PersistedState::new(
+            id,
+            spec.generation,
+            shim_pid,
+            shim_start,
+            command,
+            cgroup.clone(),
+            oom_base,
+        );
+        persisted.container = Some(ContainerInfo { pid, start_time });
+        if let Err(e) = state::write_atomic(dir, &persisted) {
+            // A container we cannot track must not keep running.
+            let _ = self.cli.kill(id, "KILL").await;
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+            return Err(e);
+        }
+
+        let (tx, rx) = watch::channel(None);
+        let task = Watcher {
+            pid: shim_pid,
+            start_time: shim_start,
+            child: Some(child),
+            pidfd: open_pidfd(shim_pid),
+            dir: dir.to_path_buf(),
+            state: persisted,
+            max_log_bytes: self.opts.max_log_bytes,
+            check_every: self.opts.log_check_interval,
+            rotate_lock: Arc::clone(&rotate_lock),
+            tx,
+            finish: Some(self.finish(dir)),
+        }
+        .spawn();
+        let inst = Instance {
+            generation: spec.generation,
+            pid,
+            start_time,
+            dir: dir.to_path_buf(),
+            cgroup,
+            ip,
+            exit: rx,
+            rotate_lock,
+            task: Some(task),
+        };
+        if let Some(old) = self.map().insert(id.to_string(), Arc::new(inst))
+            && let Some(t) = &old.task
+        {
+            t.abort();
+        }
+        tracing::info!(
+            id,
+            pid,
+            ?ip,
+            generation = spec.generation,
+            "container started"
+        );
+        Ok(Started { pid: Some(pid) })
+    }
+
+    /// Loads one instance from its state.json and re-adopts it when its shim still lives.
+    async fn adopt(&self, id: &str) -> Result<Arc<Instance>, RuntimeError> {
+        let dir = self.state_dir.join(id);
+        let mut st = state::read(&dir)?;
+        let Some(ci) = st.container.clone() else {
+            return Err(RuntimeError::io(
+                "adopt",
+                dir.join(state::STATE_FILE),
+                std::io::Error::other("not a container's state"),
+            ));
+        };
+        let same_boot = match (&st.boot_id, proc_fs::boot_id()) {
+            (Some(then), Some(now)) => *then == now,
+            _ => true,
+        };
+        let shim = pid_i32(st.pid);
+        let candidate =
+            st.exit.is_none() && same_boot && proc_fs::alive_with_start(shim, st.start_time);
+        let pidfd = candidate.then(|| open_pidfd(st.pid)).flatten();
+        // Checked again after pidfd_open: the pidfd pins the process it was opened for.
+        let running = candidate && proc_fs::alive_with_start(shim, st.start_time);
+        let rotate_lock = Arc::new(Mutex::new(()));
+        let (exit, task) = if running {
+            let (tx, rx) = watch::channel(None);
+            let task = Watcher {
+                pid: st.pid,
+                start_time: st.start_time,
+                child: None,
+                pidfd,
+                dir: dir.clone(),
+                state: st.clone(),
+                max_log_bytes: self.opts.max_log_bytes,
+                check_every: self.opts.log_check_interval,
+                rotate_lock: Arc::clone(&rotate_lock),
+                tx,
+                finish: Some(self.finish(&dir)),
+            }
+            .spawn();
+            (rx, Some(task))
+        } else {
+            let exit = match &st.exit {
+                Some(e) => e.clone(),
+                None => {
+                    let raw = RawExit {
+                        code: None,
+                        signal: None,
+                        adopted: true,
+                    };
+                    let e = self.finish(&dir)(raw, st.clone()).await;
+                    st.exit = Some(e.clone());
+                    // Recorded so that the next recovery tells the same story.
+                    if let Err(err) = state::write_atomic(&dir, &st) {
+                        tracing::warn!(id, error = %err, "could not record the exit");
+                    }
+                    e
+                }
+            };
+            (watch::channel(Some(exit)).1, None)
+        };
+        let inst = Arc::new(Instance {
+            generation: st.generation,
+            pid: ci.pid,
+            start_time: ci.start_time,
+            dir: dir.clone(),
+            cgroup: if same_boot { st.cgroup.clone() } else { None },
+            ip: cni::read_state(&dir).and_then(|n| n.ip),
+            exit,
+            rotate_lock,
+            task,
+        });
+        self.map().insert(id.to_string(), Arc::clone(&inst));
+        tracing::info!(id, pid = ci.pid, running, "container recovered");
+        Ok(inst)
+    }
+
+    /// Signals the container through the OCI runtime, or directly when the runtime has
+    /// lost it but its init still lives.
+    async fn signal(&self, id: &str, inst: &Instance, sig: &str, direct: Signal) {
+        if let Err(e) = self.cli.kill(id, sig).await {
+            tracing::warn!(id, error = %e, "signalling through the OCI runtime failed; signalling the process");
+            if proc_fs::alive_with_start(pid_i32(inst.pid), inst.start_time)
+                && let Some(pid) = Pid::from_raw(pid_i32(inst.pid))
+            {
+                let _ = rustix::process::kill_process(pid, direct);
+            }
+        }
+    }
+}
+
+impl Drop for OciRuntime {
+    fn drop(&mut self) {
+        // Stop watching; the containers themselves keep running.
+        let map = self
+            .instances
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for inst in map.values() {
+            if let Some(t) = &inst.task {
+                t.abort();
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for OciRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Container
+    }
+
+    async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
+        let _guard = self.start_lock.lock().await;
+        self.start_locked(spec).await
+    }
+
+    async fn wait(&self, id: &str) -> Result<Exit, RuntimeError> {
+        let mut rx = self.get(id)?.exit.clone();
+        let shutdown = || RuntimeError::Shutdown { id: id.to_string() };
+        let exit = rx.wait_for(Option::is_some).await.map_err(|_| shutdown())?;
+        exit.clone().ok_or_else(shutdown)
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let inst = self
+            .get_or_adopt(id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound { id: id.to_string() })?;
+        if inst.exited() {
+            return Ok(());
+        }
+        self.signal(id, &inst, "TERM", Signal::TERM).await;
+        if inst.wait_exit(grace).await {
+            return Ok(());
+        }
+        tracing::info!(
+            id,
+            ?grace,
+            "still running after the grace period; sending SIGKILL"
+        );
+        self.signal(id, &inst, "KILL", Signal::KILL).await;
+        if inst.wait_exit(self.opts.kill_timeout).await {
+            Ok(())
+        } else {
+            Err(RuntimeError::StopTimeout {
+                id: id.to_string(),
+                waited: self.opts.kill_timeout,
+            })
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let inst = self.get_or_adopt(id).await?;
+        let dir = self.state_dir.join(id);
+        if let Some(inst) = inst {
+            if !inst.exited() {
+                self.stop(id, Duration::ZERO).await?;
+            }
+            if let Some(t) = &inst.task {
+                t.abort();
+            }
+            self.map().remove(id);
+        }
+        self.cli.delete(id).await?;
+        if let Some(cg) = self.cgroups.as_ref().map(|c| c.instance(id)) {
+            cg.remove(Instant::now() + self.opts.kill_timeout).await?;
+        }
+        if let Some(cni) = &self.cni {
+            cni.teardown(id, &dir).await?;
+        }
+        let rootfs = dir.join(ROOTFS);
+        if rootfs.exists() {
+            self.images.release(&rootfs).await?;
+        }
+        // Never delete through a mount (an image layer, a namespace) that is still there.
+        let mounts = mounts_under(&dir);
+        if !mounts.is_empty() {
+            return Err(RuntimeError::io(
+                "remove",
+                &dir,
+                std::io::Error::other(format!("still mounted: {}", mounts.join(", "))),
+            ));
+        }
+        let res = if self.opts.keep_logs_on_remove && dir.exists() {
+            let keep = log_paths(&dir);
+            let keep: Vec<PathBuf> = [&keep.stdout, &keep.stderr]
+                .into_iter()
+                .flat_map(|p| [p.clone(), crate::logs::rotated(p)])
+                .collect();
+            fs::read_dir(&dir)
+                .map_err(|e| RuntimeError::io("read", &dir, e))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| !keep.contains(p))
+                .try_for_each(|p| {
+                    let r = if p.is_dir() {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
+                    r.map_err(|e| RuntimeError::io("remove", &p, e))
+                })
+        } else {
+            match fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != ErrorKind::NotFound => {
+                    Err(RuntimeError::io("remove", &dir, e))
+                }
+                _ => Ok(()),
+            }
+        };
+        tracing::info!(id, "container removed");
+        res
+    }
+
+    async fn stats(&self, id: &str) -> Result<Stats, RuntimeError> {
+        let inst = self.get(id)?;
+        if inst.exited() {
+            return Err(RuntimeError::NotRunning { id: id.to_string() });
+        }
+        rotate_logs(&inst.dir, self.opts.max_log_bytes, &inst.rotate_lock);
+        let (cpu_usage_ns, memory_bytes) = inst
+            .cgroup
+            .as_ref()
+            .and_then(InstanceCgroup::usage)
+            .ok_or_else(|| RuntimeError::NotRunning { id: id.to_string() })?;
+        Ok(Stats {
+            cpu_usage_ns,
+            memory_bytes,
+        })
+    }
+
+    async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
+        validate_id(id)?;
+        let known = self.map().get(id).cloned();
+        let dir = match &known {
+            Some(inst) => {
+                if !inst.exited() {
+                    rotate_logs(&inst.dir, self.opts.max_log_bytes, &inst.rotate_lock);
+                }
+                inst.dir.clone()
+            }
+            None => {
+                let dir = self.state_dir.join(id);
+                if !dir.is_dir() {
+                    return Err(RuntimeError::NotFound { id: id.to_string() });
+                }
+                dir
+            }
+        };
+        read_logs(&log_paths(&dir), tail)
+    }
+
+    async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError> {
+        let entries = fs::read_dir(&self.state_dir)
+            .map_err(|e| RuntimeError::io("read", &self.state_dir, e))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if validate_id(&id).is_err() || !entry.path().join(state::STATE_FILE).is_file() {
+                continue;
+            }
+            let known = self.map().get(&id).cloned();
+            let inst = match known {
+                Some(i) => i,
+                None => match self.adopt(&id).await {
+                    Ok(i) => i,
+                    Err(e) => {
+                        tracing::warn!(%id, error = %e, "skipping unreadable container state");
+                        continue;
+                    }
+                },
+            };
+            out.push(Recovered {
+                id,
+                generation: inst.generation,
+                pid: Some(inst.pid),
+                running: !inst.exited(),
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+}

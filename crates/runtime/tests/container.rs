@@ -1,0 +1,762 @@
+//! The container runtime against real runc (and crun, where it can run here), real CNI
+//! plugins and a real busybox root filesystem: no mocks. Needs root, runc,
+//! containernetworking-plugins, busybox-static, iproute2 and iptables; each test says why
+//! when it skips.
+//!
+//! Every test uses its own ids, state dir, bridge, subnet and cgroup parent, so they run in
+//! parallel; a guard removes what a failed test leaves behind.
+
+use async_trait::async_trait;
+use canopy_model::ServiceSpec;
+use canopy_runtime::{
+    CniConfig, Exit, ImageConfig, ImageProvider, InstanceSpec, OciOptions, OciRuntime, Runtime,
+    RuntimeError,
+};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+const LONG: Duration = Duration::from_secs(60);
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A real root filesystem: static busybox in /bin with a link per applet, a minimal
+/// /etc/passwd, and the files a test asks for. What the node's registry-backed provider
+/// does with image layers, this does from the host's busybox-static.
+struct BusyboxRootfs {
+    files: Vec<(String, String)>,
+    config: ImageConfig,
+}
+
+impl BusyboxRootfs {
+    fn new() -> Self {
+        BusyboxRootfs {
+            files: Vec::new(),
+            config: ImageConfig {
+                cmd: vec!["sh".to_string()],
+                env: vec!["PATH=/bin".to_string()],
+                ..ImageConfig::default()
+            },
+        }
+    }
+
+    fn with_file(mut self, path: &str, content: &str) -> Self {
+        self.files.push((path.to_string(), content.to_string()));
+        self
+    }
+}
+
+#[async_trait]
+impl ImageProvider for BusyboxRootfs {
+    async fn prepare(
+        &self,
+        spec: &ServiceSpec,
+        rootfs: &Path,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<ImageConfig, RuntimeError> {
+        let image = spec.image.clone().unwrap_or_default();
+        let fail = |reason: String| RuntimeError::Image {
+            image: image.clone(),
+            reason,
+        };
+        progress(format!("building {image} from {BUSYBOX}"));
+        let bin = rootfs.join("bin");
+        fs::create_dir_all(&bin).map_err(|e| fail(e.to_string()))?;
+        fs::copy(BUSYBOX, bin.join("busybox")).map_err(|e| fail(format!("{BUSYBOX}: {e}")))?;
+        let list = Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" && !applet.is_empty() {
+                symlink("busybox", bin.join(applet)).map_err(|e| fail(e.to_string()))?;
+            }
+        }
+        for d in ["etc", "tmp", "proc", "sys", "dev"] {
+            fs::create_dir_all(rootfs.join(d)).map_err(|e| fail(e.to_string()))?;
+        }
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        for (path, content) in &self.files {
+            let p = rootfs.join(path.trim_start_matches('/'));
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+            }
+            fs::write(&p, content).map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(self.config.clone())
+    }
+
+    async fn release(&self, rootfs: &Path) -> Result<(), RuntimeError> {
+        match fs::remove_dir_all(rootfs) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::Image {
+                image: "busybox".to_string(),
+                reason: e.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Why the container tests cannot run here, if they cannot.
+fn missing_prerequisite(binary: &str) -> Option<String> {
+    if !is_root() {
+        return Some("needs root".to_string());
+    }
+    if !Path::new(BUSYBOX).is_file() {
+        return Some(format!("{BUSYBOX} missing: apt-get install busybox-static"));
+    }
+    let found = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .any(|d| Path::new(d).join(binary).is_file());
+    if !found {
+        return Some(format!("{binary} missing: apt-get install {binary}"));
+    }
+    None
+}
+
+/// Unique on the machine: the process id, plus a counter for tests sharing a process.
+fn unique(name: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("t{}-{n}-{name}", std::process::id())
+}
+
+/// A /24 in 10.213.0.0/16 that no route on this machine uses yet (derived from the
+/// test's name and pid, so parallel tests pick different ones).
+fn free_subnet(name: &str) -> String {
+    let routes = Command::new("ip")
+        .args(["-4", "route"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let seed = name.bytes().fold(u64::from(std::process::id()), |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (0..250)
+        .map(|i| (seed + i) % 250 + 1)
+        .map(|x| format!("10.213.{x}.0/24"))
+        .find(|s| !routes.contains(&s[..s.len() - 3]))
+        .unwrap_or_else(|| "10.213.251.0/24".to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One test's runtime, state dir and network; dropping it removes what is left even when
+/// the test failed half-way (containers, netns mounts, bridge, cgroups).
+struct Env {
+    rt: Option<OciRuntime>,
+    dir: tempfile::TempDir,
+    binary: String,
+    opts: OciOptions,
+    images: Arc<BusyboxRootfs>,
+    ids: Vec<String>,
+}
+
+impl Env {
+    fn new(binary: &str, name: &str, network: bool, images: BusyboxRootfs) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tag = unique(name);
+        let opts = OciOptions {
+            runtime_binary: binary.to_string(),
+            cgroup_parent: format!("canopy-test/{tag}"),
+            network: network.then(|| CniConfig::new(format!("canopy-{tag}"), free_subnet(&tag))),
+            ..OciOptions::default()
+        };
+        let images = Arc::new(images);
+        let rt = OciRuntime::new(dir.path().to_path_buf(), opts.clone(), images.clone())
+            .expect("runtime");
+        Env {
+            rt: Some(rt),
+            dir,
+            binary: binary.to_string(),
+            opts,
+            images,
+            ids: Vec::new(),
+        }
+    }
+
+    fn rt(&self) -> &OciRuntime {
+        self.rt.as_ref().expect("runtime")
+    }
+
+    /// A new runtime on the same state dir, as after an agent restart.
+    fn restart_runtime(&mut self) {
+        drop(self.rt.take());
+        self.rt = Some(
+            OciRuntime::new(
+                self.dir.path().to_path_buf(),
+                self.opts.clone(),
+                self.images.clone(),
+            )
+            .expect("runtime"),
+        );
+    }
+
+    fn id(&mut self, name: &str) -> String {
+        let id = unique(name);
+        self.ids.push(id.clone());
+        id
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.rt().runtime_root().to_path_buf()
+    }
+
+    fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
+        hierarchies()
+            .into_iter()
+            .map(|h| h.join(&self.opts.cgroup_parent).join(id))
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let root = self.rt.as_ref().map(|rt| rt.runtime_root().to_path_buf());
+        drop(self.rt.take());
+        if let Some(root) = root {
+            for id in &self.ids {
+                let _ = Command::new(&self.binary)
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force", id])
+                    .output();
+            }
+        }
+        // Shims left by a failed test end with their containers; netns mounts stay.
+        for m in mounts_under(self.dir.path()) {
+            let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
+        }
+        if let Some(net) = &self.opts.network {
+            let _ = Command::new("ip")
+                .args(["link", "del", &net.bridge_name()])
+                .output();
+        }
+        for id in &self.ids {
+            for d in self.cgroup_dirs(id) {
+                let _ = fs::remove_dir(d);
+            }
+        }
+        // A parent is busy for a moment after its last child went (v1 frees it lazily).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        for h in hierarchies() {
+            let parent = h.join(&self.opts.cgroup_parent);
+            while parent.exists()
+                && fs::remove_dir(&parent).is_err()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Every cgroup hierarchy (v1: one per mounted controller set; v2: the root).
+fn hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.to_path_buf()];
+    }
+    fs::read_dir(root)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&prefix))
+        .collect()
+}
+
+fn service(command: &[&str], extra: serde_json::Value) -> ServiceSpec {
+    let mut v = serde_json::json!({
+        "name": "svc",
+        "runtime": "container",
+        "image": "busybox:test",
+        "command": command,
+    });
+    if let (Some(base), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    serde_json::from_value(v).expect("service spec")
+}
+
+fn spec(id: &str, service: ServiceSpec) -> InstanceSpec {
+    InstanceSpec {
+        id: id.to_string(),
+        generation: 1,
+        service,
+        env: BTreeMap::from([("CANOPY_INSTANCE".to_string(), id.to_string())]),
+    }
+}
+
+async fn wait(rt: &OciRuntime, id: &str) -> Exit {
+    tokio::time::timeout(LONG, rt.wait(id))
+        .await
+        .expect("wait timed out")
+        .expect("wait")
+}
+
+async fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
+        })
+        .unwrap_or(false)
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Checks that nothing of `id` is left on the machine.
+async fn assert_no_residue(env: &Env, id: &str, ip: Option<IpAddr>) {
+    let root = env.runtime_root();
+    let listed = command_output(
+        &env.binary,
+        &["--root", &root.display().to_string(), "list", "--quiet"],
+    );
+    assert!(
+        !listed.lines().any(|l| l.trim() == id),
+        "{} still lists {id}: {listed}",
+        env.binary
+    );
+    assert_eq!(
+        mounts_under(env.dir.path()),
+        Vec::<String>::new(),
+        "mounts left under the state dir"
+    );
+    for d in env.cgroup_dirs(id) {
+        assert!(!d.exists(), "cgroup {} left", d.display());
+    }
+    assert!(!env.dir.path().join(id).exists(), "state dir of {id} left");
+    if let Some(net) = &env.opts.network {
+        let slaves = command_output("ip", &["-o", "link", "show", "master", &net.bridge_name()]);
+        assert!(
+            slaves.trim().is_empty(),
+            "veth left on the bridge: {slaves}"
+        );
+        let lease_dir = env.rt().lease_dir().expect("lease dir");
+        if let Some(ip) = ip {
+            assert!(
+                !lease_dir.join(ip.to_string()).exists(),
+                "lease of {ip} left in {}",
+                lease_dir.display()
+            );
+        }
+        let leases: Vec<String> = fs::read_dir(&lease_dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|n| n.parse::<IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(leases.is_empty(), "leases left: {leases:?}");
+        let rules = command_output("iptables-save", &[]);
+        let ip_text = ip.map(|i| format!("{i}/")).unwrap_or_default();
+        let offending: Vec<&str> = rules
+            .lines()
+            .filter(|l| l.contains(id) || (!ip_text.is_empty() && l.contains(&ip_text)))
+            .collect();
+        assert!(offending.is_empty(), "iptables rules left: {offending:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The suite, run once per OCI runtime binary.
+
+async fn exit_codes_and_logs(binary: &str) {
+    let mut env = Env::new(binary, "exit", false, BusyboxRootfs::new());
+    let id = env.id("exit3");
+    let rt = env.rt();
+    let started = rt
+        .start(&spec(
+            &id,
+            service(
+                &[
+                    "sh",
+                    "-c",
+                    "echo out $CANOPY_INSTANCE; echo err >&2; exit 3",
+                ],
+                serde_json::json!({}),
+            ),
+        ))
+        .await
+        .expect("start");
+    assert!(started.pid.is_some());
+    let exit = wait(rt, &id).await;
+    assert_eq!(exit.code, Some(3), "{exit:?}");
+    assert!(!exit.oom_killed);
+    let logs = rt.logs(&id, 10).await.expect("logs");
+    assert_eq!(logs, format!("out {id}\nerr\n"));
+    // The stopped container is deleted as soon as its exit is known.
+    assert!(rt.runtime_containers().await.expect("list").is_empty());
+
+    // A second start of the same id runs a fresh container; exit 0 is a success.
+    rt.start(&spec(
+        &id,
+        service(&["echo", "hello"], serde_json::json!({})),
+    ))
+    .await
+    .expect("restart");
+    let exit = wait(rt, &id).await;
+    assert!(exit.success(), "{exit:?}");
+    assert!(rt.logs(&id, 1).await.expect("logs").contains("hello"));
+    rt.remove(&id).await.expect("remove");
+    assert_no_residue(&env, &id, None).await;
+}
+
+async fn start_failures_are_clear(binary: &str) {
+    let mut env = Env::new(binary, "fail", false, BusyboxRootfs::new());
+    let id = env.id("nope");
+    let rt = env.rt();
+    let err = rt
+        .start(&spec(
+            &id,
+            service(&["no-such-program"], serde_json::json!({})),
+        ))
+        .await
+        .expect_err("cannot start");
+    let text = err.to_string();
+    assert!(
+        text.contains("no-such-program") && text.contains(binary),
+        "{text}"
+    );
+    // Not a container service: refused before anything runs.
+    let mut svc = service(&["true"], serde_json::json!({}));
+    svc.image = None;
+    let err = rt.start(&spec(&id, svc)).await.expect_err("no image");
+    assert!(err.to_string().contains("image is required"), "{err}");
+    rt.remove(&id).await.expect("remove");
+    assert_no_residue(&env, &id, None).await;
+}
+
+async fn memory_limit_is_enforced(binary: &str) {
+    let mut env = Env::new(binary, "oom", false, BusyboxRootfs::new());
+    let id = env.id("oom");
+    let rt = env.rt();
+    // Command substitution makes the shell hold all 200 MB in memory; the limit is 32 MiB.
+    rt.start(&spec(
+        &id,
+        service(
+            &[
+                "sh",
+                "-c",
+                "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}",
+            ],
+            serde_json::json!({"resources": {"memory": "32Mi", "cpu": "500m"}}),
+        ),
+    ))
+    .await
+    .expect("start");
+    let exit = wait(rt, &id).await;
+    assert!(exit.oom_killed, "{exit:?}");
+    assert!(exit.reason.starts_with("out of memory"), "{exit:?}");
+    assert!(!rt.logs(&id, 5).await.expect("logs").contains("survived"));
+    rt.remove(&id).await.expect("remove");
+    assert_no_residue(&env, &id, None).await;
+}
+
+async fn published_port_answers_and_teardown_is_clean(binary: &str) {
+    let images = BusyboxRootfs::new().with_file("/www/index.html", "hello from canopy\n");
+    let mut env = Env::new(binary, "http", true, images);
+    let id = env.id("web");
+    let host_port = free_port();
+    let rt = env.rt();
+    let started = rt
+        .start(&spec(
+            &id,
+            service(
+                &["httpd", "-f", "-p", "8080", "-h", "/www"],
+                serde_json::json!({
+                    "ports": [{"port": 8080, "hostPort": host_port}],
+                    "resources": {"cpu": "250m", "memory": "64Mi"},
+                }),
+            ),
+        ))
+        .await
+        .expect("start");
+    let pid = started.pid.expect("pid");
+    let ip = rt.address(&id).expect("container address");
+    let direct = SocketAddr::new(ip, 8080);
+    let body = eventually("httpd on the container address", LONG, || {
+        http_get(direct, "/index.html")
+    })
+    .await;
+    assert!(body.contains("hello from canopy"), "{body}");
+    let published = SocketAddr::from(([127, 0, 0, 1], host_port));
+    let body = eventually("httpd on the published loopback port", LONG, || {
+        http_get(published, "/index.html")
+    })
+    .await;
+    assert!(body.contains("hello from canopy"), "{body}");
+    let stats = rt.stats(&id).await.expect("stats");
+    assert!(stats.memory_bytes > 0, "{stats:?}");
+    // The workload's /etc/hosts names it.
+    let hosts = fs::read_to_string(env.dir.path().join(&id).join("hosts")).expect("hosts");
+    assert!(hosts.contains(&format!("{ip}\t{id}")), "{hosts}");
+
+    // httpd as PID 1 ignores SIGTERM: the grace period ends in SIGKILL.
+    rt.stop(&id, Duration::from_millis(200))
+        .await
+        .expect("stop");
+    let exit = wait(rt, &id).await;
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
+    assert!(!alive(pid));
+    rt.stop(&id, Duration::ZERO).await.expect("stop again");
+    rt.remove(&id).await.expect("remove");
+    rt.remove(&id).await.expect("remove again");
+    assert!(http_get(published, "/index.html").is_none());
+    assert_no_residue(&env, &id, Some(ip)).await;
+}
+
+async fn recovery_readopts_a_running_container(binary: &str) {
+    let mut env = Env::new(binary, "recover", true, BusyboxRootfs::new());
+    let id = env.id("sleeper");
+    let ended = env.id("ended");
+    let pid = env
+        .rt()
+        .start(&spec(
+            &id,
+            service(&["sleep", "1000"], serde_json::json!({})),
+        ))
+        .await
+        .expect("start")
+        .pid
+        .expect("pid");
+    env.rt()
+        .start(&spec(
+            &ended,
+            service(&["sh", "-c", "exit 7"], serde_json::json!({})),
+        ))
+        .await
+        .expect("start");
+    let ip = env.rt().address(&id);
+    assert!(ip.is_some());
+
+    // The agent "dies" while `ended` is still running or just finishing.
+    env.restart_runtime();
+    let rt = env.rt();
+    assert!(alive(pid), "the container must outlive its runtime");
+    let recovered = rt.recover().await.expect("recover");
+    let mine = recovered.iter().find(|r| r.id == id).expect("recovered");
+    assert_eq!(mine.pid, Some(pid));
+    assert!(mine.running);
+    assert_eq!(rt.address(&id), ip);
+    let other = wait(rt, &ended).await;
+    assert_eq!(other.code, Some(7), "{other:?}");
+
+    rt.stop(&id, Duration::from_millis(100))
+        .await
+        .expect("stop");
+    let exit = wait(rt, &id).await;
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
+    assert!(!alive(pid));
+    rt.remove(&id).await.expect("remove");
+    rt.remove(&ended).await.expect("remove");
+    assert_no_residue(&env, &ended, None).await;
+    assert_no_residue(&env, &id, ip).await;
+}
+
+/// Time from `start()` to the container's process running, median of five.
+async fn start_latency(binary: &str) -> Duration {
+    let mut env = Env::new(binary, "latency", false, BusyboxRootfs::new());
+    let mut times = Vec::new();
+    for i in 0..5 {
+        let id = env.id(&format!("lat{i}"));
+        let rt = env.rt();
+        let t0 = Instant::now();
+        rt.start(&spec(&id, service(&["true"], serde_json::json!({}))))
+            .await
+            .expect("start");
+        times.push(t0.elapsed());
+        wait(rt, &id).await;
+        rt.remove(&id).await.expect("remove");
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+// ---------------------------------------------------------------------------------------
+// runc
+
+macro_rules! runc_test {
+    ($name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            if let Some(why) = super::missing_prerequisite("runc") {
+                eprintln!("SKIP {}: {why}", stringify!($name));
+                return;
+            }
+            super::$name("runc").await;
+        }
+    };
+}
+
+mod runc {
+    runc_test!(exit_codes_and_logs);
+    runc_test!(start_failures_are_clear);
+    runc_test!(memory_limit_is_enforced);
+    runc_test!(published_port_answers_and_teardown_is_clean);
+    runc_test!(recovery_readopts_a_running_container);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_latency() {
+        if let Some(why) = super::missing_prerequisite("runc") {
+            eprintln!("SKIP start_latency: {why}");
+            return;
+        }
+        let median = super::start_latency("runc").await;
+        eprintln!("runc: start() until the container runs, median of 5: {median:?}");
+        assert!(median < Duration::from_secs(10));
+    }
+
+    use std::time::Duration;
+}
+
+// ---------------------------------------------------------------------------------------
+// crun: the same suite where crun can run a container on this machine.
+
+/// Why crun cannot run a trivial container here (e.g. cgroups in hybrid mode), if it cannot.
+async fn crun_unusable() -> Option<String> {
+    if let Some(why) = missing_prerequisite("crun") {
+        return Some(why);
+    }
+    let mut env = Env::new("crun", "probe", false, BusyboxRootfs::new());
+    let id = env.id("probe");
+    let rt = env.rt();
+    let res = match rt
+        .start(&spec(&id, service(&["true"], serde_json::json!({}))))
+        .await
+    {
+        Err(e) => Some(format!("crun cannot run a trivial container here: {e}")),
+        Ok(_) => {
+            let exit = wait(rt, &id).await;
+            (!exit.success()).then(|| format!("crun's trivial container failed: {}", exit.reason))
+        }
+    };
+    let _ = rt.remove(&id).await;
+    res
+}
+
+macro_rules! crun_test {
+    ($name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            if let Some(why) = super::crun_unusable().await {
+                eprintln!("SKIP crun::{}: {why}", stringify!($name));
+                return;
+            }
+            super::$name("crun").await;
+        }
+    };
+}
+
+mod crun {
+    crun_test!(exit_codes_and_logs);
+    crun_test!(start_failures_are_clear);
+    crun_test!(memory_limit_is_enforced);
+    crun_test!(published_port_answers_and_teardown_is_clean);
+    crun_test!(recovery_readopts_a_running_container);
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn missing_runtime_says_how_to_install() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = OciOptions {
+        runtime_binary: "/nonexistent/bin/runc".to_string(),
+        ..OciOptions::default()
+    };
+    let err = OciRuntime::new(
+        dir.path().to_path_buf(),
+        opts,
+        Arc::new(BusyboxRootfs::new()),
+    )
+    .err()
+    .expect("missing runtime");
+    assert_eq!(
+        err.to_string(),
+        "runc is not installed: apt-get install runc"
+    );
+    let opts = OciOptions {
+        network: Some(CniConfig {
+            plugin_dir: PathBuf::from("/nonexistent/cni"),
+            ..CniConfig::new("n", "10.213.0.0/24")
+        }),
+        ..OciOptions::default()
+    };
+    if missing_prerequisite("runc").is_none() {
+        let err = OciRuntime::new(
+            dir.path().to_path_buf(),
+            opts,
+            Arc::new(BusyboxRootfs::new()),
+        )
+        .err()
+        .expect("missing plugins");
+        assert!(
+            err.to_string()
+                .contains("apt-get install containernetworking-plugins"),
+            "{err}"
+        );
+    }
+}
