@@ -271,14 +271,9 @@ async fn start_cluster_probing(
     args: &ProbeArgs,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let Some(period) = probe_period(args) else {
-        return Ok(());
-    };
-    let prober = Prober::bind(SocketAddr::new(ip, 0), rand_seed())
-        .await
-        .context("binding the latency-probe socket")?;
-    cluster.attach_prober(prober.clone());
-    tokio::spawn(prober.run(period, PROBES_PER_ROUND, stop.clone()));
+    if let Some(prober) = start_prober(ip, args, stop).await? {
+        cluster.attach_prober(prober);
+    }
     Ok(())
 }
 
@@ -287,19 +282,30 @@ async fn start_node_probing(
     args: &NodeArgs,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let Some(period) = probe_period(&args.probe) else {
-        return Ok(());
-    };
     // The address this machine reaches its cluster from is the one peers can reach it at.
     let ip = local_ip_towards(&args.cluster)
         .await
         .unwrap_or(Ipv4Addr::LOCALHOST.into());
+    if let Some(prober) = start_prober(ip, &args.probe, stop).await? {
+        agent.attach_prober(prober);
+    }
+    Ok(())
+}
+
+/// Binds a latency prober on `ip` and runs its loop until `stop`; none when probing is off.
+async fn start_prober(
+    ip: IpAddr,
+    args: &ProbeArgs,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<Arc<Prober>>> {
+    let Some(period) = probe_period(args) else {
+        return Ok(None);
+    };
     let prober = Prober::bind(SocketAddr::new(ip, 0), rand_seed())
         .await
         .context("binding the latency-probe socket")?;
-    agent.attach_prober(prober.clone());
-    tokio::spawn(prober.run(period, PROBES_PER_ROUND, stop.clone()));
-    Ok(())
+    tokio::spawn(prober.clone().run(period, PROBES_PER_ROUND, stop.clone()));
+    Ok(Some(prober))
 }
 
 /// The local address the kernel routes `url`'s host from (a UDP connect sends nothing).

@@ -6,10 +6,10 @@ mod support;
 
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::{Daemon, canopy_json, canopy_ok, eventually};
+use support::{Daemon, canopy_json, canopy_ok, eventually, start_cluster, start_root, strings};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -94,10 +94,6 @@ fn http_get(port: u16) -> Option<String> {
     Some(answer)
 }
 
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
 /// Mount points under `dir` (overlay root filesystems, network namespaces).
 fn mounts_under(dir: &Path) -> Vec<String> {
     let dir = dir.display().to_string();
@@ -117,25 +113,9 @@ fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind(
     }
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let data = |name: &str| dir.path().join(name).display().to_string();
-    let timing = strings(&["--heartbeat-ms", "200", "--deadline-ms", "1500"]);
-    let mut args = strings(&["root", "--listen", "127.0.0.1:0", "--data", &data("root")]);
-    args.extend(timing.clone());
-    let root = Daemon::start(&args, true);
-    let mut args = strings(&[
-        "cluster",
-        "--root",
-        &root.url,
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        &data("cluster"),
-        "--name",
-        "c0",
-    ]);
-    args.extend(timing);
-    let cluster = Daemon::start(&args, true);
-    let node_dir = PathBuf::from(data("node"));
+    let root = start_root(dir.path());
+    let cluster = start_cluster(dir.path(), &root, "c0", &[]);
+    let node_dir = dir.path().join("node");
     // A subnet of its own, so that this test never meets another agent's leases.
     let subnet = format!("10.90.{}.0/24", std::process::id() % 250);
     let node_name = format!("ctr-{}", std::process::id());

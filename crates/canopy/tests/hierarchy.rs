@@ -6,12 +6,11 @@ mod support;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use support::{Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, pids_with, runs_instance};
+use support::{
+    Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, pids_with, runs_instance, strings,
+};
 
-/// Short timings so failures are detected fast: nodes and clusters report every 200 ms and
-/// are unreachable after 1.5 s of silence.
-const HEARTBEAT_MS: &str = "200";
-const DEADLINE_MS: &str = "1500";
+/// The deadline of `support::fast_timing`: a silent node or cluster is unreachable after it.
 const DEADLINE: Duration = Duration::from_millis(1500);
 /// How long placement, start-up and status propagation may take on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(20);
@@ -26,10 +25,6 @@ struct Testbed {
     clusters: Vec<Daemon>,
     nodes: Vec<Daemon>,
     _cleanup: KillOnDrop,
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
 }
 
 impl Testbed {
@@ -47,29 +42,12 @@ impl Testbed {
                 .trim_start_matches('.')
         );
         let data = |name: &str| dir.path().join(name).display().to_string();
-        let timing = ["--heartbeat-ms", HEARTBEAT_MS, "--deadline-ms", DEADLINE_MS];
-        let mut root_args = strings(&["root", "--listen", "127.0.0.1:0", "--data", &data("root")]);
-        root_args.extend(strings(&timing));
-        let root = Daemon::start(&root_args, true);
+        let root = support::start_root(dir.path());
         let mut clusters = Vec::new();
         let mut nodes = Vec::new();
         for (c, site) in SITES.iter().enumerate() {
             let name = format!("c{c}");
-            let mut args = strings(&[
-                "cluster",
-                "--root",
-                &root.url,
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-                &data(&name),
-                "--name",
-                &name,
-                "--location",
-                site,
-            ]);
-            args.extend(strings(&timing));
-            let cluster = Daemon::start(&args, true);
+            let cluster = support::start_cluster(dir.path(), &root, &name, &["--location", site]);
             for n in 0..2 {
                 let node = format!("{name}-n{n}");
                 let args = strings(&[

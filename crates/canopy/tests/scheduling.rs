@@ -5,47 +5,13 @@ mod support;
 
 use serde_json::Value;
 use std::time::Duration;
-use support::{Daemon, KillOnDrop, canopy_json, canopy_ok, eventually};
+use support::{
+    Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, start_cluster, start_root, strings,
+};
 
 const SETTLE: Duration = Duration::from_secs(30);
 const MUNICH: &str = "48.14,11.58";
 const BERLIN: &str = "52.52,13.40";
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
-fn timing() -> Vec<String> {
-    strings(&["--heartbeat-ms", "200", "--deadline-ms", "1500"])
-}
-
-fn root(dir: &std::path::Path) -> Daemon {
-    let mut args = strings(&[
-        "root",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        &dir.join("root").display().to_string(),
-    ]);
-    args.extend(timing());
-    Daemon::start(&args, true)
-}
-
-fn cluster(dir: &std::path::Path, root: &Daemon, name: &str) -> Daemon {
-    let mut args = strings(&[
-        "cluster",
-        "--root",
-        &root.url,
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        &dir.join(name).display().to_string(),
-        "--name",
-        name,
-    ]);
-    args.extend(timing());
-    Daemon::start(&args, true)
-}
 
 fn node(dir: &std::path::Path, cluster: &Daemon, name: &str, location: &str) -> Daemon {
     let args = strings(&[
@@ -88,8 +54,8 @@ fn a_soft_preference_converges_when_a_better_node_appears() {
     let dir = tempfile::tempdir().unwrap();
     let marker = format!("canopy-converge-{}", std::process::id());
     let _cleanup = KillOnDrop(marker.clone());
-    let root = root(dir.path());
-    let cluster = cluster(dir.path(), &root, "c0");
+    let root = start_root(dir.path());
+    let cluster = start_cluster(dir.path(), &root, "c0", &[]);
     let _munich = node(dir.path(), &cluster, "munich", MUNICH);
     eventually(SETTLE, "the Munich node at the root", || {
         let nodes = canopy_json(&root.url, &["get", "nodes"]);
@@ -160,8 +126,8 @@ spec:
 #[test]
 fn hollow_nodes_take_a_deployment_and_latency_places_by_coordinates() {
     let dir = tempfile::tempdir().unwrap();
-    let root = root(dir.path());
-    let cluster = cluster(dir.path(), &root, "sim");
+    let root = start_root(dir.path());
+    let cluster = start_cluster(dir.path(), &root, "sim", &[]);
     let _sim = Daemon::start(
         &strings(&[
             "sim",

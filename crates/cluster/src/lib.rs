@@ -61,6 +61,11 @@ struct NodeEntry {
 struct State {
     nodes: BTreeMap<String, NodeEntry>,
     instances: BTreeMap<String, Placed>,
+    /// The scheduler's view of every node, in `nodes`' order. Rebuilt only when a node's
+    /// description changes (`views_stale`); readiness and allocation are refreshed in place
+    /// before each use, so placing over thousands of nodes allocates nothing per node.
+    views: Vec<NodeView>,
+    views_stale: bool,
 }
 
 pub struct Cluster {
@@ -216,38 +221,47 @@ impl Cluster {
         self.uplink.send(up::Body::Status(status));
     }
 
-    /// Per-node views for the scheduler; allocation counts every live instance placed there,
-    /// including those assigned but not yet running (reservations).
-    fn node_views(&self, state: &State) -> Vec<NodeView> {
-        let mut allocated: BTreeMap<&str, ResourceAmounts> = BTreeMap::new();
+    /// Brings `state.views` up to date: rebuilt when a node joined or changed, else only
+    /// readiness and allocation refreshed. Allocation counts every live instance placed on a
+    /// node, including those assigned but not yet running (reservations).
+    fn refresh_views(&self, state: &mut State) {
+        if state.views_stale || state.views.len() != state.nodes.len() {
+            state.views = state
+                .nodes
+                .values()
+                .map(|entry| {
+                    let mut view = node_view(&entry.member, false, ResourceAmounts::default());
+                    view.carbon_g_per_kwh =
+                        view.carbon_g_per_kwh.or(self.config.carbon_g_per_kwh);
+                    view
+                })
+                .collect();
+            state.views_stale = false;
+        }
+        for (view, entry) in state.views.iter_mut().zip(state.nodes.values()) {
+            view.ready = entry.ready && entry.downlink.is_some();
+            view.allocated = ResourceAmounts::default();
+        }
         for placed in state.instances.values().filter(|p| p.is_live()) {
             // A copy being replaced holds its node until it stops.
             for node in placed.node.iter().chain(placed.draining.iter()) {
-                allocated
-                    .entry(node.as_str())
-                    .or_default()
-                    .add(&demand(&placed.workload.spec));
+                // `views` is in `nodes`' (sorted) order.
+                if let Ok(index) = state
+                    .views
+                    .binary_search_by(|v| v.name.as_str().cmp(node.as_str()))
+                {
+                    state.views[index]
+                        .allocated
+                        .add(&demand(&placed.workload.spec));
+                }
             }
         }
-        state
-            .nodes
-            .iter()
-            .map(|(name, entry)| {
-                let mut view = node_view(
-                    &entry.member,
-                    entry.ready && entry.downlink.is_some(),
-                    allocated.get(name.as_str()).copied().unwrap_or_default(),
-                );
-                view.carbon_g_per_kwh = view.carbon_g_per_kwh.or(self.config.carbon_g_per_kwh);
-                view
-            })
-            .collect()
     }
 
     /// Places one instance on a node and sends it there; if no node fits, tells the root,
     /// which tries another cluster.
     async fn place(&self, state: &mut State, id: &str) {
-        let views = self.node_views(state);
+        self.refresh_views(state);
         let Some(context) = Self::context(state, id) else {
             return;
         };
@@ -256,7 +270,7 @@ impl Cluster {
         };
         let mut request = Request::new(&placed.workload.spec, &placed.refused);
         request.context = Some(&context);
-        match place_on_node_explained(&request, &views) {
+        match place_on_node_explained(&request, &state.views) {
             Ok(placement) => self.assign_to(state, id, &placement).await,
             Err(explanation) => {
                 let reason = format!("cluster {}: {explanation}", self.config.name);
@@ -355,7 +369,8 @@ impl Cluster {
             if moving {
                 continue;
             }
-            let views = self.node_views(&state);
+            self.refresh_views(&mut state);
+            let views = &state.views;
             let Some(context) = Self::context(&state, &id) else {
                 continue;
             };
@@ -368,7 +383,7 @@ impl Cluster {
             let mut request = Request::new(&placed.workload.spec, &[]);
             request.context = Some(&context);
             let here = place_on_node_explained(&request, std::slice::from_ref(current));
-            let Ok(best) = place_on_node_explained(&request, &views) else {
+            let Ok(best) = place_on_node_explained(&request, views) else {
                 continue;
             };
             let better = match &here {
@@ -467,6 +482,7 @@ impl Cluster {
             .nodes
             .get(&name)
             .map_or_else(OffsetDateTime::now_utc, |n| n.joined_at);
+        state.views_stale = true;
         state.nodes.insert(
             name.clone(),
             NodeEntry {
@@ -646,6 +662,7 @@ impl Cluster {
             }) = &body
             {
                 entry.member.coordinate = Some(*coordinate);
+                state.views_stale = true;
             }
         }
         if let up::Body::Status(status) = body {
@@ -746,8 +763,9 @@ impl Cluster {
 
     /// The cluster's summary for the root (from [`summarise`]) and every node as reported up.
     async fn summary(&self) -> (pb::Member, Vec<pb::Member>) {
-        let state = self.state.lock().await;
-        let views = self.node_views(&state);
+        let mut state = self.state.lock().await;
+        self.refresh_views(&mut state);
+        let views = &state.views;
         let mut instance_counts: BTreeMap<&str, u32> = BTreeMap::new();
         for placed in state.instances.values().filter(|p| p.is_live()) {
             if let Some(node) = &placed.node {
@@ -776,7 +794,7 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut view = summarise(&self.config.name, &views);
+        let mut view = summarise(&self.config.name, views);
         view.ready = true;
         view.labels = self.config.labels.clone();
         if view.location.is_none() {

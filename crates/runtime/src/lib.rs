@@ -5,6 +5,7 @@
 
 mod cgroup;
 mod error;
+mod instance;
 mod logs;
 mod oci;
 mod proc_fs;

@@ -1,26 +1,25 @@
 //! The `process` runtime: a native command per instance, in its own session, with its
 //! output in files and its limits in cgroups, tracked on disk so that it outlives the agent.
 
-use crate::cgroup::{CgroupVersion, Cgroups, InstanceCgroup, OomCounters};
+use crate::cgroup::{CgroupVersion, Cgroups, OomCounters};
+use crate::instance::{self, Instances, LogRotation, remove_dir_if_exists, terminate};
 use crate::state::{self, PersistedState};
 use crate::supervise::{
-    DEFAULT_PATH, Finish, LogPaths, RawExit, Watcher, log_paths, make_exit, open_pidfd, pid_i32,
-    read_logs, rotate_logs, spawn_in_session, validate_id,
+    DEFAULT_PATH, Finish, LogPaths, RawExit, make_exit, open_pidfd, pid_i32, rotate_logs,
+    spawn_in_session, validate_id,
 };
 use crate::{Exit, InstanceSpec, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs};
 use async_trait::async_trait;
 use canopy_model::RuntimeKind;
 use rustix::process::{Pid, Signal};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 /// How often group membership is polled while stopping.
@@ -64,31 +63,16 @@ pub struct ProcessRuntime {
     opts: ProcessOptions,
     cgroups: Option<Cgroups>,
     base_env: BTreeMap<String, String>,
-    instances: Mutex<HashMap<String, Arc<Instance>>>,
-    /// Serialises starts so two starts of one id cannot both pass the "not running" check.
-    start_lock: tokio::sync::Mutex<()>,
+    instances: Instances<()>,
 }
 
 /// One generation of an instance as this runtime knows it.
-struct Instance {
-    generation: u64,
-    pid: u32,
-    start_time: u64,
-    dir: PathBuf,
-    cgroup: Option<InstanceCgroup>,
-    exit: watch::Receiver<Option<Exit>>,
-    rotate_lock: Arc<Mutex<()>>,
-    /// The watcher task; None when the instance had ended before it was recovered.
-    task: Option<AbortHandle>,
-}
+type Instance = instance::Instance<()>;
 
+/// A process instance is its process group (plus strays its cgroup still names).
 impl Instance {
     fn pgid(&self) -> i32 {
         pid_i32(self.pid)
-    }
-
-    fn exited(&self) -> bool {
-        self.exit.borrow().is_some()
     }
 
     /// Live processes of the instance: its process group, plus anything in its cgroup that
@@ -145,14 +129,6 @@ impl Instance {
             }
             tokio::time::sleep(STOP_POLL.min(deadline - now)).await;
         }
-    }
-
-    fn log_paths(&self) -> LogPaths {
-        log_paths(&self.dir)
-    }
-
-    fn rotate_logs(&self, max: u64) {
-        rotate_logs(&self.dir, max, &self.rotate_lock);
     }
 }
 
@@ -250,8 +226,7 @@ impl ProcessRuntime {
             opts,
             cgroups,
             base_env,
-            instances: Mutex::new(HashMap::new()),
-            start_lock: tokio::sync::Mutex::new(()),
+            instances: Instances::new(),
         })
     }
 
@@ -270,38 +245,21 @@ impl ProcessRuntime {
 
     /// The instance's log files (they exist once it started; `remove` may keep them).
     pub fn log_paths(&self, id: &str) -> Result<LogPaths, RuntimeError> {
-        validate_id(id)?;
-        Ok(log_paths(&self.state_dir.join(id)))
+        instance::instance_log_paths(&self.state_dir, id)
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Instance>>> {
+    async fn get_or_adopt(&self, id: &str) -> Result<Option<Arc<Instance>>, RuntimeError> {
+        let adopt = |id: String| async move { self.adopt(&id).await };
         self.instances
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_adopt(&self.state_dir, id, adopt)
+            .await
     }
 
-    fn get(&self, id: &str) -> Result<Arc<Instance>, RuntimeError> {
-        self.map()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| RuntimeError::NotFound { id: id.to_string() })
-    }
-
-    /// The instance, adopting it from disk when this runtime has not recovered it yet
-    /// (so that stop and remove work right after an agent restart).
-    fn get_or_adopt(&self, id: &str) -> Result<Option<Arc<Instance>>, RuntimeError> {
-        validate_id(id)?;
-        if let Some(inst) = self.map().get(id).cloned() {
-            return Ok(Some(inst));
+    fn log_rotation(&self) -> LogRotation {
+        LogRotation {
+            max_bytes: self.opts.max_log_bytes,
+            check_every: self.opts.log_check_interval,
         }
-        if self.state_dir.join(id).join(state::STATE_FILE).is_file() {
-            return self.adopt(id).map(Some);
-        }
-        Ok(None)
-    }
-
-    fn spawn_watcher(&self, w: Watcher) -> AbortHandle {
-        w.spawn()
     }
 
     fn start_locked(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
@@ -321,15 +279,7 @@ impl ProcessRuntime {
         let Some(program) = svc.command.first() else {
             return Err(invalid("command is empty".to_string()));
         };
-        let previous = self.map().get(id).cloned();
-        if let Some(prev) = &previous
-            && !prev.exited()
-        {
-            return Err(RuntimeError::AlreadyRunning {
-                id: id.to_string(),
-                pid: prev.pid,
-            });
-        }
+        let previous = self.instances.check_not_running(id)?;
 
         let mut env = self.base_env.clone();
         env.extend(svc.env.clone());
@@ -418,124 +368,67 @@ impl ProcessRuntime {
             }
         };
 
-        let (tx, rx) = watch::channel(None);
-        let task = self.spawn_watcher(Watcher {
-            pid,
-            start_time: persisted.start_time,
-            child: Some(child),
-            pidfd: open_pidfd(pid),
-            dir: dir.clone(),
-            max_log_bytes: self.opts.max_log_bytes,
-            check_every: self.opts.log_check_interval,
-            rotate_lock: Arc::clone(&rotate_lock),
-            state: persisted.clone(),
-            tx,
-            finish: Some(process_finish()),
-        });
+        let start_time = persisted.start_time;
+        let (rx, task) = instance::watch(
+            persisted,
+            &dir,
+            Some(child),
+            open_pidfd(pid),
+            self.log_rotation(),
+            &rotate_lock,
+            process_finish(),
+        );
         let inst = Instance {
             generation: spec.generation,
             pid,
-            start_time: persisted.start_time,
+            start_time,
             dir,
             cgroup,
             exit: rx,
             rotate_lock,
             task: Some(task),
+            extra: (),
         };
-        if let Some(old) = self.map().insert(id.to_string(), Arc::new(inst))
-            && let Some(t) = &old.task
-        {
-            t.abort();
-        }
+        self.instances.started(id, inst);
         tracing::info!(id, pid, generation = spec.generation, "started");
         Ok(Started { pid: Some(pid) })
     }
 
     /// Loads one instance from its state.json and re-adopts it when its process still lives.
-    fn adopt(&self, id: &str) -> Result<Arc<Instance>, RuntimeError> {
+    async fn adopt(&self, id: &str) -> Result<Arc<Instance>, RuntimeError> {
         let dir = self.state_dir.join(id);
-        let mut st = state::read(&dir)?;
-        let pid = pid_i32(st.pid);
-        let same_boot = match (&st.boot_id, proc_fs::boot_id()) {
-            (Some(then), Some(now)) => *then == now,
-            _ => true,
+        let st = state::read(&dir)?;
+        let ended = |same_boot: bool, st: PersistedState| {
+            let oom = same_boot
+                && st
+                    .cgroup
+                    .as_ref()
+                    .is_some_and(|cg| cg.oom_counters().oom_since(&st.oom_base, false));
+            std::future::ready(make_exit(
+                None,
+                None,
+                oom,
+                "exited while the agent was down; code unknown",
+            ))
         };
-        let candidate =
-            st.exit.is_none() && same_boot && proc_fs::alive_with_start(pid, st.start_time);
-        let pidfd = candidate.then(|| open_pidfd(st.pid)).flatten();
-        // Checked again after pidfd_open: a pidfd pins the process it was opened for, so
-        // a matching start time now means the pidfd watches the right process.
-        let running = candidate && proc_fs::alive_with_start(pid, st.start_time);
-        let rotate_lock = Arc::new(Mutex::new(()));
-        let (exit, task) = if running {
-            let (tx, rx) = watch::channel(None);
-            let task = self.spawn_watcher(Watcher {
+        let a = instance::adopt(&dir, st, self.log_rotation(), process_finish(), ended).await;
+        let st = a.state;
+        let inst = self.instances.adopted(
+            id,
+            Instance {
+                generation: st.generation,
                 pid: st.pid,
                 start_time: st.start_time,
-                child: None,
-                pidfd,
-                dir: dir.clone(),
-                max_log_bytes: self.opts.max_log_bytes,
-                check_every: self.opts.log_check_interval,
-                rotate_lock: Arc::clone(&rotate_lock),
-                state: st.clone(),
-                tx,
-                finish: Some(process_finish()),
-            });
-            (rx, Some(task))
-        } else {
-            let exit = match &st.exit {
-                Some(e) => e.clone(),
-                None => {
-                    let oom = same_boot
-                        && st
-                            .cgroup
-                            .as_ref()
-                            .is_some_and(|cg| cg.oom_counters().oom_since(&st.oom_base, false));
-                    let e = make_exit(
-                        None,
-                        None,
-                        oom,
-                        "exited while the agent was down; code unknown",
-                    );
-                    st.exit = Some(e.clone());
-                    // Recorded so that the next recovery tells the same story.
-                    if let Err(err) = state::write_atomic(&dir, &st) {
-                        tracing::warn!(id, error = %err, "could not record the exit");
-                    }
-                    e
-                }
-            };
-            (watch::channel(Some(exit)).1, None)
-        };
-        let inst = Arc::new(Instance {
-            generation: st.generation,
-            pid: st.pid,
-            start_time: st.start_time,
-            dir,
-            cgroup: if same_boot { st.cgroup.clone() } else { None },
-            exit,
-            rotate_lock,
-            task,
-        });
-        self.map().insert(id.to_string(), Arc::clone(&inst));
-        tracing::info!(id, pid = st.pid, running, "recovered");
+                dir,
+                cgroup: if a.same_boot { st.cgroup.clone() } else { None },
+                exit: a.exit,
+                rotate_lock: a.rotate_lock,
+                task: a.task,
+                extra: (),
+            },
+        );
+        tracing::info!(id, pid = st.pid, running = a.running, "recovered");
         Ok(inst)
-    }
-}
-
-impl Drop for ProcessRuntime {
-    fn drop(&mut self) {
-        // Stop watching; the workloads themselves keep running.
-        let map = self
-            .instances
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        for inst in map.values() {
-            if let Some(t) = &inst.task {
-                t.abort();
-            }
-        }
     }
 }
 
@@ -546,58 +439,43 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
-        let _guard = self.start_lock.lock().await;
+        let _guard = self.instances.lock_start().await;
         self.start_locked(spec)
     }
 
     async fn wait(&self, id: &str) -> Result<Exit, RuntimeError> {
-        let mut rx = self.get(id)?.exit.clone();
-        let shutdown = || RuntimeError::Shutdown { id: id.to_string() };
-        let exit = rx.wait_for(Option::is_some).await.map_err(|_| shutdown())?;
-        exit.clone().ok_or_else(shutdown)
+        self.instances.wait(id).await
     }
 
     async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
         let inst = self
-            .get_or_adopt(id)?
+            .get_or_adopt(id)
+            .await?
             .ok_or_else(|| RuntimeError::NotFound { id: id.to_string() })?;
         if inst.gone() {
             return Ok(());
         }
-        inst.signal_all(Signal::TERM);
-        if inst.wait_gone(Instant::now() + grace).await {
-            return Ok(());
-        }
-        tracing::info!(
+        terminate(
             id,
-            ?grace,
-            "still running after the grace period; sending SIGKILL"
-        );
-        inst.signal_all(Signal::KILL);
-        if inst
-            .wait_gone(Instant::now() + self.opts.kill_timeout)
-            .await
-        {
-            Ok(())
-        } else {
-            Err(RuntimeError::StopTimeout {
-                id: id.to_string(),
-                waited: self.opts.kill_timeout,
-            })
-        }
+            grace,
+            self.opts.kill_timeout,
+            |sig| {
+                inst.signal_all(sig);
+                std::future::ready(())
+            },
+            |within| inst.wait_gone(Instant::now() + within),
+        )
+        .await
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        let inst = self.get_or_adopt(id)?;
+        let inst = self.get_or_adopt(id).await?;
         let dir = self.state_dir.join(id);
         if let Some(inst) = inst {
             if !inst.gone() {
                 self.stop(id, Duration::ZERO).await?;
             }
-            if let Some(t) = &inst.task {
-                t.abort();
-            }
-            self.map().remove(id);
+            self.instances.forget(id, &inst);
             if let Some(cg) = &inst.cgroup {
                 cg.remove(Instant::now() + self.opts.kill_timeout).await?;
             }
@@ -609,27 +487,19 @@ impl Runtime for ProcessRuntime {
                 Ok(())
             }
         } else {
-            match fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(RuntimeError::io("remove", &dir, e))
-                }
-                _ => Ok(()),
-            }
+            remove_dir_if_exists(&dir)
         };
         tracing::info!(id, "removed");
         res
     }
 
     async fn stats(&self, id: &str) -> Result<Stats, RuntimeError> {
-        let inst = self.get(id)?;
+        let inst = self.instances.get(id)?;
         if !inst.exited() {
             inst.rotate_logs(self.opts.max_log_bytes);
         }
-        if let Some((cpu_usage_ns, memory_bytes)) = inst.cgroup.as_ref().and_then(|c| c.usage()) {
-            return Ok(Stats {
-                cpu_usage_ns,
-                memory_bytes,
-            });
+        if let Some(stats) = inst.cgroup_stats() {
+            return Ok(stats);
         }
         if inst.exited() {
             return Err(RuntimeError::NotRunning { id: id.to_string() });
@@ -646,58 +516,15 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
-        validate_id(id)?;
-        let known = self.map().get(id).cloned();
-        let paths = match &known {
-            Some(inst) => {
-                if !inst.exited() {
-                    inst.rotate_logs(self.opts.max_log_bytes);
-                }
-                inst.log_paths()
-            }
-            // Logs kept after remove, or not recovered yet.
-            None => {
-                let dir = self.state_dir.join(id);
-                if !dir.is_dir() {
-                    return Err(RuntimeError::NotFound { id: id.to_string() });
-                }
-                log_paths(&dir)
-            }
-        };
-        read_logs(&paths, tail)
+        self.instances
+            .logs(&self.state_dir, id, tail, self.opts.max_log_bytes)
     }
 
     async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError> {
-        let entries = fs::read_dir(&self.state_dir)
-            .map_err(|e| RuntimeError::io("read", &self.state_dir, e))?;
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let Some(id) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if validate_id(&id).is_err() || !entry.path().join(state::STATE_FILE).is_file() {
-                continue;
-            }
-            let known = self.map().get(&id).cloned();
-            let inst = match known {
-                Some(i) => i,
-                None => match self.adopt(&id) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        tracing::warn!(%id, error = %e, "skipping unreadable instance state");
-                        continue;
-                    }
-                },
-            };
-            out.push(Recovered {
-                id,
-                generation: inst.generation,
-                pid: Some(inst.pid),
-                running: !inst.exited(),
-            });
-        }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        let adopt = |id: String| async move { self.adopt(&id).await };
+        self.instances
+            .recover(&self.state_dir, "instance", adopt)
+            .await
     }
 }
 

@@ -96,6 +96,47 @@ impl Drop for Daemon {
     }
 }
 
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Short timings so failures are detected fast: children report every 200 ms and are
+/// unreachable after 1.5 s of silence.
+pub fn fast_timing() -> Vec<String> {
+    strings(&["--heartbeat-ms", "200", "--deadline-ms", "1500"])
+}
+
+/// `canopy root` on a random loopback port, its state in `dir/root`.
+pub fn start_root(dir: &Path) -> Daemon {
+    let mut args = strings(&[
+        "root",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        &dir.join("root").display().to_string(),
+    ]);
+    args.extend(fast_timing());
+    Daemon::start(&args, true)
+}
+
+/// `canopy cluster NAME` linked to `root`, its state in `dir/NAME`, plus `extra` flags.
+pub fn start_cluster(dir: &Path, root: &Daemon, name: &str, extra: &[&str]) -> Daemon {
+    let mut args = strings(&[
+        "cluster",
+        "--root",
+        &root.url,
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        &dir.join(name).display().to_string(),
+        "--name",
+        name,
+    ]);
+    args.extend(strings(extra));
+    args.extend(fast_timing());
+    Daemon::start(&args, true)
+}
+
 /// The `canopy` client against `server`.
 pub fn canopy(server: &str, args: &[&str]) -> Output {
     Command::new(CANOPY)

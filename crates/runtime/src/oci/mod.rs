@@ -23,11 +23,12 @@ mod cni;
 
 pub use cni::CniConfig;
 
-use crate::cgroup::{Cgroups, InstanceCgroup, OomCounters};
+use crate::cgroup::{Cgroups, OomCounters};
+use crate::instance::{self, Instances, LogRotation, remove_dir_if_exists, terminate};
 use crate::state::{self, ContainerInfo, PersistedState};
 use crate::supervise::{
-    DEFAULT_PATH, Finish, LogPaths, RawExit, Watcher, log_paths, make_exit, open_pidfd, pid_i32,
-    read_logs, rotate_logs, spawn_in_session, validate_id,
+    DEFAULT_PATH, Finish, LogPaths, RawExit, log_paths, make_exit, open_pidfd, pid_i32,
+    rotate_logs, spawn_in_session, validate_id,
 };
 use crate::{Exit, InstanceSpec, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs};
 use async_trait::async_trait;
@@ -36,16 +37,13 @@ use cli::Cli;
 use cni::Cni;
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 const CONFIG_FILE: &str = "config.json";
@@ -125,34 +123,9 @@ impl Default for OciOptions {
     }
 }
 
-/// One generation of a container as this runtime knows it.
-struct Instance {
-    generation: u64,
-    /// The container's init process, as the host sees it.
-    pid: u32,
-    start_time: u64,
-    dir: PathBuf,
-    cgroup: Option<InstanceCgroup>,
-    ip: Option<IpAddr>,
-    exit: watch::Receiver<Option<Exit>>,
-    rotate_lock: Arc<Mutex<()>>,
-    task: Option<AbortHandle>,
-}
-
-impl Instance {
-    fn exited(&self) -> bool {
-        self.exit.borrow().is_some()
-    }
-
-    /// Waits up to `within` for the exit (the watcher has deleted the container by then).
-    async fn wait_exit(&self, within: Duration) -> bool {
-        let mut rx = self.exit.clone();
-        matches!(
-            tokio::time::timeout(within, rx.wait_for(Option::is_some)).await,
-            Ok(Ok(_))
-        )
-    }
-}
+/// One generation of a container as this runtime knows it: `pid` is the container's init
+/// process as the host sees it, `extra` its address on the container network.
+type Instance = instance::Instance<Option<IpAddr>>;
 
 /// Runs containers with runc or crun; see the module docs. Dropping it leaves the
 /// containers running; a new runtime on the same state dir re-adopts them.
@@ -163,8 +136,7 @@ pub struct OciRuntime {
     cgroups: Option<Cgroups>,
     cni: Option<Cni>,
     images: Arc<dyn ImageProvider>,
-    instances: Mutex<HashMap<String, Arc<Instance>>>,
-    start_lock: tokio::sync::Mutex<()>,
+    instances: Instances<Option<IpAddr>>,
 }
 
 /// The exit of a container from the shim's status (or its file, after a restart) and the
@@ -278,8 +250,7 @@ impl OciRuntime {
             cgroups,
             cni,
             images,
-            instances: Mutex::new(HashMap::new()),
-            start_lock: tokio::sync::Mutex::new(()),
+            instances: Instances::new(),
         })
     }
 
@@ -308,13 +279,12 @@ impl OciRuntime {
 
     /// The instance's address on the container network (None without CNI).
     pub fn address(&self, id: &str) -> Option<IpAddr> {
-        self.map().get(id).and_then(|i| i.ip)
+        self.instances.known(id).and_then(|i| i.extra)
     }
 
     /// The instance's log files (they exist once it started; `remove` may keep them).
     pub fn log_paths(&self, id: &str) -> Result<LogPaths, RuntimeError> {
-        validate_id(id)?;
-        Ok(log_paths(&self.state_dir.join(id)))
+        instance::instance_log_paths(&self.state_dir, id)
     }
 
     /// Ids of the containers the OCI runtime holds in this runtime's root.
@@ -322,28 +292,18 @@ impl OciRuntime {
         self.cli.list().await
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Instance>>> {
-        self.instances
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get(&self, id: &str) -> Result<Arc<Instance>, RuntimeError> {
-        self.map()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| RuntimeError::NotFound { id: id.to_string() })
-    }
-
     async fn get_or_adopt(&self, id: &str) -> Result<Option<Arc<Instance>>, RuntimeError> {
-        validate_id(id)?;
-        if let Some(inst) = self.map().get(id).cloned() {
-            return Ok(Some(inst));
+        let adopt = |id: String| async move { self.adopt(&id).await };
+        self.instances
+            .get_or_adopt(&self.state_dir, id, adopt)
+            .await
+    }
+
+    fn log_rotation(&self) -> LogRotation {
+        LogRotation {
+            max_bytes: self.opts.max_log_bytes,
+            check_every: self.opts.log_check_interval,
         }
-        if self.state_dir.join(id).join(state::STATE_FILE).is_file() {
-            return self.adopt(id).await.map(Some);
-        }
-        Ok(None)
     }
 
     fn finish(&self, dir: &Path) -> Finish {
@@ -374,14 +334,7 @@ impl OciRuntime {
                     .to_string(),
             ));
         }
-        if let Some(prev) = self.map().get(id).cloned()
-            && !prev.exited()
-        {
-            return Err(RuntimeError::AlreadyRunning {
-                id: id.to_string(),
-                pid: prev.pid,
-            });
-        }
+        self.instances.check_not_running(id)?;
 
         // Whatever a previous generation left: the stopped container, its network, files.
         self.cli.delete(id).await?;
@@ -557,37 +510,27 @@ impl OciRuntime {
             return Err(e);
         }
 
-        let (tx, rx) = watch::channel(None);
-        let task = Watcher {
-            pid: shim_pid,
-            start_time: shim_start,
-            child: Some(child),
-            pidfd: open_pidfd(shim_pid),
-            dir: dir.to_path_buf(),
-            state: persisted,
-            max_log_bytes: self.opts.max_log_bytes,
-            check_every: self.opts.log_check_interval,
-            rotate_lock: Arc::clone(&rotate_lock),
-            tx,
-            finish: Some(self.finish(dir)),
-        }
-        .spawn();
+        let (rx, task) = instance::watch(
+            persisted,
+            dir,
+            Some(child),
+            open_pidfd(shim_pid),
+            self.log_rotation(),
+            &rotate_lock,
+            self.finish(dir),
+        );
         let inst = Instance {
             generation: spec.generation,
             pid,
             start_time,
             dir: dir.to_path_buf(),
             cgroup,
-            ip,
             exit: rx,
             rotate_lock,
             task: Some(task),
+            extra: ip,
         };
-        if let Some(old) = self.map().insert(id.to_string(), Arc::new(inst))
-            && let Some(t) = &old.task
-        {
-            t.abort();
-        }
+        self.instances.started(id, inst);
         tracing::info!(
             id,
             pid,
@@ -601,7 +544,7 @@ impl OciRuntime {
     /// Loads one instance from its state.json and re-adopts it when its shim still lives.
     async fn adopt(&self, id: &str) -> Result<Arc<Instance>, RuntimeError> {
         let dir = self.state_dir.join(id);
-        let mut st = state::read(&dir)?;
+        let st = state::read(&dir)?;
         let Some(ci) = st.container.clone() else {
             return Err(RuntimeError::io(
                 "adopt",
@@ -609,94 +552,51 @@ impl OciRuntime {
                 std::io::Error::other("not a container's state"),
             ));
         };
-        let same_boot = match (&st.boot_id, proc_fs::boot_id()) {
-            (Some(then), Some(now)) => *then == now,
-            _ => true,
-        };
-        let shim = pid_i32(st.pid);
-        let candidate =
-            st.exit.is_none() && same_boot && proc_fs::alive_with_start(shim, st.start_time);
-        let pidfd = candidate.then(|| open_pidfd(st.pid)).flatten();
-        // Checked again after pidfd_open: the pidfd pins the process it was opened for.
-        let running = candidate && proc_fs::alive_with_start(shim, st.start_time);
-        let rotate_lock = Arc::new(Mutex::new(()));
-        let (exit, task) = if running {
-            let (tx, rx) = watch::channel(None);
-            let task = Watcher {
-                pid: st.pid,
-                start_time: st.start_time,
-                child: None,
-                pidfd,
-                dir: dir.clone(),
-                state: st.clone(),
-                max_log_bytes: self.opts.max_log_bytes,
-                check_every: self.opts.log_check_interval,
-                rotate_lock: Arc::clone(&rotate_lock),
-                tx,
-                finish: Some(self.finish(&dir)),
-            }
-            .spawn();
-            (rx, Some(task))
-        } else {
-            let exit = match &st.exit {
-                Some(e) => e.clone(),
-                None => {
-                    let raw = RawExit {
-                        code: None,
-                        signal: None,
-                        adopted: true,
-                    };
-                    let e = self.finish(&dir)(raw, st.clone()).await;
-                    st.exit = Some(e.clone());
-                    // Recorded so that the next recovery tells the same story.
-                    if let Err(err) = state::write_atomic(&dir, &st) {
-                        tracing::warn!(id, error = %err, "could not record the exit");
-                    }
-                    e
-                }
+        let ended = |_same_boot: bool, st: PersistedState| {
+            let raw = RawExit {
+                code: None,
+                signal: None,
+                adopted: true,
             };
-            (watch::channel(Some(exit)).1, None)
+            self.finish(&dir)(raw, st)
         };
-        let inst = Arc::new(Instance {
-            generation: st.generation,
-            pid: ci.pid,
-            start_time: ci.start_time,
-            dir: dir.clone(),
-            cgroup: if same_boot { st.cgroup.clone() } else { None },
-            ip: cni::read_state(&dir).and_then(|n| n.ip),
-            exit,
-            rotate_lock,
-            task,
-        });
-        self.map().insert(id.to_string(), Arc::clone(&inst));
-        tracing::info!(id, pid = ci.pid, running, "container recovered");
+        let a = instance::adopt(&dir, st, self.log_rotation(), self.finish(&dir), ended).await;
+        let inst = self.instances.adopted(
+            id,
+            Instance {
+                generation: a.state.generation,
+                pid: ci.pid,
+                start_time: ci.start_time,
+                dir: dir.clone(),
+                cgroup: if a.same_boot {
+                    a.state.cgroup.clone()
+                } else {
+                    None
+                },
+                exit: a.exit,
+                rotate_lock: a.rotate_lock,
+                task: a.task,
+                extra: cni::read_state(&dir).and_then(|n| n.ip),
+            },
+        );
+        tracing::info!(id, pid = ci.pid, running = a.running, "container recovered");
         Ok(inst)
     }
 
     /// Signals the container through the OCI runtime, or directly when the runtime has
     /// lost it but its init still lives.
-    async fn signal(&self, id: &str, inst: &Instance, sig: &str, direct: Signal) {
+    async fn signal(&self, id: &str, inst: &Instance, direct: Signal) {
+        let sig = if direct == Signal::KILL {
+            "KILL"
+        } else {
+            "TERM"
+        };
         if let Err(e) = self.cli.kill(id, sig).await {
             tracing::warn!(id, error = %e, "signalling through the OCI runtime failed; signalling the process");
             if proc_fs::alive_with_start(pid_i32(inst.pid), inst.start_time)
                 && let Some(pid) = Pid::from_raw(pid_i32(inst.pid))
             {
                 let _ = rustix::process::kill_process(pid, direct);
-            }
-        }
-    }
-}
-
-impl Drop for OciRuntime {
-    fn drop(&mut self) {
-        // Stop watching; the containers themselves keep running.
-        let map = self
-            .instances
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        for inst in map.values() {
-            if let Some(t) = &inst.task {
-                t.abort();
             }
         }
     }
@@ -709,15 +609,12 @@ impl Runtime for OciRuntime {
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
-        let _guard = self.start_lock.lock().await;
+        let _guard = self.instances.lock_start().await;
         self.start_locked(spec).await
     }
 
     async fn wait(&self, id: &str) -> Result<Exit, RuntimeError> {
-        let mut rx = self.get(id)?.exit.clone();
-        let shutdown = || RuntimeError::Shutdown { id: id.to_string() };
-        let exit = rx.wait_for(Option::is_some).await.map_err(|_| shutdown())?;
-        exit.clone().ok_or_else(shutdown)
+        self.instances.wait(id).await
     }
 
     async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
@@ -728,24 +625,15 @@ impl Runtime for OciRuntime {
         if inst.exited() {
             return Ok(());
         }
-        self.signal(id, &inst, "TERM", Signal::TERM).await;
-        if inst.wait_exit(grace).await {
-            return Ok(());
-        }
-        tracing::info!(
+        // The watcher has deleted the container by the time the exit is known.
+        terminate(
             id,
-            ?grace,
-            "still running after the grace period; sending SIGKILL"
-        );
-        self.signal(id, &inst, "KILL", Signal::KILL).await;
-        if inst.wait_exit(self.opts.kill_timeout).await {
-            Ok(())
-        } else {
-            Err(RuntimeError::StopTimeout {
-                id: id.to_string(),
-                waited: self.opts.kill_timeout,
-            })
-        }
+            grace,
+            self.opts.kill_timeout,
+            |sig| self.signal(id, &inst, sig),
+            |within| inst.wait_exit(within),
+        )
+        .await
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
@@ -755,10 +643,7 @@ impl Runtime for OciRuntime {
             if !inst.exited() {
                 self.stop(id, Duration::ZERO).await?;
             }
-            if let Some(t) = &inst.task {
-                t.abort();
-            }
-            self.map().remove(id);
+            self.instances.forget(id, &inst);
         }
         self.cli.delete(id).await?;
         if let Some(cg) = self.cgroups.as_ref().map(|c| c.instance(id)) {
@@ -800,85 +685,31 @@ impl Runtime for OciRuntime {
                     r.map_err(|e| RuntimeError::io("remove", &p, e))
                 })
         } else {
-            match fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != ErrorKind::NotFound => {
-                    Err(RuntimeError::io("remove", &dir, e))
-                }
-                _ => Ok(()),
-            }
+            remove_dir_if_exists(&dir)
         };
         tracing::info!(id, "container removed");
         res
     }
 
     async fn stats(&self, id: &str) -> Result<Stats, RuntimeError> {
-        let inst = self.get(id)?;
+        let inst = self.instances.get(id)?;
         if inst.exited() {
             return Err(RuntimeError::NotRunning { id: id.to_string() });
         }
-        rotate_logs(&inst.dir, self.opts.max_log_bytes, &inst.rotate_lock);
-        let (cpu_usage_ns, memory_bytes) = inst
-            .cgroup
-            .as_ref()
-            .and_then(InstanceCgroup::usage)
-            .ok_or_else(|| RuntimeError::NotRunning { id: id.to_string() })?;
-        Ok(Stats {
-            cpu_usage_ns,
-            memory_bytes,
-        })
+        inst.rotate_logs(self.opts.max_log_bytes);
+        inst.cgroup_stats()
+            .ok_or_else(|| RuntimeError::NotRunning { id: id.to_string() })
     }
 
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
-        validate_id(id)?;
-        let known = self.map().get(id).cloned();
-        let dir = match &known {
-            Some(inst) => {
-                if !inst.exited() {
-                    rotate_logs(&inst.dir, self.opts.max_log_bytes, &inst.rotate_lock);
-                }
-                inst.dir.clone()
-            }
-            None => {
-                let dir = self.state_dir.join(id);
-                if !dir.is_dir() {
-                    return Err(RuntimeError::NotFound { id: id.to_string() });
-                }
-                dir
-            }
-        };
-        read_logs(&log_paths(&dir), tail)
+        self.instances
+            .logs(&self.state_dir, id, tail, self.opts.max_log_bytes)
     }
 
     async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError> {
-        let entries = fs::read_dir(&self.state_dir)
-            .map_err(|e| RuntimeError::io("read", &self.state_dir, e))?;
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let Some(id) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if validate_id(&id).is_err() || !entry.path().join(state::STATE_FILE).is_file() {
-                continue;
-            }
-            let known = self.map().get(&id).cloned();
-            let inst = match known {
-                Some(i) => i,
-                None => match self.adopt(&id).await {
-                    Ok(i) => i,
-                    Err(e) => {
-                        tracing::warn!(%id, error = %e, "skipping unreadable container state");
-                        continue;
-                    }
-                },
-            };
-            out.push(Recovered {
-                id,
-                generation: inst.generation,
-                pid: Some(inst.pid),
-                running: !inst.exited(),
-            });
-        }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        let adopt = |id: String| async move { self.adopt(&id).await };
+        self.instances
+            .recover(&self.state_dir, "container", adopt)
+            .await
     }
 }
