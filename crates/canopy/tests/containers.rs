@@ -178,6 +178,20 @@ spec:
         http_get(host_port).filter(|a| a.contains("hello from canopy"))
     });
     assert!(answer.starts_with("HTTP/1."), "{answer}");
+    let httpd = canopy_json(&root.url, &["get", "instances"])
+        .into_iter()
+        .find(|i| i["service"] == "httpd")
+        .unwrap();
+    let events: Vec<&str> = httpd["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        events.iter().any(|r| r.starts_with("resolving 127.0.0.1:")),
+        "image pull progress is an instance event: {events:?}"
+    );
     let hog: Value = eventually(SETTLE, "the memory hog ended", || {
         canopy_json(&root.url, &["get", "instances"])
             .into_iter()

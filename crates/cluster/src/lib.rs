@@ -10,7 +10,7 @@ use canopy_sched::{
     Endpoint, NodeView, Placement, PlacementContext, Request, demand, place_on_node_explained,
     should_replace, summarise,
 };
-use canopy_store::{Precondition, Store, StoreExt};
+use canopy_store::{Durability, Precondition, Store, StoreExt};
 use canopy_tier::child::{self, Child, Uplink};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::pb::{self, down, up};
@@ -189,9 +189,31 @@ impl Cluster {
         result
     }
 
+    /// Placement decisions are written at once.
     async fn persist(&self, placed: &Placed) {
+        self.persist_with(placed, Durability::Immediate).await;
+    }
+
+    /// What a node observed (state, pid) is written lazily: a restarted cluster hears it
+    /// again in each node's hello.
+    async fn persist_observed(&self, placed: &Placed) {
+        self.persist_with(placed, Durability::Deferred).await;
+    }
+
+    async fn persist_with(&self, placed: &Placed, durability: Durability) {
         let key = format!("{INSTANCES}{}", placed.id);
-        if let Err(e) = self.store.put_json(&key, placed, Precondition::None).await {
+        let written = match serde_json::to_vec(placed) {
+            Ok(value) => {
+                let op = canopy_store::Op::Put {
+                    key,
+                    value,
+                    precondition: Precondition::None,
+                };
+                self.store.txn_with(vec![op], durability).await.map(|_| ())
+            }
+            Err(e) => Err(canopy_store::StoreError::Backend(e.to_string())),
+        };
+        if let Err(e) = written {
             tracing::error!(instance = %placed.id, error = %e, "cannot persist instance");
         }
     }
@@ -647,7 +669,7 @@ impl Cluster {
             }
         }
         if changed {
-            self.persist(&placed).await;
+            self.persist_observed(&placed).await;
         }
         self.report(placed.status(&self.config.name));
     }

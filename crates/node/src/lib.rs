@@ -222,7 +222,36 @@ impl Agent {
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));
         }
+        agent.forward_runtime_events();
         Ok(agent)
+    }
+
+    /// Start progress from the runtimes (image pulls) becomes the reason of a Starting
+    /// instance, so `canopy describe` shows it as an event.
+    fn forward_runtime_events(self: &Arc<Self>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+        let events: canopy_runtime::Events = Arc::new(move |id: &str, text: &str| {
+            let _ = tx.send((id.to_string(), text.to_string()));
+        });
+        for runtime in self.runtimes.values() {
+            runtime.set_events(events.clone());
+        }
+        let agent = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some((id, text)) = rx.recv().await {
+                let Some(agent) = agent.upgrade() else { return };
+                let generation = {
+                    let instances = agent.instances.lock().await;
+                    match instances.get(&id) {
+                        Some(l) if l.state == InstanceState::Starting => l.assignment.generation,
+                        _ => continue,
+                    }
+                };
+                agent
+                    .set(&id, generation, InstanceState::Starting, text, None, None)
+                    .await;
+            }
+        });
     }
 
     /// Takes part in latency probing with `prober` (whose loop the caller runs): its address

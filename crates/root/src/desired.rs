@@ -10,7 +10,7 @@ use canopy_model::{
     Application, ClusterInfo, DescriptorError, FieldError, Instance, InstanceState, NodeInfo,
     RuntimeKind, ServiceSpec,
 };
-use canopy_store::{Op, Precondition, Revision, Store, StoreError, StoreExt};
+use canopy_store::{Durability, Op, Precondition, Revision, Store, StoreError, StoreExt};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -484,6 +484,27 @@ impl Desired {
     pub async fn update_instance(
         &self,
         id: &str,
+        change: impl FnMut(&mut Instance) -> InstanceChange,
+    ) -> Result<Option<Instance>, RootError> {
+        self.update_instance_with(id, Durability::Immediate, change)
+            .await
+    }
+
+    /// [`Desired::update_instance`] for what a cluster observed (state, node, pid): deferred
+    /// durability, since a restarted root learns it again from every cluster's hello.
+    pub async fn observe_instance(
+        &self,
+        id: &str,
+        change: impl FnMut(&mut Instance) -> InstanceChange,
+    ) -> Result<Option<Instance>, RootError> {
+        self.update_instance_with(id, Durability::Deferred, change)
+            .await
+    }
+
+    async fn update_instance_with(
+        &self,
+        id: &str,
+        durability: Durability,
         mut change: impl FnMut(&mut Instance) -> InstanceChange,
     ) -> Result<Option<Instance>, RootError> {
         let key = keys::instance(id);
@@ -493,17 +514,26 @@ impl Desired {
                 return Ok(None);
             };
             let precondition = Precondition::ModRevision(revision);
-            let result = match change(&mut instance) {
+            let (op, after) = match change(&mut instance) {
                 InstanceChange::None => return Ok(Some(instance)),
-                InstanceChange::Write => self
-                    .store
-                    .put(&key, to_json(&instance)?, precondition)
-                    .await
-                    .map(|_| Some(instance)),
-                InstanceChange::Delete => self.store.delete(&key, precondition).await.map(|_| None),
+                InstanceChange::Write => (
+                    Op::Put {
+                        key: key.clone(),
+                        value: to_json(&instance)?,
+                        precondition,
+                    },
+                    Some(instance),
+                ),
+                InstanceChange::Delete => (
+                    Op::Delete {
+                        key: key.clone(),
+                        precondition,
+                    },
+                    None,
+                ),
             };
-            match result {
-                Ok(instance) => return Ok(instance),
+            match self.store.txn_with(vec![op], durability).await {
+                Ok(_) => return Ok(after),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }

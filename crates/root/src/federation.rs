@@ -378,7 +378,7 @@ impl Federation {
         let mut rejected = false;
         let now = OffsetDateTime::now_utc();
         self.desired
-            .update_instance(&status.id, |instance| {
+            .observe_instance(&status.id, |instance| {
                 known = true;
                 if instance.cluster.as_deref() != Some(cluster)
                     || instance.generation != status.generation
@@ -689,7 +689,12 @@ fn observe(
     let node = (!status.node.is_empty()).then(|| status.node.clone());
     let pid = (status.pid != 0).then_some(status.pid);
     let exit_code = status.has_exit_code.then_some(status.exit_code);
+    // While starting, a new reason is progress (pulling the image, ...): an event of its own.
+    let progress = state == InstanceState::Starting
+        && instance.state == state
+        && instance.reason.as_deref().unwrap_or("") != status.reason;
     if instance.state == state
+        && !progress
         && instance.node == node
         && instance.pid == pid
         && instance.restarts == status.restarts
@@ -702,7 +707,7 @@ fn observe(
     instance.restarts = status.restarts;
     instance.exit_code = exit_code;
     let at = from_unix_ms(status.at_ms);
-    if instance.state == state {
+    if instance.state == state && !progress {
         instance.updated_at = at;
         instance.reason = (!status.reason.is_empty()).then(|| status.reason.clone());
     } else {

@@ -96,11 +96,17 @@ pub struct Recovered {
     pub running: bool,
 }
 
+/// Receives progress of an instance's start that is worth showing its owner (image pull
+/// steps), as (instance id, text).
+pub type Events = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// One interface for every runtime (container, wasm, process). Restart policy is the
 /// agent's job: a runtime runs one process (or container, or module) per `start`.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     fn kind(&self) -> RuntimeKind;
+    /// Where to send start progress; runtimes with nothing to say ignore it.
+    fn set_events(&self, _events: Events) {}
     /// Starts the instance; its state is on disk before this returns.
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError>;
     /// Resolves when the instance exits (also for re-adopted instances); returns at once

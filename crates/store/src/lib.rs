@@ -170,6 +170,17 @@ impl StoreError {
 /// watcher fell behind the retained history, or [`StoreError::Closed`]).
 pub type WatchStream = Pin<Box<dyn futures::Stream<Item = Result<WatchEvent, StoreError>> + Send>>;
 
+/// When a write must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Before the call returns (fsynced): for accepted desired state.
+    Immediate,
+    /// Within a short delay, or with the next immediate write: for observations that a crash
+    /// may lose because they are learned again (a child's hello repeats its full state).
+    /// Readers and watchers see the write at once either way.
+    Deferred,
+}
+
 /// The state store interface, independent of the backend.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -201,6 +212,12 @@ pub trait Store: Send + Sync + 'static {
     /// A txn that changes nothing (no ops, or only deletes of absent keys) returns the current
     /// revision without bumping it.
     async fn txn(&self, ops: Vec<Op>) -> Result<Revision, StoreError>;
+
+    /// [`Store::txn`] with a chosen durability; backends that cannot defer write at once.
+    async fn txn_with(&self, ops: Vec<Op>, durability: Durability) -> Result<Revision, StoreError> {
+        let _ = durability;
+        self.txn(ops).await
+    }
 
     /// Events on keys under prefix with revision > after, in revision order: first the retained
     /// history, then live, without gaps or duplicates. Err(Compacted) if `after` is older than
@@ -239,6 +256,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     async fn txn(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
         (**self).txn(ops).await
+    }
+
+    async fn txn_with(&self, ops: Vec<Op>, durability: Durability) -> Result<Revision, StoreError> {
+        (**self).txn_with(ops, durability).await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {

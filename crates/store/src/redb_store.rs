@@ -12,13 +12,16 @@ use std::fmt::Display;
 use std::path::Path;
 use std::sync::{Arc, Weak, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::codec::{self, Meta};
 use crate::watch::{self, Batch, History, Page};
-use crate::{Entry, Op, Precondition, Revision, Store, StoreError, WatchEvent, WatchStream};
+use crate::{
+    Durability, Entry, Op, Precondition, Revision, Store, StoreError, WatchEvent, WatchStream,
+};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -107,8 +110,12 @@ impl std::fmt::Debug for RedbStore {
 
 struct WriteRequest {
     ops: Vec<Op>,
+    durable: bool,
     reply: oneshot::Sender<Result<Outcome, StoreError>>,
 }
+
+/// A deferred write reaches the disk at most this long after its commit.
+const DEFERRED_FLUSH: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy)]
 enum Outcome {
@@ -167,11 +174,19 @@ impl RedbStore {
     }
 
     async fn write(&self, ops: Vec<Op>) -> Result<Outcome, StoreError> {
+        self.write_with(ops, true).await
+    }
+
+    async fn write_with(&self, ops: Vec<Op>, durable: bool) -> Result<Outcome, StoreError> {
         validate(&ops)?;
         let (reply, answer) = oneshot::channel();
         let writes = self.writes.as_ref().ok_or(StoreError::Closed)?;
         writes
-            .send(WriteRequest { ops, reply })
+            .send(WriteRequest {
+                ops,
+                durable,
+                reply,
+            })
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -266,7 +281,14 @@ impl Store for RedbStore {
     }
 
     async fn txn(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
-        match self.write(ops).await? {
+        self.txn_with(ops, Durability::Immediate).await
+    }
+
+    async fn txn_with(&self, ops: Vec<Op>, durability: Durability) -> Result<Revision, StoreError> {
+        match self
+            .write_with(ops, durability == Durability::Immediate)
+            .await?
+        {
             Outcome::Applied(revision) | Outcome::Unchanged(revision) => Ok(revision),
         }
     }
@@ -420,6 +442,13 @@ struct Writer {
     history_limit: u64,
 }
 
+/// What a group commit left on disk.
+enum Committed {
+    Nothing,
+    Durably,
+    Deferred,
+}
+
 /// Result of applying one request inside the group's transaction.
 enum Applied {
     Conflict(StoreError),
@@ -429,7 +458,24 @@ enum Applied {
 
 impl Writer {
     fn run(self, queue: mpsc::Receiver<WriteRequest>) {
-        while let Ok(first) = queue.recv() {
+        // Deferred commits not yet on disk.
+        let mut unflushed = false;
+        loop {
+            let first = if unflushed {
+                match queue.recv_timeout(DEFERRED_FLUSH) {
+                    Ok(request) => request,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        unflushed = !self.flush();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match queue.recv() {
+                    Ok(request) => request,
+                    Err(_) => break,
+                }
+            };
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match queue.try_recv() {
@@ -437,22 +483,50 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            let durable = group.iter().any(|r| r.durable);
+            match self.commit_group(group, durable) {
+                Committed::Durably => unflushed = false,
+                Committed::Deferred => unflushed = true,
+                Committed::Nothing => {}
+            }
+        }
+        if unflushed {
+            self.flush();
         }
         tracing::debug!("store writer stopped");
     }
 
-    fn commit_group(&self, group: Vec<WriteRequest>) {
+    /// Makes every deferred commit durable (an empty immediate commit); true when it did.
+    fn flush(&self) -> bool {
+        let result = self
+            .db
+            .begin_write()
+            .backend()
+            .and_then(|txn| txn.commit().backend());
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "store flush failed; retrying");
+        }
+        result.is_ok()
+    }
+
+    fn commit_group(&self, group: Vec<WriteRequest>, durable: bool) -> Committed {
         let (ops, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|r| (r.ops, r.reply)).unzip();
-        match self.apply_group(ops) {
+        match self.apply_group(ops, durable) {
             Ok((outcomes, batches)) => {
+                let batches_empty = batches.is_empty();
                 // Publish only after the commit, in revision order: watchers rely on both.
                 for batch in batches {
                     // No receivers is fine.
                     let _ = self.events.send(batch);
                 }
+                let wrote = !batches_empty;
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
+                }
+                match (wrote, durable) {
+                    (false, _) => Committed::Nothing,
+                    (true, true) => Committed::Durably,
+                    (true, false) => Committed::Deferred,
                 }
             }
             Err(e) => {
@@ -461,6 +535,7 @@ impl Writer {
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::Backend(message.clone())));
                 }
+                Committed::Nothing
             }
         }
     }
@@ -469,8 +544,13 @@ impl Writer {
     fn apply_group(
         &self,
         group: Vec<Vec<Op>>,
+        durable: bool,
     ) -> Result<(Vec<Result<Outcome, StoreError>>, Vec<Arc<Batch>>), StoreError> {
-        let txn = self.db.begin_write().backend()?;
+        let mut txn = self.db.begin_write().backend()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
         let mut outcomes = Vec::with_capacity(group.len());
         let mut batches = Vec::new();
         {

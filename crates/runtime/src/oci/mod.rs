@@ -137,6 +137,8 @@ pub struct OciRuntime {
     cni: Option<Cni>,
     images: Arc<dyn ImageProvider>,
     instances: Instances<Option<IpAddr>>,
+    /// Where start progress (image pulls) goes besides the log: the agent's instance events.
+    events: std::sync::OnceLock<crate::Events>,
 }
 
 /// The exit of a container from the shim's status (or its file, after a restart) and the
@@ -250,6 +252,7 @@ impl OciRuntime {
             cgroups,
             cni,
             images,
+            events: std::sync::OnceLock::new(),
             instances: Instances::new(),
         })
     }
@@ -352,7 +355,12 @@ impl OciRuntime {
             self.images.release(&rootfs).await?;
         }
         fs::create_dir_all(&rootfs).map_err(|e| RuntimeError::io("create", &rootfs, e))?;
-        let progress = |line: String| tracing::info!(id, "{line}");
+        let progress = |line: String| {
+            tracing::info!(id, "{line}");
+            if let Some(events) = self.events.get() {
+                events(id, &line);
+            }
+        };
         let image = self.images.prepare(svc, &rootfs, &progress).await?;
 
         let net = match &self.cni {
@@ -606,6 +614,10 @@ impl OciRuntime {
 impl Runtime for OciRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Container
+    }
+
+    fn set_events(&self, events: crate::Events) {
+        let _ = self.events.set(events);
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {

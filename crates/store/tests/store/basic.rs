@@ -494,3 +494,29 @@ async fn json_helpers_work_through_dyn_store() {
         Err(StoreError::Codec { .. })
     ));
 }
+
+#[tokio::test]
+async fn deferred_writes_are_seen_at_once_and_kept_across_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deferred.redb");
+    {
+        let store = RedbStore::open(&path).unwrap();
+        let mut watch = store.watch("/d/", 0).await.unwrap();
+        let revision = store
+            .txn_with(
+                vec![put("/d/a", b"1", Precondition::Absent)],
+                canopy_store::Durability::Deferred,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.get("/d/a").await.unwrap().unwrap().value, b"1");
+        assert_eq!(next_event(&mut watch).await.revision(), revision);
+        // Compare-and-swap sees the deferred write like any other.
+        let conflict = store
+            .txn(vec![put("/d/a", b"2", Precondition::Absent)])
+            .await;
+        assert!(conflict.unwrap_err().is_conflict());
+    }
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.get("/d/a").await.unwrap().unwrap().value, b"1");
+}

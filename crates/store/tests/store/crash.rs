@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use canopy_store::{Op, Precondition, RedbStore, Store};
+use canopy_store::{Durability, Op, Precondition, RedbStore, Store};
 
 const CHILD_ENV: &str = "CANOPY_STORE_CRASH_CHILD";
 const WRITERS: u64 = 4;
@@ -58,6 +58,22 @@ fn crash_writer_child() {
                 }
             }));
         }
+        // Deferred writes interleave with the others: they may be lost, but must never cost
+        // an acknowledged immediate write or leave the file unreadable.
+        let deferred = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100_000u64 {
+                let op = Op::Put {
+                    key: format!("/deferred/{i:06}"),
+                    value: value_for(99, i),
+                    precondition: Precondition::None,
+                };
+                deferred
+                    .txn_with(vec![op], Durability::Deferred)
+                    .await
+                    .unwrap();
+            }
+        }));
         for task in tasks {
             task.await.unwrap();
         }
