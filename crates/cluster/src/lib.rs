@@ -253,8 +253,7 @@ impl Cluster {
                 .values()
                 .map(|entry| {
                     let mut view = node_view(&entry.member, false, ResourceAmounts::default());
-                    view.carbon_g_per_kwh =
-                        view.carbon_g_per_kwh.or(self.config.carbon_g_per_kwh);
+                    view.carbon_g_per_kwh = view.carbon_g_per_kwh.or(self.config.carbon_g_per_kwh);
                     view
                 })
                 .collect();

@@ -18,6 +18,7 @@ pub fn examples() -> PathBuf {
 /// One daemon process.
 pub struct Daemon {
     child: Child,
+    program: String,
     /// `http://127.0.0.1:PORT` for daemons that listen.
     pub url: String,
     pub args: Vec<String>,
@@ -26,7 +27,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `canopy ARGS...`; for listening daemons, waits for the address they print.
     pub fn start(args: &[String], listens: bool) -> Daemon {
-        let mut child = Command::new(CANOPY)
+        Daemon::start_program(CANOPY, args, listens)
+    }
+
+    /// Like [`Daemon::start`] through another program that runs canopy (e.g. `ip netns exec`).
+    pub fn start_program(program: &str, args: &[String], listens: bool) -> Daemon {
+        let mut child = Command::new(program)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -52,6 +58,7 @@ impl Daemon {
         std::thread::spawn(move || for _ in lines {});
         Daemon {
             child,
+            program: program.to_string(),
             url,
             args: args.to_vec(),
         }
@@ -86,7 +93,7 @@ impl Daemon {
             })
             .collect();
         let listens = !self.url.is_empty();
-        *self = Daemon::start(&args, listens);
+        *self = Daemon::start_program(&self.program, &args, listens);
     }
 }
 
@@ -119,19 +126,21 @@ pub fn start_root(dir: &Path) -> Daemon {
     Daemon::start(&args, true)
 }
 
-/// `canopy cluster NAME` linked to `root`, its state in `dir/NAME`, plus `extra` flags.
+/// `canopy cluster NAME` linked to `root`, its state in `dir/NAME`, plus `extra` flags
+/// (listening on a random loopback port unless they say `--listen`).
 pub fn start_cluster(dir: &Path, root: &Daemon, name: &str, extra: &[&str]) -> Daemon {
     let mut args = strings(&[
         "cluster",
         "--root",
         &root.url,
-        "--listen",
-        "127.0.0.1:0",
         "--data",
         &dir.join(name).display().to_string(),
         "--name",
         name,
     ]);
+    if !extra.contains(&"--listen") {
+        args.extend(strings(&["--listen", "127.0.0.1:0"]));
+    }
     args.extend(strings(extra));
     args.extend(fast_timing());
     Daemon::start(&args, true)
