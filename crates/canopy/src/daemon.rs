@@ -217,6 +217,9 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
         .context("recovering the node's instances")
 }
 
+/// How often a node drops cached images that no instance uses.
+const IMAGE_GC_PERIOD: Duration = Duration::from_secs(600);
+
 /// The OCI runtime (runc or crun) with CNI networking and the registry-backed image store.
 fn container_runtime(args: &NodeArgs) -> anyhow::Result<OciRuntime> {
     let containers: &ContainerArgs = &args.containers;
@@ -237,8 +240,17 @@ fn container_runtime(args: &NodeArgs) -> anyhow::Result<OciRuntime> {
         ..OciOptions::default()
     };
     let images = Arc::new(RegistryImages::new(store, credentials));
-    OciRuntime::new(args.data.join("containers"), options, images)
-        .context("starting the container runtime")
+    let runtime = OciRuntime::new(args.data.join("containers"), options, images.clone())
+        .context("starting the container runtime")?;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(IMAGE_GC_PERIOD);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            images.collect_garbage().await;
+        }
+    });
+    Ok(runtime)
 }
 
 fn read_credentials(path: &Path) -> anyhow::Result<NodeCredentials> {

@@ -6,7 +6,8 @@ use canopy_image::{Credentials, ImageStore, PullProgress};
 use canopy_model::ServiceSpec;
 use canopy_runtime::{ImageConfig, ImageProvider, RuntimeError};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Registry credentials the node holds, by registry host (`host[:port]`), for services that
 /// bring none of their own.
@@ -15,11 +16,31 @@ pub type NodeCredentials = BTreeMap<String, Credentials>;
 pub struct RegistryImages {
     store: ImageStore,
     credentials: NodeCredentials,
+    /// The image behind each root filesystem made and not yet released.
+    in_use: Mutex<BTreeMap<PathBuf, String>>,
 }
 
 impl RegistryImages {
     pub fn new(store: ImageStore, credentials: NodeCredentials) -> RegistryImages {
-        RegistryImages { store, credentials }
+        RegistryImages {
+            store,
+            credentials,
+            in_use: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn in_use(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, String>> {
+        self.in_use.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops cached images no instance uses, and the layers only they held (like
+    /// `docker image prune -a`); the node calls it now and then, so restarts stay cached.
+    pub async fn collect_garbage(&self) {
+        let keep: Vec<String> = self.in_use().values().cloned().collect();
+        match self.store.gc(&keep).await {
+            Ok(report) => tracing::info!(?report, "image garbage collected"),
+            Err(e) => tracing::warn!(error = %e, "image garbage collection failed"),
+        }
     }
 
     /// The service's own credentials win over the node's for the image's registry.
@@ -77,6 +98,8 @@ impl ImageProvider for RegistryImages {
             .create_rootfs(&pulled, bundle)
             .await
             .map_err(|e| failed(image, e))?;
+        self.in_use()
+            .insert(rootfs.to_path_buf(), pulled.digest.clone());
         let config = pulled.config;
         Ok(ImageConfig {
             entrypoint: config.entrypoint,
@@ -88,6 +111,7 @@ impl ImageProvider for RegistryImages {
     }
 
     async fn release(&self, rootfs: &Path) -> Result<(), RuntimeError> {
+        self.in_use().remove(rootfs);
         let Some(bundle) = rootfs.parent() else {
             return Ok(());
         };

@@ -176,6 +176,21 @@ fn objectives_change_the_choice() {
     assert_eq!(pick(Some(Objective::Latency)), Ok("empty-near".into()));
     assert_eq!(pick(Some(Objective::Energy)), Ok("green-far".into()));
     assert_ne!(pick(Some(Objective::Spread)), Ok("busy-far".into()));
+    // The descriptor's own objective applies when the request does not override it.
+    let energy = canopy_model::ServiceSpec {
+        objective: Some(Objective::Energy),
+        ..s.clone()
+    };
+    let chosen = place_on_node(&Request::new(&energy, &[]), &nodes).map(|i| nodes[i].name.clone());
+    assert_eq!(chosen, Ok("green-far".into()));
+    let overridden = Request {
+        objective: Some(Objective::Latency),
+        ..Request::new(&energy, &[])
+    };
+    assert_eq!(
+        place_on_node(&overridden, &nodes).map(|i| nodes[i].name.clone()),
+        Ok("empty-near".into())
+    );
 }
 
 #[test]
