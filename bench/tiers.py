@@ -15,9 +15,11 @@ CANOPY = os.environ.get("CANOPY_BIN", os.path.join(ROOT, "target", "release", "c
 class Tier:
     """One `canopy` daemon; `url` is set for the ones that listen."""
 
-    def __init__(self, args, listens=True):
+    def __init__(self, args, listens=True, wrap=()):
+        # `wrap` prefixes the command, e.g. `ip netns exec NS` (which execs, keeping the pid).
+        self.args = args
         self.proc = subprocess.Popen(
-            [CANOPY, *args],
+            [*wrap, CANOPY, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -60,15 +62,7 @@ class Hierarchy:
         return {"root": self.root, "cluster": self.cluster, "node": self.node}
 
     def request(self, method, path, body=None, content_type="application/json"):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        headers = {"content-type": content_type} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-        conn.close()
-        if response.status >= 400:
-            raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
-        return json.loads(data) if data else None
+        return api_request(self.host, self.port, method, path, body, content_type)
 
     def get(self, path):
         return self.request("GET", path)
@@ -85,6 +79,34 @@ class Hierarchy:
                     os.killpg(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+
+
+def api_request(host, port, method, path, body=None, content_type="application/json", timeout=30):
+    """One call to the root's REST API; the decoded JSON answer (None when empty)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    headers = {"content-type": content_type} if body is not None else {}
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    if response.status >= 400:
+        raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
+    return json.loads(data) if data else None
+
+
+def watch_events(host, port, sink, attached):
+    """Follows the root's event stream (`/api/v1/events`, SSE), putting `(perf_counter(),
+    change)` on `sink` for every change; sets `attached` once the stream is open. The root
+    registers its watch before it answers, so nothing after `attached` is missed. Run it in a
+    daemon thread."""
+    conn = http.client.HTTPConnection(host, port)
+    conn.request("GET", "/api/v1/events")
+    response = conn.getresponse()
+    attached.set()
+    for raw in response:
+        line = raw.decode().strip()
+        if line.startswith("data: "):
+            sink.put((time.perf_counter(), json.loads(line[6:])))
 
 
 def process_app(name, replicas=1, command="sleep 3600"):
