@@ -100,19 +100,20 @@ pub(crate) fn watch(
     (rx, task)
 }
 
-/// A runtime's instances by id, and the lock that serialises its starts. Dropping it stops
-/// the watchers; the workloads themselves keep running.
+/// A runtime's instances by id, and the locks that serialise starts of one id. Dropping it
+/// stops the watchers; the workloads themselves keep running.
 pub(crate) struct Instances<X> {
     map: Mutex<HashMap<String, Arc<Instance<X>>>>,
-    /// Serialises starts so two starts of one id cannot both pass the "not running" check.
-    start_lock: tokio::sync::Mutex<()>,
+    /// Per id, so two starts of one id cannot both pass the "not running" check, while
+    /// different instances (fifty replicas landing at once) start in parallel.
+    start_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<X> Instances<X> {
     pub fn new() -> Self {
         Instances {
             map: Mutex::new(HashMap::new()),
-            start_lock: tokio::sync::Mutex::new(()),
+            start_locks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -120,8 +121,15 @@ impl<X> Instances<X> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub async fn lock_start(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.start_lock.lock().await
+    pub async fn lock_start(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .start_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// The instance, if this runtime knows it.
@@ -170,6 +178,10 @@ impl<X> Instances<X> {
             t.abort();
         }
         self.map().remove(id);
+        self.start_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
     }
 
     pub async fn wait(&self, id: &str) -> Result<Exit, RuntimeError> {

@@ -439,7 +439,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
-        let _guard = self.instances.lock_start().await;
+        let _guard = self.instances.lock_start(&spec.id).await;
         self.start_locked(spec)
     }
 

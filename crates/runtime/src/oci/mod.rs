@@ -621,7 +621,7 @@ impl Runtime for OciRuntime {
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
-        let _guard = self.instances.lock_start().await;
+        let _guard = self.instances.lock_start(&spec.id).await;
         self.start_locked(spec).await
     }
 
