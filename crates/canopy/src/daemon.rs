@@ -38,7 +38,14 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         args.timing.timing(),
     )
     .await?;
-    start_cluster_probing(&cluster, args.listen.ip(), &args.probe, &stop).await?;
+    start_cluster_probing(
+        &cluster,
+        args.listen.ip(),
+        Some(&args.root),
+        &args.probe,
+        &stop,
+    )
+    .await?;
     run_cluster(cluster, listener, stop).await
 }
 
@@ -85,6 +92,7 @@ pub async fn up(args: DaemonArgs) -> anyhow::Result<()> {
     start_cluster_probing(
         &cluster,
         Ipv4Addr::LOCALHOST.into(),
+        None,
         &node_args.probe,
         &stop,
     )
@@ -280,12 +288,27 @@ fn probe_period(args: &ProbeArgs) -> Option<Duration> {
 async fn start_cluster_probing(
     cluster: &Arc<Cluster>,
     ip: IpAddr,
+    root: Option<&str>,
     args: &ProbeArgs,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    if let Some(prober) = start_prober(ip, args, stop).await? {
-        cluster.attach_prober(prober);
-    }
+    let (Some(lan), Some(wan)) = (
+        start_prober(ip, args, stop).await?,
+        start_prober(ip, args, stop).await?,
+    ) else {
+        return Ok(());
+    };
+    // Listening on every address: other clusters reach it where this host reaches the root.
+    let advertised_ip = match (ip.is_unspecified(), root) {
+        (true, Some(root)) => local_ip_towards(root).await.unwrap_or(ip),
+        _ => ip,
+    };
+    let port = wan
+        .local_addr()
+        .context("reading the probe address")?
+        .port();
+    let advertised = SocketAddr::new(advertised_ip, port).to_string();
+    cluster.attach_probers(lan, wan, advertised);
     Ok(())
 }
 

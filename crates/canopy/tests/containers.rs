@@ -75,6 +75,33 @@ impl Drop for Registry {
     }
 }
 
+/// Whatever a failed run would leave: containers outlive their killed agent by design, and
+/// CNI never deletes its bridge. Removed on drop, pass or fail.
+struct Residue {
+    runc_root: std::path::PathBuf,
+    bridge: String,
+}
+
+impl Drop for Residue {
+    fn drop(&mut self) {
+        let runc = |args: &[&str]| {
+            Command::new("runc")
+                .arg("--root")
+                .arg(&self.runc_root)
+                .args(args)
+                .output()
+        };
+        if let Ok(list) = runc(&["list", "-q"]) {
+            for id in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+                let _ = runc(&["delete", "--force", id]);
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -116,9 +143,23 @@ fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind(
     let root = start_root(dir.path());
     let cluster = start_cluster(dir.path(), &root, "c0", &[]);
     let node_dir = dir.path().join("node");
-    // A subnet of its own, so that this test never meets another agent's leases.
-    let subnet = format!("10.90.{}.0/24", std::process::id() % 250);
+    // A subnet no route uses yet: a bridge left by an earlier, failed run must not shadow it.
+    let routes = Command::new("ip")
+        .args(["-4", "route"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let subnet = (0..250)
+        .map(|i| (std::process::id() + i) % 250 + 1)
+        .map(|x| format!("10.90.{x}.0/24"))
+        .find(|s| !routes.contains(&s[..s.len() - 3]))
+        .expect("a free /24 in 10.90.0.0/16");
     let node_name = format!("ctr-{}", std::process::id());
+    let _residue = Residue {
+        runc_root: dir.path().join("node/containers/@runc"),
+        bridge: canopy_runtime::CniConfig::new(format!("canopy-{node_name}"), subnet.clone())
+            .bridge_name(),
+    };
     let _node = Daemon::start(
         &strings(&[
             "node",
@@ -174,9 +215,28 @@ spec:
     std::fs::write(&file, descriptor).unwrap();
     canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
 
-    let answer = eventually(SETTLE, "httpd answering on the published port", || {
-        http_get(host_port).filter(|a| a.contains("hello from canopy"))
-    });
+    let deadline = std::time::Instant::now() + SETTLE;
+    let answer = loop {
+        if let Some(answer) = http_get(host_port).filter(|a| a.contains("hello from canopy")) {
+            break answer;
+        }
+        if std::time::Instant::now() >= deadline {
+            let sh = |script: String| {
+                let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+                String::from_utf8_lossy(&out.stdout).to_string()
+            };
+            panic!(
+                "httpd never answered on port {host_port}; nat: {}; listeners: {}; curl: {}; instances: {:#}",
+                sh(format!(
+                    "iptables-save -t nat | grep -e {host_port} -e CNI-HOSTPORT"
+                )),
+                sh(format!("ss -ltnp | grep {host_port}")),
+                sh(format!("curl -sS -m 2 http://127.0.0.1:{host_port}/ 2>&1")),
+                Value::Array(canopy_json(&root.url, &["get", "instances"]))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(answer.starts_with("HTTP/1."), "{answer}");
     let httpd = canopy_json(&root.url, &["get", "instances"])
         .into_iter()

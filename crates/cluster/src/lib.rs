@@ -15,7 +15,9 @@ use canopy_tier::child::{self, Child, Uplink};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::pb::{self, down, up};
 use canopy_tier::probe::Prober;
-use canopy_tier::{Timing, Workload, node_view, state_from_pb, summary_to_pb, unix_ms};
+use canopy_tier::{
+    Timing, Workload, coordinate_to_pb, node_view, state_from_pb, summary_to_pb, unix_ms,
+};
 use placed::{Placed, terminal_status};
 use rand::seq::IteratorRandom;
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,8 +81,14 @@ pub struct Cluster {
     /// Membership changed (a node joined or was lost): report soon, not at once, so that a
     /// thousand nodes joining together make a few reports rather than a thousand.
     membership_changed: Notify,
-    /// This cluster's own latency-probe endpoint, which its nodes probe too.
-    prober: OnceLock<Arc<Prober>>,
+    /// Latency probing in two spaces, as Serf does: the LAN prober takes part with this
+    /// cluster's nodes; the WAN prober (with the address other clusters reach it at) with the
+    /// other clusters the root names. Mixing both in one space lets the long cross-cluster
+    /// round trips swamp the short ones within a site.
+    lan: OnceLock<Arc<Prober>>,
+    wan: OnceLock<(Arc<Prober>, String)>,
+    /// Other clusters' WAN probe endpoints, from the root.
+    remote_peers: std::sync::Mutex<Vec<pb::Peer>>,
 }
 
 /// What the root last heard, in comparable form (see [`comparable`]).
@@ -139,14 +147,22 @@ impl Cluster {
             outbox: std::sync::Mutex::new(Some(outbox)),
             reported: Mutex::new(Reported::default()),
             membership_changed: Notify::new(),
-            prober: OnceLock::new(),
+            lan: OnceLock::new(),
+            wan: OnceLock::new(),
+            remote_peers: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
-    /// Takes part in latency probing with `prober` (whose loop the caller runs): nodes get
-    /// its port among their peers, and it probes nodes in turn.
-    pub fn attach_prober(&self, prober: Arc<Prober>) {
-        let _ = self.prober.set(prober);
+    /// Takes part in latency probing (the callers run the probers' loops): nodes get the
+    /// `lan` prober's port among their peers and it probes them in turn; the `wan` prober,
+    /// reached by other clusters at `advertised`, probes the clusters the root names.
+    pub fn attach_probers(&self, lan: Arc<Prober>, wan: Arc<Prober>, advertised: String) {
+        let _ = self.lan.set(lan);
+        let _ = self.wan.set((wan, advertised));
+    }
+
+    fn remote_peers(&self) -> std::sync::MutexGuard<'_, Vec<pb::Peer>> {
+        self.remote_peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn name(&self) -> &str {
@@ -574,7 +590,7 @@ impl Cluster {
                 address: n.member.probe_address.clone(),
             })
             .collect();
-        if let Some(Ok(own)) = self.prober.get().map(|p| p.local_addr()) {
+        if let Some(Ok(own)) = self.lan.get().map(|p| p.local_addr()) {
             // The port alone: the node reaches this cluster at the host it dialled.
             peers.push(pb::Peer {
                 name: self.config.name.clone(),
@@ -592,14 +608,23 @@ impl Cluster {
         for name in state.nodes.keys() {
             self.send_peers(&state, name);
         }
-        if let Some(prober) = self.prober.get() {
-            let peers = state
-                .nodes
-                .values()
-                .filter(|n| n.ready)
-                .filter_map(|n| n.member.probe_address.parse().ok())
-                .choose_multiple(&mut rand::rng(), PEERS_PER_NODE);
-            prober.set_peers(peers);
+        if let Some(lan) = self.lan.get() {
+            lan.set_peers(
+                state
+                    .nodes
+                    .values()
+                    .filter(|n| n.ready)
+                    .filter_map(|n| n.member.probe_address.parse().ok())
+                    .choose_multiple(&mut rand::rng(), PEERS_PER_NODE),
+            );
+        }
+        if let Some((wan, _)) = self.wan.get() {
+            wan.set_peers(
+                self.remote_peers()
+                    .iter()
+                    .filter_map(|p| p.address.parse().ok())
+                    .collect(),
+            );
         }
     }
 
@@ -794,6 +819,7 @@ impl Cluster {
             }
         }
         let now = OffsetDateTime::now_utc();
+        let lan = self.lan.get().map(|p| p.position().coordinate);
         let nodes = views
             .iter()
             .map(|view| {
@@ -811,6 +837,10 @@ impl Cluster {
                             .unwrap_or_default(),
                     ),
                     cluster: self.config.name.clone(),
+                    cluster_rtt_ms: match (lan, view.coordinate) {
+                        (Some(centre), Some(node)) => centre.estimate_rtt(&node),
+                        _ => 0.0,
+                    },
                     ..entry.member.clone()
                 }
             })
@@ -823,7 +853,24 @@ impl Cluster {
         }
         // Down nodes count as members, not as capacity.
         view.node_count = Some(state.nodes.len() as u32);
-        (summary_to_pb(&view), nodes)
+        // The cluster's coordinate is its WAN one (the nodes' LAN coordinates live in another
+        // space); the radius is how far its farthest ready node is, in its LAN space.
+        view.coordinate = self.wan.get().map(|(p, _)| p.position().coordinate);
+        view.coordinate_radius_ms = match lan {
+            Some(centre) => views
+                .iter()
+                .filter(|v| v.ready)
+                .filter_map(|v| v.coordinate.map(|c| centre.estimate_rtt(&c)))
+                .fold(0.0, f64::max),
+            None => 0.0,
+        };
+        let mut summary = summary_to_pb(&view);
+        if let Some((wan, advertised)) = self.wan.get() {
+            summary.probe_address = advertised.clone();
+            summary.coordinate =
+                coordinate_to_pb(Some((wan.position().coordinate, wan.position().error)));
+        }
+        (summary, nodes)
     }
 
     /// What changed since the root last heard; everything when `complete` (a new link).
@@ -939,6 +986,11 @@ impl Child for RootSide {
 
     async fn on_revoke(&self, revoke: pb::Revoke) {
         self.0.on_revoke(revoke).await;
+    }
+
+    async fn on_peers(&self, peers: pb::Peers) {
+        *self.0.remote_peers() = peers.peers;
+        self.0.refresh_peers().await;
     }
 
     async fn on_link(&self, up: Option<Timing>) {

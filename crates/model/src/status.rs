@@ -172,6 +172,9 @@ pub struct ClusterInfo {
     pub nodes: u32,
     pub capacity: ResourceAmounts,
     pub allocated: ResourceAmounts,
+    /// Vivaldi network coordinate among clusters, once it has probed others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinate: Option<NetworkCoordinate>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub joined_at: OffsetDateTime,
@@ -196,9 +199,12 @@ pub struct NodeInfo {
     pub capacity: ResourceAmounts,
     pub allocated: ResourceAmounts,
     pub instances: u32,
-    /// Vivaldi network coordinate, once the node has probed its peers.
+    /// Vivaldi network coordinate in its cluster's space, once the node has probed its peers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordinate: Option<NetworkCoordinate>,
+    /// Estimated round trip to its cluster orchestrator, ms (from the coordinates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_to_cluster_ms: Option<f64>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub joined_at: OffsetDateTime,

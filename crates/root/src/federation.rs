@@ -15,6 +15,7 @@ use canopy_tier::{
     Timing, Workload, from_unix_ms, location_from_pb, resources, runtimes_from_pb, state_from_pb,
     summary_from_pb,
 };
+use rand::seq::IteratorRandom;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,37 @@ const REFUSAL_COOLDOWN: Duration = Duration::from_secs(5);
 /// How often pending instances are retried even when nothing announced a change.
 const RETRY_PERIOD: Duration = Duration::from_secs(1);
 const REVOKE_REPEAT: Duration = Duration::from_secs(2);
+/// How often clusters get a fresh sample of other clusters to probe, and how many.
+const PEERS_PERIOD: Duration = Duration::from_secs(30);
+const PEERS_PER_CLUSTER: usize = 3;
+
+/// Sends `cluster` a few other clusters' probe endpoints: with them, the coordinates of every
+/// cluster's nodes share one latency space, so estimates across clusters mean something.
+fn send_peers(links: &Links, cluster: &str) {
+    let Some(link) = links
+        .clusters
+        .get(cluster)
+        .and_then(|c| c.downlink.as_ref())
+    else {
+        return;
+    };
+    let peers: Vec<pb::Peer> = links
+        .clusters
+        .iter()
+        .filter(|(name, c)| {
+            name.as_str() != cluster && c.ready && !c.summary.probe_address.is_empty()
+        })
+        .choose_multiple(&mut rand::rng(), PEERS_PER_CLUSTER)
+        .into_iter()
+        .map(|(name, c)| pb::Peer {
+            name: name.clone(),
+            address: c.summary.probe_address.clone(),
+        })
+        .collect();
+    if !peers.is_empty() {
+        link.send(down::Body::Peers(pb::Peers { peers }));
+    }
+}
 
 impl Federation {
     pub fn new(desired: Arc<Desired>, timing: Timing) -> Arc<Federation> {
@@ -85,10 +117,17 @@ impl Federation {
         let deadline = self.timing.deadline;
         let mut detector = tokio::time::interval(Duration::from_millis(200).min(deadline / 4));
         let mut retry = tokio::time::interval(RETRY_PERIOD);
+        let mut peers = tokio::time::interval(PEERS_PERIOD);
         loop {
             tokio::select! {
                 _ = self.wake.notified() => self.pass().await,
                 _ = retry.tick() => self.pass().await,
+                _ = peers.tick() => {
+                    let links = self.links.lock().await;
+                    for cluster in links.clusters.keys() {
+                        send_peers(&links, cluster);
+                    }
+                }
                 _ = detector.tick() => self.detect_failures().await,
                 _ = canopy_tier::stopped(&mut stop) => return,
             }
@@ -325,6 +364,10 @@ impl Federation {
                     downlink: Some(downlink.clone()),
                 },
             );
+            // Everyone hears of the newcomer now, not at the next refresh.
+            for cluster in links.clusters.keys() {
+                send_peers(&links, cluster);
+            }
         }
         tracing::info!(cluster = %name, nodes = hello.nodes.len(), "cluster linked");
         self.record_membership(&name, &summary, &hello.nodes, &[], true)
@@ -597,6 +640,7 @@ impl Federation {
             nodes: summary.node_count,
             capacity: resources(summary.capacity.as_ref()),
             allocated: resources(summary.allocated.as_ref()),
+            coordinate: network_coordinate(summary.coordinate.as_ref()),
             joined_at: existing.as_ref().map_or(now, |(c, _)| c.joined_at),
             last_seen: now,
         };
@@ -641,12 +685,8 @@ impl Federation {
                 capacity: resources(node.capacity.as_ref()),
                 allocated: resources(node.allocated.as_ref()),
                 instances: node.instance_count,
-                coordinate: node.coordinate.map(|c| NetworkCoordinate {
-                    x: c.x,
-                    y: c.y,
-                    height: c.height,
-                    error: c.error,
-                }),
+                coordinate: network_coordinate(node.coordinate.as_ref()),
+                rtt_to_cluster_ms: (node.cluster_rtt_ms > 0.0).then_some(node.cluster_rtt_ms),
                 joined_at: from_unix_ms(node.joined_at_ms),
                 last_seen: from_unix_ms(node.last_seen_ms),
             };
@@ -661,6 +701,15 @@ impl Federation {
         store.txn(ops).await?;
         Ok(())
     }
+}
+
+fn network_coordinate(c: Option<&pb::Coordinate>) -> Option<NetworkCoordinate> {
+    c.map(|c| NetworkCoordinate {
+        x: c.x,
+        y: c.y,
+        height: c.height,
+        error: c.error,
+    })
 }
 
 fn put<T: serde::Serialize>(key: String, value: &T) -> Result<Op, RootError> {
