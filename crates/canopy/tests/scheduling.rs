@@ -80,7 +80,8 @@ spec:
     - name: berliner
       runtime: process
       command: [/bin/sh, -c, "{script}", {marker}]
-      resources: {{cpu: 100m, memory: 16Mi}}
+      # All of a node: its own reservation must not keep it from being judged where it is.
+      resources: {{cpu: 1000m, memory: 16Mi}}
       constraints:
         - geo: {{location: {{lat: 52.52, lon: 13.40}}, radiusKm: 50}}
           rigidness: 0.5

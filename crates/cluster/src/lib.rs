@@ -7,8 +7,8 @@ mod placed;
 
 use canopy_model::{GeoPoint, InstanceState, ResourceAmounts};
 use canopy_sched::{
-    Endpoint, NodeView, Placement, PlacementContext, Request, demand, place_on_node_explained,
-    should_replace, summarise,
+    Endpoint, NodeView, Placement, PlacementContext, Request, demand, free,
+    place_on_node_explained, should_replace, summarise,
 };
 use canopy_store::{Durability, Precondition, Store, StoreExt};
 use canopy_tier::child::{self, Child, Uplink};
@@ -419,7 +419,11 @@ impl Cluster {
             };
             let mut request = Request::new(&placed.workload.spec, &[]);
             request.context = Some(&context);
-            let here = place_on_node_explained(&request, std::slice::from_ref(current));
+            // Judged as if it were not there yet: its own reservation must not make its node
+            // look too full for it.
+            let mut current = current.clone();
+            current.allocated = free(&current.allocated, &demand(&placed.workload.spec));
+            let here = place_on_node_explained(&request, std::slice::from_ref(&current));
             let Ok(best) = place_on_node_explained(&request, views) else {
                 continue;
             };
