@@ -261,16 +261,13 @@ fn container_runtime(args: &NodeArgs) -> anyhow::Result<OciRuntime> {
     Ok(runtime)
 }
 
+/// `{"host:port": {"username": ..., "password": ...}}`, the descriptor's own credentials shape.
 fn read_credentials(path: &Path) -> anyhow::Result<NodeCredentials> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        username: String,
-        password: String,
-    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading registry credentials {}", path.display()))?;
-    let entries: std::collections::BTreeMap<String, Entry> = serde_json::from_str(&text)
-        .with_context(|| format!("parsing registry credentials {}", path.display()))?;
+    let entries: std::collections::BTreeMap<String, canopy_model::RegistryCredentials> =
+        serde_json::from_str(&text)
+            .with_context(|| format!("parsing registry credentials {}", path.display()))?;
     Ok(entries
         .into_iter()
         .map(|(registry, e)| (registry, Credentials::new(e.username, e.password)))
@@ -336,7 +333,7 @@ async fn start_prober(
     let Some(period) = probe_period(args) else {
         return Ok(None);
     };
-    let prober = Prober::bind(SocketAddr::new(ip, 0), rand_seed())
+    let prober = Prober::bind(SocketAddr::new(ip, 0), rand::random())
         .await
         .context("binding the latency-probe socket")?;
     tokio::spawn(prober.clone().run(period, PROBES_PER_ROUND, stop.clone()));
@@ -357,13 +354,6 @@ async fn local_ip_towards(url: &str) -> Option<IpAddr> {
         .ok()?;
     socket.connect(target).await.ok()?;
     socket.local_addr().ok().map(|a| a.ip())
-}
-
-fn rand_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id())
 }
 
 fn open_store(dir: &Path, file: &str) -> anyhow::Result<RedbStore> {

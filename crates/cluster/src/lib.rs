@@ -19,7 +19,7 @@ use canopy_tier::{
     Timing, Workload, coordinate_to_pb, node_view, state_from_pb, summary_to_pb, unix_ms,
 };
 use placed::{Placed, terminal_status};
-use rand::seq::IteratorRandom;
+use rand::seq::IndexedRandom;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -389,10 +389,10 @@ impl Cluster {
             .values()
             .filter(|p| p.state == InstanceState::Running && p.draining.is_none())
             .filter(|p| {
-                let since = p.soft_violation_since.unwrap_or(now);
-                let elapsed = u64::try_from(now - since).unwrap_or(0) / 1000;
-                p.soft_violation_since.is_some()
-                    && should_replace(elapsed, p.convergence_time(), true)
+                p.soft_violation_since.is_some_and(|since| {
+                    let elapsed_secs = u64::try_from(now - since).unwrap_or(0) / 1000;
+                    should_replace(elapsed_secs, p.convergence_time(), true)
+                })
             })
             .map(|p| p.id.clone())
             .collect();
@@ -571,28 +571,37 @@ impl Cluster {
                 ));
             }
         }
-        self.send_peers(&state, &name);
+        let candidates = Self::probe_candidates(&state);
+        self.send_peers(&state, &name, &candidates);
         drop(state);
         self.membership_changed.notify_one();
     }
 
-    /// Sends `node` a random sample of the other nodes (and this cluster) to probe.
-    fn send_peers(&self, state: &State, node: &str) {
-        let Some(link) = state.nodes.get(node).and_then(|n| n.downlink.as_ref()) else {
-            return;
-        };
-        let mut peers: Vec<pb::Peer> = state
+    /// The ready nodes that answer probes, as peers: sampled for each node and for the
+    /// cluster's own LAN prober.
+    fn probe_candidates(state: &State) -> Vec<pb::Peer> {
+        state
             .nodes
             .iter()
-            .filter(|(name, n)| {
-                name.as_str() != node && n.ready && !n.member.probe_address.is_empty()
-            })
-            .choose_multiple(&mut rand::rng(), PEERS_PER_NODE)
-            .into_iter()
+            .filter(|(_, n)| n.ready && !n.member.probe_address.is_empty())
             .map(|(name, n)| pb::Peer {
                 name: name.clone(),
                 address: n.member.probe_address.clone(),
             })
+            .collect()
+    }
+
+    /// Sends `node` a random sample of `candidates` (other than itself) and this cluster.
+    fn send_peers(&self, state: &State, node: &str, candidates: &[pb::Peer]) {
+        let Some(link) = state.nodes.get(node).and_then(|n| n.downlink.as_ref()) else {
+            return;
+        };
+        // One spare, in case the node itself is drawn.
+        let mut peers: Vec<pb::Peer> = candidates
+            .choose_multiple(&mut rand::rng(), PEERS_PER_NODE + 1)
+            .filter(|p| p.name != node)
+            .take(PEERS_PER_NODE)
+            .cloned()
             .collect();
         if let Some(Ok(own)) = self.lan.get().map(|p| p.local_addr()) {
             // The port alone: the node reaches this cluster at the host it dialled.
@@ -609,17 +618,16 @@ impl Cluster {
     /// Refreshes every node's peers, and this cluster's own.
     async fn refresh_peers(&self) {
         let state = self.state.lock().await;
+        let candidates = Self::probe_candidates(&state);
         for name in state.nodes.keys() {
-            self.send_peers(&state, name);
+            self.send_peers(&state, name, &candidates);
         }
         if let Some(lan) = self.lan.get() {
             lan.set_peers(
-                state
-                    .nodes
-                    .values()
-                    .filter(|n| n.ready)
-                    .filter_map(|n| n.member.probe_address.parse().ok())
-                    .choose_multiple(&mut rand::rng(), PEERS_PER_NODE),
+                candidates
+                    .choose_multiple(&mut rand::rng(), PEERS_PER_NODE)
+                    .filter_map(|p| p.address.parse().ok())
+                    .collect(),
             );
         }
         if let Some((wan, _)) = self.wan.get() {
@@ -712,7 +720,11 @@ impl Cluster {
             }) = &body
             {
                 entry.member.coordinate = Some(*coordinate);
-                state.views_stale = true;
+                // Only the coordinate changed: no need to rebuild every view.
+                let moved = canopy_tier::coordinate_from_pb(Some(coordinate));
+                if let Ok(index) = state.views.binary_search_by(|v| v.name.as_str().cmp(node)) {
+                    state.views[index].coordinate = moved;
+                }
             }
         }
         if let up::Body::Status(status) = body {
@@ -928,7 +940,8 @@ impl Cluster {
 }
 
 /// A member without what changes all the time and is not worth a report: last-seen times,
-/// and coordinate jitter below a millisecond (or a tenth of relative error).
+/// and latency jitter below a millisecond (or a tenth of relative error): coordinates, the
+/// round trip to the cluster and the cluster's radius move a little with every probe.
 fn comparable(member: &pb::Member) -> pb::Member {
     let round = |value: f64, step: f64| (value / step).round() * step;
     pb::Member {
@@ -939,6 +952,8 @@ fn comparable(member: &pb::Member) -> pb::Member {
             height: round(c.height, 1.0),
             error: round(c.error, 0.1),
         }),
+        cluster_rtt_ms: round(member.cluster_rtt_ms, 1.0),
+        coordinate_radius_ms: round(member.coordinate_radius_ms, 1.0),
         ..member.clone()
     }
 }

@@ -65,8 +65,8 @@ const REVOKE_REPEAT: Duration = Duration::from_secs(2);
 const PEERS_PERIOD: Duration = Duration::from_secs(30);
 const PEERS_PER_CLUSTER: usize = 3;
 
-/// Sends `cluster` a few other clusters' probe endpoints: with them, the coordinates of every
-/// cluster's nodes share one latency space, so estimates across clusters mean something.
+/// Sends `cluster` a few other clusters' WAN probe endpoints: clusters probing each other give
+/// the cluster-to-cluster coordinates that estimates across clusters are made of.
 fn send_peers(links: &Links, cluster: &str) {
     let Some(link) = links
         .clusters
