@@ -19,7 +19,7 @@ use canopy_tier::{
     Timing, Workload, coordinate_to_pb, node_view, state_from_pb, summary_to_pb, unix_ms,
 };
 use placed::{Placed, terminal_status};
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, IteratorRandom};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -571,8 +571,17 @@ impl Cluster {
                 ));
             }
         }
-        let candidates = Self::probe_candidates(&state);
-        self.send_peers(&state, &name, &candidates);
+        // A sample straight from the map: building every candidate for each of thousands of
+        // joining nodes would be quadratic.
+        let sample: Vec<pb::Peer> = state
+            .nodes
+            .iter()
+            .filter(|(other, n)| **other != name && n.ready && !n.member.probe_address.is_empty())
+            .choose_multiple(&mut rand::rng(), PEERS_PER_NODE)
+            .into_iter()
+            .map(|(other, n)| peer(other, &n.member))
+            .collect();
+        self.send_peers(&state, &name, sample);
         drop(state);
         self.membership_changed.notify_one();
     }
@@ -584,25 +593,15 @@ impl Cluster {
             .nodes
             .iter()
             .filter(|(_, n)| n.ready && !n.member.probe_address.is_empty())
-            .map(|(name, n)| pb::Peer {
-                name: name.clone(),
-                address: n.member.probe_address.clone(),
-            })
+            .map(|(name, n)| peer(name, &n.member))
             .collect()
     }
 
-    /// Sends `node` a random sample of `candidates` (other than itself) and this cluster.
-    fn send_peers(&self, state: &State, node: &str, candidates: &[pb::Peer]) {
+    /// Sends `node` the `sample` of other nodes to probe, and this cluster.
+    fn send_peers(&self, state: &State, node: &str, mut peers: Vec<pb::Peer>) {
         let Some(link) = state.nodes.get(node).and_then(|n| n.downlink.as_ref()) else {
             return;
         };
-        // One spare, in case the node itself is drawn.
-        let mut peers: Vec<pb::Peer> = candidates
-            .choose_multiple(&mut rand::rng(), PEERS_PER_NODE + 1)
-            .filter(|p| p.name != node)
-            .take(PEERS_PER_NODE)
-            .cloned()
-            .collect();
         if let Some(Ok(own)) = self.lan.get().map(|p| p.local_addr()) {
             // The port alone: the node reaches this cluster at the host it dialled.
             peers.push(pb::Peer {
@@ -620,7 +619,14 @@ impl Cluster {
         let state = self.state.lock().await;
         let candidates = Self::probe_candidates(&state);
         for name in state.nodes.keys() {
-            self.send_peers(&state, name, &candidates);
+            // One spare, in case the node itself is drawn.
+            let sample = candidates
+                .choose_multiple(&mut rand::rng(), PEERS_PER_NODE + 1)
+                .filter(|p| p.name != *name)
+                .take(PEERS_PER_NODE)
+                .cloned()
+                .collect();
+            self.send_peers(&state, name, sample);
         }
         if let Some(lan) = self.lan.get() {
             lan.set_peers(
@@ -955,6 +961,13 @@ fn comparable(member: &pb::Member) -> pb::Member {
         cluster_rtt_ms: round(member.cluster_rtt_ms, 1.0),
         coordinate_radius_ms: round(member.coordinate_radius_ms, 1.0),
         ..member.clone()
+    }
+}
+
+fn peer(name: &str, member: &pb::Member) -> pb::Peer {
+    pb::Peer {
+        name: name.to_string(),
+        address: member.probe_address.clone(),
     }
 }
 
