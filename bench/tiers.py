@@ -1,15 +1,26 @@
-"""Shared helpers for Canopy's whole-system benchmarks: start real tiers on loopback."""
+"""Shared helpers for Canopy's whole-system benchmarks: start real tiers on loopback, follow the
+root's event stream, read /proc, clean up what container runtimes leave, and write figures as
+JSON for `bench/report`."""
 
+import collections
+import datetime
 import http.client
 import json
 import os
+import platform
+import queue
+import shlex
 import signal
+import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CANOPY = os.environ.get("CANOPY_BIN", os.path.join(ROOT, "target", "release", "canopy"))
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Tier:
@@ -39,27 +50,67 @@ class Tier:
         self.proc.wait()
 
 
-class Hierarchy:
-    """A root, one cluster and one node as separate processes, linked over loopback."""
+class SkipBench(Exception):
+    """This benchmark cannot run on this machine (the message says why)."""
 
-    def __init__(self, heartbeat_ms=1000, deadline_ms=3000):
+
+class Hierarchy:
+    """A root, one cluster and `nodes` node agents as separate processes, linked over loopback.
+
+    With `runtime="container"` a local docker-registry (`tests/registry/start.sh`) serves a
+    busybox image (`self.image`) and the nodes pull from it; `stop()` then also removes what
+    the containers leave on the host (runc state, cgroups, mounts, the CNI bridge)."""
+
+    def __init__(self, runtime="process", nodes=1, heartbeat_ms=1000, deadline_ms=3000, node_args=()):
         self.dir = tempfile.mkdtemp(prefix="canopy-bench-")
+        self.runtime = runtime
+        self.node_tiers = []
+        self.registry_pid = None
+        self.links_before = host_links()
+        self.node_names = [f"bench{os.getpid()}-{i}" for i in range(nodes)]
+        self.root = self.cluster = None
+        try:
+            self._start(nodes, heartbeat_ms, deadline_ms, list(node_args))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, nodes, heartbeat_ms, deadline_ms, node_args):
         timing = ["--heartbeat-ms", str(heartbeat_ms), "--deadline-ms", str(deadline_ms)]
+        if self.runtime == "container":
+            node_help = subprocess.run([CANOPY, "node", "--help"], capture_output=True, text=True).stdout
+            if "--insecure-registry" not in node_help:
+                raise SkipBench("this canopy build has no container runtime")
+            registry, self.registry_pid = start_registry(f"{self.dir}/registry")
+            self.image = f"{registry}/busybox:latest"
+            node_args += ["--insecure-registry", registry]
         self.root = Tier(["root", "--listen", "127.0.0.1:0", "--data", f"{self.dir}/root", *timing])
         self.cluster = Tier(["cluster", "--root", self.root.url, "--listen", "127.0.0.1:0",
                              "--data", f"{self.dir}/cluster", "--name", "bench", *timing])
-        self.node = Tier(["node", "--cluster", self.cluster.url, "--data", f"{self.dir}/node",
-                          "--name", "bench-node"], listens=False)
+        for i, name in enumerate(self.node_names):
+            extra = list(node_args)
+            if self.runtime == "container":
+                extra += ["--container-subnet", free_subnet(i)]
+            self.node_tiers.append(Tier(["node", "--cluster", self.cluster.url, "--data", f"{self.dir}/{name}",
+                                         "--name", name, *extra], listens=False))
         host, port = self.root.url.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
-        deadline = time.monotonic() + 30
-        while not any(n.get("state") == "Ready" for n in self.get("/api/v1/nodes")):
+        deadline = time.monotonic() + 60
+        while sum(1 for n in self.get("/api/v1/nodes") if n.get("state") == "Ready"
+                  and self.runtime in n.get("runtimes", [])) < nodes:
             if time.monotonic() > deadline:
-                raise RuntimeError("the node never became ready")
+                raise SkipBench(f"not every node became ready with the {self.runtime} runtime "
+                                "(runc or the CNI plugins missing?)")
             time.sleep(0.05)
 
+    @property
+    def node(self):
+        return self.node_tiers[0]
+
     def tiers(self):
-        return {"root": self.root, "cluster": self.cluster, "node": self.node}
+        named = {"root": self.root, "cluster": self.cluster}
+        named.update({"node" if i == 0 else f"node{i}": t for i, t in enumerate(self.node_tiers)})
+        return named
 
     def request(self, method, path, body=None, content_type="application/json"):
         return api_request(self.host, self.port, method, path, body, content_type)
@@ -67,11 +118,20 @@ class Hierarchy:
     def get(self, path):
         return self.request("GET", path)
 
+    def apply(self, body):
+        return self.request("POST", "/api/v1/apply", body, "application/yaml")
+
+    def app(self, name, replicas=1):
+        """A one-service application of this hierarchy's runtime, sleeping."""
+        if self.runtime == "container":
+            return container_app(name, self.image, replicas)
+        return process_app(name, replicas)
+
     def stop(self):
-        for tier in (self.node, self.cluster, self.root):
-            tier.stop()
-        # Stop the workloads the node started (they outlive their agent by design). Each leads
-        # its own process group, so the whole group goes.
+        for tier in [*self.node_tiers, self.cluster, self.root]:
+            if tier is not None:
+                tier.stop()
+        # Workloads outlive their agent by design. Processes: each leads its own process group.
         found = subprocess.run(["pgrep", "-f", "canopy-bench-workload"], capture_output=True, text=True)
         for pid in (int(p) for p in found.stdout.split()):
             if pid > 1:
@@ -79,6 +139,89 @@ class Hierarchy:
                     os.killpg(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+        if self.runtime == "container":
+            for name in self.node_names:
+                remove_containers(f"{self.dir}/{name}", name, self.links_before)
+            kill_pid(self.registry_pid)
+        unmount_under(self.dir)
+        subprocess.run(["rm", "-rf", self.dir], capture_output=True)
+
+
+class Instances:
+    """The latest view of every instance, from the root's event stream; `wait` blocks until a
+    predicate holds and returns the time of the change that made it hold. Counts per
+    (application, state) are kept as changes arrive, so waiting for 1,000 instances costs
+    O(1) per change, not a scan."""
+
+    def __init__(self, host, port):
+        self.views = {}  # id -> (perf_counter time of its last change, instance object)
+        self.counts = collections.Counter()  # (application, state) -> instances
+        self.placed_at = {}  # id -> time it was first seen on a node
+        self.last_change = time.perf_counter()
+        self.cond = threading.Condition()
+        changes = queue.Queue()
+        attached = threading.Event()
+        threading.Thread(target=watch_events, args=(host, port, changes, attached), daemon=True).start()
+        if not attached.wait(timeout=10):
+            raise RuntimeError("the event stream did not attach")
+        threading.Thread(target=self._follow, args=(changes,), daemon=True).start()
+
+    def _follow(self, changes):
+        while True:
+            at, change = changes.get()
+            if change.get("kind") != "instance":
+                continue
+            with self.cond:
+                if change.get("action") == "delete":
+                    gone = self.views.pop(change["key"].rsplit("/", 1)[-1], None)
+                    if gone:
+                        self.counts[(gone[1]["application"], gone[1]["state"])] -= 1
+                else:
+                    obj = change.get("object") or {}
+                    old = self.views.get(obj["id"])
+                    if old:
+                        self.counts[(old[1]["application"], old[1]["state"])] -= 1
+                    self.counts[(obj["application"], obj["state"])] += 1
+                    self.views[obj["id"]] = (at, obj)
+                    if obj.get("node") and obj["id"] not in self.placed_at:
+                        self.placed_at[obj["id"]] = at
+                self.last_change = at
+                self.cond.notify_all()
+
+    def of(self, application):
+        return [(at, x) for at, x in self.views.values() if x["application"] == application]
+
+    def wait(self, predicate, within, what):
+        """Waits until `predicate(self)` holds (checked under the lock after every change)."""
+        deadline = time.monotonic() + within
+        with self.cond:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"timed out after {within} s waiting for {what}")
+                self.cond.wait(left)
+            return self.last_change
+
+    def wait_running(self, application, replicas, within=120):
+        """Time at which the last of `replicas` instances of `application` turned Running;
+        an instance that failed ends the wait with its reason."""
+        def done(me):
+            if me.counts[(application, "Failed")]:
+                failed = [x for _, x in me.of(application) if x["state"] == "Failed"]
+                raise RuntimeError(f"{application}: an instance failed: {failed[0].get('reason')}")
+            return me.counts[(application, "Running")] >= replicas
+        self.wait(done, within, f"{replicas} instances of {application} Running")
+        with self.cond:
+            return max(at for at, x in self.of(application) if x["state"] == "Running")
+
+    def placed_by(self, application):
+        """Time at which the last instance of `application` was first seen on a node."""
+        with self.cond:
+            return max(self.placed_at[x["id"]] for _, x in self.of(application))
+
+    def wait_deleted(self, application, within=120):
+        self.wait(lambda me: not any(n for (a, _), n in me.counts.items() if a == application),
+                  within, f"{application} deleted")
 
 
 def api_request(host, port, method, path, body=None, content_type="application/json", timeout=30):
@@ -109,18 +252,219 @@ def watch_events(host, port, sink, attached):
             sink.put((time.perf_counter(), json.loads(line[6:])))
 
 
-def process_app(name, replicas=1, command="sleep 3600"):
+def process_app(name, replicas=1, command="sleep 3600", resources="{cpu: 10m, memory: 8Mi}"):
     """A process application whose workloads are marked for cleanup."""
     return (
         "apiVersion: canopy.dev/v1\nkind: Application\n"
         f"metadata: {{name: {name}}}\nspec:\n  services:\n"
         f"  - name: work\n    runtime: process\n"
         f"    command: [/bin/sh, -c, '{command}', canopy-bench-workload]\n"
-        f"    replicas: {replicas}\n    resources: {{cpu: 10m, memory: 8Mi}}\n"
+        f"    replicas: {replicas}\n    resources: {resources}\n"
     )
 
 
+def container_app(name, image, replicas):
+    return ("apiVersion: canopy.dev/v1\nkind: Application\n"
+            f"metadata: {{name: {name}}}\nspec:\n  services:\n"
+            f"  - name: work\n    runtime: container\n    image: {image}\n"
+            "    command: [sleep, '3600']\n"
+            f"    replicas: {replicas}\n    resources: {{cpu: 10m, memory: 16Mi}}\n")
+
+
+# --- statistics ------------------------------------------------------------------------------
 def percentile(samples, p):
     ordered = sorted(samples)
     rank = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
     return ordered[rank]
+
+
+def summary(samples, unit="ms", scale=1000.0, digits=0):
+    """`median X ms (min, max, n)` of samples in seconds."""
+    if not samples:
+        return "no samples"
+    values = [s * scale for s in samples]
+    f = f"{{:.{digits}f}}"
+    return (f"median {f.format(statistics.median(values))} {unit} "
+            f"(min {f.format(min(values))}, max {f.format(max(values))}, n={len(values)})")
+
+
+# --- /proc -----------------------------------------------------------------------------------
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pss_mib(pid):
+    """Proportional set size: shared pages (a shim binary) counted once across processes."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def kill_pid(pid, sig=signal.SIGKILL):
+    if pid and pid > 1:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+# --- what containers leave on the host ---------------------------------------------------------
+def start_registry(directory):
+    """Starts tests/registry/start.sh in `directory`; returns ("127.0.0.1:PORT", pid)."""
+    script = os.path.join(ROOT, "tests", "registry", "start.sh")
+    out = subprocess.run(["bash", script, directory], capture_output=True, text=True,
+                         env={**os.environ, "REGISTRY_OWNER": str(os.getpid())})
+    if out.returncode != 0:
+        raise SkipBench(f"the registry did not start: {out.stderr.strip()[-300:]}")
+    port, pid = out.stdout.split()
+    return f"127.0.0.1:{port}", int(pid)
+
+
+def free_subnet(index):
+    """A /24 under 10.91.0.0/16 that no route uses (a bridge left by a crashed run must not
+    shadow the new one)."""
+    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True).stdout
+    free = [f"10.91.{i}.0/24" for i in range(250) if f"10.91.{i}." not in routes]
+    if not free:
+        raise RuntimeError("no free 10.91.x.0/24 subnet")
+    return free[(os.getpid() + index) % len(free)]
+
+
+def host_links():
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def unmount_under(directory):
+    """Unmounts everything below `directory`, deepest first."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split(" ")[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(directory + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def cgroup_procs(name):
+    pids = set()
+    for hierarchy in os.listdir("/sys/fs/cgroup"):
+        top = os.path.join("/sys/fs/cgroup", hierarchy, name)
+        for base, _, files in os.walk(top):
+            if "cgroup.procs" in files:
+                with open(os.path.join(base, "cgroup.procs")) as f:
+                    pids.update(int(p) for p in f.read().split())
+    return pids
+
+
+def remove_cgroups(name):
+    for hierarchy in os.listdir("/sys/fs/cgroup"):
+        top = os.path.join("/sys/fs/cgroup", hierarchy, name)
+        for base, _, _ in sorted(os.walk(top), key=lambda w: len(w[0]), reverse=True):
+            try:
+                os.rmdir(base)
+            except OSError:
+                pass
+
+
+def cni_bridge(network):
+    """The bridge a node's CNI network uses (crates/runtime/src/oci/cni.rs: FNV-1a of the name)."""
+    h = 0xCBF29CE484222325
+    for b in network.encode():
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"cnp-{h & 0xFFFFFFFF:08x}"
+
+
+def delete_bridge(bridge):
+    """Deletes `bridge` and the veths still attached to it (nothing else)."""
+    out = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        subprocess.run(["ip", "link", "del", line.split(":")[1].strip().split("@")[0]], capture_output=True)
+    subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+def remove_containers(node_data, node_name, links_before):
+    """Whatever a (stopped) node agent's containers left: runc state, processes in its cgroups,
+    the cgroups, mounts, and its CNI bridge if this run created it."""
+    state = f"{node_data}/containers"
+    if os.path.isdir(state):
+        for entry in os.listdir(state):
+            if entry.startswith("@"):
+                root = os.path.join(state, entry)
+                listed = subprocess.run(["runc", "--root", root, "list", "-q"], capture_output=True, text=True)
+                for cid in listed.stdout.split():
+                    subprocess.run(["runc", "--root", root, "delete", "-f", cid], capture_output=True)
+    for pid in cgroup_procs(f"canopy/{node_name}"):
+        kill_pid(pid)
+    deadline = time.monotonic() + 5
+    while cgroup_procs(f"canopy/{node_name}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    remove_cgroups(f"canopy/{node_name}")
+    unmount_under(node_data)
+    bridge = cni_bridge(f"canopy-{node_name}")
+    if bridge in host_links() - links_before:
+        delete_bridge(bridge)
+
+
+# --- results ---------------------------------------------------------------------------------
+def machine():
+    """What the figures were measured on."""
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        memory_kib = int(f.readline().split()[1])
+    system = ""
+    if os.path.exists("/etc/os-release"):
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    system = line.split("=", 1)[1].strip().strip('"')
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(memory_kib / 1024 / 1024),
+            "kernel": platform.release(), "system": system}
+
+
+def commit():
+    """The commit the binary was built from (`-dirty` when tracked files differ from it)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def write_results(path, bench, figures):
+    """Writes `figures` with what `bench/report` needs to say where they come from: the command
+    (without --json), date, commit and machine. Nothing when `path` is None."""
+    if not path:
+        return
+    argv, command = sys.argv[1:], [f"bench/{os.path.basename(sys.argv[0])}"]
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--json":
+            skip = True
+        elif not arg.startswith("--json="):
+            command.append(arg)
+    doc = {"bench": bench, "command": shlex.join(command),
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "commit": commit(), "machine": machine(), "figures": figures}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")

@@ -89,6 +89,16 @@ pub struct Cluster {
     wan: OnceLock<(Arc<Prober>, String)>,
     /// Other clusters' WAN probe endpoints, from the root.
     remote_peers: std::sync::Mutex<Vec<pb::Peer>>,
+    /// Set while a batch of assignments is placed: writes and reports wait in it and go out
+    /// in one commit (see [`Cluster::on_assigns`]).
+    batch: std::sync::Mutex<Option<Batch>>,
+}
+
+/// Writes (last one per key wins; `None` deletes) and status reports held back for one commit.
+#[derive(Default)]
+struct Batch {
+    writes: BTreeMap<String, Option<Vec<u8>>>,
+    reports: Vec<pb::InstanceStatus>,
 }
 
 /// What the root last heard, in comparable form (see [`comparable`]).
@@ -150,6 +160,7 @@ impl Cluster {
             lan: OnceLock::new(),
             wan: OnceLock::new(),
             remote_peers: std::sync::Mutex::new(Vec::new()),
+            batch: std::sync::Mutex::new(None),
         }))
     }
 
@@ -218,26 +229,79 @@ impl Cluster {
 
     async fn persist_with(&self, placed: &Placed, durability: Durability) {
         let key = format!("{INSTANCES}{}", placed.id);
-        let written = match serde_json::to_vec(placed) {
-            Ok(value) => {
-                let op = canopy_store::Op::Put {
-                    key,
-                    value,
-                    precondition: Precondition::None,
-                };
-                self.store.txn_with(vec![op], durability).await.map(|_| ())
+        let value = match serde_json::to_vec(placed) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::error!(instance = %placed.id, error = %e, "cannot encode instance");
+                return;
             }
-            Err(e) => Err(canopy_store::StoreError::Backend(e.to_string())),
         };
-        if let Err(e) = written {
+        if let Some(batch) = self
+            .batch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            batch.writes.insert(key, Some(value));
+            return;
+        }
+        let op = canopy_store::Op::Put {
+            key,
+            value,
+            precondition: Precondition::None,
+        };
+        if let Err(e) = self.store.txn_with(vec![op], durability).await {
             tracing::error!(instance = %placed.id, error = %e, "cannot persist instance");
         }
     }
 
     async fn forget(&self, id: &str) {
         let key = format!("{INSTANCES}{id}");
+        if let Some(batch) = self
+            .batch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            batch.writes.insert(key, None);
+            return;
+        }
         if let Err(e) = self.store.delete(&key, Precondition::None).await {
             tracing::error!(instance = %id, error = %e, "cannot delete instance");
+        }
+    }
+
+    fn batching(&self) -> bool {
+        self.batch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Commits what a batch held back in one transaction, then sends its reports: the root
+    /// hears of a placement only once it is durable, as without a batch.
+    async fn commit(&self, batch: Batch) {
+        let ops: Vec<canopy_store::Op> = batch
+            .writes
+            .into_iter()
+            .map(|(key, value)| match value {
+                Some(value) => canopy_store::Op::Put {
+                    key,
+                    value,
+                    precondition: Precondition::None,
+                },
+                None => canopy_store::Op::Delete {
+                    key,
+                    precondition: Precondition::None,
+                },
+            })
+            .collect();
+        let count = ops.len();
+        if let Err(e) = self.store.txn_with(ops, Durability::Immediate).await {
+            tracing::error!(instances = count, error = %e, "cannot persist a batch of instances");
+        }
+        for status in batch.reports {
+            self.uplink.send(up::Body::Status(status));
         }
     }
 
@@ -256,6 +320,15 @@ impl Cluster {
     }
 
     fn report(&self, status: pb::InstanceStatus) {
+        if let Some(batch) = self
+            .batch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            batch.reports.push(status);
+            return;
+        }
         self.uplink.send(up::Body::Status(status));
     }
 
@@ -298,7 +371,10 @@ impl Cluster {
     /// Places one instance on a node and sends it there; if no node fits, tells the root,
     /// which tries another cluster.
     async fn place(&self, state: &mut State, id: &str) {
-        self.refresh_views(state);
+        // A batch refreshes the views once; its placements then keep them current.
+        if !self.batching() {
+            self.refresh_views(state);
+        }
         let Some(context) = Self::context(state, id) else {
             return;
         };
@@ -371,6 +447,14 @@ impl Cluster {
         let assign = placed.workload.to_assign(&placed.id, placed.generation);
         let status = placed.status(&self.config.name);
         let placed = placed.clone();
+        if let Ok(index) = state
+            .views
+            .binary_search_by(|v| v.name.as_str().cmp(node.as_str()))
+        {
+            state.views[index]
+                .allocated
+                .add(&demand(&placed.workload.spec));
+        }
         if let Some(link) = state.nodes.get(&node).and_then(|n| n.downlink.as_ref()) {
             link.send(down::Body::Assign(assign));
         }
@@ -442,7 +526,23 @@ impl Cluster {
         }
     }
 
-    async fn on_assign(&self, assign: pb::Assign) {
+    /// Places a batch of assignments under one lock and commits them together: one fsync for
+    /// a thousand placements instead of a thousand. The state lock is held until the commit,
+    /// so no other write can overtake the batch's.
+    async fn on_assigns(&self, assigns: Vec<pb::Assign>) {
+        let mut state = self.state.lock().await;
+        self.refresh_views(&mut state);
+        *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Batch::default());
+        for assign in assigns {
+            self.admit(&mut state, assign).await;
+        }
+        let batch = self.batch.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(batch) = batch {
+            self.commit(batch).await;
+        }
+    }
+
+    async fn admit(&self, state: &mut State, assign: pb::Assign) {
         let workload = match Workload::from_assign(&assign) {
             Ok(workload) => workload,
             Err(e) => {
@@ -450,18 +550,17 @@ impl Cluster {
                 return;
             }
         };
-        let mut state = self.state.lock().await;
         if let Some(existing) = state.instances.get(&assign.instance_id) {
             if existing.generation >= assign.generation {
                 // A repeat (reconnect) or an outdated assignment: say where it stands.
                 self.report(existing.status(&self.config.name));
                 return;
             }
-            self.revoke_on_node(&state, existing);
+            self.revoke_on_node(state, existing);
         }
         let placed = Placed::new(assign.instance_id.clone(), assign.generation, workload);
         state.instances.insert(placed.id.clone(), placed);
-        self.place(&mut state, &assign.instance_id).await;
+        self.place(state, &assign.instance_id).await;
     }
 
     fn revoke_on_node(&self, state: &State, placed: &Placed) {
@@ -1013,7 +1112,11 @@ impl Child for RootSide {
     }
 
     async fn on_assign(&self, assign: pb::Assign) {
-        self.0.on_assign(assign).await;
+        self.0.on_assigns(vec![assign]).await;
+    }
+
+    async fn on_assigns(&self, assigns: Vec<pb::Assign>) {
+        self.0.on_assigns(assigns).await;
     }
 
     async fn on_revoke(&self, revoke: pb::Revoke) {

@@ -501,6 +501,50 @@ impl Desired {
             .await
     }
 
+    /// [`Desired::update_instance`] over many instances in one transaction (one commit): a
+    /// scheduling pass places hundreds at once. Returns the instances found, changed or not
+    /// (those deleted left out). If another write changed one of them meanwhile, each is
+    /// updated on its own instead, so `change` may see an instance twice.
+    pub async fn update_instances(
+        &self,
+        ids: &[&str],
+        mut change: impl FnMut(&mut Instance) -> InstanceChange,
+    ) -> Result<Vec<Instance>, RootError> {
+        let mut ops = Vec::with_capacity(ids.len());
+        let mut after = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = keys::instance(id);
+            let Some((mut instance, revision)) = self.store.get_json::<Instance>(&key).await?
+            else {
+                continue;
+            };
+            let precondition = Precondition::ModRevision(revision);
+            match change(&mut instance) {
+                InstanceChange::None => after.push(instance),
+                InstanceChange::Write => {
+                    ops.push(Op::Put {
+                        key,
+                        value: to_json(&instance)?,
+                        precondition,
+                    });
+                    after.push(instance);
+                }
+                InstanceChange::Delete => ops.push(Op::Delete { key, precondition }),
+            }
+        }
+        match self.store.txn_with(ops, Durability::Immediate).await {
+            Ok(_) => Ok(after),
+            Err(StoreError::Conflict { .. }) => {
+                let mut after = Vec::with_capacity(ids.len());
+                for id in ids {
+                    after.extend(self.update_instance(id, &mut change).await?);
+                }
+                Ok(after)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn update_instance_with(
         &self,
         id: &str,

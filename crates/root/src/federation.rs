@@ -194,6 +194,8 @@ impl Federation {
                     coordinate: view.coordinate,
                 });
         }
+        // Where this pass places each instance: written in one commit after the loop.
+        let mut chosen: BTreeMap<String, (String, canopy_model::ServiceSpec)> = BTreeMap::new();
         for instance in &instances {
             match instance.state {
                 InstanceState::Pending => {}
@@ -232,44 +234,15 @@ impl Federation {
             request.context = Some(&context);
             match place_on_cluster(&request, &views) {
                 Ok(index) => {
-                    let cluster = views[index].name.clone();
-                    let assigned = self
-                        .desired
-                        .update_instance(&instance.id, |i| {
-                            if i.state != InstanceState::Pending {
-                                return InstanceChange::None;
-                            }
-                            i.generation += 1;
-                            i.cluster = Some(cluster.clone());
-                            i.node = None;
-                            i.pid = None;
-                            i.transition(
-                                InstanceState::ClusterScheduled,
-                                format!("assigned to cluster {cluster}"),
-                                OffsetDateTime::now_utc(),
-                            );
-                            InstanceChange::Write
-                        })
-                        .await?;
-                    let Some(assigned) = assigned.filter(|i| i.cluster.as_ref() == Some(&cluster))
-                    else {
-                        continue;
-                    };
+                    // Later decisions of this pass see this one's reservation and spread.
                     views[index].allocated.add(&demand(&spec));
+                    let cluster = views[index].name.clone();
                     *per_cluster
                         .entry(service_key(instance))
                         .or_default()
                         .entry(cluster.clone())
                         .or_default() += 1;
-                    if let Some(link) = links
-                        .clusters
-                        .get(&cluster)
-                        .and_then(|c| c.downlink.as_ref())
-                    {
-                        link.send(down::Body::Assign(
-                            workload(&assigned, &spec).to_assign(&assigned.id, assigned.generation),
-                        ));
-                    }
+                    chosen.insert(instance.id.clone(), (cluster, spec));
                 }
                 Err(explanation) => {
                     // Say why the clusters that were asked refused, not only that they did.
@@ -295,6 +268,61 @@ impl Federation {
                         })
                         .await?;
                 }
+            }
+        }
+        self.assign_chosen(&links, chosen).await
+    }
+
+    /// Commits a pass's placements in one transaction, then sends the assignments: a
+    /// cluster never hears of a placement the root could forget in a crash.
+    async fn assign_chosen(
+        &self,
+        links: &Links,
+        chosen: BTreeMap<String, (String, canopy_model::ServiceSpec)>,
+    ) -> Result<(), RootError> {
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = chosen.keys().map(String::as_str).collect();
+        let now = OffsetDateTime::now_utc();
+        let assigned = self
+            .desired
+            .update_instances(&ids, |i| {
+                let Some((cluster, _)) = chosen.get(&i.id) else {
+                    return InstanceChange::None;
+                };
+                if i.state != InstanceState::Pending {
+                    return InstanceChange::None;
+                }
+                i.generation += 1;
+                i.cluster = Some(cluster.clone());
+                i.node = None;
+                i.pid = None;
+                i.transition(
+                    InstanceState::ClusterScheduled,
+                    format!("assigned to cluster {cluster}"),
+                    now,
+                );
+                InstanceChange::Write
+            })
+            .await?;
+        for instance in assigned {
+            let Some((cluster, spec)) = chosen.get(&instance.id) else {
+                continue;
+            };
+            if instance.state != InstanceState::ClusterScheduled
+                || instance.cluster.as_ref() != Some(cluster)
+            {
+                continue;
+            }
+            if let Some(link) = links
+                .clusters
+                .get(cluster)
+                .and_then(|c| c.downlink.as_ref())
+            {
+                link.send(down::Body::Assign(
+                    workload(&instance, spec).to_assign(&instance.id, instance.generation),
+                ));
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 
 use crate::pb::{self, up};
 use crate::{TierError, Timing};
+use futures::FutureExt;
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +23,15 @@ pub trait Child: Send + Sync + 'static {
         async { pb::Heartbeat::default() }
     }
     fn on_assign(&self, assign: pb::Assign) -> impl Future<Output = ()> + Send;
+    /// Assignments that arrived together, in order. A child that persists them overrides this
+    /// to commit them at once: a root placing a thousand instances sends them back to back.
+    fn on_assigns(&self, assigns: Vec<pb::Assign>) -> impl Future<Output = ()> + Send {
+        async move {
+            for assign in assigns {
+                self.on_assign(assign).await;
+            }
+        }
+    }
     fn on_revoke(&self, revoke: pb::Revoke) -> impl Future<Output = ()> + Send;
     /// Peers to probe for latency (nodes only).
     fn on_peers(&self, _peers: pb::Peers) -> impl Future<Output = ()> + Send {
@@ -136,6 +146,9 @@ fn endpoint(parent: &str) -> Result<Endpoint, TierError> {
         .keep_alive_while_idle(true))
 }
 
+/// Most assignments handed to the child at once (one commit for all of them at the cluster).
+const MAX_ASSIGN_BATCH: usize = 512;
+
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
     #[error("connect: {0}")]
@@ -185,12 +198,36 @@ async fn session<C: Child>(
     heartbeat.tick().await;
     loop {
         tokio::select! {
-            message = inbound.message() => match message? {
-                Some(pb::Down { body: Some(pb::down::Body::Assign(assign)), .. }) => child.on_assign(assign).await,
-                Some(pb::Down { body: Some(pb::down::Body::Revoke(revoke)), .. }) => child.on_revoke(revoke).await,
-                Some(pb::Down { body: Some(pb::down::Body::Peers(peers)), .. }) => child.on_peers(peers).await,
-                Some(_) => {}
-                None => return Ok(()),
+            message = inbound.message() => {
+                let Some(message) = message? else { return Ok(()) };
+                // Assignments already received go to the child as one batch; the first other
+                // message after them is handled next, in order.
+                let mut body = message.body;
+                let mut assigns = Vec::new();
+                while let Some(pb::down::Body::Assign(assign)) = body {
+                    assigns.push(assign);
+                    body = None;
+                    if assigns.len() == MAX_ASSIGN_BATCH {
+                        break;
+                    }
+                    match inbound.message().now_or_never() {
+                        None => break,
+                        Some(Ok(Some(next))) => body = next.body,
+                        // The stream ended or failed: what arrived before still counts.
+                        Some(end) => {
+                            child.on_assigns(assigns).await;
+                            return end.map(|_| ()).map_err(SessionError::from);
+                        }
+                    }
+                }
+                if !assigns.is_empty() {
+                    child.on_assigns(assigns).await;
+                }
+                match body {
+                    Some(pb::down::Body::Revoke(revoke)) => child.on_revoke(revoke).await,
+                    Some(pb::down::Body::Peers(peers)) => child.on_peers(peers).await,
+                    _ => {}
+                }
             },
             _ = heartbeat.tick() => {
                 let beat = child.heartbeat().await;
