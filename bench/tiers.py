@@ -139,10 +139,9 @@ class Hierarchy:
                     os.killpg(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-        if self.runtime == "container":
-            for name in self.node_names:
-                remove_containers(f"{self.dir}/{name}", name, self.links_before)
-            kill_pid(self.registry_pid)
+        for name in self.node_names:
+            remove_node_leftovers(f"{self.dir}/{name}", name, self.links_before)
+        kill_pid(self.registry_pid)
         unmount_under(self.dir)
         subprocess.run(["rm", "-rf", self.dir], capture_output=True)
 
@@ -395,9 +394,10 @@ def delete_bridge(bridge):
     subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
 
-def remove_containers(node_data, node_name, links_before):
-    """Whatever a (stopped) node agent's containers left: runc state, processes in its cgroups,
-    the cgroups, mounts, and its CNI bridge if this run created it."""
+def remove_node_leftovers(node_data, node_name, links_before):
+    """Whatever a (stopped) node agent's workloads left: runc state, processes in its cgroups,
+    the cgroups (left ones slow every later CPU-quota write: the kernel walks them all),
+    mounts, and its CNI bridge if this run created it."""
     state = f"{node_data}/containers"
     if os.path.isdir(state):
         for entry in os.listdir(state):

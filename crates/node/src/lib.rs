@@ -527,10 +527,61 @@ impl Agent {
                 .await;
         }
         let mut instances = self.instances.lock().await;
-        if let Err(reason) = self.admit(&instances, &workload) {
+        if self.admit_new(&mut instances, id.clone(), assign.generation, workload) {
+            // On disk before anything runs, so a crash right after start is recoverable.
+            self.save(&instances);
+            drop(instances);
+            tokio::spawn(self.clone().supervise(id, assign.generation, false));
+        }
+    }
+
+    /// Assignments that arrived together: the new ones are admitted under one lock and saved
+    /// with one state-file write (not one per instance); repeats and replacements go through
+    /// [`Agent::on_assign`] after them.
+    async fn on_assigns(self: &Arc<Self>, assigns: Vec<pb::Assign>) {
+        let mut admitted = Vec::new();
+        let mut others = Vec::new();
+        let mut instances = self.instances.lock().await;
+        for assign in assigns {
+            if instances.contains_key(&assign.instance_id) {
+                others.push(assign);
+                continue;
+            }
+            match Workload::from_assign(&assign) {
+                Ok(workload) => {
+                    let id = assign.instance_id;
+                    if self.admit_new(&mut instances, id.clone(), assign.generation, workload) {
+                        admitted.push((id, assign.generation));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "ignoring a malformed assignment"),
+            }
+        }
+        if !admitted.is_empty() {
+            self.save(&instances);
+        }
+        drop(instances);
+        for (id, generation) in admitted {
+            tokio::spawn(self.clone().supervise(id, generation, false));
+        }
+        for assign in others {
+            self.on_assign(assign).await;
+        }
+    }
+
+    /// Admits instance `id` (not known here yet) or rejects it with the reason, telling the
+    /// cluster either way. True when admitted: the caller saves the state file, then starts it.
+    fn admit_new(
+        &self,
+        instances: &mut BTreeMap<String, Local>,
+        id: String,
+        generation: u64,
+        workload: Workload,
+    ) -> bool {
+        if let Err(reason) = self.admit(instances, &workload) {
             let mut status = pb::InstanceStatus {
-                id: id.clone(),
-                generation: assign.generation,
+                id,
+                generation,
                 state: pb::State::Rejected as i32,
                 reason,
                 node: self.config.name.clone(),
@@ -539,11 +590,11 @@ impl Agent {
             };
             status.cluster.clear();
             self.uplink.send(up::Body::Status(status));
-            return;
+            return false;
         }
         let local = Local {
             assignment: Assignment {
-                generation: assign.generation,
+                generation,
                 workload,
                 restarts: 0,
             },
@@ -556,11 +607,8 @@ impl Agent {
         };
         self.uplink
             .send(up::Body::Status(local.status(&id, &self.config.name)));
-        instances.insert(id.clone(), local);
-        // On disk before anything runs, so a crash right after start is recoverable.
-        self.save(&instances);
-        drop(instances);
-        tokio::spawn(self.clone().supervise(id, assign.generation, false));
+        instances.insert(id, local);
+        true
     }
 
     /// The node's own admission check: its view of its capacity is the exact one.
@@ -738,6 +786,10 @@ impl Child for ClusterSide {
 
     async fn on_assign(&self, assign: pb::Assign) {
         self.0.on_assign(assign).await;
+    }
+
+    async fn on_assigns(&self, assigns: Vec<pb::Assign>) {
+        self.0.on_assigns(assigns).await;
     }
 
     async fn on_revoke(&self, revoke: pb::Revoke) {

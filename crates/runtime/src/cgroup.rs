@@ -271,8 +271,12 @@ impl InstanceCgroup {
         };
         match self.version {
             CgroupVersion::V1 => {
+                // Each write makes the kernel re-check the bandwidth of every group on the
+                // machine (tg_set_bandwidth): skip the period when it already has our value.
                 let period = self.cpu.join("cpu.cfs_period_us");
-                write(&period, &CFS_PERIOD_US.to_string()).map_err(cpu_err(period))?;
+                if read_u64(&period) != Some(CFS_PERIOD_US) {
+                    write(&period, &CFS_PERIOD_US.to_string()).map_err(cpu_err(period))?;
+                }
                 let q = self.cpu.join("cpu.cfs_quota_us");
                 let v = quota.map_or_else(|| "-1".to_string(), |q| q.to_string());
                 write(&q, &v).map_err(cpu_err(q))?;

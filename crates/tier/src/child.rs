@@ -51,7 +51,8 @@ pub struct Uplink {
 }
 
 pub struct Outbox {
-    rx: mpsc::Receiver<up::Body>,
+    /// Shared with each session's writer task, which holds it while the session lasts.
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<up::Body>>>,
 }
 
 /// Deltas queued while connected beyond this are dropped (and covered by the next hello).
@@ -59,7 +60,12 @@ const OUTBOX_CAPACITY: usize = 16 * 1024;
 
 pub fn uplink() -> (Uplink, Outbox) {
     let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-    (Uplink { tx }, Outbox { rx })
+    (
+        Uplink { tx },
+        Outbox {
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+        },
+    )
 }
 
 impl Uplink {
@@ -172,7 +178,7 @@ async fn session<C: Child>(
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
     // Anything queued before now is covered by the hello built next.
-    while outbox.rx.try_recv().is_ok() {}
+    while outbox.rx.lock().await.try_recv().is_ok() {}
     let mut hello = child.hello().await;
     hello.token = token.to_string();
     let (tx, rx) = mpsc::channel::<pb::Up>(1024);
@@ -193,47 +199,93 @@ async fn session<C: Child>(
         Err(_) => return Err(SessionError::NoWelcome("no answer within 10 s")),
     };
     child.on_link(Some(timing)).await;
-    let mut heartbeat = tokio::time::interval(timing.heartbeat);
+    // Heartbeats and deltas go out from their own task, so a child busy with what it was
+    // sent (a node admitting hundreds of assignments) still heartbeats and reports.
+    let mut writer = Writer(tokio::spawn(write_loop(
+        sender,
+        outbox.rx.clone(),
+        child.clone(),
+        timing.heartbeat,
+    )));
+    tokio::select! {
+        result = read_loop(&mut inbound, child) => {
+            writer.0.abort();
+            // Once it has stopped, the outbox is free for the next session.
+            let _ = (&mut writer.0).await;
+            result
+        }
+        written = &mut writer.0 => written.unwrap_or(Err(SessionError::Closed)),
+    }
+}
+
+/// A session's writer task, stopped however the session ends (also when it is dropped, as
+/// on shutdown): a writer left running would keep heartbeating for a dead session.
+struct Writer(tokio::task::JoinHandle<Result<(), SessionError>>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Hands what the parent sends to the child, in order, until the link ends.
+async fn read_loop<C: Child>(
+    inbound: &mut tonic::Streaming<pb::Down>,
+    child: &Arc<C>,
+) -> Result<(), SessionError> {
+    loop {
+        let Some(message) = inbound.message().await? else {
+            return Ok(());
+        };
+        // Assignments already received go to the child as one batch; the first other
+        // message after them is handled next, in order.
+        let mut body = message.body;
+        let mut assigns = Vec::new();
+        while let Some(pb::down::Body::Assign(assign)) = body {
+            assigns.push(assign);
+            body = None;
+            if assigns.len() == MAX_ASSIGN_BATCH {
+                break;
+            }
+            match inbound.message().now_or_never() {
+                None => break,
+                Some(Ok(Some(next))) => body = next.body,
+                // The stream ended or failed: what arrived before still counts.
+                Some(end) => {
+                    child.on_assigns(assigns).await;
+                    return end.map(|_| ()).map_err(SessionError::from);
+                }
+            }
+        }
+        if !assigns.is_empty() {
+            child.on_assigns(assigns).await;
+        }
+        match body {
+            Some(pb::down::Body::Revoke(revoke)) => child.on_revoke(revoke).await,
+            Some(pb::down::Body::Peers(peers)) => child.on_peers(peers).await,
+            _ => {}
+        }
+    }
+}
+
+/// Sends a heartbeat every `every` and each delta the child queues, until the link fails.
+async fn write_loop<C: Child>(
+    mut sender: Sender,
+    outbox: Arc<tokio::sync::Mutex<mpsc::Receiver<up::Body>>>,
+    child: Arc<C>,
+    every: Duration,
+) -> Result<(), SessionError> {
+    let mut outbox = outbox.lock().await;
+    let mut heartbeat = tokio::time::interval(every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
     loop {
         tokio::select! {
-            message = inbound.message() => {
-                let Some(message) = message? else { return Ok(()) };
-                // Assignments already received go to the child as one batch; the first other
-                // message after them is handled next, in order.
-                let mut body = message.body;
-                let mut assigns = Vec::new();
-                while let Some(pb::down::Body::Assign(assign)) = body {
-                    assigns.push(assign);
-                    body = None;
-                    if assigns.len() == MAX_ASSIGN_BATCH {
-                        break;
-                    }
-                    match inbound.message().now_or_never() {
-                        None => break,
-                        Some(Ok(Some(next))) => body = next.body,
-                        // The stream ended or failed: what arrived before still counts.
-                        Some(end) => {
-                            child.on_assigns(assigns).await;
-                            return end.map(|_| ()).map_err(SessionError::from);
-                        }
-                    }
-                }
-                if !assigns.is_empty() {
-                    child.on_assigns(assigns).await;
-                }
-                match body {
-                    Some(pb::down::Body::Revoke(revoke)) => child.on_revoke(revoke).await,
-                    Some(pb::down::Body::Peers(peers)) => child.on_peers(peers).await,
-                    _ => {}
-                }
-            },
             _ = heartbeat.tick() => {
                 let beat = child.heartbeat().await;
                 sender.send(up::Body::Heartbeat(beat)).await?;
             }
-            Some(body) = outbox.rx.recv() => sender.send(body).await?,
+            Some(body) = outbox.recv() => sender.send(body).await?,
         }
     }
 }
