@@ -141,3 +141,100 @@ async fn assignments_arrive_in_order_in_batches_around_a_revoke() {
     stop_tx.send(true).unwrap();
     link.await.unwrap().unwrap();
 }
+
+/// Sends one assignment on hello and counts the heartbeats and goodbyes it gets.
+#[derive(Default)]
+struct Counting {
+    heartbeats: Mutex<usize>,
+    goodbyes: Mutex<usize>,
+    changed: Notify,
+}
+
+impl Parent for Counting {
+    async fn on_hello(&self, _hello: pb::Hello, downlink: Downlink) -> Result<(), Status> {
+        assert!(downlink.send(down::Body::Assign(pb::Assign {
+            instance_id: "slow".into(),
+            generation: 1,
+            workload_json: Vec::new(),
+        })));
+        Ok(())
+    }
+
+    async fn on_message(&self, _child: &str, body: up::Body) {
+        if let up::Body::Heartbeat(_) = body {
+            *self.heartbeats.lock().unwrap() += 1;
+            self.changed.notify_one();
+        }
+    }
+
+    async fn on_goodbye(&self, _child: &str, _link: u64) {
+        *self.goodbyes.lock().unwrap() += 1;
+    }
+}
+
+/// Takes as long as the test wants to handle its assignments.
+#[derive(Default)]
+struct Busy {
+    release: Notify,
+    handled: Notify,
+}
+
+impl Child for Busy {
+    async fn hello(&self) -> pb::Hello {
+        Recorder::default().hello().await
+    }
+
+    async fn on_assign(&self, _assign: pb::Assign) {
+        self.release.notified().await;
+        self.handled.notify_one();
+    }
+
+    async fn on_revoke(&self, _revoke: pb::Revoke) {}
+}
+
+#[tokio::test]
+async fn a_child_busy_with_its_assignments_still_heartbeats() {
+    let timing = Timing {
+        heartbeat: Duration::from_millis(50),
+        deadline: Duration::from_millis(400),
+    };
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    let address = incoming.local_addr().expect("address");
+    let parent = Arc::new(Counting::default());
+    let service = TierService::new(parent.clone(), timing).into_server();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming),
+    );
+    let child = Arc::new(Busy::default());
+    let (_uplink, outbox) = child::uplink();
+    let (stop_tx, stop) = watch::channel(false);
+    let link = tokio::spawn(child::run(
+        format!("http://{address}"),
+        String::new(),
+        child.clone(),
+        outbox,
+        stop,
+    ));
+
+    // The child is stuck in its handler from the start; well past the 400 ms deadline, the
+    // parent still hears heartbeats and keeps the link.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while *parent.heartbeats.lock().unwrap() < 20 {
+            parent.changed.notified().await;
+        }
+    })
+    .await
+    .expect("20 heartbeats (1 s) while the child is busy");
+    assert_eq!(*parent.goodbyes.lock().unwrap(), 0, "the link was dropped");
+
+    let handled = child.handled.notified();
+    child.release.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), handled)
+        .await
+        .expect("the handler finishes once released");
+    stop_tx.send(true).unwrap();
+    link.await.unwrap().unwrap();
+}
