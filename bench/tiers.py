@@ -440,11 +440,13 @@ def machine():
 
 
 def commit():
-    """The commit the binary was built from (`-dirty` when tracked files differ from it)."""
+    """The commit measured (`-dirty` when tracked files other than the results differ from it)."""
     def git(*args):
         return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True).stdout.strip()
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":!bench/RESULTS.md", ":!bench/results")
+    return head + ("-dirty" if changed else "")
 
 
 def write_results(path, bench, figures):
