@@ -23,6 +23,16 @@ CANOPY = os.environ.get("CANOPY_BIN", os.path.join(ROOT, "target", "release", "c
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _exit_on_sigterm(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+# A benchmark stopped with SIGTERM (or its terminal closed) still runs its `finally` blocks,
+# which stop the tiers and remove what their workloads left.
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
+signal.signal(signal.SIGHUP, _exit_on_sigterm)
+
+
 class Tier:
     """One `canopy` daemon; `url` is set for the ones that listen."""
 
@@ -263,10 +273,13 @@ def process_app(name, replicas=1, command="sleep 3600", resources="{cpu: 10m, me
 
 
 def container_app(name, image, replicas):
+    """A container application that sleeps. Its shell (PID 1 of the container, which ignores
+    signals it has no handler for) exits on SIGTERM, so a delete does not wait out the grace
+    period."""
     return ("apiVersion: canopy.dev/v1\nkind: Application\n"
             f"metadata: {{name: {name}}}\nspec:\n  services:\n"
             f"  - name: work\n    runtime: container\n    image: {image}\n"
-            "    command: [sleep, '3600']\n"
+            "    command: [sh, -c, 'trap \"exit 0\" TERM; sleep 3600 & wait']\n"
             f"    replicas: {replicas}\n    resources: {{cpu: 10m, memory: 16Mi}}\n")
 
 
