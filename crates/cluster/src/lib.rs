@@ -355,15 +355,7 @@ impl Cluster {
         for placed in state.instances.values().filter(|p| p.is_live()) {
             // A copy being replaced holds its node until it stops.
             for node in placed.node.iter().chain(placed.draining.iter()) {
-                // `views` is in `nodes`' (sorted) order.
-                if let Ok(index) = state
-                    .views
-                    .binary_search_by(|v| v.name.as_str().cmp(node.as_str()))
-                {
-                    state.views[index]
-                        .allocated
-                        .add(&demand(&placed.workload.spec));
-                }
+                reserve(&mut state.views, node, &placed.workload.spec);
             }
         }
     }
@@ -447,14 +439,7 @@ impl Cluster {
         let assign = placed.workload.to_assign(&placed.id, placed.generation);
         let status = placed.status(&self.config.name);
         let placed = placed.clone();
-        if let Ok(index) = state
-            .views
-            .binary_search_by(|v| v.name.as_str().cmp(node.as_str()))
-        {
-            state.views[index]
-                .allocated
-                .add(&demand(&placed.workload.spec));
-        }
+        reserve(&mut state.views, &node, &placed.workload.spec);
         if let Some(link) = state.nodes.get(&node).and_then(|n| n.downlink.as_ref()) {
             link.send(down::Body::Assign(assign));
         }
@@ -1047,6 +1032,13 @@ impl Cluster {
 /// A member without what changes all the time and is not worth a report: last-seen times,
 /// and latency jitter below a millisecond (or a tenth of relative error): coordinates, the
 /// round trip to the cluster and the cluster's radius move a little with every probe.
+/// Counts `spec`'s demand against `node` in `views` (which are in the nodes' sorted order).
+fn reserve(views: &mut [NodeView], node: &str, spec: &canopy_model::ServiceSpec) {
+    if let Ok(index) = views.binary_search_by(|v| v.name.as_str().cmp(node)) {
+        views[index].allocated.add(&demand(spec));
+    }
+}
+
 fn comparable(member: &pb::Member) -> pb::Member {
     let round = |value: f64, step: f64| (value / step).round() * step;
     pb::Member {

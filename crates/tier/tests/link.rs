@@ -5,10 +5,50 @@ use canopy_tier::Timing;
 use canopy_tier::child::{self, Child};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::pb::{self, down, up};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tonic::Status;
+
+/// Serves `parent` on a loopback port; its address.
+fn serve<P: Parent>(parent: Arc<P>, timing: Timing) -> SocketAddr {
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    let address = incoming.local_addr().expect("address");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TierService::new(parent, timing).into_server())
+            .serve_with_incoming(incoming),
+    );
+    address
+}
+
+/// A child's link to the parent at `address`, kept up until closed.
+struct Link {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), canopy_tier::TierError>>,
+}
+
+impl Link {
+    fn open<C: Child>(address: SocketAddr, child: Arc<C>) -> Link {
+        let (_uplink, outbox) = child::uplink();
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(child::run(
+            format!("http://{address}"),
+            String::new(),
+            child,
+            outbox,
+            stopped,
+        ));
+        Link { stop, task }
+    }
+
+    async fn close(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
 
 /// Sends `first` assignments, a revoke, then `second` assignments as soon as the child says hello.
 struct Burst {
@@ -92,26 +132,9 @@ async fn assignments_arrive_in_order_in_batches_around_a_revoke() {
         heartbeat: Duration::from_millis(200),
         deadline: Duration::from_secs(5),
     };
-    let incoming =
-        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
-    let address = incoming.local_addr().expect("address");
-    let service = TierService::new(Arc::new(Burst { first, second }), timing).into_server();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(incoming),
-    );
-
+    let address = serve(Arc::new(Burst { first, second }), timing);
     let recorder = Arc::new(Recorder::default());
-    let (_uplink, outbox) = child::uplink();
-    let (stop_tx, stop) = watch::channel(false);
-    let link = tokio::spawn(child::run(
-        format!("http://{address}"),
-        String::new(),
-        recorder.clone(),
-        outbox,
-        stop,
-    ));
+    let link = Link::open(address, recorder.clone());
 
     let expected = first + 1 + second;
     tokio::time::timeout(Duration::from_secs(20), async {
@@ -138,8 +161,7 @@ async fn assignments_arrive_in_order_in_batches_around_a_revoke() {
     assert!(batches.iter().any(|&n| n > 1), "never batched: {batches:?}");
     assert!(batches.len() >= 3, "{batches:?}");
 
-    stop_tx.send(true).unwrap();
-    link.await.unwrap().unwrap();
+    link.close().await;
 }
 
 /// Sends one assignment on hello and counts the heartbeats and goodbyes it gets.
@@ -198,26 +220,10 @@ async fn a_child_busy_with_its_assignments_still_heartbeats() {
         heartbeat: Duration::from_millis(50),
         deadline: Duration::from_millis(400),
     };
-    let incoming =
-        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
-    let address = incoming.local_addr().expect("address");
     let parent = Arc::new(Counting::default());
-    let service = TierService::new(parent.clone(), timing).into_server();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(incoming),
-    );
+    let address = serve(parent.clone(), timing);
     let child = Arc::new(Busy::default());
-    let (_uplink, outbox) = child::uplink();
-    let (stop_tx, stop) = watch::channel(false);
-    let link = tokio::spawn(child::run(
-        format!("http://{address}"),
-        String::new(),
-        child.clone(),
-        outbox,
-        stop,
-    ));
+    let link = Link::open(address, child.clone());
 
     // The child is stuck in its handler from the start; well past the 400 ms deadline, the
     // parent still hears heartbeats and keeps the link.
@@ -235,6 +241,5 @@ async fn a_child_busy_with_its_assignments_still_heartbeats() {
     tokio::time::timeout(Duration::from_secs(5), handled)
         .await
         .expect("the handler finishes once released");
-    stop_tx.send(true).unwrap();
-    link.await.unwrap().unwrap();
+    link.close().await;
 }
