@@ -200,6 +200,15 @@ class Instances:
     def of(self, application):
         return [(at, x) for at, x in self.views.values() if x["application"] == application]
 
+    def snapshot(self):
+        """{id: instance object}, as the stream has it now."""
+        with self.cond:
+            return {i: x for i, (_, x) in self.views.items()}
+
+    def wait_until(self, predicate, within, what):
+        """`wait` with a predicate over `snapshot()`."""
+        return self.wait(lambda me: predicate({i: x for i, (_, x) in me.views.items()}), within, what)
+
     def wait(self, predicate, within, what):
         """Waits until `predicate(self)` holds (checked under the lock after every change)."""
         deadline = time.monotonic() + within

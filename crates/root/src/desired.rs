@@ -518,18 +518,10 @@ impl Desired {
             else {
                 continue;
             };
-            let precondition = Precondition::ModRevision(revision);
-            match change(&mut instance) {
-                InstanceChange::None => after.push(instance),
-                InstanceChange::Write => {
-                    ops.push(Op::Put {
-                        key,
-                        value: to_json(&instance)?,
-                        precondition,
-                    });
-                    after.push(instance);
-                }
-                InstanceChange::Delete => ops.push(Op::Delete { key, precondition }),
+            let change = change(&mut instance);
+            ops.extend(instance_op(key, &instance, revision, change)?);
+            if change != InstanceChange::Delete {
+                after.push(instance);
             }
         }
         match self.store.txn_with(ops, Durability::Immediate).await {
@@ -557,25 +549,11 @@ impl Desired {
             else {
                 return Ok(None);
             };
-            let precondition = Precondition::ModRevision(revision);
-            let (op, after) = match change(&mut instance) {
-                InstanceChange::None => return Ok(Some(instance)),
-                InstanceChange::Write => (
-                    Op::Put {
-                        key: key.clone(),
-                        value: to_json(&instance)?,
-                        precondition,
-                    },
-                    Some(instance),
-                ),
-                InstanceChange::Delete => (
-                    Op::Delete {
-                        key: key.clone(),
-                        precondition,
-                    },
-                    None,
-                ),
+            let change = change(&mut instance);
+            let Some(op) = instance_op(key.clone(), &instance, revision, change)? else {
+                return Ok(Some(instance));
             };
+            let after = (change != InstanceChange::Delete).then_some(instance);
             match self.store.txn_with(vec![op], durability).await {
                 Ok(_) => return Ok(after),
                 Err(StoreError::Conflict { .. }) => continue,
@@ -606,6 +584,25 @@ impl Desired {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The write an [`InstanceChange`] of `instance` (read at `revision`) makes, if any.
+fn instance_op(
+    key: String,
+    instance: &Instance,
+    revision: Revision,
+    change: InstanceChange,
+) -> Result<Option<Op>, RootError> {
+    let precondition = Precondition::ModRevision(revision);
+    Ok(match change {
+        InstanceChange::None => None,
+        InstanceChange::Write => Some(Op::Put {
+            key,
+            value: to_json(instance)?,
+            precondition,
+        }),
+        InstanceChange::Delete => Some(Op::Delete { key, precondition }),
+    })
 }
 
 /// What an [`Desired::update_instance`] closure did.
