@@ -3,6 +3,7 @@
 
 mod descriptor;
 mod error;
+mod lifecycle;
 pub mod limits;
 pub mod oakestra;
 mod parse;
@@ -12,6 +13,7 @@ mod validate;
 
 pub use descriptor::*;
 pub use error::{DescriptorError, FieldError};
+pub use lifecycle::*;
 pub use limits::*;
 pub use oakestra::{is_oakestra_sla, parse_oakestra};
 pub use parse::{DescriptorFormat, ParsedDescriptor, parse_descriptor, to_json, to_yaml};

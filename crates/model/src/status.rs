@@ -1,63 +1,10 @@
 //! Observed state: instances and their lifecycle, clusters and nodes as the root sees them.
 
+use crate::{IllegalTransition, InstanceState, Termination};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
-
-/// `Pending → ClusterScheduled → NodeScheduled → Starting → Running → (Succeeded | Failed | Lost) → Terminated`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
-pub enum InstanceState {
-    /// Waiting for a placement; `reason` says why it has none yet.
-    Pending,
-    ClusterScheduled,
-    NodeScheduled,
-    Starting,
-    Running,
-    Succeeded,
-    Failed,
-    /// Its node or cluster stopped reporting; a replacement is placed elsewhere.
-    Lost,
-    /// Asked to stop; waiting for its node to confirm.
-    Terminating,
-    Terminated,
-}
-
-impl InstanceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InstanceState::Pending => "Pending",
-            InstanceState::ClusterScheduled => "ClusterScheduled",
-            InstanceState::NodeScheduled => "NodeScheduled",
-            InstanceState::Starting => "Starting",
-            InstanceState::Running => "Running",
-            InstanceState::Succeeded => "Succeeded",
-            InstanceState::Failed => "Failed",
-            InstanceState::Lost => "Lost",
-            InstanceState::Terminating => "Terminating",
-            InstanceState::Terminated => "Terminated",
-        }
-    }
-
-    /// States from which the instance will not run again by itself.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            InstanceState::Succeeded
-                | InstanceState::Failed
-                | InstanceState::Lost
-                | InstanceState::Terminated
-        )
-    }
-}
-
-impl std::fmt::Display for InstanceState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One lifecycle transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -97,8 +44,12 @@ pub struct Instance {
     pub pid: Option<u32>,
     #[serde(default)]
     pub restarts: u32,
+    /// How its last run ended, when it has ended at least once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
+    pub last_termination: Option<Termination>,
+    /// Whether it serves: running and, once probes exist, passing its readiness probe.
+    #[serde(default)]
+    pub ready: bool,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -114,13 +65,20 @@ pub struct Instance {
 pub const MAX_INSTANCE_EVENTS: usize = 32;
 
 impl Instance {
-    /// Moves to `state`, recording the transition.
+    /// Moves to `state`, recording the transition, if the lifecycle has that edge; staying
+    /// in the same state with a new reason is recorded too.
     pub fn transition(
         &mut self,
         state: InstanceState,
         reason: impl Into<String>,
         at: OffsetDateTime,
-    ) {
+    ) -> Result<(), IllegalTransition> {
+        if !self.state.can_become(state) {
+            return Err(IllegalTransition {
+                from: self.state,
+                to: state,
+            });
+        }
         let reason = reason.into();
         self.state = state;
         self.reason = (!reason.is_empty()).then(|| reason.clone());
@@ -130,6 +88,7 @@ impl Instance {
             let excess = self.events.len() - MAX_INSTANCE_EVENTS;
             self.events.drain(..excess);
         }
+        Ok(())
     }
 }
 

@@ -1,13 +1,16 @@
 //! The child's end of a link: dial, hello, heartbeats and deltas, reconnect with backoff.
 
 use crate::pb::{self, up};
+use crate::session::{Assignment, Hello, Revocation};
+use crate::status::StatusReport;
 use crate::{TierError, Timing};
+use std::collections::{HashMap, VecDeque};
 use futures::FutureExt;
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -16,24 +19,17 @@ use tonic::transport::Endpoint;
 pub trait Child: Send + Sync + 'static {
     /// The full observed state, sent first on every connection: the parent diffs it against
     /// its own view, so nothing that happened while the link was down is lost.
-    fn hello(&self) -> impl Future<Output = pb::Hello> + Send;
+    fn hello(&self) -> impl Future<Output = Hello> + Send;
     /// Empty by default: parents compute allocation from their own placements, and an empty
     /// heartbeat keeps idle traffic to a few bytes.
     fn heartbeat(&self) -> impl Future<Output = pb::Heartbeat> + Send {
         async { pb::Heartbeat::default() }
     }
-    fn on_assign(&self, assign: pb::Assign) -> impl Future<Output = ()> + Send;
-    /// Assignments that arrived together, in order. A child that persists them overrides this
-    /// to commit them at once: a root placing a thousand instances sends them back to back.
-    fn on_assigns(&self, assigns: Vec<pb::Assign>) -> impl Future<Output = ()> + Send {
-        async move {
-            for assign in assigns {
-                self.on_assign(assign).await;
-            }
-        }
-    }
-    fn on_revoke(&self, revoke: pb::Revoke) -> impl Future<Output = ()> + Send;
-    /// Peers to probe for latency (nodes only).
+    /// Assignments that arrived together, in order: a root placing a thousand instances
+    /// sends them back to back, and a child that persists them commits them at once.
+    fn on_assigns(&self, assigns: Vec<Assignment>) -> impl Future<Output = ()> + Send;
+    fn on_revoke(&self, revoke: Revocation) -> impl Future<Output = ()> + Send;
+    /// Peers to probe for latency.
     fn on_peers(&self, _peers: pb::Peers) -> impl Future<Output = ()> + Send {
         async {}
     }
@@ -44,35 +40,112 @@ pub trait Child: Send + Sync + 'static {
 }
 
 /// Sends deltas to the parent. While the link is down they are dropped: the next hello
-/// carries the full state, which supersedes them.
+/// carries the full state, which supersedes them. A status not sent yet is replaced by a
+/// newer one of the same instance and generation, so a child that reports faster than its
+/// link drains sends each instance's latest word, once.
 #[derive(Clone)]
 pub struct Uplink {
-    tx: mpsc::Sender<up::Body>,
+    queue: Arc<std::sync::Mutex<Queue>>,
+    ready: Arc<Notify>,
 }
 
+#[derive(Clone)]
 pub struct Outbox {
-    /// Shared with each session's writer task, which holds it while the session lasts.
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<up::Body>>>,
+    queue: Arc<std::sync::Mutex<Queue>>,
+    ready: Arc<Notify>,
+    /// Held by each session's writer while the session lasts.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Deltas queued while connected beyond this are dropped (and covered by the next hello).
+/// Deltas queued beyond this are dropped (and covered by the next hello).
 const OUTBOX_CAPACITY: usize = 16 * 1024;
 
+#[derive(Default)]
+struct Queue {
+    /// In order; a slot emptied by coalescing is skipped.
+    bodies: VecDeque<Option<up::Body>>,
+    /// Where the unsent status of (instance, generation) waits, as an index into `bodies`
+    /// offset by `sent` (the number of slots taken off its front so far).
+    statuses: HashMap<(String, u64), u64>,
+    sent: u64,
+}
+
+impl Queue {
+    fn push(&mut self, body: up::Body) {
+        if let up::Body::Status(status) = &body {
+            let key = (status.id.clone(), status.generation);
+            if let Some(slot) = self
+                .statuses
+                .get(&key)
+                .and_then(|at| at.checked_sub(self.sent))
+                .and_then(|index| self.bodies.get_mut(index as usize))
+            {
+                *slot = Some(body);
+                return;
+            }
+            if self.bodies.len() >= OUTBOX_CAPACITY {
+                tracing::debug!("uplink full; the next hello resynchronises");
+                return;
+            }
+            self.statuses
+                .insert(key, self.sent + self.bodies.len() as u64);
+        } else if self.bodies.len() >= OUTBOX_CAPACITY {
+            tracing::debug!("uplink full; the next hello resynchronises");
+            return;
+        }
+        self.bodies.push_back(Some(body));
+    }
+
+    fn take_all(&mut self) -> Vec<up::Body> {
+        self.sent += self.bodies.len() as u64;
+        self.statuses.clear();
+        self.bodies.drain(..).flatten().collect()
+    }
+}
+
 pub fn uplink() -> (Uplink, Outbox) {
-    let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+    let queue = Arc::new(std::sync::Mutex::new(Queue::default()));
+    let ready = Arc::new(Notify::new());
     (
-        Uplink { tx },
+        Uplink {
+            queue: queue.clone(),
+            ready: ready.clone(),
+        },
         Outbox {
-            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            queue,
+            ready,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
         },
     )
 }
 
+fn lock(queue: &std::sync::Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Uplink {
-    pub fn send(&self, body: up::Body) {
-        if self.tx.try_send(body).is_err() {
-            tracing::debug!("uplink full or closed; the next hello resynchronises");
-        }
+    pub fn report(&self, status: &StatusReport) {
+        self.send(up::Body::Status(status.into()));
+    }
+
+    pub fn membership(&self, membership: pb::Membership) {
+        self.send(up::Body::Membership(membership));
+    }
+
+    fn send(&self, body: up::Body) {
+        lock(&self.queue).push(body);
+        self.ready.notify_one();
+    }
+}
+
+impl Outbox {
+    /// Drops what was queued: the hello about to be sent covers it.
+    fn clear(&self) {
+        lock(&self.queue).take_all();
+    }
+
+    fn take_all(&self) -> Vec<up::Body> {
+        lock(&self.queue).take_all()
     }
 }
 
@@ -111,7 +184,7 @@ pub async fn run<C: Child>(
     parent: String,
     token: String,
     child: Arc<C>,
-    mut outbox: Outbox,
+    outbox: Outbox,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), TierError> {
     let endpoint = endpoint(&parent)?;
@@ -119,7 +192,7 @@ pub async fn run<C: Child>(
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            result = session(&endpoint, &token, &child, &mut outbox) => result,
+            result = session(&endpoint, &token, &child, &outbox) => result,
             _ = crate::stopped(&mut stop) => return Ok(()),
         };
         child.on_link(None).await;
@@ -171,16 +244,17 @@ async fn session<C: Child>(
     endpoint: &Endpoint,
     token: &str,
     child: &Arc<C>,
-    outbox: &mut Outbox,
+    outbox: &Outbox,
 ) -> Result<(), SessionError> {
     let channel = endpoint.connect().await?;
     let mut client = pb::tier_client::TierClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
     // Anything queued before now is covered by the hello built next.
-    while outbox.rx.lock().await.try_recv().is_ok() {}
+    outbox.clear();
     let mut hello = child.hello().await;
     hello.token = token.to_string();
+    let hello = hello.to_pb();
     let (tx, rx) = mpsc::channel::<pb::Up>(1024);
     let mut sender = Sender { tx, seq: 0 };
     sender.send(up::Body::Hello(hello)).await?;
@@ -203,7 +277,7 @@ async fn session<C: Child>(
     // sent (a node admitting hundreds of assignments) still heartbeats and reports.
     let mut writer = Writer(tokio::spawn(write_loop(
         sender,
-        outbox.rx.clone(),
+        outbox.clone(),
         child.clone(),
         timing.heartbeat,
     )));
@@ -242,7 +316,10 @@ async fn read_loop<C: Child>(
         let mut body = message.body;
         let mut assigns = Vec::new();
         while let Some(pb::down::Body::Assign(assign)) = body {
-            assigns.push(assign);
+            match Assignment::from_pb(&assign) {
+                Ok(assignment) => assigns.push(assignment),
+                Err(e) => tracing::warn!(error = %e, "ignoring a malformed assignment"),
+            }
             body = None;
             if assigns.len() == MAX_ASSIGN_BATCH {
                 break;
@@ -261,7 +338,9 @@ async fn read_loop<C: Child>(
             child.on_assigns(assigns).await;
         }
         match body {
-            Some(pb::down::Body::Revoke(revoke)) => child.on_revoke(revoke).await,
+            Some(pb::down::Body::Revoke(revoke)) => {
+                child.on_revoke(Revocation::from_pb(revoke)).await
+            }
             Some(pb::down::Body::Peers(peers)) => child.on_peers(peers).await,
             _ => {}
         }
@@ -271,21 +350,24 @@ async fn read_loop<C: Child>(
 /// Sends a heartbeat every `every` and each delta the child queues, until the link fails.
 async fn write_loop<C: Child>(
     mut sender: Sender,
-    outbox: Arc<tokio::sync::Mutex<mpsc::Receiver<up::Body>>>,
+    outbox: Outbox,
     child: Arc<C>,
     every: Duration,
 ) -> Result<(), SessionError> {
-    let mut outbox = outbox.lock().await;
+    let _writing = outbox.writer.lock().await;
     let mut heartbeat = tokio::time::interval(every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
     loop {
+        for body in outbox.take_all() {
+            sender.send(body).await?;
+        }
         tokio::select! {
             _ = heartbeat.tick() => {
                 let beat = child.heartbeat().await;
                 sender.send(up::Body::Heartbeat(beat)).await?;
             }
-            Some(body) = outbox.recv() => sender.send(body).await?,
+            _ = outbox.ready.notified() => {}
         }
     }
 }

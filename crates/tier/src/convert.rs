@@ -1,7 +1,7 @@
 //! Between the model's types and the wire's.
 
 use crate::pb;
-use canopy_model::{GeoPoint, InstanceState, ResourceAmounts, ServiceSpec};
+use canopy_model::{GeoPoint, ResourceAmounts, ServiceSpec};
 use canopy_sched::{ClusterView, Coordinate, NodeView};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -32,38 +32,6 @@ impl Workload {
             crate::TierError::Malformed(format!("assignment {}: {e}", assign.instance_id))
         })
     }
-}
-
-pub fn state_to_pb(state: InstanceState) -> pb::State {
-    match state {
-        InstanceState::Pending => pb::State::Pending,
-        InstanceState::ClusterScheduled => pb::State::ClusterScheduled,
-        InstanceState::NodeScheduled => pb::State::NodeScheduled,
-        InstanceState::Starting => pb::State::Starting,
-        InstanceState::Running => pb::State::Running,
-        InstanceState::Succeeded => pb::State::Succeeded,
-        InstanceState::Failed => pb::State::Failed,
-        InstanceState::Lost => pb::State::Lost,
-        InstanceState::Terminating => pb::State::Terminating,
-        InstanceState::Terminated => pb::State::Terminated,
-    }
-}
-
-/// `None` for states that are not instance states (unspecified, rejected).
-pub fn state_from_pb(state: pb::State) -> Option<InstanceState> {
-    Some(match state {
-        pb::State::Pending => InstanceState::Pending,
-        pb::State::ClusterScheduled => InstanceState::ClusterScheduled,
-        pb::State::NodeScheduled => InstanceState::NodeScheduled,
-        pb::State::Starting => InstanceState::Starting,
-        pb::State::Running => InstanceState::Running,
-        pb::State::Succeeded => InstanceState::Succeeded,
-        pb::State::Failed => InstanceState::Failed,
-        pb::State::Lost => InstanceState::Lost,
-        pb::State::Terminating => InstanceState::Terminating,
-        pb::State::Terminated => InstanceState::Terminated,
-        pb::State::Unspecified | pb::State::Rejected => return None,
-    })
 }
 
 impl From<ResourceAmounts> for pb::Resources {
@@ -251,27 +219,6 @@ pub fn summary_from_pb(member: &pb::Member) -> ClusterView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_state_survives_the_wire() {
-        use InstanceState::*;
-        for state in [
-            Pending,
-            ClusterScheduled,
-            NodeScheduled,
-            Starting,
-            Running,
-            Succeeded,
-            Failed,
-            Lost,
-            Terminating,
-            Terminated,
-        ] {
-            assert_eq!(state_from_pb(state_to_pb(state)), Some(state));
-        }
-        assert_eq!(state_from_pb(pb::State::Rejected), None);
-        assert_eq!(state_from_pb(pb::State::Unspecified), None);
-    }
 
     #[test]
     fn runtime_names_parse_and_unknown_ones_are_skipped() {

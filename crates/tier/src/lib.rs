@@ -10,8 +10,12 @@ pub mod child;
 mod convert;
 pub mod parent;
 pub mod probe;
+pub mod session;
+mod status;
 
 pub use convert::*;
+pub use session::{Assignment, Hello, Message, Revocation};
+pub use status::{Reported, StatusReport, reported_from_pb, state_to_pb};
 
 pub mod pb {
     tonic::include_proto!("canopy.tier.v1");

@@ -2,6 +2,7 @@
 
 use crate::Timing;
 use crate::pb::{self, down, up};
+use crate::session::{Assignment, Hello, Message, Revocation};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +15,10 @@ pub trait Parent: Send + Sync + 'static {
     /// A child connected. Refuse it with an error status, or keep `downlink` to talk to it.
     fn on_hello(
         &self,
-        hello: pb::Hello,
+        hello: Hello,
         downlink: Downlink,
     ) -> impl Future<Output = Result<(), Status>> + Send;
-    fn on_message(&self, child: &str, body: up::Body) -> impl Future<Output = ()> + Send;
+    fn on_message(&self, child: &str, message: Message) -> impl Future<Output = ()> + Send;
     /// The link with this id ended (closed, failed, or silent past the deadline). A newer
     /// link of the same child may already be up: compare `link`.
     fn on_goodbye(&self, child: &str, link: u64) -> impl Future<Output = ()> + Send;
@@ -40,8 +41,20 @@ impl Downlink {
         self.link
     }
 
-    /// False when the link is gone or congested.
-    pub fn send(&self, body: down::Body) -> bool {
+    /// False (here and below) when the link is gone or congested.
+    pub fn assign(&self, assignment: &Assignment) -> bool {
+        self.send(down::Body::Assign(assignment.to_pb()))
+    }
+
+    pub fn revoke(&self, revocation: &Revocation) -> bool {
+        self.send(down::Body::Revoke(revocation.to_pb()))
+    }
+
+    pub fn peers(&self, peers: Vec<pb::Peer>) -> bool {
+        self.send(down::Body::Peers(pb::Peers { peers }))
+    }
+
+    fn send(&self, body: down::Body) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.tx
             .try_send(Ok(pb::Down {
@@ -98,12 +111,8 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
             }
             Err(_) => return Err(Status::deadline_exceeded("no hello within the deadline")),
         };
-        let child = hello
-            .member
-            .as_ref()
-            .map(|m| m.name.clone())
-            .filter(|name| !name.is_empty())
-            .ok_or_else(|| Status::invalid_argument("hello without a member name"))?;
+        let hello = Hello::from_pb(hello).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let child = hello.name().to_string();
         let (tx, rx) = mpsc::channel(DOWNLINK_CAPACITY);
         let downlink = Downlink {
             link: self.next_link.fetch_add(1, Ordering::Relaxed),
@@ -121,7 +130,11 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
                 match tokio::time::timeout(deadline, inbound.message()).await {
                     Ok(Ok(Some(pb::Up {
                         body: Some(body), ..
-                    }))) => parent.on_message(&child, body).await,
+                    }))) => {
+                        if let Some(message) = Message::from_pb(&child, body) {
+                            parent.on_message(&child, message).await;
+                        }
+                    }
                     Ok(Ok(Some(_))) => {}
                     Ok(Ok(None)) => break,
                     Ok(Err(status)) => {

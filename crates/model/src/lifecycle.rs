@@ -1,0 +1,318 @@
+//! The instance lifecycle, on two axes as Nomad's allocations keep them: what the instance's
+//! owner wants ([`Desired`]: run or stop) and what its tiers observe ([`InstanceState`]).
+//!
+//! ```text
+//!   Pending ─▶ ClusterScheduled ─▶ NodeScheduled ─▶ Starting ─▶ Running ─▶ Succeeded
+//!      ▲             │    ▲              │             ▲   │        │   │
+//!      └── refused ──┘    └── refused ───┘             │   ▼        │   └─▶ Failed
+//!                                                 BackOff ◀─────────┘         ▲
+//!                                                        └─ policy gives up ──┘
+//!   every live state ─▶ Lost ─▶ Pending (the root replaces) | ClusterScheduled (the cluster)
+//!   every state but Terminated ─▶ Terminating ─▶ Terminated
+//! ```
+//!
+//! A child reports observed states up; a parent applies a report only where
+//! [`InstanceState::can_become`] allows the edge, so a late `Running` never revives an
+//! instance that is already `Terminating`. Restarts, the last termination and readiness are
+//! kept beside the state, not folded into it.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// What the instance's owner wants of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum Desired {
+    Run,
+    Stop,
+}
+
+/// Observed lifecycle state; see the module diagram.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum InstanceState {
+    /// Waiting for a placement; `reason` says why it has none yet.
+    Pending,
+    ClusterScheduled,
+    NodeScheduled,
+    Starting,
+    Running,
+    /// Exited (or could not start) and waits out its restart delay; `reason` says why it
+    /// ended, the last termination what it returned.
+    BackOff,
+    Succeeded,
+    /// Ended and its restart policy gives up.
+    Failed,
+    /// Its node or cluster stopped reporting; a replacement is placed elsewhere.
+    Lost,
+    /// Asked to stop; waiting for its node to confirm.
+    Terminating,
+    Terminated,
+}
+
+/// Every state, in lifecycle order.
+pub const INSTANCE_STATES: [InstanceState; 11] = [
+    InstanceState::Pending,
+    InstanceState::ClusterScheduled,
+    InstanceState::NodeScheduled,
+    InstanceState::Starting,
+    InstanceState::Running,
+    InstanceState::BackOff,
+    InstanceState::Succeeded,
+    InstanceState::Failed,
+    InstanceState::Lost,
+    InstanceState::Terminating,
+    InstanceState::Terminated,
+];
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "Pending",
+            InstanceState::ClusterScheduled => "ClusterScheduled",
+            InstanceState::NodeScheduled => "NodeScheduled",
+            InstanceState::Starting => "Starting",
+            InstanceState::Running => "Running",
+            InstanceState::BackOff => "BackOff",
+            InstanceState::Succeeded => "Succeeded",
+            InstanceState::Failed => "Failed",
+            InstanceState::Lost => "Lost",
+            InstanceState::Terminating => "Terminating",
+            InstanceState::Terminated => "Terminated",
+        }
+    }
+
+    /// States from which the instance will not run again by itself.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Succeeded
+                | InstanceState::Failed
+                | InstanceState::Lost
+                | InstanceState::Terminated
+        )
+    }
+
+    /// Whether it holds (or is about to hold) resources on a node or cluster.
+    pub fn is_live(self) -> bool {
+        !self.is_final()
+    }
+
+    /// What its owner wants, as far as the state says.
+    pub fn desired(self) -> Desired {
+        match self {
+            InstanceState::Terminating | InstanceState::Terminated => Desired::Stop,
+            _ => Desired::Run,
+        }
+    }
+
+    /// Whether the edge `self → next` exists in the lifecycle. Staying put is always legal
+    /// (a new reason, pid or restart count on the same state).
+    pub fn can_become(self, next: InstanceState) -> bool {
+        use InstanceState::*;
+        if self == next {
+            return true;
+        }
+        match (self, next) {
+            // Asked to stop: from anything not already stopped; then only confirmation.
+            (Terminated, _) => false,
+            (Terminating, Terminated) => true,
+            (Terminating, _) => false,
+            (_, Terminating) => true,
+            // Forgotten before it ran anywhere, or confirmed gone.
+            (_, Terminated) => true,
+            (Pending, ClusterScheduled) => true,
+            // A cluster refused it, or gave it back (stopped unasked, lost).
+            (ClusterScheduled | NodeScheduled | Starting | Running | BackOff | Lost, Pending) => {
+                true
+            }
+            (ClusterScheduled, NodeScheduled) => true,
+            // A node refused it, or its node was lost and the cluster places it again.
+            (NodeScheduled | Starting | Running | BackOff | Lost, ClusterScheduled) => true,
+            // Admitted; or re-adopted running after an agent restart.
+            (NodeScheduled, Starting | Running) => true,
+            (Starting, Running) => true,
+            // Started again without a delay (its agent restarted, or a liveness restart).
+            (Running, Starting) => true,
+            (BackOff, Starting) => true,
+            (Starting | Running, BackOff) => true,
+            // Ended for good: by exit (Succeeded/Failed), or the policy gave up in back-off.
+            (NodeScheduled | Starting | Running, Succeeded | Failed) => true,
+            (BackOff, Failed) => true,
+            (ClusterScheduled | NodeScheduled | Starting | Running | BackOff, Lost) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether it may be placed (on a cluster by the root, on a node by its cluster).
+    pub fn can_place(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Pending | InstanceState::ClusterScheduled | InstanceState::Lost
+        )
+    }
+
+    /// Whether a stop may be asked of it.
+    pub fn can_stop(self) -> bool {
+        self.can_become(InstanceState::Terminating) && self != InstanceState::Terminating
+    }
+}
+
+impl std::fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An edge that is not in the lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("illegal instance transition {from} -> {to}")]
+pub struct IllegalTransition {
+    pub from: InstanceState,
+    pub to: InstanceState,
+}
+
+/// How a run of the workload ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Termination {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+}
+
+impl Termination {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0) && self.signal.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstanceState::{self, *};
+    use super::*;
+
+    /// Every edge of the diagram; any pair not listed must be refused.
+    const EDGES: &[(InstanceState, InstanceState)] = &[
+        (Pending, ClusterScheduled),
+        (ClusterScheduled, NodeScheduled),
+        (ClusterScheduled, Pending),
+        (NodeScheduled, ClusterScheduled),
+        (NodeScheduled, Pending),
+        (NodeScheduled, Starting),
+        (NodeScheduled, Running),
+        (NodeScheduled, Succeeded),
+        (NodeScheduled, Failed),
+        (Starting, Running),
+        (Running, Starting),
+        (Starting, BackOff),
+        (Starting, Succeeded),
+        (Starting, Failed),
+        (Starting, ClusterScheduled),
+        (Starting, Pending),
+        (Running, BackOff),
+        (Running, Succeeded),
+        (Running, Failed),
+        (Running, ClusterScheduled),
+        (Running, Pending),
+        (BackOff, Starting),
+        (BackOff, Failed),
+        (BackOff, ClusterScheduled),
+        (BackOff, Pending),
+        (ClusterScheduled, Lost),
+        (NodeScheduled, Lost),
+        (Starting, Lost),
+        (Running, Lost),
+        (BackOff, Lost),
+        (Lost, Pending),
+        (Lost, ClusterScheduled),
+        (Terminating, Terminated),
+    ];
+
+    fn expected(from: InstanceState, to: InstanceState) -> bool {
+        from == to
+            || EDGES.contains(&(from, to))
+            // Stop and forget are open to every state that is not stopped already.
+            || (to == Terminating && !matches!(from, Terminating | Terminated))
+            || (to == Terminated && from != Terminating && from != Terminated)
+    }
+
+    #[test]
+    fn every_pair_of_states_is_legal_exactly_when_the_diagram_has_its_edge() {
+        for from in INSTANCE_STATES {
+            for to in INSTANCE_STATES {
+                assert_eq!(
+                    from.can_become(to),
+                    expected(from, to),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_stopping_instance_is_never_revived_by_a_late_report() {
+        for report in [Starting, Running, BackOff, NodeScheduled, Pending, Lost] {
+            assert!(!Terminating.can_become(report), "Terminating -> {report}");
+        }
+        for state in INSTANCE_STATES {
+            assert!(!Terminated.can_become(state) || state == Terminated);
+        }
+    }
+
+    #[test]
+    fn finished_instances_are_not_restarted_in_place() {
+        for from in [Succeeded, Failed] {
+            for to in [Starting, Running, BackOff, NodeScheduled] {
+                assert!(!from.can_become(to), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn guards() {
+        let placeable: Vec<_> = INSTANCE_STATES.into_iter().filter(|s| s.can_place()).collect();
+        assert_eq!(placeable, [Pending, ClusterScheduled, Lost]);
+        let unstoppable: Vec<_> = INSTANCE_STATES.into_iter().filter(|s| !s.can_stop()).collect();
+        assert_eq!(unstoppable, [Terminating, Terminated]);
+        let live: Vec<_> = INSTANCE_STATES.into_iter().filter(|s| s.is_live()).collect();
+        assert_eq!(
+            live,
+            [Pending, ClusterScheduled, NodeScheduled, Starting, Running, BackOff, Terminating]
+        );
+        assert_eq!(Terminating.desired(), Desired::Stop);
+        assert_eq!(Running.desired(), Desired::Run);
+    }
+
+    #[test]
+    fn termination_success_needs_exit_zero_and_no_signal() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let ended = |exit_code, signal| Termination {
+            exit_code,
+            signal,
+            reason: String::new(),
+            at,
+        };
+        assert!(ended(Some(0), None).success());
+        assert!(!ended(Some(1), None).success());
+        assert!(!ended(None, Some(9)).success());
+        assert!(!ended(None, None).success());
+    }
+
+    #[test]
+    fn every_state_has_its_own_name() {
+        let names: std::collections::BTreeSet<_> =
+            INSTANCE_STATES.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names.len(), INSTANCE_STATES.len());
+        for state in INSTANCE_STATES {
+            let json = serde_json::to_string(&state).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+    }
+}
