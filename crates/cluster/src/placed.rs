@@ -1,9 +1,8 @@
 //! One instance as its cluster tracks it, persisted so a restarted cluster loses nothing.
 
-use canopy_model::InstanceState;
-use canopy_tier::{Workload, pb, state_to_pb, unix_ms};
+use canopy_model::{InstanceState, Termination};
+use canopy_tier::{Reported, StatusReport, Workload};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -12,26 +11,42 @@ pub struct Placed {
     /// The root's generation of the assignment.
     pub generation: u64,
     pub workload: Workload,
+    /// The node running (or about to run) the serving copy.
     pub node: Option<String>,
     pub state: InstanceState,
     pub reason: String,
     pub pid: Option<u32>,
-    pub exit_code: Option<i32>,
     pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_termination: Option<Termination>,
+    #[serde(default)]
+    pub ready: bool,
     /// Nodes that refused this instance; skipped when placing it again.
     pub refused: Vec<String>,
+    /// When `state` was reached, unix ms.
     pub at_ms: i64,
     /// Since when (unix ms) its node has violated a soft constraint: after the constraint's
     /// convergence time, the instance moves if a better node exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soft_violation_since: Option<i64>,
-    /// While moving: the node still running the old copy, stopped once the new one runs.
+    /// A move under way: a second copy starting on a better node while this one serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub draining: Option<String>,
+    pub moving: Option<Move>,
+}
+
+/// A move to a node that meets the instance's preferences better. The old copy serves (and
+/// keeps its reservation) until the new one runs; a refused or lost new copy cancels it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Move {
+    pub to: String,
+    /// The new copy's state as its node reports it.
+    pub state: InstanceState,
+    pub since_ms: i64,
 }
 
 impl Placed {
-    pub fn new(id: String, generation: u64, workload: Workload) -> Placed {
+    pub fn new(id: String, generation: u64, workload: Workload, now_ms: i64) -> Placed {
         Placed {
             id,
             generation,
@@ -40,12 +55,13 @@ impl Placed {
             state: InstanceState::ClusterScheduled,
             reason: "accepted by the cluster".into(),
             pid: None,
-            exit_code: None,
             restarts: 0,
+            last_termination: None,
+            ready: false,
             refused: Vec::new(),
-            at_ms: unix_ms(OffsetDateTime::now_utc()),
+            at_ms: now_ms,
             soft_violation_since: None,
-            draining: None,
+            moving: None,
         }
     }
 
@@ -60,70 +76,64 @@ impl Placed {
             .min()
     }
 
-    /// Gives up a move (see `draining`): the old copy never stopped, so it simply stays, and
-    /// the violation's clock starts again. False when no move was under way.
-    pub fn cancel_move(&mut self, why: &str) -> bool {
-        let Some(old) = self.draining.take() else {
-            return false;
-        };
-        self.node = Some(old.clone());
-        self.soft_violation_since = Some(unix_ms(OffsetDateTime::now_utc()));
-        self.set(
-            InstanceState::Running,
-            format!("stays on node {old}: {why}"),
-        );
-        true
-    }
-
     /// Same namespace, application and service.
     pub fn same_service(&self, other: &Placed) -> bool {
         let (a, b) = (&self.workload, &other.workload);
         (&a.namespace, &a.application, &a.service) == (&b.namespace, &b.application, &b.service)
     }
 
-    pub fn set(&mut self, state: InstanceState, reason: impl Into<String>) {
+    /// Moves to `state` if the lifecycle has that edge; false (and unchanged) otherwise.
+    pub fn set(&mut self, state: InstanceState, reason: impl Into<String>, now_ms: i64) -> bool {
+        if !self.state.can_become(state) {
+            tracing::debug!(instance = %self.id, from = %self.state, to = %state, "transition refused");
+            return false;
+        }
+        if state != self.state {
+            self.at_ms = now_ms;
+        }
         self.state = state;
         self.reason = reason.into();
-        self.at_ms = unix_ms(OffsetDateTime::now_utc());
+        self.ready = state == InstanceState::Running && self.ready;
+        true
     }
 
     /// Whether it occupies resources on its node.
     pub fn is_live(&self) -> bool {
-        !self.state.is_final()
+        self.state.is_live()
     }
 
-    pub fn status(&self, cluster: &str) -> pb::InstanceStatus {
-        pb::InstanceStatus {
-            id: self.id.clone(),
-            generation: self.generation,
-            state: state_to_pb(self.state) as i32,
-            reason: self.reason.clone(),
-            node: self.node.clone().unwrap_or_default(),
-            pid: self.pid.unwrap_or(0),
-            has_exit_code: self.exit_code.is_some(),
-            exit_code: self.exit_code.unwrap_or(0),
+    /// The nodes it holds resources on: its own, and a move's target.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.node
+            .as_deref()
+            .into_iter()
+            .chain(self.moving.as_ref().map(|m| m.to.as_str()))
+    }
+
+    /// The one status builder of the cluster: this instance as the root hears of it.
+    pub fn status(&self, cluster: &str) -> StatusReport {
+        StatusReport {
+            node: self.node.clone(),
+            pid: self.pid,
             restarts: self.restarts,
-            at_ms: self.at_ms,
-            cluster: cluster.to_string(),
+            ready: self.ready,
+            last_termination: self.last_termination.clone(),
+            ..StatusReport::new(
+                &self.id,
+                self.generation,
+                Reported::State(self.state),
+                &self.reason,
+            )
+            .on_cluster(cluster)
+            .at(self.at_ms)
         }
     }
 }
 
-/// A status saying the parent's instance is gone from here (or was never accepted).
-pub fn terminal_status(
-    id: &str,
-    generation: u64,
-    state: pb::State,
-    reason: &str,
-    cluster: &str,
-) -> pb::InstanceStatus {
-    pb::InstanceStatus {
-        id: id.to_string(),
-        generation,
-        state: state as i32,
-        reason: reason.to_string(),
-        at_ms: unix_ms(OffsetDateTime::now_utc()),
-        cluster: cluster.to_string(),
-        ..pb::InstanceStatus::default()
-    }
+/// A status saying the root's instance is gone from here (or was never accepted).
+pub fn gone(id: &str, generation: u64, state: Reported, reason: &str, cluster: &str, now_ms: i64)
+-> StatusReport {
+    StatusReport::new(id, generation, state, reason)
+        .on_cluster(cluster)
+        .at(now_ms)
 }

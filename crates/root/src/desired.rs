@@ -645,7 +645,10 @@ fn retire(
     if instance.node.is_none() && instance.cluster.is_none() {
         return Ok(delete_instance(&instance, revision));
     }
-    instance.transition(InstanceState::Terminating, "no longer desired", now);
+    if instance.transition(InstanceState::Terminating, "no longer desired", now).is_err() {
+        // Stopped already: nothing more to say about it.
+        return Ok(delete_instance(&instance, revision));
+    }
     Ok(Op::Put {
         key: keys::instance(&instance.id),
         value: to_json(&instance)?,
@@ -674,12 +677,13 @@ fn new_instance(
         node: None,
         pid: None,
         restarts: 0,
-        exit_code: None,
+        last_termination: None,
+        ready: false,
         created_at: now,
         updated_at: now,
         events: Vec::new(),
     };
-    instance.transition(InstanceState::Pending, "waiting for placement", now);
+    let _ = instance.transition(InstanceState::Pending, "waiting for placement", now);
     instance
 }
 

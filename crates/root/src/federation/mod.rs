@@ -1,0 +1,155 @@
+//! The root's side of the hierarchy: accepts cluster links, places pending instances on
+//! clusters (coarse placement from cluster summaries), takes their status reports, and
+//! replaces the instances of a cluster that went silent. One file per concern: `schedule`
+//! (the scheduling pass), `intake` (status reports), `hello` (a cluster's hello diffed
+//! against the desired state), `failure` (lost clusters), `membership` (clusters and nodes
+//! as reported), `links` (the tier protocol's parent end), `peers`.
+
+mod failure;
+mod hello;
+mod intake;
+mod links;
+mod membership;
+mod peers;
+mod schedule;
+
+use crate::desired::Desired;
+use canopy_model::{Instance, InstanceState, ServiceSpec};
+use canopy_tier::parent::{Downlink, TierService};
+use canopy_tier::pb;
+use canopy_tier::{Timing, Workload};
+pub use links::ClusterSide;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::time::Instant;
+
+struct ClusterEntry {
+    summary: pb::Member,
+    ready: bool,
+    last_seen: Instant,
+    joined_at: OffsetDateTime,
+    downlink: Option<Downlink>,
+}
+
+#[derive(Default)]
+struct Links {
+    clusters: BTreeMap<String, ClusterEntry>,
+    /// Clusters that refused an instance, and why; skipped until the refusals are older than
+    /// REFUSAL_COOLDOWN (capacity may have changed by then).
+    refused: BTreeMap<String, Refusals>,
+    /// When a revocation was last sent, so it is repeated now and then but not every pass.
+    revoked_at: BTreeMap<String, Instant>,
+}
+
+impl Links {
+    fn downlink(&self, cluster: &str) -> Option<&Downlink> {
+        self.clusters.get(cluster)?.downlink.as_ref()
+    }
+}
+
+#[derive(Default)]
+struct Refusals {
+    since: Option<Instant>,
+    clusters: Vec<String>,
+    reasons: Vec<String>,
+}
+
+pub struct Federation {
+    desired: Arc<Desired>,
+    timing: Timing,
+    links: Mutex<Links>,
+    wake: Notify,
+}
+
+/// How often pending instances are retried even when nothing announced a change.
+const RETRY_PERIOD: Duration = Duration::from_secs(1);
+/// How often clusters get a fresh sample of other clusters to probe.
+const PEERS_PERIOD: Duration = Duration::from_secs(30);
+
+impl Federation {
+    pub fn new(desired: Arc<Desired>, timing: Timing) -> Arc<Federation> {
+        Arc::new(Federation {
+            desired,
+            timing,
+            links: Mutex::new(Links::default()),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn tier_service(self: &Arc<Self>) -> pb::tier_server::TierServer<TierService<ClusterSide>> {
+        TierService::new(Arc::new(ClusterSide(self.clone())), self.timing).into_server()
+    }
+
+    /// Asks the scheduler to look at pending work now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Schedules and watches clusters until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let deadline = self.timing.deadline;
+        let mut detector = tokio::time::interval(Duration::from_millis(200).min(deadline / 4));
+        let mut retry = tokio::time::interval(RETRY_PERIOD);
+        let mut peers = tokio::time::interval(PEERS_PERIOD);
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => self.pass().await,
+                _ = retry.tick() => self.pass().await,
+                _ = peers.tick() => peers::send_to_all(&*self.links.lock().await),
+                _ = detector.tick() => self.detect_failures().await,
+                _ = canopy_tier::stopped(&mut stop) => return,
+            }
+        }
+    }
+
+    async fn pass(&self) {
+        if let Err(e) = self.schedule().await {
+            tracing::error!(error = %e, "scheduling pass failed");
+        }
+    }
+}
+
+/// Moves `instance` to `state` where the lifecycle allows it: a write, else nothing.
+fn transition(
+    instance: &mut Instance,
+    state: InstanceState,
+    reason: impl Into<String>,
+    at: OffsetDateTime,
+) -> crate::desired::InstanceChange {
+    match instance.transition(state, reason, at) {
+        Ok(()) => crate::desired::InstanceChange::Write,
+        Err(e) => {
+            tracing::debug!(instance = %instance.id, error = %e, "transition refused");
+            crate::desired::InstanceChange::None
+        }
+    }
+}
+
+fn service_key(instance: &Instance) -> (String, String, String) {
+    (
+        instance.namespace.clone(),
+        instance.application.clone(),
+        instance.service.clone(),
+    )
+}
+
+fn workload(instance: &Instance, spec: &ServiceSpec) -> Workload {
+    Workload {
+        namespace: instance.namespace.clone(),
+        application: instance.application.clone(),
+        service: instance.service.clone(),
+        replica: instance.replica,
+        spec: spec.clone(),
+    }
+}
+
+fn assignment(instance: &Instance, spec: &ServiceSpec) -> canopy_tier::Assignment {
+    canopy_tier::Assignment {
+        id: instance.id.clone(),
+        generation: instance.generation,
+        workload: workload(instance, spec),
+    }
+}

@@ -1,0 +1,271 @@
+//! The scheduling pass: every pending instance placed on a cluster from the clusters'
+//! summaries, decided in memory, committed in one transaction, and only then sent.
+
+use super::{Federation, Links, assignment, service_key, transition};
+use crate::desired::{InstanceChange, InstanceFilter, RootError};
+use canopy_model::{Instance, InstanceState, ResourceAmounts, ServiceSpec};
+use canopy_sched::{ClusterView, Endpoint, PlacementContext, Request, demand, place_on_cluster};
+use canopy_tier::{Revocation, summary_from_pb};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+/// How long clusters that refused an instance are skipped before they are asked again.
+pub(super) const REFUSAL_COOLDOWN: Duration = Duration::from_secs(5);
+/// How often a revocation nobody confirmed is sent again.
+const REVOKE_REPEAT: Duration = Duration::from_secs(2);
+
+impl Federation {
+    /// Places every pending instance, and repeats revocations of retired ones.
+    pub(super) async fn schedule(&self) -> Result<(), RootError> {
+        let instances = self
+            .desired
+            .list_instances(&InstanceFilter::default())
+            .await?;
+        let mut specs = BTreeMap::new();
+        let mut allocated: BTreeMap<String, ResourceAmounts> = BTreeMap::new();
+        for instance in instances.iter().filter(|i| !i.state.is_final()) {
+            let Some(cluster) = &instance.cluster else {
+                continue;
+            };
+            if let Some(spec) = self.spec_for(&mut specs, instance).await? {
+                allocated
+                    .entry(cluster.clone())
+                    .or_default()
+                    .add(&demand(&spec));
+            }
+        }
+        // Instances of each service per cluster, for spread constraints; kept current below.
+        let mut per_cluster: BTreeMap<(String, String, String), BTreeMap<String, u32>> =
+            BTreeMap::new();
+        for instance in instances.iter().filter(|i| !i.state.is_final()) {
+            if let Some(cluster) = &instance.cluster {
+                *per_cluster
+                    .entry(service_key(instance))
+                    .or_default()
+                    .entry(cluster.clone())
+                    .or_default() += 1;
+            }
+        }
+        let mut links = self.links.lock().await;
+        let mut views = cluster_views(&links.clusters, &allocated);
+        // Where each application's services run, at cluster grain (latency to a service).
+        let mut endpoints: BTreeMap<(&str, &str), BTreeMap<String, Vec<Endpoint>>> =
+            BTreeMap::new();
+        for instance in instances.iter().filter(|i| !i.state.is_final()) {
+            let Some(view) = instance
+                .cluster
+                .as_ref()
+                .and_then(|c| views.iter().find(|v| &v.name == c))
+            else {
+                continue;
+            };
+            endpoints
+                .entry((&instance.namespace, &instance.application))
+                .or_default()
+                .entry(instance.service.clone())
+                .or_default()
+                .push(Endpoint {
+                    location: view.location,
+                    coordinate: view.coordinate,
+                });
+        }
+        // Where this pass places each instance: written in one commit after the loop.
+        let mut chosen: BTreeMap<String, (String, ServiceSpec)> = BTreeMap::new();
+        for instance in &instances {
+            match instance.state {
+                InstanceState::Pending => {}
+                InstanceState::Terminating => {
+                    self.repeat_revoke(&mut links, instance);
+                    continue;
+                }
+                _ => continue,
+            }
+            let Some(spec) = self.spec_for(&mut specs, instance).await? else {
+                continue;
+            };
+            if links
+                .refused
+                .get(&instance.id)
+                .and_then(|r| r.since)
+                .is_some_and(|since| since.elapsed() > REFUSAL_COOLDOWN)
+            {
+                links.refused.remove(&instance.id);
+            }
+            let refusals = links.refused.get(&instance.id);
+            let refused = refusals.map(|r| r.clusters.clone()).unwrap_or_default();
+            let refusal_reasons = refusals.map(|r| r.reasons.join("; "));
+            let context = PlacementContext {
+                instances_per_cluster: per_cluster
+                    .get(&service_key(instance))
+                    .cloned()
+                    .unwrap_or_default(),
+                services: endpoints
+                    .get(&(instance.namespace.as_str(), instance.application.as_str()))
+                    .cloned()
+                    .unwrap_or_default(),
+                ..PlacementContext::default()
+            };
+            let mut request = Request::new(&spec, &refused);
+            request.context = Some(&context);
+            match place_on_cluster(&request, &views) {
+                Ok(index) => {
+                    // Later decisions of this pass see this one's reservation and spread.
+                    views[index].allocated.add(&demand(&spec));
+                    let cluster = views[index].name.clone();
+                    *per_cluster
+                        .entry(service_key(instance))
+                        .or_default()
+                        .entry(cluster.clone())
+                        .or_default() += 1;
+                    chosen.insert(instance.id.clone(), (cluster, spec));
+                }
+                Err(explanation) => {
+                    // Say why the clusters that were asked refused, not only that they did.
+                    let reason = match refusal_reasons {
+                        Some(reasons) if !reasons.is_empty() => {
+                            format!("{explanation} ({reasons})")
+                        }
+                        _ => explanation.to_string(),
+                    };
+                    self.desired
+                        .update_instance(&instance.id, |i| {
+                            if i.state != InstanceState::Pending
+                                || i.reason.as_deref() == Some(reason.as_str())
+                            {
+                                return InstanceChange::None;
+                            }
+                            transition(
+                                i,
+                                InstanceState::Pending,
+                                reason.clone(),
+                                OffsetDateTime::now_utc(),
+                            )
+                        })
+                        .await?;
+                }
+            }
+        }
+        self.assign_chosen(&links, chosen).await
+    }
+
+    /// Commits a pass's placements in one transaction, then sends the assignments: a
+    /// cluster never hears of a placement the root could forget in a crash.
+    async fn assign_chosen(
+        &self,
+        links: &Links,
+        chosen: BTreeMap<String, (String, ServiceSpec)>,
+    ) -> Result<(), RootError> {
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = chosen.keys().map(String::as_str).collect();
+        let now = OffsetDateTime::now_utc();
+        let assigned = self
+            .desired
+            .update_instances(&ids, |i| {
+                let Some((cluster, _)) = chosen.get(&i.id) else {
+                    return InstanceChange::None;
+                };
+                if i.state != InstanceState::Pending {
+                    return InstanceChange::None;
+                }
+                // A new generation per placement: a returning cluster's copy is stale.
+                i.generation += 1;
+                i.cluster = Some(cluster.clone());
+                i.node = None;
+                i.pid = None;
+                i.ready = false;
+                transition(
+                    i,
+                    InstanceState::ClusterScheduled,
+                    format!("assigned to cluster {cluster}"),
+                    now,
+                )
+            })
+            .await?;
+        for instance in assigned {
+            let Some((cluster, spec)) = chosen.get(&instance.id) else {
+                continue;
+            };
+            if instance.state != InstanceState::ClusterScheduled
+                || instance.cluster.as_ref() != Some(cluster)
+            {
+                continue;
+            }
+            if let Some(link) = links.downlink(cluster) {
+                link.assign(&assignment(&instance, spec));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn spec_for(
+        &self,
+        cache: &mut BTreeMap<(String, String, String), Option<ServiceSpec>>,
+        instance: &Instance,
+    ) -> Result<Option<ServiceSpec>, RootError> {
+        let key = (
+            instance.namespace.clone(),
+            instance.application.clone(),
+            instance.service.clone(),
+        );
+        if let Some(spec) = cache.get(&key) {
+            return Ok(spec.clone());
+        }
+        let spec = self.desired.service_spec(instance).await?;
+        cache.insert(key, spec.clone());
+        Ok(spec)
+    }
+
+    fn repeat_revoke(&self, links: &mut Links, instance: &Instance) {
+        let Some(cluster) = &instance.cluster else {
+            return;
+        };
+        let due = links
+            .revoked_at
+            .get(&instance.id)
+            .is_none_or(|at| at.elapsed() > REVOKE_REPEAT);
+        if !due {
+            return;
+        }
+        if let Some(link) = links.downlink(cluster) {
+            link.revoke(&Revocation::new(
+                &instance.id,
+                instance.generation,
+                "no longer desired",
+            ));
+            links.revoked_at.insert(instance.id.clone(), Instant::now());
+        }
+    }
+
+}
+
+fn cluster_views(
+    clusters: &BTreeMap<String, super::ClusterEntry>,
+    allocated: &BTreeMap<String, ResourceAmounts>,
+) -> Vec<ClusterView> {
+    clusters
+        .iter()
+        .map(|(name, entry)| {
+            let mut view = summary_from_pb(&entry.summary);
+            view.name = name.clone();
+            view.ready = entry.ready && entry.downlink.is_some();
+            // Reservations the cluster may not have reported yet are in `allocated`.
+            let ours = allocated.get(name).copied().unwrap_or_default();
+            view.allocated = max_amounts(&view.allocated, &ours);
+            view
+        })
+        .collect()
+}
+
+fn max_amounts(a: &ResourceAmounts, b: &ResourceAmounts) -> ResourceAmounts {
+    ResourceAmounts {
+        cpu_millis: a.cpu_millis.max(b.cpu_millis),
+        memory_mib: a.memory_mib.max(b.memory_mib),
+        gpus: a.gpus.max(b.gpus),
+        storage_mib: a.storage_mib.max(b.storage_mib),
+    }
+}
+
