@@ -53,7 +53,11 @@ impl ClusterState {
         match place_on_node_explained(&request, &self.views) {
             Ok(placement) => self.bind(id, &placement, now, fx),
             Err(explanation) => {
-                let reason = format!("cluster {}: {explanation}", self.name());
+                // Nodes that refused it said why: the root (and the user) hear it verbatim.
+                let reason = match placed.refused.is_empty() {
+                    true => format!("cluster {}: {explanation}", self.name()),
+                    false => format!("cluster {}: {explanation}; {}", self.name(), placed.reason),
+                };
                 self.finish(id, Reported::Refused, &reason, now, fx);
             }
         }
