@@ -393,6 +393,50 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::Reported;
+    use canopy_model::InstanceState;
+
+    fn status(id: &str, generation: u64, state: InstanceState) -> up::Body {
+        let report = StatusReport::new(id, generation, Reported::State(state), "");
+        up::Body::Status((&report).into())
+    }
+
+    fn described(bodies: Vec<up::Body>) -> Vec<String> {
+        bodies
+            .into_iter()
+            .map(|body| match body {
+                up::Body::Status(s) => format!("{}@{}:{}", s.id, s.generation, s.state),
+                _ => "other".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_unsent_status_is_replaced_by_a_newer_one_of_the_same_instance_and_generation() {
+        let mut queue = Queue::default();
+        queue.push(status("a", 1, InstanceState::Starting));
+        queue.push(up::Body::Membership(pb::Membership::default()));
+        queue.push(status("a", 2, InstanceState::Starting));
+        queue.push(status("b", 1, InstanceState::Starting));
+        queue.push(status("a", 1, InstanceState::Running));
+        let running = pb::State::Running as i32;
+        let starting = pb::State::Starting as i32;
+        assert_eq!(
+            described(queue.take_all()),
+            [
+                format!("a@1:{running}"),
+                "other".into(),
+                format!("a@2:{starting}"),
+                format!("b@1:{starting}")
+            ]
+        );
+        // Once sent, a status is not replaced any more: the next one goes out after it.
+        queue.push(status("a", 1, InstanceState::BackOff));
+        queue.push(status("a", 1, InstanceState::Starting));
+        assert_eq!(described(queue.take_all()), [format!("a@1:{starting}")]);
+        queue.push(status("a", 1, InstanceState::Running));
+        assert_eq!(described(queue.take_all()), [format!("a@1:{running}")]);
+    }
 
     #[test]
     fn backoff_grows_to_its_ceiling_with_jitter_and_resets() {

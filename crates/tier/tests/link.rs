@@ -1,10 +1,9 @@
 //! A real link (gRPC over loopback) between a parent and a child: assignments sent back to back
 //! reach the child in batches, in order, and a revoke between them keeps its place.
 
-use canopy_tier::Timing;
 use canopy_tier::child::{self, Child};
 use canopy_tier::parent::{Downlink, Parent, TierService};
-use canopy_tier::pb::{self, down, up};
+use canopy_tier::{Assignment, Hello, Message, Revocation, Timing, Workload, pb};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,30 +55,38 @@ struct Burst {
     second: usize,
 }
 
+/// An assignment of a small process workload.
+fn assignment(id: String) -> Assignment {
+    let spec = serde_json::from_value(serde_json::json!({
+        "name": "web", "runtime": "process", "command": ["/bin/true"]
+    }))
+    .unwrap();
+    Assignment {
+        id,
+        generation: 1,
+        workload: Workload {
+            namespace: "default".into(),
+            application: "app".into(),
+            service: "web".into(),
+            replica: 0,
+            spec,
+        },
+    }
+}
+
 impl Parent for Burst {
-    async fn on_hello(&self, _hello: pb::Hello, downlink: Downlink) -> Result<(), Status> {
-        let assign = |id: String| {
-            down::Body::Assign(pb::Assign {
-                instance_id: id,
-                generation: 1,
-                workload_json: Vec::new(),
-            })
-        };
+    async fn on_hello(&self, _hello: Hello, downlink: Downlink) -> Result<(), Status> {
         for i in 0..self.first {
-            assert!(downlink.send(assign(format!("a{i}"))));
+            assert!(downlink.assign(&assignment(format!("a{i}"))));
         }
-        assert!(downlink.send(down::Body::Revoke(pb::Revoke {
-            instance_id: "a0".into(),
-            generation: 1,
-            reason: "test".into(),
-        })));
+        assert!(downlink.revoke(&Revocation::new("a0", 1, "test")));
         for i in 0..self.second {
-            assert!(downlink.send(assign(format!("b{i}"))));
+            assert!(downlink.assign(&assignment(format!("b{i}"))));
         }
         Ok(())
     }
 
-    async fn on_message(&self, _child: &str, _body: up::Body) {}
+    async fn on_message(&self, _child: &str, _message: Message) {}
 
     async fn on_goodbye(&self, _child: &str, _link: u64) {}
 }
@@ -93,34 +100,30 @@ struct Recorder {
 }
 
 impl Child for Recorder {
-    async fn hello(&self) -> pb::Hello {
-        pb::Hello {
-            member: Some(pb::Member {
+    async fn hello(&self) -> Hello {
+        Hello {
+            member: pb::Member {
                 name: "child".into(),
                 ..Default::default()
-            }),
+            },
             ..Default::default()
         }
     }
 
-    async fn on_assign(&self, assign: pb::Assign) {
-        self.on_assigns(vec![assign]).await;
-    }
-
-    async fn on_assigns(&self, assigns: Vec<pb::Assign>) {
+    async fn on_assigns(&self, assigns: Vec<Assignment>) {
         self.batches.lock().unwrap().push(assigns.len());
         self.heard
             .lock()
             .unwrap()
-            .extend(assigns.into_iter().map(|a| a.instance_id));
+            .extend(assigns.into_iter().map(|a| a.id));
         self.changed.notify_one();
     }
 
-    async fn on_revoke(&self, revoke: pb::Revoke) {
+    async fn on_revoke(&self, revoke: Revocation) {
         self.heard
             .lock()
             .unwrap()
-            .push(format!("revoke:{}", revoke.instance_id));
+            .push(format!("revoke:{}", revoke.id));
         self.changed.notify_one();
     }
 }
@@ -173,17 +176,13 @@ struct Counting {
 }
 
 impl Parent for Counting {
-    async fn on_hello(&self, _hello: pb::Hello, downlink: Downlink) -> Result<(), Status> {
-        assert!(downlink.send(down::Body::Assign(pb::Assign {
-            instance_id: "slow".into(),
-            generation: 1,
-            workload_json: Vec::new(),
-        })));
+    async fn on_hello(&self, _hello: Hello, downlink: Downlink) -> Result<(), Status> {
+        assert!(downlink.assign(&assignment("slow".into())));
         Ok(())
     }
 
-    async fn on_message(&self, _child: &str, body: up::Body) {
-        if let up::Body::Heartbeat(_) = body {
+    async fn on_message(&self, _child: &str, message: Message) {
+        if let Message::Heartbeat(_) = message {
             *self.heartbeats.lock().unwrap() += 1;
             self.changed.notify_one();
         }
@@ -202,16 +201,16 @@ struct Busy {
 }
 
 impl Child for Busy {
-    async fn hello(&self) -> pb::Hello {
+    async fn hello(&self) -> Hello {
         Recorder::default().hello().await
     }
 
-    async fn on_assign(&self, _assign: pb::Assign) {
+    async fn on_assigns(&self, _assigns: Vec<Assignment>) {
         self.release.notified().await;
         self.handled.notify_one();
     }
 
-    async fn on_revoke(&self, _revoke: pb::Revoke) {}
+    async fn on_revoke(&self, _revoke: Revocation) {}
 }
 
 #[tokio::test]
