@@ -294,7 +294,12 @@ impl Cluster {
         }
         if let Some((wan, _)) = self.wan.get() {
             let remote = self.remote_peers.lock().unwrap_or_else(|p| p.into_inner());
-            wan.set_peers(remote.iter().filter_map(|p| p.address.parse().ok()).collect());
+            wan.set_peers(
+                remote
+                    .iter()
+                    .filter_map(|p| p.address.parse().ok())
+                    .collect(),
+            );
         }
     }
 

@@ -24,7 +24,7 @@ pub struct Effects {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToNode {
-    Assign(Assignment),
+    Assign(Box<Assignment>),
     Revoke(Revocation),
     Peers(Vec<pb::Peer>),
 }

@@ -50,7 +50,12 @@ impl ClusterState {
             return;
         }
         if placed.moving.as_ref().is_some_and(|m| m.to == node) {
-            self.cancel_move(id, &format!("node {node} became unreachable mid-move"), now, fx);
+            self.cancel_move(
+                id,
+                &format!("node {node} became unreachable mid-move"),
+                now,
+                fx,
+            );
             return;
         }
         if let Some(moving) = placed.moving.take() {
@@ -58,13 +63,20 @@ impl ClusterState {
             placed.node = Some(moving.to.clone());
             placed.state = moving.state;
             placed.pid = None;
-            placed.reason = format!("node {node} unreachable; the copy on node {} serves", moving.to);
+            placed.reason = format!(
+                "node {node} unreachable; the copy on node {} serves",
+                moving.to
+            );
             placed.at_ms = now.unix_ms;
             fx.decide(placed);
             fx.report(placed.status(&cluster));
             return;
         }
-        placed.set(InstanceState::Lost, format!("node {node} unreachable"), now.unix_ms);
+        placed.set(
+            InstanceState::Lost,
+            format!("node {node} unreachable"),
+            now.unix_ms,
+        );
         fx.report(placed.status(&cluster));
         placed.node = None;
         placed.pid = None;

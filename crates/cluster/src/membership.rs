@@ -39,7 +39,7 @@ impl ClusterState {
         }
         for id in diff.missing {
             if let Some(placed) = self.instances.get(&id) {
-                fx.send(&name, ToNode::Assign(assignment_of(placed)));
+                fx.send(&name, ToNode::Assign(Box::new(assignment_of(placed))));
             }
         }
         for id in diff.stopped {

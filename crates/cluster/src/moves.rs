@@ -78,7 +78,7 @@ impl ClusterState {
         fx.decide(placed);
         fx.report(placed.status(&cluster));
         reserve(&mut self.views, &to, &spec);
-        fx.send(&to, ToNode::Assign(assignment));
+        fx.send(&to, ToNode::Assign(Box::new(assignment)));
     }
 
     /// Gives up a move: the old copy never stopped, so it simply stays, and the violation's

@@ -131,8 +131,14 @@ impl Placed {
 }
 
 /// A status saying the root's instance is gone from here (or was never accepted).
-pub fn gone(id: &str, generation: u64, state: Reported, reason: &str, cluster: &str, now_ms: i64)
--> StatusReport {
+pub fn gone(
+    id: &str,
+    generation: u64,
+    state: Reported,
+    reason: &str,
+    cluster: &str,
+    now_ms: i64,
+) -> StatusReport {
     StatusReport::new(id, generation, state, reason)
         .on_cluster(cluster)
         .at(now_ms)

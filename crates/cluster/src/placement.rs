@@ -93,7 +93,7 @@ impl ClusterState {
         let spec = placed.workload.spec.clone();
         fx.decide(placed);
         reserve(&mut self.views, &node, &spec);
-        fx.send(&node, ToNode::Assign(assignment));
+        fx.send(&node, ToNode::Assign(Box::new(assignment)));
         fx.report(status);
     }
 
@@ -142,7 +142,14 @@ impl ClusterState {
     }
 
     /// Forgets an instance this cluster is done with and tells the root how it ended.
-    pub(crate) fn finish(&mut self, id: &str, end: Reported, reason: &str, now: Now, fx: &mut Effects) {
+    pub(crate) fn finish(
+        &mut self,
+        id: &str,
+        end: Reported,
+        reason: &str,
+        now: Now,
+        fx: &mut Effects,
+    ) {
         if let Some(placed) = self.instances.remove(id) {
             fx.forget(id);
             fx.report(gone(

@@ -38,7 +38,10 @@ impl ClusterState {
                 pb::Member {
                     allocated: Some(view.allocated.into()),
                     ready: view.ready,
-                    instance_count: instance_counts.get(view.name.as_str()).copied().unwrap_or(0),
+                    instance_count: instance_counts
+                        .get(view.name.as_str())
+                        .copied()
+                        .unwrap_or(0),
                     joined_at_ms: entry.joined_at_ms,
                     last_seen_ms: now.unix_ms - silent.as_millis() as i64,
                     cluster: self.settings.name.clone(),
@@ -117,7 +120,10 @@ impl Reported {
             self.nodes.remove(name);
         }
         let seen = comparable(&summary);
-        if !complete && changed.is_empty() && removed.is_empty() && self.summary == Some(seen.clone())
+        if !complete
+            && changed.is_empty()
+            && removed.is_empty()
+            && self.summary == Some(seen.clone())
         {
             return None;
         }

@@ -55,7 +55,12 @@ fn hello(member: pb::Member, instances: Vec<StatusReport>) -> Hello {
 
 fn join(state: &mut ClusterState, name: &str, cpu: u64, link: u64, now: Now) -> Effects {
     let mut fx = Effects::default();
-    state.node_hello(hello(member(name, cpu, &[]), Vec::new()), link, now, &mut fx);
+    state.node_hello(
+        hello(member(name, cpu, &[]), Vec::new()),
+        link,
+        now,
+        &mut fx,
+    );
     fx
 }
 
@@ -118,7 +123,11 @@ fn to(node: &str, what: &'static str, id: &str) -> (String, &'static str, String
 }
 
 fn up_states(fx: &Effects, id: &str) -> Vec<Reported> {
-    fx.up.iter().filter(|s| s.id == id).map(|s| s.state).collect()
+    fx.up
+        .iter()
+        .filter(|s| s.id == id)
+        .map(|s| s.state)
+        .collect()
 }
 
 fn node_of(state: &ClusterState, id: &str) -> Option<String> {
@@ -135,13 +144,23 @@ fn a_batch_is_placed_in_order_each_seeing_the_reservations_before_it() {
         .to_vec();
     let fx = assign(&mut state, batch, now);
 
-    assert_eq!(sent(&fx), [to("n1", "assign", "a"), to("n1", "assign", "b")]);
-    assert!(fx.decided, "placements are decisions: durable before they are sent");
+    assert_eq!(
+        sent(&fx),
+        [to("n1", "assign", "a"), to("n1", "assign", "b")]
+    );
+    assert!(
+        fx.decided,
+        "placements are decisions: durable before they are sent"
+    );
     assert!(fx.writes["a"].is_some() && fx.writes["b"].is_some());
     assert_eq!(fx.writes["c"], None, "the refused one is forgotten");
     let refusal = fx.up.iter().find(|s| s.id == "c").expect("c reported");
     assert_eq!(refusal.state, Reported::Refused);
-    assert!(refusal.reason.contains("insufficient cpu"), "{}", refusal.reason);
+    assert!(
+        refusal.reason.contains("insufficient cpu"),
+        "{}",
+        refusal.reason
+    );
     assert_eq!(
         state.instances["a"].state,
         InstanceState::NodeScheduled,
@@ -158,7 +177,10 @@ fn a_repeated_assignment_is_answered_with_where_it_stands_and_not_placed_twice()
     assign(&mut state, vec![assignment("a", 1, web.clone())], now);
     let fx = assign(&mut state, vec![assignment("a", 1, web)], now);
     assert!(sent(&fx).is_empty(), "{:?}", sent(&fx));
-    assert_eq!(up_states(&fx, "a"), [Reported::State(InstanceState::NodeScheduled)]);
+    assert_eq!(
+        up_states(&fx, "a"),
+        [Reported::State(InstanceState::NodeScheduled)]
+    );
     assert!(fx.writes.is_empty());
 }
 
@@ -168,7 +190,15 @@ fn a_refusal_moves_the_instance_to_the_next_node_then_up_with_the_node_s_reason(
     let mut state = cluster(now);
     join(&mut state, "n1", 1000, 1, now);
     join(&mut state, "n2", 1000, 2, now);
-    assign(&mut state, vec![assignment("a", 1, spec("web", "100m", serde_json::json!({})))], now);
+    assign(
+        &mut state,
+        vec![assignment(
+            "a",
+            1,
+            spec("web", "100m", serde_json::json!({})),
+        )],
+        now,
+    );
     let first = node_of(&state, "a").expect("placed");
     let refusal = |why: &str| StatusReport::new("a", 1, Reported::Refused, why);
 
@@ -181,7 +211,11 @@ fn a_refusal_moves_the_instance_to_the_next_node_then_up_with_the_node_s_reason(
     assert!(!state.instances.contains_key("a"), "given back to the root");
     let up = fx.up.last().expect("a refusal up");
     assert_eq!(up.state, Reported::Refused);
-    assert!(up.reason.contains("out of file descriptors"), "{}", up.reason);
+    assert!(
+        up.reason.contains("out of file descriptors"),
+        "{}",
+        up.reason
+    );
 }
 
 #[test]
@@ -189,7 +223,15 @@ fn a_lost_node_s_instances_are_placed_on_another_node() {
     let now = start();
     let mut state = cluster(now);
     join(&mut state, "n1", 1000, 1, now);
-    assign(&mut state, vec![assignment("a", 1, spec("web", "100m", serde_json::json!({})))], now);
+    assign(
+        &mut state,
+        vec![assignment(
+            "a",
+            1,
+            spec("web", "100m", serde_json::json!({})),
+        )],
+        now,
+    );
     from_node(&mut state, "n1", report("a", InstanceState::Running), now);
     let later = now.later(Duration::from_secs(2));
     join(&mut state, "n2", 1000, 2, later);
@@ -221,7 +263,12 @@ fn a_returning_node_has_exactly_its_stale_copies_stopped() {
     join(&mut state, "n1", 1000, 1, now);
     let web = spec("web", "100m", serde_json::json!({}));
     assign(&mut state, vec![assignment("moved", 1, web.clone())], now);
-    from_node(&mut state, "n1", report("moved", InstanceState::Running), now);
+    from_node(
+        &mut state,
+        "n1",
+        report("moved", InstanceState::Running),
+        now,
+    );
     let later = now.later(DEADLINE);
     join(&mut state, "n2", 1000, 2, later);
     let mut fx = Effects::default();
@@ -248,7 +295,11 @@ fn a_returning_node_has_exactly_its_stale_copies_stopped() {
     }
     want.sort();
     assert_eq!(sent, want);
-    assert_eq!(node_of(&state, "moved").as_deref(), Some("n2"), "the replacement stays");
+    assert_eq!(
+        node_of(&state, "moved").as_deref(),
+        Some("n2"),
+        "the replacement stays"
+    );
 }
 
 #[test]
@@ -256,7 +307,15 @@ fn a_late_report_never_revives_a_stopping_instance() {
     let now = start();
     let mut state = cluster(now);
     join(&mut state, "n1", 1000, 1, now);
-    assign(&mut state, vec![assignment("a", 1, spec("web", "100m", serde_json::json!({})))], now);
+    assign(
+        &mut state,
+        vec![assignment(
+            "a",
+            1,
+            spec("web", "100m", serde_json::json!({})),
+        )],
+        now,
+    );
     from_node(&mut state, "n1", report("a", InstanceState::Running), now);
     let mut fx = Effects::default();
     state.revoke(Revocation::new("a", 1, "scaled down"), now, &mut fx);
@@ -267,9 +326,17 @@ fn a_late_report_never_revives_a_stopping_instance() {
     assert_eq!(state.instances["a"].state, InstanceState::Terminating);
     assert!(fx.up.is_empty() && fx.writes.is_empty());
 
-    let fx = from_node(&mut state, "n1", report("a", InstanceState::Terminated), now);
+    let fx = from_node(
+        &mut state,
+        "n1",
+        report("a", InstanceState::Terminated),
+        now,
+    );
     assert!(!state.instances.contains_key("a"));
-    assert_eq!(up_states(&fx, "a"), [Reported::State(InstanceState::Terminated)]);
+    assert_eq!(
+        up_states(&fx, "a"),
+        [Reported::State(InstanceState::Terminated)]
+    );
     assert_eq!(fx.writes["a"], None);
 }
 
@@ -278,19 +345,35 @@ fn a_revoke_for_an_instance_on_a_disconnected_node_finishes_at_once() {
     let now = start();
     let mut state = cluster(now);
     join(&mut state, "n1", 1000, 7, now);
-    assign(&mut state, vec![assignment("a", 1, spec("web", "100m", serde_json::json!({})))], now);
+    assign(
+        &mut state,
+        vec![assignment(
+            "a",
+            1,
+            spec("web", "100m", serde_json::json!({})),
+        )],
+        now,
+    );
     assert!(state.node_goodbye("n1", 7));
     let mut fx = Effects::default();
     state.revoke(Revocation::new("a", 1, "deleted"), now, &mut fx);
     assert!(!state.instances.contains_key("a"));
-    assert_eq!(up_states(&fx, "a"), [Reported::State(InstanceState::Terminated)]);
+    assert_eq!(
+        up_states(&fx, "a"),
+        [Reported::State(InstanceState::Terminated)]
+    );
 }
 
 /// A service that prefers nodes labelled `zone=b`, on a cluster whose only node is in zone a.
 fn preferring_zone_b(now: Now, replicas: &[&str]) -> ClusterState {
     let mut state = cluster(now);
     let mut fx = Effects::default();
-    state.node_hello(hello(member("a", 4000, &[("zone", "a")]), Vec::new()), 1, now, &mut fx);
+    state.node_hello(
+        hello(member("a", 4000, &[("zone", "a")]), Vec::new()),
+        1,
+        now,
+        &mut fx,
+    );
     let web = spec(
         "web",
         "100m",
@@ -299,13 +382,21 @@ fn preferring_zone_b(now: Now, replicas: &[&str]) -> ClusterState {
             "rigidness": 0.5, "convergenceTime": 1
         }]}),
     );
-    let batch = replicas.iter().map(|id| assignment(id, 1, web.clone())).collect();
+    let batch = replicas
+        .iter()
+        .map(|id| assignment(id, 1, web.clone()))
+        .collect();
     assign(&mut state, batch, now);
     for id in replicas {
         from_node(&mut state, "a", report(id, InstanceState::Running), now);
     }
     let mut fx = Effects::default();
-    state.node_hello(hello(member("b", 4000, &[("zone", "b")]), Vec::new()), 2, now, &mut fx);
+    state.node_hello(
+        hello(member("b", 4000, &[("zone", "b")]), Vec::new()),
+        2,
+        now,
+        &mut fx,
+    );
     state
 }
 
@@ -319,16 +410,26 @@ fn converge(state: &mut ClusterState, now: Now) -> Effects {
 fn a_move_starts_after_the_convergence_time_and_completes_when_the_new_copy_runs() {
     let now = start();
     let mut state = preferring_zone_b(now, &["m"]);
-    assert!(converge(&mut state, now).to_nodes.is_empty(), "not before 1 s");
+    assert!(
+        converge(&mut state, now).to_nodes.is_empty(),
+        "not before 1 s"
+    );
 
     let later = now.later(Duration::from_secs(2));
     let fx = converge(&mut state, later);
     assert_eq!(sent(&fx), [to("b", "assign", "m")]);
-    assert_eq!(node_of(&state, "m").as_deref(), Some("a"), "the old copy serves");
+    assert_eq!(
+        node_of(&state, "m").as_deref(),
+        Some("a"),
+        "the old copy serves"
+    );
     assert_eq!(state.instances["m"].state, InstanceState::Running);
 
     let fx = from_node(&mut state, "b", report("m", InstanceState::Starting), later);
-    assert!(sent(&fx).is_empty(), "the old copy stays until the new one runs");
+    assert!(
+        sent(&fx).is_empty(),
+        "the old copy stays until the new one runs"
+    );
     let fx = from_node(&mut state, "b", report("m", InstanceState::Running), later);
     assert_eq!(sent(&fx), [to("a", "revoke", "m")]);
     assert_eq!(node_of(&state, "m").as_deref(), Some("b"));
@@ -383,8 +484,16 @@ fn only_one_instance_of_a_service_moves_at_a_time() {
     let later = now.later(Duration::from_secs(2));
     let fx = converge(&mut state, later);
     assert_eq!(sent(&fx).len(), 1, "{:?}", sent(&fx));
-    let moving = state.instances.values().filter(|p| p.moving.is_some()).count();
+    let moving = state
+        .instances
+        .values()
+        .filter(|p| p.moving.is_some())
+        .count();
     assert_eq!(moving, 1);
     // The next round waits for the first move to end.
-    assert!(converge(&mut state, later.later(Duration::from_secs(1))).to_nodes.is_empty());
+    assert!(
+        converge(&mut state, later.later(Duration::from_secs(1)))
+            .to_nodes
+            .is_empty()
+    );
 }

@@ -247,11 +247,7 @@ mod tests {
     fn every_pair_of_states_is_legal_exactly_when_the_diagram_has_its_edge() {
         for from in INSTANCE_STATES {
             for to in INSTANCE_STATES {
-                assert_eq!(
-                    from.can_become(to),
-                    expected(from, to),
-                    "{from} -> {to}"
-                );
+                assert_eq!(from.can_become(to), expected(from, to), "{from} -> {to}");
             }
         }
     }
@@ -277,14 +273,31 @@ mod tests {
 
     #[test]
     fn guards() {
-        let placeable: Vec<_> = INSTANCE_STATES.into_iter().filter(|s| s.can_place()).collect();
+        let placeable: Vec<_> = INSTANCE_STATES
+            .into_iter()
+            .filter(|s| s.can_place())
+            .collect();
         assert_eq!(placeable, [Pending, ClusterScheduled, Lost]);
-        let unstoppable: Vec<_> = INSTANCE_STATES.into_iter().filter(|s| !s.can_stop()).collect();
+        let unstoppable: Vec<_> = INSTANCE_STATES
+            .into_iter()
+            .filter(|s| !s.can_stop())
+            .collect();
         assert_eq!(unstoppable, [Terminating, Terminated]);
-        let live: Vec<_> = INSTANCE_STATES.into_iter().filter(|s| s.is_live()).collect();
+        let live: Vec<_> = INSTANCE_STATES
+            .into_iter()
+            .filter(|s| s.is_live())
+            .collect();
         assert_eq!(
             live,
-            [Pending, ClusterScheduled, NodeScheduled, Starting, Running, BackOff, Terminating]
+            [
+                Pending,
+                ClusterScheduled,
+                NodeScheduled,
+                Starting,
+                Running,
+                BackOff,
+                Terminating
+            ]
         );
         assert_eq!(Terminating.desired(), Desired::Stop);
         assert_eq!(Running.desired(), Desired::Run);

@@ -645,7 +645,10 @@ fn retire(
     if instance.node.is_none() && instance.cluster.is_none() {
         return Ok(delete_instance(&instance, revision));
     }
-    if instance.transition(InstanceState::Terminating, "no longer desired", now).is_err() {
+    if instance
+        .transition(InstanceState::Terminating, "no longer desired", now)
+        .is_err()
+    {
         // Stopped already: nothing more to say about it.
         return Ok(delete_instance(&instance, revision));
     }

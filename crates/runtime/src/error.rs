@@ -58,13 +58,8 @@ pub enum RuntimeError {
     },
     #[error("{command} did not finish within {timeout:?}")]
     CommandTimeout { command: String, timeout: Duration },
-    #[error("network setup of instance {id} failed: CNI plugin {plugin} {command}: {message}")]
-    Network {
-        id: String,
-        plugin: String,
-        command: &'static str,
-        message: String,
-    },
+    #[error(transparent)]
+    Network(#[from] canopy_net::NetError),
     /// Raised by an image provider: the image cannot be pulled or unpacked.
     #[error("image {image}: {reason}")]
     Image { image: String, reason: String },

@@ -13,9 +13,10 @@ mod process;
 mod state;
 mod supervise;
 
+pub use canopy_net::CniConfig;
 pub use cgroup::CgroupVersion;
 pub use error::RuntimeError;
-pub use oci::{CniConfig, ImageConfig, ImageProvider, OciOptions, OciRuntime};
+pub use oci::{ImageConfig, ImageProvider, OciOptions, OciRuntime};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use supervise::LogPaths;
 
@@ -100,11 +101,30 @@ pub struct Recovered {
 /// steps), as (instance id, text).
 pub type Events = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
 
+/// What a runtime can do, declared as Nomad's task drivers declare theirs, so the agent
+/// and validation can tell what a service may ask of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Publishes `hostPort`s on the node.
+    pub ports: bool,
+    /// Gives each instance its own network namespace and address.
+    pub networking: bool,
+    /// Reports CPU and memory usage per instance.
+    pub stats: bool,
+    /// Runs a command inside a running instance.
+    pub exec: bool,
+    /// Keeps stdout and stderr.
+    pub logs: bool,
+    /// Enforces CPU and memory limits.
+    pub limits: bool,
+}
+
 /// One interface for every runtime (container, wasm, process). Restart policy is the
 /// agent's job: a runtime runs one process (or container, or module) per `start`.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     fn kind(&self) -> RuntimeKind;
+    fn capabilities(&self) -> Capabilities;
     /// Where to send start progress; runtimes with nothing to say ignore it.
     fn set_events(&self, _events: Events) {}
     /// Starts the instance; its state is on disk before this returns.

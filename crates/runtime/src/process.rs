@@ -438,6 +438,18 @@ impl Runtime for ProcessRuntime {
         RuntimeKind::Process
     }
 
+    /// Processes share the node's network: they listen on its ports themselves.
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities {
+            ports: false,
+            networking: false,
+            stats: true,
+            exec: false,
+            logs: true,
+            limits: self.cgroups.is_some(),
+        }
+    }
+
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
         let _guard = self.instances.lock_start(&spec.id).await;
         self.start_locked(spec)

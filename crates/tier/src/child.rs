@@ -4,9 +4,9 @@ use crate::pb::{self, up};
 use crate::session::{Assignment, Hello, Revocation};
 use crate::status::StatusReport;
 use crate::{TierError, Timing};
-use std::collections::{HashMap, VecDeque};
 use futures::FutureExt;
 use rand::Rng;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +120,9 @@ pub fn uplink() -> (Uplink, Outbox) {
 }
 
 fn lock(queue: &std::sync::Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
-    queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Uplink {

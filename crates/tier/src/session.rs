@@ -40,7 +40,7 @@ pub struct Hello {
 pub enum Message {
     Heartbeat(pb::Heartbeat),
     Status(StatusReport),
-    Membership(pb::Membership),
+    Membership(Box<pb::Membership>),
 }
 
 impl Assignment {
@@ -88,7 +88,11 @@ impl Hello {
         pb::Hello {
             member: Some(self.member.clone()),
             token: self.token.clone(),
-            instances: self.instances.iter().map(pb::InstanceStatus::from).collect(),
+            instances: self
+                .instances
+                .iter()
+                .map(pb::InstanceStatus::from)
+                .collect(),
             nodes: self.nodes.clone(),
         }
     }
@@ -130,12 +134,10 @@ impl Message {
     pub fn from_pb(child: &str, body: pb::up::Body) -> Option<Message> {
         match body {
             pb::up::Body::Heartbeat(beat) => Some(Message::Heartbeat(beat)),
-            pb::up::Body::Membership(membership) => Some(Message::Membership(membership)),
-            pb::up::Body::Status(status) => {
-                readable(child, std::slice::from_ref(&status))
-                    .pop()
-                    .map(Message::Status)
-            }
+            pb::up::Body::Membership(membership) => Some(Message::Membership(Box::new(membership))),
+            pb::up::Body::Status(status) => readable(child, std::slice::from_ref(&status))
+                .pop()
+                .map(Message::Status),
             pb::up::Body::Hello(_) => None,
         }
     }
@@ -258,7 +260,10 @@ mod tests {
 
     #[test]
     fn an_empty_hello_from_a_child_with_nothing_known_is_empty() {
-        assert_eq!(diff_hello(Vec::new(), &BTreeMap::new()), HelloDiff::default());
+        assert_eq!(
+            diff_hello(Vec::new(), &BTreeMap::new()),
+            HelloDiff::default()
+        );
     }
 
     #[test]

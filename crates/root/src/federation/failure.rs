@@ -56,8 +56,12 @@ impl Federation {
                         // Nothing left to stop from here; a returning cluster is diffed.
                         return InstanceChange::Delete;
                     }
-                    if transition(i, InstanceState::Lost, format!("cluster {cluster} unreachable"), now)
-                        == InstanceChange::None
+                    if transition(
+                        i,
+                        InstanceState::Lost,
+                        format!("cluster {cluster} unreachable"),
+                        now,
+                    ) == InstanceChange::None
                     {
                         return InstanceChange::None;
                     }
@@ -90,5 +94,4 @@ impl Federation {
         }
         Ok(())
     }
-
 }

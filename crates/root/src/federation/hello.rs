@@ -1,8 +1,8 @@
 //! A cluster's hello: it is linked, its membership recorded, and the instances it reports
 //! diffed against the desired state (the same diff a cluster makes of its nodes' hellos).
 
+use super::ClusterEntry;
 use super::{Federation, assignment, peers};
-use super::{ClusterEntry};
 use crate::desired::{InstanceChange, InstanceFilter, RootError};
 use canopy_tier::Hello;
 use canopy_tier::parent::Downlink;

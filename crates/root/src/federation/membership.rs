@@ -121,4 +121,3 @@ fn same_node(a: &NodeInfo, b: &NodeInfo) -> bool {
         ..a.clone()
     } == *b
 }
-

@@ -239,7 +239,6 @@ impl Federation {
             links.revoked_at.insert(instance.id.clone(), Instant::now());
         }
     }
-
 }
 
 fn cluster_views(
@@ -268,4 +267,3 @@ fn max_amounts(a: &ResourceAmounts, b: &ResourceAmounts) -> ResourceAmounts {
         storage_mib: a.storage_mib.max(b.storage_mib),
     }
 }
-

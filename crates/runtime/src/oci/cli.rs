@@ -7,50 +7,26 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// Runs `cmd` to completion with `stdin`, killing it after `timeout`.
 pub(crate) async fn output(
-    mut cmd: tokio::process::Command,
+    cmd: tokio::process::Command,
     stdin: Option<&[u8]>,
     timeout: Duration,
     what: &str,
 ) -> Result<Output, RuntimeError> {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| RuntimeError::Spawn {
-        command: what.to_string(),
-        source: e,
-    })?;
-    let run = async {
-        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A plugin that exits without reading its config closes the pipe: its own
-            // error output says more than EPIPE would.
-            let _ = pipe.write_all(data).await;
-            drop(pipe);
-        }
-        child.wait_with_output().await
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(out)) => Ok(out),
-        Ok(Err(e)) => Err(RuntimeError::Spawn {
-            command: what.to_string(),
-            source: e,
-        }),
-        // Dropping the future drops the child, and kill_on_drop kills it.
-        Err(_) => Err(RuntimeError::CommandTimeout {
-            command: what.to_string(),
-            timeout,
-        }),
-    }
+    canopy_net::output(cmd, stdin, timeout, what)
+        .await
+        .map_err(|e| match e {
+            canopy_net::CommandError::Spawn { command, source } => {
+                RuntimeError::Spawn { command, source }
+            }
+            canopy_net::CommandError::Timeout { command, timeout } => {
+                RuntimeError::CommandTimeout { command, timeout }
+            }
+        })
 }
 
 /// The last error a runtime wrote to its JSON log (`--log F --log-format json`), or its

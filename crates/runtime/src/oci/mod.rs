@@ -19,9 +19,6 @@
 
 mod bundle;
 mod cli;
-mod cni;
-
-pub use cni::CniConfig;
 
 use crate::cgroup::{Cgroups, OomCounters};
 use crate::instance::{self, Instances, LogRotation, remove_dir_if_exists, terminate};
@@ -33,8 +30,8 @@ use crate::supervise::{
 use crate::{Exit, InstanceSpec, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs};
 use async_trait::async_trait;
 use canopy_model::{RuntimeKind, ServiceSpec};
+use canopy_net::{self as cni, Cni, CniConfig};
 use cli::Cli;
-use cni::Cni;
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -370,7 +367,7 @@ impl OciRuntime {
                     if let Err(e2) = cni.teardown(id, &dir).await {
                         tracing::warn!(id, error = %e2, "network clean-up after a failed setup");
                     }
-                    return Err(e);
+                    return Err(e.into());
                 }
             },
             None => None,
@@ -614,6 +611,18 @@ impl OciRuntime {
 impl Runtime for OciRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Container
+    }
+
+    fn capabilities(&self) -> crate::Capabilities {
+        let networked = self.cni.is_some();
+        crate::Capabilities {
+            ports: networked,
+            networking: networked,
+            stats: true,
+            exec: false,
+            logs: true,
+            limits: true,
+        }
     }
 
     fn set_events(&self, events: crate::Events) {

@@ -2,9 +2,7 @@
 //! instance, the loopback plugin for `lo`, then the agent's conflist (bridge + host-local
 //! IPAM + portmap) for `eth0`. DEL runs the conflist in reverse with the cached result.
 
-use super::cli::output;
-use crate::RuntimeError;
-use crate::supervise::DEFAULT_PATH;
+use crate::{DEFAULT_PATH, NetError, output};
 use canopy_model::{PortSpec, Protocol};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -58,13 +56,13 @@ impl CniConfig {
 /// A published port as the portmap plugin takes it (`runtimeConfig.portMappings`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct PortMapping {
+pub struct PortMapping {
     pub host_port: u16,
     pub container_port: u16,
     pub protocol: String,
 }
 
-pub(crate) fn port_mappings(ports: &[PortSpec]) -> Vec<PortMapping> {
+pub fn port_mappings(ports: &[PortSpec]) -> Vec<PortMapping> {
     ports
         .iter()
         .filter_map(|p| {
@@ -83,7 +81,7 @@ pub(crate) fn port_mappings(ports: &[PortSpec]) -> Vec<PortMapping> {
 
 /// What teardown needs, in `<instance dir>/network.json` (written before the first ADD).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct NetworkState {
+pub struct NetworkState {
     pub netns: PathBuf,
     pub ports: Vec<PortMapping>,
     /// The conflist's final result; passed as prevResult to DEL.
@@ -93,23 +91,23 @@ pub(crate) struct NetworkState {
     pub ip: Option<IpAddr>,
 }
 
-pub(crate) fn read_state(dir: &Path) -> Option<NetworkState> {
+pub fn read_state(dir: &Path) -> Option<NetworkState> {
     let bytes = fs::read(dir.join(NETWORK_FILE)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
-fn write_state(dir: &Path, st: &NetworkState) -> Result<(), RuntimeError> {
+fn write_state(dir: &Path, st: &NetworkState) -> Result<(), NetError> {
     let path = dir.join(NETWORK_FILE);
     let tmp = dir.join("network.json.tmp");
     let json = serde_json::to_vec_pretty(st)
-        .map_err(|e| RuntimeError::io("encode", &path, io::Error::other(e)))?;
-    fs::write(&tmp, json).map_err(|e| RuntimeError::io("write", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| RuntimeError::io("rename into", &path, e))
+        .map_err(|e| NetError::io("encode", &path, io::Error::other(e)))?;
+    fs::write(&tmp, json).map_err(|e| NetError::io("write", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| NetError::io("rename into", &path, e))
 }
 
 /// Networking of one runtime: its conflist and its private directories.
 #[derive(Debug, Clone)]
-pub(crate) struct Cni {
+pub struct Cni {
     cfg: CniConfig,
     /// host-local's leases (per agent, under its state dir).
     ipam_dir: PathBuf,
@@ -117,11 +115,11 @@ pub(crate) struct Cni {
 }
 
 impl Cni {
-    pub fn new(cfg: CniConfig, base: &Path) -> Result<Cni, RuntimeError> {
+    pub fn new(cfg: CniConfig, base: &Path) -> Result<Cni, NetError> {
         for plugin in ["bridge", "host-local", "portmap", "loopback"] {
             let p = cfg.plugin_dir.join(plugin);
             if !p.is_file() {
-                return Err(RuntimeError::RuntimeNotInstalled {
+                return Err(NetError::PluginMissing {
                     binary: format!("CNI plugin {plugin}"),
                     hint: format!(
                         "{} is missing: apt-get install containernetworking-plugins",
@@ -132,15 +130,14 @@ impl Cni {
         }
         let bridge = cfg.bridge_name();
         if bridge.is_empty() || bridge.len() > 15 {
-            return Err(RuntimeError::InvalidSpec {
-                service: "-".to_string(),
-                reason: format!("bridge name {bridge:?} must be 1 to 15 bytes"),
-            });
+            return Err(NetError::Config(format!(
+                "bridge name {bridge:?} must be 1 to 15 bytes"
+            )));
         }
         let ipam_dir = base.join("ipam");
         let netns_dir = base.join("netns");
         for d in [&ipam_dir, &netns_dir] {
-            fs::create_dir_all(d).map_err(|e| RuntimeError::io("create", d, e))?;
+            fs::create_dir_all(d).map_err(|e| NetError::io("create", d, e))?;
         }
         Ok(Cni {
             cfg,
@@ -191,7 +188,7 @@ impl Cni {
         id: &str,
         dir: &Path,
         ports: Vec<PortMapping>,
-    ) -> Result<NetworkState, RuntimeError> {
+    ) -> Result<NetworkState, NetError> {
         let netns = self.netns_dir.join(id);
         let mut st = NetworkState {
             netns: netns.clone(),
@@ -201,8 +198,7 @@ impl Cni {
         };
         // Recorded first, so that whatever happens next, teardown finds it.
         write_state(dir, &st)?;
-        create_netns(&netns)
-            .map_err(|e| RuntimeError::io("create network namespace", &netns, e))?;
+        create_netns(&netns).map_err(|e| NetError::io("create network namespace", &netns, e))?;
         let lo = json!({"cniVersion": CNI_VERSION, "name": "lo", "type": "loopback"});
         self.invoke(id, &netns, "lo", "ADD", &lo).await?;
         let list = self.conflist();
@@ -219,7 +215,7 @@ impl Cni {
     }
 
     /// Detaches and deletes the namespace; idempotent (nothing recorded, nothing to do).
-    pub async fn teardown(&self, id: &str, dir: &Path) -> Result<(), RuntimeError> {
+    pub async fn teardown(&self, id: &str, dir: &Path) -> Result<(), NetError> {
         let Some(st) = read_state(dir) else {
             return Ok(());
         };
@@ -234,16 +230,14 @@ impl Cni {
             }
         }
         if let Err(e) = remove_netns(&st.netns) {
-            first_err.get_or_insert(RuntimeError::io("remove network namespace", &st.netns, e));
+            first_err.get_or_insert(NetError::io("remove network namespace", &st.netns, e));
         }
         if let Some(e) = first_err {
             return Err(e);
         }
         let path = dir.join(NETWORK_FILE);
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(RuntimeError::io("remove", &path, e))
-            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(NetError::io("remove", &path, e)),
             _ => Ok(()),
         }
     }
@@ -272,9 +266,9 @@ impl Cni {
         ifname: &str,
         command: &'static str,
         conf: &Value,
-    ) -> Result<Value, RuntimeError> {
+    ) -> Result<Value, NetError> {
         let plugin = conf["type"].as_str().unwrap_or_default().to_string();
-        let fail = |message: String| RuntimeError::Network {
+        let fail = |message: String| NetError::Plugin {
             id: id.to_string(),
             plugin: plugin.clone(),
             command,
@@ -384,7 +378,7 @@ fn remove_netns(path: &Path) -> io::Result<()> {
 }
 
 /// `path` is a mount point in our mount namespace (from /proc/self/mountinfo).
-pub(crate) fn is_mount_point(path: &Path) -> bool {
+fn is_mount_point(path: &Path) -> bool {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
