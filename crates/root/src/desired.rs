@@ -570,16 +570,28 @@ impl Desired {
         &self,
         instance: &Instance,
     ) -> Result<Option<ServiceSpec>, RootError> {
-        match self
-            .record(&instance.namespace, &instance.application)
-            .await
-        {
+        self.spec_of(
+            &instance.namespace,
+            &instance.application,
+            &instance.service,
+        )
+        .await
+    }
+
+    /// The spec of service `service` of an application, if both still exist.
+    pub async fn spec_of(
+        &self,
+        namespace: &str,
+        application: &str,
+        service: &str,
+    ) -> Result<Option<ServiceSpec>, RootError> {
+        match self.record(namespace, application).await {
             Ok((record, _)) => Ok(record
                 .application
                 .spec
                 .services
                 .into_iter()
-                .find(|s| s.name == instance.service)),
+                .find(|s| s.name == service)),
             Err(RootError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }

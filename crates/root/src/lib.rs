@@ -5,6 +5,7 @@ pub mod api;
 mod auth;
 pub mod desired;
 pub mod federation;
+pub mod instances;
 pub mod keys;
 pub mod records;
 
@@ -25,14 +26,20 @@ pub struct Root {
 impl Root {
     /// Opens the root over a store and reconciles whatever a previous run left half done.
     pub async fn open(store: Arc<dyn Store>, timing: Timing) -> Result<Root, RootError> {
-        let desired = Arc::new(Desired::new(store));
+        let desired = Arc::new(Desired::new(store.clone()));
         desired.reconcile_all().await?;
-        let federation = federation::Federation::new(desired.clone(), timing);
+        let instances = instances::InstanceCache::start(store).await?;
+        let federation = federation::Federation::new(desired.clone(), instances, timing);
         Ok(Root {
             desired,
             federation,
             stopping: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// The scheduler and the clusters' links.
+    pub fn federation(&self) -> &Arc<federation::Federation> {
+        &self.federation
     }
 
     /// The public API and, on the same port, the tier endpoint clusters link to.

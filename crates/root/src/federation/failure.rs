@@ -2,7 +2,7 @@
 //! clusters; a returning cluster's stale copies are stopped when its hello is diffed.
 
 use super::{Federation, transition};
-use crate::desired::{InstanceChange, InstanceFilter, RootError};
+use crate::desired::{InstanceChange, RootError};
 use crate::keys;
 use canopy_model::{ClusterInfo, InstanceState, MemberState};
 use canopy_store::{Precondition, StoreExt};
@@ -39,11 +39,8 @@ impl Federation {
         self.set_cluster_state(cluster, MemberState::Unreachable)
             .await?;
         let now = OffsetDateTime::now_utc();
-        for instance in self
-            .desired
-            .list_instances(&InstanceFilter::default())
-            .await?
-        {
+        self.instances.synced().await?;
+        for instance in self.instances.on_cluster(cluster) {
             if instance.cluster.as_deref() != Some(cluster) || instance.state.is_final() {
                 continue;
             }

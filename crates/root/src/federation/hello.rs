@@ -3,7 +3,7 @@
 
 use super::ClusterEntry;
 use super::{Federation, assignment, peers};
-use crate::desired::{InstanceChange, InstanceFilter, RootError};
+use crate::desired::{InstanceChange, RootError};
 use canopy_tier::Hello;
 use canopy_tier::parent::Downlink;
 use canopy_tier::session::{Known, diff_hello};
@@ -37,12 +37,11 @@ impl Federation {
         self.record_membership(&name, &hello.member, &hello.nodes, &[], true)
             .await?;
 
+        self.instances.synced().await?;
         let assigned: BTreeMap<String, _> = self
-            .desired
-            .list_instances(&InstanceFilter::default())
-            .await?
+            .instances
+            .on_cluster(&name)
             .into_iter()
-            .filter(|i| i.cluster.as_deref() == Some(name.as_str()))
             .map(|i| (i.id.clone(), i))
             .collect();
         let known: BTreeMap<String, Known> = assigned

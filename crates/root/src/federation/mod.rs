@@ -14,6 +14,7 @@ mod peers;
 mod schedule;
 
 use crate::desired::Desired;
+use crate::instances::InstanceCache;
 use canopy_model::{Instance, InstanceState, ServiceSpec};
 use canopy_tier::parent::{Downlink, TierService};
 use canopy_tier::pb;
@@ -59,6 +60,7 @@ struct Refusals {
 
 pub struct Federation {
     desired: Arc<Desired>,
+    instances: Arc<InstanceCache>,
     timing: Timing,
     links: Mutex<Links>,
     wake: Notify,
@@ -70,9 +72,14 @@ const RETRY_PERIOD: Duration = Duration::from_secs(1);
 const PEERS_PERIOD: Duration = Duration::from_secs(30);
 
 impl Federation {
-    pub fn new(desired: Arc<Desired>, timing: Timing) -> Arc<Federation> {
+    pub fn new(
+        desired: Arc<Desired>,
+        instances: Arc<InstanceCache>,
+        timing: Timing,
+    ) -> Arc<Federation> {
         Arc::new(Federation {
             desired,
+            instances,
             timing,
             links: Mutex::new(Links::default()),
             wake: Notify::new(),
@@ -105,6 +112,11 @@ impl Federation {
         }
     }
 
+    /// One scheduling pass now (the loop runs them on wake-ups and every second).
+    pub async fn schedule_once(&self) -> Result<(), crate::desired::RootError> {
+        self.schedule().await
+    }
+
     async fn pass(&self) {
         if let Err(e) = self.schedule().await {
             tracing::error!(error = %e, "scheduling pass failed");
@@ -126,14 +138,6 @@ fn transition(
             crate::desired::InstanceChange::None
         }
     }
-}
-
-fn service_key(instance: &Instance) -> (String, String, String) {
-    (
-        instance.namespace.clone(),
-        instance.application.clone(),
-        instance.service.clone(),
-    )
 }
 
 fn workload(instance: &Instance, spec: &ServiceSpec) -> Workload {

@@ -1,8 +1,9 @@
 //! The scheduling pass: every pending instance placed on a cluster from the clusters'
 //! summaries, decided in memory, committed in one transaction, and only then sent.
 
-use super::{Federation, Links, assignment, service_key, transition};
-use crate::desired::{InstanceChange, InstanceFilter, RootError};
+use super::{Federation, Links, assignment, transition};
+use crate::desired::{InstanceChange, RootError};
+use crate::instances::{ServiceKey, service_key};
 use canopy_model::{Instance, InstanceState, ResourceAmounts, ServiceSpec};
 use canopy_sched::{ClusterView, Endpoint, PlacementContext, Request, demand, place_on_cluster};
 use canopy_tier::{Revocation, summary_from_pb};
@@ -19,70 +20,58 @@ const REVOKE_REPEAT: Duration = Duration::from_secs(2);
 impl Federation {
     /// Places every pending instance, and repeats revocations of retired ones.
     pub(super) async fn schedule(&self) -> Result<(), RootError> {
-        let instances = self
-            .desired
-            .list_instances(&InstanceFilter::default())
-            .await?;
+        self.instances.synced().await?;
+        let pending = self.instances.in_state(InstanceState::Pending);
+        let terminating = self.instances.in_state(InstanceState::Terminating);
+        // Instances of each service per cluster: what they reserve, and for spread
+        // constraints; kept current below.
+        let mut per_cluster = self.instances.live_per_cluster();
         let mut specs = BTreeMap::new();
         let mut allocated: BTreeMap<String, ResourceAmounts> = BTreeMap::new();
-        for instance in instances.iter().filter(|i| !i.state.is_final()) {
-            let Some(cluster) = &instance.cluster else {
+        for (service, clusters) in &per_cluster {
+            let Some(spec) = self.spec_for(&mut specs, service).await? else {
                 continue;
             };
-            if let Some(spec) = self.spec_for(&mut specs, instance).await? {
-                allocated
-                    .entry(cluster.clone())
-                    .or_default()
-                    .add(&demand(&spec));
-            }
-        }
-        // Instances of each service per cluster, for spread constraints; kept current below.
-        let mut per_cluster: BTreeMap<(String, String, String), BTreeMap<String, u32>> =
-            BTreeMap::new();
-        for instance in instances.iter().filter(|i| !i.state.is_final()) {
-            if let Some(cluster) = &instance.cluster {
-                *per_cluster
-                    .entry(service_key(instance))
-                    .or_default()
-                    .entry(cluster.clone())
-                    .or_default() += 1;
+            let one = demand(&spec);
+            for (cluster, count) in clusters {
+                let total = allocated.entry(cluster.clone()).or_default();
+                for _ in 0..*count {
+                    total.add(&one);
+                }
             }
         }
         let mut links = self.links.lock().await;
+        for instance in &terminating {
+            self.repeat_revoke(&mut links, instance);
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
         let mut views = cluster_views(&links.clusters, &allocated);
         // Where each application's services run, at cluster grain (latency to a service).
-        let mut endpoints: BTreeMap<(&str, &str), BTreeMap<String, Vec<Endpoint>>> =
+        let mut endpoints: BTreeMap<(String, String), BTreeMap<String, Vec<Endpoint>>> =
             BTreeMap::new();
-        for instance in instances.iter().filter(|i| !i.state.is_final()) {
-            let Some(view) = instance
-                .cluster
-                .as_ref()
-                .and_then(|c| views.iter().find(|v| &v.name == c))
-            else {
-                continue;
-            };
-            endpoints
-                .entry((&instance.namespace, &instance.application))
-                .or_default()
-                .entry(instance.service.clone())
-                .or_default()
-                .push(Endpoint {
+        for ((namespace, application, service), clusters) in &per_cluster {
+            for (cluster, count) in clusters {
+                let Some(view) = views.iter().find(|v| &v.name == cluster) else {
+                    continue;
+                };
+                let endpoint = Endpoint {
                     location: view.location,
                     coordinate: view.coordinate,
-                });
+                };
+                endpoints
+                    .entry((namespace.clone(), application.clone()))
+                    .or_default()
+                    .entry(service.clone())
+                    .or_default()
+                    .extend(std::iter::repeat_n(endpoint, *count as usize));
+            }
         }
         // Where this pass places each instance: written in one commit after the loop.
         let mut chosen: BTreeMap<String, (String, ServiceSpec)> = BTreeMap::new();
-        for instance in &instances {
-            match instance.state {
-                InstanceState::Pending => {}
-                InstanceState::Terminating => {
-                    self.repeat_revoke(&mut links, instance);
-                    continue;
-                }
-                _ => continue,
-            }
-            let Some(spec) = self.spec_for(&mut specs, instance).await? else {
+        for instance in &pending {
+            let Some(spec) = self.spec_for(&mut specs, &service_key(instance)).await? else {
                 continue;
             };
             if links
@@ -102,7 +91,7 @@ impl Federation {
                     .cloned()
                     .unwrap_or_default(),
                 services: endpoints
-                    .get(&(instance.namespace.as_str(), instance.application.as_str()))
+                    .get(&(instance.namespace.clone(), instance.application.clone()))
                     .cloned()
                     .unwrap_or_default(),
                 ..PlacementContext::default()
@@ -201,21 +190,18 @@ impl Federation {
         Ok(())
     }
 
-    pub(super) async fn spec_for(
+    /// The spec of a service, read once per pass.
+    async fn spec_for(
         &self,
-        cache: &mut BTreeMap<(String, String, String), Option<ServiceSpec>>,
-        instance: &Instance,
+        cache: &mut BTreeMap<ServiceKey, Option<ServiceSpec>>,
+        service: &ServiceKey,
     ) -> Result<Option<ServiceSpec>, RootError> {
-        let key = (
-            instance.namespace.clone(),
-            instance.application.clone(),
-            instance.service.clone(),
-        );
-        if let Some(spec) = cache.get(&key) {
+        if let Some(spec) = cache.get(service) {
             return Ok(spec.clone());
         }
-        let spec = self.desired.service_spec(instance).await?;
-        cache.insert(key, spec.clone());
+        let (namespace, application, name) = service;
+        let spec = self.desired.spec_of(namespace, application, name).await?;
+        cache.insert(service.clone(), spec.clone());
         Ok(spec)
     }
 

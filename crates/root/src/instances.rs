@@ -1,0 +1,296 @@
+//! The root's indexed view of every instance, fed by the store's watch (the informer
+//! pattern): a scheduling pass reads the pending instances and per-service counts, a hello
+//! or a lost cluster the instances of that cluster, and none of them lists the whole store.
+//! Writes still go to the store (compare-and-swap); [`InstanceCache::synced`] waits until the
+//! view reflects every write committed before the call.
+
+use crate::keys;
+use canopy_model::{Instance, InstanceState};
+use canopy_store::{Revision, Store, StoreError, StoreExt, WatchEvent};
+use futures::StreamExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
+
+/// (namespace, application, service).
+pub type ServiceKey = (String, String, String);
+
+#[derive(Default)]
+struct Index {
+    instances: BTreeMap<String, Instance>,
+    by_cluster: BTreeMap<String, BTreeSet<String>>,
+    by_state: BTreeMap<InstanceState, BTreeSet<String>>,
+    /// Live instances with a cluster, counted per service and cluster: what placement
+    /// reserves and spreads by.
+    live: BTreeMap<ServiceKey, BTreeMap<String, u32>>,
+}
+
+pub fn service_key(instance: &Instance) -> ServiceKey {
+    (
+        instance.namespace.clone(),
+        instance.application.clone(),
+        instance.service.clone(),
+    )
+}
+
+impl Index {
+    fn insert(&mut self, instance: Instance) {
+        self.remove(&instance.id);
+        let id = instance.id.clone();
+        if let Some(cluster) = &instance.cluster {
+            self.by_cluster
+                .entry(cluster.clone())
+                .or_default()
+                .insert(id.clone());
+            if instance.state.is_live() {
+                *self
+                    .live
+                    .entry(service_key(&instance))
+                    .or_default()
+                    .entry(cluster.clone())
+                    .or_default() += 1;
+            }
+        }
+        self.by_state
+            .entry(instance.state)
+            .or_default()
+            .insert(id.clone());
+        self.instances.insert(id, instance);
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(old) = self.instances.remove(id) else {
+            return;
+        };
+        if let Some(cluster) = &old.cluster {
+            if let Some(ids) = self.by_cluster.get_mut(cluster) {
+                ids.remove(id);
+            }
+            if old.state.is_live() {
+                let key = service_key(&old);
+                if let Some(counts) = self.live.get_mut(&key) {
+                    if let Some(count) = counts.get_mut(cluster) {
+                        *count -= 1;
+                        if *count == 0 {
+                            counts.remove(cluster);
+                        }
+                    }
+                    if counts.is_empty() {
+                        self.live.remove(&key);
+                    }
+                }
+            }
+        }
+        if let Some(ids) = self.by_state.get_mut(&old.state) {
+            ids.remove(id);
+        }
+    }
+
+    fn collect<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> Vec<Instance> {
+        ids.into_iter()
+            .filter_map(|id| self.instances.get(id).cloned())
+            .collect()
+    }
+}
+
+pub struct InstanceCache {
+    store: Arc<dyn Store>,
+    index: RwLock<Index>,
+    /// The store revision the index reflects.
+    applied: watch::Sender<Revision>,
+}
+
+impl InstanceCache {
+    /// Lists the instances once and follows the store from there.
+    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<InstanceCache>, StoreError> {
+        let cache = Arc::new(InstanceCache {
+            store,
+            index: RwLock::new(Index::default()),
+            applied: watch::channel(0).0,
+        });
+        let revision = cache.relist().await?;
+        tokio::spawn(follow(Arc::downgrade(&cache), revision));
+        Ok(cache)
+    }
+
+    /// Rebuilds the index from a listing; the revision it reflects.
+    async fn relist(&self) -> Result<Revision, StoreError> {
+        let (instances, revision) = self.store.list_json::<Instance>(keys::INSTANCES).await?;
+        let mut index = Index::default();
+        for (_, instance, _) in instances {
+            index.insert(instance);
+        }
+        *self.write() = index;
+        self.applied.send_replace(revision);
+        Ok(revision)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn apply(&self, event: &WatchEvent) {
+        if let Some(id) = event.key().strip_prefix(keys::INSTANCES) {
+            match event {
+                WatchEvent::Put { entry } => match serde_json::from_slice::<Instance>(&entry.value)
+                {
+                    Ok(instance) => self.write().insert(instance),
+                    Err(e) => tracing::error!(instance = id, error = %e, "unreadable instance"),
+                },
+                WatchEvent::Delete { .. } => self.write().remove(id),
+            }
+        }
+        self.applied.send_if_modified(|applied| {
+            let newer = event.revision() > *applied;
+            *applied = (*applied).max(event.revision());
+            newer
+        });
+    }
+
+    /// Waits until the view reflects every write the store committed before this call.
+    pub async fn synced(&self) -> Result<(), StoreError> {
+        let target = self.store.revision().await?;
+        let mut applied = self.applied.subscribe();
+        applied
+            .wait_for(|revision| *revision >= target)
+            .await
+            .map(|_| ())
+            .map_err(|_| StoreError::Closed)
+    }
+
+    pub fn in_state(&self, state: InstanceState) -> Vec<Instance> {
+        let index = self.read();
+        index.collect(index.by_state.get(&state).into_iter().flatten())
+    }
+
+    pub fn on_cluster(&self, cluster: &str) -> Vec<Instance> {
+        let index = self.read();
+        index.collect(index.by_cluster.get(cluster).into_iter().flatten())
+    }
+
+    /// Live instances with a cluster, per service and cluster.
+    pub fn live_per_cluster(&self) -> BTreeMap<ServiceKey, BTreeMap<String, u32>> {
+        self.read().live.clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().instances.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Applies the store's changes after `revision` for as long as the cache lives; re-lists when
+/// it fell behind the retained history.
+async fn follow(cache: std::sync::Weak<InstanceCache>, mut revision: Revision) {
+    loop {
+        let Some(strong) = cache.upgrade() else {
+            return;
+        };
+        // Every key: the applied revision must reach the store's, whatever was written last.
+        let mut events = match strong.store.watch("/", revision).await {
+            Ok(events) => events,
+            Err(StoreError::Closed) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "instance cache re-lists");
+                match strong.relist().await {
+                    Ok(now) => revision = now,
+                    Err(StoreError::Closed) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "instance cache cannot list");
+                        drop(strong);
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+                continue;
+            }
+        };
+        drop(strong);
+        while let Some(event) = events.next().await {
+            let Some(strong) = cache.upgrade() else {
+                return;
+            };
+            match event {
+                Ok(event) => {
+                    revision = event.revision();
+                    strong.apply(&event);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "instance watch ended; resuming");
+                    if e.is_compacted()
+                        && let Ok(now) = strong.relist().await
+                    {
+                        revision = now;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::OffsetDateTime;
+
+    fn instance(id: &str, cluster: Option<&str>, state: InstanceState) -> Instance {
+        Instance {
+            id: id.into(),
+            namespace: "ns".into(),
+            application: "app".into(),
+            service: "web".into(),
+            replica: 0,
+            generation: 1,
+            template_hash: String::new(),
+            state,
+            reason: None,
+            cluster: cluster.map(str::to_string),
+            node: None,
+            pid: None,
+            restarts: 0,
+            last_termination: None,
+            ready: false,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            events: Vec::new(),
+        }
+    }
+
+    fn key() -> ServiceKey {
+        ("ns".into(), "app".into(), "web".into())
+    }
+
+    #[test]
+    fn the_index_follows_inserts_updates_and_removals() {
+        let mut index = Index::default();
+        index.insert(instance("a", None, InstanceState::Pending));
+        index.insert(instance("b", Some("c1"), InstanceState::Running));
+        assert_eq!(index.by_state[&InstanceState::Pending].len(), 1);
+        assert_eq!(index.live[&key()]["c1"], 1);
+
+        index.insert(instance("a", Some("c1"), InstanceState::ClusterScheduled));
+        assert!(index.by_state[&InstanceState::Pending].is_empty());
+        assert_eq!(index.live[&key()]["c1"], 2);
+        assert_eq!(index.by_cluster["c1"].len(), 2);
+
+        index.insert(instance("b", Some("c1"), InstanceState::Failed));
+        assert_eq!(
+            index.live[&key()]["c1"],
+            1,
+            "an ended instance holds nothing"
+        );
+        index.remove("a");
+        assert!(!index.live.contains_key(&key()));
+        assert_eq!(index.by_cluster["c1"].len(), 1);
+        index.remove("b");
+        assert!(index.instances.is_empty());
+        assert!(index.by_cluster["c1"].is_empty());
+    }
+}
