@@ -13,9 +13,12 @@ use canopy_model::{
 use canopy_runtime::{Exit, InstanceSpec, Runtime};
 use canopy_sched::demand;
 use canopy_tier::child::{self, Child, Outbox, Uplink};
-use canopy_tier::pb::{self, up};
+use canopy_tier::pb;
 use canopy_tier::probe::{Position, Prober};
-use canopy_tier::{Timing, Workload, coordinate_to_pb, location_to_pb, state_to_pb, unix_ms};
+use canopy_tier::{
+    Hello, Reported, Revocation, StatusReport, Timing, Workload, coordinate_to_pb, location_to_pb,
+    unix_ms,
+};
 use statefile::{Assignment, StateFile};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -107,19 +110,19 @@ struct Local {
 }
 
 impl Local {
-    fn status(&self, id: &str, node: &str) -> pb::InstanceStatus {
-        pb::InstanceStatus {
-            id: id.to_string(),
-            generation: self.assignment.generation,
-            state: state_to_pb(self.state) as i32,
-            reason: self.reason.clone(),
-            node: node.to_string(),
-            pid: self.pid.unwrap_or(0),
-            has_exit_code: self.exit_code.is_some(),
-            exit_code: self.exit_code.unwrap_or(0),
+    fn status(&self, id: &str, node: &str) -> StatusReport {
+        StatusReport {
+            pid: self.pid,
             restarts: self.assignment.restarts,
-            at_ms: self.at_ms,
-            cluster: String::new(),
+            ready: self.state == InstanceState::Running,
+            ..StatusReport::new(
+                id,
+                self.assignment.generation,
+                Reported::State(self.state),
+                self.reason.clone(),
+            )
+            .on_node(node)
+            .at(self.at_ms)
         }
     }
 }
@@ -387,8 +390,7 @@ impl Agent {
         local.pid = pid;
         local.exit_code = exit_code;
         local.at_ms = unix_ms(OffsetDateTime::now_utc());
-        self.uplink
-            .send(up::Body::Status(local.status(id, &self.config.name)));
+        self.uplink.report(&local.status(id, &self.config.name));
         true
     }
 
@@ -500,22 +502,15 @@ impl Agent {
         }
     }
 
-    async fn on_assign(self: &Arc<Self>, assign: pb::Assign) {
-        let workload = match Workload::from_assign(&assign) {
-            Ok(workload) => workload,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a malformed assignment");
-                return;
-            }
-        };
-        let id = assign.instance_id.clone();
+    async fn on_assign(self: &Arc<Self>, assign: canopy_tier::Assignment) {
+        let workload = assign.workload;
+        let id = assign.id.clone();
         let older = {
             let instances = self.instances.lock().await;
             match instances.get(&id) {
                 Some(local) if local.assignment.generation >= assign.generation => {
                     // A repeat: say where it stands.
-                    self.uplink
-                        .send(up::Body::Status(local.status(&id, &self.config.name)));
+                    self.uplink.report(&local.status(&id, &self.config.name));
                     return;
                 }
                 Some(local) => Some(local.assignment.generation),
@@ -538,23 +533,23 @@ impl Agent {
     /// Assignments that arrived together: the new ones are admitted under one lock and saved
     /// with one state-file write (not one per instance); repeats and replacements go through
     /// [`Agent::on_assign`] after them.
-    async fn on_assigns(self: &Arc<Self>, assigns: Vec<pb::Assign>) {
+    async fn on_assigns(self: &Arc<Self>, assigns: Vec<canopy_tier::Assignment>) {
         let mut admitted = Vec::new();
         let mut others = Vec::new();
         let mut instances = self.instances.lock().await;
         for assign in assigns {
-            if instances.contains_key(&assign.instance_id) {
+            if instances.contains_key(&assign.id) {
                 others.push(assign);
                 continue;
             }
-            match Workload::from_assign(&assign) {
-                Ok(workload) => {
-                    let id = assign.instance_id;
-                    if self.admit_new(&mut instances, id.clone(), assign.generation, workload) {
-                        admitted.push((id, assign.generation));
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "ignoring a malformed assignment"),
+            let id = assign.id;
+            if self.admit_new(
+                &mut instances,
+                id.clone(),
+                assign.generation,
+                assign.workload,
+            ) {
+                admitted.push((id, assign.generation));
             }
         }
         if !admitted.is_empty() {
@@ -579,17 +574,10 @@ impl Agent {
         workload: Workload,
     ) -> bool {
         if let Err(reason) = self.admit(instances, &workload) {
-            let mut status = pb::InstanceStatus {
-                id,
-                generation,
-                state: pb::State::Rejected as i32,
-                reason,
-                node: self.config.name.clone(),
-                at_ms: unix_ms(OffsetDateTime::now_utc()),
-                ..pb::InstanceStatus::default()
-            };
-            status.cluster.clear();
-            self.uplink.send(up::Body::Status(status));
+            let status = StatusReport::new(&id, generation, Reported::Refused, reason)
+                .on_node(&self.config.name)
+                .at(unix_ms(OffsetDateTime::now_utc()));
+            self.uplink.report(&status);
             return false;
         }
         let local = Local {
@@ -605,8 +593,7 @@ impl Agent {
             at_ms: unix_ms(OffsetDateTime::now_utc()),
             stopping: false,
         };
-        self.uplink
-            .send(up::Body::Status(local.status(&id, &self.config.name)));
+        self.uplink.report(&local.status(&id, &self.config.name));
         instances.insert(id, local);
         true
     }
@@ -665,12 +652,10 @@ impl Agent {
         total
     }
 
-    async fn on_revoke(self: &Arc<Self>, revoke: pb::Revoke) {
+    async fn on_revoke(self: &Arc<Self>, revoke: Revocation) {
         let known = {
             let instances = self.instances.lock().await;
-            instances
-                .get(&revoke.instance_id)
-                .map(|l| l.assignment.generation)
+            instances.get(&revoke.id).map(|l| l.assignment.generation)
         };
         match known {
             Some(generation) if generation <= revoke.generation => {
@@ -678,20 +663,21 @@ impl Agent {
                 // Stopping takes up to the grace period: do not hold up the link meanwhile.
                 tokio::spawn(async move {
                     agent
-                        .stop_instance(&revoke.instance_id, generation, &revoke.reason)
+                        .stop_instance(&revoke.id, generation, &revoke.reason)
                         .await;
                 });
             }
             Some(_) => {}
-            None => self.uplink.send(up::Body::Status(pb::InstanceStatus {
-                id: revoke.instance_id,
-                generation: revoke.generation,
-                state: pb::State::Terminated as i32,
-                reason: "not on this node".into(),
-                node: self.config.name.clone(),
-                at_ms: unix_ms(OffsetDateTime::now_utc()),
-                ..pb::InstanceStatus::default()
-            })),
+            None => self.uplink.report(
+                &StatusReport::new(
+                    &revoke.id,
+                    revoke.generation,
+                    Reported::State(InstanceState::Terminated),
+                    "not on this node",
+                )
+                .on_node(&self.config.name)
+                .at(unix_ms(OffsetDateTime::now_utc())),
+            ),
         }
     }
 
@@ -721,15 +707,16 @@ impl Agent {
         instances.remove(id);
         self.save(&instances);
         drop(instances);
-        self.uplink.send(up::Body::Status(pb::InstanceStatus {
-            id: id.to_string(),
-            generation,
-            state: pb::State::Terminated as i32,
-            reason: format!("stopped: {reason}"),
-            node: self.config.name.clone(),
-            at_ms: unix_ms(OffsetDateTime::now_utc()),
-            ..pb::InstanceStatus::default()
-        }));
+        self.uplink.report(
+            &StatusReport::new(
+                id,
+                generation,
+                Reported::State(InstanceState::Terminated),
+                format!("stopped: {reason}"),
+            )
+            .on_node(&self.config.name)
+            .at(unix_ms(OffsetDateTime::now_utc())),
+        );
     }
 
     async fn member(&self) -> pb::Member {
@@ -769,11 +756,11 @@ impl Agent {
 struct ClusterSide(Arc<Agent>);
 
 impl Child for ClusterSide {
-    async fn hello(&self) -> pb::Hello {
+    async fn hello(&self) -> Hello {
         let member = self.0.member().await;
         let instances = self.0.instances.lock().await;
-        pb::Hello {
-            member: Some(member),
+        Hello {
+            member,
             token: String::new(),
             instances: instances
                 .iter()
@@ -784,15 +771,11 @@ impl Child for ClusterSide {
         }
     }
 
-    async fn on_assign(&self, assign: pb::Assign) {
-        self.0.on_assign(assign).await;
-    }
-
-    async fn on_assigns(&self, assigns: Vec<pb::Assign>) {
+    async fn on_assigns(&self, assigns: Vec<canopy_tier::Assignment>) {
         self.0.on_assigns(assigns).await;
     }
 
-    async fn on_revoke(&self, revoke: pb::Revoke) {
+    async fn on_revoke(&self, revoke: Revocation) {
         self.0.on_revoke(revoke).await;
     }
 
