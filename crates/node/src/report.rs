@@ -26,8 +26,8 @@ fn build(
     StatusReport {
         pid: details.pid,
         restarts: details.restarts,
-        // Ready means running (and passing a readiness probe): never in any other state.
-        ready: details.ready && state == Reported::State(InstanceState::Running),
+        // The lifecycle keeps `ready` to Running (see `Local`); the builder passes it on.
+        ready: details.ready,
         last_termination: details.last_termination.cloned(),
         ..StatusReport::new(id, generation, state, reason)
             .on_node(node)
