@@ -120,3 +120,174 @@ impl Agent {
         }
     }
 }
+
+/// The shell over the hollow runtime (in-process, nothing runs): no processes, no sockets.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeConfig;
+    use crate::hollow::HollowRuntime;
+    use canopy_model::{InstanceState, ResourceAmounts, RuntimeKind};
+    use canopy_tier::Workload;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    fn config(test: &str) -> NodeConfig {
+        let data = std::env::temp_dir().join(format!("canopy-node-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        NodeConfig {
+            name: "edge-1".into(),
+            // Never dialled: these tests do not run the link.
+            cluster: "http://127.0.0.1:9".into(),
+            token: String::new(),
+            data,
+            labels: Default::default(),
+            location: None,
+            capacity: ResourceAmounts {
+                cpu_millis: 1_000,
+                memory_mib: 1_000,
+                gpus: 0,
+                storage_mib: 0,
+            },
+            arch: "amd64".into(),
+            stop_grace: Duration::ZERO,
+            watts_per_core: None,
+            carbon_g_per_kwh: None,
+            coordinate: None,
+        }
+    }
+
+    async fn open(config: NodeConfig) -> Arc<Agent> {
+        let hollow = Arc::new(HollowRuntime::new(RuntimeKind::Process));
+        match Agent::open(config, vec![hollow]).await {
+            Ok(agent) => agent,
+            Err(e) => panic!("open: {e}"),
+        }
+    }
+
+    fn assignment(id: &str, generation: u64, cpu: &str, host_port: Option<u16>) -> Assignment {
+        let ports: Vec<_> = host_port
+            .map(|p| serde_json::json!({"port": 80, "hostPort": p}))
+            .into_iter()
+            .collect();
+        let spec = serde_json::from_value(serde_json::json!({
+            "name": "s", "runtime": "process", "command": ["/bin/true"],
+            "resources": {"cpu": cpu, "memory": "10Mi"}, "ports": ports
+        }));
+        match spec {
+            Ok(spec) => Assignment {
+                id: id.into(),
+                generation,
+                workload: Workload {
+                    namespace: "ns".into(),
+                    application: "app".into(),
+                    service: "s".into(),
+                    replica: 0,
+                    spec,
+                },
+            },
+            Err(e) => panic!("test spec: {e}"),
+        }
+    }
+
+    async fn states(agent: &Agent) -> Vec<(String, u64, InstanceState)> {
+        let instances = agent.instances.lock().await;
+        instances
+            .iter()
+            .map(|(id, l)| (id.clone(), l.generation(), l.state()))
+            .collect()
+    }
+
+    /// Waits (briefly) until `done` holds of the instances.
+    async fn until(agent: &Agent, done: impl Fn(&[(String, u64, InstanceState)]) -> bool) {
+        for _ in 0..200 {
+            if done(&states(agent).await) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("not reached: {:?}", states(agent).await);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_admitted_in_order_with_one_state_file_write() {
+        let agent = open(config("batch")).await;
+        agent
+            .on_assigns(vec![
+                assignment("a", 1, "400m", None),
+                assignment("b", 1, "400m", Some(8080)),
+                assignment("c", 1, "400m", None),
+                assignment("d", 1, "100m", Some(8080)),
+                assignment("e", 1, "100m", None),
+            ])
+            .await;
+        let ids: Vec<String> = states(&agent).await.into_iter().map(|s| s.0).collect();
+        assert_eq!(ids, ["a", "b", "e"]);
+        assert_eq!(agent.statefile.writes.load(Ordering::Relaxed), 1);
+        let saved = agent
+            .statefile
+            .load()
+            .map(|r| r.into_keys().collect::<Vec<_>>());
+        assert_eq!(saved.ok(), Some(vec!["a".into(), "b".into(), "e".into()]));
+        until(&agent, |s| s.iter().all(|i| i.2 == InstanceState::Running)).await;
+    }
+
+    #[tokio::test]
+    async fn a_repeat_changes_nothing_and_a_newer_generation_replaces() {
+        let agent = open(config("replace")).await;
+        agent
+            .on_assigns(vec![assignment("a", 2, "100m", None)])
+            .await;
+        until(&agent, |s| s == [("a".into(), 2, InstanceState::Running)]).await;
+        agent
+            .on_assigns(vec![
+                assignment("a", 1, "100m", None),
+                assignment("a", 2, "100m", None),
+            ])
+            .await;
+        assert_eq!(
+            states(&agent).await,
+            [("a".into(), 2, InstanceState::Running)]
+        );
+        // The replacement's room is the old copy's: it is stopped before the new one is admitted.
+        agent
+            .on_assigns(vec![assignment("a", 3, "950m", None)])
+            .await;
+        until(&agent, |s| s == [("a".into(), 3, InstanceState::Running)]).await;
+    }
+
+    #[tokio::test]
+    async fn a_revoked_instance_is_stopped_and_forgotten() {
+        let agent = open(config("revoke")).await;
+        agent
+            .on_assigns(vec![assignment("a", 1, "100m", None)])
+            .await;
+        until(&agent, |s| s.len() == 1 && s[0].2 == InstanceState::Running).await;
+        agent
+            .on_revoke(Revocation::new("a", 1, "scaled down"))
+            .await;
+        until(&agent, |s| s.is_empty()).await;
+        assert_eq!(agent.statefile.load().map(|r| r.len()).ok(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_restarted_agent_takes_back_what_it_was_assigned() {
+        let config = config("reopen");
+        let first = open(config.clone()).await;
+        first
+            .on_assigns(vec![
+                assignment("a", 1, "100m", None),
+                assignment("b", 4, "100m", None),
+            ])
+            .await;
+        // The hollow runtime of the new agent recovers nothing: both are started again.
+        let second = open(config).await;
+        until(&second, |s| {
+            s == [
+                ("a".into(), 1, InstanceState::Running),
+                ("b".into(), 4, InstanceState::Running),
+            ]
+        })
+        .await;
+    }
+}

@@ -18,12 +18,17 @@ pub struct Record {
 
 pub struct StateFile {
     path: PathBuf,
+    /// How often it was written (tests check one write per batch).
+    #[cfg(test)]
+    pub writes: std::sync::atomic::AtomicUsize,
 }
 
 impl StateFile {
     pub fn new(dir: &Path) -> StateFile {
         StateFile {
             path: dir.join("assignments.json"),
+            #[cfg(test)]
+            writes: Default::default(),
         }
     }
 
@@ -50,6 +55,9 @@ impl StateFile {
         file.write_all(&bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
+        #[cfg(test)]
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
