@@ -233,6 +233,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_thousand_instances_are_admitted_with_one_write() {
+        let mut config = config("thousand");
+        config.capacity.cpu_millis = 100_000;
+        config.capacity.memory_mib = 100_000;
+        let agent = open(config).await;
+        let batch = (0..1_000)
+            .map(|i| assignment(&format!("i{i:04}"), 1, "100m", None))
+            .collect();
+        let began = std::time::Instant::now();
+        agent.on_assigns(batch).await;
+        let took = began.elapsed();
+        assert_eq!(states(&agent).await.len(), 1_000);
+        assert_eq!(agent.statefile.writes.load(Ordering::Relaxed), 1);
+        // Generous for a debug build on a busy machine; a scan per instance would be far slower.
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        println!("1000 admitted in {took:?}");
+    }
+
+    #[tokio::test]
     async fn a_repeat_changes_nothing_and_a_newer_generation_replaces() {
         let agent = open(config("replace")).await;
         agent
