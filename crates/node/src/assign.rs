@@ -132,10 +132,20 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
-    fn config(test: &str) -> NodeConfig {
+    /// A test's data directory, removed when the test ends.
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn config(test: &str) -> (NodeConfig, Scratch) {
         let data = std::env::temp_dir().join(format!("canopy-node-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
-        NodeConfig {
+        let scratch = Scratch(data.clone());
+        let config = NodeConfig {
             name: "edge-1".into(),
             // Never dialled: these tests do not run the link.
             cluster: "http://127.0.0.1:9".into(),
@@ -154,7 +164,8 @@ mod tests {
             watts_per_core: None,
             carbon_g_per_kwh: None,
             coordinate: None,
-        }
+        };
+        (config, scratch)
     }
 
     async fn open(config: NodeConfig) -> Arc<Agent> {
@@ -211,7 +222,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_admitted_in_order_with_one_state_file_write() {
-        let agent = open(config("batch")).await;
+        let (config, _scratch) = config("batch");
+        let agent = open(config).await;
         agent
             .on_assigns(vec![
                 assignment("a", 1, "400m", None),
@@ -234,7 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_thousand_instances_are_admitted_with_one_write() {
-        let mut config = config("thousand");
+        let (mut config, _scratch) = config("thousand");
         config.capacity.cpu_millis = 100_000;
         config.capacity.memory_mib = 100_000;
         let agent = open(config).await;
@@ -253,7 +265,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_repeat_changes_nothing_and_a_newer_generation_replaces() {
-        let agent = open(config("replace")).await;
+        let (config, _scratch) = config("replace");
+        let agent = open(config).await;
         agent
             .on_assigns(vec![assignment("a", 2, "100m", None)])
             .await;
@@ -277,7 +290,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_revoked_instance_is_stopped_and_forgotten() {
-        let agent = open(config("revoke")).await;
+        let (config, _scratch) = config("revoke");
+        let agent = open(config).await;
         agent
             .on_assigns(vec![assignment("a", 1, "100m", None)])
             .await;
@@ -291,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_restarted_agent_takes_back_what_it_was_assigned() {
-        let config = config("reopen");
+        let (config, _scratch) = config("reopen");
         let first = open(config.clone()).await;
         first
             .on_assigns(vec![
