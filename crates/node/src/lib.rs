@@ -2,29 +2,38 @@
 //! for its kind, restarts it by its restart policy, and reports status up. It keeps running
 //! (and restarting) its instances while its cluster is away, and a restarted agent re-adopts
 //! the processes it had started instead of starting them again.
+//!
+//! A pure core with a thin shell: [`admission`] decides what fits, [`restart`] what to do
+//! when a run ends, `lifecycle` which state changes are legal, `report` what goes up;
+//! this file and `runner` do the I/O (runtimes, the state file, the link) around them.
 
+pub mod admission;
+mod assign;
 pub mod hollow;
 pub mod images;
+mod lifecycle;
+mod probing;
+mod report;
+pub mod restart;
+mod runner;
 mod statefile;
 
-use canopy_model::{
-    GeoPoint, InstanceState, NetworkCoordinate, ResourceAmounts, RestartPolicy, RuntimeKind,
-};
-use canopy_runtime::{Exit, InstanceSpec, Runtime};
+use admission::NodeFacts;
+use canopy_model::{GeoPoint, IllegalTransition, NetworkCoordinate, ResourceAmounts, RuntimeKind};
+use canopy_runtime::Runtime;
 use canopy_sched::demand;
 use canopy_tier::child::{self, Child, Outbox, Uplink};
-use canopy_tier::pb::{self, up};
-use canopy_tier::probe::{Position, Prober};
-use canopy_tier::{Timing, Workload, coordinate_to_pb, location_to_pb, state_to_pb, unix_ms};
-use statefile::{Assignment, StateFile};
+use canopy_tier::pb;
+use canopy_tier::probe::Prober;
+use canopy_tier::{Assignment, Hello, Revocation, Timing, location_to_pb, unix_ms};
+use lifecycle::Local;
+use statefile::StateFile;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, watch};
-use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -96,55 +105,21 @@ pub fn detect_capacity() -> ResourceAmounts {
     }
 }
 
-struct Local {
-    assignment: Assignment,
-    state: InstanceState,
-    reason: String,
-    pid: Option<u32>,
-    exit_code: Option<i32>,
-    at_ms: i64,
-    stopping: bool,
-}
-
-impl Local {
-    fn status(&self, id: &str, node: &str) -> pb::InstanceStatus {
-        pb::InstanceStatus {
-            id: id.to_string(),
-            generation: self.assignment.generation,
-            state: state_to_pb(self.state) as i32,
-            reason: self.reason.clone(),
-            node: node.to_string(),
-            pid: self.pid.unwrap_or(0),
-            has_exit_code: self.exit_code.is_some(),
-            exit_code: self.exit_code.unwrap_or(0),
-            restarts: self.assignment.restarts,
-            at_ms: self.at_ms,
-            cluster: String::new(),
-        }
-    }
-}
-
 pub struct Agent {
     config: NodeConfig,
+    /// What admission reads of this node (name, runtimes, capacity, labels).
+    facts: NodeFacts,
     runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
     instances: Mutex<BTreeMap<String, Local>>,
     statefile: StateFile,
     uplink: Uplink,
     outbox: std::sync::Mutex<Option<Outbox>>,
-    /// Latency probing (Vivaldi), when the daemon turned it on.
-    prober: OnceLock<Arc<Prober>>,
-    /// The coordinate the cluster last heard, so heartbeats carry it only when it moved.
-    coordinate_sent: std::sync::Mutex<Option<Position>>,
+    probing: probing::Probing,
 }
 
-/// A coordinate is worth reporting once it moved this far (ms) or its error this much.
-const COORDINATE_MOVE_MS: f64 = 0.5;
-const COORDINATE_ERROR_STEP: f64 = 0.1;
-
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A run that lasted this long was healthy: the next failure restarts without delay growth.
-const HEALTHY_RUN: Duration = Duration::from_secs(10);
+fn now_ms() -> i64 {
+    unix_ms(OffsetDateTime::now_utc())
+}
 
 impl Agent {
     /// Opens the agent: loads its assignments and re-adopts what still runs.
@@ -157,7 +132,7 @@ impl Agent {
             source,
         })?;
         let statefile = StateFile::new(&config.data);
-        let assignments = statefile.load().map_err(|source| NodeError::StateFile {
+        let records = statefile.load().map_err(|source| NodeError::StateFile {
             path: config.data.join("assignments.json"),
             source,
         })?;
@@ -170,38 +145,20 @@ impl Agent {
             }
         }
         let (uplink, outbox) = child::uplink();
-        let now = unix_ms(OffsetDateTime::now_utc());
+        let now = now_ms();
         let mut instances = BTreeMap::new();
         let mut supervise = Vec::new();
-        for (id, assignment) in assignments {
-            let adopted = recovered
+        for (id, record) in records {
+            let found = recovered
                 .get(&id)
-                .is_some_and(|(_, r)| r.generation == assignment.generation);
-            let (state, reason, pid) = match recovered.get(&id) {
-                Some((_, r)) if adopted && r.running => (
-                    InstanceState::Running,
-                    "re-adopted after agent restart".to_string(),
-                    r.pid,
-                ),
-                _ => (
-                    InstanceState::Starting,
-                    "recovering after agent restart".to_string(),
-                    None,
-                ),
+                .map(|(_, r)| r)
+                .filter(|r| r.generation == record.generation);
+            supervise.push((id.clone(), record.generation, found.is_some()));
+            let local = match found {
+                Some(r) if r.running => Local::readopted(record, r.pid, now),
+                _ => Local::recovering(record, now),
             };
-            supervise.push((id.clone(), assignment.generation, adopted));
-            instances.insert(
-                id,
-                Local {
-                    assignment,
-                    state,
-                    reason,
-                    pid,
-                    exit_code: None,
-                    at_ms: now,
-                    stopping: false,
-                },
-            );
+            instances.insert(id, local);
         }
         // Instances the runtime knows but no assignment names were revoked mid-way: finish.
         for (id, (runtime, _)) in &recovered {
@@ -209,15 +166,21 @@ impl Agent {
                 let _ = runtime.remove(id).await;
             }
         }
+        let facts = NodeFacts {
+            name: config.name.clone(),
+            runtimes: runtimes.keys().copied().collect(),
+            capacity: config.capacity,
+            labels: config.labels.clone(),
+        };
         let agent = Arc::new(Agent {
+            probing: probing::Probing::new(&config.cluster, config.coordinate),
             config,
+            facts,
             runtimes,
             instances: Mutex::new(instances),
             statefile,
             uplink,
             outbox: std::sync::Mutex::new(Some(outbox)),
-            prober: OnceLock::new(),
-            coordinate_sent: std::sync::Mutex::new(None),
         });
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));
@@ -226,100 +189,10 @@ impl Agent {
         Ok(agent)
     }
 
-    /// Start progress from the runtimes (image pulls) becomes the reason of a Starting
-    /// instance, so `canopy describe` shows it as an event.
-    fn forward_runtime_events(self: &Arc<Self>) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
-        let events: canopy_runtime::Events = Arc::new(move |id: &str, text: &str| {
-            let _ = tx.send((id.to_string(), text.to_string()));
-        });
-        for runtime in self.runtimes.values() {
-            runtime.set_events(events.clone());
-        }
-        let agent = Arc::downgrade(self);
-        tokio::spawn(async move {
-            while let Some((id, text)) = rx.recv().await {
-                let Some(agent) = agent.upgrade() else { return };
-                let generation = {
-                    let instances = agent.instances.lock().await;
-                    match instances.get(&id) {
-                        Some(l) if l.state == InstanceState::Starting => l.assignment.generation,
-                        _ => continue,
-                    }
-                };
-                agent
-                    .set(&id, generation, InstanceState::Starting, text, None, None)
-                    .await;
-            }
-        });
-    }
-
     /// Takes part in latency probing with `prober` (whose loop the caller runs): its address
     /// and coordinate go to the cluster, and the peers the cluster names are probed.
     pub fn attach_prober(&self, prober: Arc<Prober>) {
-        let _ = self.prober.set(prober);
-    }
-
-    fn position(&self) -> Option<Position> {
-        match (self.prober.get(), self.config.coordinate) {
-            (Some(prober), _) => Some(prober.position()),
-            (None, Some(c)) => Some(Position {
-                coordinate: canopy_sched::Coordinate {
-                    x: c.x,
-                    y: c.y,
-                    height: c.height,
-                },
-                error: c.error,
-            }),
-            (None, None) => None,
-        }
-    }
-
-    /// The coordinate, if it moved enough since the cluster last heard it.
-    fn coordinate_update(&self) -> Option<pb::Coordinate> {
-        let now = self.position()?;
-        let mut sent = self
-            .coordinate_sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let moved = sent.is_none_or(|before| {
-            before.coordinate.planar_distance(&now.coordinate) > COORDINATE_MOVE_MS
-                || (before.coordinate.height - now.coordinate.height).abs() > COORDINATE_MOVE_MS
-                || (before.error - now.error).abs() > COORDINATE_ERROR_STEP
-        });
-        if !moved {
-            return None;
-        }
-        *sent = Some(now);
-        coordinate_to_pb(Some((now.coordinate, now.error)))
-    }
-
-    /// Peers named by the cluster: `host:port`, or `:port` for the cluster's own host.
-    async fn on_peers(&self, peers: pb::Peers) {
-        let Some(prober) = self.prober.get() else {
-            return;
-        };
-        let cluster_host = self
-            .config
-            .cluster
-            .parse::<tonic::codegen::http::Uri>()
-            .ok()
-            .and_then(|uri| uri.host().map(|h| h.trim_matches(['[', ']']).to_string()));
-        let mut addresses: Vec<SocketAddr> = Vec::new();
-        for peer in peers.peers {
-            let address = match (peer.address.strip_prefix(':'), &cluster_host) {
-                (Some(port), Some(host)) => format!("{host}:{port}"),
-                (Some(_), None) => continue,
-                (None, _) => peer.address,
-            };
-            match tokio::net::lookup_host(address.as_str()).await {
-                Ok(mut found) => addresses.extend(found.next()),
-                Err(e) => {
-                    tracing::debug!(peer = %peer.name, %address, error = %e, "cannot resolve a probe peer")
-                }
-            }
-        }
-        prober.set_peers(addresses);
+        self.probing.attach(prober);
     }
 
     /// Keeps the link to the cluster up until `stop` turns true. Instances keep running when
@@ -334,406 +207,47 @@ impl Agent {
         Ok(())
     }
 
-    fn spec_of(&self, id: &str, assignment: &Assignment) -> InstanceSpec {
-        let workload = &assignment.workload;
-        let env = BTreeMap::from([
-            ("CANOPY_INSTANCE".to_string(), id.to_string()),
-            ("CANOPY_NAMESPACE".to_string(), workload.namespace.clone()),
-            (
-                "CANOPY_APPLICATION".to_string(),
-                workload.application.clone(),
-            ),
-            ("CANOPY_SERVICE".to_string(), workload.service.clone()),
-            ("CANOPY_REPLICA".to_string(), workload.replica.to_string()),
-            ("CANOPY_NODE".to_string(), self.config.name.clone()),
-        ]);
-        InstanceSpec {
-            id: id.to_string(),
-            generation: assignment.generation,
-            service: workload.spec.clone(),
-            env,
-        }
-    }
-
     fn save(&self, instances: &BTreeMap<String, Local>) {
-        let assignments: BTreeMap<String, Assignment> = instances
-            .iter()
-            .map(|(id, local)| (id.clone(), local.assignment.clone()))
-            .collect();
-        if let Err(e) = self.statefile.save(&assignments) {
+        let records = instances.iter().map(|(id, local)| (id, &local.record));
+        if let Err(e) = self.statefile.save(records) {
             tracing::error!(error = %e, "cannot save the agent's state file");
         }
     }
 
-    /// Records a transition of instance `id` (if still at `generation`) and reports it.
-    async fn set(
+    /// Applies `change` to instance `id` if it is still at `generation` and the lifecycle
+    /// allows it, reports where it now stands, and saves the state file when `persist`.
+    /// False when it is gone, replaced, or the change was refused (it is being stopped).
+    async fn update(
         &self,
         id: &str,
         generation: u64,
-        state: InstanceState,
-        reason: String,
-        pid: Option<u32>,
-        exit_code: Option<i32>,
+        persist: bool,
+        change: impl FnOnce(&mut Local, i64) -> Result<(), IllegalTransition>,
     ) -> bool {
         let mut instances = self.instances.lock().await;
-        let Some(local) = instances.get_mut(id) else {
+        let Some(local) = instances
+            .get_mut(id)
+            .filter(|l| l.generation() == generation)
+        else {
             return false;
         };
-        if local.assignment.generation != generation || local.stopping {
+        if let Err(e) = change(local, now_ms()) {
+            tracing::debug!(instance = id, error = %e, "change not applied");
             return false;
         }
-        local.state = state;
-        local.reason = reason;
-        local.pid = pid;
-        local.exit_code = exit_code;
-        local.at_ms = unix_ms(OffsetDateTime::now_utc());
         self.uplink
-            .send(up::Body::Status(local.status(id, &self.config.name)));
+            .report(&report::of(&self.config.name, id, local));
+        if persist {
+            self.save(&instances);
+        }
         true
     }
 
-    /// Runs one instance for as long as it is assigned here: start, wait, restart by policy.
-    async fn supervise(self: Arc<Self>, id: String, generation: u64, adopted: bool) {
-        let mut backoff = MIN_BACKOFF;
-        let mut start = !adopted;
-        loop {
-            let (runtime, spec, policy) = {
-                let instances = self.instances.lock().await;
-                let Some(local) = instances.get(&id) else {
-                    return;
-                };
-                if local.assignment.generation != generation || local.stopping {
-                    return;
-                }
-                let kind = local.assignment.workload.spec.runtime;
-                let Some(runtime) = self.runtimes.get(&kind).cloned() else {
-                    return;
-                };
-                (
-                    runtime,
-                    self.spec_of(&id, &local.assignment),
-                    local.assignment.workload.spec.restart_policy,
-                )
-            };
-            let began = Instant::now();
-            let mut exit = None;
-            if start {
-                match runtime.start(&spec).await {
-                    Ok(started) => {
-                        self.set(
-                            &id,
-                            generation,
-                            InstanceState::Running,
-                            "started".into(),
-                            started.pid,
-                            None,
-                        )
-                        .await;
-                    }
-                    Err(e) => {
-                        exit = Some(Exit {
-                            code: None,
-                            signal: None,
-                            oom_killed: false,
-                            reason: format!("could not start: {e}"),
-                        })
-                    }
-                }
-            }
-            let exit = match exit {
-                Some(exit) => exit,
-                None => match runtime.wait(&id).await {
-                    Ok(exit) => exit,
-                    Err(e) => Exit {
-                        code: None,
-                        signal: None,
-                        oom_killed: false,
-                        reason: format!("lost track of the instance: {e}"),
-                    },
-                },
-            };
-            let restart = match policy {
-                RestartPolicy::Always => true,
-                RestartPolicy::OnFailure => !exit.success(),
-                RestartPolicy::Never => false,
-            };
-            if !restart {
-                let state = if exit.success() {
-                    InstanceState::Succeeded
-                } else {
-                    InstanceState::Failed
-                };
-                self.set(&id, generation, state, exit.reason, None, exit.code)
-                    .await;
-                return;
-            }
-            if began.elapsed() > HEALTHY_RUN {
-                backoff = MIN_BACKOFF;
-            }
-            {
-                let mut instances = self.instances.lock().await;
-                match instances.get_mut(&id) {
-                    Some(local) if local.assignment.generation == generation && !local.stopping => {
-                        local.assignment.restarts += 1;
-                    }
-                    _ => return,
-                }
-                self.save(&instances);
-            }
-            let reason = format!("restarting in {} ms: {}", backoff.as_millis(), exit.reason);
-            if !self
-                .set(
-                    &id,
-                    generation,
-                    InstanceState::Starting,
-                    reason,
-                    None,
-                    exit.code,
-                )
-                .await
-            {
-                return;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            start = true;
+    fn member(&self, instances: &BTreeMap<String, Local>) -> pb::Member {
+        let mut allocated = ResourceAmounts::default();
+        for local in instances.values().filter(|l| l.holds_resources()) {
+            allocated.add(&demand(&local.record.workload.spec));
         }
-    }
-
-    async fn on_assign(self: &Arc<Self>, assign: pb::Assign) {
-        let workload = match Workload::from_assign(&assign) {
-            Ok(workload) => workload,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a malformed assignment");
-                return;
-            }
-        };
-        let id = assign.instance_id.clone();
-        let older = {
-            let instances = self.instances.lock().await;
-            match instances.get(&id) {
-                Some(local) if local.assignment.generation >= assign.generation => {
-                    // A repeat: say where it stands.
-                    self.uplink
-                        .send(up::Body::Status(local.status(&id, &self.config.name)));
-                    return;
-                }
-                Some(local) => Some(local.assignment.generation),
-                None => None,
-            }
-        };
-        if let Some(generation) = older {
-            self.stop_instance(&id, generation, "replaced by a newer assignment")
-                .await;
-        }
-        let mut instances = self.instances.lock().await;
-        if self.admit_new(&mut instances, id.clone(), assign.generation, workload) {
-            // On disk before anything runs, so a crash right after start is recoverable.
-            self.save(&instances);
-            drop(instances);
-            tokio::spawn(self.clone().supervise(id, assign.generation, false));
-        }
-    }
-
-    /// Assignments that arrived together: the new ones are admitted under one lock and saved
-    /// with one state-file write (not one per instance); repeats and replacements go through
-    /// [`Agent::on_assign`] after them.
-    async fn on_assigns(self: &Arc<Self>, assigns: Vec<pb::Assign>) {
-        let mut admitted = Vec::new();
-        let mut others = Vec::new();
-        let mut instances = self.instances.lock().await;
-        for assign in assigns {
-            if instances.contains_key(&assign.instance_id) {
-                others.push(assign);
-                continue;
-            }
-            match Workload::from_assign(&assign) {
-                Ok(workload) => {
-                    let id = assign.instance_id;
-                    if self.admit_new(&mut instances, id.clone(), assign.generation, workload) {
-                        admitted.push((id, assign.generation));
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "ignoring a malformed assignment"),
-            }
-        }
-        if !admitted.is_empty() {
-            self.save(&instances);
-        }
-        drop(instances);
-        for (id, generation) in admitted {
-            tokio::spawn(self.clone().supervise(id, generation, false));
-        }
-        for assign in others {
-            self.on_assign(assign).await;
-        }
-    }
-
-    /// Admits instance `id` (not known here yet) or rejects it with the reason, telling the
-    /// cluster either way. True when admitted: the caller saves the state file, then starts it.
-    fn admit_new(
-        &self,
-        instances: &mut BTreeMap<String, Local>,
-        id: String,
-        generation: u64,
-        workload: Workload,
-    ) -> bool {
-        if let Err(reason) = self.admit(instances, &workload) {
-            let mut status = pb::InstanceStatus {
-                id,
-                generation,
-                state: pb::State::Rejected as i32,
-                reason,
-                node: self.config.name.clone(),
-                at_ms: unix_ms(OffsetDateTime::now_utc()),
-                ..pb::InstanceStatus::default()
-            };
-            status.cluster.clear();
-            self.uplink.send(up::Body::Status(status));
-            return false;
-        }
-        let local = Local {
-            assignment: Assignment {
-                generation,
-                workload,
-                restarts: 0,
-            },
-            state: InstanceState::Starting,
-            reason: "admitted".into(),
-            pid: None,
-            exit_code: None,
-            at_ms: unix_ms(OffsetDateTime::now_utc()),
-            stopping: false,
-        };
-        self.uplink
-            .send(up::Body::Status(local.status(&id, &self.config.name)));
-        instances.insert(id, local);
-        true
-    }
-
-    /// The node's own admission check: its view of its capacity is the exact one.
-    fn admit(
-        &self,
-        instances: &BTreeMap<String, Local>,
-        workload: &Workload,
-    ) -> Result<(), String> {
-        if !self.runtimes.contains_key(&workload.spec.runtime) {
-            return Err(format!(
-                "runtime {} is not available on node {}",
-                workload.spec.runtime.as_str(),
-                self.config.name
-            ));
-        }
-        for port in workload.spec.ports.iter().filter(|p| p.host_port.is_some()) {
-            let taken = instances
-                .values()
-                .filter(|l| !l.state.is_final())
-                .flat_map(|l| &l.assignment.workload.spec.ports)
-                .any(|p| p.host_port == port.host_port && p.protocol == port.protocol);
-            if taken {
-                let protocol = match port.protocol {
-                    canopy_model::Protocol::Tcp => "tcp",
-                    canopy_model::Protocol::Udp => "udp",
-                };
-                return Err(format!(
-                    "host port {}/{protocol} is already published on node {}",
-                    port.host_port.unwrap_or(0),
-                    self.config.name
-                ));
-            }
-        }
-        let used = self.allocated_in(instances);
-        let need = demand(&workload.spec);
-        let capacity = &self.config.capacity;
-        if used.cpu_millis + need.cpu_millis > capacity.cpu_millis {
-            return Err(format!("insufficient cpu on node {}", self.config.name));
-        }
-        if used.memory_mib + need.memory_mib > capacity.memory_mib {
-            return Err(format!("insufficient memory on node {}", self.config.name));
-        }
-        if used.gpus + need.gpus > capacity.gpus {
-            return Err(format!("insufficient gpu on node {}", self.config.name));
-        }
-        Ok(())
-    }
-
-    fn allocated_in(&self, instances: &BTreeMap<String, Local>) -> ResourceAmounts {
-        let mut total = ResourceAmounts::default();
-        for local in instances.values().filter(|l| !l.state.is_final()) {
-            total.add(&demand(&local.assignment.workload.spec));
-        }
-        total
-    }
-
-    async fn on_revoke(self: &Arc<Self>, revoke: pb::Revoke) {
-        let known = {
-            let instances = self.instances.lock().await;
-            instances
-                .get(&revoke.instance_id)
-                .map(|l| l.assignment.generation)
-        };
-        match known {
-            Some(generation) if generation <= revoke.generation => {
-                let agent = self.clone();
-                // Stopping takes up to the grace period: do not hold up the link meanwhile.
-                tokio::spawn(async move {
-                    agent
-                        .stop_instance(&revoke.instance_id, generation, &revoke.reason)
-                        .await;
-                });
-            }
-            Some(_) => {}
-            None => self.uplink.send(up::Body::Status(pb::InstanceStatus {
-                id: revoke.instance_id,
-                generation: revoke.generation,
-                state: pb::State::Terminated as i32,
-                reason: "not on this node".into(),
-                node: self.config.name.clone(),
-                at_ms: unix_ms(OffsetDateTime::now_utc()),
-                ..pb::InstanceStatus::default()
-            })),
-        }
-    }
-
-    async fn stop_instance(&self, id: &str, generation: u64, reason: &str) {
-        let runtime = {
-            let mut instances = self.instances.lock().await;
-            let Some(local) = instances.get_mut(id) else {
-                return;
-            };
-            if local.assignment.generation != generation {
-                return;
-            }
-            local.stopping = true;
-            self.runtimes
-                .get(&local.assignment.workload.spec.runtime)
-                .cloned()
-        };
-        if let Some(runtime) = runtime {
-            if let Err(e) = runtime.stop(id, self.config.stop_grace).await {
-                tracing::warn!(instance = id, error = %e, "stop failed");
-            }
-            if let Err(e) = runtime.remove(id).await {
-                tracing::warn!(instance = id, error = %e, "cleanup failed");
-            }
-        }
-        let mut instances = self.instances.lock().await;
-        instances.remove(id);
-        self.save(&instances);
-        drop(instances);
-        self.uplink.send(up::Body::Status(pb::InstanceStatus {
-            id: id.to_string(),
-            generation,
-            state: pb::State::Terminated as i32,
-            reason: format!("stopped: {reason}"),
-            node: self.config.name.clone(),
-            at_ms: unix_ms(OffsetDateTime::now_utc()),
-            ..pb::InstanceStatus::default()
-        }));
-    }
-
-    async fn member(&self) -> pb::Member {
-        let instances = self.instances.lock().await;
         let (location, has_location) = location_to_pb(self.config.location);
         pb::Member {
             name: self.config.name.clone(),
@@ -744,21 +258,14 @@ impl Agent {
                 .map(|k| k.as_str().to_string())
                 .collect(),
             capacity: Some(self.config.capacity.into()),
-            allocated: Some(self.allocated_in(&instances).into()),
+            allocated: Some(allocated.into()),
             labels: self.config.labels.clone().into_iter().collect(),
             location,
             has_location,
             ready: true,
             instance_count: instances.len() as u32,
-            coordinate: self
-                .position()
-                .and_then(|p| coordinate_to_pb(Some((p.coordinate, p.error)))),
-            probe_address: self
-                .prober
-                .get()
-                .and_then(|p| p.local_addr().ok())
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
+            coordinate: self.probing.coordinate(),
+            probe_address: self.probing.address(),
             watts_per_core: self.config.watts_per_core.unwrap_or(0.0),
             carbon_g_per_kwh: self.config.carbon_g_per_kwh.unwrap_or(0.0),
             ..pb::Member::default()
@@ -769,42 +276,39 @@ impl Agent {
 struct ClusterSide(Arc<Agent>);
 
 impl Child for ClusterSide {
-    async fn hello(&self) -> pb::Hello {
-        let member = self.0.member().await;
-        let instances = self.0.instances.lock().await;
-        pb::Hello {
-            member: Some(member),
+    async fn hello(&self) -> Hello {
+        let agent = &self.0;
+        let instances = agent.instances.lock().await;
+        Hello {
+            member: agent.member(&instances),
             token: String::new(),
+            // Ones being stopped are left out: their cluster has let go of them already.
             instances: instances
                 .iter()
-                .filter(|(_, l)| !l.stopping)
-                .map(|(id, l)| l.status(id, &self.0.config.name))
+                .filter(|(_, l)| !l.is_stopping())
+                .map(|(id, l)| report::of(&agent.config.name, id, l))
                 .collect(),
             nodes: Vec::new(),
         }
     }
 
-    async fn on_assign(&self, assign: pb::Assign) {
-        self.0.on_assign(assign).await;
-    }
-
-    async fn on_assigns(&self, assigns: Vec<pb::Assign>) {
+    async fn on_assigns(&self, assigns: Vec<Assignment>) {
         self.0.on_assigns(assigns).await;
     }
 
-    async fn on_revoke(&self, revoke: pb::Revoke) {
+    async fn on_revoke(&self, revoke: Revocation) {
         self.0.on_revoke(revoke).await;
     }
 
     async fn heartbeat(&self) -> pb::Heartbeat {
         pb::Heartbeat {
             allocated: None,
-            coordinate: self.0.coordinate_update(),
+            coordinate: self.0.probing.coordinate_update(),
         }
     }
 
     async fn on_peers(&self, peers: pb::Peers) {
-        self.0.on_peers(peers).await;
+        self.0.probing.on_peers(peers).await;
     }
 
     async fn on_link(&self, up: Option<Timing>) {

@@ -15,6 +15,8 @@ mod spread;
 mod trust;
 
 pub(crate) use latency::estimate as latency_estimate;
+/// The node-level resources check, for a node's own admission of what its cluster placed.
+pub use resources::node as node_resources;
 pub use selector::matches as selector_matches;
 
 use crate::prepare::{Kind, Prepared};

@@ -1,0 +1,233 @@
+//! The thin shell around one instance: start it through its runtime, wait for it to end,
+//! ask the restart tracker what next, and tell the lifecycle (which reports). Stopping is
+//! here too, since it is the other thing done to a running instance.
+
+use crate::Agent;
+use crate::restart::{Decision, Tracker};
+use canopy_model::Termination;
+use canopy_runtime::{Exit, InstanceSpec, Runtime};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+impl Agent {
+    /// Runs instance `id` at `generation` until its restart policy gives up or it is stopped
+    /// or replaced. `adopted`: it already runs (or ran) from before an agent restart.
+    pub(crate) async fn supervise(self: Arc<Self>, id: String, generation: u64, adopted: bool) {
+        let found = {
+            let instances = self.instances.lock().await;
+            instances
+                .get(&id)
+                .filter(|l| l.generation() == generation && !l.is_stopping())
+                .and_then(|local| {
+                    let spec = &local.record.workload.spec;
+                    let runtime = self.runtimes.get(&spec.runtime).cloned()?;
+                    let tracker = Tracker::new(spec.restart_policy, local.record.restarts);
+                    Some((runtime, self.spec_of(&id, local), tracker))
+                })
+        };
+        let Some((runtime, spec, mut tracker)) = found else {
+            return;
+        };
+        let mut start = !adopted;
+        loop {
+            let began = Instant::now();
+            let exit = if start {
+                match runtime.start(&spec).await {
+                    Ok(started) => {
+                        self.update(&id, generation, false, |l, at| l.running(started.pid, at))
+                            .await;
+                        wait(runtime.as_ref(), &id).await
+                    }
+                    Err(e) => Exit {
+                        code: None,
+                        signal: None,
+                        oom_killed: false,
+                        reason: format!("could not start: {e}"),
+                    },
+                }
+            } else {
+                wait(runtime.as_ref(), &id).await
+            };
+            let ended = termination(exit, OffsetDateTime::now_utc());
+            match tracker.on_end(&ended, began.elapsed()) {
+                Decision::GiveUp(state) => {
+                    self.update(&id, generation, false, |l, at| l.ended(state, ended, at))
+                        .await;
+                    return;
+                }
+                Decision::Restart { after } => {
+                    let restarts = tracker.restarts();
+                    // The restart count survives an agent restart: persisted with the state.
+                    let waiting = self
+                        .update(&id, generation, true, |l, at| {
+                            l.backing_off(ended, after, restarts, at)
+                        })
+                        .await;
+                    if !waiting {
+                        return;
+                    }
+                    tokio::time::sleep(after).await;
+                    if !self
+                        .update(&id, generation, false, |l, at| l.starting("restarting", at))
+                        .await
+                    {
+                        return;
+                    }
+                    start = true;
+                }
+            }
+        }
+    }
+
+    /// Stops instance `id` at `generation` (grace, then kill), frees what it holds, forgets
+    /// it and reports it `Terminated`.
+    pub(crate) async fn stop_instance(&self, id: &str, generation: u64, reason: &str) {
+        let runtime = {
+            let mut instances = self.instances.lock().await;
+            let Some(local) = instances.get_mut(id) else {
+                return;
+            };
+            if local.generation() != generation {
+                return;
+            }
+            // Already stopping (a repeated revoke) is fine: stop and remove are idempotent.
+            if let Err(e) = local.terminating(reason, crate::now_ms()) {
+                tracing::debug!(instance = id, error = %e, "already stopped");
+            }
+            self.runtimes
+                .get(&local.record.workload.spec.runtime)
+                .cloned()
+        };
+        if let Some(runtime) = runtime {
+            if let Err(e) = runtime.stop(id, self.config.stop_grace).await {
+                tracing::warn!(instance = id, error = %e, "stop failed");
+            }
+            if let Err(e) = runtime.remove(id).await {
+                tracing::warn!(instance = id, error = %e, "cleanup failed");
+            }
+        }
+        let mut instances = self.instances.lock().await;
+        // Only this copy: a newer one admitted meanwhile under the same id stays.
+        let removed = match instances.get(id) {
+            Some(local) if local.generation() == generation => instances.remove(id),
+            _ => None,
+        };
+        self.save(&instances);
+        drop(instances);
+        self.uplink.report(&crate::report::terminated(
+            &self.config.name,
+            id,
+            generation,
+            &format!("stopped: {reason}"),
+            removed.as_ref(),
+            crate::now_ms(),
+        ));
+    }
+
+    /// Start progress from the runtimes (image pulls) becomes the reason of a Starting
+    /// instance, so `canopy describe` shows it as an event.
+    pub(crate) fn forward_runtime_events(self: &Arc<Self>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+        let events: canopy_runtime::Events = Arc::new(move |id: &str, text: &str| {
+            let _ = tx.send((id.to_string(), text.to_string()));
+        });
+        for runtime in self.runtimes.values() {
+            runtime.set_events(events.clone());
+        }
+        let agent = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some((id, text)) = rx.recv().await {
+                let Some(agent) = agent.upgrade() else { return };
+                let generation = match agent.instances.lock().await.get(&id) {
+                    Some(local) => local.generation(),
+                    None => continue,
+                };
+                // Refused (and not reported) unless it is still Starting.
+                agent
+                    .update(&id, generation, false, |l, at| l.progress(&text, at))
+                    .await;
+            }
+        });
+    }
+
+    fn spec_of(&self, id: &str, local: &crate::lifecycle::Local) -> InstanceSpec {
+        let workload = &local.record.workload;
+        let env = BTreeMap::from([
+            ("CANOPY_INSTANCE".to_string(), id.to_string()),
+            ("CANOPY_NAMESPACE".to_string(), workload.namespace.clone()),
+            (
+                "CANOPY_APPLICATION".to_string(),
+                workload.application.clone(),
+            ),
+            ("CANOPY_SERVICE".to_string(), workload.service.clone()),
+            ("CANOPY_REPLICA".to_string(), workload.replica.to_string()),
+            ("CANOPY_NODE".to_string(), self.config.name.clone()),
+        ]);
+        InstanceSpec {
+            id: id.to_string(),
+            generation: local.generation(),
+            service: workload.spec.clone(),
+            env,
+        }
+    }
+}
+
+async fn wait(runtime: &dyn Runtime, id: &str) -> Exit {
+    match runtime.wait(id).await {
+        Ok(exit) => exit,
+        Err(e) => Exit {
+            code: None,
+            signal: None,
+            oom_killed: false,
+            reason: format!("lost track of the instance: {e}"),
+        },
+    }
+}
+
+/// How a run ended, as the lifecycle keeps it.
+fn termination(exit: Exit, at: OffsetDateTime) -> Termination {
+    // The OOM killer sends SIGKILL; saying so keeps an OOM kill from counting as a success.
+    let signal = if exit.oom_killed {
+        exit.signal.or(Some(9))
+    } else {
+        exit.signal
+    };
+    Termination {
+        exit_code: exit.code,
+        signal,
+        reason: exit.reason,
+        at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: Option<i32>, signal: Option<i32>, oom_killed: bool) -> Exit {
+        Exit {
+            code,
+            signal,
+            oom_killed,
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn a_termination_succeeds_exactly_when_the_exit_did() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        for exit in [
+            exit(Some(0), None, false),
+            exit(Some(1), None, false),
+            exit(None, Some(15), false),
+            exit(None, None, false),
+            exit(Some(0), None, true),
+            exit(None, Some(9), true),
+        ] {
+            let success = exit.success();
+            assert_eq!(termination(exit.clone(), at).success(), success, "{exit:?}");
+        }
+    }
+}
