@@ -482,6 +482,94 @@ async fn silent_registry_times_out() {
     eprintln!("silent registry: {err} after {took:?}");
 }
 
+/// Answers `/v2/` and a manifest whose config blob claims 100 MiB; the blob's answer sends
+/// its headers and a few bytes, then nothing, holding the connection open.
+fn stalling_registry() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let big = 100u64 << 20;
+                    let digest = format!("sha256:{}", "ab".repeat(32));
+                    let (content_type, body) = if path.contains("/manifests/") {
+                        let manifest = serde_json::json!({
+                            "schemaVersion": 2,
+                            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                            "config": {
+                                "mediaType": "application/vnd.oci.image.config.v1+json",
+                                "digest": digest,
+                                "size": big,
+                            },
+                            "layers": [],
+                        });
+                        (
+                            "application/vnd.oci.image.manifest.v1+json",
+                            manifest.to_string(),
+                        )
+                    } else if path.contains("/blobs/") {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                             Content-Length: {big}\r\n\r\n0123456789abcdef"
+                        );
+                        let _ = stream.flush();
+                        // Stall: keep the connection, send nothing more.
+                        std::thread::sleep(std::time::Duration::from_secs(60));
+                        return;
+                    } else {
+                        ("application/json", "{}".to_string())
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\
+                         Docker-Distribution-Api-Version: registry/2.0\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn stalled_blob_download_times_out() {
+    // The blob's own deadline is long (it claims 100 MiB); the read timeout must end the
+    // stall, and it is a timeout, not an unreachable registry: it was reached.
+    let addr = stalling_registry();
+    let cache = tempfile::tempdir().unwrap();
+    let mut config = canopy_image::ImageStoreConfig::new(cache.path());
+    config.insecure_registries = vec![addr.clone()];
+    config.timeout = std::time::Duration::from_secs(1);
+    let store = canopy_image::ImageStore::open(config).unwrap();
+    let started = std::time::Instant::now();
+    let err = store
+        .pull(&format!("{addr}/x:latest"), None, &quiet)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    eprintln!("stalled blob: {err} after {took:?}");
+    assert!(
+        matches!(err, ImageError::Timeout { seconds, .. } if seconds == 1.0),
+        "{err:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+}
+
 #[tokio::test]
 async fn registries_not_listed_insecure_get_https() {
     // The registry speaks plain HTTP; without being listed insecure it is spoken to over TLS,
