@@ -20,11 +20,12 @@ pub enum ImageError {
     #[error("authentication to {registry} failed")]
     AuthFailed { registry: String },
 
-    /// The registry could not be reached (connection refused, DNS, TLS, timeout).
+    /// The registry could not be reached (connection refused, DNS, TLS, connect timeout).
     #[error("registry {address} unreachable: {reason}")]
     Unreachable { address: String, reason: String },
 
-    /// An operation did not finish within its deadline.
+    /// An operation did not finish within its deadline, or a connected registry went silent
+    /// for the read timeout.
     #[error("{operation} timed out after {seconds:.1}s")]
     Timeout { operation: String, seconds: f64 },
 

@@ -278,7 +278,13 @@ impl Registry {
                 },
             },
             OciDistributionError::RequestError(e) => {
-                if e.is_connect() || e.is_timeout() {
+                if e.is_timeout() && !e.is_connect() {
+                    // Connected, then silent for the read timeout: a stall, not unreachable.
+                    ImageError::Timeout {
+                        operation: format!("reading from registry {registry} for {reference}"),
+                        seconds: self.timeout.as_secs_f64(),
+                    }
+                } else if e.is_connect() || e.is_timeout() {
                     ImageError::Unreachable {
                         address: registry,
                         reason: error_chain(&e),

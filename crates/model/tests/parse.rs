@@ -270,18 +270,49 @@ fn too_many_documents() {
     assert!(has(&errs, "", "more than 64 applications"), "{errs:#?}");
 }
 
+/// HELLO with `args` replaced by `args_value`: a valid application around it.
+fn hello_with_args(args_value: &str) -> String {
+    let text = HELLO.replace(
+        "      command: [\"/bin/echo\", \"hi\"]\n",
+        &format!("      command: [\"/bin/echo\", \"hi\"]\n      args: {args_value}\n"),
+    );
+    assert_ne!(text, HELLO, "HELLO changed shape; fix the test");
+    text
+}
+
 #[test]
 fn alias_bombs_are_refused() {
-    // Billion laughs: must fail fast, not expand.
-    let mut text = String::from(
-        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    // The document around the bomb is valid, so only the alias bound can be what refuses it.
+    assert!(parse_descriptor(&hello_with_args("[\"lol\"]")).is_ok());
+
+    // Billion laughs: nine levels of nine aliases would expand to 9^9 strings.
+    let mut bomb = String::from(
+        "[&a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]",
     );
     let mut prev = 'a';
     for name in 'b'..='i' {
-        text.push_str(&format!("{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+        let aliases = vec![format!("*{prev}"); 9].join(",");
+        bomb.push_str(&format!(", &{name} [{aliases}]"));
         prev = name;
     }
-    assert!(parse_descriptor(&text).is_err());
+    bomb.push(']');
+    let text = hello_with_args(&bomb);
+
+    let started = std::time::Instant::now();
+    let result = parse_descriptor(&text);
+    let took = started.elapsed();
+    // Refusing takes microseconds; an expanding parser needs minutes (or all memory). 2 s leaves
+    // room for a loaded machine without letting a quadratic or exponential parse through.
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    let errs = match result {
+        Ok(p) => panic!("alias bomb parsed: {} applications", p.applications.len()),
+        Err(e) => e.errors,
+    };
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].reason.contains("repetition limit exceeded"),
+        "refused for another reason than the alias bound: {errs:#?}"
+    );
 }
 
 #[test]

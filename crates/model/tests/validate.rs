@@ -768,15 +768,62 @@ fn zero_replicas_and_container_command_are_allowed() {
     assert_eq!(validate_application(&app), vec![]);
 }
 
-#[test]
-fn the_template_hash_ignores_replicas_and_sees_everything_else() {
-    let spec: canopy_model::ServiceSpec = serde_json::from_value(serde_json::json!({
+/// The hash is stored with every instance and compared after restarts and upgrades, so it must
+/// be a pure function of the spec: these literals were computed once and must never change.
+/// A change here (field order, serde names, map order, a seeded hasher) would make every running
+/// instance look outdated and restart it: treat a failure as a wire-format break.
+const MINIMAL_HASH: &str = "49be7a46a2aad8d1";
+const MINIMAL_COMMAND_61_HASH: &str = "06ca57cf39e3df74";
+const MINIMAL_ENV_HASH: &str = "61099494e61296ab";
+const BASELINE_WEB_HASH: &str = "99545fe662e55d0e";
+
+fn minimal_spec() -> ServiceSpec {
+    serde_json::from_value(serde_json::json!({
         "name": "web", "runtime": "process", "command": ["/bin/sleep", "60"], "replicas": 2
     }))
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn the_template_hash_is_pinned() {
+    let spec = minimal_spec();
+    assert_eq!(spec.template_hash(), MINIMAL_HASH);
+
+    let mut changed = spec.clone();
+    changed.command[1] = "61".into();
+    assert_eq!(changed.template_hash(), MINIMAL_COMMAND_61_HASH);
+
+    let mut env = spec.clone();
+    // Inserted out of order: the hash must not depend on insertion order.
+    env.env.insert("ZONE".into(), "b".into());
+    env.env.insert("MODE".into(), "fast".into());
+    assert_eq!(env.template_hash(), MINIMAL_ENV_HASH);
+    let mut env_reversed = spec.clone();
+    env_reversed.env.insert("MODE".into(), "fast".into());
+    env_reversed.env.insert("ZONE".into(), "b".into());
+    assert_eq!(env_reversed.template_hash(), MINIMAL_ENV_HASH);
+
+    // Every kind of field at once: maps, options, enums, nested constraints.
+    let mut app = baseline();
+    assert_eq!(web(&mut app).template_hash(), BASELINE_WEB_HASH);
+
+    let all = [
+        MINIMAL_HASH,
+        MINIMAL_COMMAND_61_HASH,
+        MINIMAL_ENV_HASH,
+        BASELINE_WEB_HASH,
+    ];
+    let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "distinct specs share a hash");
+}
+
+#[test]
+fn the_template_hash_ignores_replicas_and_sees_everything_else() {
+    let spec = minimal_spec();
     let hash = spec.template_hash();
     assert_eq!(hash.len(), 16);
-    let scaled = canopy_model::ServiceSpec {
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+    let scaled = ServiceSpec {
         replicas: 7,
         ..spec.clone()
     };
@@ -785,13 +832,24 @@ fn the_template_hash_ignores_replicas_and_sees_everything_else() {
         hash,
         "scaling is not a new template"
     );
-    let mut changed = spec.clone();
-    changed.command[1] = "61".into();
-    assert_ne!(changed.template_hash(), hash);
-    let mut env = spec.clone();
-    env.env.insert("MODE".into(), "fast".into());
-    assert_ne!(env.template_hash(), hash);
-    assert_eq!(spec.clone().template_hash(), hash, "stable for equal specs");
+    let mut args = spec.clone();
+    args.args.push("--verbose".into());
+    assert_ne!(args.template_hash(), hash);
+    let mut env_value = spec.clone();
+    env_value.env.insert("MODE".into(), "fast".into());
+    let fast = env_value.template_hash();
+    env_value.env.insert("MODE".into(), "slow".into());
+    assert_ne!(
+        env_value.template_hash(),
+        fast,
+        "an env value is part of the template"
+    );
+    let mut resources = spec.clone();
+    resources.resources.memory = Mebibytes(65);
+    assert_ne!(resources.template_hash(), hash);
+    let mut restart = spec.clone();
+    restart.restart_policy = RestartPolicy::Never;
+    assert_ne!(restart.template_hash(), hash);
 }
 
 #[test]

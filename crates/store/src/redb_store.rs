@@ -9,12 +9,16 @@
 //! never wait for the writer.
 
 use std::fmt::Display;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Weak, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::backends::FileBackend;
+use redb::{
+    BackendError, Database, ReadableDatabase, ReadableTable, StorageBackend, Table, TableDefinition,
+};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::codec::{self, Meta};
@@ -48,6 +52,17 @@ pub struct RedbOptions {
     broadcast_capacity: usize,
     page_events: usize,
     cache_size: Option<usize>,
+    on_sync: Option<SyncHook>,
+}
+
+/// Called after each fsync of the store file returned successfully.
+#[derive(Clone)]
+struct SyncHook(Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for SyncHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncHook")
+    }
 }
 
 impl Default for RedbOptions {
@@ -57,6 +72,7 @@ impl Default for RedbOptions {
             broadcast_capacity: 1024,
             page_events: 1024,
             cache_size: None,
+            on_sync: None,
         }
     }
 }
@@ -86,6 +102,13 @@ impl RedbOptions {
     /// redb's page cache (default: redb's own, 1 GiB at most).
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_size = Some(bytes);
+        self
+    }
+
+    /// Calls `hook` after every completed fsync of the store file: lets tests (and metrics)
+    /// see when data reached the disk, which a crash test on the page cache cannot.
+    pub fn on_sync(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_sync = Some(SyncHook(Arc::new(hook)));
         self
     }
 }
@@ -147,8 +170,21 @@ impl RedbStore {
         if let Some(bytes) = options.cache_size {
             builder.set_cache_size(bytes);
         }
+        // What `Builder::create` does, with the file behind our backend so syncs are observable.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| StoreError::Backend(format!("open {}: {e}", path.display())))?;
+        let backend = FileBackend::new(file)
+            .map_err(|e| StoreError::Backend(format!("open {}: {e}", path.display())))?;
         let db = builder
-            .create(path)
+            .create_with_backend(ObservedFile {
+                inner: backend,
+                on_sync: options.on_sync.clone(),
+            })
             .map_err(|e| StoreError::Backend(format!("open {}: {e}", path.display())))?;
         init(&db)?;
         let db = Arc::new(db);
@@ -458,23 +494,28 @@ enum Applied {
 
 impl Writer {
     fn run(self, queue: mpsc::Receiver<WriteRequest>) {
-        // Deferred commits not yet on disk.
-        let mut unflushed = false;
+        // When the oldest deferred commit not yet on disk is due. A deadline, not a quiet
+        // period: a steady stream of deferred writes must not put the flush off forever.
+        let mut flush_due: Option<Instant> = None;
         loop {
-            let first = if unflushed {
-                match queue.recv_timeout(DEFERRED_FLUSH) {
-                    Ok(request) => request,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        unflushed = !self.flush();
-                        continue;
+            if let Some(due) = flush_due
+                && Instant::now() >= due
+            {
+                flush_due = (!self.flush()).then(|| Instant::now() + DEFERRED_FLUSH);
+                continue;
+            }
+            let first = match flush_due {
+                Some(due) => {
+                    match queue.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                        Ok(request) => request,
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-            } else {
-                match queue.recv() {
+                None => match queue.recv() {
                     Ok(request) => request,
                     Err(_) => break,
-                }
+                },
             };
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
@@ -485,12 +526,14 @@ impl Writer {
             }
             let durable = group.iter().any(|r| r.durable);
             match self.commit_group(group, durable) {
-                Committed::Durably => unflushed = false,
-                Committed::Deferred => unflushed = true,
+                Committed::Durably => flush_due = None,
+                Committed::Deferred => {
+                    flush_due.get_or_insert_with(|| Instant::now() + DEFERRED_FLUSH);
+                }
                 Committed::Nothing => {}
             }
         }
-        if unflushed {
+        if flush_due.is_some() {
             self.flush();
         }
         tracing::debug!("store writer stopped");
@@ -700,6 +743,72 @@ fn compact(
 
 fn meta_value(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64, StoreError> {
     Ok(meta.get(key).backend()?.map(|v| v.value()).unwrap_or(0))
+}
+
+/// redb's file backend, reporting each completed `sync_data` to the hook.
+#[derive(Debug)]
+struct ObservedFile {
+    inner: FileBackend,
+    on_sync: Option<SyncHook>,
+}
+
+impl StorageBackend for ObservedFile {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.inner.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.inner.sync_data()?;
+        if let Some(hook) = &self.on_sync {
+            (hook.0)();
+        }
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.inner.write(offset, data)
+    }
+
+    fn close(&self) -> Result<(), std::io::Error> {
+        self.inner.close()
+    }
+
+    // The locks keep a second process off the file: forwarded, or redb would run without them.
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.inner.query_lock_range(start, end)
+    }
 }
 
 /// Maps any backend error into [`StoreError::Backend`], keeping redb out of the public types.

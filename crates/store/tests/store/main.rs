@@ -2,6 +2,7 @@
 
 mod basic;
 mod crash;
+mod durability;
 mod model;
 mod watch;
 
