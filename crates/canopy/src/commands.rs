@@ -490,7 +490,12 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             println!("Node:        {}", or_dash(instance.node.as_ref()));
             println!("PID:         {}", or_dash(instance.pid));
             println!("Restarts:    {}", instance.restarts);
-            println!("Exit code:   {}", or_dash(instance.exit_code));
+            println!("Ready:       {}", instance.ready);
+            let last = instance.last_termination.as_ref();
+            println!(
+                "Last exit:   {}",
+                or_dash(last.map(|t| format!("{} ({})", t.reason, age(t.at))))
+            );
             println!("Created:     {}", timestamp(instance.created_at));
             println!("Events:");
             let mut table = Table::new(vec!["  AGE", "STATE", "REASON"]);

@@ -36,6 +36,11 @@ impl Runtime for HollowRuntime {
         self.kind
     }
 
+    /// It runs nothing, so it offers nothing beyond keeping instances "running".
+    fn capabilities(&self) -> canopy_runtime::Capabilities {
+        canopy_runtime::Capabilities::default()
+    }
+
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
         let (running, _) = watch::channel(None);
         self.instances().insert(spec.id.clone(), running);
