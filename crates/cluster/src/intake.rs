@@ -66,7 +66,7 @@ impl ClusterState {
             || placed.pid != report.pid
             || placed.restarts != report.restarts
             || placed.ready != report.ready;
-        placed.set(state, report.reason, now.unix_ms);
+        placed.observe(state, report.reason, now.unix_ms);
         placed.pid = report.pid;
         placed.restarts = report.restarts;
         placed.ready = report.ready && state == InstanceState::Running;

@@ -97,6 +97,20 @@ impl Placed {
         true
     }
 
+    /// Takes a state its node observed, which may skip states on the way (see
+    /// [`InstanceState::can_reach`]); false (and unchanged) when it cannot lie ahead.
+    pub fn observe(&mut self, state: InstanceState, reason: String, now_ms: i64) -> bool {
+        if !self.state.can_reach(state) {
+            return false;
+        }
+        if state != self.state {
+            self.at_ms = now_ms;
+        }
+        self.state = state;
+        self.reason = reason;
+        true
+    }
+
     /// Whether it occupies resources on its node.
     pub fn is_live(&self) -> bool {
         self.state.is_live()

@@ -145,6 +145,27 @@ impl InstanceState {
         }
     }
 
+    /// Whether `next` lies ahead of `self` on some path of the lifecycle. A child's report
+    /// may skip states its parent never heard of (a hello after the link was down, a
+    /// lazily written state lost in a crash), but never leads back out of a stop or an end.
+    pub fn can_reach(self, next: InstanceState) -> bool {
+        let mut seen = [false; INSTANCE_STATES.len()];
+        let mut frontier = vec![self];
+        seen[self as usize] = true;
+        while let Some(state) = frontier.pop() {
+            if state == next {
+                return true;
+            }
+            for candidate in INSTANCE_STATES {
+                if !seen[candidate as usize] && state.can_become(candidate) {
+                    seen[candidate as usize] = true;
+                    frontier.push(candidate);
+                }
+            }
+        }
+        false
+    }
+
     /// Whether it may be placed (on a cluster by the root, on a node by its cluster).
     pub fn can_place(self) -> bool {
         matches!(
@@ -268,6 +289,30 @@ mod tests {
             for to in [Starting, Running, BackOff, NodeScheduled] {
                 assert!(!from.can_become(to), "{from} -> {to}");
             }
+        }
+    }
+
+    #[test]
+    fn a_report_may_skip_states_but_never_leave_a_stop_or_an_end() {
+        assert!(ClusterScheduled.can_reach(Running), "a hello after a gap");
+        assert!(Pending.can_reach(BackOff));
+        assert!(Lost.can_reach(Running), "placed again and running");
+        for from in [Succeeded, Failed] {
+            for to in [Pending, Starting, Running, BackOff, NodeScheduled] {
+                assert!(!from.can_reach(to), "{from} -> {to}");
+            }
+            assert!(from.can_reach(Terminated));
+        }
+        for to in INSTANCE_STATES {
+            assert_eq!(
+                Terminating.can_reach(to),
+                matches!(to, Terminating | Terminated)
+            );
+            assert_eq!(Terminated.can_reach(to), to == Terminated);
+        }
+        // Every edge is a path.
+        for (from, to) in EDGES {
+            assert!(from.can_reach(*to), "{from} -> {to}");
         }
     }
 

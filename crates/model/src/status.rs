@@ -73,7 +73,28 @@ impl Instance {
         reason: impl Into<String>,
         at: OffsetDateTime,
     ) -> Result<(), IllegalTransition> {
-        if !self.state.can_become(state) {
+        self.move_to(state, reason, at, InstanceState::can_become)
+    }
+
+    /// Takes a state a child observed: it may skip states on the way
+    /// ([`InstanceState::can_reach`]), never go back from a stop or an end.
+    pub fn observe(
+        &mut self,
+        state: InstanceState,
+        reason: impl Into<String>,
+        at: OffsetDateTime,
+    ) -> Result<(), IllegalTransition> {
+        self.move_to(state, reason, at, InstanceState::can_reach)
+    }
+
+    fn move_to(
+        &mut self,
+        state: InstanceState,
+        reason: impl Into<String>,
+        at: OffsetDateTime,
+        legal: fn(InstanceState, InstanceState) -> bool,
+    ) -> Result<(), IllegalTransition> {
+        if !legal(self.state, state) {
             return Err(IllegalTransition {
                 from: self.state,
                 to: state,

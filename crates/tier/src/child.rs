@@ -41,8 +41,8 @@ pub trait Child: Send + Sync + 'static {
 
 /// Sends deltas to the parent. While the link is down they are dropped: the next hello
 /// carries the full state, which supersedes them. A status not sent yet is replaced by a
-/// newer one of the same instance and generation, so a child that reports faster than its
-/// link drains sends each instance's latest word, once.
+/// newer one of the same instance, generation and state, so a child that reports progress
+/// faster than its link drains sends each state's latest word once.
 #[derive(Clone)]
 pub struct Uplink {
     queue: Arc<std::sync::Mutex<Queue>>,
@@ -74,14 +74,18 @@ impl Queue {
     fn push(&mut self, body: up::Body) {
         if let up::Body::Status(status) = &body {
             let key = (status.id.clone(), status.generation);
-            if let Some(slot) = self
+            let unsent = self
                 .statuses
                 .get(&key)
                 .and_then(|at| at.checked_sub(self.sent))
-                .and_then(|index| self.bodies.get_mut(index as usize))
-            {
-                *slot = Some(body);
-                return;
+                .and_then(|index| self.bodies.get_mut(index as usize));
+            if let Some(slot) = unsent {
+                // Same state: newer details (progress, pid) supersede. Another state is a
+                // transition the parent records (Lost before a replacement): it goes too.
+                if matches!(slot, Some(up::Body::Status(old)) if old.state == status.state) {
+                    *slot = Some(body);
+                    return;
+                }
             }
             if self.bodies.len() >= OUTBOX_CAPACITY {
                 tracing::debug!("uplink full; the next hello resynchronises");
@@ -398,8 +402,8 @@ mod tests {
     use crate::status::Reported;
     use canopy_model::InstanceState;
 
-    fn status(id: &str, generation: u64, state: InstanceState) -> up::Body {
-        let report = StatusReport::new(id, generation, Reported::State(state), "");
+    fn status(id: &str, generation: u64, state: InstanceState, reason: &str) -> up::Body {
+        let report = StatusReport::new(id, generation, Reported::State(state), reason);
         up::Body::Status((&report).into())
     }
 
@@ -407,37 +411,39 @@ mod tests {
         bodies
             .into_iter()
             .map(|body| match body {
-                up::Body::Status(s) => format!("{}@{}:{}", s.id, s.generation, s.state),
+                up::Body::Status(s) => format!("{}@{} {}", s.id, s.generation, s.reason),
                 _ => "other".into(),
             })
             .collect()
     }
 
     #[test]
-    fn an_unsent_status_is_replaced_by_a_newer_one_of_the_same_instance_and_generation() {
+    fn an_unsent_status_is_replaced_by_a_newer_one_of_the_same_instance_generation_and_state() {
         let mut queue = Queue::default();
-        queue.push(status("a", 1, InstanceState::Starting));
+        queue.push(status("a", 1, InstanceState::Starting, "pulling"));
         queue.push(up::Body::Membership(pb::Membership::default()));
-        queue.push(status("a", 2, InstanceState::Starting));
-        queue.push(status("b", 1, InstanceState::Starting));
-        queue.push(status("a", 1, InstanceState::Running));
-        let running = pb::State::Running as i32;
-        let starting = pb::State::Starting as i32;
+        queue.push(status("a", 2, InstanceState::Starting, "other generation"));
+        queue.push(status("b", 1, InstanceState::Starting, "other instance"));
+        queue.push(status("a", 1, InstanceState::Starting, "unpacking"));
         assert_eq!(
             described(queue.take_all()),
             [
-                format!("a@1:{running}"),
-                "other".into(),
-                format!("a@2:{starting}"),
-                format!("b@1:{starting}")
+                "a@1 unpacking",
+                "other",
+                "a@2 other generation",
+                "b@1 other instance"
             ]
         );
-        // Once sent, a status is not replaced any more: the next one goes out after it.
-        queue.push(status("a", 1, InstanceState::BackOff));
-        queue.push(status("a", 1, InstanceState::Starting));
-        assert_eq!(described(queue.take_all()), [format!("a@1:{starting}")]);
-        queue.push(status("a", 1, InstanceState::Running));
-        assert_eq!(described(queue.take_all()), [format!("a@1:{running}")]);
+        // Another state is a transition of its own: both go, in order.
+        queue.push(status("a", 1, InstanceState::Lost, "node lost"));
+        queue.push(status("a", 1, InstanceState::NodeScheduled, "placed again"));
+        assert_eq!(
+            described(queue.take_all()),
+            ["a@1 node lost", "a@1 placed again"]
+        );
+        // Once sent, a status is not replaced: the next one goes out after it.
+        queue.push(status("a", 1, InstanceState::Running, "started"));
+        assert_eq!(described(queue.take_all()), ["a@1 started"]);
     }
 
     #[test]

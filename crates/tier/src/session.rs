@@ -196,12 +196,12 @@ pub fn diff_hello(reports: Vec<StatusReport>, known: &BTreeMap<String, Known>) -
     diff
 }
 
-/// A report the parent takes is one the lifecycle allows from where the instance stands;
-/// refusals and confirmations of a stop always are.
+/// A report the parent takes is one that lies ahead of where the instance stands (it may
+/// skip states the parent missed); refusals always are.
 pub fn accepts(current: InstanceState, report: &StatusReport) -> bool {
     match report.state {
         Reported::Refused => true,
-        Reported::State(next) => current.can_become(next),
+        Reported::State(next) => current.can_reach(next),
     }
 }
 
@@ -273,5 +273,10 @@ mod tests {
         let refused = StatusReport::new("i", 1, Reported::Refused, "full");
         assert!(accepts(Terminating, &refused));
         assert!(accepts(NodeScheduled, &report("i", 1, Running)));
+        assert!(
+            accepts(ClusterScheduled, &report("i", 1, Running)),
+            "after a gap"
+        );
+        assert!(!accepts(Failed, &report("i", 1, Running)));
     }
 }

@@ -116,8 +116,8 @@ fn observe(instance: &mut Instance, state: InstanceState, report: &StatusReport)
         instance.reason = (!report.reason.is_empty()).then(|| report.reason.clone());
         InstanceChange::Write
     } else {
-        // Allowed by `accepts`, so the transition holds.
-        let _ = instance.transition(state, report.reason.clone(), at);
+        // Allowed by `accepts`, so the observation holds.
+        let _ = instance.observe(state, report.reason.clone(), at);
         InstanceChange::Write
     }
 }
