@@ -129,6 +129,9 @@ fn tour_apply_get_describe_scale_delete() {
     });
 }
 
+/// (application, service) and the alternatives for its replicas' outcomes.
+type Expected = ((&'static str, &'static str), Vec<Vec<&'static str>>);
+
 /// What one instance of an example comes to on a single `canopy up` machine.
 fn outcome(instance: &Value) -> String {
     let state = instance["state"].as_str().unwrap_or_default();
@@ -151,7 +154,7 @@ fn outcome(instance: &Value) -> String {
 /// Where the examples cannot run on one `canopy up` machine, what the system says instead:
 /// one outcome per replica, for each (application, service). Every other service must run.
 /// Several lists for one service are alternatives (the machine decides).
-fn expected_outcomes() -> Vec<((&'static str, &'static str), Vec<Vec<&'static str>>)> {
+fn expected_outcomes() -> Vec<Expected> {
     vec![
         // Wasm is not implemented yet: no node offers it.
         (
@@ -172,16 +175,11 @@ fn expected_outcomes() -> Vec<((&'static str, &'static str), Vec<Vec<&'static st
         ),
         (
             ("edge-analytics", "detector"),
-            ["cpu", "memory", "gpus"]
-                .iter()
-                .map(|what| -> Vec<&'static str> {
-                    vec![match *what {
-                        "cpu" => "Pending: 0/1 clusters are available: 1 insufficient cpu",
-                        "memory" => "Pending: 0/1 clusters are available: 1 insufficient memory",
-                        _ => "Pending: 0/1 clusters are available: 1 insufficient gpus",
-                    }]
-                })
-                .collect(),
+            vec![
+                vec!["Pending: 0/1 clusters are available: 1 insufficient cpu"],
+                vec!["Pending: 0/1 clusters are available: 1 insufficient memory"],
+                vec!["Pending: 0/1 clusters are available: 1 insufficient gpus"],
+            ],
         ),
         (
             ("edge-analytics", "dashboard"),
