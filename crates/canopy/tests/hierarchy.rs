@@ -359,6 +359,22 @@ fn a_lost_cluster_is_replaced_in_the_other_and_its_stale_copies_are_stopped_on_r
     );
     // The nodes of the lost cluster kept their copies running meanwhile (autonomy).
     assert_eq!(testbed.workload_pids().len(), 4 + on_victim);
+    // Without its cluster a node still restarts what dies, by its restartPolicy (always).
+    let (orphan, orphan_pid) = before
+        .iter()
+        .find(|(_, i)| i["cluster"] == victim.as_str())
+        .map(|(id, i)| (id.clone(), i["pid"].as_u64().unwrap()))
+        .unwrap();
+    let orphan_node = before[&orphan]["node"].as_str().unwrap().to_string();
+    support::kill_group(orphan_pid as u32);
+    eventually(SETTLE, "the orphaned copy restarted by its node", || {
+        live_copies(&testbed)
+            .get(&orphan)?
+            .iter()
+            .any(|(pid, node)| *pid != orphan_pid && *node == orphan_node)
+            .then_some(())
+    });
+    assert_eq!(testbed.workload_pids().len(), 4 + on_victim);
 
     testbed.clusters[index].restart();
     eventually(SETTLE, "the stale copies stopped", || {
