@@ -3,10 +3,14 @@
 mod support;
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
-use support::{CANOPY, eventually, examples};
+use support::{CANOPY, KillOnDrop, eventually, examples, runs_instance};
+
+/// What hello-process.yaml's processes run (its command has no per-test marker).
+const HELLO: &str = "hello from $CANOPY_INSTANCE";
 
 /// `canopy up` (or `root`) on a random port, with the client verbs bound to it.
 struct Daemon {
@@ -46,6 +50,7 @@ impl Daemon {
 #[test]
 fn tour_apply_get_describe_scale_delete() {
     let data = tempfile::tempdir().unwrap();
+    let _cleanup = KillOnDrop(HELLO.into());
     let daemon = Daemon::start("up", data.path());
     let hello = examples().join("hello-process.yaml");
     let hello = hello.to_str().unwrap();
@@ -72,6 +77,18 @@ fn tour_apply_get_describe_scale_delete() {
         }
     }
 
+    // Each replica runs, as a live process that is that instance.
+    let instances = eventually(Duration::from_secs(20), "3 running instances", || {
+        let instances = daemon.json(&["get", "instances"]);
+        let running = instances.iter().all(|i| {
+            i["state"] == "Running"
+                && i["pid"]
+                    .as_u64()
+                    .is_some_and(|pid| runs_instance(pid, i["id"].as_str().unwrap()))
+        });
+        (instances.len() == 3 && running).then_some(instances)
+    });
+
     let table = daemon.canopy_ok(&["get", "instances"]);
     let mut lines = table.lines();
     assert!(lines.next().unwrap().starts_with("ID"));
@@ -89,7 +106,7 @@ fn tour_apply_get_describe_scale_delete() {
     let id = instances[0]["id"].as_str().unwrap();
     let described = daemon.canopy_ok(&["describe", "instance", id]);
     assert!(
-        described.contains("Pending") && described.contains("Events:"),
+        described.contains("Running") && described.contains("Events:"),
         "{described}"
     );
 
@@ -112,9 +129,100 @@ fn tour_apply_get_describe_scale_delete() {
     });
 }
 
+/// (application, service) and the alternatives for its replicas' outcomes.
+type Expected = ((&'static str, &'static str), Vec<Vec<&'static str>>);
+
+/// What one instance of an example comes to on a single `canopy up` machine.
+fn outcome(instance: &Value) -> String {
+    let state = instance["state"].as_str().unwrap_or_default();
+    let reason = instance["reason"].as_str().unwrap_or_default();
+    match state {
+        "Running" => "Running".into(),
+        // An image whose registry cannot be reached is retried: Starting, with the reason.
+        "Starting" if reason.contains(" unreachable") => {
+            let registry = reason
+                .split("registry ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .unwrap_or_default();
+            format!("Starting: registry {registry} unreachable")
+        }
+        _ => format!("{state}: {reason}"),
+    }
+}
+
+/// Where the examples cannot run on one `canopy up` machine, what the system says instead:
+/// one outcome per replica, for each (application, service). Every other service must run.
+/// Several lists for one service are alternatives (the machine decides).
+fn expected_outcomes() -> Vec<Expected> {
+    vec![
+        // Wasm is not implemented yet: no node offers it.
+        (
+            ("sensor-filter", "filter"),
+            vec![vec![
+                "Pending: 0/1 clusters are available: 1 runtime wasm not supported",
+                "Pending: 0/1 clusters are available: 1 runtime wasm not supported",
+            ]],
+        ),
+        // An illustration: registry.example.org does not exist, the detector needs a GPU
+        // (and 2 cores, 4 GiB: the first shortage is named), the dashboard one per node.
+        (
+            ("edge-analytics", "camera-ingest"),
+            vec![vec![
+                "Starting: registry registry.example.org unreachable",
+                "Starting: registry registry.example.org unreachable",
+            ]],
+        ),
+        (
+            ("edge-analytics", "detector"),
+            vec![
+                vec!["Pending: 0/1 clusters are available: 1 insufficient cpu"],
+                vec!["Pending: 0/1 clusters are available: 1 insufficient memory"],
+                vec!["Pending: 0/1 clusters are available: 1 insufficient gpus"],
+            ],
+        ),
+        (
+            ("edge-analytics", "dashboard"),
+            vec![vec![
+                "Starting: registry registry.example.org unreachable",
+                "Pending: 0/1 clusters are available: 1 max instances per node reached on every node",
+                "Pending: 0/1 clusters are available: 1 max instances per node reached on every node",
+            ]],
+        ),
+        // The Oakestra SLA pins its frontend to a cluster named munich-edge, and its detector
+        // needs latency to the frontend, which has no instance running anywhere.
+        (
+            ("pipeline", "frontend"),
+            vec![vec!["Pending: 0/1 clusters are available: 1 not the pinned cluster"]],
+        ),
+        (
+            ("pipeline", "object-detector"),
+            vec![vec![
+                "Pending: 0/1 clusters are available: 1 no location or coordinate to estimate latency",
+            ]],
+        ),
+        // busybox from Docker Hub runs where Docker Hub is reachable; the second replica
+        // publishes the same host port, which one machine has only once. (Its reason should
+        // name the port; the cluster replaces the node's reason: see the ignored test below.)
+        (
+            ("web", "httpd"),
+            ["Running", "Starting: registry index.docker.io unreachable"]
+                .iter()
+                .map(|first| {
+                    vec![
+                        *first,
+                        "Pending: 0/1 clusters are available: 1 refused this instance already (cluster local: 0/1 nodes are available: 1 refused this instance already)",
+                    ]
+                })
+                .collect(),
+        ),
+    ]
+}
+
 #[test]
-fn every_example_applies_and_oakestra_warnings_are_shown() {
+fn every_example_applies_and_runs_or_says_why_not() {
     let data = tempfile::tempdir().unwrap();
+    let _cleanup = KillOnDrop(HELLO.into());
     let daemon = Daemon::start("up", data.path());
     let mut applied = 0;
     for entry in std::fs::read_dir(examples()).unwrap() {
@@ -131,8 +239,67 @@ fn every_example_applies_and_oakestra_warnings_are_shown() {
         }
         applied += 1;
     }
-    assert!(applied >= 4);
-    assert!(daemon.json(&["get", "applications", "-A"]).len() >= 4);
+    assert!(applied >= 5);
+    let applications = daemon.json(&["get", "applications", "-A"]);
+    assert_eq!(applications.len(), applied, "one application per example");
+
+    // Every service of every example runs, but for the ones listed with what they say.
+    let expected = expected_outcomes();
+    let observe = || {
+        let mut services: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for instance in daemon.json(&["get", "instances", "-A"]) {
+            let key = (
+                instance["application"].as_str().unwrap().to_string(),
+                instance["service"].as_str().unwrap().to_string(),
+            );
+            services.entry(key).or_default().push(outcome(&instance));
+        }
+        for outcomes in services.values_mut() {
+            outcomes.sort();
+        }
+        services
+    };
+    let as_expected = |services: &BTreeMap<(String, String), Vec<String>>| {
+        services.iter().all(|((app, service), outcomes)| {
+            match expected.iter().find(|((a, s), _)| a == app && s == service) {
+                Some((_, alternatives)) => alternatives.iter().any(|alternative| {
+                    let mut alternative = alternative.clone();
+                    alternative.sort();
+                    *outcomes == alternative
+                }),
+                None => outcomes.iter().all(|o| o == "Running"),
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let settled = loop {
+        let services = observe();
+        if as_expected(&services) {
+            break services;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 30 s the examples are not running or saying why not as expected: {services:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Each listed service exists (an example renamed would silently drop its expectation).
+    for ((app, service), _) in &expected {
+        assert!(
+            settled.contains_key(&(app.to_string(), service.to_string())),
+            "no {app}/{service} among {settled:#?}"
+        );
+    }
+    assert!(
+        settled
+            .values()
+            .flatten()
+            .filter(|o| *o == "Running")
+            .count()
+            >= 3,
+        "hello-process runs: {settled:#?}"
+    );
+
     // Stop what really runs (the process example) rather than leave it to outlive the test.
     for entry in std::fs::read_dir(examples()).unwrap() {
         daemon.canopy_ok(&["delete", "-f", entry.unwrap().path().to_str().unwrap()]);
@@ -202,4 +369,36 @@ fn a_killed_root_loses_no_acknowledged_state() {
     after.sort();
     assert_eq!(before, after);
     assert_eq!(daemon.json(&["get", "applications"]).len(), 1);
+}
+
+/// A node's refusal is the answer to "why is this Pending?": two replicas publishing the same
+/// host port on a one-node `canopy up`, the second says the port is taken.
+#[test]
+#[ignore = "bug: crates/cluster/src/lib.rs (on a Rejected status) re-places at once and overwrites the node's refusal reason with \"refused this instance already\""]
+fn a_refused_instance_says_why() {
+    let data = tempfile::tempdir().unwrap();
+    let marker = format!("canopy-refused-{}", std::process::id());
+    let _cleanup = KillOnDrop(marker.clone());
+    let daemon = Daemon::start("up", data.path());
+    let file = data.path().join("ports.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: ports}}\nspec:\n  services:\n    - name: web\n      runtime: container\n      image: 127.0.0.1:9/none:1\n      command: [/bin/sh, -c, 'sleep 3600; true', {marker}]\n      replicas: 2\n      resources: {{cpu: 10m, memory: 8Mi}}\n      ports: [{{name: http, port: 8080, hostPort: 18080}}]\n"
+        ),
+    )
+    .unwrap();
+    daemon.canopy_ok(&["apply", "-f", file.to_str().unwrap()]);
+    eventually(
+        Duration::from_secs(20),
+        "the second replica saying the port is taken",
+        || {
+            daemon.json(&["get", "instances"]).into_iter().find(|i| {
+                i["state"] == "Pending"
+                    && i["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("host port 18080/tcp is already published"))
+            })
+        },
+    );
 }

@@ -1,6 +1,7 @@
 //! Containers through every tier: a real registry (`tests/registry/start.sh`, Debian's
 //! docker-registry on loopback), `canopy root`, `canopy cluster` and `canopy node` processes,
-//! runc and the CNI plugins. Needs root; says SKIP and passes otherwise.
+//! runc and the CNI plugins. Needs root and those tools: without them the test fails and says
+//! what is missing (CI runs as root, and scripts/test installs the tools).
 
 mod support;
 
@@ -13,20 +14,22 @@ use support::{Daemon, canopy_json, canopy_ok, eventually, start_cluster, start_r
 
 const SETTLE: Duration = Duration::from_secs(60);
 
-fn skip_reason() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("containers need root".into());
-    }
+/// What this test needs; CI has all of it, so a lack fails the test instead of passing it.
+fn require() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "containers: runc, CNI and overlay mounts need root (run the suite as root, as CI does)"
+    );
     for tool in ["runc", "docker-registry", "skopeo", "umoci", "jq"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
             .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("{tool} is not installed"));
-        }
+        assert!(
+            found,
+            "containers: {tool} is not installed (scripts/test installs it)"
+        );
     }
-    None
 }
 
 /// The registry process, killed on drop (the script also stops it once this test is gone).
@@ -134,10 +137,7 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("SKIP: {reason}");
-        return;
-    }
+    require();
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let root = start_root(dir.path());

@@ -3,15 +3,20 @@
 
 mod support;
 
+use rustix::process::Signal;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use support::{
-    Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, pids_with, runs_instance, strings,
+    DEADLINE, Daemon, KillOnDrop, canopy_json, canopy_ok, cmdline, environ_var, eventually,
+    holds_for, pids_with, runs_instance, strings,
 };
 
-/// The deadline of `support::fast_timing`: a silent node or cluster is unreachable after it.
-const DEADLINE: Duration = Duration::from_millis(1500);
+/// How soon after its node or cluster dies an instance must run elsewhere: the deadline
+/// (detection), then placement, the start of a process and the status reaching the root,
+/// which take well under a second, plus a one-second stall of a loaded 2-core machine. A
+/// detection that took twice the deadline would miss it.
+const REPLACED_WITHIN: Duration = Duration::from_millis(DEADLINE.as_millis() as u64 + 2500);
 /// How long placement, start-up and status propagation may take on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -99,12 +104,23 @@ impl Testbed {
 
     /// Like `apply`, with `constraints` (YAML list items at service indentation) on every service.
     fn apply_constrained(&self, app: &str, services: &[(&str, u32, &str)], constraints: &str) {
+        self.apply_script(app, services, constraints, "sleep 3600; true");
+    }
+
+    /// Like `apply_constrained`, the shell running `script`.
+    fn apply_script(
+        &self,
+        app: &str,
+        services: &[(&str, u32, &str)],
+        constraints: &str,
+        script: &str,
+    ) {
         let mut yaml = format!(
             "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: {app}}}\nspec:\n  services:\n"
         );
         for (name, replicas, cpu) in services {
             yaml.push_str(&format!(
-                "  - name: {name}\n    runtime: process\n    command: [/bin/sh, -c, 'sleep 3600; true', {marker}]\n    replicas: {replicas}\n    resources: {{cpu: {cpu}, memory: 16Mi}}\n",
+                "  - name: {name}\n    runtime: process\n    command: [/bin/sh, -c, '{script}', {marker}]\n    replicas: {replicas}\n    resources: {{cpu: {cpu}, memory: 16Mi}}\n",
                 marker = self.marker
             ));
             if !constraints.is_empty() {
@@ -187,6 +203,10 @@ fn assert_no_duplicates(testbed: &Testbed, expected: usize) {
         "exactly one process per instance",
         || (testbed.workload_pids().len() == expected).then_some(()),
     );
+    // A doubled copy would come from a late assignment or a missed stop: give it the time.
+    holds_for(DEADLINE, "exactly one process per instance", || {
+        testbed.workload_pids().len() == expected
+    });
 }
 
 #[test]
@@ -224,8 +244,13 @@ fn a_changed_command_rolls_out_new_processes_and_stops_the_old() {
     let testbed = Testbed::start(4000);
     testbed.apply("shop", &[("web", 2, "100m")]);
     let before = pids(&testbed.running(2));
-    // Same service, more CPU: a new template, so new instances and processes.
-    testbed.apply("shop", &[("web", 2, "150m")]);
+    for pid in before.values() {
+        let old = cmdline(*pid).unwrap_or_default();
+        assert!(old.contains("sleep 3600; true"), "{old}");
+    }
+    // Same service and resources, another command: a new template, so new instances and
+    // processes, which run the new command.
+    testbed.apply_script("shop", &[("web", 2, "100m")], "", "sleep 3599; true");
     let after = eventually(SETTLE, "2 new instances running, the old ones gone", || {
         let instances = testbed.get("instances");
         let fresh = instances.len() == 2
@@ -239,6 +264,13 @@ fn a_changed_command_rolls_out_new_processes_and_stops_the_old() {
             .values()
             .all(|pid| !before.values().any(|old| old == pid))
     );
+    for pid in pids(&after).values() {
+        let new = cmdline(*pid).unwrap_or_default();
+        assert!(
+            new.contains("sleep 3599; true"),
+            "a new instance runs {new:?}"
+        );
+    }
     for (id, pid) in &before {
         assert!(!runs_instance(*pid, id), "old process of {id} still runs");
     }
@@ -261,22 +293,18 @@ fn a_lost_node_is_replaced_within_the_deadline_and_its_return_doubles_nothing() 
         .collect();
     testbed.kill_machine(&victim, &before);
 
-    let after = eventually(
-        DEADLINE + Duration::from_secs(10),
-        "replacements running elsewhere",
-        || {
-            let instances = testbed.get("instances");
-            let moved = stranded.iter().all(|id| {
-                instances.iter().any(|i| {
-                    i["id"] == id.as_str()
-                        && i["state"] == "Running"
-                        && i["node"] != victim.as_str()
-                        && i["pid"].as_u64().is_some_and(|pid| runs_instance(pid, id))
-                })
-            });
-            moved.then_some(instances)
-        },
-    );
+    let after = eventually(REPLACED_WITHIN, "replacements running elsewhere", || {
+        let instances = testbed.get("instances");
+        let moved = stranded.iter().all(|id| {
+            instances.iter().any(|i| {
+                i["id"] == id.as_str()
+                    && i["state"] == "Running"
+                    && i["node"] != victim.as_str()
+                    && i["pid"].as_u64().is_some_and(|pid| runs_instance(pid, id))
+            })
+        });
+        moved.then_some(instances)
+    });
     assert_eq!(after.len(), 4);
     let lost = canopy_ok(
         testbed.server(),
@@ -318,7 +346,7 @@ fn a_lost_cluster_is_replaced_in_the_other_and_its_stale_copies_are_stopped_on_r
     testbed.clusters[index].kill();
 
     eventually(
-        DEADLINE + Duration::from_secs(10),
+        REPLACED_WITHIN,
         "all instances running in the other cluster",
         || {
             let instances = testbed.get("instances");
@@ -330,6 +358,22 @@ fn a_lost_cluster_is_replaced_in_the_other_and_its_stale_copies_are_stopped_on_r
         },
     );
     // The nodes of the lost cluster kept their copies running meanwhile (autonomy).
+    assert_eq!(testbed.workload_pids().len(), 4 + on_victim);
+    // Without its cluster a node still restarts what dies, by its restartPolicy (always).
+    let (orphan, orphan_pid) = before
+        .iter()
+        .find(|(_, i)| i["cluster"] == victim.as_str())
+        .map(|(id, i)| (id.clone(), i["pid"].as_u64().unwrap()))
+        .unwrap();
+    let orphan_node = before[&orphan]["node"].as_str().unwrap().to_string();
+    support::kill_group(orphan_pid as u32);
+    eventually(SETTLE, "the orphaned copy restarted by its node", || {
+        live_copies(&testbed)
+            .get(&orphan)?
+            .iter()
+            .any(|(pid, node)| *pid != orphan_pid && *node == orphan_node)
+            .then_some(())
+    });
     assert_eq!(testbed.workload_pids().len(), 4 + on_victim);
 
     testbed.clusters[index].restart();
@@ -345,13 +389,13 @@ fn a_killed_root_stops_nothing_and_comes_back_with_its_state() {
     testbed.apply("shop", &[("web", 3, "100m")]);
     let before = pids(&testbed.running(3));
     testbed.root.kill();
-    // Without the root, the clusters and nodes go on: every process is still the same one.
-    for (id, pid) in &before {
-        assert!(
-            runs_instance(*pid, id),
-            "instance {id} stopped when the root died"
-        );
-    }
+    // Without the root, the clusters and nodes go on: every process is still the same one,
+    // also after the clusters' deadline for hearing from the root has passed twice.
+    holds_for(
+        2 * DEADLINE,
+        "every instance running without the root",
+        || before.iter().all(|(id, pid)| runs_instance(*pid, id)),
+    );
     testbed.root.restart();
     let after = pids(&testbed.running(3));
     assert_eq!(
@@ -375,8 +419,44 @@ fn a_killed_node_agent_readopts_its_running_instances() {
         .iter()
         .map(|(id, i)| (id.clone(), i["restarts"].as_u64().unwrap()))
         .collect();
+    let on_node: BTreeSet<String> = before
+        .iter()
+        .filter(|(_, i)| i["node"] == node.as_str())
+        .map(|(id, _)| id.clone())
+        .collect();
     // Killed and restarted well within the deadline: the cluster never sees it as lost.
+    let killed = std::time::Instant::now();
     testbed.nodes[index].restart();
+    let restarted_in = killed.elapsed();
+    assert!(
+        restarted_in < DEADLINE / 2,
+        "the agent took {restarted_in:?} to restart: the test needs it well within the deadline"
+    );
+    // Until well past the deadline counted from the kill, its cluster never declared it
+    // lost, and every instance ran on as the same process.
+    let never_lost = |instances: &[Value]| {
+        instances.iter().all(|i| {
+            i["state"] == "Running"
+                && i["events"]
+                    .as_array()
+                    .is_some_and(|events| events.iter().all(|e| e["state"] != "Lost"))
+        })
+    };
+    holds_for(
+        (DEADLINE * 2).saturating_sub(killed.elapsed()),
+        "the node Ready, its instances never lost and the same processes",
+        || {
+            let ready = testbed
+                .get("nodes")
+                .iter()
+                .any(|n| n["name"] == node.as_str() && n["state"] == "Ready");
+            ready
+                && never_lost(&testbed.get("instances"))
+                && before
+                    .iter()
+                    .all(|(id, i)| runs_instance(i["pid"].as_u64().unwrap(), id))
+        },
+    );
     let after = testbed.running(4);
     assert_eq!(
         pids(&before),
@@ -389,6 +469,29 @@ fn a_killed_node_agent_readopts_its_running_instances() {
         .collect();
     assert_eq!(restarts, restarts_after);
     assert_no_duplicates(&testbed, 4);
+
+    // The restarted agent adopted them for real: it supervises them (one that dies is
+    // restarted by it, on its node).
+    let (id, pid) = pids(&before)
+        .into_iter()
+        .find(|(id, _)| on_node.contains(id))
+        .unwrap();
+    support::kill_group(pid as u32);
+    eventually(
+        SETTLE,
+        "the re-adopted instance restarted by its agent",
+        || {
+            testbed.get("instances").into_iter().find(|i| {
+                i["id"] == id.as_str()
+                    && i["state"] == "Running"
+                    && i["node"] == node.as_str()
+                    && i["restarts"].as_u64() == Some(restarts[&id] + 1)
+                    && i["pid"]
+                        .as_u64()
+                        .is_some_and(|new| new != pid && runs_instance(new, &id))
+            })
+        },
+    );
 }
 
 #[test]
@@ -498,4 +601,150 @@ fn geo_constraints_place_near_the_point_and_an_impossible_one_explains_itself() 
         &["describe", "instance", pending["id"].as_str().unwrap()],
     );
     assert!(described.contains("outside the geo area"), "{described}");
+}
+
+/// Live workload processes of `testbed`, by instance id: (pid, node it runs on).
+fn live_copies(testbed: &Testbed) -> BTreeMap<String, Vec<(u64, String)>> {
+    let mut copies: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    for pid in testbed.workload_pids() {
+        let pid = u64::from(pid);
+        if let (Some(id), Some(node)) = (
+            environ_var(pid, "CANOPY_INSTANCE"),
+            environ_var(pid, "CANOPY_NODE"),
+        ) {
+            copies.entry(id).or_default().push((pid, node));
+        }
+    }
+    copies
+}
+
+#[test]
+fn without_its_root_a_cluster_keeps_healing_and_the_root_sees_the_result() {
+    let mut testbed = Testbed::start(4000);
+    // Only c0's nodes qualify (within 50 km of Munich), so healing stays in one cluster.
+    testbed.apply_constrained(
+        "shop",
+        &[("web", 4, "100m")],
+        "    - geo: {location: {lat: 48.14, lon: 11.58}, radiusKm: 50}\n",
+    );
+    let before = testbed.running(4);
+    assert!(before.values().all(|i| i["cluster"] == "c0"), "{before:#?}");
+    testbed.root.kill();
+
+    // A workload dies: its node restarts it (restartPolicy always), no root needed.
+    let (victim_id, victim) = before.iter().next().unwrap();
+    let victim_pid = victim["pid"].as_u64().unwrap();
+    support::kill_group(victim_pid as u32);
+    eventually(REPLACED_WITHIN, "the killed workload restarted", || {
+        live_copies(&testbed)
+            .get(victim_id)
+            .is_some_and(|copies| copies.len() == 1 && copies[0].0 != victim_pid)
+            .then_some(())
+    });
+
+    // A whole machine dies: its cluster places its instances on the other node.
+    let lost_node = if before.values().any(|i| i["node"] == "c0-n0") {
+        "c0-n0"
+    } else {
+        "c0-n1"
+    };
+    let survivor = if lost_node == "c0-n0" {
+        "c0-n1"
+    } else {
+        "c0-n0"
+    };
+    let stranded: BTreeSet<String> = before
+        .iter()
+        .filter(|(_, i)| i["node"] == lost_node)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let index = testbed.node(lost_node);
+    testbed.nodes[index].kill();
+    for (pid, node) in live_copies(&testbed).values().flatten() {
+        if node == lost_node {
+            support::kill_group(*pid as u32);
+        }
+    }
+    let healed = eventually(
+        REPLACED_WITHIN,
+        "every instance running on the surviving node, without the root",
+        || {
+            let copies = live_copies(&testbed);
+            let healed = before.keys().all(|id| {
+                copies
+                    .get(id)
+                    .is_some_and(|c| c.len() == 1 && c[0].1 == survivor)
+            });
+            healed.then_some(copies)
+        },
+    );
+    assert!(!stranded.is_empty());
+
+    // The root, back, learns what its cluster did meanwhile: the same processes.
+    testbed.root.restart();
+    let after = testbed.running(4);
+    for (id, instance) in &after {
+        assert_eq!(instance["node"], survivor, "{instance}");
+        assert_eq!(
+            instance["pid"].as_u64(),
+            Some(healed[id][0].0),
+            "the root shows the process its cluster started: {instance}"
+        );
+    }
+    assert_no_duplicates(&testbed, 4);
+}
+
+#[test]
+fn a_frozen_node_that_returns_has_exactly_its_stale_copies_stopped() {
+    let testbed = Testbed::start(4000);
+    testbed.apply("shop", &[("web", 4, "100m")]);
+    let before = testbed.running(4);
+    let victim = before.values().next().unwrap()["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stranded: BTreeMap<String, u64> = pids(&before)
+        .into_iter()
+        .filter(|(id, _)| before[id]["node"] == victim.as_str())
+        .collect();
+    // The agent freezes (its workloads run on): past the deadline its cluster declares it
+    // lost and places its instances elsewhere.
+    let agent = &testbed.nodes[testbed.node(&victim)];
+    agent.signal(Signal::STOP);
+    let replaced = eventually(REPLACED_WITHIN, "replacements running elsewhere", || {
+        let instances = testbed.get("instances");
+        let replaced: Option<BTreeMap<String, u64>> = stranded
+            .keys()
+            .map(|id| {
+                let i = instances.iter().find(|i| i["id"] == id.as_str())?;
+                let pid = i["pid"].as_u64()?;
+                (i["state"] == "Running" && i["node"] != victim.as_str() && runs_instance(pid, id))
+                    .then(|| (id.clone(), pid))
+            })
+            .collect();
+        replaced
+    });
+    // The stale copies still run while the agent is frozen: there is something to stop.
+    for (id, pid) in &stranded {
+        assert!(runs_instance(*pid, id), "stale copy of {id} already gone");
+    }
+    let mut expected = pids(&before);
+    expected.extend(replaced.clone());
+
+    agent.signal(Signal::CONT);
+    eventually(SETTLE, "the stale copies stopped", || {
+        stranded
+            .iter()
+            .all(|(id, pid)| !runs_instance(*pid, id))
+            .then_some(())
+    });
+    // Exactly those: the replacements and the instances elsewhere run on, the same processes.
+    holds_for(
+        DEADLINE,
+        "the replacements and the others untouched",
+        || expected.iter().all(|(id, pid)| runs_instance(*pid, id)),
+    );
+    let after = pids(&testbed.running(4));
+    assert_eq!(after, expected, "no instance was restarted or moved again");
+    assert_no_duplicates(&testbed, 4);
 }

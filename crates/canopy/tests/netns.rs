@@ -1,12 +1,16 @@
 //! Network coordinates over a real, delayed network: two nodes in their own network
-//! namespaces, joined to the host (where root and cluster run) by veth links with `tc netem`
-//! delays of 1 ms and 40 ms. The nodes' probes place them far apart in latency space, and a
-//! latency constraint to another service places by what was measured. Needs root and
-//! iproute2; says SKIP and passes otherwise.
+//! namespaces, joined to the host (where root and cluster run) by point-to-point links with
+//! round trips of 1 ms and 40 ms. The nodes' probes place them far apart in latency space,
+//! and a latency constraint to another service places by what was measured.
+//!
+//! The links are TUN pairs joined by `bench/wire.py`, a userspace netem (this project's CI
+//! kernels have no `sch_netem`): it works on every kernel with /dev/net/tun. Needs root,
+//! iproute2 and python3; without them the test fails and says what is missing (CI has them).
 
 mod support;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::{
     Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, start_cluster, start_root, strings,
@@ -25,50 +29,73 @@ fn must(args: &[&str]) {
     assert!(ip(args), "ip {}", args.join(" "));
 }
 
-/// Two namespaces, each with a veth to the host and netem delay on its side; removed on drop.
+/// Two namespaces, each linked to the host by a TUN pair that `bench/wire.py` delays by
+/// half the round trip each way. Dropping it ends wire.py (the links vanish with it) and
+/// deletes the namespaces, also when the test fails.
 struct Network {
     namespaces: Vec<String>,
     /// The host's address on each link (where the cluster is reached from that namespace).
     host_ips: Vec<String>,
+    wire: Option<Child>,
 }
 
 impl Network {
-    fn create(tag: u32, delays_ms: &[u32]) -> Network {
+    fn create(tag: u32, rtts_ms: &[f64]) -> Network {
         let mut network = Network {
             namespaces: Vec::new(),
             host_ips: Vec::new(),
+            wire: None,
         };
-        for (i, delay) in delays_ms.iter().enumerate() {
+        // The test process's namespace by path: wire.py moves between namespaces.
+        let host_ns = format!("/proc/{}/ns/net", std::process::id());
+        let mut specs = Vec::new();
+        let mut links = Vec::new();
+        for (i, rtt) in rtts_ms.iter().enumerate() {
             let ns = format!("cnpy-t{tag}-{i}");
             let host_if = format!("cth{tag}{i}");
             let ns_if = format!("ctn{tag}{i}");
-            let subnet = format!("10.{}.{}", 200 + tag % 50, i + 1);
             let _ = ip(&["netns", "del", &ns]);
             must(&["netns", "add", &ns]);
             network.namespaces.push(ns.clone());
+            let half = rtt / 2.0;
+            specs.push(format!("{host_ns}:{host_if}:{ns}:{ns_if}:{half}:0:0"));
+            links.push((ns, host_if, ns_if));
+        }
+        let wire = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/wire.py");
+        let mut command = Command::new("python3");
+        command
+            .arg(&wire)
+            .args(&specs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // SAFETY: only an async-signal-safe prctl between fork and exec. Should this test
+        // process die without dropping the network, wire.py (and with it the links) goes too.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(Into::into)
+            });
+        }
+        let mut child = command.spawn().expect("python3 runs bench/wire.py");
+        let stdout = child.stdout.take().unwrap();
+        network.wire = Some(child);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "bench/wire.py did not start");
+        for (i, (ns, host_if, ns_if)) in links.iter().enumerate() {
+            let subnet = format!("10.{}.{}", 200 + tag % 50, i + 1);
+            let (host_ip, ns_ip) = (format!("{subnet}.1"), format!("{subnet}.2"));
+            must(&["addr", "add", &host_ip, "peer", &ns_ip, "dev", host_if]);
+            must(&["link", "set", host_if, "up"]);
             must(&[
-                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &ns,
+                "-n", ns, "addr", "add", &ns_ip, "peer", &host_ip, "dev", ns_if,
             ]);
-            must(&["addr", "add", &format!("{subnet}.1/24"), "dev", &host_if]);
-            must(&["link", "set", &host_if, "up"]);
-            let ns_address = format!("{subnet}.2/24");
-            for args in [
-                ["addr", "add", ns_address.as_str(), "dev", ns_if.as_str()].as_slice(),
-                &["link", "set", &ns_if, "up"],
-                &["link", "set", "lo", "up"],
-            ] {
-                let mut full = vec!["netns", "exec", ns.as_str(), "ip"];
-                full.extend_from_slice(args);
-                must(&full);
-            }
-            let delay = format!("{delay}ms");
-            let netem = Command::new("ip")
-                .args(["netns", "exec", &ns, "tc", "qdisc", "add", "dev", &ns_if])
-                .args(["root", "netem", "delay", &delay])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(netem, "tc netem in {ns}");
-            network.host_ips.push(format!("{subnet}.1"));
+            must(&["-n", ns, "link", "set", ns_if, "up"]);
+            must(&["-n", ns, "link", "set", "lo", "up"]);
+            network.host_ips.push(host_ip);
         }
         network
     }
@@ -76,46 +103,44 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        // Deleting a namespace deletes its veth end, and with it the host's end.
+        // The TUN devices (and their addresses) exist only while wire.py runs.
+        if let Some(mut wire) = self.wire.take() {
+            let _ = wire.kill();
+            let _ = wire.wait();
+        }
         for ns in &self.namespaces {
             let _ = ip(&["netns", "del", ns]);
         }
     }
 }
 
-fn skip_reason() -> Option<&'static str> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("network namespaces need root");
-    }
-    let tools = Command::new("sh")
-        .args(["-c", "command -v ip && command -v tc"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !tools {
-        return Some("iproute2 (ip, tc) is not installed");
-    }
-    // Some kernels (this project's CI VMs among them) have no sch_netem and no modules.
-    let probe = format!("cnpyq{}", std::process::id() % 100_000);
-    let peer = format!("{probe}p");
-    let netem = ip(&["link", "add", &probe, "type", "veth", "peer", "name", &peer])
-        && Command::new("tc")
-            .args([
-                "qdisc", "add", "dev", &probe, "root", "netem", "delay", "1ms",
-            ])
+/// What this test needs; CI runs as root with all of it, so a lack fails the test.
+fn require() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "netns: network namespaces and TUN devices need root (run the suite as root, as CI does)"
+    );
+    for tool in ["ip", "python3"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
             .output()
             .is_ok_and(|o| o.status.success());
-    let _ = ip(&["link", "del", &probe]);
-    (!netem).then_some("this kernel has no tc netem (sch_netem) to delay links with")
+        assert!(
+            found,
+            "netns: {tool} is not installed (scripts/test installs it)"
+        );
+    }
+    assert!(
+        Path::new("/dev/net/tun").exists(),
+        "netns: no /dev/net/tun for bench/wire.py's links"
+    );
 }
 
 #[test]
 fn probes_over_delayed_links_place_by_measured_latency() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("SKIP: {reason}");
-        return;
-    }
+    require();
     let tag = std::process::id() % 1000;
-    let network = Network::create(tag, &[1, 40]);
+    let network = Network::create(tag, &[1.0, 40.0]);
     let dir = tempfile::tempdir().unwrap();
     let marker = format!("canopy-netns-{tag}");
     let _cleanup = KillOnDrop(marker.clone());

@@ -1,7 +1,7 @@
 //! The root's REST API over real HTTP on a random loopback port, backed by a real redb file.
 
 use canopy_root::Root;
-use canopy_store::RedbStore;
+use canopy_store::{RedbOptions, RedbStore};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -28,7 +28,12 @@ impl Server {
 
     async fn start_in(dir: &std::path::Path) -> Server {
         let store = RedbStore::open(dir.join("root.redb")).unwrap();
-        let root = Root::open(Arc::new(store), canopy_root::Timing::default())
+        Server::start_on(Arc::new(store)).await
+    }
+
+    /// Serves a root on `store` (a temp dir kept alive by the caller).
+    async fn start_on(store: Arc<dyn canopy_store::Store>) -> Server {
+        let root = Root::open(store, canopy_root::Timing::default())
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -590,5 +595,323 @@ async fn a_changed_spec_replaces_every_instance_and_scaling_replaces_none() {
         .map(|i| i["templateHash"].as_str().unwrap())
         .collect();
     assert_eq!(hashes.len(), 1);
+    server.stop().await;
+}
+
+/// One Server-Sent Event: (revision, `event:` name, key).
+type Sse = (u64, String, String);
+
+/// Reads SSE frames from `stream` until `done` says the events so far are enough, or fails
+/// after 10 s.
+async fn read_events(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    mut done: impl FnMut(&[Sse]) -> bool,
+) -> Vec<Sse> {
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done(&events) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("more events within 10 s; got {events:?}"))
+            .expect("stream open")
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            let (mut id, mut name, mut key) = (None, String::new(), String::new());
+            for line in frame.lines() {
+                if let Some(value) = line.strip_prefix("id: ") {
+                    id = value.trim().parse().ok();
+                } else if let Some(value) = line.strip_prefix("event: ") {
+                    name = value.trim().to_string();
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    let data: Value = serde_json::from_str(value).unwrap();
+                    key = data["key"].as_str().unwrap_or_default().to_string();
+                    assert_eq!(data["revision"].as_u64(), id, "data and id agree: {frame}");
+                }
+            }
+            // Keep-alive comments have no id.
+            if let Some(id) = id {
+                events.push((id, name, key));
+            }
+        }
+    }
+    events
+}
+
+async fn open_events(server: &Server, last_event_id: Option<u64>) -> reqwest::Response {
+    let mut request = server.http.get(server.url("/api/v1/events"));
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id.to_string());
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn last_event_id_resumes_with_exactly_the_events_after_it() {
+    let server = Server::start().await;
+    let live = open_events(&server, None).await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let mut live = Box::pin(live.bytes_stream());
+    // A history of several revisions, some of several events (an application and its
+    // instances are written together).
+    for (name, replicas) in [("one", 2), ("two", 1), ("three", 3)] {
+        let (status, _) = server
+            .post_json("/api/v1/applications", &app(name, replicas))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, _) = server
+        .post_json(
+            "/api/v1/services/default/one/web/scale",
+            &json!({"replicas": 1}),
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    let (status, _) = server
+        .post_json("/api/v1/applications", &app("last", 1))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let end = read_events(&mut live, |events| {
+        events
+            .iter()
+            .any(|(_, name, key)| name == "application.put" && key.ends_with("/last"))
+    })
+    .await
+    .into_iter()
+    .find(|(_, name, key)| name == "application.put" && key.ends_with("/last"))
+    .unwrap()
+    .0;
+
+    // Everything before `end`, from the start of the history: every event of a revision
+    // comes before the first of the next.
+    let before_end = |events: &[Sse]| -> Vec<Sse> {
+        events
+            .iter()
+            .filter(|(r, _, _)| *r < end)
+            .cloned()
+            .collect()
+    };
+    let reached_end = |events: &[Sse]| events.iter().any(|(r, _, _)| *r >= end);
+    let mut all = Box::pin(open_events(&server, Some(0)).await.bytes_stream());
+    let history = before_end(&read_events(&mut all, reached_end).await);
+    let revisions: BTreeSet<u64> = history.iter().map(|(r, _, _)| *r).collect();
+    assert!(revisions.len() >= 4, "a history of revisions: {history:?}");
+    assert!(
+        history.len() > revisions.len(),
+        "some revisions of several events: {history:?}"
+    );
+    // Resume from the middle of it: exactly what followed, in order, nothing repeated.
+    let middle = *revisions.iter().nth(revisions.len() / 2).unwrap();
+    let expected: Vec<Sse> = history
+        .iter()
+        .filter(|(r, _, _)| *r > middle)
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty());
+    let resumed = open_events(&server, Some(middle)).await;
+    assert_eq!(resumed.status(), StatusCode::OK);
+    let mut resumed = Box::pin(resumed.bytes_stream());
+    let replay = before_end(&read_events(&mut resumed, reached_end).await);
+    assert_eq!(replay, expected, "resumed after revision {middle}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resuming_from_a_compacted_revision_answers_410() {
+    let dir = tempfile::tempdir().unwrap();
+    // A history of only a few events: older revisions are compacted away.
+    let store = RedbStore::open_with(
+        dir.path().join("root.redb"),
+        RedbOptions::default().history_limit(4),
+    )
+    .unwrap();
+    let server = Server::start_on(Arc::new(store)).await;
+    for i in 0..6 {
+        let (status, _) = server
+            .post_json("/api/v1/applications", &app(&format!("app{i}"), 2))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let mut oldest = None;
+    for request in [
+        server.http.get(server.url("/api/v1/events?since=1")),
+        server
+            .http
+            .get(server.url("/api/v1/events"))
+            .header("Last-Event-ID", "1"),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::GONE);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "compacted", "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("revision 1 "), "{body}");
+        oldest = message
+            .split("oldest ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|n| n.parse::<u64>().ok());
+    }
+    // Only what was compacted is gone: from the oldest retained revision it resumes.
+    let oldest = oldest.expect("the answer names the oldest retained revision");
+    assert!(oldest > 1);
+    let resumed = open_events(&server, Some(oldest)).await;
+    assert_eq!(resumed.status(), StatusCode::OK);
+    let mut resumed = Box::pin(resumed.bytes_stream());
+    let replay = read_events(&mut resumed, |events| !events.is_empty()).await;
+    assert!(replay[0].0 > oldest, "{replay:?}");
+    server.stop().await;
+}
+
+/// A real store whose `revision` fails while `down` is set: the one fault `/readyz` reports.
+/// (The `Store` trait is an `async_trait`; these are its methods written out.)
+struct Flaky {
+    store: RedbStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+type Answer<'a, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<T, canopy_store::StoreError>> + Send + 'a>,
+>;
+
+impl canopy_store::Store for Flaky {
+    fn get<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> Answer<'async_trait, Option<canopy_store::Entry>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.store.get(key)
+    }
+
+    fn list<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        prefix: &'life1 str,
+    ) -> Answer<'async_trait, (Vec<canopy_store::Entry>, canopy_store::Revision)>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.store.list(prefix)
+    }
+
+    fn put<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        value: Vec<u8>,
+        precondition: canopy_store::Precondition,
+    ) -> Answer<'async_trait, canopy_store::Revision>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.store.put(key, value, precondition)
+    }
+
+    fn delete<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        precondition: canopy_store::Precondition,
+    ) -> Answer<'async_trait, Option<canopy_store::Revision>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.store.delete(key, precondition)
+    }
+
+    fn txn<'life0, 'async_trait>(
+        &'life0 self,
+        ops: Vec<canopy_store::Op>,
+    ) -> Answer<'async_trait, canopy_store::Revision>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.store.txn(ops)
+    }
+
+    fn txn_with<'life0, 'async_trait>(
+        &'life0 self,
+        ops: Vec<canopy_store::Op>,
+        durability: canopy_store::Durability,
+    ) -> Answer<'async_trait, canopy_store::Revision>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.store.txn_with(ops, durability)
+    }
+
+    fn watch<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        prefix: &'life1 str,
+        after: canopy_store::Revision,
+    ) -> Answer<'async_trait, canopy_store::WatchStream>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.store.watch(prefix, after)
+    }
+
+    fn revision<'life0, 'async_trait>(&'life0 self) -> Answer<'async_trait, canopy_store::Revision>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Box::pin(async {
+                Err(canopy_store::StoreError::Backend(
+                    "injected: the disk is gone".into(),
+                ))
+            })
+        } else {
+            self.store.revision()
+        }
+    }
+}
+
+#[tokio::test]
+async fn readyz_answers_503_while_the_store_fails_and_200_once_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Flaky {
+        store: RedbStore::open(dir.path().join("root.redb")).unwrap(),
+        down: false.into(),
+    });
+    let server = Server::start_on(store.clone()).await;
+    let (status, body) = server.get("/readyz").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, body) = server.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "not_ready", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the disk is gone"),
+        "{body}"
+    );
+    // The process itself is up meanwhile.
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+
+    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, _) = server.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
     server.stop().await;
 }

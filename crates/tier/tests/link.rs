@@ -215,24 +215,32 @@ impl Child for Busy {
 
 #[tokio::test]
 async fn a_child_busy_with_its_assignments_still_heartbeats() {
+    // A deadline a one-second stall of a loaded machine cannot break; the test waits for
+    // heartbeats over more than twice it, so a child whose busy handler held back its
+    // heartbeats would lose the link meanwhile.
     let timing = Timing {
         heartbeat: Duration::from_millis(50),
-        deadline: Duration::from_millis(400),
+        deadline: Duration::from_millis(2000),
     };
     let parent = Arc::new(Counting::default());
     let address = serve(parent.clone(), timing);
     let child = Arc::new(Busy::default());
     let link = Link::open(address, child.clone());
 
-    // The child is stuck in its handler from the start; well past the 400 ms deadline, the
-    // parent still hears heartbeats and keeps the link.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while *parent.heartbeats.lock().unwrap() < 20 {
-            parent.changed.notified().await;
+    // The child is stuck in its handler from the start; well past the deadline, the parent
+    // still hears heartbeats and keeps the link.
+    let busy_since = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while *parent.heartbeats.lock().unwrap() < 20
+            || busy_since.elapsed() < timing.deadline * 5 / 2
+        {
+            let changed = parent.changed.notified();
+            // Woken by a heartbeat, or after a while to look at the clock again.
+            let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
         }
     })
     .await
-    .expect("20 heartbeats (1 s) while the child is busy");
+    .expect("heartbeats for 2.5 deadlines while the child is busy");
     assert_eq!(*parent.goodbyes.lock().unwrap(), 0, "the link was dropped");
 
     let handled = child.handled.notified();

@@ -72,6 +72,27 @@ impl Daemon {
             .expect("url has a port")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the daemon process (e.g. SIGSTOP to freeze it, SIGCONT to thaw it).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("a daemon's pid");
+        rustix::process::kill_process(pid, signal).expect("the daemon is signalled");
+    }
+
+    /// SIGTERM, then waits up to `within` for the daemon to exit; its exit status.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        self.signal(rustix::process::Signal::TERM);
+        eventually(within, "the daemon to exit after SIGTERM", || {
+            self.child.try_wait().expect("waitable daemon")
+        })
+    }
+
     /// SIGKILL: no chance to clean up or flush anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -107,10 +128,21 @@ pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
+/// How long a silent child has before it is unreachable, in the daemons these tests start.
+/// Short enough that tests of failure detection are quick, long enough that a loaded 2-core
+/// machine stalling a daemon (or its child) for a second never makes a healthy child look
+/// lost: at a 200 ms heartbeat, that is 12 heartbeats in a row missed.
+pub const DEADLINE: Duration = Duration::from_millis(2500);
+
 /// Short timings so failures are detected fast: children report every 200 ms and are
-/// unreachable after 1.5 s of silence.
+/// unreachable after [`DEADLINE`] of silence.
 pub fn fast_timing() -> Vec<String> {
-    strings(&["--heartbeat-ms", "200", "--deadline-ms", "1500"])
+    strings(&[
+        "--heartbeat-ms",
+        "200",
+        "--deadline-ms",
+        &DEADLINE.as_millis().to_string(),
+    ])
 }
 
 /// `canopy root` on a random loopback port, its state in `dir/root`.
@@ -186,6 +218,30 @@ pub fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Op
     }
 }
 
+/// Checks that `check` holds throughout `period` (polled every 50 ms): for "X does not
+/// happen", which only means something once the time X would take has passed.
+pub fn holds_for(period: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let end = Instant::now() + period;
+    loop {
+        assert!(check(), "{what} stopped holding");
+        if Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The command line of live process `pid`, its arguments joined by spaces.
+pub fn cmdline(pid: u64) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(args.join(" "))
+}
+
 /// Whether `pid` is alive and is the workload of instance `id` (its environment says so).
 pub fn runs_instance(pid: u64, id: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/environ"))
@@ -194,6 +250,16 @@ pub fn runs_instance(pid: u64, id: &str) -> bool {
                 .any(|var| var == format!("CANOPY_INSTANCE={id}").as_bytes())
         })
         .unwrap_or(false)
+}
+
+/// The value of environment variable `name` of live process `pid`.
+pub fn environ_var(pid: u64, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    env.split(|b| *b == 0).find_map(|var| {
+        var.strip_prefix(prefix.as_bytes())
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+    })
 }
 
 /// Pids of live processes whose command line contains `marker`.
