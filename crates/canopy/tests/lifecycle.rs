@@ -144,7 +144,10 @@ fn restart_policies_restart_with_growing_backoff_or_leave_the_exit_be() {
     ] {
         let instance = &done[name];
         assert_eq!(instance["state"], state, "{name}: {instance}");
-        assert_eq!(instance["exitCode"], code, "{name}: {instance}");
+        assert_eq!(
+            instance["lastTermination"]["exitCode"], code,
+            "{name}: {instance}"
+        );
         assert_eq!(instance["restarts"], 0, "{name}: {instance}");
     }
     holds_for(

@@ -642,9 +642,9 @@ macro_rules! runc_test {
     ($name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
+            // runc is not optional: without it (or root) the test fails, it never passes.
             if let Some(why) = super::missing_prerequisite("runc") {
-                eprintln!("SKIP {}: {why}", stringify!($name));
-                return;
+                panic!("{}: {why}", stringify!($name));
             }
             super::$name("runc").await;
         }
@@ -661,8 +661,7 @@ mod runc {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn start_latency() {
         if let Some(why) = super::missing_prerequisite("runc") {
-            eprintln!("SKIP start_latency: {why}");
-            return;
+            panic!("start_latency: {why}");
         }
         let median = super::start_latency("runc").await;
         eprintln!("runc: start() until the container runs, median of 5: {median:?}");
@@ -711,13 +710,15 @@ async fn crun_unusable() -> Option<String> {
     ))
 }
 
+/// crun is an optional backend: its suite is ignored by default and `scripts/test` runs it
+/// where crun starts a container (then every test must pass, nothing is skipped).
 macro_rules! crun_test {
     ($name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "optional backend: crun (crun 1.8 refuses hybrid cgroup hosts); scripts/test runs it where crun starts a container"]
         async fn $name() {
             if let Some(why) = super::crun_unusable().await {
-                eprintln!("SKIP crun::{}: {why}", stringify!($name));
-                return;
+                panic!("crun::{}: {why}", stringify!($name));
             }
             super::$name("crun").await;
         }
@@ -725,6 +726,15 @@ macro_rules! crun_test {
 }
 
 mod crun {
+    /// Runs on every host: Canopy's crun path starts a trivial container, and where crun
+    /// fails it is for its known refusal of the host and nothing else.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn starts_a_container_or_meets_only_the_known_refusal() {
+        if let Some(why) = super::crun_unusable().await {
+            println!("crun is not usable here: {why}");
+        }
+    }
+
     crun_test!(exit_codes_and_logs);
     crun_test!(start_failures_are_clear);
     crun_test!(memory_limit_is_enforced);
