@@ -748,21 +748,40 @@ async fn resuming_from_a_compacted_revision_answers_410() {
         assert_eq!(body["code"], "compacted", "{body}");
         let message = body["message"].as_str().unwrap();
         assert!(message.contains("revision 1 "), "{body}");
-        oldest = message
-            .split("oldest ")
-            .nth(1)
-            .and_then(|rest| rest.split(')').next())
-            .and_then(|n| n.parse::<u64>().ok());
+        oldest = oldest_named(&body);
     }
-    // Only what was compacted is gone: from the oldest retained revision it resumes.
-    let oldest = oldest.expect("the answer names the oldest retained revision");
+    // Only what was compacted is gone: from the oldest retained revision it resumes. The
+    // scheduler writes meanwhile (why the instances are pending), which may compact more:
+    // then the answer names a newer oldest revision, and it resumes from that.
+    let mut oldest = oldest.expect("the answer names the oldest retained revision");
     assert!(oldest > 1);
-    let resumed = open_events(&server, Some(oldest)).await;
-    assert_eq!(resumed.status(), StatusCode::OK);
+    let mut attempts = 0;
+    let resumed = loop {
+        let response = open_events(&server, Some(oldest)).await;
+        if response.status() == StatusCode::OK {
+            break response;
+        }
+        assert_eq!(response.status(), StatusCode::GONE);
+        let newer = oldest_named(&response.json().await.unwrap()).expect("oldest named");
+        assert!(newer > oldest, "{newer} after {oldest}");
+        oldest = newer;
+        attempts += 1;
+        assert!(attempts < 20, "the history never held still");
+    };
     let mut resumed = Box::pin(resumed.bytes_stream());
     let replay = read_events(&mut resumed, |events| !events.is_empty()).await;
     assert!(replay[0].0 > oldest, "{replay:?}");
     server.stop().await;
+}
+
+/// The oldest retained revision a 410 answer names.
+fn oldest_named(body: &Value) -> Option<u64> {
+    body["message"]
+        .as_str()?
+        .split("oldest ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.parse::<u64>().ok())
 }
 
 /// A real store whose `revision` fails while `down` is set: the one fault `/readyz` reports.
