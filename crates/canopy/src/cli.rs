@@ -82,6 +82,20 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The tiers' daemons, as opposed to the client verbs.
+    pub fn is_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::Up(_)
+                | Command::Root(_)
+                | Command::Cluster(_)
+                | Command::Node(_)
+                | Command::Sim(_)
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Address of the public API (and of the tier endpoint clusters link to).

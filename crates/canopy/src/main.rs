@@ -11,6 +11,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if !cli.command.is_daemon() {
+        quiet_on_closed_pipe();
+    }
     // reqwest and the registry client share rustls; without a process-wide provider the
     // first TLS client would panic.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -30,5 +33,17 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// A client verb whose reader went away (`canopy get ... | head`) ends quietly, as other
+/// command-line tools do, instead of panicking on the failed write: Rust ignores SIGPIPE, so
+/// its default action is restored. Daemons keep ignoring it: a closed log pipe must not kill
+/// a tier.
+fn quiet_on_closed_pipe() {
+    // SAFETY: called before any thread is started; resetting a signal's disposition to its
+    // default has no other effect on the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -412,3 +412,30 @@ fn a_refused_instance_says_why() {
         },
     );
 }
+
+/// `canopy get ... | head`: a reader that goes away ends the verb quietly, by SIGPIPE as
+/// other command-line tools end, not with a panic (exit 101).
+#[test]
+fn a_closed_output_pipe_ends_a_verb_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = support::start_root(dir.path());
+    let mut child = Command::new(CANOPY)
+        .args(["get", "services", "-A", "-o", "yaml"])
+        .env("CANOPY_SERVER", &root.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the verb writes its first line.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(13),
+        "ended by SIGPIPE: {:?}",
+        output.status
+    );
+}

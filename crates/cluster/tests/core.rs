@@ -218,21 +218,20 @@ fn a_refusal_moves_the_instance_to_the_next_node_then_up_with_the_node_s_reason(
     );
 }
 
+/// A cluster with one node, n1, running instance "a".
+fn running_on_n1(now: Now) -> ClusterState {
+    let mut state = cluster(now);
+    join(&mut state, "n1", 1000, 1, now);
+    let web = spec("web", "100m", serde_json::json!({}));
+    assign(&mut state, vec![assignment("a", 1, web)], now);
+    from_node(&mut state, "n1", report("a", InstanceState::Running), now);
+    state
+}
+
 #[test]
 fn a_lost_node_s_instances_are_placed_on_another_node() {
     let now = start();
-    let mut state = cluster(now);
-    join(&mut state, "n1", 1000, 1, now);
-    assign(
-        &mut state,
-        vec![assignment(
-            "a",
-            1,
-            spec("web", "100m", serde_json::json!({})),
-        )],
-        now,
-    );
-    from_node(&mut state, "n1", report("a", InstanceState::Running), now);
+    let mut state = running_on_n1(now);
     let later = now.later(Duration::from_secs(2));
     join(&mut state, "n2", 1000, 2, later);
 
@@ -305,18 +304,7 @@ fn a_returning_node_has_exactly_its_stale_copies_stopped() {
 #[test]
 fn a_late_report_never_revives_a_stopping_instance() {
     let now = start();
-    let mut state = cluster(now);
-    join(&mut state, "n1", 1000, 1, now);
-    assign(
-        &mut state,
-        vec![assignment(
-            "a",
-            1,
-            spec("web", "100m", serde_json::json!({})),
-        )],
-        now,
-    );
-    from_node(&mut state, "n1", report("a", InstanceState::Running), now);
+    let mut state = running_on_n1(now);
     let mut fx = Effects::default();
     state.revoke(Revocation::new("a", 1, "scaled down"), now, &mut fx);
     assert_eq!(sent(&fx), [to("n1", "revoke", "a")]);
