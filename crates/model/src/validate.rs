@@ -92,10 +92,8 @@ impl Validator {
         self.labels("metadata.labels", &app.metadata.labels);
         self.annotations("metadata.annotations", &app.metadata.annotations);
 
+        // An application may exist with no services yet (Oakestra's CLI ships one).
         let services = &app.spec.services;
-        if services.is_empty() {
-            self.err("spec.services", "must list at least one service");
-        }
         if services.len() > MAX_SERVICES_PER_APPLICATION {
             self.err(
                 "spec.services",

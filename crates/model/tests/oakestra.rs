@@ -217,6 +217,17 @@ fn example_maps_to_the_expected_native_model() {
     }
 }
 
+/// Oakestra's CLI ships `blank_app_without_services.json`: an application with no
+/// microservices is an application all the same.
+#[test]
+fn an_application_without_microservices_is_accepted() {
+    let mut blank = sla();
+    blank["applications"][0]["microservices"] = json!([]);
+    let parsed = parse(&blank).expect("accepted");
+    assert_eq!(parsed.applications.len(), 1);
+    assert!(parsed.applications[0].spec.services.is_empty());
+}
+
 #[test]
 fn minimal_sla_and_defaults() {
     let p = parse(&sla()).unwrap();
@@ -517,12 +528,6 @@ fn errors_carry_oakestra_paths() {
             |v| v["applications"][0]["application_name"] = json!(""),
             "applications[0].application_name".into(),
             "must not be empty",
-        ),
-        (
-            "no microservices",
-            |v| v["applications"][0]["microservices"] = json!([]),
-            "applications[0].microservices".into(),
-            "at least one service",
         ),
         (
             "duplicate microservice",
