@@ -412,6 +412,56 @@ async fn put_creates_then_replaces() {
     server.stop().await;
 }
 
+/// Every parameter the document declares is where the router takes it from: a path parameter
+/// is a `{segment}` of its path (and every segment is declared), anything else is a query
+/// parameter. Each filter of the list endpoints is declared in the query.
+#[tokio::test]
+async fn openapi_parameters_are_where_the_router_reads_them() {
+    let server = Server::start().await;
+    let (_, spec) = server.get("/openapi.json").await;
+    let mut queries = Vec::new();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        let segments: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, operation) in operations.as_object().unwrap() {
+            let parameters = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for parameter in &parameters {
+                let name = parameter["name"].as_str().unwrap();
+                let place = parameter["in"].as_str().unwrap();
+                if segments.contains(&name) {
+                    assert_eq!(place, "path", "{method} {path} {name}");
+                    assert_eq!(parameter["required"], true, "{method} {path} {name}");
+                } else {
+                    assert_eq!(place, "query", "{method} {path} {name}: not in the path");
+                    queries.push(format!("{path}?{name}"));
+                }
+            }
+            for segment in &segments {
+                assert!(
+                    parameters.iter().any(|p| p["name"] == *segment),
+                    "{method} {path} does not declare {segment}"
+                );
+            }
+        }
+    }
+    for expected in [
+        "/api/v1/instances?state",
+        "/api/v1/instances?namespace",
+        "/api/v1/events?since",
+    ] {
+        assert!(
+            queries.iter().any(|q| q == expected),
+            "{expected} among {queries:?}"
+        );
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn openapi_docs_and_health_are_served() {
     let server = Server::start().await;

@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Send the changes after this revision (default: only new changes). `Last-Event-ID` does the same.
     pub since: Option<u64>,

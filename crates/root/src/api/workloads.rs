@@ -12,12 +12,14 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ServiceQuery {
     pub namespace: Option<String>,
     pub application: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InstanceQuery {
     pub namespace: Option<String>,
     pub application: Option<String>,
@@ -27,6 +29,7 @@ pub struct InstanceQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NodeQuery {
     pub cluster: Option<String>,
 }
