@@ -219,12 +219,33 @@ pub enum Objective {
     Energy,
 }
 
+/// What the API shows instead of a secret's value: secrets are write-only.
+pub const REDACTED: &str = "<redacted>";
+
 /// Username and password (or token) for a registry. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistryCredentials {
     pub username: String,
     pub password: String,
+}
+
+impl ServiceSpec {
+    /// The spec as the API may show it: every secret value replaced by [`REDACTED`].
+    pub fn redact_secrets(&mut self) {
+        if let Some(credentials) = &mut self.image_pull_secret {
+            credentials.password = REDACTED.to_string();
+        }
+    }
+}
+
+impl Application {
+    /// See [`ServiceSpec::redact_secrets`].
+    pub fn redact_secrets(&mut self) {
+        for service in &mut self.spec.services {
+            service.redact_secrets();
+        }
+    }
 }
 
 impl std::fmt::Debug for RegistryCredentials {

@@ -68,6 +68,22 @@ pub struct ServiceView {
     pub status: ServiceStatus,
 }
 
+impl ApplicationView {
+    /// As the API answers it: secrets are write-only.
+    pub fn redacted(mut self) -> ApplicationView {
+        self.application.redact_secrets();
+        self
+    }
+}
+
+impl ServiceView {
+    /// As the API answers it: secrets are write-only.
+    pub fn redacted(mut self) -> ServiceView {
+        self.spec.redact_secrets();
+        self
+    }
+}
+
 /// What `apply` did to one application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

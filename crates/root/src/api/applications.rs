@@ -56,7 +56,7 @@ pub async fn create(
     let application = single(descriptor(&headers, body)?)?;
     let view = state.desired.create(application).await?;
     state.federation.wake();
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(view.redacted())))
 }
 
 #[utoipa::path(get, path = "/api/v1/applications", tag = "applications",
@@ -67,11 +67,12 @@ pub async fn list(
     query: Result<Query<NamespaceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ApplicationView>>, ApiError> {
     let Query(query) = query?;
+    let views = state
+        .desired
+        .list_applications(query.namespace.as_deref())
+        .await?;
     Ok(Json(
-        state
-            .desired
-            .list_applications(query.namespace.as_deref())
-            .await?,
+        views.into_iter().map(ApplicationView::redacted).collect(),
     ))
 }
 
@@ -83,9 +84,8 @@ pub async fn get(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let Path((namespace, name)) = path?;
-    Ok(Json(
-        state.desired.get_application(&namespace, &name).await?,
-    ))
+    let view = state.desired.get_application(&namespace, &name).await?;
+    Ok(Json(view.redacted()))
 }
 
 /// Creates or replaces the application at this path.
@@ -122,7 +122,7 @@ pub async fn replace(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(view)))
+    Ok((status, Json(view.redacted())))
 }
 
 /// Deletes an application; its instances are stopped.
@@ -134,7 +134,7 @@ pub async fn delete(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let Path((namespace, name)) = path?;
-    let view = state.desired.delete(&namespace, &name).await?;
+    let view = state.desired.delete(&namespace, &name).await?.redacted();
     state.federation.wake();
     Ok(Json(view))
 }

@@ -41,12 +41,11 @@ pub async fn list_services(
     query: Result<Query<ServiceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ServiceView>>, ApiError> {
     let Query(query) = query?;
-    Ok(Json(
-        state
-            .desired
-            .list_services(query.namespace.as_deref(), query.application.as_deref())
-            .await?,
-    ))
+    let views = state
+        .desired
+        .list_services(query.namespace.as_deref(), query.application.as_deref())
+        .await?;
+    Ok(Json(views.into_iter().map(ServiceView::redacted).collect()))
 }
 
 #[utoipa::path(get, path = "/api/v1/services/{namespace}/{application}/{name}", tag = "services",
@@ -57,12 +56,11 @@ pub async fn get_service(
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ServiceView>, ApiError> {
     let Path((namespace, application, name)) = path?;
-    Ok(Json(
-        state
-            .desired
-            .get_service(&namespace, &application, &name)
-            .await?,
-    ))
+    let view = state
+        .desired
+        .get_service(&namespace, &application, &name)
+        .await?;
+    Ok(Json(view.redacted()))
 }
 
 /// Sets a service's replica count.
@@ -84,7 +82,8 @@ pub async fn scale(
     let view = state
         .desired
         .scale(&namespace, &application, &name, request.replicas)
-        .await?;
+        .await?
+        .redacted();
     state.federation.wake();
     Ok(Json(view))
 }
