@@ -1,0 +1,78 @@
+//! The desired state: applications as users submitted them, and the instances they imply.
+//! Every operation persists before it returns, so an acknowledged change survives a crash.
+
+mod applications;
+mod clusters;
+mod instances;
+mod reconcile;
+mod views;
+
+pub use instances::{InstanceChange, InstanceFilter};
+
+use crate::keys;
+use crate::records::ApplicationRecord;
+use canopy_model::DescriptorError;
+use canopy_store::{Revision, Store, StoreError, StoreExt};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] DescriptorError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// How many times a write is retried when a concurrent writer changed the same record.
+const CAS_ATTEMPTS: usize = 8;
+
+pub struct Desired {
+    store: Arc<dyn Store>,
+    /// Reconciliation reads then writes many keys; one at a time keeps it simple and correct.
+    reconcile_lock: tokio::sync::Mutex<()>,
+}
+
+impl Desired {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Desired {
+            store,
+            reconcile_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn record(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(ApplicationRecord, Revision), RootError> {
+        self.store
+            .get_json::<ApplicationRecord>(&keys::application(namespace, name))
+            .await?
+            .ok_or_else(|| not_found("application", format!("{namespace}/{name}")))
+    }
+
+    async fn records(&self, namespace: Option<&str>) -> Result<Vec<ApplicationRecord>, RootError> {
+        let prefix =
+            namespace.map_or_else(|| keys::APPLICATIONS.to_string(), keys::applications_in);
+        let (records, _) = self.store.list_json::<ApplicationRecord>(&prefix).await?;
+        Ok(records.into_iter().map(|(_, record, _)| record).collect())
+    }
+}
+
+fn not_found(kind: &'static str, name: String) -> RootError {
+    RootError::NotFound { kind, name }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RootError> {
+    serde_json::to_vec(value).map_err(|e| RootError::Store(StoreError::Backend(e.to_string())))
+}

@@ -1,0 +1,185 @@
+//! Reconciliation: bringing an application's instances in line with its spec, creating the
+//! missing replicas and retiring the surplus ones.
+
+use super::{CAS_ATTEMPTS, Desired, InstanceFilter, RootError, to_json};
+use crate::keys;
+use crate::records::ApplicationRecord;
+use canopy_model::{Instance, InstanceState, ServiceSpec};
+use canopy_store::{Op, Precondition, Revision, StoreError, StoreExt};
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use time::OffsetDateTime;
+
+impl Desired {
+    /// Brings every application's instances in line with its spec; run at start so that a
+    /// crash between accepting a change and reconciling it loses nothing.
+    pub async fn reconcile_all(&self) -> Result<(), RootError> {
+        let mut names: BTreeSet<(String, String)> = self
+            .records(None)
+            .await?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.application.metadata.namespace,
+                    r.application.metadata.name,
+                )
+            })
+            .collect();
+        // Instances of applications deleted before a crash.
+        for instance in self.list_instances(&InstanceFilter::default()).await? {
+            names.insert((instance.namespace, instance.application));
+        }
+        for (namespace, name) in names {
+            self.reconcile_application(&namespace, &name).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the missing replicas of each service and retires the surplus ones.
+    pub async fn reconcile_application(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), RootError> {
+        let _guard = self.reconcile_lock.lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.reconcile_once(namespace, name).await {
+                // The federation updated an instance meanwhile: read again.
+                Err(RootError::Store(StoreError::Conflict { .. })) if attempt < CAS_ATTEMPTS => {}
+                result => return result,
+            }
+        }
+    }
+
+    async fn reconcile_once(&self, namespace: &str, name: &str) -> Result<(), RootError> {
+        let record = match self.record(namespace, name).await {
+            Ok((record, _)) => Some(record),
+            Err(RootError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let (entries, _) = self.store.list_json::<Instance>(keys::INSTANCES).await?;
+        let instances: Vec<(Instance, Revision)> = entries
+            .into_iter()
+            .filter(|(_, i, _)| i.namespace == namespace && i.application == name)
+            .map(|(_, i, revision)| (i, revision))
+            .collect();
+        let now = OffsetDateTime::now_utc();
+        let desired: BTreeMap<&str, (&ServiceSpec, String)> = record
+            .iter()
+            .flat_map(|r| r.application.spec.services.iter())
+            .map(|s| (s.name.as_str(), (s, s.template_hash())))
+            .collect();
+
+        let mut ops = Vec::new();
+        let mut kept: BTreeSet<(&str, u32)> = BTreeSet::new();
+        for (instance, revision) in &instances {
+            // Wanted: its service still has this replica, made from the current spec.
+            let wanted = desired
+                .get(instance.service.as_str())
+                .is_some_and(|(spec, hash)| {
+                    instance.replica < spec.replicas && instance.template_hash == *hash
+                });
+            let live = !instance.state.is_final() && instance.state != InstanceState::Terminating;
+            if instance.state == InstanceState::Terminated {
+                ops.push(delete_instance(instance, *revision));
+            } else if live && wanted && kept.insert((&instance.service, instance.replica)) {
+                // This replica is covered.
+            } else if instance.state != InstanceState::Terminating && (live || !wanted) {
+                // Also one that ended (Failed, Succeeded): its node still holds its state.
+                ops.push(retire(instance.clone(), *revision, now)?);
+            }
+        }
+        if let Some(record) = &record {
+            for (spec, _) in desired.values() {
+                for replica in 0..spec.replicas {
+                    if !kept.contains(&(spec.name.as_str(), replica)) {
+                        let instance = new_instance(record, spec, replica, now);
+                        ops.push(Op::Put {
+                            key: keys::instance(&instance.id),
+                            value: to_json(&instance)?,
+                            precondition: Precondition::Absent,
+                        });
+                    }
+                }
+            }
+        }
+        if !ops.is_empty() {
+            self.store.txn(ops).await?;
+        }
+        Ok(())
+    }
+}
+
+fn delete_instance(instance: &Instance, revision: Revision) -> Op {
+    Op::Delete {
+        key: keys::instance(&instance.id),
+        precondition: Precondition::ModRevision(revision),
+    }
+}
+
+/// An instance no longer wanted (scaled away, or made from an older spec, whose replacement is
+/// created at once): one that never reached a node is simply forgotten; one on a node is
+/// marked Terminating until its node confirms it stopped.
+fn retire(
+    mut instance: Instance,
+    revision: Revision,
+    now: OffsetDateTime,
+) -> Result<Op, RootError> {
+    if instance.node.is_none() && instance.cluster.is_none() {
+        return Ok(delete_instance(&instance, revision));
+    }
+    if instance
+        .transition(InstanceState::Terminating, "no longer desired", now)
+        .is_err()
+    {
+        // Stopped already: nothing more to say about it.
+        return Ok(delete_instance(&instance, revision));
+    }
+    Ok(Op::Put {
+        key: keys::instance(&instance.id),
+        value: to_json(&instance)?,
+        precondition: Precondition::ModRevision(revision),
+    })
+}
+
+fn new_instance(
+    record: &ApplicationRecord,
+    spec: &ServiceSpec,
+    replica: u32,
+    now: OffsetDateTime,
+) -> Instance {
+    let metadata = &record.application.metadata;
+    let mut instance = Instance {
+        id: format!("{}-{}-{}", spec.name, metadata.name, random_suffix(6)),
+        namespace: metadata.namespace.clone(),
+        application: metadata.name.clone(),
+        service: spec.name.clone(),
+        replica,
+        generation: record.generation,
+        template_hash: spec.template_hash(),
+        state: InstanceState::Pending,
+        reason: None,
+        cluster: None,
+        node: None,
+        pid: None,
+        restarts: 0,
+        last_termination: None,
+        ready: false,
+        created_at: now,
+        updated_at: now,
+        events: Vec::new(),
+    };
+    let _ = instance.transition(InstanceState::Pending, "waiting for placement", now);
+    instance
+}
+
+/// Lowercase letters and digits, so ids stay valid DNS labels.
+pub(super) fn random_suffix(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}

@@ -1,0 +1,65 @@
+//! The views the API returns: an application or a service with the status of its instances.
+
+use crate::records::{ApplicationRecord, ApplicationStatus, ApplicationView, ServiceView, tally};
+use canopy_model::{Instance, RuntimeKind, ServiceSpec};
+
+pub(super) fn view_of(record: ApplicationRecord, instances: &[Instance]) -> ApplicationView {
+    let metadata = &record.application.metadata;
+    let services = record
+        .application
+        .spec
+        .services
+        .iter()
+        .map(|spec| service_status(&metadata.namespace, &metadata.name, spec, instances))
+        .collect();
+    ApplicationView {
+        status: ApplicationStatus {
+            uid: record.uid,
+            generation: record.generation,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            services,
+        },
+        application: record.application,
+    }
+}
+
+fn service_status(
+    namespace: &str,
+    application: &str,
+    spec: &ServiceSpec,
+    instances: &[Instance],
+) -> crate::records::ServiceStatus {
+    tally(
+        &spec.name,
+        spec.replicas,
+        instances
+            .iter()
+            .filter(|i| {
+                i.namespace == namespace && i.application == application && i.service == spec.name
+            })
+            .map(|i| &i.state),
+    )
+}
+
+pub(super) fn service_view(
+    namespace: &str,
+    application: &str,
+    spec: &ServiceSpec,
+    instances: &[Instance],
+) -> ServiceView {
+    let artifact = match spec.runtime {
+        RuntimeKind::Container => spec.image.clone().unwrap_or_default(),
+        RuntimeKind::Wasm => spec.module.clone().unwrap_or_default(),
+        RuntimeKind::Process => spec.command.join(" "),
+    };
+    ServiceView {
+        namespace: namespace.to_string(),
+        application: application.to_string(),
+        name: spec.name.clone(),
+        runtime: spec.runtime,
+        artifact,
+        status: service_status(namespace, application, spec, instances),
+        spec: spec.clone(),
+    }
+}
