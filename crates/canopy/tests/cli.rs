@@ -439,3 +439,47 @@ fn a_closed_output_pipe_ends_a_verb_quietly() {
         output.status
     );
 }
+
+/// Scaling down retires what is not running before what is (as Kubernetes' ReplicaSet): of
+/// one running and one pending replica, scaling to one keeps the running process.
+#[test]
+fn scaling_down_keeps_the_running_replica() {
+    let data = tempfile::tempdir().unwrap();
+    let marker = format!("canopy-scale-{}", std::process::id());
+    let _cleanup = KillOnDrop(marker.clone());
+    let daemon = Daemon::start("up", data.path());
+    let file = data.path().join("scale.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: scale}}\nspec:\n  services:\n    - name: web\n      runtime: process\n      command: [/bin/sh, -c, 'sleep 3600; true', {marker}]\n      replicas: 2\n      resources: {{cpu: 10m, memory: 8Mi}}\n      ports: [{{name: http, port: 18081, hostPort: 18081}}]\n"
+        ),
+    )
+    .unwrap();
+    daemon.canopy_ok(&["apply", "-f", file.to_str().unwrap()]);
+    // One replica runs; the other cannot have the same host port on the only node.
+    let running = eventually(Duration::from_secs(20), "one running, one pending", || {
+        let instances = daemon.json(&["get", "instances"]);
+        let running: Vec<&Value> = instances
+            .iter()
+            .filter(|i| i["state"] == "Running")
+            .collect();
+        let pending = instances.iter().filter(|i| i["state"] == "Pending").count();
+        (running.len() == 1 && pending == 1).then(|| running[0].clone())
+    });
+    let pid = running["pid"].as_u64().unwrap();
+    daemon.canopy_ok(&["scale", "scale/web", "--replicas", "1"]);
+    eventually(
+        Duration::from_secs(20),
+        "the pending replica retired",
+        || (daemon.json(&["get", "instances"]).len() == 1).then_some(()),
+    );
+    let left = daemon.json(&["get", "instances"]);
+    assert_eq!(left[0]["id"], running["id"], "{left:?}");
+    assert_eq!(left[0]["state"], "Running");
+    assert_eq!(left[0]["replica"], 0, "the kept replica takes ordinal 0");
+    assert!(
+        runs_instance(pid, running["id"].as_str().unwrap()),
+        "same process"
+    );
+}

@@ -5,6 +5,7 @@ mod applications;
 mod clusters;
 mod instances;
 mod reconcile;
+mod replicas;
 mod views;
 
 pub use instances::{InstanceChange, InstanceFilter};

@@ -1,7 +1,7 @@
 //! Reconciliation: bringing an application's instances in line with its spec, creating the
 //! missing replicas and retiring the surplus ones.
 
-use super::{CAS_ATTEMPTS, Desired, InstanceFilter, RootError, to_json};
+use super::{CAS_ATTEMPTS, Desired, InstanceFilter, RootError, replicas, to_json};
 use crate::keys;
 use crate::records::ApplicationRecord;
 use canopy_model::{Instance, InstanceState, ServiceSpec};
@@ -72,36 +72,53 @@ impl Desired {
             .map(|s| (s.name.as_str(), (s, s.template_hash())))
             .collect();
 
+        let mut services: BTreeMap<&str, Vec<&(Instance, Revision)>> = BTreeMap::new();
+        for entry in &instances {
+            services
+                .entry(entry.0.service.as_str())
+                .or_default()
+                .push(entry);
+        }
+        for name in desired.keys() {
+            services.entry(name).or_default();
+        }
         let mut ops = Vec::new();
-        let mut kept: BTreeSet<(&str, u32)> = BTreeSet::new();
-        for (instance, revision) in &instances {
-            // Wanted: its service still has this replica, made from the current spec.
-            let wanted = desired
-                .get(instance.service.as_str())
-                .is_some_and(|(spec, hash)| {
-                    instance.replica < spec.replicas && instance.template_hash == *hash
-                });
-            let live = !instance.state.is_final() && instance.state != InstanceState::Terminating;
-            if instance.state == InstanceState::Terminated {
+        for (service, entries) in services {
+            let wanted = desired.get(service);
+            let plan = replicas::plan(
+                &entries.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+                wanted.map_or(0, |(spec, _)| spec.replicas),
+                wanted.map(|(_, hash)| hash.as_str()),
+            );
+            for index in plan.delete {
+                let (instance, revision) = entries[index];
                 ops.push(delete_instance(instance, *revision));
-            } else if live && wanted && kept.insert((&instance.service, instance.replica)) {
-                // This replica is covered.
-            } else if instance.state != InstanceState::Terminating && (live || !wanted) {
-                // Also one that ended (Failed, Succeeded): its node still holds its state.
+            }
+            for index in plan.retire {
+                let (instance, revision) = entries[index];
                 ops.push(retire(instance.clone(), *revision, now)?);
             }
-        }
-        if let Some(record) = &record {
-            for (spec, _) in desired.values() {
-                for replica in 0..spec.replicas {
-                    if !kept.contains(&(spec.name.as_str(), replica)) {
-                        let instance = new_instance(record, spec, replica, now);
-                        ops.push(Op::Put {
-                            key: keys::instance(&instance.id),
-                            value: to_json(&instance)?,
-                            precondition: Precondition::Absent,
-                        });
-                    }
+            for (index, ordinal) in plan.keep {
+                let (instance, revision) = entries[index];
+                if instance.replica != ordinal {
+                    // A kept instance takes the place of a retired one.
+                    let mut instance = instance.clone();
+                    instance.replica = ordinal;
+                    ops.push(Op::Put {
+                        key: keys::instance(&instance.id),
+                        value: to_json(&instance)?,
+                        precondition: Precondition::ModRevision(*revision),
+                    });
+                }
+            }
+            if let (Some(record), Some((spec, _))) = (&record, wanted) {
+                for replica in plan.create {
+                    let instance = new_instance(record, spec, replica, now);
+                    ops.push(Op::Put {
+                        key: keys::instance(&instance.id),
+                        value: to_json(&instance)?,
+                        precondition: Precondition::Absent,
+                    });
                 }
             }
         }
