@@ -272,28 +272,28 @@ fn service_table(services: &[ServiceView], wide: bool) -> Table {
 
 fn instance_table(instances: &[Instance], wide: bool) -> Table {
     let mut headers = vec![
-        "ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE",
+        "ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE", "REASON",
     ];
     if wide {
-        headers.extend(["NAMESPACE", "REPLICA", "PID", "REASON"]);
+        headers.extend(["NAMESPACE", "REPLICA", "PID"]);
     }
     let mut table = Table::new(headers);
     for instance in instances {
         let mut row = vec![
             instance.id.clone(),
             format!("{}/{}", instance.application, instance.service),
-            instance.state.to_string(),
+            instance.display_state().to_string(),
             or_dash(instance.cluster.as_ref()),
             or_dash(instance.node.as_ref()),
             instance.restarts.to_string(),
             age(instance.created_at),
+            or_dash(instance.reason.as_ref()),
         ];
         if wide {
             row.extend([
                 instance.namespace.clone(),
                 instance.replica.to_string(),
                 or_dash(instance.pid),
-                or_dash(instance.reason.as_ref()),
             ]);
         }
         table.row(row);
@@ -487,7 +487,7 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             println!("Service:     {}/{}", instance.application, instance.service);
             println!("Replica:     {}", instance.replica);
             println!("Generation:  {}", instance.generation);
-            println!("State:       {}", instance.state);
+            println!("State:       {}", instance.display_state());
             println!("Reason:      {}", or_dash(instance.reason.as_ref()));
             println!("Cluster:     {}", or_dash(instance.cluster.as_ref()));
             println!("Node:        {}", or_dash(instance.node.as_ref()));

@@ -310,6 +310,18 @@ fn every_example_applies_and_runs_or_says_why_not() {
             >= 3,
         "hello-process runs: {settled:#?}"
     );
+    // The default table says why an image does not run, as kubectl users know it.
+    eventually(
+        Duration::from_secs(30),
+        "ImagePullBackOff in the table",
+        || {
+            let table = daemon.canopy_ok(&["get", "instances", "-A"]);
+            table
+                .lines()
+                .any(|l| l.contains("camera-ingest") && l.contains("ImagePullBackOff"))
+                .then_some(())
+        },
+    );
 
     // Stop what really runs (the process example) rather than leave it to outlive the test.
     for entry in std::fs::read_dir(examples()).unwrap() {

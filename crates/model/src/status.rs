@@ -61,10 +61,33 @@ pub struct Instance {
     pub events: Vec<InstanceEvent>,
 }
 
+/// How a node words a start that failed for its image (the runner's "could not start: " and
+/// the image error's "image "): what makes a back-off an `ImagePullBackOff`.
+pub const IMAGE_START_FAILURE: &str = "could not start: image ";
+
 /// How many transitions an instance keeps.
 pub const MAX_INSTANCE_EVENTS: usize = 32;
 
 impl Instance {
+    /// The state as users of `kubectl get pods` know it: an instance waiting to restart is
+    /// `ImagePullBackOff` when its image could not be pulled, else `CrashLoopBackOff`.
+    pub fn display_state(&self) -> &'static str {
+        match self.state {
+            InstanceState::BackOff => {
+                let pull_failed = self
+                    .last_termination
+                    .as_ref()
+                    .is_some_and(|t| t.reason.starts_with(IMAGE_START_FAILURE));
+                if pull_failed {
+                    "ImagePullBackOff"
+                } else {
+                    "CrashLoopBackOff"
+                }
+            }
+            state => state.as_str(),
+        }
+    }
+
     /// Moves to `state`, recording the transition, if the lifecycle has that edge; staying
     /// in the same state with a new reason is recorded too.
     pub fn transition(
@@ -201,4 +224,51 @@ pub struct NetworkCoordinate {
     pub y: f64,
     pub height: f64,
     pub error: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backing_off(reason: &str) -> Instance {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        Instance {
+            id: "i".into(),
+            namespace: "ns".into(),
+            application: "app".into(),
+            service: "web".into(),
+            replica: 0,
+            generation: 1,
+            template_hash: String::new(),
+            state: InstanceState::BackOff,
+            reason: None,
+            cluster: None,
+            node: None,
+            pid: None,
+            restarts: 3,
+            last_termination: Some(Termination {
+                exit_code: None,
+                signal: None,
+                reason: reason.into(),
+                at,
+            }),
+            ready: false,
+            created_at: at,
+            updated_at: at,
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_back_off_is_shown_as_kubectl_users_know_it() {
+        let pull = backing_off("could not start: image reg/x:1: registry reg unreachable");
+        assert_eq!(pull.display_state(), "ImagePullBackOff");
+        assert_eq!(
+            backing_off("exited with code 1").display_state(),
+            "CrashLoopBackOff"
+        );
+        let mut running = backing_off("exited with code 1");
+        running.state = InstanceState::Running;
+        assert_eq!(running.display_state(), "Running");
+    }
 }
