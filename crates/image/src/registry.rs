@@ -285,9 +285,17 @@ impl Registry {
                         seconds: self.timeout.as_secs_f64(),
                     }
                 } else if e.is_connect() || e.is_timeout() {
+                    let mut reason = error_chain(&e);
+                    if reason.contains("InvalidContentType") {
+                        // rustls reading a plain-HTTP answer where it expects TLS.
+                        reason.push_str(&format!(
+                            " (the registry answers plain HTTP, not HTTPS: if it is meant to, \
+                             name it with --insecure-registry {registry})"
+                        ));
+                    }
                     ImageError::Unreachable {
                         address: registry,
-                        reason: error_chain(&e),
+                        reason,
                     }
                 } else if e
                     .status()

@@ -154,6 +154,12 @@ async fn https_is_never_downgraded_to_plain_http() {
         .any(|w| reason.contains(w)),
         "not a TLS error: {err:?}"
     );
+    // And it says what to do about it.
+    assert!(
+        err.to_string()
+            .contains(&format!("--insecure-registry {}", server.addr)),
+        "no hint: {err}"
+    );
 
     let openings = server.openings().await;
     assert!(
