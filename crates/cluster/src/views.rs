@@ -28,6 +28,7 @@ impl ClusterState {
         for (view, entry) in self.views.iter_mut().zip(self.nodes.values()) {
             view.ready = entry.usable();
             view.allocated = ResourceAmounts::default();
+            view.host_ports.clear();
         }
         for placed in self.instances.values().filter(|p| p.is_live()) {
             for node in placed.nodes() {
@@ -83,9 +84,16 @@ impl ClusterState {
     }
 }
 
-/// Counts `spec`'s demand against `node` in `views` (which are in the nodes' sorted order).
+/// Counts `spec`'s demand and host ports against `node` in `views` (which are in the nodes'
+/// sorted order).
 pub(crate) fn reserve(views: &mut [NodeView], node: &str, spec: &ServiceSpec) {
     if let Ok(index) = views.binary_search_by(|v| v.name.as_str().cmp(node)) {
-        views[index].allocated.add(&demand(spec));
+        let view = &mut views[index];
+        view.allocated.add(&demand(spec));
+        let published = spec
+            .ports
+            .iter()
+            .filter_map(|p| Some((p.host_port?, p.protocol)));
+        view.host_ports.extend(published);
     }
 }

@@ -485,3 +485,44 @@ fn only_one_instance_of_a_service_moves_at_a_time() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_taken_host_port_sends_the_next_replica_to_another_node_or_refuses_it_saying_so() {
+    let now = start();
+    let mut state = cluster(now);
+    join(&mut state, "n1", 4000, 1, now);
+    let web = spec(
+        "web",
+        "100m",
+        serde_json::json!({"ports": [{"name": "http", "port": 80, "hostPort": 8080}]}),
+    );
+    let fx = assign(
+        &mut state,
+        vec![
+            assignment("a", 1, web.clone()),
+            assignment("b", 1, web.clone()),
+        ],
+        now,
+    );
+    assert_eq!(sent(&fx), [to("n1", "assign", "a")]);
+    let refusal = fx.up.iter().find(|s| s.id == "b").expect("b refused");
+    assert_eq!(refusal.state, Reported::Refused);
+    assert!(
+        refusal.reason.contains("host port taken"),
+        "{}",
+        refusal.reason
+    );
+
+    // With a second node the port is free there; the summary says no node has it free
+    // only while every node publishes it.
+    join(&mut state, "n2", 4000, 2, now);
+    let (summary, _) = state.summary(&canopy_cluster::Site::default(), now);
+    assert!(
+        summary.host_ports_taken_everywhere.is_empty(),
+        "{summary:?}"
+    );
+    let fx = assign(&mut state, vec![assignment("b", 2, web)], now);
+    assert_eq!(sent(&fx), [to("n2", "assign", "b")]);
+    let (summary, _) = state.summary(&canopy_cluster::Site::default(), now);
+    assert_eq!(summary.host_ports_taken_everywhere, ["8080/tcp"]);
+}

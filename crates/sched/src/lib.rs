@@ -113,7 +113,12 @@ pub struct NodeView {
     pub watts_per_core: Option<f64>,
     /// Grid carbon intensity, gCO2/kWh (energy scorer; 400 when absent).
     pub carbon_g_per_kwh: Option<f64>,
+    /// Host ports its instances publish (placed or reserved).
+    pub host_ports: BTreeSet<HostPort>,
 }
+
+/// A host port and its protocol: a node publishes each once.
+pub type HostPort = (u16, canopy_model::Protocol);
 
 impl Default for NodeView {
     fn default() -> Self {
@@ -131,6 +136,7 @@ impl Default for NodeView {
             trust: 1.0,
             watts_per_core: None,
             carbon_g_per_kwh: None,
+            host_ports: BTreeSet::new(),
         }
     }
 }
@@ -170,6 +176,8 @@ pub struct ClusterView {
     pub watts_per_core: Option<f64>,
     /// Mean grid carbon intensity of the nodes, gCO2/kWh.
     pub carbon_g_per_kwh: Option<f64>,
+    /// Host ports taken on every ready node (none of them could publish one again).
+    pub host_ports_taken_everywhere: Option<BTreeSet<HostPort>>,
 }
 
 impl Default for ClusterView {
@@ -193,6 +201,7 @@ impl Default for ClusterView {
             trust: 1.0,
             watts_per_core: None,
             carbon_g_per_kwh: None,
+            host_ports_taken_everywhere: None,
         }
     }
 }

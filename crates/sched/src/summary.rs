@@ -23,8 +23,13 @@ pub fn summarise(name: &str, nodes: &[NodeView]) -> ClusterView {
     let (mut watts, mut carbon) = (Vec::new(), Vec::new());
     let mut trust = f64::NEG_INFINITY;
     let mut count = 0u32;
+    let mut taken_everywhere: Option<BTreeSet<crate::HostPort>> = None;
     for node in ready() {
         count += 1;
+        taken_everywhere = Some(match taken_everywhere {
+            None => node.host_ports.clone(),
+            Some(taken) => taken.intersection(&node.host_ports).copied().collect(),
+        });
         view.capacity.add(&node.capacity);
         view.allocated.add(&node.allocated);
         let f = free(&node.capacity, &node.allocated);
@@ -54,6 +59,7 @@ pub fn summarise(name: &str, nodes: &[NodeView]) -> ClusterView {
         }
     }
     view.max_node_free = max_free;
+    view.host_ports_taken_everywhere = Some(taken_everywhere.unwrap_or_default());
     view.arches = arches.into_iter().collect();
     view.runtimes = runtimes.into_iter().collect();
     view.node_labels = Some(node_labels);

@@ -614,3 +614,32 @@ fn explanation_aggregates_kube_style() {
         )
     );
 }
+
+#[test]
+fn host_ports() {
+    use canopy_model::Protocol::{Tcp, Udp};
+    let mut web = spec(100, 64);
+    web.ports =
+        serde_json::from_value(json!([{"name": "http", "port": 80, "hostPort": 8080}])).unwrap();
+    let mut n = node("n");
+    assert_eq!(on_node(&web, &n, None), ok());
+    n.host_ports.insert((8080, Udp));
+    assert_eq!(on_node(&web, &n, None), ok(), "udp 8080 is another port");
+    n.host_ports.insert((8080, Tcp));
+    assert_eq!(on_node(&web, &n, None), err("host port taken"));
+
+    let mut c = cluster("c");
+    assert_eq!(on_cluster(&web, &c, None), ok(), "unknown: not filtered");
+    c.host_ports_taken_everywhere = Some([(9090, Tcp)].into());
+    assert_eq!(on_cluster(&web, &c, None), ok());
+    c.host_ports_taken_everywhere = Some([(8080, Tcp)].into());
+    assert_eq!(
+        on_cluster(&web, &c, None),
+        err("host port taken on every node")
+    );
+    assert_eq!(
+        on_cluster(&spec(100, 64), &c, None),
+        ok(),
+        "no host port asked"
+    );
+}

@@ -137,7 +137,26 @@ pub fn node_view(member: &pb::Member, ready: bool, allocated: ResourceAmounts) -
         trust: if member.has_trust { member.trust } else { 1.0 },
         watts_per_core: positive(member.watts_per_core),
         carbon_g_per_kwh: positive(member.carbon_g_per_kwh),
+        // What its cluster's placements hold there: filled by the cluster.
+        host_ports: Default::default(),
     }
+}
+
+fn host_port_to_pb((port, protocol): &canopy_sched::HostPort) -> String {
+    match protocol {
+        canopy_model::Protocol::Tcp => format!("{port}/tcp"),
+        canopy_model::Protocol::Udp => format!("{port}/udp"),
+    }
+}
+
+fn host_port_from_pb(text: &str) -> Option<canopy_sched::HostPort> {
+    let (port, protocol) = text.split_once('/')?;
+    let protocol = match protocol {
+        "tcp" => canopy_model::Protocol::Tcp,
+        "udp" => canopy_model::Protocol::Udp,
+        _ => return None,
+    };
+    Some((port.parse().ok()?, protocol))
 }
 
 /// A cluster summary (from [`canopy_sched::summarise`]) as it travels to the root.
@@ -177,6 +196,12 @@ pub fn summary_to_pb(view: &ClusterView) -> pb::Member {
         gpu_models: view.gpu_models.iter().flatten().cloned().collect(),
         location_radius_km: view.location_radius_km,
         coordinate_radius_ms: view.coordinate_radius_ms,
+        host_ports_taken_everywhere: view
+            .host_ports_taken_everywhere
+            .iter()
+            .flatten()
+            .map(host_port_to_pb)
+            .collect(),
         ..pb::Member::default()
     }
 }
@@ -213,12 +238,34 @@ pub fn summary_from_pb(member: &pb::Member) -> ClusterView {
         trust: if member.has_trust { member.trust } else { 1.0 },
         watts_per_core: positive(member.watts_per_core),
         carbon_g_per_kwh: positive(member.carbon_g_per_kwh),
+        host_ports_taken_everywhere: Some(
+            member
+                .host_ports_taken_everywhere
+                .iter()
+                .filter_map(|p| host_port_from_pb(p))
+                .collect(),
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_ports_survive_the_wire() {
+        use canopy_model::Protocol::{Tcp, Udp};
+        let view = ClusterView {
+            host_ports_taken_everywhere: Some([(80, Tcp), (53, Udp)].into()),
+            ..ClusterView::default()
+        };
+        let back = summary_from_pb(&summary_to_pb(&view));
+        assert_eq!(
+            back.host_ports_taken_everywhere,
+            view.host_ports_taken_everywhere
+        );
+        assert_eq!(host_port_from_pb("80/sctp"), None);
+    }
 
     #[test]
     fn runtime_names_parse_and_unknown_ones_are_skipped() {

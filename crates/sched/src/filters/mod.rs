@@ -8,6 +8,7 @@ mod clusters;
 mod direct;
 mod geo;
 pub(crate) mod latency;
+mod ports;
 mod resources;
 mod runtime;
 mod selector;
@@ -49,8 +50,10 @@ impl Filterable for NodeView {
         runtime::check(p, &self.runtimes)
     }
 
+    /// What the node has room for: resources, and its free host ports.
     fn resources(&self, p: &Prepared) -> Result<(), Reason> {
-        resources::node(p, self)
+        resources::node(p, self)?;
+        ports::node(p, self)
     }
 
     fn constraint(&self, p: &Prepared, kind: &Kind) -> Result<(), Reason> {
@@ -75,7 +78,8 @@ impl Filterable for ClusterView {
     }
 
     fn resources(&self, p: &Prepared) -> Result<(), Reason> {
-        resources::cluster(p, self)
+        resources::cluster(p, self)?;
+        ports::cluster(p, self)
     }
 
     fn constraint(&self, p: &Prepared, kind: &Kind) -> Result<(), Reason> {
