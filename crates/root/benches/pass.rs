@@ -67,9 +67,9 @@ fn pass(c: &mut Criterion) {
     runtime
         .block_on(federation.schedule_once())
         .expect("first pass");
-    let mut group = c.benchmark_group("root");
-    group.sample_size(20);
-    group.bench_function("scheduling pass, 10,000 instances", |b| {
+    let mut group = c.benchmark_group("federation");
+    group.sample_size(30);
+    group.bench_function("pass-10000", |b| {
         b.iter(|| runtime.block_on(federation.schedule_once()).expect("pass"))
     });
     group.finish();
