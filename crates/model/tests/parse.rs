@@ -629,3 +629,32 @@ proptest! {
         let _ = parse_descriptor(&text);
     }
 }
+
+#[test]
+fn a_key_given_twice_is_refused_not_overwritten() {
+    let json = r#"{"apiVersion": "canopy.dev/v1", "kind": "Application",
+        "metadata": {"name": "twice", "labels": {"a": "1", "a": "2"}},
+        "spec": {"services": [{"name": "web", "runtime": "process", "command": ["/bin/true"],
+                               "env": {"MODE": "safe", "MODE": "unsafe"}}]}}"#;
+    let errs = errors(json);
+    assert!(
+        errs.iter()
+            .any(|e| e.path.starts_with("metadata.labels")
+                && e.reason.contains("duplicate key \"a\"")),
+        "{errs:#?}"
+    );
+    let only_env = json.replace(r#""a": "1", "a": "2""#, r#""a": "1""#);
+    let errs = errors(&only_env);
+    assert!(
+        errs.iter()
+            .any(|e| e.path.starts_with("spec.services[0].env")
+                && e.reason.contains("duplicate key \"MODE\"")),
+        "{errs:#?}"
+    );
+    let yaml = "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {name: twice}\nspec:\n  services:\n    - name: web\n      runtime: process\n      command: [/bin/true]\n      env:\n        MODE: safe\n        MODE: unsafe\n";
+    let errs = errors(yaml);
+    assert!(
+        errs.iter().any(|e| e.reason.contains("MODE")),
+        "YAML refuses it too: {errs:#?}"
+    );
+}
