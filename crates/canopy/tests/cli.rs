@@ -199,7 +199,7 @@ fn expected_outcomes() -> Vec<Expected> {
             ]],
         ),
         (
-            ("pipeline", "object-detector"),
+            ("pipeline", "objectdetector"),
             vec![vec![
                 "Pending: 0/1 clusters are available: 1 no location or coordinate to estimate latency",
             ]],

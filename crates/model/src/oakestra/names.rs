@@ -1,11 +1,13 @@
-//! Oakestra names (which may hold capitals and `_`) normalised to native DNS labels.
+//! Oakestra names (which may hold capitals) lowercased to native DNS labels.
 
 use super::Mapper;
 use super::annotations::annotation_key;
 use std::collections::BTreeMap;
 
 impl Mapper {
-    /// Oakestra names may hold capitals and `_`; native ones are DNS labels.
+    /// Oakestra names may hold capitals; native ones are DNS labels. Lowercasing is the only
+    /// normalisation (a warning says so): whatever else breaks a DNS label is refused by
+    /// validation, with the Oakestra path.
     pub(super) fn name(
         &mut self,
         raw: &str,
@@ -19,34 +21,15 @@ impl Mapper {
             annotations.insert(key.clone(), raw.to_string());
             self.warn(
                 path,
-                format!(
-                    "{raw:?} normalised to the DNS label {name:?}; the original is kept in annotation {key}"
-                ),
+                format!("{raw:?} lowercased to {name:?}; the original is kept in annotation {key}"),
             );
-        }
-        if name.is_empty() && !raw.is_empty() {
-            // Nothing usable survived: let validation report the original.
-            return raw.to_string();
         }
         name
     }
 }
 
-/// Lowercase; `_`, `.`, spaces and other characters outside `[a-z0-9-]` become `-`; no `-` at
-/// either end; at most 63 characters.
+/// Lowercase: the one normalisation of an Oakestra name (Oakestra itself allows
+/// `[a-zA-Z0-9]`, which lowercases onto a DNS label).
 pub fn normalise_name(raw: &str) -> String {
-    let mapped: String = raw
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = mapped.trim_matches('-');
-    let cut: String = trimmed.chars().take(crate::limits::MAX_NAME_LEN).collect();
-    cut.trim_end_matches('-').to_string()
+    raw.to_ascii_lowercase()
 }
