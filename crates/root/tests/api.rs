@@ -1044,3 +1044,54 @@ async fn registry_passwords_never_come_back() {
     );
     server.stop().await;
 }
+
+/// An imported name lowercased onto another application's is refused, naming both: `MyApp`
+/// from an Oakestra SLA never replaces a native `myapp`. Applying the SLA again is fine.
+#[tokio::test]
+async fn a_lowercased_name_never_takes_over_another_application() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .post_json("/api/v1/applications", &app("pipeline", 1))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let sla = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/oakestra-sla.json"
+    ))
+    .unwrap()
+    .replace(
+        "\"application_name\": \"pipeline\"",
+        "\"application_name\": \"PipeLine\"",
+    );
+    let sla = sla.replace(
+        "\"application_namespace\": \"test\"",
+        "\"application_namespace\": \"default\"",
+    );
+    let (status, body) = server.apply("application/json", sla.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("PipeLine") && message.contains("default/pipeline"),
+        "{body}"
+    );
+    let (_, native) = server.get("/api/v1/applications/default/pipeline").await;
+    assert_eq!(
+        native["spec"]["services"][0]["name"], "web",
+        "the native one is untouched"
+    );
+
+    // Once the native one is gone, the SLA applies, and applies again unchanged.
+    let response = server
+        .http
+        .delete(server.url("/api/v1/applications/default/pipeline"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, body) = server.apply("application/json", sla.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.apply("application/json", sla).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applications"][0]["action"], "unchanged", "{body}");
+    server.stop().await;
+}

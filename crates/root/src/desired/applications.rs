@@ -91,6 +91,14 @@ impl Desired {
                     "application {namespace}/{name} already exists"
                 )));
             }
+            Some((old, _)) if lowercased_onto(&old.application, &application) => {
+                let original = original_name(&application).unwrap_or_default();
+                return Err(RootError::Conflict(format!(
+                    "application {original:?} lowercases to {namespace}/{name}, which is another \
+                     application ({:?}): rename one of them",
+                    original_name(&old.application).unwrap_or(&old.application.metadata.name)
+                )));
+            }
             Some((old, _)) if old.application == application => {
                 let applied = AppliedApplication {
                     namespace,
@@ -276,3 +284,21 @@ enum WriteMode {
     CreateOnly,
     Upsert,
 }
+
+/// The name an imported application had before it was lowercased, if it was.
+fn original_name(application: &Application) -> Option<&str> {
+    application
+        .metadata
+        .annotations
+        .get(ORIGINAL_NAME)
+        .map(String::as_str)
+}
+
+/// Whether `incoming` only took `existing`'s name by being lowercased (`MyApp` over a native
+/// `myapp`, or over an imported `MYAPP`): two applications, not one updated.
+fn lowercased_onto(existing: &Application, incoming: &Application) -> bool {
+    original_name(incoming).is_some() && original_name(existing) != original_name(incoming)
+}
+
+/// Where the Oakestra import keeps an application's name as it was given.
+const ORIGINAL_NAME: &str = "oakestra.io/application_name";
