@@ -690,6 +690,11 @@ async fn network_hook_prepares_what_the_container_joins(binary: &str) {
     .await;
     let hosts = fs::read_to_string(env.dir.path().join(&id).join("hosts")).expect("hosts");
     assert!(hosts.contains(&format!("{ip}\t{id}")), "{hosts}");
+    // Re-adopted by a new runtime: its address is known without a network.json of its own.
+    env.restart_runtime();
+    let rt = env.rt();
+    rt.recover().await.expect("recover");
+    assert_eq!(rt.address(&id), Some(ip));
 
     rt.stop(&id, Duration::from_millis(200))
         .await

@@ -515,7 +515,11 @@ impl OciRuntime {
             cgroup.clone(),
             oom_base,
         );
-        persisted.container = Some(ContainerInfo { pid, start_time });
+        persisted.container = Some(ContainerInfo {
+            pid,
+            start_time,
+            address: ip,
+        });
         if let Err(e) = state::write_atomic(dir, &persisted) {
             // A container we cannot track must not keep running.
             let _ = self.cli.kill(id, "KILL").await;
@@ -589,7 +593,9 @@ impl OciRuntime {
                 exit: a.exit,
                 rotate_lock: a.rotate_lock,
                 task: a.task,
-                extra: cni::read_state(&dir).and_then(|n| n.ip),
+                extra: ci
+                    .address
+                    .or_else(|| cni::read_state(&dir).and_then(|n| n.ip)),
             },
         );
         tracing::info!(id, pid = ci.pid, running = a.running, "container recovered");
