@@ -7,7 +7,10 @@ use canopy_image::{Credentials, ImageStore, ImageStoreConfig};
 use canopy_node::images::{NodeCredentials, RegistryImages};
 use canopy_node::{Agent, NodeConfig, detect_arch, detect_capacity};
 use canopy_root::Root;
-use canopy_runtime::{CniConfig, OciOptions, OciRuntime, ProcessOptions, ProcessRuntime, Runtime};
+use canopy_runtime::{
+    CniConfig, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart, ProcessOptions,
+    ProcessRuntime, Runtime,
+};
 use canopy_store::RedbStore;
 use canopy_tier::Timing;
 use canopy_tier::probe::Prober;
@@ -198,8 +201,12 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
     let process = ProcessRuntime::new(args.data.join("process"), options)
         .context("starting the process runtime")?;
     let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(process)];
+    let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
     match container_runtime(args) {
-        Ok(containers) => runtimes.push(Arc::new(containers)),
+        Ok((containers, network)) => {
+            runtimes.push(Arc::new(containers));
+            hooks.push(Arc::new(network));
+        }
         // A node without runc still runs processes; the cluster then sends it no containers.
         Err(e) => {
             tracing::warn!("containers are not available on this node: {e:#}");
@@ -220,7 +227,7 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
         carbon_g_per_kwh: args.placement.carbon_intensity,
         coordinate: None,
     };
-    Agent::open(config, runtimes)
+    Agent::open_with_hooks(config, runtimes, hooks)
         .await
         .context("recovering the node's instances")
 }
@@ -228,8 +235,9 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
 /// How often a node drops cached images that no instance uses.
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(600);
 
-/// The OCI runtime (runc or crun) with CNI networking and the registry-backed image store.
-fn container_runtime(args: &NodeArgs) -> anyhow::Result<OciRuntime> {
+/// The OCI runtime (runc or crun) with the registry-backed image store, and the CNI
+/// network the agent prepares for its containers.
+fn container_runtime(args: &NodeArgs) -> anyhow::Result<(OciRuntime, NetworkPrestart)> {
     let containers: &ContainerArgs = &args.containers;
     let mut config = ImageStoreConfig::new(args.data.join("images"));
     config.insecure_registries = containers.insecure_registries.clone();
@@ -241,14 +249,19 @@ fn container_runtime(args: &NodeArgs) -> anyhow::Result<OciRuntime> {
     let options = OciOptions {
         runtime_binary: containers.oci_runtime.clone(),
         cgroup_parent: format!("canopy/{}", args.name),
-        network: Some(CniConfig::new(
-            format!("canopy-{}", args.name),
-            containers.container_subnet.clone(),
-        )),
         ..OciOptions::default()
     };
+    let state = args.data.join("containers");
+    let network = NetworkHook::new(
+        CniConfig::new(
+            format!("canopy-{}", args.name),
+            containers.container_subnet.clone(),
+        ),
+        &state.join("@cni"),
+    )
+    .context("starting the container network")?;
     let images = Arc::new(RegistryImages::new(store, credentials));
-    let runtime = OciRuntime::new(args.data.join("containers"), options, images.clone())
+    let runtime = OciRuntime::new(state, options, images.clone())
         .context("starting the container runtime")?;
     tokio::spawn(async move {
         let mut every = tokio::time::interval(IMAGE_GC_PERIOD);
@@ -258,7 +271,7 @@ fn container_runtime(args: &NodeArgs) -> anyhow::Result<OciRuntime> {
             images.collect_garbage().await;
         }
     });
-    Ok(runtime)
+    Ok((runtime, NetworkPrestart::new(network)))
 }
 
 /// `{"host:port": {"username": ..., "password": ...}}`, the descriptor's own credentials shape.

@@ -6,10 +6,12 @@
 mod cni;
 mod command;
 mod error;
+mod hook;
 
 pub use cni::{Cni, CniConfig, NetworkState, PortMapping, port_mappings, read_state};
 pub use command::{CommandError, output};
 pub use error::NetError;
+pub use hook::NetworkHook;
 
 /// The `PATH` plugins and the tools they call run with.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -110,6 +110,7 @@ mod tests {
             generation: 1,
             service,
             env: Default::default(),
+            prepared: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@ mod assign;
 pub mod hollow;
 pub mod images;
 mod lifecycle;
+mod prestart;
 mod probing;
 mod report;
 pub mod restart;
@@ -20,7 +21,7 @@ mod statefile;
 
 use admission::NodeFacts;
 use canopy_model::{GeoPoint, IllegalTransition, NetworkCoordinate, ResourceAmounts, RuntimeKind};
-use canopy_runtime::Runtime;
+use canopy_runtime::{Prestart, Runtime};
 use canopy_sched::demand;
 use canopy_tier::child::{self, Child, Outbox, Uplink};
 use canopy_tier::pb;
@@ -110,6 +111,8 @@ pub struct Agent {
     /// What admission reads of this node (name, runtimes, capacity, labels).
     facts: NodeFacts,
     runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
+    /// The prestart hooks each runtime wants (by its capabilities).
+    prestart: prestart::Hooks,
     instances: Mutex<BTreeMap<String, Local>>,
     statefile: StateFile,
     uplink: Uplink,
@@ -127,6 +130,16 @@ impl Agent {
         config: NodeConfig,
         runtimes: Vec<Arc<dyn Runtime>>,
     ) -> Result<Arc<Agent>, NodeError> {
+        Agent::open_with_hooks(config, runtimes, Vec::new()).await
+    }
+
+    /// [`Agent::open`] with prestart hooks (the network), run around each runtime whose
+    /// capabilities want them.
+    pub async fn open_with_hooks(
+        config: NodeConfig,
+        runtimes: Vec<Arc<dyn Runtime>>,
+        hooks: Vec<Arc<dyn Prestart>>,
+    ) -> Result<Arc<Agent>, NodeError> {
         std::fs::create_dir_all(&config.data).map_err(|source| NodeError::StateFile {
             path: config.data.clone(),
             source,
@@ -138,6 +151,7 @@ impl Agent {
         })?;
         let runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>> =
             runtimes.into_iter().map(|r| (r.kind(), r)).collect();
+        let prestart = prestart::hooks_for(&runtimes, &hooks);
         let mut recovered = BTreeMap::new();
         for runtime in runtimes.values() {
             for instance in runtime.recover().await? {
@@ -164,6 +178,9 @@ impl Agent {
         for (id, (runtime, _)) in &recovered {
             if !instances.contains_key(id) {
                 let _ = runtime.remove(id).await;
+                for hook in prestart.get(&runtime.kind()).into_iter().flatten().rev() {
+                    let _ = hook.release(id).await;
+                }
             }
         }
         let facts = NodeFacts {
@@ -177,6 +194,7 @@ impl Agent {
             config,
             facts,
             runtimes,
+            prestart,
             instances: Mutex::new(instances),
             statefile,
             uplink,

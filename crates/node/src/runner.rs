@@ -34,7 +34,7 @@ impl Agent {
         loop {
             let began = Instant::now();
             let exit = if start {
-                match runtime.start(&spec).await {
+                match self.start_prepared(runtime.as_ref(), &spec).await {
                     Ok(started) => {
                         self.update(&id, generation, false, |l, at| l.running(started.pid, at))
                             .await;
@@ -107,6 +107,8 @@ impl Agent {
             if let Err(e) = runtime.remove(id).await {
                 tracing::warn!(instance = id, error = %e, "cleanup failed");
             }
+            // Even after a failed remove: a namespace or lease left behind outlives the instance.
+            self.release_prepared(runtime.kind(), id).await;
         }
         let mut instances = self.instances.lock().await;
         // Only this copy: a newer one admitted meanwhile under the same id stays.
@@ -170,6 +172,7 @@ impl Agent {
             generation: local.generation(),
             service: workload.spec.clone(),
             env,
+            prepared: Default::default(),
         }
     }
 }

@@ -8,15 +8,17 @@ mod error;
 mod instance;
 mod logs;
 mod oci;
+mod prestart;
 mod proc_fs;
 mod process;
 mod state;
 mod supervise;
 
-pub use canopy_net::CniConfig;
+pub use canopy_net::{CniConfig, NetworkHook, PortMapping};
 pub use cgroup::CgroupVersion;
 pub use error::RuntimeError;
 pub use oci::{ImageConfig, ImageProvider, OciOptions, OciRuntime};
+pub use prestart::{NetworkPrestart, Prepared, PreparedNetwork, Prestart};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use supervise::LogPaths;
 
@@ -35,6 +37,8 @@ pub struct InstanceSpec {
     pub service: ServiceSpec,
     /// Extra environment the agent adds (e.g. `CANOPY_INSTANCE`); wins over the service's env.
     pub env: BTreeMap<String, String>,
+    /// What the node's prestart hooks made for this start (empty without hooks).
+    pub prepared: Prepared,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +113,9 @@ pub struct Capabilities {
     pub ports: bool,
     /// Gives each instance its own network namespace and address.
     pub networking: bool,
+    /// Joins a network namespace prepared for it ([`Prepared::network`]), so the node's
+    /// network hook can give it one.
+    pub netns: bool,
     /// Reports CPU and memory usage per instance.
     pub stats: bool,
     /// Runs a command inside a running instance.

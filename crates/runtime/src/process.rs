@@ -443,6 +443,7 @@ impl Runtime for ProcessRuntime {
         crate::Capabilities {
             ports: false,
             networking: false,
+            netns: false,
             stats: true,
             exec: false,
             logs: true,

@@ -39,6 +39,10 @@ pub(crate) struct PersistedState {
 pub(crate) struct ContainerInfo {
     pub pid: u32,
     pub start_time: u64,
+    /// Its address, kept here since a namespace prepared by the agent's network hook
+    /// leaves no `network.json` in the instance directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl PersistedState {

@@ -9,8 +9,8 @@
 use async_trait::async_trait;
 use canopy_model::ServiceSpec;
 use canopy_runtime::{
-    CniConfig, Exit, ImageConfig, ImageProvider, InstanceSpec, OciOptions, OciRuntime, Runtime,
-    RuntimeError,
+    CniConfig, Exit, ImageConfig, ImageProvider, InstanceSpec, NetworkHook, NetworkPrestart,
+    OciOptions, OciRuntime, Prepared, Prestart, Runtime, RuntimeError,
 };
 use std::collections::BTreeMap;
 use std::fs;
@@ -318,6 +318,7 @@ fn spec(id: &str, service: ServiceSpec) -> InstanceSpec {
         generation: 1,
         service,
         env: BTreeMap::from([("CANOPY_INSTANCE".to_string(), id.to_string())]),
+        prepared: Default::default(),
     }
 }
 
@@ -636,6 +637,92 @@ async fn start_latency(binary: &str) -> Duration {
 }
 
 // ---------------------------------------------------------------------------------------
+/// Deletes a test's bridge even when the test fails half-way.
+struct Bridge(String);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
+}
+
+/// The agent's path: the runtime does no CNI itself and joins the namespace the network
+/// hook prepared; releasing the hook after `remove` leaves no namespace, lease or rule.
+async fn network_hook_prepares_what_the_container_joins(binary: &str) {
+    let images = BusyboxRootfs::new().with_file("/www/index.html", "hello from a hook\n");
+    let mut env = Env::new(binary, "hook", false, images);
+    let id = env.id("web");
+    let tag = unique("hook");
+    let cfg = CniConfig::new(format!("canopy-{tag}"), free_subnet(&tag));
+    let _bridge = Bridge(cfg.bridge_name());
+    let base = env.dir.path().join("@cni");
+    let hook = NetworkHook::new(cfg.clone(), &base).expect("network hook");
+    let lease_dir = hook.lease_dir();
+    let hook = NetworkPrestart::new(hook);
+    let host_port = free_port();
+    let mut spec = spec(
+        &id,
+        service(
+            &["httpd", "-f", "-p", "8080", "-h", "/www"],
+            serde_json::json!({"ports": [{"port": 8080, "hostPort": host_port}]}),
+        ),
+    );
+    let mut prepared = Prepared::default();
+    hook.prepare(&spec, &mut prepared).await.expect("prepare");
+    // Preparing again (a restart) replaces the namespace rather than failing.
+    hook.prepare(&spec, &mut prepared)
+        .await
+        .expect("prepare again");
+    let net = prepared.network.clone().expect("a prepared network");
+    let ip = net.ip.expect("an address");
+    spec.prepared = prepared;
+    let rt = env.rt();
+    rt.start(&spec).await.expect("start");
+    let body = eventually("httpd on the prepared address", LONG, || {
+        http_get(SocketAddr::new(ip, 8080), "/index.html")
+    })
+    .await;
+    assert!(body.contains("hello from a hook"), "{body}");
+    let published = SocketAddr::from(([127, 0, 0, 1], host_port));
+    eventually("httpd on the published port", LONG, || {
+        http_get(published, "/index.html")
+    })
+    .await;
+    let hosts = fs::read_to_string(env.dir.path().join(&id).join("hosts")).expect("hosts");
+    assert!(hosts.contains(&format!("{ip}\t{id}")), "{hosts}");
+    // Re-adopted by a new runtime: its address is known without a network.json of its own.
+    env.restart_runtime();
+    let rt = env.rt();
+    rt.recover().await.expect("recover");
+    assert_eq!(rt.address(&id), Some(ip));
+
+    rt.stop(&id, Duration::from_millis(200))
+        .await
+        .expect("stop");
+    rt.remove(&id).await.expect("remove");
+    // Released by a new hook, as after an agent restart: the state on disk is enough.
+    let restarted = NetworkPrestart::new(NetworkHook::new(cfg, &base).expect("network hook"));
+    restarted.release(&id).await.expect("release");
+    restarted.release(&id).await.expect("release again");
+    assert!(
+        !net.netns.exists(),
+        "namespace {} left",
+        net.netns.display()
+    );
+    assert!(http_get(published, "/index.html").is_none());
+    assert!(
+        !lease_dir.join(ip.to_string()).exists(),
+        "lease of {ip} left"
+    );
+    let rules = command_output("iptables-save", &[]);
+    let left: Vec<&str> = rules
+        .lines()
+        .filter(|l| l.contains(&id) || l.contains(&format!("{ip}/")))
+        .collect();
+    assert!(left.is_empty(), "iptables rules left: {left:?}");
+    assert_no_residue(&env, &id, None).await;
+}
+
 // runc
 
 macro_rules! runc_test {
@@ -656,6 +743,7 @@ mod runc {
     runc_test!(start_failures_are_clear);
     runc_test!(memory_limit_is_enforced);
     runc_test!(published_port_answers_and_teardown_is_clean);
+    runc_test!(network_hook_prepares_what_the_container_joins);
     runc_test!(recovery_readopts_a_running_container);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

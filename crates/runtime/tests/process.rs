@@ -30,6 +30,7 @@ fn spec(id: &str, command: &[&str]) -> InstanceSpec {
         generation: 1,
         service: service(command),
         env: BTreeMap::new(),
+        prepared: Default::default(),
     }
 }
 

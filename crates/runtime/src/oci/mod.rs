@@ -1,11 +1,13 @@
 //! The `container` runtime: an OCI bundle per instance (root filesystem from an
 //! [`ImageProvider`], `config.json` from oci-spec) run by runc or crun, limits in the
-//! instance's cgroup, networking by the CNI plugins.
+//! instance's cgroup, networking in the namespace the agent's network hook prepared
+//! ([`crate::Prepared`]) or, used standalone, by the CNI plugins itself.
 //!
 //! Layout under the state dir: `<id>/` holds the bundle (`config.json`, `rootfs/`), the
-//! logs, `state.json` and `network.json`; `@<runtime>/` is the OCI runtime's `--root`
-//! (private, so agents and tests on one machine never see each other's containers);
-//! `@cni/` holds host-local's leases and the instances' network namespaces. The `@`
+//! logs, `state.json` (and `network.json` when the runtime does CNI itself); `@<runtime>/`
+//! is the OCI runtime's `--root` (private, so agents and tests on one machine never see
+//! each other's containers); `@cni/` holds host-local's leases and the instances' network
+//! namespaces (and, from the agent's network hook, `instances/<id>/network.json`). The `@`
 //! cannot start an instance id, so nothing collides.
 //!
 //! How a container is supervised: the agent spawns, in a session of its own, a tiny shell
@@ -88,7 +90,9 @@ pub struct OciOptions {
     pub runtime_binary: String,
     /// Instance groups go to `<hierarchy>/<cgroup_parent>/<id>` (e.g. `canopy/<node>`).
     pub cgroup_parent: String,
-    /// CNI networking; None gives each container a network namespace with only `lo`.
+    /// CNI networking done by the runtime itself (standalone use). The agent leaves it
+    /// None and hands each start a namespace from its network hook ([`crate::Prepared`]);
+    /// with neither, a container gets a network namespace with only `lo`.
     pub network: Option<CniConfig>,
     /// A log file larger than this is rotated to `<name>.1`.
     pub max_log_bytes: u64,
@@ -328,7 +332,9 @@ impl OciRuntime {
             return Err(invalid("image is required for a container".to_string()));
         }
         let ports = cni::port_mappings(&svc.ports);
-        if !ports.is_empty() && self.cni.is_none() {
+        // The node's network hook, when it ran, made the namespace (ports included).
+        let prepared = spec.prepared.network.as_ref();
+        if !ports.is_empty() && self.cni.is_none() && prepared.is_none() {
             return Err(invalid(
                 "it publishes host ports, but this node has no container network (CNI) configured"
                     .to_string(),
@@ -360,9 +366,10 @@ impl OciRuntime {
         };
         let image = self.images.prepare(svc, &rootfs, &progress).await?;
 
-        let net = match &self.cni {
-            Some(cni) => match cni.setup(id, &dir, ports).await {
-                Ok(n) => Some(n),
+        let net = match (&self.cni, prepared) {
+            (_, Some(p)) => Some((p.netns.clone(), p.ip)),
+            (Some(cni), None) => match cni.setup(id, &dir, ports).await {
+                Ok(n) => Some((n.netns, n.ip)),
                 Err(e) => {
                     if let Err(e2) = cni.teardown(id, &dir).await {
                         tracing::warn!(id, error = %e2, "network clean-up after a failed setup");
@@ -370,9 +377,10 @@ impl OciRuntime {
                     return Err(e.into());
                 }
             },
-            None => None,
+            (None, None) => None,
         };
-        let res = self.launch(spec, &dir, &image, net.as_ref()).await;
+        let net = net.as_ref().map(|(ns, ip)| (ns.as_path(), *ip));
+        let res = self.launch(spec, &dir, &image, net).await;
         if res.is_err() {
             if let Err(e) = self.cli.delete(id).await {
                 tracing::warn!(id, error = %e, "clean-up after a failed start");
@@ -392,13 +400,13 @@ impl OciRuntime {
         spec: &InstanceSpec,
         dir: &Path,
         image: &ImageConfig,
-        net: Option<&cni::NetworkState>,
+        net: Option<(&Path, Option<IpAddr>)>,
     ) -> Result<Started, RuntimeError> {
         let id = spec.id.as_str();
         let svc = &spec.service;
         let rootfs = dir.join(ROOTFS);
         let hostname: String = id.chars().take(63).collect();
-        let ip = net.and_then(|n| n.ip);
+        let ip = net.and_then(|(_, ip)| ip);
         let mut hosts =
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
         if let Some(ip) = ip {
@@ -424,7 +432,7 @@ impl OciRuntime {
             image,
             rootfs: &rootfs,
             cgroups_path: format!("/{parent}/{id}"),
-            netns: net.map(|n| n.netns.as_path()),
+            netns: net.map(|(ns, _)| ns),
             files: binds,
             limit_swap: self.cgroups.as_ref().is_some_and(Cgroups::swap_accounting),
         })?;
@@ -507,7 +515,11 @@ impl OciRuntime {
             cgroup.clone(),
             oom_base,
         );
-        persisted.container = Some(ContainerInfo { pid, start_time });
+        persisted.container = Some(ContainerInfo {
+            pid,
+            start_time,
+            address: ip,
+        });
         if let Err(e) = state::write_atomic(dir, &persisted) {
             // A container we cannot track must not keep running.
             let _ = self.cli.kill(id, "KILL").await;
@@ -581,7 +593,9 @@ impl OciRuntime {
                 exit: a.exit,
                 rotate_lock: a.rotate_lock,
                 task: a.task,
-                extra: cni::read_state(&dir).and_then(|n| n.ip),
+                extra: ci
+                    .address
+                    .or_else(|| cni::read_state(&dir).and_then(|n| n.ip)),
             },
         );
         tracing::info!(id, pid = ci.pid, running = a.running, "container recovered");
@@ -618,6 +632,7 @@ impl Runtime for OciRuntime {
         crate::Capabilities {
             ports: networked,
             networking: networked,
+            netns: true,
             stats: true,
             exec: false,
             logs: true,
