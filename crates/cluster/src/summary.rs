@@ -37,7 +37,10 @@ impl ClusterState {
                 let silent = now.at.saturating_duration_since(entry.last_seen);
                 pb::Member {
                     allocated: Some(view.allocated.into()),
-                    ready: view.ready,
+                    // Reachable as the failure detector judges it: a link that is being
+                    // re-made (an agent restarting) is not a lost node. The scheduler's view
+                    // also needs the link (`view.ready`) to send it work.
+                    ready: entry.ready,
                     instance_count: instance_counts
                         .get(view.name.as_str())
                         .copied()
