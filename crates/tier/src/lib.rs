@@ -8,6 +8,7 @@
 
 pub mod child;
 mod convert;
+pub mod outbox;
 pub mod parent;
 pub mod probe;
 pub mod session;
