@@ -398,7 +398,7 @@ fn a_refused_instance_says_why() {
     std::fs::write(
         &file,
         format!(
-            "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: ports}}\nspec:\n  services:\n    - name: web\n      runtime: container\n      image: 127.0.0.1:9/none:1\n      command: [/bin/sh, -c, 'sleep 3600; true', {marker}]\n      replicas: 2\n      resources: {{cpu: 10m, memory: 8Mi}}\n      ports: [{{name: http, port: 8080, hostPort: 18080}}]\n"
+            "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: ports}}\nspec:\n  services:\n    - name: web\n      runtime: process\n      command: [/bin/sh, -c, 'sleep 3600; true', {marker}]\n      replicas: 2\n      resources: {{cpu: 10m, memory: 8Mi}}\n      ports: [{{name: http, port: 8080, hostPort: 18080}}]\n"
         ),
     )
     .unwrap();
