@@ -20,7 +20,15 @@ fn require() {
         rustix::process::geteuid().is_root(),
         "containers: runc, CNI and overlay mounts need root (run the suite as root, as CI does)"
     );
-    for tool in ["runc", "docker-registry", "skopeo", "umoci", "jq"] {
+    for tool in [
+        "runc",
+        "docker-registry",
+        "skopeo",
+        "umoci",
+        "jq",
+        "iptables-save",
+        "unshare",
+    ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
