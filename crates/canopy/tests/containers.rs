@@ -20,7 +20,15 @@ fn require() {
         rustix::process::geteuid().is_root(),
         "containers: runc, CNI and overlay mounts need root (run the suite as root, as CI does)"
     );
-    for tool in ["runc", "docker-registry", "skopeo", "umoci", "jq"] {
+    for tool in [
+        "runc",
+        "docker-registry",
+        "skopeo",
+        "umoci",
+        "jq",
+        "iptables-save",
+        "unshare",
+    ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -79,10 +87,31 @@ impl Drop for Registry {
 }
 
 /// Whatever a failed run would leave: containers outlive their killed agent by design, and
-/// CNI never deletes its bridge. Removed on drop, pass or fail.
+/// CNI never deletes its bridge. Removed on drop, pass or fail: the containers, the iptables
+/// rules of the node's network, the mounts under its data directory (root filesystems,
+/// network namespaces), its cgroups and its bridge.
 struct Residue {
     runc_root: std::path::PathBuf,
+    node_dir: std::path::PathBuf,
+    /// The CNI network's name: its iptables rules carry it in their comments.
+    network: String,
     bridge: String,
+    /// The agent's cgroup parent (`canopy/<node>`), relative to a hierarchy's root.
+    cgroup: std::path::PathBuf,
+}
+
+impl Residue {
+    /// What node `name` with its state in `node_dir` and containers on `subnet` may leave.
+    fn new(node_dir: &Path, name: &str, subnet: &str) -> Residue {
+        let config = canopy_runtime::CniConfig::new(format!("canopy-{name}"), subnet);
+        Residue {
+            runc_root: node_dir.join("containers/@runc"),
+            node_dir: node_dir.to_path_buf(),
+            bridge: config.bridge_name(),
+            network: config.name,
+            cgroup: Path::new("canopy").join(name),
+        }
+    }
 }
 
 impl Drop for Residue {
@@ -99,10 +128,64 @@ impl Drop for Residue {
                 let _ = runc(&["delete", "--force", id]);
             }
         }
+        // Every rule naming this network goes, then the per-instance chains they jumped to.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#"for t in nat filter; do
+                     rules=$(iptables -w -t "$t" -S | grep -F -- "$0" | grep '^-A ')
+                     chains=$(printf '%s\n' "$rules" | sed -n 's/.* -j \(CNI-[A-Za-z0-9-]*\).*/\1/p' | sort -u)
+                     printf '%s\n' "$rules" | while IFS= read -r rule; do
+                       [ -n "$rule" ] && eval "iptables -w -t $t -D ${rule#-A }"
+                     done
+                     for c in $chains; do
+                       case "$c" in CNI-HOSTPORT-*|CNI-FORWARD|CNI-ADMIN) continue;; esac
+                       iptables -w -t "$t" -F "$c"; iptables -w -t "$t" -X "$c"
+                     done
+                   done 2>/dev/null"#,
+            )
+            .arg(&self.network)
+            .output();
+        let mut mounts = mounts_under(&self.node_dir);
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in mounts {
+            let _ = Command::new("umount").args(["-l", &mount]).output();
+        }
+        // cgroup v2, or each v1 hierarchy.
+        let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|h| h.path())
+            .chain([Path::new("/sys/fs/cgroup").to_path_buf()]);
+        for hierarchy in hierarchies {
+            let parent = hierarchy.join(&self.cgroup);
+            if let Ok(groups) = std::fs::read_dir(&parent) {
+                for group in groups.flatten().filter(|g| g.path().is_dir()) {
+                    let _ = std::fs::remove_dir(group.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&parent);
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
     }
+}
+
+/// A /24 in 10.90.0.0/16 no route uses yet: a bridge left by an earlier, failed run must
+/// not shadow it.
+fn free_subnet() -> String {
+    let routes = Command::new("ip")
+        .args(["-4", "route"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    (0..250)
+        .map(|i| (std::process::id() + i) % 250 + 1)
+        .map(|x| format!("10.90.{x}.0/24"))
+        .find(|s| !routes.contains(&s[..s.len() - 3]))
+        .expect("a free /24 in 10.90.0.0/16")
 }
 
 fn free_port() -> u16 {
@@ -143,23 +226,9 @@ fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind(
     let root = start_root(dir.path());
     let cluster = start_cluster(dir.path(), &root, "c0", &[]);
     let node_dir = dir.path().join("node");
-    // A subnet no route uses yet: a bridge left by an earlier, failed run must not shadow it.
-    let routes = Command::new("ip")
-        .args(["-4", "route"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let subnet = (0..250)
-        .map(|i| (std::process::id() + i) % 250 + 1)
-        .map(|x| format!("10.90.{x}.0/24"))
-        .find(|s| !routes.contains(&s[..s.len() - 3]))
-        .expect("a free /24 in 10.90.0.0/16");
+    let subnet = free_subnet();
     let node_name = format!("ctr-{}", std::process::id());
-    let _residue = Residue {
-        runc_root: dir.path().join("node/containers/@runc"),
-        bridge: canopy_runtime::CniConfig::new(format!("canopy-{node_name}"), subnet.clone())
-            .bridge_name(),
-    };
+    let _residue = Residue::new(&node_dir, &node_name, &subnet);
     let _node = Daemon::start(
         &strings(&[
             "node",
@@ -281,5 +350,327 @@ spec:
         let mounts = mounts_under(&node_dir);
         let published = http_get(host_port).is_some();
         (containers.is_empty() && mounts.is_empty() && !published).then_some(())
+    });
+}
+
+/// busybox httpd as service `web/httpd`, published on `host_port`, restarted when it dies.
+fn apply_httpd(server: &str, dir: &Path, registry: &Registry, host_port: u16) {
+    let descriptor = format!(
+        r#"apiVersion: canopy.dev/v1
+kind: Application
+metadata: {{name: web}}
+spec:
+  services:
+    - name: httpd
+      runtime: container
+      image: 127.0.0.1:{registry}/busybox:latest
+      command: [sh, -c, "mkdir -p /www && echo hello from canopy > /www/index.html && exec httpd -f -p 8080 -h /www"]
+      ports: [{{port: 8080, hostPort: {host_port}}}]
+      restartPolicy: always
+      resources: {{cpu: 100m, memory: 64Mi}}
+"#,
+        registry = registry.port
+    );
+    let file = dir.join("web.yaml");
+    std::fs::write(&file, descriptor).unwrap();
+    canopy_ok(server, &["apply", "-f", file.to_str().unwrap()]);
+}
+
+/// Waits until a Ready node at `server` offers the container runtime.
+fn wait_for_containers(server: &str) {
+    eventually(SETTLE, "a node offering containers", || {
+        canopy_json(server, &["get", "nodes"])
+            .iter()
+            .any(|n| {
+                n["state"] == "Ready"
+                    && n["runtimes"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|r| r == "container"))
+            })
+            .then_some(())
+    });
+}
+
+/// When live process `pid` started (clock ticks since boot): with the pid, it names one
+/// process, never a later one that reused the pid.
+fn start_time(pid: u64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    let state = after_name.split_whitespace().next()?;
+    if state == "Z" {
+        return None;
+    }
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The httpd container as the API reports it, once it runs and answers on `host_port`:
+/// (id, pid of the container's init, restarts, when that process started).
+fn serving(server: &str, host_port: u16) -> (String, u64, u64, u64) {
+    eventually(SETTLE, "httpd running and answering", || {
+        let instance = canopy_json(server, &["get", "instances"])
+            .into_iter()
+            .find(|i| i["service"] == "httpd" && i["state"] == "Running")?;
+        let id = instance["id"].as_str()?.to_string();
+        let pid = instance["pid"]
+            .as_u64()
+            .filter(|pid| support::runs_instance(*pid, &id))?;
+        http_get(host_port).filter(|a| a.contains("hello from canopy"))?;
+        Some((id, pid, instance["restarts"].as_u64()?, start_time(pid)?))
+    })
+}
+
+fn is_lost(instance: &Value) -> bool {
+    instance["state"] == "Lost"
+        || instance["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["state"] == "Lost"))
+}
+
+/// SIGTERM stops `canopy up` and leaves its container running (still serving on its host
+/// port); the next `canopy up` on the same data directory re-adopts it: the same process,
+/// no restart counted, and supervised (killed, it is restarted by its policy).
+#[test]
+fn a_gracefully_stopped_up_leaves_its_container_and_the_next_readopts_it() {
+    require();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let subnet = free_subnet();
+    // `canopy up` names its node after the host: a UTS namespace of its own gives it a name
+    // (and so a bridge, network and cgroup) no other test on this machine shares.
+    let name = format!("up-{}", std::process::id());
+    let _residue = Residue::new(&data.join("node"), &name, &subnet);
+    let up = || {
+        let mut args = strings(&[
+            "--uts",
+            "sh",
+            "-c",
+            r#"echo "$0" > /proc/sys/kernel/hostname && exec "$@""#,
+            &name,
+            support::CANOPY,
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            &data.display().to_string(),
+            "--insecure-registry",
+            &format!("127.0.0.1:{}", registry.port),
+            "--container-subnet",
+            &subnet,
+        ]);
+        args.extend(support::fast_timing());
+        Daemon::start_program("unshare", &args, true)
+    };
+    let mut daemon = up();
+    wait_for_containers(&daemon.url);
+    let host_port = free_port();
+    apply_httpd(&daemon.url, dir.path(), &registry, host_port);
+    let before = serving(&daemon.url, host_port);
+    let (id, pid, restarts, started) = before.clone();
+
+    let status = daemon.terminate(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "canopy up exited with {status} on SIGTERM"
+    );
+    support::holds_for(
+        Duration::from_secs(1),
+        "the container running and serving without canopy up",
+        || start_time(pid) == Some(started) && http_get(host_port).is_some(),
+    );
+
+    let daemon = up();
+    wait_for_containers(&daemon.url);
+    // A few heartbeats of the new agent: had it restarted the container, it would show.
+    support::holds_for(
+        Duration::from_secs(2),
+        "the same container, never restarted, serving",
+        || {
+            start_time(pid) == Some(started)
+                && http_get(host_port).is_some_and(|a| a.contains("hello from canopy"))
+        },
+    );
+    assert_eq!(
+        serving(&daemon.url, host_port),
+        before,
+        "the same container process, no restart counted"
+    );
+
+    // Adopted for real: the new agent supervises it (killed, it is restarted by policy).
+    let victim = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(victim, rustix::process::Signal::KILL).unwrap();
+    eventually(SETTLE, "the adopted container restarted", || {
+        let (new_id, new_pid, new_restarts, _) = serving(&daemon.url, host_port);
+        (new_id == id && new_pid != pid && new_restarts == restarts + 1).then_some(())
+    });
+    assert_ne!(start_time(pid), Some(started), "the killed process is gone");
+}
+
+/// SIGKILL of a `canopy node` agent leaves its container running; an agent restarted well
+/// within the cluster's deadline re-adopts it (same process, never Lost, no restart), and
+/// scaling the service to 0 then stops it and leaves no container, process, mount, network
+/// namespace, address lease, iptables rule or cgroup behind.
+#[test]
+fn a_container_outlives_its_killed_agent_and_once_readopted_its_revoke_leaves_nothing() {
+    require();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = start_root(dir.path());
+    let cluster = start_cluster(dir.path(), &root, "c0", &[]);
+    let node_dir = dir.path().join("node");
+    let subnet = free_subnet();
+    let node_name = format!("adopt-{}", std::process::id());
+    let _residue = Residue::new(&node_dir, &node_name, &subnet);
+    let mut node = Daemon::start(
+        &strings(&[
+            "node",
+            "--cluster",
+            &cluster.url,
+            "--data",
+            &node_dir.display().to_string(),
+            "--name",
+            &node_name,
+            "--insecure-registry",
+            &format!("127.0.0.1:{}", registry.port),
+            "--container-subnet",
+            &subnet,
+        ]),
+        false,
+    );
+    wait_for_containers(&root.url);
+    let host_port = free_port();
+    apply_httpd(&root.url, dir.path(), &registry, host_port);
+    let before = serving(&root.url, host_port);
+    let (id, pid, _, started) = before.clone();
+
+    // What the container has while it runs, each checked gone after the revoke.
+    let network = format!("canopy-{node_name}");
+    let netns = node_dir.join("containers/@cni/netns").join(&id);
+    let network_state = node_dir.join("containers/@cni/instances").join(&id);
+    let leases = node_dir.join("containers/@cni/ipam").join(&network);
+    // The container's own cgroup, where the kernel says it runs (v2, or v1's memory).
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| match l.splitn(3, ':').collect::<Vec<_>>()[..] {
+            ["0", "", path] => Some(Path::new("/sys/fs/cgroup").join(&path[1..])),
+            [_, "memory", path] => Some(Path::new("/sys/fs/cgroup/memory").join(&path[1..])),
+            _ => None,
+        })
+        .find(|p| p.ends_with(&id))
+        .unwrap_or_default();
+    let iptables = || {
+        let out = Command::new("iptables-save").output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&id) || l.contains(&format!("dport {host_port}")))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let leased = || {
+        std::fs::read_dir(&leases)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .parse::<std::net::IpAddr>()
+                    .is_ok()
+            })
+            .count()
+    };
+    let had = (
+        mounts_under(&netns).len(),
+        network_state.exists(),
+        leased(),
+        cgroup.is_dir(),
+        !iptables().is_empty(),
+    );
+    assert_eq!(
+        had,
+        (1, true, 1, true, true),
+        "the running container's netns mount, network state, lease, cgroup and iptables rules"
+    );
+
+    let killed = std::time::Instant::now();
+    node.restart();
+    let restarted_in = killed.elapsed();
+    assert!(
+        restarted_in < support::DEADLINE / 2,
+        "the agent took {restarted_in:?} to restart: the test needs it well within the deadline"
+    );
+    support::holds_for(
+        (support::DEADLINE * 2).saturating_sub(killed.elapsed()),
+        "the node Ready and the same container running, never Lost",
+        || {
+            let ready = canopy_json(&root.url, &["get", "nodes"])
+                .iter()
+                .any(|n| n["name"] == node_name.as_str() && n["state"] == "Ready");
+            let instances = canopy_json(&root.url, &["get", "instances"]);
+            ready
+                && instances.len() == 1
+                && instances
+                    .iter()
+                    .all(|i| i["id"] == id.as_str() && i["state"] == "Running" && !is_lost(i))
+                && start_time(pid) == Some(started)
+        },
+    );
+    assert_eq!(
+        serving(&root.url, host_port),
+        before,
+        "the same container process after the agent restarted, no restart counted"
+    );
+
+    // The re-adopted agent revokes it: it stops and its every trace goes.
+    canopy_ok(&root.url, &["scale", "web/httpd", "--replicas", "0"]);
+    eventually(SETTLE, "the instance gone", || {
+        canopy_json(&root.url, &["get", "instances"])
+            .is_empty()
+            .then_some(())
+    });
+    let runc_root = node_dir.join("containers/@runc");
+    // (container process alive, runc's containers, mounts under the node's directory, its
+    // netns or network state, address leases, its cgroup, iptables rules, the host port)
+    let nothing = (
+        false,
+        String::new(),
+        Vec::new(),
+        false,
+        0,
+        false,
+        Vec::new(),
+        false,
+    );
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let runc = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["list", "-q"])
+            .output()
+            .expect("runc runs");
+        let left = (
+            start_time(pid).is_some(),
+            String::from_utf8_lossy(&runc.stdout).trim().to_string(),
+            mounts_under(&node_dir),
+            netns.exists() || network_state.exists(),
+            leased(),
+            cgroup.is_dir(),
+            iptables(),
+            http_get(host_port).is_some(),
+        );
+        if left == nothing {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind {SETTLE:?} after the revoke: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still nothing once the node has had a few heartbeats to change its mind.
+    support::holds_for(Duration::from_secs(1), "no container again", || {
+        canopy_json(&root.url, &["get", "instances"]).is_empty() && http_get(host_port).is_none()
     });
 }
