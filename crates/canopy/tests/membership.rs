@@ -1,0 +1,171 @@
+//! The membership debounce end to end: 300 hollow nodes (`canopy sim`) join a real `canopy
+//! cluster` at once, and the root hears of them in a handful of membership reports, the
+//! last of which leaves every node listed. The root runs in this process over a redb store
+//! whose watch counts the reports: each one is a single write of `/clusters/NAME`.
+
+mod support;
+
+use canopy_model::{MemberState, NodeInfo};
+use canopy_root::{Root, Timing};
+use canopy_store::{RedbStore, Store, StoreExt, WatchEvent};
+use futures::StreamExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{Daemon, eventually, fast_timing, holds_for, strings};
+
+const NODES: usize = 300;
+/// Far fewer than one report per join.
+const MOST_REPORTS: usize = 20;
+
+struct InProcessRoot {
+    url: String,
+    store: Arc<RedbStore>,
+    /// When each write of `/clusters/c0` (one per membership report, the hello's included)
+    /// was seen.
+    reports: Arc<Mutex<Vec<Instant>>>,
+    runtime: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl InProcessRoot {
+    fn start(dir: &std::path::Path) -> InProcessRoot {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Arc::new(RedbStore::open(dir.join("root.redb")).unwrap());
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let url = runtime.block_on(async {
+            let mut watch = store.watch("/clusters/", 0).await.unwrap();
+            let seen = reports.clone();
+            tokio::spawn(async move {
+                while let Some(event) = watch.next().await {
+                    if let Ok(WatchEvent::Put { entry }) = event
+                        && entry.key == "/clusters/c0"
+                    {
+                        seen.lock().unwrap().push(Instant::now());
+                    }
+                }
+            });
+            let root = Root::open(store.clone() as Arc<dyn Store>, Timing::default())
+                .await
+                .unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move {
+                root.serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+            url
+        });
+        InProcessRoot {
+            url,
+            store,
+            reports,
+            runtime,
+            stop: Some(stop),
+        }
+    }
+
+    fn nodes(&self) -> Vec<NodeInfo> {
+        self.runtime.block_on(async {
+            let (nodes, _) = self
+                .store
+                .list_json::<NodeInfo>("/nodes/c0/")
+                .await
+                .unwrap();
+            nodes.into_iter().map(|(_, n, _)| n).collect()
+        })
+    }
+
+    fn reports(&self) -> Vec<Instant> {
+        self.reports.lock().unwrap().clone()
+    }
+}
+
+impl Drop for InProcessRoot {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[test]
+fn three_hundred_joins_make_a_handful_of_membership_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = InProcessRoot::start(dir.path());
+    let mut args = strings(&[
+        "cluster",
+        "--root",
+        &root.url,
+        "--data",
+        &dir.path().join("c0").display().to_string(),
+        "--name",
+        "c0",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    args.extend(fast_timing());
+    let cluster = Daemon::start(&args, true);
+    eventually(
+        Duration::from_secs(30),
+        "the cluster's hello at the root",
+        || (!root.reports().is_empty()).then_some(()),
+    );
+    let before = root.reports().len();
+
+    let _sim = Daemon::start(
+        &strings(&[
+            "sim",
+            "--cluster",
+            &cluster.url,
+            "--nodes",
+            &NODES.to_string(),
+            "--data",
+            &dir.path().join("hollow").display().to_string(),
+        ]),
+        false,
+    );
+    let started = Instant::now();
+    eventually(
+        Duration::from_secs(60),
+        "300 ready nodes at the root",
+        || {
+            let nodes = root.nodes();
+            (nodes.len() == NODES && nodes.iter().all(|n| n.state == MemberState::Ready))
+                .then_some(())
+        },
+    );
+    let joined_in = started.elapsed();
+    // Complete, and it stays so: no node is lost or left out by a later report.
+    holds_for(Duration::from_secs(1), "all 300 nodes listed", || {
+        root.nodes().len() == NODES
+    });
+    let reports = root.reports();
+    let during = reports.len() - before;
+    println!("{NODES} joins in {joined_in:?} made {during} membership reports");
+    assert!(during >= 1, "the root heard of no join");
+    // One report per debounce period while nodes join, a couple more for the periodic
+    // comparison (every 2 s) and the last joins; never more than MOST_REPORTS.
+    let allowed = (joined_in.as_millis() / 250 + 3).min(MOST_REPORTS as u128) as usize;
+    assert!(
+        during <= allowed,
+        "{NODES} joins in {joined_in:?} made {during} membership reports (at most {allowed} expected)"
+    );
+    // Reports triggered by joins are at least the debounce apart (the hello aside); allow
+    // scheduling slack.
+    let gaps: Vec<Duration> = reports[before..]
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]))
+        .collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(150)),
+        "reports closer than the 250 ms debounce: {gaps:?}"
+    );
+}
