@@ -229,22 +229,14 @@ fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind(
     let subnet = free_subnet();
     let node_name = format!("ctr-{}", std::process::id());
     let _residue = Residue::new(&node_dir, &node_name, &subnet);
-    let _node = Daemon::start(
-        &strings(&[
-            "node",
-            "--cluster",
-            &cluster.url,
-            "--data",
-            &node_dir.display().to_string(),
-            "--name",
-            &node_name,
-            "--insecure-registry",
-            &format!("127.0.0.1:{}", registry.port),
-            "--container-subnet",
-            &subnet,
-        ]),
-        false,
-    );
+    let registry_address = format!("127.0.0.1:{}", registry.port);
+    let extra = [
+        "--insecure-registry",
+        &registry_address,
+        "--container-subnet",
+        &subnet,
+    ];
+    let _node = support::start_node(&node_dir, &cluster, &node_name, &extra);
     eventually(SETTLE, "the node offers containers", || {
         let nodes = canopy_json(&root.url, &["get", "nodes"]);
         nodes
@@ -521,22 +513,14 @@ fn a_container_outlives_its_killed_agent_and_once_readopted_its_revoke_leaves_no
     let subnet = free_subnet();
     let node_name = format!("adopt-{}", std::process::id());
     let _residue = Residue::new(&node_dir, &node_name, &subnet);
-    let mut node = Daemon::start(
-        &strings(&[
-            "node",
-            "--cluster",
-            &cluster.url,
-            "--data",
-            &node_dir.display().to_string(),
-            "--name",
-            &node_name,
-            "--insecure-registry",
-            &format!("127.0.0.1:{}", registry.port),
-            "--container-subnet",
-            &subnet,
-        ]),
-        false,
-    );
+    let registry_address = format!("127.0.0.1:{}", registry.port);
+    let extra = [
+        "--insecure-registry",
+        &registry_address,
+        "--container-subnet",
+        &subnet,
+    ];
+    let mut node = support::start_node(&node_dir, &cluster, &node_name, &extra);
     wait_for_containers(&root.url);
     let host_port = free_port();
     apply_httpd(&root.url, dir.path(), &registry, host_port);

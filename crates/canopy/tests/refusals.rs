@@ -7,7 +7,6 @@ use serde_json::Value;
 use std::time::Duration;
 use support::{
     Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, holds_for, start_cluster, start_root,
-    strings,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -17,20 +16,12 @@ const SETTLE: Duration = Duration::from_secs(30);
 const COOLDOWN: Duration = Duration::from_secs(5);
 
 fn node(dir: &std::path::Path, cluster: &Daemon, name: &str, cpu: &str, memory: &str) -> Daemon {
-    let args = strings(&[
-        "node",
-        "--cluster",
-        &cluster.url,
-        "--data",
-        &dir.join(name).display().to_string(),
-        "--name",
+    support::start_node(
+        &dir.join(name),
+        cluster,
         name,
-        "--cpu",
-        cpu,
-        "--memory",
-        memory,
-    ]);
-    Daemon::start(&args, false)
+        &["--cpu", cpu, "--memory", memory],
+    )
 }
 
 fn instances(server: &str) -> Vec<Value> {

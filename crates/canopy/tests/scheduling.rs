@@ -14,22 +14,8 @@ const MUNICH: &str = "48.14,11.58";
 const BERLIN: &str = "52.52,13.40";
 
 fn node(dir: &std::path::Path, cluster: &Daemon, name: &str, location: &str) -> Daemon {
-    let args = strings(&[
-        "node",
-        "--cluster",
-        &cluster.url,
-        "--data",
-        &dir.join(name).display().to_string(),
-        "--name",
-        name,
-        "--cpu",
-        "1000",
-        "--memory",
-        "1024",
-        "--location",
-        location,
-    ]);
-    Daemon::start(&args, false)
+    let extra = ["--cpu", "1000", "--memory", "1024", "--location", location];
+    support::start_node(&dir.join(name), cluster, name, &extra)
 }
 
 fn apply(server: &str, dir: &std::path::Path, yaml: &str) {

@@ -178,6 +178,22 @@ pub fn start_cluster(dir: &Path, root: &Daemon, name: &str, extra: &[&str]) -> D
     Daemon::start(&args, true)
 }
 
+/// `canopy node NAME` linked to `cluster`, its state in `data`, plus `extra` flags.
+#[allow(dead_code)]
+pub fn start_node(data: &Path, cluster: &Daemon, name: &str, extra: &[&str]) -> Daemon {
+    let mut args = strings(&[
+        "node",
+        "--cluster",
+        &cluster.url,
+        "--data",
+        &data.display().to_string(),
+        "--name",
+        name,
+    ]);
+    args.extend(strings(extra));
+    Daemon::start(&args, false)
+}
+
 /// The `canopy` client against `server`.
 pub fn canopy(server: &str, args: &[&str]) -> Output {
     Command::new(CANOPY)
