@@ -1,10 +1,11 @@
 //! The container runtime against real runc (and crun, where it can run here), real CNI
-//! plugins and a real busybox root filesystem: no mocks. Needs root, runc,
-//! containernetworking-plugins, busybox-static, iproute2 and iptables; each test says why
-//! when it skips.
+//! plugins and a real image: a busybox image pushed to a local docker-registry and pulled
+//! through canopy-image's store, which makes each root filesystem an overlay mount (checked
+//! by every test). No mocks. Needs root, runc, containernetworking-plugins, busybox-static,
+//! docker-registry, umoci, skopeo, iproute2 and iptables; each test says why when it skips.
 //!
-//! Every test uses its own ids, state dir, bridge, subnet and cgroup parent, so they run in
-//! parallel; a guard removes what a failed test leaves behind.
+//! Every test uses its own ids, state dir, registry, image store, bridge, subnet and cgroup
+//! parent, so they run in parallel; a guard removes what a failed test leaves behind.
 
 use async_trait::async_trait;
 use canopy_model::ServiceSpec;
@@ -16,7 +17,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -25,88 +25,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const LONG: Duration = Duration::from_secs(60);
-const BUSYBOX: &str = "/bin/busybox";
 
-/// A real root filesystem: static busybox in /bin with a link per applet, a minimal
-/// /etc/passwd, and the files a test asks for. What the node's registry-backed provider
-/// does with image layers, this does from the host's busybox-static.
-struct BusyboxRootfs {
-    files: Vec<(String, String)>,
-    config: ImageConfig,
-}
-
-impl BusyboxRootfs {
-    fn new() -> Self {
-        BusyboxRootfs {
-            files: Vec::new(),
-            config: ImageConfig {
-                cmd: vec!["sh".to_string()],
-                env: vec!["PATH=/bin".to_string()],
-                ..ImageConfig::default()
-            },
-        }
-    }
-
-    fn with_file(mut self, path: &str, content: &str) -> Self {
-        self.files.push((path.to_string(), content.to_string()));
-        self
-    }
-}
-
-#[async_trait]
-impl ImageProvider for BusyboxRootfs {
-    async fn prepare(
-        &self,
-        spec: &ServiceSpec,
-        rootfs: &Path,
-        progress: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<ImageConfig, RuntimeError> {
-        let image = spec.image.clone().unwrap_or_default();
-        let fail = |reason: String| RuntimeError::Image {
-            image: image.clone(),
-            reason,
-        };
-        progress(format!("building {image} from {BUSYBOX}"));
-        let bin = rootfs.join("bin");
-        fs::create_dir_all(&bin).map_err(|e| fail(e.to_string()))?;
-        fs::copy(BUSYBOX, bin.join("busybox")).map_err(|e| fail(format!("{BUSYBOX}: {e}")))?;
-        let list = Command::new(BUSYBOX)
-            .arg("--list")
-            .output()
-            .map_err(|e| fail(e.to_string()))?;
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" && !applet.is_empty() {
-                symlink("busybox", bin.join(applet)).map_err(|e| fail(e.to_string()))?;
-            }
-        }
-        for d in ["etc", "tmp", "proc", "sys", "dev"] {
-            fs::create_dir_all(rootfs.join(d)).map_err(|e| fail(e.to_string()))?;
-        }
-        fs::write(
-            rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-        )
-        .map_err(|e| fail(e.to_string()))?;
-        for (path, content) in &self.files {
-            let p = rootfs.join(path.trim_start_matches('/'));
-            if let Some(parent) = p.parent() {
-                fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
-            }
-            fs::write(&p, content).map_err(|e| fail(e.to_string()))?;
-        }
-        Ok(self.config.clone())
-    }
-
-    async fn release(&self, rootfs: &Path) -> Result<(), RuntimeError> {
-        match fs::remove_dir_all(rootfs) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::Image {
-                image: "busybox".to_string(),
-                reason: e.to_string(),
-            }),
-            _ => Ok(()),
-        }
-    }
-}
+#[path = "support/images.rs"]
+mod images;
+use images::{Registry, RegistryImages};
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -117,8 +39,8 @@ fn missing_prerequisite(binary: &str) -> Option<String> {
     if !is_root() {
         return Some("needs root".to_string());
     }
-    if !Path::new(BUSYBOX).is_file() {
-        return Some(format!("{BUSYBOX} missing: apt-get install busybox-static"));
+    if let Some(why) = images::missing_tool() {
+        return Some(why);
     }
     let found = std::env::var("PATH")
         .unwrap_or_default()
@@ -170,12 +92,17 @@ struct Env {
     dir: tempfile::TempDir,
     binary: String,
     opts: OciOptions,
-    images: Arc<BusyboxRootfs>,
+    images: Arc<RegistryImages>,
     ids: Vec<String>,
+    /// Dropped after the containers and mounts (fields drop in order, after `drop`).
+    _registry: Registry,
 }
 
 impl Env {
-    fn new(binary: &str, name: &str, network: bool, images: BusyboxRootfs) -> Env {
+    /// A runtime whose images come from a registry of its own, through the real store.
+    fn new(binary: &str, name: &str, network: bool) -> Env {
+        let registry = Registry::start();
+        let images = RegistryImages::new(&registry);
         let dir = tempfile::tempdir().expect("tempdir");
         let tag = unique(name);
         let opts = OciOptions {
@@ -194,6 +121,7 @@ impl Env {
             opts,
             images,
             ids: Vec::new(),
+            _registry: registry,
         }
     }
 
@@ -367,6 +295,34 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// The container's root filesystem is the image store's overlay of the pulled image: the
+/// bundle's `rootfs` is an overlay mount on the host and, while `pid` runs, the container's
+/// own `/` is that overlay.
+fn assert_overlay_root(env: &Env, id: &str, pid: Option<u32>) {
+    let rootfs = env.dir.path().join(id).join("rootfs");
+    let host = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mount = images::mount_at(&host, &rootfs.display().to_string());
+    let Some((fstype, options)) = mount else {
+        panic!("{} is not a mount point: {host}", rootfs.display());
+    };
+    assert_eq!(
+        fstype,
+        "overlay",
+        "{} is not an overlay mount",
+        rootfs.display()
+    );
+    assert!(options.contains("lowerdir="), "{options}");
+    if let Some(pid) = pid {
+        let inside =
+            fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("container mountinfo");
+        assert_eq!(
+            images::mount_at(&inside, "/"),
+            Some(("overlay".to_string(), options)),
+            "the container's / is not the image's overlay: {inside}"
+        );
+    }
+}
+
 /// Checks that nothing of `id` is left on the machine.
 async fn assert_no_residue(env: &Env, id: &str, ip: Option<IpAddr>) {
     let root = env.runtime_root();
@@ -425,7 +381,7 @@ async fn assert_no_residue(env: &Env, id: &str, ip: Option<IpAddr>) {
 // The suite, run once per OCI runtime binary.
 
 async fn exit_codes_and_logs(binary: &str) {
-    let mut env = Env::new(binary, "exit", false, BusyboxRootfs::new());
+    let mut env = Env::new(binary, "exit", false);
     let id = env.id("exit3");
     let rt = env.rt();
     let started = rt
@@ -443,6 +399,7 @@ async fn exit_codes_and_logs(binary: &str) {
         .await
         .expect("start");
     assert!(started.pid.is_some());
+    assert_overlay_root(&env, &id, None);
     let exit = wait(rt, &id).await;
     assert_eq!(exit.code, Some(3), "{exit:?}");
     assert!(!exit.oom_killed);
@@ -458,6 +415,7 @@ async fn exit_codes_and_logs(binary: &str) {
     ))
     .await
     .expect("restart");
+    assert_overlay_root(&env, &id, None);
     let exit = wait(rt, &id).await;
     assert!(exit.success(), "{exit:?}");
     assert!(rt.logs(&id, 1).await.expect("logs").contains("hello"));
@@ -466,7 +424,7 @@ async fn exit_codes_and_logs(binary: &str) {
 }
 
 async fn start_failures_are_clear(binary: &str) {
-    let mut env = Env::new(binary, "fail", false, BusyboxRootfs::new());
+    let mut env = Env::new(binary, "fail", false);
     let id = env.id("nope");
     let rt = env.rt();
     let err = rt
@@ -481,6 +439,8 @@ async fn start_failures_are_clear(binary: &str) {
         text.contains("no-such-program") && text.contains(binary),
         "{text}"
     );
+    // It failed in the real image's overlay root, which stays until `remove`.
+    assert_overlay_root(&env, &id, None);
     // Not a container service: refused before anything runs.
     let mut svc = service(&["true"], serde_json::json!({}));
     svc.image = None;
@@ -491,7 +451,7 @@ async fn start_failures_are_clear(binary: &str) {
 }
 
 async fn memory_limit_is_enforced(binary: &str) {
-    let mut env = Env::new(binary, "oom", false, BusyboxRootfs::new());
+    let mut env = Env::new(binary, "oom", false);
     let id = env.id("oom");
     let rt = env.rt();
     // Command substitution makes the shell hold all 200 MB in memory; the limit is 32 MiB.
@@ -508,6 +468,7 @@ async fn memory_limit_is_enforced(binary: &str) {
     ))
     .await
     .expect("start");
+    assert_overlay_root(&env, &id, None);
     let exit = wait(rt, &id).await;
     assert!(exit.oom_killed, "{exit:?}");
     assert!(exit.reason.starts_with("out of memory"), "{exit:?}");
@@ -517,8 +478,7 @@ async fn memory_limit_is_enforced(binary: &str) {
 }
 
 async fn published_port_answers_and_teardown_is_clean(binary: &str) {
-    let images = BusyboxRootfs::new().with_file("/www/index.html", "hello from canopy\n");
-    let mut env = Env::new(binary, "http", true, images);
+    let mut env = Env::new(binary, "http", true);
     let id = env.id("web");
     let host_port = free_port();
     let rt = env.rt();
@@ -528,6 +488,7 @@ async fn published_port_answers_and_teardown_is_clean(binary: &str) {
             service(
                 &["httpd", "-f", "-p", "8080", "-h", "/www"],
                 serde_json::json!({
+                    "image": "web:canopy",
                     "ports": [{"port": 8080, "hostPort": host_port}],
                     "resources": {"cpu": "250m", "memory": "64Mi"},
                 }),
@@ -536,6 +497,7 @@ async fn published_port_answers_and_teardown_is_clean(binary: &str) {
         .await
         .expect("start");
     let pid = started.pid.expect("pid");
+    assert_overlay_root(&env, &id, Some(pid));
     let ip = rt.address(&id).expect("container address");
     let direct = SocketAddr::new(ip, 8080);
     let body = eventually("httpd on the container address", LONG, || {
@@ -570,7 +532,7 @@ async fn published_port_answers_and_teardown_is_clean(binary: &str) {
 }
 
 async fn recovery_readopts_a_running_container(binary: &str) {
-    let mut env = Env::new(binary, "recover", true, BusyboxRootfs::new());
+    let mut env = Env::new(binary, "recover", true);
     let id = env.id("sleeper");
     let ended = env.id("ended");
     let pid = env
@@ -592,6 +554,8 @@ async fn recovery_readopts_a_running_container(binary: &str) {
         .expect("start");
     let ip = env.rt().address(&id);
     assert!(ip.is_some());
+    assert_overlay_root(&env, &id, Some(pid));
+    assert_overlay_root(&env, &ended, None);
 
     // The agent "dies" while `ended` is still running or just finishing.
     env.restart_runtime();
@@ -601,6 +565,7 @@ async fn recovery_readopts_a_running_container(binary: &str) {
     let mine = recovered.iter().find(|r| r.id == id).expect("recovered");
     assert_eq!(mine.pid, Some(pid));
     assert!(mine.running);
+    assert_overlay_root(&env, &id, Some(pid));
     assert_eq!(rt.address(&id), ip);
     let other = wait(rt, &ended).await;
     assert_eq!(other.code, Some(7), "{other:?}");
@@ -619,7 +584,7 @@ async fn recovery_readopts_a_running_container(binary: &str) {
 
 /// Time from `start()` to the container's process running, median of five.
 async fn start_latency(binary: &str) -> Duration {
-    let mut env = Env::new(binary, "latency", false, BusyboxRootfs::new());
+    let mut env = Env::new(binary, "latency", false);
     let mut times = Vec::new();
     for i in 0..5 {
         let id = env.id(&format!("lat{i}"));
@@ -629,6 +594,7 @@ async fn start_latency(binary: &str) -> Duration {
             .await
             .expect("start");
         times.push(t0.elapsed());
+        assert_overlay_root(&env, &id, None);
         wait(rt, &id).await;
         rt.remove(&id).await.expect("remove");
     }
@@ -649,8 +615,7 @@ impl Drop for Bridge {
 /// The agent's path: the runtime does no CNI itself and joins the namespace the network
 /// hook prepared; releasing the hook after `remove` leaves no namespace, lease or rule.
 async fn network_hook_prepares_what_the_container_joins(binary: &str) {
-    let images = BusyboxRootfs::new().with_file("/www/index.html", "hello from a hook\n");
-    let mut env = Env::new(binary, "hook", false, images);
+    let mut env = Env::new(binary, "hook", false);
     let id = env.id("web");
     let tag = unique("hook");
     let cfg = CniConfig::new(format!("canopy-{tag}"), free_subnet(&tag));
@@ -664,7 +629,10 @@ async fn network_hook_prepares_what_the_container_joins(binary: &str) {
         &id,
         service(
             &["httpd", "-f", "-p", "8080", "-h", "/www"],
-            serde_json::json!({"ports": [{"port": 8080, "hostPort": host_port}]}),
+            serde_json::json!({
+                "image": "web:hook",
+                "ports": [{"port": 8080, "hostPort": host_port}],
+            }),
         ),
     );
     let mut prepared = Prepared::default();
@@ -677,7 +645,8 @@ async fn network_hook_prepares_what_the_container_joins(binary: &str) {
     let ip = net.ip.expect("an address");
     spec.prepared = prepared;
     let rt = env.rt();
-    rt.start(&spec).await.expect("start");
+    let pid = rt.start(&spec).await.expect("start").pid.expect("pid");
+    assert_overlay_root(&env, &id, Some(pid));
     let body = eventually("httpd on the prepared address", LONG, || {
         http_get(SocketAddr::new(ip, 8080), "/index.html")
     })
@@ -773,7 +742,7 @@ async fn crun_unusable() -> Option<String> {
     if let Some(why) = missing_prerequisite("crun") {
         return Some(why);
     }
-    let mut env = Env::new("crun", "probe", false, BusyboxRootfs::new());
+    let mut env = Env::new("crun", "probe", false);
     let id = env.id("probe");
     let rt = env.rt();
     let failure = match rt
@@ -1029,13 +998,9 @@ fn missing_runtime_says_how_to_install() {
         runtime_binary: "/nonexistent/bin/runc".to_string(),
         ..OciOptions::default()
     };
-    let err = OciRuntime::new(
-        dir.path().to_path_buf(),
-        opts,
-        Arc::new(BusyboxRootfs::new()),
-    )
-    .err()
-    .expect("missing runtime");
+    let err = OciRuntime::new(dir.path().to_path_buf(), opts, Arc::new(EmptyImage))
+        .err()
+        .expect("missing runtime");
     assert_eq!(
         err.to_string(),
         "runc is not installed: apt-get install runc"
@@ -1048,13 +1013,9 @@ fn missing_runtime_says_how_to_install() {
         ..OciOptions::default()
     };
     if missing_prerequisite("runc").is_none() {
-        let err = OciRuntime::new(
-            dir.path().to_path_buf(),
-            opts,
-            Arc::new(BusyboxRootfs::new()),
-        )
-        .err()
-        .expect("missing plugins");
+        let err = OciRuntime::new(dir.path().to_path_buf(), opts, Arc::new(EmptyImage))
+            .err()
+            .expect("missing plugins");
         assert!(
             err.to_string()
                 .contains("apt-get install containernetworking-plugins"),
