@@ -48,17 +48,17 @@ async fn start_then_drop_runtime(dir: &Path, id: &str) -> u32 {
         .expect("pid")
 }
 
-/// True when this test can rely on cgroup limits; otherwise says why it skips.
-fn cgroups_ready(rt: &ProcessRuntime, test: &str) -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP {test}: needs root for cgroups");
-        return false;
-    }
-    if !rt.limits_enforced() {
-        eprintln!("SKIP {test}: no usable cpu/memory cgroup controllers on this machine");
-        return false;
-    }
-    true
+/// Cgroup limits are what the process runtime promises, not an optional backend: a test of
+/// them fails (saying why) where it cannot rely on them, it never passes without running.
+fn require_cgroups(rt: &ProcessRuntime, test: &str) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{test}: needs root for cgroups (CI runs as root)"
+    );
+    assert!(
+        rt.limits_enforced(),
+        "{test}: no usable cpu/memory cgroup controllers on this machine"
+    );
 }
 
 /// Polls `f` every 10 ms until it holds; panics with `what` after `timeout`.
@@ -287,14 +287,12 @@ async fn stop_kills_a_term_ignoring_group_after_grace() {
 async fn memory_limit_oom_kills_and_below_limit_works() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime(dir.path());
-    if !cgroups_ready(&rt, "memory_limit_oom_kills_and_below_limit_works") {
-        return;
-    }
+    require_cgroups(&rt, "memory_limit_oom_kills_and_below_limit_works");
     let python = "/usr/bin/python3";
-    if !Path::new(python).exists() {
-        eprintln!("SKIP memory_limit_oom_kills_and_below_limit_works: {python} missing");
-        return;
-    }
+    assert!(
+        Path::new(python).exists(),
+        "memory_limit_oom_kills_and_below_limit_works: {python} missing (scripts/test installs it)"
+    );
     let hog = id("oom");
     let mut s = spec(
         &hog,
@@ -322,12 +320,10 @@ async fn memory_limit_oom_kills_and_below_limit_works() {
 async fn limits_are_in_the_cgroup_before_exec_and_removed_with_the_instance() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime(dir.path());
-    if !cgroups_ready(
+    require_cgroups(
         &rt,
         "limits_are_in_the_cgroup_before_exec_and_removed_with_the_instance",
-    ) {
-        return;
-    }
+    );
     let id = id("quota");
     let mut s = spec(&id, &["sleep", "1000"]);
     s.service.resources.cpu = canopy_model::Millicores(250);
@@ -375,8 +371,8 @@ async fn stats_report_memory_and_cpu() {
             ..ProcessOptions::default()
         };
         let rt = ProcessRuntime::new(dir.path().to_path_buf(), opts).expect("runtime");
-        if cgroups && !cgroups_ready(&rt, "stats_report_memory_and_cpu (cgroup half)") {
-            continue;
+        if cgroups {
+            require_cgroups(&rt, "stats_report_memory_and_cpu (cgroup half)");
         }
         let id = id(&format!("stats-{cgroups}"));
         let pid = rt
