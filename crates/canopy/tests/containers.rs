@@ -218,6 +218,37 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A node agent that runs containers from the test's registry on a subnet of its own, and what
+/// it leaves behind, removed after the agent stops (fields drop in order).
+struct ContainerNode {
+    agent: Daemon,
+    _residue: Residue,
+    dir: std::path::PathBuf,
+    name: String,
+}
+
+impl ContainerNode {
+    fn start(data: &Path, cluster: &Daemon, registry: &Registry, prefix: &str) -> ContainerNode {
+        let dir = data.join("node");
+        let subnet = free_subnet();
+        let name = format!("{prefix}-{}", std::process::id());
+        let residue = Residue::new(&dir, &name, &subnet);
+        let registry_address = format!("127.0.0.1:{}", registry.port);
+        let extra = [
+            "--insecure-registry",
+            &registry_address,
+            "--container-subnet",
+            &subnet,
+        ];
+        ContainerNode {
+            agent: support::start_node(&dir, cluster, &name, &extra),
+            _residue: residue,
+            dir,
+            name,
+        }
+    }
+}
+
 #[test]
 fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind() {
     require();
@@ -225,18 +256,8 @@ fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind(
     let dir = tempfile::tempdir().unwrap();
     let root = start_root(dir.path());
     let cluster = start_cluster(dir.path(), &root, "c0", &[]);
-    let node_dir = dir.path().join("node");
-    let subnet = free_subnet();
-    let node_name = format!("ctr-{}", std::process::id());
-    let _residue = Residue::new(&node_dir, &node_name, &subnet);
-    let registry_address = format!("127.0.0.1:{}", registry.port);
-    let extra = [
-        "--insecure-registry",
-        &registry_address,
-        "--container-subnet",
-        &subnet,
-    ];
-    let _node = support::start_node(&node_dir, &cluster, &node_name, &extra);
+    let node = ContainerNode::start(dir.path(), &cluster, &registry, "ctr");
+    let node_dir = node.dir.clone();
     eventually(SETTLE, "the node offers containers", || {
         let nodes = canopy_json(&root.url, &["get", "nodes"]);
         nodes
@@ -509,18 +530,8 @@ fn a_container_outlives_its_killed_agent_and_once_readopted_its_revoke_leaves_no
     let dir = tempfile::tempdir().unwrap();
     let root = start_root(dir.path());
     let cluster = start_cluster(dir.path(), &root, "c0", &[]);
-    let node_dir = dir.path().join("node");
-    let subnet = free_subnet();
-    let node_name = format!("adopt-{}", std::process::id());
-    let _residue = Residue::new(&node_dir, &node_name, &subnet);
-    let registry_address = format!("127.0.0.1:{}", registry.port);
-    let extra = [
-        "--insecure-registry",
-        &registry_address,
-        "--container-subnet",
-        &subnet,
-    ];
-    let mut node = support::start_node(&node_dir, &cluster, &node_name, &extra);
+    let mut node = ContainerNode::start(dir.path(), &cluster, &registry, "adopt");
+    let (node_dir, node_name) = (node.dir.clone(), node.name.clone());
     wait_for_containers(&root.url);
     let host_port = free_port();
     apply_httpd(&root.url, dir.path(), &registry, host_port);
@@ -578,7 +589,7 @@ fn a_container_outlives_its_killed_agent_and_once_readopted_its_revoke_leaves_no
     );
 
     let killed = std::time::Instant::now();
-    node.restart();
+    node.agent.restart();
     let restarted_in = killed.elapsed();
     assert!(
         restarted_in < support::DEADLINE / 2,
