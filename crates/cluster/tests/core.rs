@@ -95,6 +95,12 @@ fn assign(state: &mut ClusterState, assignments: Vec<Assignment>, now: Now) -> E
     fx
 }
 
+/// Assigns instance `id` (generation 1) of a small `web` service.
+fn assign_web(state: &mut ClusterState, id: &str, now: Now) -> Effects {
+    let web = spec("web", "100m", serde_json::json!({}));
+    assign(state, vec![assignment(id, 1, web)], now)
+}
+
 fn report(id: &str, state: InstanceState) -> StatusReport {
     StatusReport::new(id, 1, Reported::State(state), "")
 }
@@ -190,15 +196,7 @@ fn a_refusal_moves_the_instance_to_the_next_node_then_up_with_the_node_s_reason(
     let mut state = cluster(now);
     join(&mut state, "n1", 1000, 1, now);
     join(&mut state, "n2", 1000, 2, now);
-    assign(
-        &mut state,
-        vec![assignment(
-            "a",
-            1,
-            spec("web", "100m", serde_json::json!({})),
-        )],
-        now,
-    );
+    assign_web(&mut state, "a", now);
     let first = node_of(&state, "a").expect("placed");
     let refusal = |why: &str| StatusReport::new("a", 1, Reported::Refused, why);
 
@@ -333,15 +331,7 @@ fn a_revoke_for_an_instance_on_a_disconnected_node_finishes_at_once() {
     let now = start();
     let mut state = cluster(now);
     join(&mut state, "n1", 1000, 7, now);
-    assign(
-        &mut state,
-        vec![assignment(
-            "a",
-            1,
-            spec("web", "100m", serde_json::json!({})),
-        )],
-        now,
-    );
+    assign_web(&mut state, "a", now);
     assert!(state.node_goodbye("n1", 7));
     let mut fx = Effects::default();
     state.revoke(Revocation::new("a", 1, "deleted"), now, &mut fx);
