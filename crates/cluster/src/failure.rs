@@ -3,7 +3,7 @@
 
 use crate::effects::Effects;
 use crate::state::{ClusterState, Now};
-use canopy_model::InstanceState;
+use canopy_model::{InstanceState, WhenGone};
 use canopy_tier::Reported;
 
 impl ClusterState {
@@ -44,7 +44,7 @@ impl ClusterState {
         let Some(placed) = self.instances.get_mut(id) else {
             return;
         };
-        if placed.state == InstanceState::Terminating {
+        if placed.when_gone() == WhenGone::Ends {
             let state = Reported::State(InstanceState::Terminated);
             self.finish(id, state, "its node is unreachable", now, fx);
             return;

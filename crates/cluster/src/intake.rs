@@ -3,7 +3,7 @@
 
 use crate::effects::{Effects, ToNode};
 use crate::state::{ClusterState, Now};
-use canopy_model::InstanceState;
+use canopy_model::{InstanceState, WhenGone};
 use canopy_tier::session::accepts;
 use canopy_tier::{Reported, Revocation, StatusReport};
 
@@ -25,7 +25,7 @@ impl ClusterState {
             return;
         }
         match report.state {
-            Reported::Refused if placed.state == InstanceState::Terminating => {
+            Reported::Refused if placed.when_gone() == WhenGone::Ends => {
                 let state = Reported::State(InstanceState::Terminated);
                 self.finish(&report.id, state, &report.reason, now, fx);
             }

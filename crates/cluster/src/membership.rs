@@ -63,6 +63,7 @@ impl ClusterState {
                 };
                 let known = Known {
                     generation: p.generation,
+                    desired: p.desired,
                     state,
                 };
                 Some((p.id.clone(), known))

@@ -18,7 +18,9 @@ impl ClusterState {
         let due: Vec<String> = self
             .instances
             .values()
-            .filter(|p| p.state == InstanceState::Running && p.moving.is_none())
+            .filter(|p| {
+                p.state == InstanceState::Running && p.desired.is_run() && p.moving.is_none()
+            })
             .filter(|p| {
                 p.soft_violation_since.is_some_and(|since| {
                     let elapsed_secs = u64::try_from(now.unix_ms - since).unwrap_or(0) / 1000;

@@ -1,6 +1,6 @@
 //! One instance as its cluster tracks it, persisted so a restarted cluster loses nothing.
 
-use canopy_model::{InstanceState, Termination};
+use canopy_model::{Desired, InstanceState, Termination, WhenGone, when_gone};
 use canopy_tier::{Reported, StatusReport, Workload};
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +13,9 @@ pub struct Placed {
     pub workload: Workload,
     /// The node running (or about to run) the serving copy.
     pub node: Option<String>,
+    /// Stop once the root revoked it; the observed `state` stays its node's word.
+    #[serde(default)]
+    pub desired: Desired,
     pub state: InstanceState,
     pub reason: String,
     pub pid: Option<u32>,
@@ -52,6 +55,7 @@ impl Placed {
             generation,
             workload,
             node: None,
+            desired: Desired::Run,
             state: InstanceState::ClusterScheduled,
             reason: "accepted by the cluster".into(),
             pid: None,
@@ -109,6 +113,11 @@ impl Placed {
         self.state = state;
         self.reason = reason;
         true
+    }
+
+    /// What becomes of it when its node's copy goes away.
+    pub fn when_gone(&self) -> WhenGone {
+        when_gone(self.desired, self.state)
     }
 
     /// Whether it occupies resources on its node.

@@ -5,7 +5,7 @@ use crate::effects::{Effects, ToNode};
 use crate::placed::{Placed, gone};
 use crate::state::{ClusterState, Now};
 use crate::views::reserve;
-use canopy_model::InstanceState;
+use canopy_model::{Desired, InstanceState};
 use canopy_sched::{Placement, Request, place_on_node_explained};
 use canopy_tier::{Assignment, Reported, Revocation};
 
@@ -122,12 +122,12 @@ impl ClusterState {
             self.finish(&placed.id, state, "stopped", now, fx);
             return;
         }
-        let cluster = self.settings.name.clone();
+        // Asked, not yet observed: the node says when it stops (Terminating) and when it
+        // is gone (Terminated).
         if let Some(p) = self.instances.get_mut(&placed.id) {
             p.moving = None;
-            p.set(InstanceState::Terminating, revocation.reason, now.unix_ms);
+            p.desired = Desired::Stop;
             fx.decide(p);
-            fx.report(p.status(&cluster));
         }
     }
 

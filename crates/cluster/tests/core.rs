@@ -2,7 +2,7 @@
 //! the time, and the effects it records are checked.
 
 use canopy_cluster::{ClusterState, Effects, Now, Settings, ToNode};
-use canopy_model::{InstanceState, ServiceSpec};
+use canopy_model::{Desired, InstanceState, ServiceSpec};
 use canopy_tier::{Assignment, Hello, Reported, Revocation, StatusReport, Workload, pb};
 use std::time::{Duration, Instant};
 
@@ -300,15 +300,39 @@ fn a_returning_node_has_exactly_its_stale_copies_stopped() {
 }
 
 #[test]
-fn a_late_report_never_revives_a_stopping_instance() {
+fn a_revoke_asks_a_stop_that_only_the_node_confirms() {
     let now = start();
     let mut state = running_on_n1(now);
     let mut fx = Effects::default();
     state.revoke(Revocation::new("a", 1, "scaled down"), now, &mut fx);
     assert_eq!(sent(&fx), [to("n1", "revoke", "a")]);
-    assert_eq!(state.instances["a"].state, InstanceState::Terminating);
+    let a = &state.instances["a"];
+    assert_eq!(
+        (a.desired, a.state),
+        (Desired::Stop, InstanceState::Running),
+        "asked, not observed"
+    );
+    assert!(fx.up.is_empty(), "nothing was observed: nothing to report");
+    assert!(fx.writes["a"].is_some(), "the stop is persisted");
 
+    // Sent before the node heard the revoke: no placement, the stop stands.
     let fx = from_node(&mut state, "n1", report("a", InstanceState::Running), now);
+    assert_eq!(state.instances["a"].desired, Desired::Stop);
+    assert!(sent(&fx).is_empty() && fx.writes.is_empty());
+
+    let fx = from_node(
+        &mut state,
+        "n1",
+        report("a", InstanceState::Terminating),
+        now,
+    );
+    assert_eq!(state.instances["a"].state, InstanceState::Terminating);
+    assert_eq!(
+        up_states(&fx, "a"),
+        [Reported::State(InstanceState::Terminating)]
+    );
+    // A late report never undoes what the node said.
+    let fx = from_node(&mut state, "n1", report("a", InstanceState::Starting), now);
     assert_eq!(state.instances["a"].state, InstanceState::Terminating);
     assert!(fx.up.is_empty() && fx.writes.is_empty());
 
@@ -324,6 +348,38 @@ fn a_late_report_never_revives_a_stopping_instance() {
         [Reported::State(InstanceState::Terminated)]
     );
     assert_eq!(fx.writes["a"], None);
+}
+
+#[test]
+fn a_stopping_instance_whose_node_is_lost_or_refuses_ends_instead_of_moving() {
+    for refuse in [true, false] {
+        let now = start();
+        let mut state = running_on_n1(now);
+        join(&mut state, "n2", 1000, 2, now);
+        let mut fx = Effects::default();
+        state.revoke(Revocation::new("a", 1, "scaled down"), now, &mut fx);
+        let fx = if refuse {
+            let refused = StatusReport::new("a", 1, Reported::Refused, "gone already");
+            from_node(&mut state, "n1", refused, now)
+        } else {
+            let mut fx = Effects::default();
+            state.node_heard("n2", None, now.later(DEADLINE));
+            let lost =
+                state.detect_lost_nodes(now.later(DEADLINE + Duration::from_millis(1)), &mut fx);
+            assert_eq!(lost, ["n1"]);
+            fx
+        };
+        assert!(!state.instances.contains_key("a"), "refuse={refuse}");
+        assert!(
+            sent(&fx).iter().all(|(_, verb, _)| *verb != "assign"),
+            "not placed again: {:?}",
+            sent(&fx)
+        );
+        assert_eq!(
+            up_states(&fx, "a"),
+            [Reported::State(InstanceState::Terminated)]
+        );
+    }
 }
 
 #[test]

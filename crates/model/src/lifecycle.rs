@@ -8,23 +8,69 @@
 //!                                                 BackOff ◀─────────┘         ▲
 //!                                                        └─ policy gives up ──┘
 //!   every live state ─▶ Lost ─▶ Pending (the root replaces) | ClusterScheduled (the cluster)
-//!   every state but Terminated ─▶ Terminating ─▶ Terminated
+//!   a live state on a node ─▶ Terminating (its node stops it) ─▶ Terminated
+//!   every state but Terminated ─▶ Terminated (forgotten before it ran, or confirmed gone)
 //! ```
 //!
+//! The two axes are stored apart. The owner (the root for its instances, a cluster for what
+//! the root assigned it) only ever sets [`Desired`]: asking for a stop changes no observed
+//! state, and the instance stays `Running` until its node says it is stopping
+//! (`Terminating`) or gone (`Terminated`); users see `Terminating` from the moment the stop
+//! is asked ([`shown_state`]). What becomes of an instance whose copy disappears (refused,
+//! lost, missing from a hello) follows from what is desired ([`when_gone`]), not
+//! from a state check at each site.
+//!
 //! A child reports observed states up; a parent applies a report only where
-//! [`InstanceState::can_become`] allows the edge, so a late `Running` never revives an
-//! instance that is already `Terminating`. Restarts, the last termination and readiness are
-//! kept beside the state, not folded into it.
+//! [`InstanceState::can_reach`] allows it, so a late `Starting` never undoes a `Terminating`
+//! the node already reported. Restarts, the last termination and readiness are kept beside
+//! the state, not folded into it.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 /// What the instance's owner wants of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum Desired {
+    #[default]
     Run,
     Stop,
+}
+
+/// What becomes of an instance whose copy went away under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenGone {
+    /// It was to stop anyway: it has ended (`Terminated`).
+    Ends,
+    /// It is to run: it is placed again (elsewhere, when a node or cluster refused or lost it).
+    PlaceAgain,
+}
+
+impl Desired {
+    pub fn is_run(self) -> bool {
+        self == Desired::Run
+    }
+}
+
+/// What becomes of an instance whose copy was refused, lost, or is missing from its child's
+/// hello: one asked to stop (or that its node was stopping) has ended; any other is placed
+/// again.
+pub fn when_gone(desired: Desired, state: InstanceState) -> WhenGone {
+    if desired == Desired::Stop || state == InstanceState::Terminating {
+        WhenGone::Ends
+    } else {
+        WhenGone::PlaceAgain
+    }
+}
+
+/// The state shown to users: `Terminating` once a stop is asked of a live instance, before
+/// its node confirms it, as `kubectl get pods` shows a pod being deleted.
+pub fn shown_state(desired: Desired, state: InstanceState) -> InstanceState {
+    if desired == Desired::Stop && state.is_live() {
+        InstanceState::Terminating
+    } else {
+        state
+    }
 }
 
 /// Observed lifecycle state; see the module diagram.
@@ -99,14 +145,6 @@ impl InstanceState {
         !self.is_final()
     }
 
-    /// What its owner wants, as far as the state says.
-    pub fn desired(self) -> Desired {
-        match self {
-            InstanceState::Terminating | InstanceState::Terminated => Desired::Stop,
-            _ => Desired::Run,
-        }
-    }
-
     /// Whether the edge `self → next` exists in the lifecycle. Staying put is always legal
     /// (a new reason, pid or restart count on the same state).
     pub fn can_become(self, next: InstanceState) -> bool {
@@ -115,11 +153,11 @@ impl InstanceState {
             return true;
         }
         match (self, next) {
-            // Asked to stop: from anything not already stopped; then only confirmation.
+            // Its node stops it; then only confirmation.
             (Terminated, _) => false,
             (Terminating, Terminated) => true,
             (Terminating, _) => false,
-            (_, Terminating) => true,
+            (NodeScheduled | Starting | Running | BackOff, Terminating) => true,
             // Forgotten before it ran anywhere, or confirmed gone.
             (_, Terminated) => true,
             (Pending, ClusterScheduled) => true,
@@ -166,17 +204,13 @@ impl InstanceState {
         false
     }
 
-    /// Whether it may be placed (on a cluster by the root, on a node by its cluster).
+    /// Whether it may be placed (on a cluster by the root, on a node by its cluster) when it
+    /// is to run.
     pub fn can_place(self) -> bool {
         matches!(
             self,
             InstanceState::Pending | InstanceState::ClusterScheduled | InstanceState::Lost
         )
-    }
-
-    /// Whether a stop may be asked of it.
-    pub fn can_stop(self) -> bool {
-        self.can_become(InstanceState::Terminating) && self != InstanceState::Terminating
     }
 }
 
@@ -253,14 +287,17 @@ mod tests {
         (BackOff, Lost),
         (Lost, Pending),
         (Lost, ClusterScheduled),
+        (NodeScheduled, Terminating),
+        (Starting, Terminating),
+        (Running, Terminating),
+        (BackOff, Terminating),
         (Terminating, Terminated),
     ];
 
     fn expected(from: InstanceState, to: InstanceState) -> bool {
         from == to
             || EDGES.contains(&(from, to))
-            // Stop and forget are open to every state that is not stopped already.
-            || (to == Terminating && !matches!(from, Terminating | Terminated))
+            // Forgetting is open to every state that is not stopped already.
             || (to == Terminated && from != Terminating && from != Terminated)
     }
 
@@ -323,11 +360,6 @@ mod tests {
             .filter(|s| s.can_place())
             .collect();
         assert_eq!(placeable, [Pending, ClusterScheduled, Lost]);
-        let unstoppable: Vec<_> = INSTANCE_STATES
-            .into_iter()
-            .filter(|s| !s.can_stop())
-            .collect();
-        assert_eq!(unstoppable, [Terminating, Terminated]);
         let live: Vec<_> = INSTANCE_STATES
             .into_iter()
             .filter(|s| s.is_live())
@@ -344,8 +376,28 @@ mod tests {
                 Terminating
             ]
         );
-        assert_eq!(Terminating.desired(), Desired::Stop);
-        assert_eq!(Running.desired(), Desired::Run);
+    }
+
+    #[test]
+    fn what_is_desired_decides_the_fate_of_a_vanished_copy_and_what_users_see() {
+        for state in INSTANCE_STATES {
+            let stopping = state == Terminating;
+            let run = if stopping {
+                WhenGone::Ends
+            } else {
+                WhenGone::PlaceAgain
+            };
+            assert_eq!(when_gone(Desired::Run, state), run, "{state}");
+            assert_eq!(when_gone(Desired::Stop, state), WhenGone::Ends, "{state}");
+            assert_eq!(shown_state(Desired::Run, state), state);
+            let stopping = shown_state(Desired::Stop, state);
+            if state.is_live() {
+                assert_eq!(stopping, Terminating, "{state}");
+            } else {
+                assert_eq!(stopping, state, "{state}");
+            }
+        }
+        assert_eq!(Desired::default(), Desired::Run);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Observed state: instances and their lifecycle, clusters and nodes as the root sees them.
 
-use crate::{IllegalTransition, InstanceState, Termination};
+use crate::{Desired, IllegalTransition, InstanceState, Termination, WhenGone, shown_state};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -33,6 +33,11 @@ pub struct Instance {
     /// instance whose spec changed since is replaced.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template_hash: String,
+    /// What its owner wants: set by the root alone (a stop is asked here, never by
+    /// changing `state`).
+    #[serde(default)]
+    pub desired: Desired,
+    /// What its tiers last observed.
     pub state: InstanceState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -72,7 +77,7 @@ impl Instance {
     /// The state as users of `kubectl get pods` know it: an instance waiting to restart is
     /// `ImagePullBackOff` when its image could not be pulled, else `CrashLoopBackOff`.
     pub fn display_state(&self) -> &'static str {
-        match self.state {
+        match self.shown_state() {
             InstanceState::BackOff => {
                 let pull_failed = self
                     .last_termination
@@ -85,6 +90,56 @@ impl Instance {
                 }
             }
             state => state.as_str(),
+        }
+    }
+
+    /// The observed state, or `Terminating` once a stop is asked ([`shown_state`]).
+    pub fn shown_state(&self) -> InstanceState {
+        shown_state(self.desired, self.state)
+    }
+
+    /// Whether the root may place it on a cluster.
+    pub fn can_place(&self) -> bool {
+        self.desired.is_run() && self.state.can_place()
+    }
+
+    /// Whether a stop has been asked (or its node reports stopping it) and is not confirmed.
+    pub fn is_stopping(&self) -> bool {
+        self.shown_state() == InstanceState::Terminating
+    }
+
+    /// What becomes of it when its copy goes away (refused, lost, stopped unasked).
+    pub fn when_gone(&self) -> WhenGone {
+        crate::when_gone(self.desired, self.state)
+    }
+
+    /// Asks it to stop. Observed state stays as it is while a cluster holds it (its node
+    /// confirms the stop, through the cluster); one that no cluster holds ends at once.
+    /// False when a stop was asked already or it has ended.
+    pub fn stop(&mut self, reason: impl Into<String>, at: OffsetDateTime) -> bool {
+        if self.desired == Desired::Stop || !self.state.is_live() {
+            return false;
+        }
+        self.desired = Desired::Stop;
+        let reason = reason.into();
+        if self.cluster.is_some() {
+            self.updated_at = at;
+            self.record(InstanceState::Terminating, reason);
+        } else {
+            let _ = self.transition(InstanceState::Terminated, reason, at);
+        }
+        true
+    }
+
+    fn record(&mut self, state: InstanceState, reason: String) {
+        self.events.push(InstanceEvent {
+            at: self.updated_at,
+            state,
+            reason,
+        });
+        if self.events.len() > MAX_INSTANCE_EVENTS {
+            let excess = self.events.len() - MAX_INSTANCE_EVENTS;
+            self.events.drain(..excess);
         }
     }
 
@@ -127,11 +182,7 @@ impl Instance {
         self.state = state;
         self.reason = (!reason.is_empty()).then(|| reason.clone());
         self.updated_at = at;
-        self.events.push(InstanceEvent { at, state, reason });
-        if self.events.len() > MAX_INSTANCE_EVENTS {
-            let excess = self.events.len() - MAX_INSTANCE_EVENTS;
-            self.events.drain(..excess);
-        }
+        self.record(state, reason);
         Ok(())
     }
 }
@@ -240,6 +291,7 @@ mod tests {
             replica: 0,
             generation: 1,
             template_hash: String::new(),
+            desired: Desired::Run,
             state: InstanceState::BackOff,
             reason: None,
             cluster: None,
@@ -270,5 +322,35 @@ mod tests {
         let mut running = backing_off("exited with code 1");
         running.state = InstanceState::Running;
         assert_eq!(running.display_state(), "Running");
+    }
+
+    #[test]
+    fn a_stop_changes_what_is_desired_not_what_was_observed() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let mut running = backing_off("");
+        running.state = InstanceState::Running;
+        running.cluster = Some("edge".into());
+        assert!(running.stop("scaled down", at));
+        assert_eq!(running.state, InstanceState::Running);
+        assert_eq!(running.desired, Desired::Stop);
+        assert_eq!(running.display_state(), "Terminating");
+        assert!(running.is_stopping() && !running.can_place());
+        assert!(!running.stop("again", at), "asked once");
+        let last = running.events.last().expect("an event");
+        assert_eq!(
+            (last.state, last.reason.as_str()),
+            (InstanceState::Terminating, "scaled down")
+        );
+
+        let mut pending = backing_off("");
+        pending.state = InstanceState::Pending;
+        assert!(pending.can_place());
+        assert!(pending.stop("deleted", at));
+        assert_eq!(
+            pending.state,
+            InstanceState::Terminated,
+            "no cluster has it: it ends at once"
+        );
+        assert!(!pending.is_stopping());
     }
 }

@@ -19,6 +19,8 @@ pub type ServiceKey = (String, String, String);
 struct Index {
     instances: BTreeMap<String, Instance>,
     by_cluster: BTreeMap<String, BTreeSet<String>>,
+    /// By the state users see ([`Instance::shown_state`]): `Terminating` holds the ones asked
+    /// to stop and not confirmed, whatever was last observed of them.
     by_state: BTreeMap<InstanceState, BTreeSet<String>>,
     /// Live instances with a cluster, counted per service and cluster: what placement
     /// reserves and spreads by.
@@ -52,7 +54,7 @@ impl Index {
             }
         }
         self.by_state
-            .entry(instance.state)
+            .entry(instance.shown_state())
             .or_default()
             .insert(id.clone());
         self.instances.insert(id, instance);
@@ -81,7 +83,7 @@ impl Index {
                 }
             }
         }
-        if let Some(ids) = self.by_state.get_mut(&old.state) {
+        if let Some(ids) = self.by_state.get_mut(&old.shown_state()) {
             ids.remove(id);
         }
     }
@@ -162,6 +164,7 @@ impl InstanceCache {
             .map_err(|_| StoreError::Closed)
     }
 
+    /// The instances users see in `state` ([`Instance::shown_state`]).
     pub fn in_state(&self, state: InstanceState) -> Vec<Instance> {
         let index = self.read();
         index.collect(index.by_state.get(&state).into_iter().flatten())
@@ -249,6 +252,7 @@ mod tests {
             replica: 0,
             generation: 1,
             template_hash: String::new(),
+            desired: Default::default(),
             state,
             reason: None,
             cluster: cluster.map(str::to_string),
@@ -286,6 +290,13 @@ mod tests {
             1,
             "an ended instance holds nothing"
         );
+        let mut stopping = instance("c", Some("c1"), InstanceState::Running);
+        stopping.desired = canopy_model::Desired::Stop;
+        index.insert(stopping);
+        assert_eq!(index.by_state[&InstanceState::Terminating].len(), 1);
+        assert!(!index.by_state[&InstanceState::Running].contains("c"));
+        index.remove("c");
+        assert!(index.by_state[&InstanceState::Terminating].is_empty());
         index.remove("a");
         assert!(!index.live.contains_key(&key()));
         assert_eq!(index.by_cluster["c1"].len(), 1);

@@ -116,10 +116,10 @@ pub struct ScaleRequest {
 }
 
 /// Counts instance states into a service status.
-pub fn tally<'a>(
+pub fn tally(
     name: &str,
     desired: u32,
-    states: impl IntoIterator<Item = &'a InstanceState>,
+    states: impl IntoIterator<Item = InstanceState>,
 ) -> ServiceStatus {
     let mut status = ServiceStatus {
         name: name.to_string(),

@@ -188,6 +188,12 @@ async fn instances_of_a_service_deleted_before_a_crash_are_retired_when_the_root
         .iter()
         .find(|i| i.id == placed.id)
         .expect("the running api instance is kept until its node confirms");
-    assert_eq!(retired.state, InstanceState::Terminating, "{retired:#?}");
+    assert_eq!(retired.desired, canopy_model::Desired::Stop, "{retired:#?}");
+    assert_eq!(
+        retired.state,
+        InstanceState::Running,
+        "observed as it was: {retired:#?}"
+    );
+    assert_eq!(retired.display_state(), "Terminating");
     assert_eq!(services["api"].len(), 1, "{all:#?}");
 }

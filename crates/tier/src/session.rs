@@ -5,7 +5,7 @@
 use crate::pb;
 use crate::status::{Reported, StatusReport};
 use crate::{TierError, Workload};
-use canopy_model::InstanceState;
+use canopy_model::{Desired, InstanceState, WhenGone, when_gone};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Run this instance at this generation.
@@ -147,6 +147,7 @@ impl Message {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Known {
     pub generation: u64,
+    pub desired: Desired,
     pub state: InstanceState,
 }
 
@@ -187,10 +188,9 @@ pub fn diff_hello(reports: Vec<StatusReport>, known: &BTreeMap<String, Known>) -
         if reported.contains(id) || !known.state.is_live() {
             continue;
         }
-        if known.state == InstanceState::Terminating {
-            diff.stopped.push(id.clone());
-        } else {
-            diff.missing.push(id.clone());
+        match when_gone(known.desired, known.state) {
+            WhenGone::Ends => diff.stopped.push(id.clone()),
+            WhenGone::PlaceAgain => diff.missing.push(id.clone()),
         }
     }
     diff
@@ -218,13 +218,16 @@ mod tests {
         entries
             .iter()
             .map(|(id, generation, state)| {
-                (
-                    id.to_string(),
-                    Known {
-                        generation: *generation,
-                        state: *state,
-                    },
-                )
+                let (desired, state) = match id.strip_prefix("asked-to-stop") {
+                    Some(_) => (Desired::Stop, *state),
+                    None => (Desired::Run, *state),
+                };
+                let known = Known {
+                    generation: *generation,
+                    desired,
+                    state,
+                };
+                (id.to_string(), known)
             })
             .collect()
     }
@@ -236,6 +239,7 @@ mod tests {
             ("older-there", 3, Running),
             ("missing", 1, NodeScheduled),
             ("stopping", 1, Terminating),
+            ("asked-to-stop", 1, Running),
             ("finished", 1, Succeeded),
         ]);
         let diff = diff_hello(
@@ -255,7 +259,7 @@ mod tests {
             .collect();
         assert_eq!(stale, [("older-there", 2), ("unknown", 1)]);
         assert_eq!(diff.missing, ["missing"]);
-        assert_eq!(diff.stopped, ["stopping"]);
+        assert_eq!(diff.stopped, ["asked-to-stop", "stopping"]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ impl InstanceFilter {
         eq(&self.namespace, &instance.namespace)
             && eq(&self.application, &instance.application)
             && eq(&self.service, &instance.service)
-            && self.state.is_none_or(|s| s == instance.state)
+            && self.state.is_none_or(|s| s == instance.shown_state())
     }
 }
 

@@ -137,21 +137,15 @@ fn delete_instance(instance: &Instance, revision: Revision) -> Op {
 }
 
 /// An instance no longer wanted (scaled away, or made from an older spec, whose replacement is
-/// created at once): one that never reached a node is simply forgotten; one on a node is
-/// marked Terminating until its node confirms it stopped.
+/// created at once): one that no cluster holds is simply forgotten; one a cluster holds is
+/// to stop, and stays until its cluster confirms it stopped.
 fn retire(
     mut instance: Instance,
     revision: Revision,
     now: OffsetDateTime,
 ) -> Result<Op, RootError> {
-    if instance.node.is_none() && instance.cluster.is_none() {
-        return Ok(delete_instance(&instance, revision));
-    }
-    if instance
-        .transition(InstanceState::Terminating, "no longer desired", now)
-        .is_err()
-    {
-        // Stopped already: nothing more to say about it.
+    if instance.cluster.is_none() || !instance.stop("no longer desired", now) {
+        // Nothing holds it, or it has ended: nothing more to say about it.
         return Ok(delete_instance(&instance, revision));
     }
     Ok(Op::Put {
@@ -176,6 +170,7 @@ fn new_instance(
         replica,
         generation: record.generation,
         template_hash: spec.template_hash(),
+        desired: canopy_model::Desired::Run,
         state: InstanceState::Pending,
         reason: None,
         cluster: None,

@@ -40,7 +40,8 @@ pub fn plan(instances: &[&Instance], replicas: u32, template: Option<&str>) -> P
     for (index, instance) in instances.iter().enumerate() {
         match instance.state {
             InstanceState::Terminated => plan.delete.push(index),
-            InstanceState::Terminating => {}
+            // Being stopped: its cluster confirms, then its record goes.
+            _ if instance.shown_state() == InstanceState::Terminating => {}
             state => {
                 let current = template == Some(instance.template_hash.as_str());
                 if current && !state.is_final() {
@@ -90,6 +91,7 @@ pub fn plan(instances: &[&Instance], replicas: u32, template: Option<&str>) -> P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use canopy_model::Desired;
     use time::{Duration, OffsetDateTime};
 
     fn instance(replica: u32, state: InstanceState, age_s: i64) -> Instance {
@@ -102,6 +104,7 @@ mod tests {
             replica,
             generation: 1,
             template_hash: "t".into(),
+            desired: Desired::Run,
             state,
             reason: None,
             cluster: None,
@@ -171,11 +174,14 @@ mod tests {
         use InstanceState::*;
         let mut old = instance(0, Running, 100);
         old.template_hash = "old".into();
+        let mut asked_to_stop = instance(1, Running, 10);
+        asked_to_stop.desired = Desired::Stop;
         let instances = [
             old,
             instance(0, Failed, 10),
             instance(1, Terminating, 10),
             instance(1, Terminated, 10),
+            asked_to_stop,
         ];
         let plan = planned(&instances, 2);
         assert_eq!(plan.retire, [0, 1]);

@@ -38,7 +38,7 @@ fn service_status(
             .filter(|i| {
                 i.namespace == namespace && i.application == application && i.service == spec.name
             })
-            .map(|i| &i.state),
+            .map(Instance::shown_state),
     )
 }
 

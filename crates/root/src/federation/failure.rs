@@ -4,7 +4,7 @@
 use super::{Federation, transition};
 use crate::desired::{InstanceChange, RootError};
 use crate::keys;
-use canopy_model::{ClusterInfo, InstanceState, MemberState};
+use canopy_model::{ClusterInfo, InstanceState, MemberState, WhenGone};
 use canopy_store::{Precondition, StoreExt};
 use time::OffsetDateTime;
 
@@ -49,7 +49,7 @@ impl Federation {
                     if i.cluster.as_deref() != Some(cluster) {
                         return InstanceChange::None;
                     }
-                    if i.state == InstanceState::Terminating {
+                    if i.when_gone() == WhenGone::Ends {
                         // Nothing left to stop from here; a returning cluster is diffed.
                         return InstanceChange::Delete;
                     }

@@ -49,6 +49,7 @@ impl Federation {
             .map(|(id, i)| {
                 let known = Known {
                     generation: i.generation,
+                    desired: i.desired,
                     state: i.state,
                 };
                 (id.clone(), known)

@@ -4,7 +4,7 @@
 
 use super::{Federation, transition};
 use crate::desired::{InstanceChange, RootError};
-use canopy_model::{Instance, InstanceState};
+use canopy_model::{Instance, InstanceState, WhenGone};
 use canopy_tier::parent::Downlink;
 use canopy_tier::session::accepts;
 use canopy_tier::{Reported, Revocation, StatusReport, from_unix_ms};
@@ -64,11 +64,14 @@ fn intake(
     report: &StatusReport,
     now: OffsetDateTime,
 ) -> InstanceChange {
-    let stopping = instance.state == InstanceState::Terminating;
+    let gone = matches!(
+        report.state,
+        Reported::Refused | Reported::State(InstanceState::Terminated)
+    );
+    if gone && instance.when_gone() == WhenGone::Ends {
+        return InstanceChange::Delete;
+    }
     match report.state {
-        Reported::Refused | Reported::State(InstanceState::Terminated) if stopping => {
-            InstanceChange::Delete
-        }
         Reported::Refused => {
             instance.cluster = None;
             instance.node = None;
