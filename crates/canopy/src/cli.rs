@@ -86,6 +86,8 @@ pub enum Command {
     /// Run a command inside a running instance (`canopy exec INSTANCE -- CMD...`); exits
     /// with the command's exit code.
     Exec(crate::exec::ExecArgs),
+    /// Relay local connections to a port of an instance (`LOCAL:REMOTE`), until Ctrl-C.
+    PortForward(crate::forward::ForwardArgs),
 }
 
 impl Command {

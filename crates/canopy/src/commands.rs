@@ -71,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => scale(&Client::new(&client.server)?, &service, replicas, &scope).await,
         Command::Logs(args) => crate::streams::logs(args).await,
         Command::Exec(args) => crate::exec::exec(args).await,
+        Command::PortForward(args) => crate::forward::port_forward(args).await,
     }
 }
 

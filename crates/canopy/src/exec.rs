@@ -27,6 +27,24 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// POSTs to `path` asking for the `canopy-stream` protocol; the switched connection, or the
+/// API's error.
+pub async fn upgraded(client: &Client, path: &str) -> anyhow::Result<reqwest::Upgraded> {
+    let response = client
+        .request(reqwest::Method::POST, path)
+        .header(reqwest::header::CONNECTION, "upgrade")
+        .header(reqwest::header::UPGRADE, "canopy-stream")
+        .send()
+        .await
+        .context("cannot reach the Canopy API")?;
+    let status = response.status();
+    if status != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+        let body = response.bytes().await.unwrap_or_default();
+        return Err(error_from(status, &body));
+    }
+    response.upgrade().await.context("upgrading the connection")
+}
+
 /// The client's terminal in raw mode (keys go to the remote command as typed), restored
 /// when dropped.
 struct Terminal(rustix::termios::Termios);
@@ -110,22 +128,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
         encode(&args.instance),
         query.join("&")
     );
-    let response = client
-        .request(reqwest::Method::POST, &path)
-        .header(reqwest::header::CONNECTION, "upgrade")
-        .header(reqwest::header::UPGRADE, "canopy-stream")
-        .send()
-        .await
-        .context("cannot reach the Canopy API")?;
-    let status = response.status();
-    if status != reqwest::StatusCode::SWITCHING_PROTOCOLS {
-        let body = response.bytes().await.unwrap_or_default();
-        return Err(error_from(status, &body));
-    }
-    let connection = response
-        .upgrade()
-        .await
-        .context("upgrading the connection")?;
+    let connection = upgraded(&client, &path).await?;
     let (mut reader, mut writer) = tokio::io::split(connection);
     let interactive = args.interactive;
     let follow_size = terminal.is_some();

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod daemon;
 mod exec;
+mod forward;
 mod output;
 mod sim;
 mod streams;

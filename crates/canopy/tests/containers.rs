@@ -688,7 +688,7 @@ spec:
     - name: shell
       runtime: container
       image: 127.0.0.1:{registry}/busybox:latest
-      command: [sh, -c, "echo container says hi; exec sleep 3600"]
+      command: [sh, -c, "echo container says hi; mkdir -p /www && echo from the container > /www/index.html && exec httpd -f -p 8080 -h /www"]
       env: {{GREETING: hej}}
       resources: {{cpu: 100m, memory: 32Mi}}
 "#,
@@ -722,4 +722,30 @@ spec:
     assert_eq!(env, "hej\n", "the container's own environment");
     let failing = support::canopy(&root.url, &["exec", &id, "--", "sh", "-c", "exit 7"]);
     assert_eq!(failing.status.code(), Some(7), "{failing:?}");
+
+    // port-forward reaches the container's own address (no hostPort is published).
+    let mut forward = Command::new(support::CANOPY)
+        .args(["port-forward", &id, "0:8080"])
+        .env("CANOPY_SERVER", &root.url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut announced = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(forward.stdout.take().unwrap()),
+        &mut announced,
+    )
+    .unwrap();
+    let local: u16 = announced
+        .trim()
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected {announced:?}"));
+    let page = eventually(SETTLE, "the container's page through the forward", || {
+        http_get(local).filter(|page| page.contains("from the container"))
+    });
+    assert!(page.ends_with("from the container\n"), "{page}");
+    let _ = forward.kill();
+    let _ = forward.wait();
 }

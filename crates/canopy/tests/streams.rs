@@ -263,6 +263,20 @@ fn exec_runs_in_the_instance_with_its_environment_and_returns_its_exit_code() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(output.stdout, b"through the tiers\n");
 
+    // -t gives the command a terminal of its own.
+    let tty = bed.canopy_exec(&[
+        "-t",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "tty; test -t 0 && echo on a terminal",
+    ]);
+    assert!(tty.status.success(), "{tty:?}");
+    let text = String::from_utf8(tty.stdout).unwrap();
+    assert!(text.starts_with("/dev/pts/"), "{text:?}");
+    assert!(text.contains("on a terminal\r\n"), "{text:?}");
+
     let unknown = bed.canopy_exec(&["no-such-instance", "--", "true"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("404"));
@@ -272,4 +286,69 @@ fn exec_runs_in_the_instance_with_its_environment_and_returns_its_exit_code() {
         String::from_utf8_lossy(&missing.stderr).contains("/no/such/program"),
         "{missing:?}"
     );
+}
+
+/// A free loopback port (bound once, then released for the workload to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /` over a fresh connection to `port`; the whole answer (empty when it failed).
+fn http_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut answer = String::new();
+    if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        if stream.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok() {
+            let _ = stream.read_to_string(&mut answer);
+        }
+    }
+    answer
+}
+
+#[test]
+fn port_forward_relays_connections_to_a_port_of_the_instance() {
+    let bed = Testbed::start();
+    let www = bed.dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "served through the tiers\n").unwrap();
+    let port = free_port();
+    bed.apply(
+        "web",
+        1,
+        &format!(
+            "/bin/busybox httpd -f -p 127.0.0.1:{port} -h {}; true",
+            www.display()
+        ),
+    );
+    let id = bed.running("web", 1)[0]["id"].as_str().unwrap().to_string();
+    let mut forward = Command::new(CANOPY)
+        .args(["port-forward", &id, &format!("0:{port}")])
+        .env("CANOPY_SERVER", bed.server())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut forward);
+    let announced = lines.recv_timeout(SETTLE).expect("the forwarding line");
+    let local: u16 = announced
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected {announced:?}"));
+    // The server may still be binding its port: retry until it answers.
+    let answer = eventually(SETTLE, "an answer through the forward", || {
+        let answer = http_get(local);
+        answer.contains("200 OK").then_some(answer)
+    });
+    assert!(answer.ends_with("served through the tiers\n"), "{answer}");
+    // Each connection is its own stream.
+    for _ in 0..3 {
+        assert!(http_get(local).ends_with("served through the tiers\n"));
+    }
+    let _ = forward.kill();
+    let _ = forward.wait();
 }

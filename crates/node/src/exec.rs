@@ -45,7 +45,9 @@ impl Agent {
             Err(e @ RuntimeError::NotRunning { .. }) => {
                 return End::error("not_running", e.to_string());
             }
-            Err(e @ RuntimeError::NotFound { .. }) => return End::error("not_found", e.to_string()),
+            Err(e @ RuntimeError::NotFound { .. }) => {
+                return End::error("not_found", e.to_string());
+            }
             Err(e @ RuntimeError::InvalidSpec { .. }) => {
                 return End::error("bad_request", e.to_string());
             }

@@ -10,12 +10,13 @@
 pub mod admission;
 mod assign;
 mod exec;
+mod forward;
 pub mod hollow;
 pub mod images;
 mod lifecycle;
 mod prestart;
-mod pty;
 mod probing;
+mod pty;
 mod report;
 pub mod restart;
 mod runner;

@@ -26,12 +26,10 @@ impl Pty {
         Ok(pty)
     }
 
-
     /// One of the command's stdio handles (each a copy of the slave side).
     pub(crate) fn slave(&self) -> io::Result<Stdio> {
         Ok(Stdio::from(self.slave.try_clone()?))
     }
-
 
     /// Drops the node's slave side once the command has its copies, so that reading the
     /// master ends when the command (and whatever it started) is gone.

@@ -2,7 +2,7 @@
 //! `exec`, `port-forward`), served from the instance's runtime.
 
 use crate::Agent;
-use canopy_runtime::{LogFollower, LogOutput, LogPaths, Runtime, previous_paths};
+use canopy_runtime::{LogChunks, LogFollower, LogOutput, LogPaths, Runtime, previous_paths};
 use canopy_tier::pb::{self, open_stream::Kind};
 use canopy_tier::streams::{End, Frame, Pipe, STDERR, STDOUT};
 use std::sync::Arc;
@@ -21,10 +21,7 @@ impl Agent {
         let end = match open.kind {
             Some(Kind::Logs(request)) => self.stream_logs(id, request, &mut pipe).await,
             Some(Kind::Exec(request)) => self.exec(id, request, &mut pipe).await,
-            Some(Kind::PortForward(_)) => End::error(
-                "unsupported",
-                "port-forward is not available on this node yet",
-            ),
+            Some(Kind::PortForward(request)) => self.port_forward(id, request, &mut pipe).await,
             None => End::error("unsupported", "an empty stream request"),
         };
         pipe.end(end).await;
@@ -91,7 +88,7 @@ impl Agent {
 }
 
 /// False once the other end is gone.
-async fn send_logs(pipe: &Pipe, chunks: Vec<(LogOutput, Vec<u8>)>) -> bool {
+async fn send_logs(pipe: &Pipe, chunks: LogChunks) -> bool {
     for (output, bytes) in chunks {
         let channel = match output {
             LogOutput::Stdout => STDOUT,

@@ -25,6 +25,9 @@ pub enum Output {
     Stderr,
 }
 
+/// Pieces of log, each with the output it came from.
+pub type LogChunks = Vec<(Output, Vec<u8>)>;
+
 /// The files of the run before the current one.
 pub fn previous_paths(paths: &LogPaths) -> LogPaths {
     LogPaths {
@@ -74,7 +77,7 @@ impl LogFollower {
     pub fn open(
         paths: &LogPaths,
         tail: Option<usize>,
-    ) -> io::Result<(LogFollower, Vec<(Output, Vec<u8>)>)> {
+    ) -> io::Result<(LogFollower, LogChunks)> {
         let mut first = Vec::new();
         let mut files = Vec::new();
         for (output, path) in [
@@ -99,7 +102,7 @@ impl LogFollower {
     }
 
     /// Complete lines appended since the last call.
-    pub fn poll(&mut self) -> io::Result<Vec<(Output, Vec<u8>)>> {
+    pub fn poll(&mut self) -> io::Result<LogChunks> {
         let mut out = Vec::new();
         for (output, cursor) in [Output::Stdout, Output::Stderr]
             .into_iter()
@@ -235,7 +238,7 @@ mod tests {
     use crate::supervise::log_paths;
     use std::io::Write;
 
-    fn text(chunks: Vec<(Output, Vec<u8>)>) -> Vec<(Output, String)> {
+    fn text(chunks: LogChunks) -> Vec<(Output, String)> {
         chunks
             .into_iter()
             .map(|(o, b)| (o, String::from_utf8(b).unwrap()))

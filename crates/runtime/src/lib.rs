@@ -20,7 +20,7 @@ mod supervise;
 pub use canopy_net::{CniConfig, NetworkHook, PortMapping};
 pub use cgroup::CgroupVersion;
 pub use error::RuntimeError;
-pub use follow::{LogFollower, Output as LogOutput, previous_paths};
+pub use follow::{LogChunks, LogFollower, Output as LogOutput, previous_paths};
 pub use oci::{ImageConfig, ImageProvider, OciOptions, OciRuntime};
 pub use prestart::{NetworkPrestart, Prepared, PreparedNetwork, Prestart};
 pub use process::{ProcessOptions, ProcessRuntime};

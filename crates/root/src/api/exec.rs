@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use canopy_tier::pb::{self, open_stream::Kind};
+use canopy_tier::streams::Pipe;
 
 /// The `Upgrade` token of the framed stream protocol.
 pub const PROTOCOL: &str = "canopy-stream";
@@ -58,16 +59,7 @@ pub async fn exec(
             "exec needs a command (`command=` query parameters)",
         ));
     }
-    let upgrade = request
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok());
-    if !upgrade.is_some_and(|v| v.eq_ignore_ascii_case(PROTOCOL)) {
-        return Err(ApiError::bad_request(format!(
-            "exec needs an upgraded connection (Connection: Upgrade, Upgrade: {PROTOCOL})"
-        )));
-    }
-    let on_upgrade = hyper::upgrade::on(&mut request);
+    let on_upgrade = upgrade_of(&mut request)?;
     let instance = state.desired.get_instance(&id).await?;
     let kind = Kind::Exec(pb::ExecRequest {
         command,
@@ -76,17 +68,36 @@ pub async fn exec(
         rows,
     });
     let pipe = open(&state, &instance, kind).await?;
+    Ok(switch(on_upgrade, pipe, id))
+}
+
+/// The connection's upgrade to [`PROTOCOL`], or a 400 when the client did not ask for one.
+pub(super) fn upgrade_of(request: &mut Request) -> Result<hyper::upgrade::OnUpgrade, ApiError> {
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    if !upgrade.is_some_and(|v| v.eq_ignore_ascii_case(PROTOCOL)) {
+        return Err(ApiError::bad_request(format!(
+            "this endpoint needs an upgraded connection (Connection: Upgrade, Upgrade: {PROTOCOL})"
+        )));
+    }
+    Ok(hyper::upgrade::on(request))
+}
+
+/// Answers 101 and, once the connection is switched, relays it and the stream.
+pub(super) fn switch(on_upgrade: hyper::upgrade::OnUpgrade, pipe: Pipe, id: String) -> Response {
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 canopy_tier::wire::bridge(hyper_util::rt::TokioIo::new(upgraded), pipe).await
             }
-            Err(e) => tracing::warn!(instance = %id, error = %e, "exec upgrade failed"),
+            Err(e) => tracing::warn!(instance = %id, error = %e, "connection upgrade failed"),
         }
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
-    Ok(response)
+    response
 }
