@@ -133,9 +133,11 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
     let interactive = args.interactive;
     let follow_size = terminal.is_some();
     tokio::spawn(async move {
-        let mut resized = follow_size
-            .then(|| signal(SignalKind::window_change()).ok())
-            .flatten();
+        let mut resized = if follow_size {
+            signal(SignalKind::window_change()).ok()
+        } else {
+            None
+        };
         let mut input = interactive.then(stdin_reader);
         loop {
             let frame = tokio::select! {

@@ -74,10 +74,7 @@ pub struct LogFollower {
 impl LogFollower {
     /// Starts after the last `tail` lines of each file (all of them when `None`), which it
     /// returns first.
-    pub fn open(
-        paths: &LogPaths,
-        tail: Option<usize>,
-    ) -> io::Result<(LogFollower, LogChunks)> {
+    pub fn open(paths: &LogPaths, tail: Option<usize>) -> io::Result<(LogFollower, LogChunks)> {
         let mut first = Vec::new();
         let mut files = Vec::new();
         for (output, path) in [
@@ -199,7 +196,7 @@ impl Cursor {
                 fresh.extend(read_range(&previous, self.offset, None)?);
             }
             self.offset = 0;
-        } else if rotated_now != self.rotated && rotated_now.is_some()
+        } else if (rotated_now.is_some() && rotated_now != self.rotated)
             || now.is_some_and(|(_, len)| len < self.offset)
         {
             // Rotated: the bytes after our offset were copied to `.1` before the truncation.
