@@ -18,7 +18,7 @@ struct Testbed {
     marker: String,
     root: Daemon,
     _cluster: Daemon,
-    _node: Daemon,
+    node: Daemon,
     _cleanup: KillOnDrop,
 }
 
@@ -43,7 +43,7 @@ impl Testbed {
             marker,
             root,
             _cluster: cluster,
-            _node: node,
+            node,
         };
         eventually(SETTLE, "a ready node at the root", || {
             let nodes = canopy_json(testbed.server(), &["get", "nodes", "-A"]);
@@ -159,6 +159,35 @@ fn logs_follow_delivers_a_new_line_within_a_second_and_ctrl_c_ends_it() {
         follower.try_wait().unwrap()
     });
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_follow_whose_node_dies_ends_with_an_error_instead_of_hanging() {
+    let mut bed = Testbed::start();
+    bed.apply("doomed", 1, "echo alive; sleep 3600; true");
+    let id = bed.running("doomed", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut follower = Command::new(CANOPY)
+        .args(["logs", "-f", &id])
+        .env("CANOPY_SERVER", bed.server())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut follower);
+    assert_eq!(lines.recv_timeout(SETTLE).expect("the first line"), "alive");
+    bed.node.kill();
+    // The node's connection drops with it: the stream breaks at once, well before any
+    // keepalive would notice.
+    let status = eventually(Duration::from_secs(10), "the follower to give up", || {
+        follower.try_wait().unwrap()
+    });
+    assert!(!status.success(), "{status:?}");
+    let mut error = String::new();
+    std::io::Read::read_to_string(&mut follower.stderr.take().unwrap(), &mut error).unwrap();
+    assert!(error.contains("broke off"), "{error}");
 }
 
 #[test]
