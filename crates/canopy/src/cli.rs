@@ -80,6 +80,14 @@ pub enum Command {
         #[command(flatten)]
         scope: Scope,
     },
+    /// Print an instance's output (`INSTANCE`), or that of every instance of a service
+    /// (`APP/SERVICE`, each line prefixed with `[instance]`), streamed from its node.
+    Logs(crate::streams::LogsArgs),
+    /// Run a command inside a running instance (`canopy exec INSTANCE -- CMD...`); exits
+    /// with the command's exit code.
+    Exec(crate::exec::ExecArgs),
+    /// Relay local connections to a port of an instance (`LOCAL:REMOTE`), until Ctrl-C.
+    PortForward(crate::forward::ForwardArgs),
 }
 
 impl Command {

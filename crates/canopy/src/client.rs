@@ -53,6 +53,27 @@ impl Client {
             .await
     }
 
+    /// A request to build further (headers, upgrades) before sending it.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// A GET whose body is read as it arrives (logs); an error status becomes an error.
+    pub async fn get_streaming(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Canopy API at {}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.context("reading the response")?;
+            return Err(error_from(status, &bytes));
+        }
+        Ok(response)
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -79,7 +100,7 @@ impl Client {
     }
 }
 
-fn error_from(status: StatusCode, body: &[u8]) -> anyhow::Error {
+pub fn error_from(status: StatusCode, body: &[u8]) -> anyhow::Error {
     let Ok(body) = serde_json::from_slice::<Value>(body) else {
         return anyhow!("{status}: {}", String::from_utf8_lossy(body));
     };

@@ -69,6 +69,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             replicas,
             scope,
         } => scale(&Client::new(&client.server)?, &service, replicas, &scope).await,
+        Command::Logs(args) => crate::streams::logs(args).await,
+        Command::Exec(args) => crate::exec::exec(args).await,
+        Command::PortForward(args) => crate::forward::port_forward(args).await,
     }
 }
 

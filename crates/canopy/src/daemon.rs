@@ -194,8 +194,10 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
     capacity.memory_mib = args.memory.unwrap_or(detected.memory_mib);
     // Cgroups are named per agent: several agents on one machine (tests, simulations, edge
     // emulation) must never share an instance's group, since stopping one clears its group.
+    // Logs of removed instances stay readable (`canopy logs`) within the kept-logs budget.
     let options = ProcessOptions {
         cgroup_parent: format!("canopy/{}", args.name),
+        keep_logs_on_remove: true,
         ..ProcessOptions::default()
     };
     let process = ProcessRuntime::new(args.data.join("process"), options)
@@ -249,6 +251,7 @@ fn container_runtime(args: &NodeArgs) -> anyhow::Result<(OciRuntime, NetworkPres
     let options = OciOptions {
         runtime_binary: containers.oci_runtime.clone(),
         cgroup_parent: format!("canopy/{}", args.name),
+        keep_logs_on_remove: true,
         ..OciOptions::default()
     };
     let state = args.data.join("containers");

@@ -4,8 +4,11 @@ mod cli;
 mod client;
 mod commands;
 mod daemon;
+mod exec;
+mod forward;
 mod output;
 mod sim;
+mod streams;
 
 use clap::Parser;
 
@@ -30,6 +33,9 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(exec::CommandExit(code)) = e.downcast_ref::<exec::CommandExit>() {
+                return std::process::ExitCode::from(u8::try_from(*code).unwrap_or(1));
+            }
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

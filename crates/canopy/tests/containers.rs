@@ -669,3 +669,83 @@ fn a_container_outlives_its_killed_agent_and_once_readopted_its_revoke_leaves_no
         canopy_json(&root.url, &["get", "instances"]).is_empty() && http_get(host_port).is_none()
     });
 }
+
+#[test]
+fn logs_and_exec_reach_a_container_through_the_tiers() {
+    require();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = start_root(dir.path());
+    let cluster = start_cluster(dir.path(), &root, "c0", &[]);
+    let _node = ContainerNode::start(dir.path(), &cluster, &registry, "streams");
+    wait_for_containers(&root.url);
+    let descriptor = format!(
+        r#"apiVersion: canopy.dev/v1
+kind: Application
+metadata: {{name: box}}
+spec:
+  services:
+    - name: shell
+      runtime: container
+      image: 127.0.0.1:{registry}/busybox:latest
+      command: [sh, -c, "echo container says hi; mkdir -p /www && echo from the container > /www/index.html && exec httpd -f -p 8080 -h /www"]
+      env: {{GREETING: hej}}
+      resources: {{cpu: 100m, memory: 32Mi}}
+"#,
+        registry = registry.port
+    );
+    let file = dir.path().join("box.yaml");
+    std::fs::write(&file, descriptor).unwrap();
+    canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
+    let id = eventually(SETTLE, "the container to run", || {
+        canopy_json(&root.url, &["get", "instances"])
+            .iter()
+            .find(|i| i["state"] == "Running")
+            .map(|i| i["id"].as_str().unwrap().to_string())
+    });
+    let logs = eventually(SETTLE, "the container's first line", || {
+        let logs = canopy_ok(&root.url, &["logs", &id]);
+        (!logs.is_empty()).then_some(logs)
+    });
+    assert_eq!(logs, "container says hi\n");
+
+    let echo = support::canopy(
+        &root.url,
+        &["exec", &id, "--", "echo", "hello", "$GREETING"],
+    );
+    assert!(echo.status.success(), "{echo:?}");
+    assert_eq!(echo.stdout, b"hello $GREETING\n");
+    let env = canopy_ok(
+        &root.url,
+        &["exec", &id, "--", "sh", "-c", "echo $GREETING"],
+    );
+    assert_eq!(env, "hej\n", "the container's own environment");
+    let failing = support::canopy(&root.url, &["exec", &id, "--", "sh", "-c", "exit 7"]);
+    assert_eq!(failing.status.code(), Some(7), "{failing:?}");
+
+    // port-forward reaches the container's own address (no hostPort is published).
+    let mut forward = Command::new(support::CANOPY)
+        .args(["port-forward", &id, "0:8080"])
+        .env("CANOPY_SERVER", &root.url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut announced = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(forward.stdout.take().unwrap()),
+        &mut announced,
+    )
+    .unwrap();
+    let local: u16 = announced
+        .trim()
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected {announced:?}"));
+    let page = eventually(SETTLE, "the container's page through the forward", || {
+        http_get(local).filter(|page| page.contains("from the container"))
+    });
+    assert!(page.ends_with("from the container\n"), "{page}");
+    let _ = forward.kill();
+    let _ = forward.wait();
+}

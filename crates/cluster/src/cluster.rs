@@ -227,6 +227,11 @@ impl Cluster {
             .insert(node.to_string(), downlink);
     }
 
+    pub(crate) fn downlink(&self, node: &str) -> Option<Downlink> {
+        let downlinks = self.downlinks.lock().unwrap_or_else(|p| p.into_inner());
+        downlinks.get(node).cloned()
+    }
+
     pub(crate) async fn unlink_node(&self, node: &str, link: u64) {
         if self.state.lock().await.node_goodbye(node, link) {
             let mut downlinks = self.downlinks.lock().unwrap_or_else(|p| p.into_inner());

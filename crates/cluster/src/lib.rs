@@ -19,6 +19,7 @@ mod peers;
 mod placed;
 mod placement;
 mod state;
+mod streams;
 mod summary;
 mod views;
 

@@ -77,6 +77,10 @@ impl Child for RootSide {
         self.0.refresh_peers().await;
     }
 
+    async fn on_stream(&self, open: pb::OpenStream, pipe: canopy_tier::streams::Pipe) {
+        self.0.relay_stream(open, pipe).await;
+    }
+
     async fn on_link(&self, up: Option<Timing>) {
         let cluster = self.0.name();
         match up {

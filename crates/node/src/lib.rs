@@ -9,15 +9,19 @@
 
 pub mod admission;
 mod assign;
+mod exec;
+mod forward;
 pub mod hollow;
 pub mod images;
 mod lifecycle;
 mod prestart;
 mod probing;
+mod pty;
 mod report;
 pub mod restart;
 mod runner;
 mod statefile;
+mod streams;
 
 use admission::NodeFacts;
 use canopy_model::{GeoPoint, IllegalTransition, NetworkCoordinate, ResourceAmounts, RuntimeKind};
@@ -327,6 +331,10 @@ impl Child for ClusterSide {
 
     async fn on_peers(&self, peers: pb::Peers) {
         self.0.probing.on_peers(peers).await;
+    }
+
+    async fn on_stream(&self, open: pb::OpenStream, pipe: canopy_tier::streams::Pipe) {
+        self.0.clone().serve_stream(open, pipe).await;
     }
 
     async fn on_link(&self, up: Option<Timing>) {

@@ -35,7 +35,7 @@ async fn release_all(hooks: &[Arc<dyn Prestart>], id: &str) {
 }
 
 impl Agent {
-    fn hooks(&self, kind: RuntimeKind) -> &[Arc<dyn Prestart>] {
+    pub(crate) fn hooks(&self, kind: RuntimeKind) -> &[Arc<dyn Prestart>] {
         self.prestart.get(&kind).map_or(&[], Vec::as_slice)
     }
 

@@ -63,6 +63,8 @@ pub enum RuntimeError {
     /// Raised by an image provider: the image cannot be pulled or unpacked.
     #[error("image {image}: {reason}")]
     Image { image: String, reason: String },
+    #[error("{what} is not supported by this runtime")]
+    Unsupported { what: &'static str },
 }
 
 impl RuntimeError {

@@ -5,18 +5,22 @@
 
 mod cgroup;
 mod error;
+mod exec;
+mod follow;
 mod instance;
 mod logs;
 mod oci;
 mod prestart;
 mod proc_fs;
 mod process;
+mod retention;
 mod state;
 mod supervise;
 
 pub use canopy_net::{CniConfig, NetworkHook, PortMapping};
 pub use cgroup::CgroupVersion;
 pub use error::RuntimeError;
+pub use follow::{LogChunks, LogFollower, Output as LogOutput, previous_paths};
 pub use oci::{ImageConfig, ImageProvider, OciOptions, OciRuntime};
 pub use prestart::{NetworkPrestart, Prepared, PreparedNetwork, Prestart};
 pub use process::{ProcessOptions, ProcessRuntime};
@@ -27,6 +31,9 @@ use canopy_model::{RuntimeKind, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Default byte budget for the kept logs of removed instances, per runtime on a node.
+pub const KEPT_LOGS_BUDGET: u64 = 64 << 20;
 
 /// What the agent asks a runtime to run: one instance of a service.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +153,21 @@ pub trait Runtime: Send + Sync + 'static {
     async fn stats(&self, id: &str) -> Result<Stats, RuntimeError>;
     /// The last `tail` lines of stdout followed by the last `tail` lines of stderr.
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError>;
+    /// The instance's log files, for followers; also those `remove` kept.
+    fn log_paths(&self, id: &str) -> Result<LogPaths, RuntimeError> {
+        Err(RuntimeError::NotFound { id: id.to_string() })
+    }
+    /// `command` to run inside running instance `id` (with its environment and working
+    /// directory, in its cgroup; in a container's namespaces), for the caller to give stdio
+    /// and spawn. With `tty` the command expects a terminal on its stdio.
+    async fn exec_command(
+        &self,
+        _id: &str,
+        _command: &[String],
+        _tty: bool,
+    ) -> Result<tokio::process::Command, RuntimeError> {
+        Err(RuntimeError::Unsupported { what: "exec" })
+    }
     /// After the agent restarts: every instance under the state dir, re-adopted without restarting it.
     async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError>;
 }

@@ -39,12 +39,18 @@ pub(crate) fn open_append(path: &Path) -> io::Result<File> {
 
 /// The last `n` lines of `path`, continuing into `path.1` when the current file is short.
 pub(crate) fn tail(path: &Path, n: usize) -> io::Result<String> {
+    tail_until(path, n, u64::MAX)
+}
+
+/// [`tail`] of the current file's first `end` bytes (and of `path.1` before them), so a
+/// follower that goes on from `end` neither repeats nor misses a line.
+pub(crate) fn tail_until(path: &Path, n: usize, end: u64) -> io::Result<String> {
     if n == 0 {
         return Ok(String::new());
     }
-    let mut lines = tail_file(path, n)?;
+    let mut lines = tail_file(path, n, end)?;
     if lines.len() < n {
-        let mut older = tail_file(&rotated(path), n - lines.len())?;
+        let mut older = tail_file(&rotated(path), n - lines.len(), u64::MAX)?;
         older.append(&mut lines);
         lines = older;
     }
@@ -57,14 +63,14 @@ pub(crate) fn tail(path: &Path, n: usize) -> io::Result<String> {
 
 /// Reads backwards in chunks until `n` complete lines are in hand, so a tail of a
 /// large file costs about the size of the tail.
-fn tail_file(path: &Path, n: usize) -> io::Result<Vec<String>> {
+fn tail_file(path: &Path, n: usize, end: u64) -> io::Result<Vec<String>> {
     const CHUNK: u64 = 16 * 1024;
     let mut f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let len = f.metadata()?.len();
+    let len = f.metadata()?.len().min(end);
     let mut pos = len;
     let mut buf: Vec<u8> = Vec::new();
     loop {

@@ -43,6 +43,10 @@ pub trait Prestart: Send + Sync + 'static {
     /// Frees what `prepare` made for `id`; idempotent, and works from on-disk state
     /// after an agent restart.
     async fn release(&self, id: &str) -> Result<(), RuntimeError>;
+    /// The address the instance is reached at, when this hook gave it one.
+    fn address(&self, _id: &str) -> Option<std::net::IpAddr> {
+        None
+    }
 }
 
 /// The CNI network as a prestart step, for runtimes that join a namespace but do not
@@ -89,5 +93,10 @@ impl Prestart for NetworkPrestart {
     async fn release(&self, id: &str) -> Result<(), RuntimeError> {
         validate_id(id)?;
         Ok(self.hook.release(id).await?)
+    }
+
+    fn address(&self, id: &str) -> Option<std::net::IpAddr> {
+        validate_id(id).ok()?;
+        self.hook.state(id)?.ip
     }
 }

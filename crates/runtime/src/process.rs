@@ -8,7 +8,9 @@ use crate::supervise::{
     DEFAULT_PATH, Finish, LogPaths, RawExit, make_exit, open_pidfd, pid_i32, rotate_logs,
     spawn_in_session, validate_id,
 };
-use crate::{Exit, InstanceSpec, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs};
+use crate::{
+    Exit, InstanceSpec, KEPT_LOGS_BUDGET, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs,
+};
 use async_trait::async_trait;
 use canopy_model::RuntimeKind;
 use rustix::process::{Pid, Signal};
@@ -38,6 +40,8 @@ pub struct ProcessOptions {
     pub log_check_interval: Duration,
     /// `remove` keeps stdout.log/stderr.log (and their `.1`) and drops the rest.
     pub keep_logs_on_remove: bool,
+    /// Kept logs of removed instances, all together, past which the oldest are dropped.
+    pub kept_logs_budget: u64,
     /// How long to wait for the processes to vanish after SIGKILL before `stop` fails.
     pub kill_timeout: Duration,
 }
@@ -50,6 +54,7 @@ impl Default for ProcessOptions {
             max_log_bytes: 10 << 20,
             log_check_interval: Duration::from_secs(10),
             keep_logs_on_remove: false,
+            kept_logs_budget: KEPT_LOGS_BUDGET,
             kill_timeout: Duration::from_secs(10),
         }
     }
@@ -445,7 +450,7 @@ impl Runtime for ProcessRuntime {
             networking: false,
             netns: false,
             stats: true,
-            exec: false,
+            exec: true,
             logs: true,
             limits: self.cgroups.is_some(),
         }
@@ -494,11 +499,13 @@ impl Runtime for ProcessRuntime {
             }
         }
         let res = if self.opts.keep_logs_on_remove {
-            if dir.exists() {
+            let kept = if dir.exists() {
                 state::remove(&dir)
             } else {
                 Ok(())
-            }
+            };
+            crate::retention::prune(&self.state_dir, self.opts.kept_logs_budget);
+            kept
         } else {
             remove_dir_if_exists(&dir)
         };
@@ -531,6 +538,26 @@ impl Runtime for ProcessRuntime {
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
         self.instances
             .logs(&self.state_dir, id, tail, self.opts.max_log_bytes)
+    }
+
+    async fn exec_command(
+        &self,
+        id: &str,
+        command: &[String],
+        _tty: bool,
+    ) -> Result<tokio::process::Command, RuntimeError> {
+        let inst = self
+            .get_or_adopt(id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound { id: id.to_string() })?;
+        if inst.exited() {
+            return Err(RuntimeError::NotRunning { id: id.to_string() });
+        }
+        crate::exec::exec_beside(id, inst.pid, inst.cgroup.as_ref(), command)
+    }
+
+    fn log_paths(&self, id: &str) -> Result<LogPaths, RuntimeError> {
+        instance::instance_log_paths(&self.state_dir, id)
     }
 
     async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError> {

@@ -79,6 +79,7 @@ pub(crate) fn spawn_in_session(
     join: Vec<File>,
     what: &str,
 ) -> Result<Child, RuntimeError> {
+    crate::follow::keep_previous_run(&log_paths(dir));
     let (stdout, stderr) = open_logs(dir)?;
     cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     let join = Arc::new(join);

@@ -3,8 +3,10 @@
 pub use crate::outbox::{Outbox, Uplink, uplink};
 use crate::pb::{self, up};
 use crate::session::{Assignment, Hello, Revocation};
+use crate::streams::{End, Frame, Pipe, forward_inbound};
 use crate::{TierError, Timing};
 use futures::FutureExt;
+use futures::StreamExt;
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +14,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
+
+type TierClient = pb::tier_client::TierClient<Channel>;
 
 /// What a child (cluster or node) tells and hears over its link.
 pub trait Child: Send + Sync + 'static {
@@ -31,6 +35,14 @@ pub trait Child: Send + Sync + 'static {
     /// Peers to probe for latency.
     fn on_peers(&self, _peers: pb::Peers) -> impl Future<Output = ()> + Send {
         async {}
+    }
+    /// The parent asked for a session stream (logs, exec, port-forward) and `pipe` is its
+    /// end of it, already open; it runs in its own task. Refused by default.
+    fn on_stream(&self, _open: pb::OpenStream, pipe: Pipe) -> impl Future<Output = ()> + Send {
+        async move {
+            pipe.end(End::error("unsupported", "this tier serves no streams"))
+                .await
+        }
     }
     /// The link came up (with the parent's timing) or went down.
     fn on_link(&self, _up: Option<Timing>) -> impl Future<Output = ()> + Send {
@@ -171,7 +183,7 @@ async fn session<C: Child>(
         timing.heartbeat,
     )));
     tokio::select! {
-        result = read_loop(&mut inbound, child) => {
+        result = read_loop(&mut inbound, child, &client) => {
             writer.0.abort();
             // Once it has stopped, the outbox is free for the next session.
             let _ = (&mut writer.0).await;
@@ -195,6 +207,7 @@ impl Drop for Writer {
 async fn read_loop<C: Child>(
     inbound: &mut tonic::Streaming<pb::Down>,
     child: &Arc<C>,
+    client: &TierClient,
 ) -> Result<(), SessionError> {
     loop {
         let Some(message) = inbound.message().await? else {
@@ -231,9 +244,41 @@ async fn read_loop<C: Child>(
                 child.on_revoke(Revocation::from_pb(revoke)).await
             }
             Some(pb::down::Body::Peers(peers)) => child.on_peers(peers).await,
+            Some(pb::down::Body::OpenStream(open)) => {
+                tokio::spawn(open_stream(client.clone(), child.clone(), open));
+            }
             _ => {}
         }
     }
+}
+
+/// Answers the parent's `OpenStream` with a new call on the link's connection (its first
+/// frame claims the stream), then hands the child its end.
+async fn open_stream<C: Child>(mut client: TierClient, child: Arc<C>, open: pb::OpenStream) {
+    let (to_parent, outgoing) = mpsc::channel::<Frame>(64);
+    let claim = pb::StreamFrame {
+        body: Some(pb::stream_frame::Body::Claim(open.stream_id)),
+    };
+    let outgoing = tokio_stream::once(claim)
+        .chain(ReceiverStream::new(outgoing).map(|frame: Frame| frame.to_pb()));
+    let inbound = match client.session(outgoing).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            tracing::warn!(stream = open.stream_id, %status, "parent refused a stream");
+            return;
+        }
+    };
+    let (from_parent, incoming) = mpsc::channel::<Frame>(64);
+    forward_inbound(inbound, from_parent);
+    child
+        .on_stream(
+            open,
+            Pipe {
+                tx: to_parent,
+                rx: incoming,
+            },
+        )
+        .await;
 }
 
 /// Sends a heartbeat every `every` and each delta the child queues, until the link fails.

@@ -13,6 +13,8 @@ pub mod parent;
 pub mod probe;
 pub mod session;
 mod status;
+pub mod streams;
+pub mod wire;
 
 pub use convert::*;
 pub use session::{Assignment, Hello, Message, Revocation};

@@ -3,6 +3,8 @@
 use crate::Timing;
 use crate::pb::{self, down, up};
 use crate::session::{Assignment, Hello, Message, Revocation};
+use crate::streams::{CLAIM_DEADLINE, Frame, Pending, Pipe, StreamError, forward_inbound};
+use futures::StreamExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +32,8 @@ pub struct Downlink {
     link: u64,
     tx: mpsc::Sender<Result<pb::Down, Status>>,
     seq: Arc<AtomicU64>,
+    pending: Arc<Pending>,
+    child: Arc<str>,
 }
 
 /// Messages queued for a child beyond this mean it is not reading; they are dropped and the
@@ -54,6 +58,26 @@ impl Downlink {
         self.send(down::Body::Peers(pb::Peers { peers }))
     }
 
+    /// Asks the child to open a session stream for `open` (its `stream_id` is set here) and
+    /// waits for the child's call: an error when the link is down or the child does not
+    /// answer within [`CLAIM_DEADLINE`].
+    pub async fn open_stream(&self, mut open: pb::OpenStream) -> Result<Pipe, StreamError> {
+        let waiting = self.pending.register();
+        open.stream_id = waiting.id();
+        let down = || StreamError::LinkDown(self.child.to_string());
+        if !self.send(down::Body::OpenStream(open)) {
+            return Err(down());
+        }
+        let mut waiting = waiting;
+        tokio::select! {
+            pipe = &mut waiting.rx => pipe.map_err(|_| down()),
+            _ = tokio::time::sleep(CLAIM_DEADLINE) => {
+                Err(StreamError::NotClaimed(self.child.to_string(), CLAIM_DEADLINE))
+            }
+            _ = self.tx.closed() => Err(down()),
+        }
+    }
+
     fn send(&self, body: down::Body) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.tx
@@ -69,6 +93,7 @@ pub struct TierService<P> {
     parent: Arc<P>,
     timing: Timing,
     next_link: AtomicU64,
+    pending: Arc<Pending>,
 }
 
 impl<P: Parent> TierService<P> {
@@ -77,6 +102,7 @@ impl<P: Parent> TierService<P> {
             parent,
             timing,
             next_link: AtomicU64::new(1),
+            pending: Arc::new(Pending::default()),
         }
     }
 
@@ -91,6 +117,33 @@ impl<P: Parent> TierService<P> {
 #[tonic::async_trait]
 impl<P: Parent> pb::tier_server::Tier for TierService<P> {
     type LinkStream = ReceiverStream<Result<pb::Down, Status>>;
+    type SessionStream = futures::stream::BoxStream<'static, Result<pb::StreamFrame, Status>>;
+
+    /// A child answering an `OpenStream`: its first frame names the stream it claims.
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::StreamFrame>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut inbound = request.into_inner();
+        let id = match tokio::time::timeout(CLAIM_DEADLINE, inbound.message()).await {
+            Ok(Ok(Some(pb::StreamFrame {
+                body: Some(pb::stream_frame::Body::Claim(id)),
+            }))) => id,
+            Ok(Err(status)) => return Err(status),
+            Ok(Ok(_)) => return Err(Status::invalid_argument("the first frame must be a claim")),
+            Err(_) => return Err(Status::deadline_exceeded("no claim within the deadline")),
+        };
+        let (ours, theirs) = Pipe::pair();
+        let Pipe { tx, rx } = theirs;
+        if self.pending.claim(id, ours).is_err() {
+            return Err(Status::not_found(format!(
+                "no stream {id} is waiting (unknown, or past its deadline)"
+            )));
+        }
+        forward_inbound(inbound, tx);
+        let outbound = ReceiverStream::new(rx).map(|frame: Frame| Ok(frame.to_pb()));
+        Ok(Response::new(outbound.boxed()))
+    }
 
     async fn link(
         &self,
@@ -118,6 +171,8 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
             link: self.next_link.fetch_add(1, Ordering::Relaxed),
             tx,
             seq: Arc::new(AtomicU64::new(0)),
+            pending: self.pending.clone(),
+            child: Arc::from(child.as_str()),
         };
         downlink.send(down::Body::Welcome(pb::Welcome {
             heartbeat_interval_ms: self.timing.heartbeat.as_millis() as u64,

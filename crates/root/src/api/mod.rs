@@ -4,6 +4,9 @@ mod applications;
 mod body;
 pub mod error;
 mod events;
+mod exec;
+mod forward;
+mod streams;
 mod workloads;
 
 use crate::auth;
@@ -36,7 +39,7 @@ pub struct AppState {
         applications::apply, applications::create, applications::list, applications::get,
         applications::replace, applications::delete,
         workloads::list_services, workloads::get_service, workloads::scale,
-        workloads::list_instances, workloads::get_instance,
+        workloads::list_instances, workloads::get_instance, streams::logs, exec::exec, forward::port_forward,
         workloads::list_clusters, workloads::list_nodes,
         events::events, healthz, readyz,
     ),
@@ -84,6 +87,9 @@ pub fn router(
         )
         .route("/instances", get(workloads::list_instances))
         .route("/instances/{id}", get(workloads::get_instance))
+        .route("/instances/{id}/logs", get(streams::logs))
+        .route("/instances/{id}/exec", post(exec::exec))
+        .route("/instances/{id}/port-forward", post(forward::port_forward))
         .route("/clusters", get(workloads::list_clusters))
         .route("/nodes", get(workloads::list_nodes))
         .route("/events", get(events::events))

@@ -12,6 +12,7 @@ mod links;
 mod membership;
 mod peers;
 mod schedule;
+mod streams;
 
 use crate::desired::Desired;
 use crate::instances::InstanceCache;

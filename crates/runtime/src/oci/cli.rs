@@ -187,6 +187,20 @@ impl Cli {
         args
     }
 
+    /// `exec [--tty] <id> COMMAND...`: runs in the container's namespaces with its process
+    /// spec (environment, working directory, user). In the foreground with `--tty`, the
+    /// runtime makes the container a terminal of its own and relays it to the caller's stdio
+    /// (a terminal too, whose size it follows).
+    pub fn exec_command(&self, id: &str, command: &[String], tty: bool) -> tokio::process::Command {
+        let mut cmd = self.command();
+        cmd.arg("exec");
+        if tty {
+            cmd.arg("--tty");
+        }
+        cmd.arg(id).args(command);
+        cmd
+    }
+
     /// `state <id>`; None when the runtime does not know the container.
     pub async fn state(&self, id: &str) -> Result<Option<OciState>, RuntimeError> {
         let mut cmd = self.command();

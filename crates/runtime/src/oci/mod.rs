@@ -22,6 +22,7 @@
 mod bundle;
 mod cli;
 
+use crate::KEPT_LOGS_BUDGET;
 use crate::cgroup::{Cgroups, OomCounters};
 use crate::instance::{self, Instances, LogRotation, remove_dir_if_exists, terminate};
 use crate::state::{self, ContainerInfo, PersistedState};
@@ -100,6 +101,8 @@ pub struct OciOptions {
     pub log_check_interval: Duration,
     /// `remove` keeps stdout.log/stderr.log (and their `.1`) and drops the rest.
     pub keep_logs_on_remove: bool,
+    /// Kept logs of removed instances, all together, past which the oldest are dropped.
+    pub kept_logs_budget: u64,
     /// Deadline of each `runc state|kill|delete|list` call.
     pub command_timeout: Duration,
     /// From spawning `runc run` until the container's process is running.
@@ -117,6 +120,7 @@ impl Default for OciOptions {
             max_log_bytes: 10 << 20,
             log_check_interval: Duration::from_secs(10),
             keep_logs_on_remove: false,
+            kept_logs_budget: KEPT_LOGS_BUDGET,
             command_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(60),
             kill_timeout: Duration::from_secs(10),
@@ -634,7 +638,7 @@ impl Runtime for OciRuntime {
             networking: networked,
             netns: true,
             stats: true,
-            exec: false,
+            exec: true,
             logs: true,
             limits: true,
         }
@@ -702,11 +706,17 @@ impl Runtime for OciRuntime {
             ));
         }
         let res = if self.opts.keep_logs_on_remove && dir.exists() {
-            let keep = log_paths(&dir);
-            let keep: Vec<PathBuf> = [&keep.stdout, &keep.stderr]
-                .into_iter()
-                .flat_map(|p| [p.clone(), crate::logs::rotated(p)])
-                .collect();
+            let current = log_paths(&dir);
+            let previous = crate::previous_paths(&current);
+            let keep: Vec<PathBuf> = [
+                &current.stdout,
+                &current.stderr,
+                &previous.stdout,
+                &previous.stderr,
+            ]
+            .into_iter()
+            .flat_map(|p| [p.clone(), crate::logs::rotated(p)])
+            .collect();
             fs::read_dir(&dir)
                 .map_err(|e| RuntimeError::io("read", &dir, e))?
                 .flatten()
@@ -723,6 +733,9 @@ impl Runtime for OciRuntime {
         } else {
             remove_dir_if_exists(&dir)
         };
+        if self.opts.keep_logs_on_remove {
+            crate::retention::prune(&self.state_dir, self.opts.kept_logs_budget);
+        }
         tracing::info!(id, "container removed");
         res
     }
@@ -740,6 +753,27 @@ impl Runtime for OciRuntime {
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
         self.instances
             .logs(&self.state_dir, id, tail, self.opts.max_log_bytes)
+    }
+
+    async fn exec_command(
+        &self,
+        id: &str,
+        command: &[String],
+        tty: bool,
+    ) -> Result<tokio::process::Command, RuntimeError> {
+        crate::exec::check_command(id, command)?;
+        let inst = self
+            .get_or_adopt(id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound { id: id.to_string() })?;
+        if inst.exited() {
+            return Err(RuntimeError::NotRunning { id: id.to_string() });
+        }
+        Ok(self.cli.exec_command(id, command, tty))
+    }
+
+    fn log_paths(&self, id: &str) -> Result<LogPaths, RuntimeError> {
+        instance::instance_log_paths(&self.state_dir, id)
     }
 
     async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError> {
