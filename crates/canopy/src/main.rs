@@ -3,9 +3,17 @@
 mod cli;
 mod client;
 mod commands;
+mod config;
+mod config_verbs;
 mod daemon;
+mod diff;
+mod events;
+mod get;
 mod output;
 mod sim;
+mod sse;
+mod version;
+mod wait;
 
 use clap::Parser;
 
@@ -29,10 +37,18 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+        // A verb that said all it had to (`diff`: 1 means "there are changes").
+        Err(e) if e.downcast_ref::<diff::ExitStatus>().is_some() => {
+            std::process::ExitCode::from(e.downcast_ref::<diff::ExitStatus>().map_or(1, |s| s.0))
         }
+        // A verb that said all it had to (`diff`: 1 means "there are changes").
+        Err(e) => match e.downcast_ref::<diff::ExitStatus>() {
+            Some(status) => std::process::ExitCode::from(status.0),
+            None => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }
 
