@@ -414,7 +414,10 @@ mod tests {
         assert!(all.len() > 50, "found only {} arguments", all.len());
         let missing: Vec<String> = all
             .iter()
-            .filter(|(_, arg)| arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()))
+            .filter(|(_, arg)| {
+                arg.get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+            })
             .map(|(path, arg)| format!("{path} {}", arg.get_id()))
             .collect();
         assert!(missing.is_empty(), "arguments without help: {missing:?}");
@@ -433,7 +436,13 @@ mod tests {
     fn each_daemon_shows_only_its_own_flags() {
         let root = flags("root");
         assert!(root.contains(&"listen".to_string()), "{root:?}");
-        for foreign in ["oci-runtime", "insecure-registry", "container-subnet", "cluster", "root"] {
+        for foreign in [
+            "oci-runtime",
+            "insecure-registry",
+            "container-subnet",
+            "cluster",
+            "root",
+        ] {
             assert!(!root.contains(&foreign.to_string()), "root has --{foreign}");
         }
         let up = flags("up");

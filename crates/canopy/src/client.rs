@@ -62,7 +62,10 @@ impl Client {
     pub async fn get_if_found<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
         match self.send(Method::GET, path, None).await {
             Ok(value) => Ok(Some(value)),
-            Err(e) if e.downcast_ref::<ApiFailure>().map(|f| f.status) == Some(StatusCode::NOT_FOUND) => {
+            Err(e)
+                if e.downcast_ref::<ApiFailure>().map(|f| f.status)
+                    == Some(StatusCode::NOT_FOUND) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(e),

@@ -32,7 +32,10 @@ impl std::fmt::Debug for NamedContext {
         f.debug_struct("NamedContext")
             .field("name", &self.name)
             .field("server", &self.server)
-            .field("token", &self.token.as_ref().map(|_| canopy_model::REDACTED))
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| canopy_model::REDACTED),
+            )
             .finish()
     }
 }
@@ -48,7 +51,10 @@ impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
             .field("server", &self.server)
-            .field("token", &self.token.as_ref().map(|_| canopy_model::REDACTED))
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| canopy_model::REDACTED),
+            )
             .finish()
     }
 }
@@ -76,7 +82,10 @@ pub fn resolve(
 ) -> anyhow::Result<Endpoint> {
     let named = match context {
         Some(name) => Some(config.context(name).with_context(|| {
-            format!("context {name:?} is not in the client config ({})", config.names())
+            format!(
+                "context {name:?} is not in the client config ({})",
+                config.names()
+            )
         })?),
         None => None,
     };
@@ -265,7 +274,11 @@ mod tests {
         config.set_context("lab", Some("http://new:1")).unwrap();
         let lab = config.context("lab").unwrap();
         assert_eq!(lab.server, "http://new:1");
-        assert_eq!(lab.token.as_deref(), Some("lab-secret"), "the token is kept");
+        assert_eq!(
+            lab.token.as_deref(),
+            Some("lab-secret"),
+            "the token is kept"
+        );
         assert!(config.set_context("fresh", None).is_err());
         config.set_context("fresh", Some("http://fresh:1")).unwrap();
         config.use_context("fresh").unwrap();
@@ -305,7 +318,11 @@ mod tests {
 
     #[test]
     fn tokens_never_show_in_debug_output() {
-        let text = format!("{:?} {:?}", config(), resolve(None, None, &config(), DEFAULT));
+        let text = format!(
+            "{:?} {:?}",
+            config(),
+            resolve(None, None, &config(), DEFAULT)
+        );
         assert!(!text.contains("lab-secret"), "{text}");
     }
 

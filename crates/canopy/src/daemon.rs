@@ -65,7 +65,11 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
 
 /// Root, one cluster and one node in this process, linked over loopback exactly as separate
 /// processes would be.
-pub async fn up(UpArgs { daemon: args, containers }: UpArgs) -> anyhow::Result<()> {
+pub async fn up(up: UpArgs) -> anyhow::Result<()> {
+    let UpArgs {
+        daemon: args,
+        containers,
+    } = up;
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
     let root_url = format!("http://{}", listener.local_addr()?);

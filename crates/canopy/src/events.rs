@@ -81,7 +81,12 @@ pub struct Printed {
 pub fn lines_of(change: &ChangeEvent, printed: &mut Printed, scope: &Scope) -> Vec<Line> {
     let now = OffsetDateTime::now_utc();
     let in_scope = |namespace: &str| scope.all_namespaces || namespace == scope.namespace;
-    let name = change.key.rsplit('/').next().unwrap_or_default().to_string();
+    let name = change
+        .key
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     match (change.kind.as_str(), &change.object) {
         ("instance", Some(object)) => {
             let Ok(instance) = serde_json::from_value::<Instance>(object.clone()) else {
@@ -165,9 +170,11 @@ pub fn lines_of(change: &ChangeEvent, printed: &mut Printed, scope: &Scope) -> V
 
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let client = args.client.connect()?;
-    let mut changes = match args.watch {
-        true => Some(Changes::open(&client).await?),
-        false => None,
+    // Watching first: a change between the listing and the watch would otherwise be lost.
+    let mut changes = if args.watch {
+        Some(Changes::open(&client).await?)
+    } else {
+        None
     };
     let instances = list_instances(&client, &args.scope).await?;
     let lines = recent(&instances);
@@ -249,7 +256,11 @@ mod tests {
 
     #[test]
     fn recent_events_are_merged_oldest_first() {
-        let a = instance("a", "default", &[(1, InstanceState::Pending), (5, InstanceState::Running)]);
+        let a = instance(
+            "a",
+            "default",
+            &[(1, InstanceState::Pending), (5, InstanceState::Running)],
+        );
         let b = instance("b", "default", &[(3, InstanceState::Pending)]);
         let lines = recent(&[a, b]);
         let order: Vec<(&str, &str)> = lines
@@ -258,7 +269,11 @@ mod tests {
             .collect();
         assert_eq!(
             order,
-            [("instance/a", "r1"), ("instance/b", "r3"), ("instance/a", "r5")]
+            [
+                ("instance/a", "r1"),
+                ("instance/b", "r3"),
+                ("instance/a", "r5")
+            ]
         );
     }
 
@@ -268,13 +283,20 @@ mod tests {
         let first = instance("a", "default", &[(1, InstanceState::Pending)]);
         assert_eq!(lines_of(&put(&first), &mut printed, &scope(false)).len(), 1);
         assert!(lines_of(&put(&first), &mut printed, &scope(false)).is_empty());
-        let later = instance("a", "default", &[(1, InstanceState::Pending), (2, InstanceState::Running)]);
+        let later = instance(
+            "a",
+            "default",
+            &[(1, InstanceState::Pending), (2, InstanceState::Running)],
+        );
         let lines = lines_of(&put(&later), &mut printed, &scope(false));
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].state, "Running");
         let elsewhere = instance("z", "other", &[(1, InstanceState::Pending)]);
         assert!(lines_of(&put(&elsewhere), &mut printed, &scope(false)).is_empty());
-        assert_eq!(lines_of(&put(&elsewhere), &mut printed, &scope(true)).len(), 1);
+        assert_eq!(
+            lines_of(&put(&elsewhere), &mut printed, &scope(true)).len(),
+            1
+        );
     }
 
     #[test]
@@ -287,7 +309,10 @@ mod tests {
             key: "/nodes/c1/n1".into(),
             object: Some(serde_json::json!({ "state": state })),
         };
-        assert_eq!(lines_of(&node("Ready"), &mut printed, &scope(false)).len(), 1);
+        assert_eq!(
+            lines_of(&node("Ready"), &mut printed, &scope(false)).len(),
+            1
+        );
         assert!(lines_of(&node("Ready"), &mut printed, &scope(false)).is_empty());
         let lines = lines_of(&node("Unreachable"), &mut printed, &scope(false));
         assert_eq!(lines[0].object, "node/n1");

@@ -141,7 +141,9 @@ fn relevant(request: &Request<'_>, change: &ChangeEvent) -> bool {
     let kind = change.kind.as_str();
     match request.kind {
         Kind::Application | Kind::Service => kind == "application" || kind == "instance",
-        Kind::Instance => kind == "instance" || (request.selector.is_some() && kind == "application"),
+        Kind::Instance => {
+            kind == "instance" || (request.selector.is_some() && kind == "application")
+        }
         Kind::Cluster => kind == "cluster",
         Kind::Node => kind == "node",
     }
@@ -296,12 +298,18 @@ mod tests {
         };
         assert!(relevant(&request(Kind::Service, None), &change("instance")));
         assert!(!relevant(&request(Kind::Service, None), &change("node")));
-        assert!(!relevant(&request(Kind::Instance, None), &change("application")));
+        assert!(!relevant(
+            &request(Kind::Instance, None),
+            &change("application")
+        ));
         assert!(relevant(
             &request(Kind::Instance, Some(&selector)),
             &change("application")
         ));
         assert!(relevant(&request(Kind::Node, None), &change("node")));
-        assert!(!relevant(&request(Kind::Cluster, None), &change("instance")));
+        assert!(!relevant(
+            &request(Kind::Cluster, None),
+            &change("instance")
+        ));
     }
 }

@@ -48,9 +48,7 @@ pub fn parse_condition(text: &str) -> Result<Condition, String> {
         Some(("state", state)) if !state.trim().is_empty() => {
             Ok(Condition::State(state.trim().to_string()))
         }
-        _ => Err(format!(
-            "expected `state=STATE` or `delete`, got {text:?}"
-        )),
+        _ => Err(format!("expected `state=STATE` or `delete`, got {text:?}")),
     }
 }
 
@@ -69,7 +67,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => number,
         "m" => number * 60.0,
         "h" => number * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?}: use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a duration"))
 }
@@ -128,7 +130,9 @@ impl Target {
         let object = change.object.as_ref();
         let field = |name: &str| object.and_then(|o| o[name].as_str()).map(str::to_string);
         match self {
-            Target::Instance(id) => change.kind == "instance" && change.key.ends_with(&format!("/{id}")),
+            Target::Instance(id) => {
+                change.kind == "instance" && change.key.ends_with(&format!("/{id}"))
+            }
             Target::Service {
                 namespace,
                 application,

@@ -115,7 +115,9 @@ fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
     label_key(key).map_err(fail)?;
     if let Some(value) = value {
         if value.contains(['=', '!']) {
-            return Err(fail(format!("invalid value {value:?}: '=' and '!' are operators")));
+            return Err(fail(format!(
+                "invalid value {value:?}: '=' and '!' are operators"
+            )));
         }
         label_value(value).map_err(|reason| fail(format!("invalid value {value:?}: {reason}")))?;
     }
@@ -192,7 +194,10 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(selector.to_string(), "tier=web,env=prod,team!=ops,gpu,!legacy");
+        assert_eq!(
+            selector.to_string(),
+            "tier=web,env=prod,team!=ops,gpu,!legacy"
+        );
         assert_eq!(Selector::parse(&selector.to_string()).unwrap(), selector);
     }
 

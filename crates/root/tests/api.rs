@@ -1126,14 +1126,42 @@ async fn label_selectors_filter_the_lists_and_a_bad_one_is_a_400_naming_its_part
         names
     };
     let cases = [
-        ("/api/v1/applications?labelSelector=team%3Da", "metadata.name", vec!["shop"]),
-        ("/api/v1/applications?labelSelector=team%21%3Da", "metadata.name", vec!["blog"]),
-        ("/api/v1/applications?labelSelector=%21team", "metadata.name", vec![]),
+        (
+            "/api/v1/applications?labelSelector=team%3Da",
+            "metadata.name",
+            vec!["shop"],
+        ),
+        (
+            "/api/v1/applications?labelSelector=team%21%3Da",
+            "metadata.name",
+            vec!["blog"],
+        ),
+        (
+            "/api/v1/applications?labelSelector=%21team",
+            "metadata.name",
+            vec![],
+        ),
         // A service carries its application's labels under its own.
-        ("/api/v1/services?labelSelector=tier%3Dweb", "application", vec!["shop"]),
-        ("/api/v1/services?labelSelector=tier%3Dapp", "application", vec!["blog"]),
-        ("/api/v1/services?labelSelector=team", "application", vec!["blog", "shop"]),
-        ("/api/v1/instances?labelSelector=team%3Db,tier", "application", vec!["blog"]),
+        (
+            "/api/v1/services?labelSelector=tier%3Dweb",
+            "application",
+            vec!["shop"],
+        ),
+        (
+            "/api/v1/services?labelSelector=tier%3Dapp",
+            "application",
+            vec!["blog"],
+        ),
+        (
+            "/api/v1/services?labelSelector=team",
+            "application",
+            vec!["blog", "shop"],
+        ),
+        (
+            "/api/v1/instances?labelSelector=team%3Db,tier",
+            "application",
+            vec!["blog"],
+        ),
         ("/api/v1/clusters?labelSelector=zone", "name", vec![]),
         ("/api/v1/nodes?labelSelector=zone", "name", vec![]),
     ];
@@ -1175,7 +1203,9 @@ async fn a_dry_run_apply_checks_everything_and_writes_nothing() {
     let (_, instances) = server.get("/api/v1/instances").await;
     assert_eq!(instances, json!([]));
 
-    let (status, _) = server.apply("application/json", app("shop", 2).to_string()).await;
+    let (status, _) = server
+        .apply("application/json", app("shop", 2).to_string())
+        .await;
     assert_eq!(status, StatusCode::OK);
     let dry = |body: Value| {
         server.send(
@@ -1191,7 +1221,10 @@ async fn a_dry_run_apply_checks_everything_and_writes_nothing() {
     assert_eq!(body["applications"][0]["action"], "configured");
     assert_eq!(body["applications"][0]["generation"], 2);
     let (_, view) = server.get("/api/v1/applications/default/shop").await;
-    assert_eq!(view["spec"]["services"][0]["replicas"], 2, "still as applied");
+    assert_eq!(
+        view["spec"]["services"][0]["replicas"], 2,
+        "still as applied"
+    );
     assert_eq!(view["status"]["generation"], 1);
 
     // The same checks as a real apply: invalid input, and the lowercasing conflict.

@@ -75,11 +75,13 @@ pub async fn list_services(
             .service_labels(query.namespace.as_deref())
             .await?;
         selectors::retain(&mut views, selector.as_ref(), |view| {
-            labels.get(&(
-                view.namespace.clone(),
-                view.application.clone(),
-                view.name.clone(),
-            )).cloned()
+            labels
+                .get(&(
+                    view.namespace.clone(),
+                    view.application.clone(),
+                    view.name.clone(),
+                ))
+                .cloned()
         });
     }
     Ok(Json(views.into_iter().map(ServiceView::redacted).collect()))
@@ -147,11 +149,13 @@ pub async fn list_instances(
             .service_labels(filter.namespace.as_deref())
             .await?;
         selectors::retain(&mut instances, selector.as_ref(), |instance| {
-            labels.get(&(
-                instance.namespace.clone(),
-                instance.application.clone(),
-                instance.service.clone(),
-            )).cloned()
+            labels
+                .get(&(
+                    instance.namespace.clone(),
+                    instance.application.clone(),
+                    instance.service.clone(),
+                ))
+                .cloned()
         });
     }
     Ok(Json(instances))
