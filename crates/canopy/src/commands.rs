@@ -1,13 +1,12 @@
 //! What each subcommand does.
 
-use crate::cli::{Cli, Command, Kind, OutputFormat, Scope};
+use crate::cli::{Cli, Command, Kind, Scope};
 use crate::client::{Client, encode};
 use crate::daemon;
 use crate::output::{Table, age, or_dash, timestamp};
 use anyhow::{Context, bail};
 use canopy_model::{ClusterInfo, Instance, NodeInfo};
 use canopy_root::records::{ApplicationView, ApplyResult, ServiceView};
-use serde::Serialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -33,42 +32,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging();
             crate::sim::run(args).await
         }
-        Command::Apply { client, files } => apply(&Client::new(&client.server)?, &files).await,
+        Command::Apply {
+            client,
+            files,
+            dry_run,
+        } => apply(&client.connect()?, &files, dry_run).await,
+        Command::Diff { client, files } => crate::diff::run(&client.connect()?, &files).await,
         Command::Get {
             client,
             kind,
             name,
             scope,
             output,
+            selector,
+            watch,
         } => {
-            get(
-                &Client::new(&client.server)?,
+            let request = crate::get::Request {
                 kind,
-                name.as_deref(),
-                &scope,
+                name: name.as_deref(),
+                scope: &scope,
+                selector: selector.as_ref(),
                 output,
-            )
-            .await
+            };
+            crate::get::run(&client.connect()?, &request, watch).await
         }
+        Command::Events(args) => crate::events::run(args).await,
+        Command::Wait(args) => crate::wait::run(args).await,
+        Command::Version(args) => crate::version::run(args).await,
+        Command::Config { command } => crate::config_verbs::run(command),
         Command::Describe {
             client,
             kind,
             name,
             scope,
-        } => describe(&Client::new(&client.server)?, kind, &name, &scope).await,
+        } => describe(&client.connect()?, kind, &name, &scope).await,
         Command::Delete {
             client,
             kind,
             name,
             files,
             scope,
-        } => delete(&Client::new(&client.server)?, kind, name, &files, &scope).await,
+        } => delete(&client.connect()?, kind, name, &files, &scope).await,
         Command::Scale {
             client,
             service,
             replicas,
             scope,
-        } => scale(&Client::new(&client.server)?, &service, replicas, &scope).await,
+        } => scale(&client.connect()?, &service, replicas, &scope).await,
         Command::Logs(args) => crate::streams::logs(args).await,
         Command::Exec(args) => crate::exec::exec(args).await,
         Command::PortForward(args) => crate::forward::port_forward(args).await,
@@ -87,7 +97,7 @@ fn init_logging() {
         .init();
 }
 
-fn read_descriptor(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_descriptor(path: &Path) -> anyhow::Result<String> {
     if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
@@ -98,11 +108,16 @@ fn read_descriptor(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-async fn apply(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
+async fn apply(client: &Client, files: &[PathBuf], dry_run: bool) -> anyhow::Result<()> {
+    let (path, suffix) = if dry_run {
+        ("/api/v1/apply?dryRun=true", " (dry run)")
+    } else {
+        ("/api/v1/apply", "")
+    };
     for file in files {
         let text = read_descriptor(file)?;
         let result: ApplyResult = client
-            .post_text("/api/v1/apply", text)
+            .post_text(path, text)
             .await
             .with_context(|| format!("applying {}", file.display()))?;
         for warning in &result.warnings {
@@ -111,7 +126,7 @@ async fn apply(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
         for app in &result.applications {
             let action = serde_json::to_value(app.action)?;
             println!(
-                "application/{} {}",
+                "application/{} {}{suffix}",
                 app.name,
                 action.as_str().unwrap_or_default()
             );
@@ -120,105 +135,14 @@ async fn apply(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `-n ns` as a query, or nothing with `-A`.
-fn namespace_query(scope: &Scope) -> String {
-    if scope.all_namespaces {
-        String::new()
-    } else {
-        format!("namespace={}", encode(&scope.namespace))
-    }
-}
-
 /// `app/service` → (app, service).
-fn split_service(name: &str) -> anyhow::Result<(&str, &str)> {
+pub(crate) fn split_service(name: &str) -> anyhow::Result<(&str, &str)> {
     name.split_once('/')
         .filter(|(app, service)| !app.is_empty() && !service.is_empty())
         .with_context(|| format!("name services as APPLICATION/SERVICE, not {name:?}"))
 }
 
-async fn get(
-    client: &Client,
-    kind: Kind,
-    name: Option<&str>,
-    scope: &Scope,
-    output: OutputFormat,
-) -> anyhow::Result<()> {
-    let ns = namespace_query(scope);
-    match kind {
-        Kind::Application => {
-            let mut apps: Vec<ApplicationView> =
-                client.get(&format!("/api/v1/applications?{ns}")).await?;
-            if let Some(name) = name {
-                apps.retain(|a| a.application.metadata.name == name);
-                require_found(&apps, "application", name)?;
-            }
-            print(&apps, output, application_table)
-        }
-        Kind::Service => {
-            let mut services: Vec<ServiceView> =
-                client.get(&format!("/api/v1/services?{ns}")).await?;
-            if let Some(name) = name {
-                let (app, service) = split_service(name)?;
-                services.retain(|s| s.application == app && s.name == service);
-                require_found(&services, "service", name)?;
-            }
-            print(&services, output, service_table)
-        }
-        Kind::Instance => {
-            let mut instances: Vec<Instance> =
-                client.get(&format!("/api/v1/instances?{ns}")).await?;
-            if let Some(name) = name {
-                instances.retain(|i| i.id == name);
-                require_found(&instances, "instance", name)?;
-            }
-            print(&instances, output, instance_table)
-        }
-        Kind::Cluster => {
-            let mut clusters: Vec<ClusterInfo> = client.get("/api/v1/clusters").await?;
-            if let Some(name) = name {
-                clusters.retain(|c| c.name == name);
-                require_found(&clusters, "cluster", name)?;
-            }
-            print(&clusters, output, cluster_table)
-        }
-        Kind::Node => {
-            let mut nodes: Vec<NodeInfo> = client.get("/api/v1/nodes").await?;
-            if let Some(name) = name {
-                nodes.retain(|n| n.name == name);
-                require_found(&nodes, "node", name)?;
-            }
-            print(&nodes, output, node_table)
-        }
-    }
-}
-
-fn require_found<T>(items: &[T], kind: &str, name: &str) -> anyhow::Result<()> {
-    if items.is_empty() {
-        bail!("{kind} {name:?} not found");
-    }
-    Ok(())
-}
-
-fn print<T: Serialize>(
-    items: &[T],
-    output: OutputFormat,
-    table: fn(&[T], bool) -> Table,
-) -> anyhow::Result<()> {
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(items)?),
-        OutputFormat::Yaml => print!("{}", yaml_serde::to_string(items)?),
-        OutputFormat::Table | OutputFormat::Wide => {
-            if items.is_empty() {
-                eprintln!("No resources found.");
-            } else {
-                println!("{}", table(items, output == OutputFormat::Wide).render());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
+pub(crate) fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
     let mut headers = vec![
         "NAMESPACE",
         "NAME",
@@ -251,7 +175,7 @@ fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
     table
 }
 
-fn service_table(services: &[ServiceView], wide: bool) -> Table {
+pub(crate) fn service_table(services: &[ServiceView], wide: bool) -> Table {
     let mut headers = vec!["NAMESPACE", "NAME", "RUNTIME", "READY", "PENDING"];
     if wide {
         headers.push("ARTIFACT");
@@ -273,7 +197,7 @@ fn service_table(services: &[ServiceView], wide: bool) -> Table {
     table
 }
 
-fn instance_table(instances: &[Instance], wide: bool) -> Table {
+pub(crate) fn instance_table(instances: &[Instance], wide: bool) -> Table {
     let mut headers = vec![
         "ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE", "REASON",
     ];
@@ -312,7 +236,7 @@ fn location(point: Option<&canopy_model::GeoPoint>) -> String {
     point.map_or_else(|| "-".to_string(), |p| format!("{:.4},{:.4}", p.lat, p.lon))
 }
 
-fn cluster_table(clusters: &[ClusterInfo], wide: bool) -> Table {
+pub(crate) fn cluster_table(clusters: &[ClusterInfo], wide: bool) -> Table {
     let mut headers = vec![
         "NAME",
         "STATE",
@@ -344,7 +268,7 @@ fn cluster_table(clusters: &[ClusterInfo], wide: bool) -> Table {
     table
 }
 
-fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
+pub(crate) fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
     let mut headers = vec![
         "NAME",
         "CLUSTER",

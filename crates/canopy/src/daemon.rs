@@ -1,6 +1,8 @@
 //! The long-running tiers, alone (`root`, `cluster`, `node`) or together (`up`).
 
-use crate::cli::{ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, PlacementArgs, ProbeArgs};
+use crate::cli::{
+    ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, PlacementArgs, ProbeArgs, UpArgs,
+};
 use anyhow::Context;
 use canopy_cluster::{Cluster, ClusterConfig};
 use canopy_image::{Credentials, ImageStore, ImageStoreConfig};
@@ -63,7 +65,11 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
 
 /// Root, one cluster and one node in this process, linked over loopback exactly as separate
 /// processes would be.
-pub async fn up(args: DaemonArgs) -> anyhow::Result<()> {
+pub async fn up(up: UpArgs) -> anyhow::Result<()> {
+    let UpArgs {
+        daemon: args,
+        containers,
+    } = up;
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
     let root_url = format!("http://{}", listener.local_addr()?);
@@ -87,7 +93,7 @@ pub async fn up(args: DaemonArgs) -> anyhow::Result<()> {
         cpu: None,
         memory: None,
         watts_per_core: None,
-        containers: args.containers.clone(),
+        containers,
         token: String::new(),
         probe: ProbeArgs::default(),
     };

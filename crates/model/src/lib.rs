@@ -8,6 +8,7 @@ pub mod limits;
 pub mod oakestra;
 mod parse;
 pub mod quantity;
+mod selector;
 mod status;
 mod validate;
 
@@ -18,5 +19,6 @@ pub use limits::*;
 pub use oakestra::{is_oakestra_sla, parse_oakestra};
 pub use parse::{DescriptorFormat, ParsedDescriptor, parse_descriptor, to_json, to_yaml};
 pub use quantity::{Mebibytes, Millicores, QuantityError};
+pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
 pub use validate::{validate_application, validate_dns_label};

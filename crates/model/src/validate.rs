@@ -789,6 +789,14 @@ pub(crate) fn label_key(key: &str) -> Result<(), String> {
     label_name(name, MAX_NAME_LEN).map_err(|reason| format!("invalid key {key:?}: {reason}"))
 }
 
+/// A label value: empty, or at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends.
+pub(crate) fn label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    label_name(value, MAX_LABEL_VALUE_LEN)
+}
+
 fn label_name(name: &str, max: usize) -> Result<(), String> {
     if name.is_empty() {
         return Err("the name must not be empty".into());

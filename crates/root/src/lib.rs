@@ -3,6 +3,7 @@
 
 pub mod api;
 mod auth;
+pub mod build_info;
 pub mod desired;
 pub mod federation;
 pub mod instances;

@@ -1095,3 +1095,188 @@ async fn a_lowercased_name_never_takes_over_another_application() {
     assert_eq!(body["applications"][0]["action"], "unchanged", "{body}");
     server.stop().await;
 }
+
+fn labelled(name: &str, app_labels: Value, service_labels: Value) -> Value {
+    let mut app = app(name, 1);
+    app["metadata"]["labels"] = app_labels;
+    app["spec"]["services"][0]["labels"] = service_labels;
+    app
+}
+
+#[tokio::test]
+async fn label_selectors_filter_the_lists_and_a_bad_one_is_a_400_naming_its_part() {
+    let server = Server::start().await;
+    let shop = labelled("shop", json!({"team": "a"}), json!({"tier": "web"}));
+    let blog = labelled("blog", json!({"team": "b", "tier": "app"}), json!({}));
+    for app in [&shop, &blog] {
+        let (status, body) = server.post_json("/api/v1/applications", app).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let names = |body: &Value, field: &str| -> Vec<String> {
+        let mut names: Vec<String> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                let value = field.split('.').fold(item, |v, f| &v[f]);
+                value.as_str().unwrap().to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let cases = [
+        (
+            "/api/v1/applications?labelSelector=team%3Da",
+            "metadata.name",
+            vec!["shop"],
+        ),
+        (
+            "/api/v1/applications?labelSelector=team%21%3Da",
+            "metadata.name",
+            vec!["blog"],
+        ),
+        (
+            "/api/v1/applications?labelSelector=%21team",
+            "metadata.name",
+            vec![],
+        ),
+        // A service carries its application's labels under its own.
+        (
+            "/api/v1/services?labelSelector=tier%3Dweb",
+            "application",
+            vec!["shop"],
+        ),
+        (
+            "/api/v1/services?labelSelector=tier%3Dapp",
+            "application",
+            vec!["blog"],
+        ),
+        (
+            "/api/v1/services?labelSelector=team",
+            "application",
+            vec!["blog", "shop"],
+        ),
+        (
+            "/api/v1/instances?labelSelector=team%3Db,tier",
+            "application",
+            vec!["blog"],
+        ),
+        ("/api/v1/clusters?labelSelector=zone", "name", vec![]),
+        ("/api/v1/nodes?labelSelector=zone", "name", vec![]),
+    ];
+    for (path, field, expected) in cases {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(names(&body, field), expected, "{path}");
+    }
+    for path in [
+        "/api/v1/applications?labelSelector=team%3D%3D%3Da",
+        "/api/v1/services?labelSelector=a,,b",
+        "/api/v1/instances?labelSelector=Bad%20Key",
+        "/api/v1/nodes?labelSelector=x%3D-y",
+        "/api/v1/clusters?labelSelector=in%20(a)",
+    ] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["code"], "invalid_label_selector", "{path}: {body}");
+        assert_eq!(detail_paths(&body), ["labelSelector"], "{path}: {body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_apply_checks_everything_and_writes_nothing() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/apply?dryRun=true",
+            "application/json",
+            app("shop", 2).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applications"][0]["action"], "created");
+    let (_, apps) = server.get("/api/v1/applications").await;
+    assert_eq!(apps, json!([]), "a dry run created nothing");
+    let (_, instances) = server.get("/api/v1/instances").await;
+    assert_eq!(instances, json!([]));
+
+    let (status, _) = server
+        .apply("application/json", app("shop", 2).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let dry = |body: Value| {
+        server.send(
+            reqwest::Method::POST,
+            "/api/v1/apply?dryRun=true",
+            "application/json",
+            body.to_string(),
+        )
+    };
+    let (_, body) = dry(app("shop", 2)).await;
+    assert_eq!(body["applications"][0]["action"], "unchanged");
+    let (_, body) = dry(app("shop", 5)).await;
+    assert_eq!(body["applications"][0]["action"], "configured");
+    assert_eq!(body["applications"][0]["generation"], 2);
+    let (_, view) = server.get("/api/v1/applications/default/shop").await;
+    assert_eq!(
+        view["spec"]["services"][0]["replicas"], 2,
+        "still as applied"
+    );
+    assert_eq!(view["status"]["generation"], 1);
+
+    // The same checks as a real apply: invalid input, and the lowercasing conflict.
+    let mut invalid = app("shop", 1);
+    invalid["spec"]["services"][0]["replicas"] = json!(-1);
+    let (status, _) = dry(invalid).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/apply?dryRun=maybe",
+            "application/json",
+            app("shop", 1).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_version_endpoint_names_the_build() {
+    let server = Server::start().await;
+    let (status, body) = server.get("/api/v1/version").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    // Built in a git checkout (as the tests are), the commit is known.
+    assert!(
+        body["gitCommit"].as_str().is_some_and(|c| c.len() >= 7),
+        "{body}"
+    );
+    let (_, spec) = server.get("/openapi.json").await;
+    assert!(spec["paths"]["/api/v1/version"]["get"].is_object());
+    let params = |path: &str, method: &str| -> Vec<String> {
+        spec["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert!(params("/api/v1/apply", "post").contains(&"dryRun".to_string()));
+    for path in [
+        "/api/v1/applications",
+        "/api/v1/services",
+        "/api/v1/instances",
+        "/api/v1/clusters",
+        "/api/v1/nodes",
+    ] {
+        assert!(
+            params(path, "get").contains(&"labelSelector".to_string()),
+            "{path}"
+        );
+    }
+    server.stop().await;
+}

@@ -1,6 +1,7 @@
 use super::AppState;
 use super::body::descriptor;
 use super::error::{ApiError, ErrorBody};
+use super::selectors;
 use crate::records::{ApplicationView, ApplyResult};
 use axum::Json;
 use axum::body::Bytes;
@@ -16,11 +17,24 @@ use utoipa::IntoParams;
 pub struct NamespaceQuery {
     /// Only this namespace; all when absent.
     pub namespace: Option<String>,
+    /// Only those whose labels match: `key=value`, `key!=value`, `key` (has it), `!key`
+    /// (has it not), comma-separated, all must hold (as `kubectl -l`).
+    #[serde(rename = "labelSelector")]
+    pub label_selector: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ApplyQuery {
+    /// Run every check and report what would be created, configured or left unchanged,
+    /// writing nothing.
+    #[serde(rename = "dryRun", default)]
+    pub dry_run: bool,
 }
 
 /// Applies a descriptor (native, multi-document YAML, or Oakestra SLA): creates what is new,
 /// updates what changed, all in one transaction.
-#[utoipa::path(post, path = "/api/v1/apply", tag = "applications",
+#[utoipa::path(post, path = "/api/v1/apply", tag = "applications", params(ApplyQuery),
     request_body(content = Application, description = "Native descriptor (JSON or YAML, several YAML documents allowed) or an Oakestra SLA v2"),
     responses(
         (status = 200, body = ApplyResult),
@@ -28,14 +42,21 @@ pub struct NamespaceQuery {
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn apply(
     State(state): State<AppState>,
+    query: Result<Query<ApplyQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApplyResult>, ApiError> {
+    let Query(query) = query?;
     let ParsedDescriptor {
         applications,
         warnings,
         ..
     } = descriptor(&headers, body)?;
+    if query.dry_run {
+        return Ok(Json(
+            state.desired.apply_dry_run(applications, warnings).await?,
+        ));
+    }
     let result = state.desired.apply(applications, warnings).await?;
     state.federation.wake();
     Ok(Json(result))
@@ -61,16 +82,21 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/applications", tag = "applications",
     params(NamespaceQuery),
-    responses((status = 200, body = [ApplicationView])))]
+    responses((status = 200, body = [ApplicationView]),
+        (status = 400, body = ErrorBody, description = "Invalid `labelSelector`")))]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<NamespaceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ApplicationView>>, ApiError> {
     let Query(query) = query?;
-    let views = state
+    let selector = selectors::parse(query.label_selector.as_deref())?;
+    let mut views = state
         .desired
         .list_applications(query.namespace.as_deref())
         .await?;
+    selectors::retain(&mut views, selector.as_ref(), |view| {
+        Some(view.application.metadata.labels.clone())
+    });
     Ok(Json(
         views.into_iter().map(ApplicationView::redacted).collect(),
     ))

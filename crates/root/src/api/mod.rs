@@ -6,7 +6,9 @@ pub mod error;
 mod events;
 mod exec;
 mod forward;
+mod selectors;
 mod streams;
+mod version;
 mod workloads;
 
 use crate::auth;
@@ -24,6 +26,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use events::ChangeEvent;
+pub use version::VersionInfo;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -41,14 +44,14 @@ pub struct AppState {
         workloads::list_services, workloads::get_service, workloads::scale,
         workloads::list_instances, workloads::get_instance, streams::logs, exec::exec, forward::port_forward,
         workloads::list_clusters, workloads::list_nodes,
-        events::events, healthz, readyz,
+        events::events, version::version, healthz, readyz,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError)),
     tags(
         (name = "applications", description = "Desired state: applications and their services"),
         (name = "services"), (name = "instances"),
         (name = "infrastructure", description = "Clusters and nodes"),
-        (name = "events"), (name = "health"),
+        (name = "events"), (name = "version"), (name = "health"),
     )
 )]
 pub struct ApiDoc;
@@ -93,6 +96,7 @@ pub fn router(
         .route("/clusters", get(workloads::list_clusters))
         .route("/nodes", get(workloads::list_nodes))
         .route("/events", get(events::events))
+        .route("/version", get(version::version))
         .fallback(not_found)
         .route_layer(middleware::from_fn(auth::authenticate));
     Router::new()

@@ -2,6 +2,7 @@
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::selectors;
 use crate::desired::InstanceFilter;
 use crate::records::{ScaleRequest, ServiceView};
 use axum::Json;
@@ -16,6 +17,10 @@ use utoipa::IntoParams;
 pub struct ServiceQuery {
     pub namespace: Option<String>,
     pub application: Option<String>,
+    /// Only services whose labels (their application's, overlaid by their own) match:
+    /// `key=value`, `key!=value`, `key`, `!key`, comma-separated, all must hold.
+    #[serde(rename = "labelSelector")]
+    pub label_selector: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -26,25 +31,59 @@ pub struct InstanceQuery {
     pub service: Option<String>,
     #[param(value_type = Option<InstanceState>)]
     pub state: Option<InstanceState>,
+    /// Only instances whose service's labels (its application's, overlaid by its own)
+    /// match: `key=value`, `key!=value`, `key`, `!key`, comma-separated, all must hold.
+    #[serde(rename = "labelSelector")]
+    pub label_selector: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct NodeQuery {
     pub cluster: Option<String>,
+    /// Only those whose labels match: `key=value`, `key!=value`, `key` (has it), `!key`
+    /// (has it not), comma-separated, all must hold (as `kubectl -l`).
+    #[serde(rename = "labelSelector")]
+    pub label_selector: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ClusterQuery {
+    /// Only those whose labels match: `key=value`, `key!=value`, `key` (has it), `!key`
+    /// (has it not), comma-separated, all must hold (as `kubectl -l`).
+    #[serde(rename = "labelSelector")]
+    pub label_selector: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/services", tag = "services", params(ServiceQuery),
-    responses((status = 200, body = [ServiceView])))]
+    responses((status = 200, body = [ServiceView]),
+        (status = 400, body = ErrorBody, description = "Invalid `labelSelector`")))]
 pub async fn list_services(
     State(state): State<AppState>,
     query: Result<Query<ServiceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ServiceView>>, ApiError> {
     let Query(query) = query?;
-    let views = state
+    let selector = selectors::parse(query.label_selector.as_deref())?;
+    let mut views = state
         .desired
         .list_services(query.namespace.as_deref(), query.application.as_deref())
         .await?;
+    if selector.is_some() {
+        let labels = state
+            .desired
+            .service_labels(query.namespace.as_deref())
+            .await?;
+        selectors::retain(&mut views, selector.as_ref(), |view| {
+            labels
+                .get(&(
+                    view.namespace.clone(),
+                    view.application.clone(),
+                    view.name.clone(),
+                ))
+                .cloned()
+        });
+    }
     Ok(Json(views.into_iter().map(ServiceView::redacted).collect()))
 }
 
@@ -95,13 +134,31 @@ pub async fn list_instances(
     query: Result<Query<InstanceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Instance>>, ApiError> {
     let Query(query) = query?;
+    let selector = selectors::parse(query.label_selector.as_deref())?;
     let filter = InstanceFilter {
         namespace: query.namespace,
         application: query.application,
         service: query.service,
         state: query.state,
     };
-    Ok(Json(state.desired.list_instances(&filter).await?))
+    let mut instances = state.desired.list_instances(&filter).await?;
+    if selector.is_some() {
+        // An instance whose application is gone (still terminating) has no labels left.
+        let labels = state
+            .desired
+            .service_labels(filter.namespace.as_deref())
+            .await?;
+        selectors::retain(&mut instances, selector.as_ref(), |instance| {
+            labels
+                .get(&(
+                    instance.namespace.clone(),
+                    instance.application.clone(),
+                    instance.service.clone(),
+                ))
+                .cloned()
+        });
+    }
+    Ok(Json(instances))
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
@@ -115,22 +172,30 @@ pub async fn get_instance(
     Ok(Json(state.desired.get_instance(&id).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/clusters", tag = "infrastructure",
-    responses((status = 200, body = [ClusterInfo])))]
+#[utoipa::path(get, path = "/api/v1/clusters", tag = "infrastructure", params(ClusterQuery),
+    responses((status = 200, body = [ClusterInfo]),
+        (status = 400, body = ErrorBody, description = "Invalid `labelSelector`")))]
 pub async fn list_clusters(
     State(state): State<AppState>,
+    query: Result<Query<ClusterQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ClusterInfo>>, ApiError> {
-    Ok(Json(state.desired.list_clusters().await?))
+    let Query(query) = query?;
+    let selector = selectors::parse(query.label_selector.as_deref())?;
+    let mut clusters = state.desired.list_clusters().await?;
+    selectors::retain(&mut clusters, selector.as_ref(), |c| Some(c.labels.clone()));
+    Ok(Json(clusters))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "infrastructure", params(NodeQuery),
-    responses((status = 200, body = [NodeInfo])))]
+    responses((status = 200, body = [NodeInfo]),
+        (status = 400, body = ErrorBody, description = "Invalid `labelSelector`")))]
 pub async fn list_nodes(
     State(state): State<AppState>,
     query: Result<Query<NodeQuery>, QueryRejection>,
 ) -> Result<Json<Vec<NodeInfo>>, ApiError> {
     let Query(query) = query?;
-    Ok(Json(
-        state.desired.list_nodes(query.cluster.as_deref()).await?,
-    ))
+    let selector = selectors::parse(query.label_selector.as_deref())?;
+    let mut nodes = state.desired.list_nodes(query.cluster.as_deref()).await?;
+    selectors::retain(&mut nodes, selector.as_ref(), |n| Some(n.labels.clone()));
+    Ok(Json(nodes))
 }

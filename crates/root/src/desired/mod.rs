@@ -4,11 +4,13 @@
 mod applications;
 mod clusters;
 mod instances;
+mod labels;
 mod reconcile;
 mod replicas;
 mod views;
 
 pub use instances::{InstanceChange, InstanceFilter};
+pub use labels::ServiceKey;
 
 use crate::keys;
 use crate::records::ApplicationRecord;
