@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Command, Kind, OutputFormat, Scope};
 use crate::client::{Client, encode};
 use crate::daemon;
+use crate::operations;
 use crate::output::{Table, age, or_dash, timestamp};
 use anyhow::{Context, bail};
 use canopy_model::{ClusterInfo, Instance, NodeInfo};
@@ -69,6 +70,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             replicas,
             scope,
         } => scale(&Client::new(&client.server)?, &service, replicas, &scope).await,
+        Command::Cordon(args) => operations::cordon(args, true).await,
+        Command::Uncordon(args) => operations::cordon(args, false).await,
+        Command::Drain(args) => operations::drain(args).await,
+        Command::Label(args) => operations::label(args).await,
+        Command::Top(args) => operations::top(args).await,
     }
 }
 
@@ -171,22 +177,36 @@ async fn get(
             print(&instances, output, instance_table)
         }
         Kind::Cluster => {
-            let mut clusters: Vec<ClusterInfo> = client.get("/api/v1/clusters").await?;
-            if let Some(name) = name {
-                clusters.retain(|c| c.name == name);
-                require_found(&clusters, "cluster", name)?;
-            }
+            let clusters: Vec<ClusterInfo> = match name {
+                Some(name) => vec![
+                    client
+                        .get(&format!("/api/v1/clusters/{}", encode(name)))
+                        .await?,
+                ],
+                None => client.get("/api/v1/clusters").await?,
+            };
             print(&clusters, output, cluster_table)
         }
         Kind::Node => {
-            let mut nodes: Vec<NodeInfo> = client.get("/api/v1/nodes").await?;
-            if let Some(name) = name {
-                nodes.retain(|n| n.name == name);
-                require_found(&nodes, "node", name)?;
-            }
+            let nodes: Vec<NodeInfo> = match name {
+                Some(name) => vec![get_node(client, name).await?],
+                None => client.get("/api/v1/nodes").await?,
+            };
             print(&nodes, output, node_table)
         }
     }
+}
+
+/// One node, named `CLUSTER/NODE` or by a node name no other cluster has.
+async fn get_node(client: &Client, name: &str) -> anyhow::Result<NodeInfo> {
+    let (cluster, node) = operations::resolve_node(client, name).await?;
+    client
+        .get(&format!(
+            "/api/v1/nodes/{}/{}",
+            encode(&cluster),
+            encode(&node)
+        ))
+        .await
 }
 
 fn require_found<T>(items: &[T], kind: &str, name: &str) -> anyhow::Result<()> {
@@ -275,7 +295,7 @@ fn instance_table(instances: &[Instance], wide: bool) -> Table {
         "ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE", "REASON",
     ];
     if wide {
-        headers.extend(["NAMESPACE", "REPLICA", "PID"]);
+        headers.extend(["NAMESPACE", "REPLICA", "PID", "IP", "PORTS", "RUNTIME"]);
     }
     let mut table = Table::new(headers);
     for instance in instances {
@@ -294,11 +314,22 @@ fn instance_table(instances: &[Instance], wide: bool) -> Table {
                 instance.namespace.clone(),
                 instance.replica.to_string(),
                 or_dash(instance.pid),
+                list(&instance.details.addresses),
+                list(&instance.details.ports),
+                or_dash(instance.details.runtime.as_ref()),
             ]);
         }
         table.row(row);
     }
     table
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(",")
+    }
 }
 
 fn usage(allocated: u64, capacity: u64) -> String {
@@ -360,7 +391,7 @@ fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
         let mut row = vec![
             node.name.clone(),
             node.cluster.clone(),
-            format!("{:?}", node.state),
+            operations::node_status(node),
             node.arch.clone(),
             usage(node.allocated.cpu_millis, node.capacity.cpu_millis),
             usage(node.allocated.memory_mib, node.capacity.memory_mib),
@@ -493,6 +524,19 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             println!("Node:        {}", or_dash(instance.node.as_ref()));
             println!("PID:         {}", or_dash(instance.pid));
             println!("Restarts:    {}", instance.restarts);
+            let details = &instance.details;
+            println!("Runtime:     {}", or_dash(details.runtime.as_ref()));
+            println!("IPs:         {}", list(&details.addresses));
+            println!("Ports:       {}", list(&details.ports));
+            println!("Image:       {}", or_dash(details.image_digest.as_ref()));
+            println!(
+                "Usage:       {}",
+                or_dash(instance.usage.map(|u| format!(
+                    "{}m CPU, {}Mi memory",
+                    u.cpu_millis,
+                    u.memory_bytes >> 20
+                )))
+            );
             println!("Ready:       {}", instance.ready);
             let last = instance.last_termination.as_ref();
             println!(
@@ -511,19 +555,16 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             }
             println!("{}", table.render());
         }
-        Kind::Cluster | Kind::Node => {
-            // Clusters and nodes are flat records: the YAML of the record is the description.
-            let path = if kind == Kind::Cluster {
-                "clusters"
-            } else {
-                "nodes"
-            };
-            let items: Vec<serde_json::Value> = client.get(&format!("/api/v1/{path}")).await?;
-            let item = items
-                .into_iter()
-                .find(|item| item["name"] == name)
-                .with_context(|| format!("{} {name:?} not found", &path[..path.len() - 1]))?;
-            print!("{}", yaml_serde::to_string(&item)?);
+        // Clusters and nodes are flat records: the YAML of the record is the description.
+        Kind::Cluster => {
+            let cluster: ClusterInfo = client
+                .get(&format!("/api/v1/clusters/{}", encode(name)))
+                .await?;
+            print!("{}", yaml_serde::to_string(&cluster)?);
+        }
+        Kind::Node => {
+            let node = get_node(client, name).await?;
+            print!("{}", yaml_serde::to_string(&node)?);
         }
     }
     Ok(())
@@ -556,9 +597,14 @@ async fn delete(
     }
     match (kind, name) {
         (Some(Kind::Application), Some(name)) => targets.push((scope.namespace.clone(), name)),
+        (Some(Kind::Instance), Some(id)) if targets.is_empty() => {
+            return operations::delete_instance(client, &id).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
-            bail!("only applications can be deleted; scale a service to 0 to stop its instances")
+            bail!(
+                "only applications and instances can be deleted; scale a service to 0 to stop its instances"
+            )
         }
         _ => {
             bail!("say what to delete: `canopy delete application NAME` or `canopy delete -f FILE`")

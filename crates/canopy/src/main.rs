@@ -4,6 +4,7 @@ mod cli;
 mod client;
 mod commands;
 mod daemon;
+mod operations;
 mod output;
 mod sim;
 

@@ -9,6 +9,7 @@
 //! and only then sends what they say.
 
 mod cluster;
+mod config;
 mod effects;
 mod failure;
 mod intake;
@@ -20,6 +21,7 @@ mod placed;
 mod placement;
 mod state;
 mod summary;
+mod usage;
 mod views;
 
 pub use cluster::Cluster;

@@ -32,6 +32,10 @@ pub trait Child: Send + Sync + 'static {
     fn on_peers(&self, _peers: pb::Peers) -> impl Future<Output = ()> + Send {
         async {}
     }
+    /// The operator's settings of this child's nodes (cordon, labels): the whole set.
+    fn on_configure(&self, _config: pb::NodeConfig) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// The link came up (with the parent's timing) or went down.
     fn on_link(&self, _up: Option<Timing>) -> impl Future<Output = ()> + Send {
         async {}
@@ -231,6 +235,7 @@ async fn read_loop<C: Child>(
                 child.on_revoke(Revocation::from_pb(revoke)).await
             }
             Some(pb::down::Body::Peers(peers)) => child.on_peers(peers).await,
+            Some(pb::down::Body::Configure(config)) => child.on_configure(config).await,
             _ => {}
         }
     }

@@ -54,6 +54,11 @@ impl Downlink {
         self.send(down::Body::Peers(pb::Peers { peers }))
     }
 
+    /// The operator's settings of the child's nodes (the whole set).
+    pub fn configure(&self, config: pb::NodeConfig) -> bool {
+        self.send(down::Body::Configure(config))
+    }
+
     fn send(&self, body: down::Body) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.tx

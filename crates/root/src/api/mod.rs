@@ -4,6 +4,7 @@ mod applications;
 mod body;
 pub mod error;
 mod events;
+mod infrastructure;
 mod workloads;
 
 use crate::auth;
@@ -38,6 +39,9 @@ pub struct AppState {
         workloads::list_services, workloads::get_service, workloads::scale,
         workloads::list_instances, workloads::get_instance,
         workloads::list_clusters, workloads::list_nodes,
+        infrastructure::get_cluster, infrastructure::get_node, infrastructure::cordon,
+        infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
+        infrastructure::label_cluster, infrastructure::delete_instance,
         events::events, healthz, readyz,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError)),
@@ -83,9 +87,13 @@ pub fn router(
             post(workloads::scale),
         )
         .route("/instances", get(workloads::list_instances))
-        .route("/instances/{id}", get(workloads::get_instance))
+        .route(
+            "/instances/{id}",
+            get(workloads::get_instance).delete(infrastructure::delete_instance),
+        )
         .route("/clusters", get(workloads::list_clusters))
         .route("/nodes", get(workloads::list_nodes))
+        .merge(infrastructure::routes())
         .route("/events", get(events::events))
         .fallback(not_found)
         .route_layer(middleware::from_fn(auth::authenticate));

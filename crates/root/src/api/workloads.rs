@@ -101,7 +101,8 @@ pub async fn list_instances(
         service: query.service,
         state: query.state,
     };
-    Ok(Json(state.desired.list_instances(&filter).await?))
+    let instances = state.desired.list_instances(&filter).await?;
+    Ok(Json(state.federation.with_usage(instances)))
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
@@ -112,7 +113,9 @@ pub async fn get_instance(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Instance>, ApiError> {
     let Path(id) = path?;
-    Ok(Json(state.desired.get_instance(&id).await?))
+    let mut instance = state.desired.get_instance(&id).await?;
+    instance.usage = state.federation.usage_of(&instance);
+    Ok(Json(instance))
 }
 
 #[utoipa::path(get, path = "/api/v1/clusters", tag = "infrastructure",
