@@ -117,8 +117,8 @@ pub async fn cordon(args: NodeArgs, cordon: bool) -> anyhow::Result<()> {
 pub async fn drain(args: NodeArgs) -> anyhow::Result<()> {
     let (client, path) = node_action(&args, "drain").await?;
     let result: Value = client.post_json(&path, &Value::Null).await?;
-    let node: NodeInfo = serde_json::from_value(result["node"].clone())
-        .context("unexpected answer to a drain")?;
+    let node: NodeInfo =
+        serde_json::from_value(result["node"].clone()).context("unexpected answer to a drain")?;
     println!("node/{}/{} cordoned", node.cluster, node.name);
     for instance in result["stopped"].as_array().into_iter().flatten() {
         println!(
@@ -184,7 +184,12 @@ fn percent(used: u64, of: u64) -> String {
 
 pub fn nodes_top(nodes: &[NodeInfo]) -> Table {
     let mut table = Table::new(vec![
-        "NAME", "CLUSTER", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%",
+        "NAME",
+        "CLUSTER",
+        "CPU(cores)",
+        "CPU%",
+        "MEMORY(bytes)",
+        "MEMORY%",
     ]);
     for node in nodes {
         let u = node.usage;
@@ -192,7 +197,9 @@ pub fn nodes_top(nodes: &[NodeInfo]) -> Table {
             node.name.clone(),
             node.cluster.clone(),
             cpu(u),
-            u.map_or("-".into(), |u| percent(u.cpu_millis, node.capacity.cpu_millis)),
+            u.map_or("-".into(), |u| {
+                percent(u.cpu_millis, node.capacity.cpu_millis)
+            }),
             memory(u),
             u.map_or("-".into(), |u| {
                 percent(u.memory_bytes >> 20, node.capacity.memory_mib)

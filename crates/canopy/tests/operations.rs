@@ -92,8 +92,14 @@ fn cordon_delete_and_drain_move_instances_as_kubectl_would() {
     // Objects by name: a cluster, a node as CLUSTER/NODE or by its unique name.
     let cluster_object = canopy_json(&root.url, &["get", "cluster", "c0"]);
     assert_eq!(cluster_object[0]["name"], "c0");
-    assert_eq!(canopy_json(&root.url, &["get", "node", "c0/n1"])[0]["name"], "n1");
-    assert_eq!(canopy_json(&root.url, &["get", "node", "n2"])[0]["cluster"], "c0");
+    assert_eq!(
+        canopy_json(&root.url, &["get", "node", "c0/n1"])[0]["name"],
+        "n1"
+    );
+    assert_eq!(
+        canopy_json(&root.url, &["get", "node", "n2"])[0]["cluster"],
+        "c0"
+    );
     let missing = canopy(&root.url, &["get", "node", "c0/nope"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
@@ -101,23 +107,39 @@ fn cordon_delete_and_drain_move_instances_as_kubectl_would() {
     let said = canopy_ok(&root.url, &["cordon", "n2"]);
     assert!(said.contains("node/c0/n2 cordoned"), "{said}");
     let table = canopy_ok(&root.url, &["get", "nodes"]);
-    let n2_row = table.lines().find(|l| l.starts_with("n2 ")).unwrap_or_default();
+    let n2_row = table
+        .lines()
+        .find(|l| l.starts_with("n2 "))
+        .unwrap_or_default();
     assert!(n2_row.contains("Ready,SchedulingDisabled"), "{table}");
-    let n1_row = table.lines().find(|l| l.starts_with("n1 ")).unwrap_or_default();
+    let n1_row = table
+        .lines()
+        .find(|l| l.starts_with("n1 "))
+        .unwrap_or_default();
     assert!(!n1_row.contains("SchedulingDisabled"), "{table}");
 
     apply(&root.url, dir.path(), &sleeper(&marker, 2, ""));
     let first = eventually(SETTLE, "two instances running", || running(&root.url, 2));
-    assert_eq!(on_nodes(&first), ["n1", "n1"], "nothing on the cordoned node");
+    assert_eq!(
+        on_nodes(&first),
+        ["n1", "n1"],
+        "nothing on the cordoned node"
+    );
 
     // Deleting an instance stops it; its service replaces it.
     let deleted = first[0]["id"].as_str().unwrap().to_string();
     let said = canopy_ok(&root.url, &["delete", "instance", &deleted]);
-    assert!(said.contains(&format!("instance/{deleted} deleted")), "{said}");
+    assert!(
+        said.contains(&format!("instance/{deleted} deleted")),
+        "{said}"
+    );
     let replaced = eventually(SETTLE, "the deleted instance replaced", || {
         running(&root.url, 2).filter(|all| !ids(all).contains(&deleted))
     });
-    assert!(ids(&replaced).contains(&ids(&first)[1]), "the other one stays");
+    assert!(
+        ids(&replaced).contains(&ids(&first)[1]),
+        "the other one stays"
+    );
     let unknown = canopy(&root.url, &["delete", "instance", "nope"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not found"));
 
@@ -133,7 +155,10 @@ fn cordon_delete_and_drain_move_instances_as_kubectl_would() {
         assert!(!ids(&drained).contains(&id), "{id} was replaced, not kept");
     }
     let n1 = canopy_json(&root.url, &["get", "node", "n1"]);
-    assert_eq!(n1[0]["unschedulable"], true, "a drained node stays cordoned");
+    assert_eq!(
+        n1[0]["unschedulable"], true,
+        "a drained node stays cordoned"
+    );
 
     let described = canopy_ok(&root.url, &["describe", "instance", &ids(&drained)[0]]);
     assert!(described.contains("Runtime:     process"), "{described}");
@@ -158,12 +183,22 @@ fn labels_reach_the_selectors_and_settings_survive_a_reconnect() {
             - {key: tier, operator: In, values: [gold]}
 "#;
     apply(&root.url, dir.path(), &sleeper(&marker, 1, selectors));
-    eventually(SETTLE, "the instance pending for the cluster selector", || {
-        let all = instances(&root.url);
-        all.iter()
-            .any(|i| i["state"] == "Pending" && i["reason"].as_str().unwrap_or("").contains("cluster selector"))
-            .then_some(())
-    });
+    eventually(
+        SETTLE,
+        "the instance pending for the cluster selector",
+        || {
+            let all = instances(&root.url);
+            all.iter()
+                .any(|i| {
+                    i["state"] == "Pending"
+                        && i["reason"]
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("cluster selector")
+                })
+                .then_some(())
+        },
+    );
     let said = canopy_ok(&root.url, &["label", "cluster", "c0", "region=eu"]);
     assert!(said.contains("cluster/c0 labeled"), "{said}");
     let c0 = canopy_json(&root.url, &["get", "cluster", "c0"]);
@@ -176,7 +211,9 @@ fn labels_reach_the_selectors_and_settings_survive_a_reconnect() {
             .then_some(())
     });
     canopy_ok(&root.url, &["label", "node", "n1", "tier=gold", "zone=a"]);
-    let placed = eventually(SETTLE, "the instance running on n1", || running(&root.url, 1));
+    let placed = eventually(SETTLE, "the instance running on n1", || {
+        running(&root.url, 1)
+    });
     assert_eq!(on_nodes(&placed), ["n1"]);
     let n1 = canopy_json(&root.url, &["get", "node", "c0/n1"]);
     assert_eq!(n1[0]["labels"]["tier"], "gold");
@@ -193,14 +230,20 @@ fn labels_reach_the_selectors_and_settings_survive_a_reconnect() {
     cluster.restart();
     nodes_ready(&root.url, 1);
     canopy_ok(&root.url, &["scale", "ops/sleeper", "--replicas", "2"]);
-    eventually(SETTLE, "the new replica", || (instances(&root.url).len() == 2).then_some(()));
+    eventually(SETTLE, "the new replica", || {
+        (instances(&root.url).len() == 2).then_some(())
+    });
     // n1 has room for it, but is cordoned: it waits (the cluster heard of the cordon on
     // its new link, having missed it while it was away).
-    support::holds_for(Duration::from_secs(6), "only the old replica running", || {
-        let all = instances(&root.url);
-        all.iter().filter(|i| i["state"] == "Running").count() == 1
-            && all.iter().filter(|i| i["node"] == "n1").count() == 1
-    });
+    support::holds_for(
+        Duration::from_secs(6),
+        "only the old replica running",
+        || {
+            let all = instances(&root.url);
+            all.iter().filter(|i| i["state"] == "Running").count() == 1
+                && all.iter().filter(|i| i["node"] == "n1").count() == 1
+        },
+    );
 }
 
 /// `canopy top` shows what nodes and instances use, from the nodes' samples.
@@ -227,21 +270,34 @@ spec:
 "#
     );
     apply(&root.url, dir.path(), &busy);
-    let id = eventually(SETTLE, "the busy instance running", || running(&root.url, 1))[0]["id"]
+    let id = eventually(SETTLE, "the busy instance running", || {
+        running(&root.url, 1)
+    })[0]["id"]
         .as_str()
         .unwrap()
         .to_string();
     // Two samples, 10 s apart, make a rate; then the cluster reports it.
-    let usage = eventually(Duration::from_secs(60), "the instance's CPU measured", || {
-        let instance = instances(&root.url).pop()?;
-        let usage = instance.get("usage")?.clone();
-        (usage["cpuMillis"].as_u64()? > 100).then_some(usage)
-    });
+    let usage = eventually(
+        Duration::from_secs(60),
+        "the instance's CPU measured",
+        || {
+            let instance = instances(&root.url).pop()?;
+            let usage = instance.get("usage")?.clone();
+            (usage["cpuMillis"].as_u64()? > 100).then_some(usage)
+        },
+    );
     assert!(usage["memoryBytes"].as_u64().unwrap() > 0, "{usage}");
     let node = canopy_json(&root.url, &["get", "node", "n1"]);
-    assert!(node[0]["usage"]["cpuMillis"].as_u64().unwrap() > 100, "{}", node[0]);
+    assert!(
+        node[0]["usage"]["cpuMillis"].as_u64().unwrap() > 100,
+        "{}",
+        node[0]
+    );
     let nodes = canopy_ok(&root.url, &["top", "nodes"]);
-    let row = nodes.lines().find(|l| l.starts_with("n1 ")).unwrap_or_default();
+    let row = nodes
+        .lines()
+        .find(|l| l.starts_with("n1 "))
+        .unwrap_or_default();
     assert!(row.contains('m') && row.contains('%'), "{nodes}");
     let table = canopy_ok(&root.url, &["top", "instances"]);
     assert!(table.lines().any(|l| l.starts_with(&id)), "{table}");

@@ -244,7 +244,8 @@ impl Cluster {
             }
             Err(e) => tracing::error!(error = %e, "cannot encode the node settings"),
         }
-        self.step(|state, _, fx| state.configure(settings, fx)).await;
+        self.step(|state, _, fx| state.configure(settings, fx))
+            .await;
     }
 
     pub(crate) fn link_node(&self, node: &str, downlink: Downlink) {

@@ -71,8 +71,14 @@ fn valid_name(text: &str) -> bool {
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && text.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
-        && text.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .last()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
 }
 
 fn valid_key(key: &str) -> bool {
@@ -174,7 +180,10 @@ mod tests {
         let mut settings = OperatorSettings::default();
         let edits = ["zone=b", "gpu-", "new=1"].map(|e| LabelEdit::parse(e).unwrap());
         assert!(settings.edit_labels(&edits));
-        assert!(!settings.edit_labels(&edits), "the same edits again change nothing");
+        assert!(
+            !settings.edit_labels(&edits),
+            "the same edits again change nothing"
+        );
         let reported = labels(&[("zone", "a"), ("gpu", "t4"), ("arch", "x")]);
         assert_eq!(
             settings.merged_labels(&reported),
@@ -183,7 +192,10 @@ mod tests {
         // Setting a removed key again brings it back, with the operator's value.
         assert!(settings.edit_labels(&[LabelEdit::parse("gpu=a100").unwrap()]));
         assert_eq!(
-            settings.merged_labels(&reported).get("gpu").map(String::as_str),
+            settings
+                .merged_labels(&reported)
+                .get("gpu")
+                .map(String::as_str),
             Some("a100")
         );
         // Removing an operator label that was never reported leaves nothing behind.

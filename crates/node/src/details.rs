@@ -56,8 +56,14 @@ mod tests {
 
     #[test]
     fn the_digest_comes_from_the_pull_event_only() {
-        assert_eq!(image_digest("image sha256:ab12 pulled"), Some("sha256:ab12"));
-        assert_eq!(image_digest("image sha256:ab12 cached"), Some("sha256:ab12"));
+        assert_eq!(
+            image_digest("image sha256:ab12 pulled"),
+            Some("sha256:ab12")
+        );
+        assert_eq!(
+            image_digest("image sha256:ab12 cached"),
+            Some("sha256:ab12")
+        );
         assert_eq!(image_digest("resolving reg/x:1"), None);
         assert_eq!(image_digest("image reg/x:1 not found"), None);
     }

@@ -382,7 +382,10 @@ async fn sample_usage(agent: std::sync::Weak<Agent>) {
                 .filter(|(_, l)| l.state() == canopy_model::InstanceState::Running)
                 .filter_map(|(id, l)| {
                     let runtime = agent.runtimes.get(&l.record.workload.spec.runtime)?;
-                    runtime.capabilities().stats.then(|| (id.clone(), runtime.clone()))
+                    runtime
+                        .capabilities()
+                        .stats
+                        .then(|| (id.clone(), runtime.clone()))
                 })
                 .collect()
         };

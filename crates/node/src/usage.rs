@@ -24,12 +24,18 @@ pub(crate) struct Sampler {
 impl Sampler {
     /// The use of each instance sampled at `at` (CPU is 0 for one seen the first time);
     /// instances not in `stats` are forgotten.
-    pub fn sample(&mut self, stats: BTreeMap<String, Stats>, at: Instant) -> BTreeMap<String, Usage> {
+    pub fn sample(
+        &mut self,
+        stats: BTreeMap<String, Stats>,
+        at: Instant,
+    ) -> BTreeMap<String, Usage> {
         let mut usage = BTreeMap::new();
         let mut next = BTreeMap::new();
         for (id, now) in stats {
             let cpu_millis = match self.previous.get(&id) {
-                Some((before, when)) => now.millicores_since(before, at.saturating_duration_since(*when)),
+                Some((before, when)) => {
+                    now.millicores_since(before, at.saturating_duration_since(*when))
+                }
                 None => 0,
             };
             usage.insert(
@@ -104,12 +110,27 @@ mod tests {
                 },
             )])
         };
-        assert!(noticeably_changed(None, &use_of(0, 0)), "the first sample goes");
+        assert!(
+            noticeably_changed(None, &use_of(0, 0)),
+            "the first sample goes"
+        );
         let sent = use_of(500, 100);
-        assert!(!noticeably_changed(Some(&sent), &use_of(540, 102)), "jitter");
-        assert!(noticeably_changed(Some(&sent), &use_of(700, 100)), "CPU moved 40%");
-        assert!(noticeably_changed(Some(&sent), &use_of(500, 120)), "memory moved 20%");
-        assert!(noticeably_changed(Some(&sent), &BTreeMap::new()), "an instance left");
+        assert!(
+            !noticeably_changed(Some(&sent), &use_of(540, 102)),
+            "jitter"
+        );
+        assert!(
+            noticeably_changed(Some(&sent), &use_of(700, 100)),
+            "CPU moved 40%"
+        );
+        assert!(
+            noticeably_changed(Some(&sent), &use_of(500, 120)),
+            "memory moved 20%"
+        );
+        assert!(
+            noticeably_changed(Some(&sent), &BTreeMap::new()),
+            "an instance left"
+        );
         // Small values: the absolute step decides, not the percentage.
         assert!(!noticeably_changed(Some(&use_of(0, 1)), &use_of(30, 3)));
     }

@@ -119,7 +119,9 @@ pub async fn cordon(
 ) -> Result<Json<NodeInfo>, ApiError> {
     check(&caller)?;
     let Path((cluster, name)) = path?;
-    Ok(Json(set_unschedulable(&state, &cluster, &name, true).await?))
+    Ok(Json(
+        set_unschedulable(&state, &cluster, &name, true).await?,
+    ))
 }
 
 /// Makes the node schedulable again.
@@ -133,7 +135,9 @@ pub async fn uncordon(
 ) -> Result<Json<NodeInfo>, ApiError> {
     check(&caller)?;
     let Path((cluster, name)) = path?;
-    Ok(Json(set_unschedulable(&state, &cluster, &name, false).await?))
+    Ok(Json(
+        set_unschedulable(&state, &cluster, &name, false).await?,
+    ))
 }
 
 async fn set_unschedulable(
@@ -224,10 +228,13 @@ pub async fn delete_instance(
         .replace_instances(std::slice::from_ref(&id), "deleted by the operator")
         .await?;
     state.federation.wake();
-    stopped
-        .pop()
-        .map(Json)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("instance {id:?} not found")))
+    stopped.pop().map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("instance {id:?} not found"),
+        )
+    })
 }
 
 /// The routes of this file (but `DELETE /instances/{id}`, which shares its path).

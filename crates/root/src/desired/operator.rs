@@ -92,7 +92,9 @@ impl Desired {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(RootError::Conflict(format!("{key} is being changed concurrently")))
+        Err(RootError::Conflict(format!(
+            "{key} is being changed concurrently"
+        )))
     }
 }
 

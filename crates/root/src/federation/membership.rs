@@ -81,7 +81,10 @@ impl Federation {
                 instances: node.instance_count,
                 unschedulable: false,
                 operator: Default::default(),
-                usage: node.usage.as_ref().map(|u| canopy_tier::usage_from_pb(Some(u))),
+                usage: node
+                    .usage
+                    .as_ref()
+                    .map(|u| canopy_tier::usage_from_pb(Some(u))),
                 coordinate: network_coordinate(node.coordinate.as_ref()),
                 rtt_to_cluster_ms: (node.cluster_rtt_ms > 0.0).then_some(node.cluster_rtt_ms),
                 joined_at: from_unix_ms(node.joined_at_ms),

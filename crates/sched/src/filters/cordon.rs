@@ -36,7 +36,8 @@ mod tests {
     }
 
     fn spec() -> ServiceSpec {
-        let spec = serde_json::json!({"name": "web", "runtime": "process", "command": ["/bin/true"]});
+        let spec =
+            serde_json::json!({"name": "web", "runtime": "process", "command": ["/bin/true"]});
         serde_json::from_value(spec).expect("a minimal service")
     }
 
@@ -59,6 +60,9 @@ mod tests {
         assert_eq!(summary.capacity.cpu_millis, 4000);
         assert_eq!(summary.max_node_free.cpu_millis, 4000);
         assert!(summary.ready);
-        assert!(!summarise("c", &[node("a", true)]).ready, "no node can take work");
+        assert!(
+            !summarise("c", &[node("a", true)]).ready,
+            "no node can take work"
+        );
     }
 }
