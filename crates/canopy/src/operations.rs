@@ -175,11 +175,9 @@ fn memory(usage: Option<Usage>) -> String {
 
 /// Use as a share of what the node offers, as `kubectl top nodes` shows it.
 fn percent(used: u64, of: u64) -> String {
-    if of == 0 {
-        "-".into()
-    } else {
-        format!("{}%", used * 100 / of)
-    }
+    (used * 100)
+        .checked_div(of)
+        .map_or_else(|| "-".into(), |p| format!("{p}%"))
 }
 
 pub fn nodes_top(nodes: &[NodeInfo]) -> Table {
