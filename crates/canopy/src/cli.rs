@@ -94,7 +94,8 @@ pub enum Command {
         #[command(flatten)]
         scope: Scope,
     },
-    /// Delete applications by name or by the descriptor that created them.
+    /// Delete applications by name or by the descriptor that created them, or an instance
+    /// (its service replaces it).
     Delete {
         #[command(flatten)]
         client: ClientArgs,
@@ -108,6 +109,16 @@ pub enum Command {
         #[command(flatten)]
         scope: Scope,
     },
+    /// Mark a node unschedulable: what runs there stays, nothing new is placed there.
+    Cordon(crate::operations::NodeArgs),
+    /// Make a cordoned node schedulable again.
+    Uncordon(crate::operations::NodeArgs),
+    /// Cordon a node and move its instances elsewhere (each replaced as it stops).
+    Drain(crate::operations::NodeArgs),
+    /// Add, overwrite (`KEY=VALUE`) or remove (`KEY-`) labels of a node or cluster.
+    Label(crate::operations::LabelArgs),
+    /// Show the CPU and memory nodes or instances use.
+    Top(crate::operations::TopArgs),
     /// Set the replica count of a service (`app/service`).
     Scale {
         #[command(flatten)]

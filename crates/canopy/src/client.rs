@@ -89,6 +89,19 @@ impl Client {
         .await
     }
 
+    pub async fn patch_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<T> {
+        self.send(
+            Method::PATCH,
+            path,
+            Some(("application/merge-patch+json", body.to_string())),
+        )
+        .await
+    }
+
     /// Sends descriptor text as it is; the server tells JSON from YAML.
     pub async fn post_text<T: DeserializeOwned>(
         &self,

@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Command, Kind, Scope};
 use crate::client::{Client, encode};
 use crate::daemon;
+use crate::operations;
 use crate::output::{Table, age, or_dash, timestamp};
 use anyhow::{Context, bail};
 use canopy_model::{ClusterInfo, Instance, NodeInfo};
@@ -82,6 +83,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => crate::streams::logs(args).await,
         Command::Exec(args) => crate::exec::exec(args).await,
         Command::PortForward(args) => crate::forward::port_forward(args).await,
+        Command::Cordon(args) => operations::cordon(args, true).await,
+        Command::Uncordon(args) => operations::cordon(args, false).await,
+        Command::Drain(args) => operations::drain(args).await,
+        Command::Label(args) => operations::label(args).await,
+        Command::Top(args) => operations::top(args).await,
     }
 }
 
@@ -202,7 +208,7 @@ pub(crate) fn instance_table(instances: &[Instance], wide: bool) -> Table {
         "ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE", "REASON",
     ];
     if wide {
-        headers.extend(["NAMESPACE", "REPLICA", "PID"]);
+        headers.extend(["NAMESPACE", "REPLICA", "PID", "IP", "PORTS", "RUNTIME"]);
     }
     let mut table = Table::new(headers);
     for instance in instances {
@@ -221,11 +227,22 @@ pub(crate) fn instance_table(instances: &[Instance], wide: bool) -> Table {
                 instance.namespace.clone(),
                 instance.replica.to_string(),
                 or_dash(instance.pid),
+                list(&instance.details.addresses),
+                list(&instance.details.ports),
+                or_dash(instance.details.runtime.as_ref()),
             ]);
         }
         table.row(row);
     }
     table
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(",")
+    }
 }
 
 fn usage(allocated: u64, capacity: u64) -> String {
@@ -287,7 +304,7 @@ pub(crate) fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
         let mut row = vec![
             node.name.clone(),
             node.cluster.clone(),
-            format!("{:?}", node.state),
+            operations::node_status(node),
             node.arch.clone(),
             usage(node.allocated.cpu_millis, node.capacity.cpu_millis),
             usage(node.allocated.memory_mib, node.capacity.memory_mib),
@@ -420,6 +437,19 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             println!("Node:        {}", or_dash(instance.node.as_ref()));
             println!("PID:         {}", or_dash(instance.pid));
             println!("Restarts:    {}", instance.restarts);
+            let details = &instance.details;
+            println!("Runtime:     {}", or_dash(details.runtime.as_ref()));
+            println!("IPs:         {}", list(&details.addresses));
+            println!("Ports:       {}", list(&details.ports));
+            println!("Image:       {}", or_dash(details.image_digest.as_ref()));
+            println!(
+                "Usage:       {}",
+                or_dash(instance.usage.map(|u| format!(
+                    "{}m CPU, {}Mi memory",
+                    u.cpu_millis,
+                    u.memory_bytes >> 20
+                )))
+            );
             println!("Ready:       {}", instance.ready);
             let last = instance.last_termination.as_ref();
             println!(
@@ -438,19 +468,16 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             }
             println!("{}", table.render());
         }
-        Kind::Cluster | Kind::Node => {
-            // Clusters and nodes are flat records: the YAML of the record is the description.
-            let path = if kind == Kind::Cluster {
-                "clusters"
-            } else {
-                "nodes"
-            };
-            let items: Vec<serde_json::Value> = client.get(&format!("/api/v1/{path}")).await?;
-            let item = items
-                .into_iter()
-                .find(|item| item["name"] == name)
-                .with_context(|| format!("{} {name:?} not found", &path[..path.len() - 1]))?;
-            print!("{}", yaml_serde::to_string(&item)?);
+        // Clusters and nodes are flat records: the YAML of the record is the description.
+        Kind::Cluster => {
+            let cluster: ClusterInfo = client
+                .get(&format!("/api/v1/clusters/{}", encode(name)))
+                .await?;
+            print!("{}", yaml_serde::to_string(&cluster)?);
+        }
+        Kind::Node => {
+            let node = get_node(client, name).await?;
+            print!("{}", yaml_serde::to_string(&node)?);
         }
     }
     Ok(())
@@ -483,9 +510,14 @@ async fn delete(
     }
     match (kind, name) {
         (Some(Kind::Application), Some(name)) => targets.push((scope.namespace.clone(), name)),
+        (Some(Kind::Instance), Some(id)) if targets.is_empty() => {
+            return operations::delete_instance(client, &id).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
-            bail!("only applications can be deleted; scale a service to 0 to stop its instances")
+            bail!(
+                "only applications and instances can be deleted; scale a service to 0 to stop its instances"
+            )
         }
         _ => {
             bail!("say what to delete: `canopy delete application NAME` or `canopy delete -f FILE`")
@@ -522,4 +554,16 @@ async fn scale(client: &Client, service: &str, replicas: u32, scope: &Scope) -> 
         view.application, view.name, view.status.desired
     );
     Ok(())
+}
+
+/// One node, named `CLUSTER/NODE` or by a node name no other cluster has.
+async fn get_node(client: &Client, name: &str) -> anyhow::Result<NodeInfo> {
+    let (cluster, node) = operations::resolve_node(client, name).await?;
+    client
+        .get(&format!(
+            "/api/v1/nodes/{}/{}",
+            encode(&cluster),
+            encode(&node)
+        ))
+        .await
 }

@@ -205,7 +205,12 @@ async fn list(client: &Client, request: &Request<'_>) -> anyhow::Result<Listing>
         Kind::Node => {
             let mut nodes: Vec<NodeInfo> = client.get(&format!("/api/v1/nodes?{query}")).await?;
             if let Some(name) = request.name {
-                nodes.retain(|n| n.name == name);
+                // `CLUSTER/NODE`, or a node name alone.
+                let (cluster, node) = match name.split_once('/') {
+                    Some((cluster, node)) => (Some(cluster), node),
+                    None => (None, name),
+                };
+                nodes.retain(|n| n.name == node && cluster.is_none_or(|c| n.cluster == c));
             }
             render(&nodes, output, node_table, |n| n.name.clone())
         }

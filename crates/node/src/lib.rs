@@ -9,6 +9,7 @@
 
 pub mod admission;
 mod assign;
+mod details;
 mod exec;
 mod forward;
 pub mod hollow;
@@ -22,6 +23,7 @@ pub mod restart;
 mod runner;
 mod statefile;
 mod streams;
+mod usage;
 
 use admission::NodeFacts;
 use canopy_model::{GeoPoint, IllegalTransition, NetworkCoordinate, ResourceAmounts, RuntimeKind};
@@ -122,6 +124,15 @@ pub struct Agent {
     uplink: Uplink,
     outbox: std::sync::Mutex<Option<Outbox>>,
     probing: probing::Probing,
+    /// Usage sampling: what was last sent up, and a sample not sent yet.
+    usage: std::sync::Mutex<UsageReports>,
+}
+
+#[derive(Default)]
+struct UsageReports {
+    sampler: usage::Sampler,
+    sent: Option<BTreeMap<String, canopy_model::Usage>>,
+    pending: Option<BTreeMap<String, canopy_model::Usage>>,
 }
 
 fn now_ms() -> i64 {
@@ -203,11 +214,13 @@ impl Agent {
             statefile,
             uplink,
             outbox: std::sync::Mutex::new(Some(outbox)),
+            usage: Default::default(),
         });
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));
         }
         agent.forward_runtime_events();
+        tokio::spawn(sample_usage(Arc::downgrade(&agent)));
         Ok(agent)
     }
 
@@ -323,9 +336,20 @@ impl Child for ClusterSide {
     }
 
     async fn heartbeat(&self) -> pb::Heartbeat {
+        let usage = self
+            .0
+            .usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pending
+            .take();
         pb::Heartbeat {
             allocated: None,
             coordinate: self.0.probing.coordinate_update(),
+            has_usage: usage.is_some(),
+            usage: usage
+                .map(|u| canopy_tier::instance_usage_to_pb(&u))
+                .unwrap_or_default(),
         }
     }
 
@@ -338,11 +362,52 @@ impl Child for ClusterSide {
     }
 
     async fn on_link(&self, up: Option<Timing>) {
+        if up.is_some() {
+            // A cluster that restarted knows nothing of the use: the next sample goes up.
+            self.0.usage.lock().unwrap_or_else(|p| p.into_inner()).sent = None;
+        }
         match up {
             Some(_) => tracing::info!(node = %self.0.config.name, "linked to the cluster"),
             None => {
                 tracing::warn!(node = %self.0.config.name, "link to the cluster down; instances keep running")
             }
+        }
+    }
+}
+
+/// Samples what each running instance uses every [`usage::SAMPLE_PERIOD`], until the agent
+/// is gone; a noticeable change waits for the next heartbeat.
+async fn sample_usage(agent: std::sync::Weak<Agent>) {
+    let mut every = tokio::time::interval(usage::SAMPLE_PERIOD);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(agent) = agent.upgrade() else { return };
+        let running: Vec<(String, Arc<dyn Runtime>)> = {
+            let instances = agent.instances.lock().await;
+            instances
+                .iter()
+                .filter(|(_, l)| l.state() == canopy_model::InstanceState::Running)
+                .filter_map(|(id, l)| {
+                    let runtime = agent.runtimes.get(&l.record.workload.spec.runtime)?;
+                    runtime
+                        .capabilities()
+                        .stats
+                        .then(|| (id.clone(), runtime.clone()))
+                })
+                .collect()
+        };
+        let mut stats = BTreeMap::new();
+        for (id, runtime) in running {
+            if let Ok(sample) = runtime.stats(&id).await {
+                stats.insert(id, sample);
+            }
+        }
+        let mut reports = agent.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let now = reports.sampler.sample(stats, std::time::Instant::now());
+        if usage::noticeably_changed(reports.sent.as_ref(), &now) {
+            reports.sent = Some(now.clone());
+            reports.pending = Some(now);
         }
     }
 }

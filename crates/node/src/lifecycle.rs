@@ -21,11 +21,14 @@ pub(crate) struct Local {
     last_termination: Option<Termination>,
     /// When it reached its state, unix ms.
     at_ms: i64,
+    /// Its runtime, and once started its address, ports and image.
+    pub details: crate::details::Details,
 }
 
 impl Local {
     fn new(record: Record, state: InstanceState, reason: &str, at_ms: i64) -> Local {
         Local {
+            details: crate::details::Details::of(&record.workload.spec),
             record,
             state,
             reason: reason.to_string(),

@@ -39,12 +39,13 @@ impl Agent {
         self.prestart.get(&kind).map_or(&[], Vec::as_slice)
     }
 
-    /// Runs the runtime's hooks, then starts the instance with what they prepared.
+    /// Runs the runtime's hooks, then starts the instance with what they prepared (which it
+    /// returns too: the instance's address and ports).
     pub(crate) async fn start_prepared(
         &self,
         runtime: &dyn Runtime,
         spec: &InstanceSpec,
-    ) -> Result<Started, RuntimeError> {
+    ) -> Result<(Started, Prepared), RuntimeError> {
         start_with(self.hooks(runtime.kind()), runtime, spec).await
     }
 
@@ -60,9 +61,9 @@ async fn start_with(
     hooks: &[Arc<dyn Prestart>],
     runtime: &dyn Runtime,
     spec: &InstanceSpec,
-) -> Result<Started, RuntimeError> {
+) -> Result<(Started, Prepared), RuntimeError> {
     if hooks.is_empty() {
-        return runtime.start(spec).await;
+        return Ok((runtime.start(spec).await?, Prepared::default()));
     }
     let mut prepared = Prepared::default();
     for (i, hook) in hooks.iter().enumerate() {
@@ -75,11 +76,13 @@ async fn start_with(
         prepared,
         ..spec.clone()
     };
-    let started = runtime.start(&spec).await;
-    if started.is_err() {
-        release_all(hooks, &spec.id).await;
+    match runtime.start(&spec).await {
+        Ok(started) => Ok((started, spec.prepared)),
+        Err(e) => {
+            release_all(hooks, &spec.id).await;
+            Err(e)
+        }
     }
-    started
 }
 
 #[cfg(test)]

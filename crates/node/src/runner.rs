@@ -35,9 +35,12 @@ impl Agent {
             let began = Instant::now();
             let exit = if start {
                 match self.start_prepared(runtime.as_ref(), &spec).await {
-                    Ok(started) => {
-                        self.update(&id, generation, false, |l, at| l.running(started.pid, at))
-                            .await;
+                    Ok((started, prepared)) => {
+                        self.update(&id, generation, false, |l, at| {
+                            l.details.network(prepared.network.as_ref());
+                            l.running(started.pid, at)
+                        })
+                        .await;
                         wait(runtime.as_ref(), &id).await
                     }
                     Err(e) => Exit {
@@ -142,8 +145,11 @@ impl Agent {
         tokio::spawn(async move {
             while let Some((id, text)) = rx.recv().await {
                 let Some(agent) = agent.upgrade() else { return };
-                let generation = match agent.instances.lock().await.get(&id) {
-                    Some(local) => local.generation(),
+                let generation = match agent.instances.lock().await.get_mut(&id) {
+                    Some(local) => {
+                        local.details.image_event(&text);
+                        local.generation()
+                    }
                     None => continue,
                 };
                 // Refused (and not reported) unless it is still Starting.

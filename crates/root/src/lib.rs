@@ -31,6 +31,7 @@ impl Root {
         desired.reconcile_all().await?;
         let instances = instances::InstanceCache::start(store).await?;
         let federation = federation::Federation::new(desired.clone(), instances, timing);
+        federation.load_settings().await?;
         Ok(Root {
             desired,
             federation,

@@ -1280,3 +1280,43 @@ async fn the_version_endpoint_names_the_build() {
     }
     server.stop().await;
 }
+
+/// Clusters, nodes and instances that do not exist answer 404 with the JSON error body, for
+/// reads and for the operator's verbs alike; malformed labels answer 400 naming the label.
+#[tokio::test]
+async fn infrastructure_objects_and_verbs_answer_404_and_400_as_json() {
+    let server = Server::start().await;
+    for path in ["/api/v1/clusters/nowhere", "/api/v1/nodes/nowhere/n1"] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["code"], "not_found", "{path}: {body}");
+    }
+    for verb in ["cordon", "uncordon", "drain"] {
+        let path = format!("/api/v1/nodes/nowhere/n1/{verb}");
+        let (status, body) = server.post_json(&path, &Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["code"], "not_found");
+    }
+    let (status, body) = server
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/instances/nope",
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "not_found");
+    let bad = serde_json::json!({"labels": {"-bad": "x", "good": "a b"}});
+    let (status, body) = server
+        .send(
+            reqwest::Method::PATCH,
+            "/api/v1/nodes/nowhere/n1/labels",
+            "application/merge-patch+json",
+            bad.to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(detail_paths(&body), ["labels.-bad", "labels.good"]);
+    server.stop().await;
+}

@@ -6,6 +6,7 @@ pub mod error;
 mod events;
 mod exec;
 mod forward;
+mod infrastructure;
 mod selectors;
 mod streams;
 mod version;
@@ -44,6 +45,9 @@ pub struct AppState {
         workloads::list_services, workloads::get_service, workloads::scale,
         workloads::list_instances, workloads::get_instance, streams::logs, exec::exec, forward::port_forward,
         workloads::list_clusters, workloads::list_nodes,
+        infrastructure::get_cluster, infrastructure::get_node, infrastructure::cordon,
+        infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
+        infrastructure::label_cluster, infrastructure::delete_instance,
         events::events, version::version, healthz, readyz,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError)),
@@ -89,12 +93,16 @@ pub fn router(
             post(workloads::scale),
         )
         .route("/instances", get(workloads::list_instances))
-        .route("/instances/{id}", get(workloads::get_instance))
+        .route(
+            "/instances/{id}",
+            get(workloads::get_instance).delete(infrastructure::delete_instance),
+        )
         .route("/instances/{id}/logs", get(streams::logs))
         .route("/instances/{id}/exec", post(exec::exec))
         .route("/instances/{id}/port-forward", post(forward::port_forward))
         .route("/clusters", get(workloads::list_clusters))
         .route("/nodes", get(workloads::list_nodes))
+        .merge(infrastructure::routes())
         .route("/events", get(events::events))
         .route("/version", get(version::version))
         .fallback(not_found)

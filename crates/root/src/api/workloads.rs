@@ -158,7 +158,7 @@ pub async fn list_instances(
                 .cloned()
         });
     }
-    Ok(Json(instances))
+    Ok(Json(state.federation.with_usage(instances)))
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
@@ -169,7 +169,9 @@ pub async fn get_instance(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Instance>, ApiError> {
     let Path(id) = path?;
-    Ok(Json(state.desired.get_instance(&id).await?))
+    let mut instance = state.desired.get_instance(&id).await?;
+    instance.usage = state.federation.usage_of(&instance);
+    Ok(Json(instance))
 }
 
 #[utoipa::path(get, path = "/api/v1/clusters", tag = "infrastructure", params(ClusterQuery),

@@ -1,0 +1,91 @@
+//! What the node tells about a running instance beyond its state: the runtime that runs it,
+//! the address and ports its network got, and the digest of its image.
+
+use canopy_model::{InstanceDetails, ServiceSpec};
+use canopy_runtime::PreparedNetwork;
+
+pub(crate) struct Details(InstanceDetails);
+
+impl Details {
+    /// Before it starts: only its runtime is known.
+    pub fn of(spec: &ServiceSpec) -> Details {
+        Details(InstanceDetails {
+            runtime: Some(spec.runtime.as_str().to_string()),
+            ..InstanceDetails::default()
+        })
+    }
+
+    pub fn current(&self) -> &InstanceDetails {
+        &self.0
+    }
+
+    /// What its network hook made for this start (nothing: it shares the node's network).
+    pub fn network(&mut self, network: Option<&PreparedNetwork>) {
+        self.0.addresses = network
+            .and_then(|n| n.ip)
+            .map(|ip| vec![ip.to_string()])
+            .unwrap_or_default();
+        self.0.ports = network
+            .map(|n| {
+                n.ports
+                    .iter()
+                    .map(|p| format!("{}:{}/{}", p.host_port, p.container_port, p.protocol))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+
+    /// A start progress event of its runtime: the one that says the image is there names
+    /// its digest (`image sha256:… pulled` or `… cached`, see `images.rs`).
+    pub fn image_event(&mut self, text: &str) {
+        if let Some(digest) = image_digest(text) {
+            self.0.image_digest = Some(digest.to_string());
+        }
+    }
+}
+
+fn image_digest(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix("image ")?;
+    let (digest, outcome) = rest.split_once(' ')?;
+    (digest.starts_with("sha256:") && matches!(outcome, "pulled" | "cached")).then_some(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_comes_from_the_pull_event_only() {
+        assert_eq!(
+            image_digest("image sha256:ab12 pulled"),
+            Some("sha256:ab12")
+        );
+        assert_eq!(
+            image_digest("image sha256:ab12 cached"),
+            Some("sha256:ab12")
+        );
+        assert_eq!(image_digest("resolving reg/x:1"), None);
+        assert_eq!(image_digest("image reg/x:1 not found"), None);
+    }
+
+    #[test]
+    fn a_network_gives_addresses_and_ports() {
+        let spec = serde_json::json!({"name": "s", "runtime": "container", "image": "x"});
+        let mut details = Details::of(&serde_json::from_value(spec).unwrap());
+        assert_eq!(details.current().runtime.as_deref(), Some("container"));
+        let network = PreparedNetwork {
+            netns: "/run/netns/x".into(),
+            ip: Some("10.88.0.7".parse().unwrap()),
+            ports: vec![canopy_runtime::PortMapping {
+                host_port: 8080,
+                container_port: 80,
+                protocol: "tcp".into(),
+            }],
+        };
+        details.network(Some(&network));
+        assert_eq!(details.current().addresses, ["10.88.0.7"]);
+        assert_eq!(details.current().ports, ["8080:80/tcp"]);
+        details.network(None);
+        assert!(details.current().addresses.is_empty());
+    }
+}
