@@ -21,6 +21,8 @@ pub(crate) struct Local {
     last_termination: Option<Termination>,
     /// When it reached its state, unix ms.
     at_ms: i64,
+    /// Held by a start and by the stop: one at a time, so a stop never races a start.
+    pub op: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Local {
@@ -33,6 +35,7 @@ impl Local {
             ready: false,
             last_termination: None,
             at_ms,
+            op: Default::default(),
         }
     }
 
@@ -76,6 +79,12 @@ impl Local {
     }
     pub fn pid(&self) -> Option<u32> {
         self.pid
+    }
+    /// The image manifest digest its current (or last) run was started from; containers only.
+    // For the instance status, which is to carry it (a change made beside this one).
+    #[allow(dead_code)]
+    pub fn image_digest(&self) -> Option<&str> {
+        self.record.image_digest.as_deref()
     }
     pub fn ready(&self) -> bool {
         self.ready
@@ -203,6 +212,7 @@ mod tests {
                 generation: 1,
                 workload,
                 restarts: 0,
+                image_digest: None,
             },
             Err(e) => panic!("test workload: {e}"),
         }
