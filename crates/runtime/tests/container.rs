@@ -1060,9 +1060,7 @@ fn missing_runtime_says_how_to_install() {
         plugin_dir: PathBuf::from("/nonexistent/cni"),
         ..CniConfig::new("n", "10.213.0.0/24")
     };
-    let err = NetworkHook::new(cfg, &dir.path().join("@cni"))
-        .err()
-        .expect("missing plugins");
+    let err = NetworkHook::new(cfg, &dir.path().join("@cni")).expect_err("missing plugins");
     assert!(
         err.to_string()
             .contains("apt-get install containernetworking-plugins"),
