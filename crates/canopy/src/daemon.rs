@@ -211,8 +211,10 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
     let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(process)];
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
     match container_runtime(args) {
-        Ok((containers, network)) => {
+        Ok((containers, images, network)) => {
             runtimes.push(Arc::new(containers));
+            // The pull first: a namespace and lease are not held while an image downloads.
+            hooks.push(images);
             hooks.push(Arc::new(network));
         }
         // A node without runc still runs processes; the cluster then sends it no containers.
@@ -243,9 +245,12 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
 /// How often a node drops cached images that no instance uses.
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(600);
 
-/// The OCI runtime (runc or crun) with the registry-backed image store, and the CNI
-/// network the agent prepares for its containers.
-fn container_runtime(args: &NodeArgs) -> anyhow::Result<(OciRuntime, NetworkPrestart)> {
+/// The OCI runtime (runc or crun), and the hooks the agent runs around it: the image
+/// (pulled with the registry-backed image store into a root filesystem per instance) and
+/// the CNI network.
+fn container_runtime(
+    args: &NodeArgs,
+) -> anyhow::Result<(OciRuntime, Arc<RegistryImages>, NetworkPrestart)> {
     let containers: &ContainerArgs = &args.containers;
     let mut config = ImageStoreConfig::new(args.data.join("images"));
     config.insecure_registries = containers.insecure_registries.clone();
@@ -269,18 +274,21 @@ fn container_runtime(args: &NodeArgs) -> anyhow::Result<(OciRuntime, NetworkPres
         &state.join("@cni"),
     )
     .context("starting the container network")?;
-    let images = Arc::new(RegistryImages::new(store, credentials));
-    let runtime = OciRuntime::new(state, options, images.clone())
-        .context("starting the container runtime")?;
+    let images = Arc::new(
+        RegistryImages::new(store, credentials, &state.join("@rootfs"))
+            .context("opening the root filesystems' directory")?,
+    );
+    let runtime = OciRuntime::new(state, options).context("starting the container runtime")?;
+    let collector = images.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(IMAGE_GC_PERIOD);
         every.tick().await;
         loop {
             every.tick().await;
-            images.collect_garbage().await;
+            collector.collect_garbage().await;
         }
     });
-    Ok((runtime, NetworkPrestart::new(network)))
+    Ok((runtime, images, NetworkPrestart::new(network)))
 }
 
 /// `{"host:port": {"username": ..., "password": ...}}`, the descriptor's own credentials shape.

@@ -1,5 +1,6 @@
 //! What the node tells about a running instance beyond its state: the runtime that runs it,
-//! the address and ports its network got, and the digest of its image.
+//! the address and ports its network got, and the digest of its image (from the prestart
+//! hooks' [`canopy_runtime::Prepared`]).
 
 use canopy_model::{InstanceDetails, ServiceSpec};
 use canopy_runtime::PreparedNetwork;
@@ -35,38 +36,15 @@ impl Details {
             .unwrap_or_default();
     }
 
-    /// A start progress event of its runtime: the one that says the image is there names
-    /// its digest (`image sha256:… pulled` or `… cached`, see `images.rs`).
-    pub fn image_event(&mut self, text: &str) {
-        if let Some(digest) = image_digest(text) {
-            self.0.image_digest = Some(digest.to_string());
-        }
+    /// The digest of the image this start runs (from the image hook), if any.
+    pub fn image(&mut self, digest: Option<&str>) {
+        self.0.image_digest = digest.map(str::to_string);
     }
-}
-
-fn image_digest(text: &str) -> Option<&str> {
-    let rest = text.strip_prefix("image ")?;
-    let (digest, outcome) = rest.split_once(' ')?;
-    (digest.starts_with("sha256:") && matches!(outcome, "pulled" | "cached")).then_some(digest)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_digest_comes_from_the_pull_event_only() {
-        assert_eq!(
-            image_digest("image sha256:ab12 pulled"),
-            Some("sha256:ab12")
-        );
-        assert_eq!(
-            image_digest("image sha256:ab12 cached"),
-            Some("sha256:ab12")
-        );
-        assert_eq!(image_digest("resolving reg/x:1"), None);
-        assert_eq!(image_digest("image reg/x:1 not found"), None);
-    }
 
     #[test]
     fn a_network_gives_addresses_and_ports() {
@@ -87,5 +65,10 @@ mod tests {
         assert_eq!(details.current().ports, ["8080:80/tcp"]);
         details.network(None);
         assert!(details.current().addresses.is_empty());
+        details.image(Some("sha256:ab12"));
+        assert_eq!(
+            details.current().image_digest.as_deref(),
+            Some("sha256:ab12")
+        );
     }
 }

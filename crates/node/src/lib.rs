@@ -19,6 +19,8 @@ mod prestart;
 mod probing;
 mod pty;
 mod report;
+#[cfg(test)]
+mod residue;
 pub mod restart;
 mod runner;
 mod statefile;
@@ -117,8 +119,11 @@ pub struct Agent {
     /// What admission reads of this node (name, runtimes, capacity, labels).
     facts: NodeFacts,
     runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
-    /// The prestart hooks each runtime wants (by its capabilities).
-    prestart: prestart::Hooks,
+    /// The prestart hooks each runtime wants (by its capabilities), and what it can do
+    /// with them around it.
+    prestart: BTreeMap<RuntimeKind, prestart::RuntimeHooks>,
+    /// Where start progress (image pulls) goes: the instance's events.
+    events: canopy_runtime::Events,
     instances: Mutex<BTreeMap<String, Local>>,
     statefile: StateFile,
     uplink: Uplink,
@@ -148,8 +153,8 @@ impl Agent {
         Agent::open_with_hooks(config, runtimes, Vec::new()).await
     }
 
-    /// [`Agent::open`] with prestart hooks (the network), run around each runtime whose
-    /// capabilities want them.
+    /// [`Agent::open`] with prestart hooks (the image, the network), run in the order
+    /// given around each runtime whose capabilities want them.
     pub async fn open_with_hooks(
         config: NodeConfig,
         runtimes: Vec<Arc<dyn Runtime>>,
@@ -193,23 +198,29 @@ impl Agent {
         for (id, (runtime, _)) in &recovered {
             if !instances.contains_key(id) {
                 let _ = runtime.remove(id).await;
-                for hook in prestart.get(&runtime.kind()).into_iter().flatten().rev() {
-                    let _ = hook.release(id).await;
+                if let Some(h) = prestart.get(&runtime.kind()) {
+                    let _ = h.hooks.release(id).await;
                 }
             }
         }
         let facts = NodeFacts {
             name: config.name.clone(),
             runtimes: runtimes.keys().copied().collect(),
+            capabilities: prestart
+                .iter()
+                .map(|(kind, h)| (*kind, h.capabilities))
+                .collect(),
             capacity: config.capacity,
             labels: config.labels.clone(),
         };
+        let (events, progress) = runner::event_channel();
         let agent = Arc::new(Agent {
             probing: probing::Probing::new(&config.cluster, config.coordinate),
             config,
             facts,
             runtimes,
             prestart,
+            events,
             instances: Mutex::new(instances),
             statefile,
             uplink,
@@ -219,7 +230,7 @@ impl Agent {
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));
         }
-        agent.forward_runtime_events();
+        agent.forward_runtime_events(progress);
         tokio::spawn(sample_usage(Arc::downgrade(&agent)));
         Ok(agent)
     }

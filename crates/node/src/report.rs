@@ -117,6 +117,7 @@ mod tests {
                     generation: 4,
                     workload,
                     restarts: 0,
+                    image_digest: None,
                 },
                 10,
             ),
