@@ -3,11 +3,14 @@
 
 mod descriptor;
 mod error;
+pub mod integer;
 mod lifecycle;
 pub mod limits;
 pub mod oakestra;
 mod parse;
+pub mod patterns;
 pub mod quantity;
+pub mod schema;
 mod status;
 mod validate;
 

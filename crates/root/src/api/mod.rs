@@ -3,6 +3,7 @@
 mod applications;
 mod body;
 pub mod error;
+mod contract;
 mod events;
 mod workloads;
 
@@ -40,7 +41,7 @@ pub struct AppState {
         workloads::list_clusters, workloads::list_nodes,
         events::events, healthz, readyz,
     ),
-    components(schemas(ErrorBody, canopy_model::FieldError)),
+    components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
         (name = "applications", description = "Desired state: applications and their services"),
         (name = "services"), (name = "instances"),
@@ -93,7 +94,7 @@ pub fn router(
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", contract::document()))
         .fallback(not_found)
         // Room for a descriptor at its size limit plus JSON framing; larger bodies get 413.
         .layer(DefaultBodyLimit::max(
