@@ -56,18 +56,18 @@ fn labels() -> Value {
 fn annotations() -> Value {
     json!({"type": "object", "maxProperties": MAX_ANNOTATIONS,
         "propertyNames": {"pattern": patterns::label_key()},
-        "additionalProperties": {"type": "string", "pattern": patterns::annotation_value()}})
+        "additionalProperties": {"type": "string", "pattern": patterns::text(), "maxLength": MAX_ANNOTATION_VALUE_LEN}})
 }
 
 fn env() -> Value {
     json!({"type": "object", "maxProperties": MAX_ENV_VARS,
-        "propertyNames": {"pattern": patterns::env_name()},
-        "additionalProperties": {"type": "string", "pattern": patterns::text()}})
+        "propertyNames": {"pattern": patterns::env_name(), "maxLength": MAX_STRING_LEN},
+        "additionalProperties": {"type": "string", "pattern": patterns::text(), "maxLength": MAX_STRING_LEN}})
 }
 
 fn words() -> Value {
     json!({"type": "array", "maxItems": MAX_COMMAND_WORDS,
-        "items": {"type": "string", "pattern": patterns::text()}})
+        "items": {"type": "string", "pattern": patterns::text(), "maxLength": MAX_STRING_LEN}})
 }
 
 fn command() -> Value {
@@ -82,11 +82,11 @@ fn args() -> Value {
 }
 
 fn optional_reference() -> Value {
-    nullable(json!({"type": "string", "pattern": patterns::reference()}))
+    nullable(json!({"type": "string", "pattern": patterns::word(), "maxLength": MAX_STRING_LEN}))
 }
 
 fn working_dir() -> Value {
-    nullable(json!({"type": "string", "pattern": patterns::non_empty_text()}))
+    nullable(json!({"type": "string", "pattern": patterns::non_empty_text(), "maxLength": MAX_STRING_LEN}))
 }
 
 fn replicas() -> Value {
@@ -219,7 +219,7 @@ fn label_values() -> Value {
 }
 
 fn host_name_value() -> Value {
-    json!({"type": "string", "pattern": patterns::host_name()})
+    json!({"type": "string", "pattern": patterns::word(), "maxLength": MAX_HOST_NAME_LEN})
 }
 
 fn optional_host_name() -> Value {

@@ -8,13 +8,13 @@ use proptest::prelude::*;
 use regex::Regex;
 use std::sync::LazyLock;
 
-// Compiled once: some are large (4096-character limits over all of Unicode).
+// Compiled once: the quantity patterns are large.
 static DNS_LABEL: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::dns_label()));
 static CPU: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::cpu()));
 static MEMORY: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::size(MAX_MEMORY_MIB, false)));
 static STORAGE: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::size(MAX_STORAGE_MIB, true)));
 static LABEL_VALUE: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::label_value()));
-static REFERENCE: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::reference()));
+static WORD: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::word()));
 
 fn compile(pattern: &str) -> Regex {
     regex::RegexBuilder::new(pattern)
@@ -142,7 +142,7 @@ proptest! {
 
     #[test]
     fn reference_pattern_is_one_printable_word(word in "\\PC{0,8}|[ \t\u{a0}\u{2028}\u{85}\u{feff}a-z]{0,4}") {
-        let pattern = &*REFERENCE;
+        let pattern = &*WORD;
         let accepted = !word.trim().is_empty()
             && !word.chars().any(|c| c.is_whitespace() || c.is_control());
         prop_assert_eq!(pattern.is_match(&word), accepted, "{:?}", word);
