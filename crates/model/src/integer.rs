@@ -1,63 +1,56 @@
 //! Integer fields that read every JSON spelling of an integer. JSON Schema (and so the API's
 //! OpenAPI document) counts `3.0` as an integer; serde's own `u32` refuses it. These readers
 //! take `3` and `3.0` alike and refuse fractions, negatives and values out of range, naming
-//! the value.
+//! the value as serde does.
 
 use serde::Deserializer;
-use serde::de::{Error, Visitor};
+use serde::de::{Error, Unexpected, Visitor};
 use std::fmt;
 use std::marker::PhantomData;
 
 struct Integral<T>(PhantomData<T>);
 
 impl<T: TryFrom<u64>> Integral<T> {
-    fn from_u64<E: Error>(value: u64) -> Result<T, E> {
-        T::try_from(value).map_err(|_| {
-            E::custom(format!(
-                "{value} is out of range for {}",
-                std::any::type_name::<T>()
-            ))
-        })
+    fn from_u64<E: Error>(self, value: u64) -> Result<T, E> {
+        T::try_from(value).map_err(|_| E::invalid_value(Unexpected::Unsigned(value), &self))
     }
 }
 
+// Messages as serde's own integers give them: "invalid type: integer `-1`, expected u32".
 impl<T: TryFrom<u64>> Visitor<'_> for Integral<T> {
     type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a non-negative integer ({})", std::any::type_name::<T>())
+        f.write_str(std::any::type_name::<T>())
     }
 
     fn visit_u64<E: Error>(self, value: u64) -> Result<T, E> {
-        Self::from_u64(value)
+        self.from_u64(value)
     }
 
     fn visit_i64<E: Error>(self, value: i64) -> Result<T, E> {
         match u64::try_from(value) {
-            Ok(value) => Self::from_u64(value),
-            Err(_) => Err(E::custom(format!("must not be negative, got {value}"))),
+            Ok(value) => self.from_u64(value),
+            Err(_) => Err(E::invalid_type(Unexpected::Signed(value), &self)),
         }
     }
 
     fn visit_f64<E: Error>(self, value: f64) -> Result<T, E> {
         // 2^64 is the first float past u64::MAX; `as` would saturate, so check first.
-        if value < 0.0 {
-            Err(E::custom(format!("must not be negative, got {value}")))
-        } else if value.fract() != 0.0 || value.is_nan() {
-            Err(E::custom(format!("must be an integer, got {value}")))
-        } else if value < 18_446_744_073_709_551_616.0 {
-            Self::from_u64(value as u64)
+        if value >= 0.0 && value.fract() == 0.0 && value < 18_446_744_073_709_551_616.0 {
+            self.from_u64(value as u64)
+        } else if value.fract() == 0.0 && value >= 0.0 {
+            Err(E::invalid_value(Unexpected::Float(value), &self))
         } else {
-            Err(E::custom(format!(
-                "{value} is out of range for {}",
-                std::any::type_name::<T>()
-            )))
+            Err(E::invalid_type(Unexpected::Float(value), &self))
         }
     }
 }
 
 /// `#[serde(deserialize_with = "crate::integer::integral")]` on a `u16`, `u32` or `u64`.
-pub fn integral<'de, D: Deserializer<'de>, T: TryFrom<u64>>(deserializer: D) -> Result<T, D::Error> {
+pub fn integral<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
     deserializer.deserialize_any(Integral(PhantomData))
 }
 
@@ -108,19 +101,31 @@ mod tests {
     fn integral_floats_are_integers_and_fractions_are_not() {
         assert_eq!(
             read(r#"{"count": 3.0, "limit": 7}"#),
-            Ok(Sample { count: 3, limit: Some(7) })
+            Ok(Sample {
+                count: 3,
+                limit: Some(7)
+            })
         );
-        assert_eq!(read(r#"{"count": 3}"#), Ok(Sample { count: 3, limit: None }));
+        assert_eq!(
+            read(r#"{"count": 3}"#),
+            Ok(Sample {
+                count: 3,
+                limit: None
+            })
+        );
         assert_eq!(
             read(r#"{"count": 3, "limit": null}"#),
-            Ok(Sample { count: 3, limit: None })
+            Ok(Sample {
+                count: 3,
+                limit: None
+            })
         );
         for (text, reason) in [
-            (r#"{"count": 3.5}"#, "must be an integer, got 3.5"),
-            (r#"{"count": -1}"#, "must not be negative, got -1"),
-            (r#"{"count": 65536}"#, "65536 is out of range for u16"),
-            (r#"{"count": 1e300}"#, "out of range"),
-            (r#"{"count": "3"}"#, "a non-negative integer"),
+            (r#"{"count": 3.5}"#, "invalid type: floating point `3.5`, expected u16"),
+            (r#"{"count": -1}"#, "invalid type: integer `-1`, expected u16"),
+            (r#"{"count": 65536}"#, "invalid value: integer `65536`, expected u16"),
+            (r#"{"count": 1e300}"#, "invalid value: floating point"),
+            (r#"{"count": "3"}"#, "expected u16"),
         ] {
             let error = read(text).unwrap_err();
             assert!(error.contains(reason), "{text}: {error}");
@@ -130,6 +135,12 @@ mod tests {
     #[test]
     fn yaml_reads_the_same() {
         let sample: Sample = yaml_serde::from_str("count: 4.0\nlimit: 2\n").unwrap();
-        assert_eq!(sample, Sample { count: 4, limit: Some(2) });
+        assert_eq!(
+            sample,
+            Sample {
+                count: 4,
+                limit: Some(2)
+            }
+        );
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! # Accepted input
 //!
-//! * **Native**, in JSON or YAML: one `Application` object, a JSON array of them, or several
-//!   YAML documents separated by `---` (empty documents are skipped).
+//! * **Native**, in JSON or YAML: one `Application` object, an array of them (a JSON array,
+//!   or a YAML sequence as the only document), or several YAML documents separated by `---`
+//!   (empty documents are skipped).
 //! * **Oakestra SLA** (v2), in JSON (or YAML): recognised by a top-level `sla_version` or
 //!   `applications` key, mapped to native applications by [`crate::oakestra`]. An SLA must be
 //!   the only document of its input.
@@ -183,6 +184,12 @@ fn parse_yaml(text: &str) -> Result<ParsedDescriptor, DescriptorError> {
     }
     if values.is_empty() {
         return Err(single("", "descriptor is empty: no YAML document"));
+    }
+    // One sequence of applications: the JSON array, spelt in YAML.
+    if let [(_, value @ yaml_serde::Value::Sequence(_))] = values.as_slice() {
+        let json = serde_json::to_value(value)
+            .map_err(|e| single("", format!("cannot read the sequence as JSON: {e}")))?;
+        return parse_json(&json.to_string());
     }
     let multi = values.len() > 1;
     let mut errors = Vec::new();

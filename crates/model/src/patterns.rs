@@ -6,9 +6,11 @@
 use crate::limits::*;
 
 /// Unicode White_Space (what Rust's `char::is_whitespace` and `str::trim` use).
-const WHITESPACE: &str = r"\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const WHITESPACE: &str =
+    r"\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 /// White_Space and the control characters (`char::is_control`, category Cc).
-const SPACE_OR_CONTROL: &str = r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const SPACE_OR_CONTROL: &str =
+    r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 
 /// A DNS label (RFC 1035), as `validate_dns_label` checks it.
 pub fn dns_label() -> String {
@@ -82,12 +84,18 @@ pub fn integers_up_to(n: u64) -> String {
             format!("[{low}-{high}]")
         }
     };
-    let mut alternatives: Vec<String> = (1..len).map(|shorter| format!("[1-9]{}", any(shorter - 1))).collect();
+    let mut alternatives: Vec<String> = (1..len)
+        .map(|shorter| format!("[1-9]{}", any(shorter - 1)))
+        .collect();
     for (i, &digit) in digits.iter().enumerate() {
         let low = u8::from(i == 0);
         if digit > low {
             let prefix: String = digits[..i].iter().map(u8::to_string).collect();
-            alternatives.push(format!("{prefix}{}{}", range(low, digit - 1), any(len - i - 1)));
+            alternatives.push(format!(
+                "{prefix}{}{}",
+                range(low, digit - 1),
+                any(len - i - 1)
+            ));
         }
     }
     alternatives.push(n.to_string());

@@ -72,8 +72,9 @@ fn words() -> Value {
 
 fn command() -> Value {
     let mut value = words();
-    value["description"] =
-        json!("Program and its first arguments, for `process`; overrides the entrypoint for `container`");
+    value["description"] = json!(
+        "Program and its first arguments, for `process`; overrides the entrypoint for `container`"
+    );
     value
 }
 
@@ -86,7 +87,9 @@ fn optional_reference() -> Value {
 }
 
 fn working_dir() -> Value {
-    nullable(json!({"type": "string", "pattern": patterns::non_empty_text(), "maxLength": MAX_STRING_LEN}))
+    nullable(
+        json!({"type": "string", "pattern": patterns::non_empty_text(), "maxLength": MAX_STRING_LEN}),
+    )
 }
 
 fn replicas() -> Value {
@@ -139,11 +142,11 @@ fn gpu_model() -> Value {
 fn cpu() -> Value {
     let cores = MAX_CPU_MILLICORES / 1000;
     json!({"description": "CPU: cores (0.5, 2, \"0.5\") or millicores (\"500m\"); more than 0",
-        "default": "100m", "examples": ["500m"],
-        "oneOf": [
-            {"type": "number", "exclusiveMinimum": 0, "maximum": cores},
-            {"type": "string", "pattern": patterns::cpu()},
-        ]})
+    "default": "100m", "examples": ["500m"],
+    "oneOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": cores},
+        {"type": "string", "pattern": patterns::cpu()},
+    ]})
 }
 
 fn size(max_mib: u64, zero: bool, default: &str) -> Value {
@@ -177,7 +180,6 @@ fn host_port() -> Value {
     nullable(json!({"type": "integer", "minimum": 1, "maximum": u16::MAX}))
 }
 
-
 /// Exactly one kind: in each branch one kind is set and every other is absent or null.
 fn constraints() -> Value {
     let branches: Vec<Value> = CONSTRAINT_KINDS
@@ -185,7 +187,11 @@ fn constraints() -> Value {
         .map(|kind| {
             let mut properties = serde_json::Map::new();
             for other in CONSTRAINT_KINDS {
-                let rule = if other == kind { json!({"not": {"type": "null"}}) } else { json!({"type": "null"}) };
+                let rule = if other == kind {
+                    json!({"not": {"type": "null"}})
+                } else {
+                    json!({"type": "null"})
+                };
                 properties.insert(other.to_string(), rule);
             }
             json!({"properties": properties, "required": [kind]})
@@ -196,8 +202,10 @@ fn constraints() -> Value {
 }
 
 fn arch() -> Value {
-    nullable(json!({"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINT_ITEMS,
-        "items": {"type": "string", "enum": ARCHITECTURES}}))
+    nullable(
+        json!({"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINT_ITEMS,
+        "items": {"type": "string", "enum": ARCHITECTURES}}),
+    )
 }
 
 /// `In` and `NotIn` need values, `Exists` and `DoesNotExist` take none.
@@ -206,7 +214,9 @@ fn selector() -> Value {
         {"properties": {"operator": {"enum": ["In", "NotIn"]}, "values": {"minItems": 1}}, "required": ["values"]},
         {"properties": {"operator": {"enum": ["Exists", "DoesNotExist"]}, "values": {"maxItems": 0}}, "required": ["operator"]},
     ]}]});
-    nullable(json!({"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINT_ITEMS, "items": requirement}))
+    nullable(
+        json!({"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINT_ITEMS, "items": requirement}),
+    )
 }
 
 fn label_key() -> Value {
@@ -231,8 +241,10 @@ fn host_names() -> Value {
 }
 
 fn clusters() -> Value {
-    nullable(json!({"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINT_ITEMS,
-        "items": host_name_value(), "description": "Allow-list of clusters"}))
+    nullable(
+        json!({"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINT_ITEMS,
+        "items": host_name_value(), "description": "Allow-list of clusters"}),
+    )
 }
 
 /// A cluster, or at least one node.
@@ -269,8 +281,10 @@ fn rigidness() -> Value {
 }
 
 fn convergence_time() -> Value {
-    nullable(json!({"type": "integer", "minimum": 1, "maximum": MAX_CONVERGENCE_TIME_SECS,
-        "description": "Seconds a soft violation may persist before the instance is re-placed"}))
+    nullable(
+        json!({"type": "integer", "minimum": 1, "maximum": MAX_CONVERGENCE_TIME_SECS,
+        "description": "Seconds a soft violation may persist before the instance is re-placed"}),
+    )
 }
 
 fn latitude() -> Value {
@@ -372,7 +386,8 @@ pub fn refine(schemas: &mut serde_json::Map<String, Value>) -> Vec<String> {
             missing.push(format!("{component}.{property}"));
             continue;
         };
-        if let (Some(description), Some(object)) = (slot.get("description"), rules.as_object_mut()) {
+        if let (Some(description), Some(object)) = (slot.get("description"), rules.as_object_mut())
+        {
             object
                 .entry("description")
                 .or_insert_with(|| description.clone());

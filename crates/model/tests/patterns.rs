@@ -44,7 +44,10 @@ fn integer_ranges_are_exact() {
             let inside = (1..=n).contains(&k);
             assert_eq!(range.is_match(&k.to_string()), inside, "{k} in 1..={n}");
         }
-        assert!(!range.is_match("01"), "no leading zeros in the integer part");
+        assert!(
+            !range.is_match("01"),
+            "no leading zeros in the integer part"
+        );
     }
 }
 
@@ -86,7 +89,11 @@ fn quantity_boundaries() {
         ("17593G", false),
     ] {
         assert_eq!(memory.is_match(text), ok, "memory {text}");
-        assert_eq!(size_accepted(text, MAX_MEMORY_MIB, false), ok, "memory {text} parses");
+        assert_eq!(
+            size_accepted(text, MAX_MEMORY_MIB, false),
+            ok,
+            "memory {text} parses"
+        );
     }
     let storage = &*STORAGE;
     assert!(storage.is_match("0") && storage.is_match("0Gi") && storage.is_match("1024Ti"));

@@ -484,8 +484,12 @@ async fn every_documented_descriptor_type_is_accepted_and_no_other() {
             "{method} {path}: {types:?}"
         );
         for code in ["400", "413", "415"] {
-            let error = &spec["paths"][path][method]["responses"][code]["content"]["application/json"]["schema"];
-            assert_eq!(error["$ref"], "#/components/schemas/ErrorBody", "{method} {path} {code}");
+            let error = &spec["paths"][path][method]["responses"][code]["content"]["application/json"]
+                ["schema"];
+            assert_eq!(
+                error["$ref"], "#/components/schemas/ErrorBody",
+                "{method} {path} {code}"
+            );
         }
     }
     let content = spec["paths"]["/api/v1/apply"]["post"]["requestBody"]["content"]
@@ -496,7 +500,9 @@ async fn every_documented_descriptor_type_is_accepted_and_no_other() {
         let text = if media_type.contains("json") {
             app(&name, 0).to_string()
         } else {
-            format!("apiVersion: canopy.dev/v1\nkind: Application\nmetadata:\n  name: {name}\nspec:\n  services: []\n")
+            format!(
+                "apiVersion: canopy.dev/v1\nkind: Application\nmetadata:\n  name: {name}\nspec:\n  services: []\n"
+            )
         };
         let (status, body) = server.apply(media_type, text).await;
         assert_eq!(status, StatusCode::OK, "{media_type}: {body}");
@@ -538,7 +544,12 @@ async fn bad_query_values_answer_400_and_the_stream_is_documented_as_sse() {
         assert!(events["responses"][code].is_object(), "events lacks {code}");
     }
     let state = &spec["components"]["schemas"]["InstanceState"]["enum"];
-    assert!(state.as_array().is_some_and(|s| s.contains(&json!("Running"))), "{state}");
+    assert!(
+        state
+            .as_array()
+            .is_some_and(|s| s.contains(&json!("Running"))),
+        "{state}"
+    );
     server.stop().await;
 }
 

@@ -89,8 +89,21 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
     let mut run = tokio::process::Command::new(&binary);
     run.arg("run")
         .arg(format!("{base}/openapi.json"))
-        .args(["--checks", "all", "--max-examples", MAX_EXAMPLES, "--seed", SEED])
-        .args(["--workers", "1", "--no-color", "--generation-database", "none"])
+        .args([
+            "--checks",
+            "all",
+            "--max-examples",
+            MAX_EXAMPLES,
+            "--seed",
+            SEED,
+        ])
+        .args([
+            "--workers",
+            "1",
+            "--no-color",
+            "--generation-database",
+            "none",
+        ])
         .args(["--request-timeout", "20"])
         .args(["--exclude-path", "/api/v1/events"])
         .env("SCHEMATHESIS_HOOKS", here().join("hooks.py"))

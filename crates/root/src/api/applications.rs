@@ -158,6 +158,7 @@ pub async fn replace(
     responses((status = 200, body = ApplicationView, description = "The application as it was"),
         (status = 400, body = ErrorBody, description = "A path segment that is not UTF-8"),
         (status = 404, body = ErrorBody, description = "No such application"),
+        (status = 409, body = ErrorBody, description = "The state changed concurrently; try again"),
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn delete(
     State(state): State<AppState>,

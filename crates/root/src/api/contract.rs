@@ -25,15 +25,16 @@ pub fn document() -> Value {
     }
     if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
         for (path, operations) in paths.iter_mut() {
-            if !(path.starts_with("/api/v1/applications/") || path.starts_with("/api/v1/services/")) {
+            if !(path.starts_with("/api/v1/applications/") || path.starts_with("/api/v1/services/"))
+            {
                 continue;
             }
             name_parameters(operations);
         }
     }
-    if let Some(stream) = document.pointer_mut(
-        "/paths/~1api~1v1~1events/get/responses/200/content/text~1event-stream/schema",
-    ) {
+    if let Some(stream) = document
+        .pointer_mut("/paths/~1api~1v1~1events/get/responses/200/content/text~1event-stream/schema")
+    {
         *stream = event_stream();
     }
     document
@@ -44,12 +45,17 @@ fn name_parameters(operations: &mut Value) {
         return;
     };
     for operation in operations.values_mut() {
-        let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) else {
+        let Some(parameters) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        else {
             continue;
         };
         for parameter in parameters {
             let named = parameter["in"] == "path"
-                && NAME_SEGMENTS.iter().any(|segment| parameter["name"] == *segment);
+                && NAME_SEGMENTS
+                    .iter()
+                    .any(|segment| parameter["name"] == *segment);
             if named {
                 parameter["schema"] = canopy_model::schema::name_parameter();
             }
@@ -65,7 +71,8 @@ fn flatten_application_view(schemas: &mut serde_json::Map<String, Value>) {
         return;
     };
     let mut view = application;
-    view["description"] = json!("An application as the API shows it: the descriptor plus its status.");
+    view["description"] =
+        json!("An application as the API shows it: the descriptor plus its status.");
     view["properties"]["status"] = json!({"$ref": "#/components/schemas/ApplicationStatus"});
     if let Some(required) = view["required"].as_array_mut() {
         required.push(json!("status"));
@@ -112,11 +119,21 @@ mod tests {
     fn the_served_document_has_the_rules_and_the_stream() {
         let document = document();
         let schemas = &document["components"]["schemas"];
-        assert_eq!(schemas["Application"]["properties"]["apiVersion"]["const"], "canopy.dev/v1");
+        assert_eq!(
+            schemas["Application"]["properties"]["apiVersion"]["const"],
+            "canopy.dev/v1"
+        );
         assert!(schemas["Metadata"]["properties"]["name"]["pattern"].is_string());
         assert!(schemas["Descriptor"]["oneOf"].is_array());
-        assert_eq!(schemas["ApplicationView"]["properties"]["status"]["$ref"], "#/components/schemas/ApplicationStatus");
-        let parameter = &document["paths"]["/api/v1/applications/{namespace}/{name}"]["get"]["parameters"][0];
-        assert_eq!(parameter["schema"]["pattern"], schemas["Metadata"]["properties"]["name"]["pattern"]);
+        assert_eq!(
+            schemas["ApplicationView"]["properties"]["status"]["$ref"],
+            "#/components/schemas/ApplicationStatus"
+        );
+        let parameter =
+            &document["paths"]["/api/v1/applications/{namespace}/{name}"]["get"]["parameters"][0];
+        assert_eq!(
+            parameter["schema"]["pattern"],
+            schemas["Metadata"]["properties"]["name"]["pattern"]
+        );
     }
 }

@@ -2,8 +2,8 @@
 
 mod applications;
 mod body;
-pub mod error;
 mod contract;
+pub mod error;
 mod events;
 mod workloads;
 
@@ -94,7 +94,9 @@ pub fn router(
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", contract::document()))
+        .merge(
+            SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", contract::document()),
+        )
         .fallback(not_found)
         // Room for a descriptor at its size limit plus JSON framing; larger bodies get 413.
         .layer(DefaultBodyLimit::max(

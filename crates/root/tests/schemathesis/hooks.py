@@ -10,7 +10,8 @@ the few it cannot, so that schemathesis' generated valid requests are valid:
 
 In a generated valid body, a repeated name or port is renamed or renumbered, a `toService`
 pointing nowhere is pointed at a sibling (or the constraint dropped, with no sibling), and a
-PUT's path is set to the name in its body. Invalid (negative) bodies are left as generated.
+PUT's path is set to the name in its body. Invalid (negative) bodies, and their paths, are
+left as generated.
 Nothing else is changed, and nothing is filtered out.
 """
 
@@ -133,12 +134,13 @@ def _repair(body):
 def map_case(ctx, case):
     if isinstance(case.body, (dict, list)) and not _body_is_negative(case):
         _repair(case.body)
-    if case.method.upper() != "PUT" or not isinstance(case.body, dict):
+    if case.method.upper() != "PUT" or not isinstance(case.body, dict) or _body_is_negative(case):
         return case
     metadata = _metadata(case.body)
     namespace = metadata.get("namespace", "default")
     path = case.path_parameters or {}
     path_is_valid = all(isinstance(path.get(k), str) and DNS_LABEL.match(path[k]) for k in ("namespace", "name"))
-    if path_is_valid and isinstance(metadata.get("name"), str) and isinstance(namespace, str):
+    names_are_valid = all(isinstance(v, str) and DNS_LABEL.match(v) for v in (namespace, metadata.get("name")))
+    if path_is_valid and names_are_valid:
         case.path_parameters = dict(path, namespace=namespace, name=metadata["name"])
     return case
