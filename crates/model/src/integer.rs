@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 struct Integral<T>(PhantomData<T>);
 
 impl<T: TryFrom<u64>> Integral<T> {
-    fn from_u64<E: Error>(self, value: u64) -> Result<T, E> {
+    fn narrow<E: Error>(self, value: u64) -> Result<T, E> {
         T::try_from(value).map_err(|_| E::invalid_value(Unexpected::Unsigned(value), &self))
     }
 }
@@ -25,12 +25,12 @@ impl<T: TryFrom<u64>> Visitor<'_> for Integral<T> {
     }
 
     fn visit_u64<E: Error>(self, value: u64) -> Result<T, E> {
-        self.from_u64(value)
+        self.narrow(value)
     }
 
     fn visit_i64<E: Error>(self, value: i64) -> Result<T, E> {
         match u64::try_from(value) {
-            Ok(value) => self.from_u64(value),
+            Ok(value) => self.narrow(value),
             Err(_) => Err(E::invalid_type(Unexpected::Signed(value), &self)),
         }
     }
@@ -38,7 +38,7 @@ impl<T: TryFrom<u64>> Visitor<'_> for Integral<T> {
     fn visit_f64<E: Error>(self, value: f64) -> Result<T, E> {
         // 2^64 is the first float past u64::MAX; `as` would saturate, so check first.
         if value >= 0.0 && value.fract() == 0.0 && value < 18_446_744_073_709_551_616.0 {
-            self.from_u64(value as u64)
+            self.narrow(value as u64)
         } else if value.fract() == 0.0 && value >= 0.0 {
             Err(E::invalid_value(Unexpected::Float(value), &self))
         } else {
@@ -121,9 +121,18 @@ mod tests {
             })
         );
         for (text, reason) in [
-            (r#"{"count": 3.5}"#, "invalid type: floating point `3.5`, expected u16"),
-            (r#"{"count": -1}"#, "invalid type: integer `-1`, expected u16"),
-            (r#"{"count": 65536}"#, "invalid value: integer `65536`, expected u16"),
+            (
+                r#"{"count": 3.5}"#,
+                "invalid type: floating point `3.5`, expected u16",
+            ),
+            (
+                r#"{"count": -1}"#,
+                "invalid type: integer `-1`, expected u16",
+            ),
+            (
+                r#"{"count": 65536}"#,
+                "invalid value: integer `65536`, expected u16",
+            ),
             (r#"{"count": 1e300}"#, "invalid value: floating point"),
             (r#"{"count": "3"}"#, "expected u16"),
         ] {
