@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 const MAX_EXAMPLES: &str = "5";
 const SEED: &str = "20261201";
 const DEADLINE: Duration = Duration::from_secs(270);
+/// Operations whose answer never ends (see the module docs): one `GET` each.
+const EXCLUDED: [&str; 1] = ["/api/v1/events"];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -85,6 +87,22 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
         .unwrap();
     });
 
+    // Every operation but the excluded stream must be tested, so count them in the document.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let document: serde_json::Value = reqwest::get(format!("{base}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let operations: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|path| path.as_object().map_or(0, |methods| methods.len()))
+        .sum();
+    let expected = operations - EXCLUDED.len();
+
     let started = Instant::now();
     let mut run = tokio::process::Command::new(&binary);
     run.arg("run")
@@ -105,7 +123,7 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
             "none",
         ])
         .args(["--request-timeout", "20"])
-        .args(["--exclude-path", "/api/v1/events"])
+        .args(EXCLUDED.iter().flat_map(|path| ["--exclude-path", *path]))
         .env("SCHEMATHESIS_HOOKS", here().join("hooks.py"))
         .current_dir(dir.path())
         .stdin(Stdio::null())
@@ -127,7 +145,7 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
     );
     // Each operation was exercised, not skipped for want of a schema it can read.
     assert!(
-        report.contains("Tested: 15"),
-        "schemathesis did not test every operation but events"
+        report.contains(&format!("Tested: {expected}")),
+        "schemathesis did not test all {expected} operations but {EXCLUDED:?}"
     );
 }
