@@ -3,12 +3,15 @@
 
 mod descriptor;
 mod error;
+pub mod integer;
 mod lifecycle;
 pub mod limits;
 pub mod oakestra;
 mod operator;
 mod parse;
+pub mod patterns;
 pub mod quantity;
+pub mod schema;
 mod selector;
 mod status;
 mod usage;

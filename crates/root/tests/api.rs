@@ -462,6 +462,97 @@ async fn openapi_parameters_are_where_the_router_reads_them() {
     server.stop().await;
 }
 
+/// The media types the document lists for a descriptor are exactly the ones the root reads:
+/// each is accepted, any other answers 415 with the JSON error.
+#[tokio::test]
+async fn every_documented_descriptor_type_is_accepted_and_no_other() {
+    let server = Server::start().await;
+    let (_, spec) = server.get("/openapi.json").await;
+    for (path, method) in [
+        ("/api/v1/apply", "post"),
+        ("/api/v1/applications", "post"),
+        ("/api/v1/applications/{namespace}/{name}", "put"),
+    ] {
+        let types: BTreeSet<&str> = spec["paths"][path][method]["requestBody"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert!(
+            types.contains("application/json") && types.contains("application/yaml"),
+            "{method} {path}: {types:?}"
+        );
+        for code in ["400", "413", "415"] {
+            let error = &spec["paths"][path][method]["responses"][code]["content"]["application/json"]
+                ["schema"];
+            assert_eq!(
+                error["$ref"], "#/components/schemas/ErrorBody",
+                "{method} {path} {code}"
+            );
+        }
+    }
+    let content = spec["paths"]["/api/v1/apply"]["post"]["requestBody"]["content"]
+        .as_object()
+        .unwrap();
+    for (i, media_type) in content.keys().enumerate() {
+        let name = format!("typed{i}");
+        let text = if media_type.contains("json") {
+            app(&name, 0).to_string()
+        } else {
+            format!(
+                "apiVersion: canopy.dev/v1\nkind: Application\nmetadata:\n  name: {name}\nspec:\n  services: []\n"
+            )
+        };
+        let (status, body) = server.apply(media_type, text).await;
+        assert_eq!(status, StatusCode::OK, "{media_type}: {body}");
+    }
+    let (status, body) = server.apply("application/xml", "<application/>").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(body["code"], "unsupported_media_type");
+    server.stop().await;
+}
+
+/// Query values outside their documented enum or format answer 400 with the JSON error,
+/// and the event stream is documented as text/event-stream, not as one JSON object.
+#[tokio::test]
+async fn bad_query_values_answer_400_and_the_stream_is_documented_as_sse() {
+    let server = Server::start().await;
+    for query in [
+        "/api/v1/instances?state=Sleeping",
+        "/api/v1/instances?state=",
+        "/api/v1/events?since=yesterday",
+        "/api/v1/events?since=-1",
+        "/api/v1/events?since=1.5",
+    ] {
+        let (status, body) = server.get(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["code"], "bad_request", "{query}: {body}");
+    }
+    let (status, _) = server.get("/api/v1/instances?state=Running").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, spec) = server.get("/openapi.json").await;
+    let events = &spec["paths"]["/api/v1/events"]["get"];
+    let stream = &events["responses"]["200"]["content"]["text/event-stream"]["schema"];
+    assert_eq!(stream["type"], "string", "{stream}");
+    assert_eq!(
+        stream["x-event-data"]["$ref"],
+        "#/components/schemas/ChangeEvent"
+    );
+    for code in ["400", "410"] {
+        assert!(events["responses"][code].is_object(), "events lacks {code}");
+    }
+    let state = &spec["components"]["schemas"]["InstanceState"]["enum"];
+    assert!(
+        state
+            .as_array()
+            .is_some_and(|s| s.contains(&json!("Running"))),
+        "{state}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn openapi_docs_and_health_are_served() {
     let server = Server::start().await;

@@ -1,5 +1,5 @@
 use super::AppState;
-use super::body::descriptor;
+use super::body::{Descriptor, descriptor};
 use super::error::{ApiError, ErrorBody};
 use super::selectors;
 use crate::records::{ApplicationView, ApplyResult};
@@ -35,11 +35,18 @@ pub struct ApplyQuery {
 /// Applies a descriptor (native, multi-document YAML, or Oakestra SLA): creates what is new,
 /// updates what changed, all in one transaction.
 #[utoipa::path(post, path = "/api/v1/apply", tag = "applications", params(ApplyQuery),
-    request_body(content = Application, description = "Native descriptor (JSON or YAML, several YAML documents allowed) or an Oakestra SLA v2"),
+    request_body(content(
+        (Descriptor = "application/json"), (Descriptor = "application/yaml"),
+        (Descriptor = "application/x-yaml"), (Descriptor = "text/yaml"),
+        (Descriptor = "text/x-yaml"), (Descriptor = "text/plain")),
+        description = "Native descriptor (JSON or YAML: one application, a JSON array of them, or several YAML documents) or an Oakestra SLA v2"),
     responses(
         (status = 200, body = ApplyResult),
-        (status = 400, body = ErrorBody, description = "Invalid descriptor; `details` names every offending field"),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field), or a body that is not UTF-8"),
+        (status = 409, body = ErrorBody, description = "The application changed concurrently, or a lowercased name collides with another application"),
+        (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
+        (status = 415, body = ErrorBody, description = "A content type other than JSON, YAML or plain text"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn apply(
     State(state): State<AppState>,
     query: Result<Query<ApplyQuery>, QueryRejection>,
@@ -64,11 +71,18 @@ pub async fn apply(
 
 /// Creates one application; 409 if it exists.
 #[utoipa::path(post, path = "/api/v1/applications", tag = "applications",
-    request_body(content = Application, description = "One application, JSON or YAML"),
+    request_body(content(
+        (Application = "application/json"), (Application = "application/yaml"),
+        (Application = "application/x-yaml"), (Application = "text/yaml"),
+        (Application = "text/x-yaml"), (Application = "text/plain")),
+        description = "One application, JSON or YAML"),
     responses(
         (status = 201, body = ApplicationView),
-        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field), or a body that is not UTF-8"),
+        (status = 409, body = ErrorBody, description = "The application exists"),
+        (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
+        (status = 415, body = ErrorBody, description = "A content type other than JSON, YAML or plain text"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -83,7 +97,8 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/applications", tag = "applications",
     params(NamespaceQuery),
     responses((status = 200, body = [ApplicationView]),
-        (status = 400, body = ErrorBody, description = "Invalid `labelSelector`")))]
+        (status = 400, body = ErrorBody, description = "Malformed query (e.g. an invalid `labelSelector`)"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<NamespaceQuery>, QueryRejection>,
@@ -104,7 +119,10 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/applications/{namespace}/{name}", tag = "applications",
     params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = ApplicationView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApplicationView),
+        (status = 400, body = ErrorBody, description = "A path segment that is not UTF-8"),
+        (status = 404, body = ErrorBody, description = "No such application"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn get(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -117,11 +135,19 @@ pub async fn get(
 /// Creates or replaces the application at this path.
 #[utoipa::path(put, path = "/api/v1/applications/{namespace}/{name}", tag = "applications",
     params(("namespace" = String, Path), ("name" = String, Path)),
-    request_body(content = Application, description = "One application, JSON or YAML; its metadata must match the path"),
+    request_body(content(
+        (Application = "application/json"), (Application = "application/yaml"),
+        (Application = "application/x-yaml"), (Application = "text/yaml"),
+        (Application = "text/x-yaml"), (Application = "text/plain")),
+        description = "One application, JSON or YAML; its metadata must match the path"),
     responses(
         (status = 200, body = ApplicationView, description = "Replaced"),
         (status = 201, body = ApplicationView, description = "Created"),
-        (status = 400, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field; metadata that does not match the path), or a body that is not UTF-8"),
+        (status = 409, body = ErrorBody, description = "The application changed concurrently, or a lowercased name collides with another application"),
+        (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
+        (status = 415, body = ErrorBody, description = "A content type other than JSON, YAML or plain text"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn replace(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -154,7 +180,11 @@ pub async fn replace(
 /// Deletes an application; its instances are stopped.
 #[utoipa::path(delete, path = "/api/v1/applications/{namespace}/{name}", tag = "applications",
     params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = ApplicationView, description = "The application as it was"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApplicationView, description = "The application as it was"),
+        (status = 400, body = ErrorBody, description = "A path segment that is not UTF-8"),
+        (status = 404, body = ErrorBody, description = "No such application"),
+        (status = 409, body = ErrorBody, description = "The state changed concurrently; try again"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn delete(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,

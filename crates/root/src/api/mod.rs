@@ -2,6 +2,7 @@
 
 mod applications;
 mod body;
+mod contract;
 pub mod error;
 mod events;
 mod exec;
@@ -50,7 +51,7 @@ pub struct AppState {
         infrastructure::label_cluster, infrastructure::delete_instance,
         events::events, version::version, healthz, readyz,
     ),
-    components(schemas(ErrorBody, canopy_model::FieldError)),
+    components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
         (name = "applications", description = "Desired state: applications and their services"),
         (name = "services"), (name = "instances"),
@@ -111,7 +112,9 @@ pub fn router(
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(
+            SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", contract::document()),
+        )
         .fallback(not_found)
         // Room for a descriptor at its size limit plus JSON framing; larger bodies get 413.
         .layer(DefaultBodyLimit::max(

@@ -58,7 +58,8 @@ pub struct ClusterQuery {
 
 #[utoipa::path(get, path = "/api/v1/services", tag = "services", params(ServiceQuery),
     responses((status = 200, body = [ServiceView]),
-        (status = 400, body = ErrorBody, description = "Invalid `labelSelector`")))]
+        (status = 400, body = ErrorBody, description = "Malformed query (e.g. an invalid `labelSelector`)"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn list_services(
     State(state): State<AppState>,
     query: Result<Query<ServiceQuery>, QueryRejection>,
@@ -89,7 +90,10 @@ pub async fn list_services(
 
 #[utoipa::path(get, path = "/api/v1/services/{namespace}/{application}/{name}", tag = "services",
     params(("namespace" = String, Path), ("application" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = ServiceView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ServiceView),
+        (status = 400, body = ErrorBody, description = "A path segment that is not UTF-8"),
+        (status = 404, body = ErrorBody, description = "No such service"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn get_service(
     State(state): State<AppState>,
     path: Result<Path<(String, String, String)>, PathRejection>,
@@ -106,7 +110,14 @@ pub async fn get_service(
 #[utoipa::path(post, path = "/api/v1/services/{namespace}/{application}/{name}/scale", tag = "services",
     params(("namespace" = String, Path), ("application" = String, Path), ("name" = String, Path)),
     request_body = ScaleRequest,
-    responses((status = 200, body = ServiceView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ServiceView),
+        (status = 400, body = ErrorBody, description = "Malformed JSON, more replicas than allowed, or a path segment that is not UTF-8"),
+        (status = 404, body = ErrorBody, description = "No such service"),
+        (status = 409, body = ErrorBody, description = "The application kept changing concurrently"),
+        (status = 413, body = ErrorBody, description = "Body too large"),
+        (status = 415, body = ErrorBody, description = "Not `Content-Type: application/json`"),
+        (status = 422, body = ErrorBody, description = "JSON that is not a scale request (`replicas` missing, negative or not an integer)"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn scale(
     State(state): State<AppState>,
     path: Result<Path<(String, String, String)>, PathRejection>,
@@ -128,7 +139,9 @@ pub async fn scale(
 }
 
 #[utoipa::path(get, path = "/api/v1/instances", tag = "instances", params(InstanceQuery),
-    responses((status = 200, body = [Instance]), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = [Instance]),
+        (status = 400, body = ErrorBody, description = "Malformed query, e.g. a `state` that is not an instance state"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn list_instances(
     State(state): State<AppState>,
     query: Result<Query<InstanceQuery>, QueryRejection>,
@@ -163,7 +176,10 @@ pub async fn list_instances(
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
     params(("id" = String, Path)),
-    responses((status = 200, body = Instance), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Instance),
+        (status = 400, body = ErrorBody, description = "A path segment that is not UTF-8"),
+        (status = 404, body = ErrorBody, description = "No such instance"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn get_instance(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -176,7 +192,8 @@ pub async fn get_instance(
 
 #[utoipa::path(get, path = "/api/v1/clusters", tag = "infrastructure", params(ClusterQuery),
     responses((status = 200, body = [ClusterInfo]),
-        (status = 400, body = ErrorBody, description = "Invalid `labelSelector`")))]
+        (status = 400, body = ErrorBody, description = "Invalid `labelSelector`"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn list_clusters(
     State(state): State<AppState>,
     query: Result<Query<ClusterQuery>, QueryRejection>,
@@ -190,7 +207,8 @@ pub async fn list_clusters(
 
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "infrastructure", params(NodeQuery),
     responses((status = 200, body = [NodeInfo]),
-        (status = 400, body = ErrorBody, description = "Invalid `labelSelector`")))]
+        (status = 400, body = ErrorBody, description = "Malformed query (e.g. an invalid `labelSelector`)"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn list_nodes(
     State(state): State<AppState>,
     query: Result<Query<NodeQuery>, QueryRejection>,
