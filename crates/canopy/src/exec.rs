@@ -15,6 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 pub struct ExecArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    /// The instance to run the command in (its id, as `canopy get instances` shows it).
     pub instance: String,
     /// Pass standard input to the command.
     #[arg(short, long)]

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct ForwardArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    /// The instance to forward to (its id, as `canopy get instances` shows it).
     pub instance: String,
     /// `LOCAL:REMOTE` (or one port for both); LOCAL 0 picks a free port.
     pub ports: String,

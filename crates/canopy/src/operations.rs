@@ -30,6 +30,7 @@ pub enum LabelKind {
 pub struct LabelArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    /// What to label: `node` or `cluster`.
     pub kind: LabelKind,
     /// The node (`CLUSTER/NODE` or a unique node name) or cluster.
     pub name: String,
@@ -50,6 +51,7 @@ pub enum TopKind {
 pub struct TopArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    /// What to show the usage of: `nodes` or `instances`.
     pub kind: TopKind,
     /// Namespace (instances).
     #[arg(short, long, default_value = canopy_model::DEFAULT_NAMESPACE)]

@@ -8,7 +8,7 @@
 //!                                                 BackOff ◀─────────┘         ▲
 //!                                                        └─ policy gives up ──┘
 //!   every live state ─▶ Lost ─▶ Pending (the root replaces) | ClusterScheduled (the cluster)
-//!   a live state on a node ─▶ Terminating (its node stops it) ─▶ Terminated
+//!   a state on a node (live or ended) ─▶ Terminating (its node stops and removes it) ─▶ Terminated
 //!   every state but Terminated ─▶ Terminated (forgotten before it ran, or confirmed gone)
 //! ```
 //!
@@ -63,10 +63,12 @@ pub fn when_gone(desired: Desired, state: InstanceState) -> WhenGone {
     }
 }
 
-/// The state shown to users: `Terminating` once a stop is asked of a live instance, before
-/// its node confirms it, as `kubectl get pods` shows a pod being deleted.
+/// The state shown to users: `Terminating` once a stop is asked of an instance a node may
+/// still hold (running or ended), before the node confirms it, as `kubectl get pods` shows a
+/// pod being deleted.
 pub fn shown_state(desired: Desired, state: InstanceState) -> InstanceState {
-    if desired == Desired::Stop && state.is_live() {
+    if desired == Desired::Stop && !matches!(state, InstanceState::Terminated | InstanceState::Lost)
+    {
         InstanceState::Terminating
     } else {
         state
@@ -157,7 +159,10 @@ impl InstanceState {
             (Terminated, _) => false,
             (Terminating, Terminated) => true,
             (Terminating, _) => false,
-            (NodeScheduled | Starting | Running | BackOff, Terminating) => true,
+            // Its node stops it, or removes what an ended one left there.
+            (NodeScheduled | Starting | Running | BackOff | Succeeded | Failed, Terminating) => {
+                true
+            }
             // Forgotten before it ran anywhere, or confirmed gone.
             (_, Terminated) => true,
             (Pending, ClusterScheduled) => true,
@@ -291,6 +296,8 @@ mod tests {
         (Starting, Terminating),
         (Running, Terminating),
         (BackOff, Terminating),
+        (Succeeded, Terminating),
+        (Failed, Terminating),
         (Terminating, Terminated),
     ];
 
@@ -391,7 +398,7 @@ mod tests {
             assert_eq!(when_gone(Desired::Stop, state), WhenGone::Ends, "{state}");
             assert_eq!(shown_state(Desired::Run, state), state);
             let stopping = shown_state(Desired::Stop, state);
-            if state.is_live() {
+            if !matches!(state, Terminated | Lost) {
                 assert_eq!(stopping, Terminating, "{state}");
             } else {
                 assert_eq!(stopping, state, "{state}");

@@ -36,6 +36,17 @@ pub fn label_value() -> String {
     format!("^(?:{})?$", label_name(MAX_LABEL_VALUE_LEN))
 }
 
+/// A label selector as the list endpoints' `labelSelector` takes it: requirements
+/// (`key=value`, `key==value`, `key!=value`, `key`, `!key`) joined by commas; empty selects
+/// everything, as in Kubernetes.
+pub fn label_selector() -> String {
+    let key = label_key();
+    let key = key.trim_start_matches('^').trim_end_matches('$');
+    let value = label_name(MAX_LABEL_VALUE_LEN);
+    let requirement = format!("(?:!{key}|{key}(?:(?:==|!=|=){value})?)");
+    format!("^(?:{requirement}(?:,{requirement})*)?$")
+}
+
 /// A GPU model: a label value that is not empty.
 pub fn gpu_model() -> String {
     format!("^{}$", label_name(MAX_LABEL_VALUE_LEN))

@@ -120,15 +120,16 @@ impl Instance {
     }
 
     /// Asks it to stop. Observed state stays as it is while a cluster holds it (its node
-    /// confirms the stop, through the cluster); one that no cluster holds ends at once.
-    /// False when a stop was asked already or it has ended.
+    /// stops it, or removes what an ended run left, and confirms through the cluster); one
+    /// that no cluster holds ends at once. False when a stop was asked already or it has
+    /// been stopped.
     pub fn stop(&mut self, reason: impl Into<String>, at: OffsetDateTime) -> bool {
-        if self.desired == Desired::Stop || !self.state.is_live() {
+        if self.desired == Desired::Stop || self.state == InstanceState::Terminated {
             return false;
         }
         self.desired = Desired::Stop;
         let reason = reason.into();
-        if self.cluster.is_some() {
+        if self.cluster.is_some() && self.state != InstanceState::Lost {
             self.updated_at = at;
             self.record(InstanceState::Terminating, reason);
         } else {
@@ -372,5 +373,13 @@ mod tests {
             "no cluster has it: it ends at once"
         );
         assert!(!pending.is_stopping());
+
+        // An ended run still holds its node's files: its node is asked to remove them.
+        let mut failed = backing_off("exited with code 1");
+        failed.state = InstanceState::Failed;
+        failed.cluster = Some("edge".into());
+        assert!(failed.stop("deleted", at));
+        assert_eq!(failed.display_state(), "Terminating");
+        assert!(failed.is_stopping());
     }
 }

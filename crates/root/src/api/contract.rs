@@ -24,6 +24,9 @@ pub fn document() -> Value {
         flatten_application_view(schemas);
     }
     if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
+        for operations in paths.values_mut() {
+            selector_parameters(operations);
+        }
         for (path, operations) in paths.iter_mut() {
             if !(path.starts_with("/api/v1/applications/") || path.starts_with("/api/v1/services/"))
             {
@@ -38,6 +41,26 @@ pub fn document() -> Value {
         *stream = event_stream();
     }
     document
+}
+
+/// `labelSelector` takes the selector grammar (`canopy_model::Selector`), not any text.
+fn selector_parameters(operations: &mut Value) {
+    let Some(operations) = operations.as_object_mut() else {
+        return;
+    };
+    for operation in operations.values_mut() {
+        let Some(parameters) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for parameter in parameters {
+            if parameter["in"] == "query" && parameter["name"] == "labelSelector" {
+                parameter["schema"]["pattern"] = canopy_model::patterns::label_selector().into();
+            }
+        }
+    }
 }
 
 fn name_parameters(operations: &mut Value) {

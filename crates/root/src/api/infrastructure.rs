@@ -176,7 +176,9 @@ pub async fn drain(
 #[utoipa::path(patch, path = "/api/v1/nodes/{cluster}/{name}/labels", tag = "infrastructure",
     params(("cluster" = String, Path), ("name" = String, Path)),
     request_body = LabelPatch,
-    responses((status = 200, body = NodeInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = NodeInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 415, body = ErrorBody, description = "The body is not JSON"),
+        (status = 422, body = ErrorBody, description = "The body is not a label patch")))]
 pub async fn label_node(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,7 +200,9 @@ pub async fn label_node(
 #[utoipa::path(patch, path = "/api/v1/clusters/{name}/labels", tag = "infrastructure",
     params(("name" = String, Path)),
     request_body = LabelPatch,
-    responses((status = 200, body = ClusterInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ClusterInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 415, body = ErrorBody, description = "The body is not JSON"),
+        (status = 422, body = ErrorBody, description = "The body is not a label patch")))]
 pub async fn label_cluster(
     State(state): State<AppState>,
     caller: Caller,

@@ -41,7 +41,9 @@ impl Federation {
         let now = OffsetDateTime::now_utc();
         self.instances.synced().await?;
         for instance in self.instances.on_cluster(cluster) {
-            if instance.cluster.as_deref() != Some(cluster) || instance.state.is_final() {
+            if instance.cluster.as_deref() != Some(cluster)
+                || (instance.state.is_final() && !instance.is_stopping())
+            {
                 continue;
             }
             self.desired
