@@ -43,47 +43,40 @@ pub fn document() -> Value {
     document
 }
 
-/// `labelSelector` takes the selector grammar (`canopy_model::Selector`), not any text.
-fn selector_parameters(operations: &mut Value) {
+/// Calls `patch` on every parameter of every operation of one path.
+fn each_parameter(operations: &mut Value, patch: impl Fn(&mut Value)) {
     let Some(operations) = operations.as_object_mut() else {
         return;
     };
     for operation in operations.values_mut() {
-        let Some(parameters) = operation
+        if let Some(parameters) = operation
             .get_mut("parameters")
             .and_then(Value::as_array_mut)
-        else {
-            continue;
-        };
-        for parameter in parameters {
-            if parameter["in"] == "query" && parameter["name"] == "labelSelector" {
-                parameter["schema"]["pattern"] = canopy_model::patterns::label_selector().into();
-            }
+        {
+            parameters.iter_mut().for_each(&patch);
         }
     }
 }
 
-fn name_parameters(operations: &mut Value) {
-    let Some(operations) = operations.as_object_mut() else {
-        return;
-    };
-    for operation in operations.values_mut() {
-        let Some(parameters) = operation
-            .get_mut("parameters")
-            .and_then(Value::as_array_mut)
-        else {
-            continue;
-        };
-        for parameter in parameters {
-            let named = parameter["in"] == "path"
-                && NAME_SEGMENTS
-                    .iter()
-                    .any(|segment| parameter["name"] == *segment);
-            if named {
-                parameter["schema"] = canopy_model::schema::name_parameter();
-            }
+/// `labelSelector` takes the selector grammar (`canopy_model::Selector`), not any text.
+fn selector_parameters(operations: &mut Value) {
+    each_parameter(operations, |parameter| {
+        if parameter["in"] == "query" && parameter["name"] == "labelSelector" {
+            parameter["schema"]["pattern"] = canopy_model::patterns::label_selector().into();
         }
-    }
+    });
+}
+
+fn name_parameters(operations: &mut Value) {
+    each_parameter(operations, |parameter| {
+        let named = parameter["in"] == "path"
+            && NAME_SEGMENTS
+                .iter()
+                .any(|segment| parameter["name"] == *segment);
+        if named {
+            parameter["schema"] = canopy_model::schema::name_parameter();
+        }
+    });
 }
 
 /// `ApplicationView` is an application's fields and `status` in one object (serde's
