@@ -129,23 +129,12 @@ impl Drop for Residue {
             }
         }
         // Every rule naming this network goes, then the per-instance chains they jumped to.
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(
-                r#"for t in nat filter; do
-                     rules=$(iptables -w -t "$t" -S | grep -F -- "$0" | grep '^-A ')
-                     chains=$(printf '%s\n' "$rules" | sed -n 's/.* -j \(CNI-[A-Za-z0-9-]*\).*/\1/p' | sort -u)
-                     printf '%s\n' "$rules" | while IFS= read -r rule; do
-                       [ -n "$rule" ] && eval "iptables -w -t $t -D ${rule#-A }"
-                     done
-                     for c in $chains; do
-                       case "$c" in CNI-HOSTPORT-*|CNI-FORWARD|CNI-ADMIN) continue;; esac
-                       iptables -w -t "$t" -F "$c"; iptables -w -t "$t" -X "$c"
-                     done
-                   done 2>/dev/null"#,
-            )
-            .arg(&self.network)
-            .output();
+        let _ = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/remove-cni-rules"
+        ))
+        .arg(&self.network)
+        .output();
         let mut mounts = mounts_under(&self.node_dir);
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for mount in mounts {

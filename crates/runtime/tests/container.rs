@@ -201,9 +201,7 @@ impl Drop for Env {
             let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
         }
         if let Some((net, _)) = &self.network {
-            let _ = Command::new("ip")
-                .args(["link", "del", &net.bridge_name()])
-                .output();
+            drop(NetworkResidue(net.clone()));
         }
         for id in &self.ids {
             for d in self.cgroup_dirs(id) {
@@ -652,12 +650,21 @@ async fn start_latency(binary: &str) -> Duration {
 }
 
 // ---------------------------------------------------------------------------------------
-/// Deletes a test's bridge even when the test fails half-way.
-struct Bridge(String);
+/// Deletes a test network's bridge and iptables rules even when the test fails half-way (a
+/// DNAT rule left behind would capture its host port for later tests' listeners).
+struct NetworkResidue(CniConfig);
 
-impl Drop for Bridge {
+impl Drop for NetworkResidue {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+        let _ = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/remove-cni-rules"
+        ))
+        .arg(&self.0.name)
+        .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.0.bridge_name()])
+            .output();
     }
 }
 
@@ -669,7 +676,7 @@ async fn network_hook_prepares_what_the_container_joins(binary: &str) {
     let id = env.id("web");
     let tag = unique("hook");
     let cfg = CniConfig::new(format!("canopy-{tag}"), free_subnet(&tag));
-    let _bridge = Bridge(cfg.bridge_name());
+    let _residue = NetworkResidue(cfg.clone());
     let base = env.dir.path().join("@cni");
     let hook = NetworkHook::new(cfg.clone(), &base).expect("network hook");
     let lease_dir = hook.lease_dir();
