@@ -10,6 +10,7 @@ mod parse;
 pub mod quantity;
 mod status;
 mod validate;
+mod yaml_bounds;
 
 pub use descriptor::*;
 pub use error::{DescriptorError, FieldError};
@@ -20,3 +21,4 @@ pub use parse::{DescriptorFormat, ParsedDescriptor, parse_descriptor, to_json, t
 pub use quantity::{Mebibytes, Millicores, QuantityError};
 pub use status::*;
 pub use validate::{validate_application, validate_dns_label};
+pub use yaml_bounds::{YamlBoundError, check_yaml_bounds};

@@ -35,7 +35,7 @@ pub async fn apply(
         applications,
         warnings,
         ..
-    } = descriptor(&headers, body)?;
+    } = descriptor(&state, &headers, body).await?;
     let result = state.desired.apply(applications, warnings).await?;
     state.federation.wake();
     Ok(Json(result))
@@ -53,7 +53,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
-    let application = single(descriptor(&headers, body)?)?;
+    let application = single(descriptor(&state, &headers, body).await?)?;
     let view = state.desired.create(application).await?;
     state.federation.wake();
     Ok((StatusCode::CREATED, Json(view.redacted())))
@@ -103,7 +103,7 @@ pub async fn replace(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
     let Path((namespace, name)) = path?;
-    let application = single(descriptor(&headers, body)?)?;
+    let application = single(descriptor(&state, &headers, body).await?)?;
     let metadata = &application.metadata;
     if metadata.namespace != namespace || metadata.name != name {
         return Err(ApiError::bad_request(format!(
