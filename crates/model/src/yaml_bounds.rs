@@ -148,8 +148,11 @@ impl Scan<'_> {
                     }
                     Quote::None => {}
                 }
-                let token_start =
-                    i == 0 || matches!(line[i - 1], b' ' | b'\t' | b'[' | b'{' | b',');
+                // Flow indicators start tokens only inside a flow collection; in block context
+                // `x[` is plain text.
+                let token_start = i == 0
+                    || matches!(line[i - 1], b' ' | b'\t')
+                    || (flow_depth > 0 && matches!(line[i - 1], b'[' | b'{' | b','));
                 match b {
                     b'#' if token_start => break,
                     b'\'' if token_start => quote = Quote::Single,
