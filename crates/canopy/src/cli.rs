@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every tier in one process with an embedded store: the quickest way to try Canopy.
-    Up(DaemonArgs),
+    Up(UpArgs),
     /// Run the root orchestrator: desired state, public API, placement over clusters.
     Root(DaemonArgs),
     /// Run a cluster orchestrator: links up to the root, accepts its nodes' links.
@@ -36,45 +36,96 @@ pub enum Command {
         /// Descriptor file, or `-` for standard input. May be given several times.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Run every check the root makes and report what would be created, configured or
+        /// left unchanged, without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show what `apply -f` would change, as a unified diff. Exits 0 when nothing would
+    /// change, 1 when something would, more than 1 on an error (as `kubectl diff`).
+    Diff {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Descriptor file, or `-` for standard input. May be given several times.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
     },
     /// List resources.
     Get {
         #[command(flatten)]
         client: ClientArgs,
+        /// What to list.
         kind: Kind,
         /// Only the resource with this name (`app`, `app/service`, an instance id, a cluster or node name).
         name: Option<String>,
         #[command(flatten)]
         scope: Scope,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// Only resources whose labels match: `key=value`, `key!=value`, `key`, `!key`,
+        /// comma-separated, all must hold. Services and instances carry their application's
+        /// labels under their service's own.
+        #[arg(short = 'l', long = "selector", value_parser = parse_selector)]
+        selector: Option<canopy_model::Selector>,
+        /// After the list, print a line for each change, until interrupted.
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// List recent events (instances' state changes); `-w` follows every change as it happens.
+    Events(crate::events::EventsArgs),
+    /// Wait until a resource reaches a state, or is deleted.
+    Wait(crate::wait::WaitArgs),
+    /// Print the client's version and the server's.
+    Version(crate::version::VersionArgs),
+    /// Contexts of the client config file: which root to talk to, and with which credentials.
+    Config {
+        #[command(subcommand)]
+        command: crate::config_verbs::ConfigCommand,
     },
     /// Show one resource in detail, with its instances and recent events.
     Describe {
         #[command(flatten)]
         client: ClientArgs,
+        /// What to describe.
         kind: Kind,
+        /// Its name (`app`, `app/service`, an instance id, a cluster or node name).
         name: String,
         #[command(flatten)]
         scope: Scope,
     },
-    /// Delete applications by name or by the descriptor that created them.
+    /// Delete applications by name or by the descriptor that created them, or an instance
+    /// (its service replaces it).
     Delete {
         #[command(flatten)]
         client: ClientArgs,
         /// `application` (the only kind that can be deleted) when naming it.
         kind: Option<Kind>,
+        /// The application's name.
         name: Option<String>,
+        /// Delete the applications this descriptor file defines (`-` for standard input).
         #[arg(short = 'f', long = "filename")]
         files: Vec<PathBuf>,
         #[command(flatten)]
         scope: Scope,
     },
+    /// Mark a node unschedulable: what runs there stays, nothing new is placed there.
+    Cordon(crate::operations::NodeArgs),
+    /// Make a cordoned node schedulable again.
+    Uncordon(crate::operations::NodeArgs),
+    /// Cordon a node and move its instances elsewhere (each replaced as it stops).
+    Drain(crate::operations::NodeArgs),
+    /// Add, overwrite (`KEY=VALUE`) or remove (`KEY-`) labels of a node or cluster.
+    Label(crate::operations::LabelArgs),
+    /// Show the CPU and memory nodes or instances use.
+    Top(crate::operations::TopArgs),
     /// Set the replica count of a service (`app/service`).
     Scale {
         #[command(flatten)]
         client: ClientArgs,
+        /// The service, as `APPLICATION/SERVICE`.
         service: String,
+        /// How many instances it should have.
         #[arg(long)]
         replicas: u32,
         #[command(flatten)]
@@ -104,6 +155,15 @@ impl Command {
     }
 }
 
+/// `canopy up`: the root's flags, plus how its node runs containers.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    #[command(flatten)]
+    pub containers: ContainerArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Address of the public API (and of the tier endpoint clusters link to).
@@ -116,9 +176,6 @@ pub struct DaemonArgs {
     pub api: ApiArgs,
     #[command(flatten)]
     pub timing: TimingArgs,
-    /// For `up`: how its node runs containers.
-    #[command(flatten)]
-    pub containers: ContainerArgs,
 }
 
 /// How the public API guards itself.
@@ -170,8 +227,10 @@ pub struct ClusterArgs {
     /// Address nodes link to.
     #[arg(long, default_value = "127.0.0.1:7701")]
     pub listen: SocketAddr,
+    /// Directory for the cluster's state (created if missing).
     #[arg(long, default_value = "canopy-cluster-data")]
     pub data: PathBuf,
+    /// The cluster's name, unique under its root.
     #[arg(long)]
     pub name: String,
     #[command(flatten)]
@@ -190,8 +249,10 @@ pub struct NodeArgs {
     /// The cluster's address (`http://host:port`).
     #[arg(long)]
     pub cluster: String,
+    /// Directory for the node's state and its workloads' files (created if missing).
     #[arg(long, default_value = "canopy-node-data")]
     pub data: PathBuf,
+    /// The node's name, unique in its cluster.
     #[arg(long)]
     pub name: String,
     #[command(flatten)]
@@ -311,6 +372,10 @@ fn parse_location(text: &str) -> Result<canopy_model::GeoPoint, String> {
     Ok(canopy_model::GeoPoint { lat, lon })
 }
 
+fn parse_selector(text: &str) -> Result<canopy_model::Selector, String> {
+    canopy_model::Selector::parse(text).map_err(|e| e.to_string())
+}
+
 fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
     text.split(',')
         .filter(|pair| !pair.trim().is_empty())
@@ -323,11 +388,17 @@ fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>
         .collect()
 }
 
+/// Which root a client verb talks to: `--server` (or `CANOPY_SERVER`), else `--context`,
+/// else the client config's current context, else [`DEFAULT_SERVER`]; see `config_verbs`.
 #[derive(Debug, Args, Clone)]
 pub struct ClientArgs {
-    /// The root's API.
-    #[arg(long, env = "CANOPY_SERVER", default_value = DEFAULT_SERVER, global = true)]
-    pub server: String,
+    /// The root's API (`http://host:port`); overrides the context's server [default: the
+    /// current context's, else http://127.0.0.1:7700].
+    #[arg(long, env = "CANOPY_SERVER", global = true)]
+    pub server: Option<String>,
+    /// Use this context of the client config file instead of the current one.
+    #[arg(long, env = "CANOPY_CONTEXT", global = true)]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -356,8 +427,83 @@ pub enum Kind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    /// Aligned columns.
     Table,
+    /// More columns.
     Wide,
     Json,
     Yaml,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand, with the path of subcommands that leads to it.
+    fn arguments(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Arg)>) {
+        for arg in command.get_arguments() {
+            out.push((path.clone(), arg.clone()));
+        }
+        for sub in command.get_subcommands() {
+            arguments(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_help_text() {
+        let mut all = Vec::new();
+        arguments(&Cli::command(), "canopy".into(), &mut all);
+        assert!(all.len() > 50, "found only {} arguments", all.len());
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|(_, arg)| {
+                arg.get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+            })
+            .map(|(path, arg)| format!("{path} {}", arg.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    fn flags(subcommand: &str) -> Vec<String> {
+        let cli = Cli::command();
+        let command = cli.find_subcommand(subcommand).expect("a subcommand");
+        command
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn each_daemon_shows_only_its_own_flags() {
+        let root = flags("root");
+        assert!(root.contains(&"listen".to_string()), "{root:?}");
+        for foreign in [
+            "oci-runtime",
+            "insecure-registry",
+            "container-subnet",
+            "cluster",
+            "root",
+        ] {
+            assert!(!root.contains(&foreign.to_string()), "root has --{foreign}");
+        }
+        let up = flags("up");
+        assert!(up.contains(&"oci-runtime".to_string()), "{up:?}");
+        let cluster = flags("cluster");
+        assert!(!cluster.contains(&"oci-runtime".to_string()), "{cluster:?}");
+        for daemon in ["up", "root", "cluster", "node", "sim"] {
+            for client in ["server", "context", "selector"] {
+                assert!(
+                    !flags(daemon).contains(&client.to_string()),
+                    "{daemon} has the client flag --{client}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -1,6 +1,6 @@
 //! A thin client of the root's REST API that turns error bodies into readable errors.
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -8,10 +8,12 @@ use serde_json::Value;
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// Sent as a bearer token; never logged or printed.
+    token: Option<String>,
 }
 
 impl Client {
-    pub fn new(server: &str) -> anyhow::Result<Client> {
+    pub fn with_token(server: &str, token: Option<String>) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("canopy/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -19,11 +21,55 @@ impl Client {
         Ok(Client {
             http,
             base: server.trim_end_matches('/').to_string(),
+            token,
         })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    /// A response whose body is read as it arrives (an event stream), once its status is a
+    /// success.
+    pub async fn open_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .authorized(self.http.get(&url))
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Canopy API at {}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(error_from(status, &bytes));
+        }
+        Ok(response)
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(Method::GET, path, None).await
+    }
+
+    /// Like [`Client::get`], with `None` for a 404.
+    pub async fn get_if_found<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
+        match self.send(Method::GET, path, None).await {
+            Ok(value) => Ok(Some(value)),
+            Err(e)
+                if e.downcast_ref::<ApiFailure>().map(|f| f.status)
+                    == Some(StatusCode::NOT_FOUND) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -39,6 +85,19 @@ impl Client {
             Method::POST,
             path,
             Some(("application/json", body.to_string())),
+        )
+        .await
+    }
+
+    pub async fn patch_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<T> {
+        self.send(
+            Method::PATCH,
+            path,
+            Some(("application/merge-patch+json", body.to_string())),
         )
         .await
     }
@@ -81,7 +140,7 @@ impl Client {
         body: Option<(&str, String)>,
     ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url);
+        let mut request = self.authorized(self.http.request(method, &url));
         if let Some((content_type, body)) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -100,9 +159,31 @@ impl Client {
     }
 }
 
+/// An error answer of the API: its status, and its message with each field's problem.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: StatusCode,
+    text: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
 pub fn error_from(status: StatusCode, body: &[u8]) -> anyhow::Error {
+    anyhow::Error::new(ApiFailure {
+        status,
+        text: error_text(status, body),
+    })
+}
+
+fn error_text(status: StatusCode, body: &[u8]) -> String {
     let Ok(body) = serde_json::from_slice::<Value>(body) else {
-        return anyhow!("{status}: {}", String::from_utf8_lossy(body));
+        return format!("{status}: {}", String::from_utf8_lossy(body));
     };
     let message = body["message"].as_str().unwrap_or("request failed");
     let mut text = format!("{message} ({status})");
@@ -111,7 +192,7 @@ pub fn error_from(status: StatusCode, body: &[u8]) -> anyhow::Error {
         let reason = detail["reason"].as_str().unwrap_or_default();
         text.push_str(&format!("\n  {path}: {reason}"));
     }
-    anyhow!(text)
+    text
 }
 
 /// Percent-encodes one path segment or query value.

@@ -1,13 +1,13 @@
 //! What each subcommand does.
 
-use crate::cli::{Cli, Command, Kind, OutputFormat, Scope};
+use crate::cli::{Cli, Command, Kind, Scope};
 use crate::client::{Client, encode};
 use crate::daemon;
+use crate::operations;
 use crate::output::{Table, age, or_dash, timestamp};
 use anyhow::{Context, bail};
 use canopy_model::{ClusterInfo, Instance, NodeInfo};
 use canopy_root::records::{ApplicationView, ApplyResult, ServiceView};
-use serde::Serialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -33,45 +33,61 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging();
             crate::sim::run(args).await
         }
-        Command::Apply { client, files } => apply(&Client::new(&client.server)?, &files).await,
+        Command::Apply {
+            client,
+            files,
+            dry_run,
+        } => apply(&client.connect()?, &files, dry_run).await,
+        Command::Diff { client, files } => crate::diff::run(&client.connect()?, &files).await,
         Command::Get {
             client,
             kind,
             name,
             scope,
             output,
+            selector,
+            watch,
         } => {
-            get(
-                &Client::new(&client.server)?,
+            let request = crate::get::Request {
                 kind,
-                name.as_deref(),
-                &scope,
+                name: name.as_deref(),
+                scope: &scope,
+                selector: selector.as_ref(),
                 output,
-            )
-            .await
+            };
+            crate::get::run(&client.connect()?, &request, watch).await
         }
+        Command::Events(args) => crate::events::run(args).await,
+        Command::Wait(args) => crate::wait::run(args).await,
+        Command::Version(args) => crate::version::run(args).await,
+        Command::Config { command } => crate::config_verbs::run(command),
         Command::Describe {
             client,
             kind,
             name,
             scope,
-        } => describe(&Client::new(&client.server)?, kind, &name, &scope).await,
+        } => describe(&client.connect()?, kind, &name, &scope).await,
         Command::Delete {
             client,
             kind,
             name,
             files,
             scope,
-        } => delete(&Client::new(&client.server)?, kind, name, &files, &scope).await,
+        } => delete(&client.connect()?, kind, name, &files, &scope).await,
         Command::Scale {
             client,
             service,
             replicas,
             scope,
-        } => scale(&Client::new(&client.server)?, &service, replicas, &scope).await,
+        } => scale(&client.connect()?, &service, replicas, &scope).await,
         Command::Logs(args) => crate::streams::logs(args).await,
         Command::Exec(args) => crate::exec::exec(args).await,
         Command::PortForward(args) => crate::forward::port_forward(args).await,
+        Command::Cordon(args) => operations::cordon(args, true).await,
+        Command::Uncordon(args) => operations::cordon(args, false).await,
+        Command::Drain(args) => operations::drain(args).await,
+        Command::Label(args) => operations::label(args).await,
+        Command::Top(args) => operations::top(args).await,
     }
 }
 
@@ -87,7 +103,7 @@ fn init_logging() {
         .init();
 }
 
-fn read_descriptor(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_descriptor(path: &Path) -> anyhow::Result<String> {
     if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
@@ -98,11 +114,16 @@ fn read_descriptor(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-async fn apply(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
+async fn apply(client: &Client, files: &[PathBuf], dry_run: bool) -> anyhow::Result<()> {
+    let (path, suffix) = if dry_run {
+        ("/api/v1/apply?dryRun=true", " (dry run)")
+    } else {
+        ("/api/v1/apply", "")
+    };
     for file in files {
         let text = read_descriptor(file)?;
         let result: ApplyResult = client
-            .post_text("/api/v1/apply", text)
+            .post_text(path, text)
             .await
             .with_context(|| format!("applying {}", file.display()))?;
         for warning in &result.warnings {
@@ -111,7 +132,7 @@ async fn apply(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
         for app in &result.applications {
             let action = serde_json::to_value(app.action)?;
             println!(
-                "application/{} {}",
+                "application/{} {}{suffix}",
                 app.name,
                 action.as_str().unwrap_or_default()
             );
@@ -120,105 +141,14 @@ async fn apply(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `-n ns` as a query, or nothing with `-A`.
-fn namespace_query(scope: &Scope) -> String {
-    if scope.all_namespaces {
-        String::new()
-    } else {
-        format!("namespace={}", encode(&scope.namespace))
-    }
-}
-
 /// `app/service` → (app, service).
-fn split_service(name: &str) -> anyhow::Result<(&str, &str)> {
+pub(crate) fn split_service(name: &str) -> anyhow::Result<(&str, &str)> {
     name.split_once('/')
         .filter(|(app, service)| !app.is_empty() && !service.is_empty())
         .with_context(|| format!("name services as APPLICATION/SERVICE, not {name:?}"))
 }
 
-async fn get(
-    client: &Client,
-    kind: Kind,
-    name: Option<&str>,
-    scope: &Scope,
-    output: OutputFormat,
-) -> anyhow::Result<()> {
-    let ns = namespace_query(scope);
-    match kind {
-        Kind::Application => {
-            let mut apps: Vec<ApplicationView> =
-                client.get(&format!("/api/v1/applications?{ns}")).await?;
-            if let Some(name) = name {
-                apps.retain(|a| a.application.metadata.name == name);
-                require_found(&apps, "application", name)?;
-            }
-            print(&apps, output, application_table)
-        }
-        Kind::Service => {
-            let mut services: Vec<ServiceView> =
-                client.get(&format!("/api/v1/services?{ns}")).await?;
-            if let Some(name) = name {
-                let (app, service) = split_service(name)?;
-                services.retain(|s| s.application == app && s.name == service);
-                require_found(&services, "service", name)?;
-            }
-            print(&services, output, service_table)
-        }
-        Kind::Instance => {
-            let mut instances: Vec<Instance> =
-                client.get(&format!("/api/v1/instances?{ns}")).await?;
-            if let Some(name) = name {
-                instances.retain(|i| i.id == name);
-                require_found(&instances, "instance", name)?;
-            }
-            print(&instances, output, instance_table)
-        }
-        Kind::Cluster => {
-            let mut clusters: Vec<ClusterInfo> = client.get("/api/v1/clusters").await?;
-            if let Some(name) = name {
-                clusters.retain(|c| c.name == name);
-                require_found(&clusters, "cluster", name)?;
-            }
-            print(&clusters, output, cluster_table)
-        }
-        Kind::Node => {
-            let mut nodes: Vec<NodeInfo> = client.get("/api/v1/nodes").await?;
-            if let Some(name) = name {
-                nodes.retain(|n| n.name == name);
-                require_found(&nodes, "node", name)?;
-            }
-            print(&nodes, output, node_table)
-        }
-    }
-}
-
-fn require_found<T>(items: &[T], kind: &str, name: &str) -> anyhow::Result<()> {
-    if items.is_empty() {
-        bail!("{kind} {name:?} not found");
-    }
-    Ok(())
-}
-
-fn print<T: Serialize>(
-    items: &[T],
-    output: OutputFormat,
-    table: fn(&[T], bool) -> Table,
-) -> anyhow::Result<()> {
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(items)?),
-        OutputFormat::Yaml => print!("{}", yaml_serde::to_string(items)?),
-        OutputFormat::Table | OutputFormat::Wide => {
-            if items.is_empty() {
-                eprintln!("No resources found.");
-            } else {
-                println!("{}", table(items, output == OutputFormat::Wide).render());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
+pub(crate) fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
     let mut headers = vec![
         "NAMESPACE",
         "NAME",
@@ -251,7 +181,7 @@ fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
     table
 }
 
-fn service_table(services: &[ServiceView], wide: bool) -> Table {
+pub(crate) fn service_table(services: &[ServiceView], wide: bool) -> Table {
     let mut headers = vec!["NAMESPACE", "NAME", "RUNTIME", "READY", "PENDING"];
     if wide {
         headers.push("ARTIFACT");
@@ -273,12 +203,12 @@ fn service_table(services: &[ServiceView], wide: bool) -> Table {
     table
 }
 
-fn instance_table(instances: &[Instance], wide: bool) -> Table {
+pub(crate) fn instance_table(instances: &[Instance], wide: bool) -> Table {
     let mut headers = vec![
         "ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE", "REASON",
     ];
     if wide {
-        headers.extend(["NAMESPACE", "REPLICA", "PID"]);
+        headers.extend(["NAMESPACE", "REPLICA", "PID", "IP", "PORTS", "RUNTIME"]);
     }
     let mut table = Table::new(headers);
     for instance in instances {
@@ -297,11 +227,22 @@ fn instance_table(instances: &[Instance], wide: bool) -> Table {
                 instance.namespace.clone(),
                 instance.replica.to_string(),
                 or_dash(instance.pid),
+                list(&instance.details.addresses),
+                list(&instance.details.ports),
+                or_dash(instance.details.runtime.as_ref()),
             ]);
         }
         table.row(row);
     }
     table
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(",")
+    }
 }
 
 fn usage(allocated: u64, capacity: u64) -> String {
@@ -312,7 +253,7 @@ fn location(point: Option<&canopy_model::GeoPoint>) -> String {
     point.map_or_else(|| "-".to_string(), |p| format!("{:.4},{:.4}", p.lat, p.lon))
 }
 
-fn cluster_table(clusters: &[ClusterInfo], wide: bool) -> Table {
+pub(crate) fn cluster_table(clusters: &[ClusterInfo], wide: bool) -> Table {
     let mut headers = vec![
         "NAME",
         "STATE",
@@ -344,7 +285,7 @@ fn cluster_table(clusters: &[ClusterInfo], wide: bool) -> Table {
     table
 }
 
-fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
+pub(crate) fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
     let mut headers = vec![
         "NAME",
         "CLUSTER",
@@ -363,7 +304,7 @@ fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
         let mut row = vec![
             node.name.clone(),
             node.cluster.clone(),
-            format!("{:?}", node.state),
+            operations::node_status(node),
             node.arch.clone(),
             usage(node.allocated.cpu_millis, node.capacity.cpu_millis),
             usage(node.allocated.memory_mib, node.capacity.memory_mib),
@@ -496,6 +437,19 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             println!("Node:        {}", or_dash(instance.node.as_ref()));
             println!("PID:         {}", or_dash(instance.pid));
             println!("Restarts:    {}", instance.restarts);
+            let details = &instance.details;
+            println!("Runtime:     {}", or_dash(details.runtime.as_ref()));
+            println!("IPs:         {}", list(&details.addresses));
+            println!("Ports:       {}", list(&details.ports));
+            println!("Image:       {}", or_dash(details.image_digest.as_ref()));
+            println!(
+                "Usage:       {}",
+                or_dash(instance.usage.map(|u| format!(
+                    "{}m CPU, {}Mi memory",
+                    u.cpu_millis,
+                    u.memory_bytes >> 20
+                )))
+            );
             println!("Ready:       {}", instance.ready);
             let last = instance.last_termination.as_ref();
             println!(
@@ -514,19 +468,16 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             }
             println!("{}", table.render());
         }
-        Kind::Cluster | Kind::Node => {
-            // Clusters and nodes are flat records: the YAML of the record is the description.
-            let path = if kind == Kind::Cluster {
-                "clusters"
-            } else {
-                "nodes"
-            };
-            let items: Vec<serde_json::Value> = client.get(&format!("/api/v1/{path}")).await?;
-            let item = items
-                .into_iter()
-                .find(|item| item["name"] == name)
-                .with_context(|| format!("{} {name:?} not found", &path[..path.len() - 1]))?;
-            print!("{}", yaml_serde::to_string(&item)?);
+        // Clusters and nodes are flat records: the YAML of the record is the description.
+        Kind::Cluster => {
+            let cluster: ClusterInfo = client
+                .get(&format!("/api/v1/clusters/{}", encode(name)))
+                .await?;
+            print!("{}", yaml_serde::to_string(&cluster)?);
+        }
+        Kind::Node => {
+            let node = get_node(client, name).await?;
+            print!("{}", yaml_serde::to_string(&node)?);
         }
     }
     Ok(())
@@ -559,9 +510,14 @@ async fn delete(
     }
     match (kind, name) {
         (Some(Kind::Application), Some(name)) => targets.push((scope.namespace.clone(), name)),
+        (Some(Kind::Instance), Some(id)) if targets.is_empty() => {
+            return operations::delete_instance(client, &id).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
-            bail!("only applications can be deleted; scale a service to 0 to stop its instances")
+            bail!(
+                "only applications and instances can be deleted; scale a service to 0 to stop its instances"
+            )
         }
         _ => {
             bail!("say what to delete: `canopy delete application NAME` or `canopy delete -f FILE`")
@@ -598,4 +554,16 @@ async fn scale(client: &Client, service: &str, replicas: u32, scope: &Scope) -> 
         view.application, view.name, view.status.desired
     );
     Ok(())
+}
+
+/// One node, named `CLUSTER/NODE` or by a node name no other cluster has.
+async fn get_node(client: &Client, name: &str) -> anyhow::Result<NodeInfo> {
+    let (cluster, node) = operations::resolve_node(client, name).await?;
+    client
+        .get(&format!(
+            "/api/v1/nodes/{}/{}",
+            encode(&cluster),
+            encode(&node)
+        ))
+        .await
 }

@@ -1,7 +1,7 @@
 //! The long-running tiers, alone (`root`, `cluster`, `node`) or together (`up`).
 
 use crate::cli::{
-    ApiArgs, ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, PlacementArgs, ProbeArgs,
+    ApiArgs, ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, PlacementArgs, ProbeArgs, UpArgs,
 };
 use anyhow::Context;
 use canopy_cluster::{Cluster, ClusterConfig};
@@ -69,7 +69,11 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
 
 /// Root, one cluster and one node in this process, linked over loopback exactly as separate
 /// processes would be.
-pub async fn up(args: DaemonArgs) -> anyhow::Result<()> {
+pub async fn up(up: UpArgs) -> anyhow::Result<()> {
+    let UpArgs {
+        daemon: args,
+        containers,
+    } = up;
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
     let tls = api_tls(&args.api)?;
@@ -114,7 +118,7 @@ pub async fn up(args: DaemonArgs) -> anyhow::Result<()> {
         cpu: None,
         memory: None,
         watts_per_core: None,
-        containers: args.containers.clone(),
+        containers,
         token: String::new(),
         probe: ProbeArgs::default(),
     };
@@ -277,8 +281,10 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
     let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(process)];
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
     match container_runtime(args) {
-        Ok((containers, network)) => {
+        Ok((containers, images, network)) => {
             runtimes.push(Arc::new(containers));
+            // The pull first: a namespace and lease are not held while an image downloads.
+            hooks.push(images);
             hooks.push(Arc::new(network));
         }
         // A node without runc still runs processes; the cluster then sends it no containers.
@@ -309,9 +315,12 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
 /// How often a node drops cached images that no instance uses.
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(600);
 
-/// The OCI runtime (runc or crun) with the registry-backed image store, and the CNI
-/// network the agent prepares for its containers.
-fn container_runtime(args: &NodeArgs) -> anyhow::Result<(OciRuntime, NetworkPrestart)> {
+/// The OCI runtime (runc or crun), and the hooks the agent runs around it: the image
+/// (pulled with the registry-backed image store into a root filesystem per instance) and
+/// the CNI network.
+fn container_runtime(
+    args: &NodeArgs,
+) -> anyhow::Result<(OciRuntime, Arc<RegistryImages>, NetworkPrestart)> {
     let containers: &ContainerArgs = &args.containers;
     let mut config = ImageStoreConfig::new(args.data.join("images"));
     config.insecure_registries = containers.insecure_registries.clone();
@@ -335,18 +344,21 @@ fn container_runtime(args: &NodeArgs) -> anyhow::Result<(OciRuntime, NetworkPres
         &state.join("@cni"),
     )
     .context("starting the container network")?;
-    let images = Arc::new(RegistryImages::new(store, credentials));
-    let runtime = OciRuntime::new(state, options, images.clone())
-        .context("starting the container runtime")?;
+    let images = Arc::new(
+        RegistryImages::new(store, credentials, &state.join("@rootfs"))
+            .context("opening the root filesystems' directory")?,
+    );
+    let runtime = OciRuntime::new(state, options).context("starting the container runtime")?;
+    let collector = images.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(IMAGE_GC_PERIOD);
         every.tick().await;
         loop {
             every.tick().await;
-            images.collect_garbage().await;
+            collector.collect_garbage().await;
         }
     });
-    Ok((runtime, NetworkPrestart::new(network)))
+    Ok((runtime, images, NetworkPrestart::new(network)))
 }
 
 /// `{"host:port": {"username": ..., "password": ...}}`, the descriptor's own credentials shape.

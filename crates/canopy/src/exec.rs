@@ -97,20 +97,8 @@ fn stdin_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-/// The command ended with this non-zero code: `canopy` exits with it, saying nothing more.
-#[derive(Debug)]
-pub struct CommandExit(pub i32);
-
-impl std::fmt::Display for CommandExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the command exited with code {}", self.0)
-    }
-}
-
-impl std::error::Error for CommandExit {}
-
 pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.client.server)?;
+    let client = args.client.connect()?;
     let mut query: Vec<String> = args
         .command
         .iter()
@@ -183,7 +171,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
                     }
                     return match end.exit_code {
                         Some(0) | None => Ok(()),
-                        Some(code) => Err(CommandExit(code).into()),
+                        Some(code) => Err(crate::exit::ExitStatus::of_code(code).into()),
                     };
                 }
                 _ => {}

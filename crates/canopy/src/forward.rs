@@ -37,7 +37,7 @@ fn parse_ports(text: &str) -> anyhow::Result<(u16, u16)> {
 pub async fn port_forward(args: ForwardArgs) -> anyhow::Result<()> {
     let (local, remote) = parse_ports(&args.ports)?;
     anyhow::ensure!(remote != 0, "the instance's port cannot be 0");
-    let client = Arc::new(Client::new(&args.client.server)?);
+    let client = Arc::new(args.client.connect()?);
     let listener = TcpListener::bind(("127.0.0.1", local))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{local}"))?;

@@ -3,12 +3,22 @@
 mod cli;
 mod client;
 mod commands;
+mod config;
+mod config_verbs;
 mod daemon;
+mod diff;
+mod events;
 mod exec;
+mod exit;
 mod forward;
+mod get;
+mod operations;
 mod output;
 mod sim;
+mod sse;
 mod streams;
+mod version;
+mod wait;
 
 use clap::Parser;
 
@@ -32,13 +42,15 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            if let Some(exec::CommandExit(code)) = e.downcast_ref::<exec::CommandExit>() {
-                return std::process::ExitCode::from(u8::try_from(*code).unwrap_or(1));
+        // A verb that said all it had to (`diff`: 1 means "there are changes"; `exec`: the
+        // remote command's code).
+        Err(e) => match e.downcast_ref::<exit::ExitStatus>() {
+            Some(status) => std::process::ExitCode::from(status.0),
+            None => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
             }
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        },
     }
 }
 

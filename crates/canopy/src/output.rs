@@ -19,32 +19,50 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn render(&self) -> String {
+    pub fn headers(&self) -> &[&'static str] {
+        &self.headers
+    }
+
+    pub fn rows(&self) -> &[Vec<String>] {
+        &self.rows
+    }
+
+    /// Each column's width: its widest cell or header.
+    pub fn widths(&self) -> Vec<usize> {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.len()).collect();
         for row in &self.rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
             }
         }
-        let line = |cells: Vec<&str>| {
-            let last = cells.len().saturating_sub(1);
-            let mut text = String::new();
-            for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
-                if i == last {
-                    text.push_str(cell);
-                } else {
-                    text.push_str(&format!("{cell:<width$}   "));
-                }
-            }
-            text.trim_end().to_string()
-        };
-        let mut out = line(self.headers.clone());
+        widths
+    }
+
+    pub fn render(&self) -> String {
+        let widths = self.widths();
+        let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
+        let mut out = line(&headers, &widths);
         for row in &self.rows {
             out.push('\n');
-            out.push_str(&line(row.iter().map(String::as_str).collect()));
+            out.push_str(&line(row, &widths));
         }
         out
     }
+}
+
+/// One table line: cells padded to `widths`, three spaces apart (the last one unpadded).
+pub fn line(cells: &[String], widths: &[usize]) -> String {
+    let last = cells.len().saturating_sub(1);
+    let mut text = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let width = widths.get(i).copied().unwrap_or(0);
+        if i == last {
+            text.push_str(cell);
+        } else {
+            text.push_str(&format!("{cell:<width$}   "));
+        }
+    }
+    text.trim_end().to_string()
 }
 
 /// `5s`, `3m`, `2h`, `4d`, as kubectl shows ages.

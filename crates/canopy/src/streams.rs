@@ -31,7 +31,7 @@ pub struct LogsArgs {
 }
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.client.server)?;
+    let client = args.client.connect()?;
     let mut query = vec![format!("follow={}", args.follow)];
     if let Some(tail) = args.tail {
         query.push(format!("tail={tail}"));

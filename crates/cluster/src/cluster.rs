@@ -21,6 +21,8 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify, watch};
 
 const INSTANCES: &str = "/instances/";
+/// The operator's node settings, as the root last sent them (kept while the root is away).
+const NODE_SETTINGS: &str = "/config/nodes";
 
 /// How often the summary is compared with what the root last heard (only changes are sent):
 /// a lower rate than node heartbeats, since the root plans coarsely.
@@ -75,7 +77,10 @@ impl Cluster {
             probe_port: None,
         };
         let placed = records.into_iter().map(|(_, placed, _)| placed).collect();
-        let state = ClusterState::recover(settings, placed, now());
+        let mut state = ClusterState::recover(settings, placed, now());
+        if let Some((node_settings, _)) = store.get_json(NODE_SETTINGS).await? {
+            state.node_settings = node_settings;
+        }
         let (uplink, outbox) = child::uplink();
         Ok(Arc::new(Cluster {
             config,
@@ -218,6 +223,29 @@ impl Cluster {
         if effects.membership_changed {
             self.membership_changed.notify_one();
         }
+    }
+
+    /// Takes the root's node settings: persisted (a restarted cluster keeps them while the
+    /// root is away), then applied.
+    pub(crate) async fn configure(
+        &self,
+        settings: BTreeMap<String, canopy_model::OperatorSettings>,
+    ) {
+        match serde_json::to_vec(&settings) {
+            Ok(value) => {
+                let op = Op::Put {
+                    key: NODE_SETTINGS.to_string(),
+                    value,
+                    precondition: Precondition::None,
+                };
+                if let Err(e) = self.store.txn(vec![op]).await {
+                    tracing::error!(error = %e, "cannot persist the node settings");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode the node settings"),
+        }
+        self.step(|state, _, fx| state.configure(settings, fx))
+            .await;
     }
 
     pub(crate) fn link_node(&self, node: &str, downlink: Downlink) {

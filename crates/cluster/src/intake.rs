@@ -65,12 +65,14 @@ impl ClusterState {
         let changed = placed.state != state
             || placed.pid != report.pid
             || placed.restarts != report.restarts
-            || placed.ready != report.ready;
+            || placed.ready != report.ready
+            || placed.details != report.details;
         placed.observe(state, report.reason, now.unix_ms);
         placed.pid = report.pid;
         placed.restarts = report.restarts;
         placed.ready = report.ready && state == InstanceState::Running;
         placed.last_termination = report.last_termination;
+        placed.details = report.details;
         if report.at_ms != 0 {
             placed.at_ms = report.at_ms;
         }
@@ -98,6 +100,7 @@ impl ClusterState {
                 placed.pid = report.pid;
                 placed.restarts = report.restarts;
                 placed.ready = report.ready;
+                placed.details = report.details;
                 // Another copy serves now: not an edge of the old copy's lifecycle.
                 placed.state = InstanceState::Running;
                 placed.reason = format!("moved to node {node}, which meets its preferences");

@@ -9,6 +9,7 @@
 //! and only then sends what they say.
 
 mod cluster;
+mod config;
 mod effects;
 mod failure;
 mod intake;
@@ -21,6 +22,7 @@ mod placement;
 mod state;
 mod streams;
 mod summary;
+mod usage;
 mod views;
 
 pub use cluster::Cluster;

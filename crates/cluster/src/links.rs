@@ -81,6 +81,12 @@ impl Child for RootSide {
         self.0.relay_stream(open, pipe).await;
     }
 
+    async fn on_configure(&self, config: pb::NodeConfig) {
+        self.0
+            .configure(canopy_tier::node_config_from_pb(&config))
+            .await;
+    }
+
     async fn on_link(&self, up: Option<Timing>) {
         let cluster = self.0.name();
         match up {

@@ -13,10 +13,12 @@ impl ClusterState {
     /// A node linked (over link `link`) and said hello.
     pub fn node_hello(&mut self, hello: Hello, link: u64, now: Now, fx: &mut Effects) {
         let name = hello.member.name.clone();
-        let joined_at_ms = self
+        let (joined_at_ms, usage) = self
             .nodes
             .get(&name)
-            .map_or(now.unix_ms, |n| n.joined_at_ms);
+            .map_or((now.unix_ms, BTreeMap::new()), |n| {
+                (n.joined_at_ms, n.usage.clone())
+            });
         self.views_stale = true;
         self.nodes.insert(
             name.clone(),
@@ -26,6 +28,7 @@ impl ClusterState {
                 last_seen: now.at,
                 joined_at_ms,
                 link: Some(link),
+                usage,
             },
         );
         tracing::info!(node = %name, "node linked");
@@ -77,6 +80,9 @@ impl ClusterState {
             return;
         };
         entry.last_seen = now.at;
+        if let Some(beat) = beat.filter(|b| b.has_usage) {
+            entry.usage = canopy_tier::instance_usage_from_pb(&beat.usage);
+        }
         if let Some(coordinate) = beat.and_then(|b| b.coordinate) {
             entry.member.coordinate = Some(coordinate);
             // Only the coordinate changed: no need to rebuild every view.

@@ -1,6 +1,6 @@
 //! One instance as its cluster tracks it, persisted so a restarted cluster loses nothing.
 
-use canopy_model::{Desired, InstanceState, Termination, WhenGone, when_gone};
+use canopy_model::{Desired, InstanceDetails, InstanceState, Termination, WhenGone, when_gone};
 use canopy_tier::{Reported, StatusReport, Workload};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,9 @@ pub struct Placed {
     pub last_termination: Option<Termination>,
     #[serde(default)]
     pub ready: bool,
+    /// Address, ports, image, runtime, as its node reported them.
+    #[serde(default, skip_serializing_if = "InstanceDetails::is_empty")]
+    pub details: InstanceDetails,
     /// Nodes that refused this instance; skipped when placing it again.
     pub refused: Vec<String>,
     /// When `state` was reached, unix ms.
@@ -62,6 +65,7 @@ impl Placed {
             restarts: 0,
             last_termination: None,
             ready: false,
+            details: InstanceDetails::default(),
             refused: Vec::new(),
             at_ms: now_ms,
             soft_violation_since: None,
@@ -141,6 +145,7 @@ impl Placed {
             restarts: self.restarts,
             ready: self.ready,
             last_termination: self.last_termination.clone(),
+            details: self.details.clone(),
             ..StatusReport::new(
                 &self.id,
                 self.generation,

@@ -46,6 +46,8 @@ pub struct NodeEntry {
     pub joined_at_ms: i64,
     /// The id of its current link; none while it is disconnected.
     pub link: Option<u64>,
+    /// What its instances use, by instance id, from its last sample.
+    pub usage: BTreeMap<String, canopy_model::Usage>,
 }
 
 impl NodeEntry {
@@ -64,6 +66,8 @@ pub struct ClusterState {
     /// before each use, so placing over thousands of nodes allocates nothing per node.
     pub(crate) views: Vec<NodeView>,
     pub(crate) views_stale: bool,
+    /// The operator's settings of nodes (cordon, labels), from the root.
+    pub node_settings: BTreeMap<String, canopy_model::OperatorSettings>,
 }
 
 impl ClusterState {
@@ -76,6 +80,7 @@ impl ClusterState {
             instances: BTreeMap::new(),
             views: Vec::new(),
             views_stale: true,
+            node_settings: BTreeMap::new(),
         };
         for placed in placed {
             for node in placed.nodes() {
@@ -91,6 +96,7 @@ impl ClusterState {
                         last_seen: now.at,
                         joined_at_ms: now.unix_ms,
                         link: None,
+                        usage: BTreeMap::new(),
                     });
             }
             state.instances.insert(placed.id.clone(), placed);

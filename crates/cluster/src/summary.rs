@@ -52,6 +52,8 @@ impl ClusterState {
                         (Some(centre), Some(node)) => centre.estimate_rtt(&node),
                         _ => 0.0,
                     },
+                    usage: Some(canopy_tier::usage_to_pb(crate::usage::total(&entry.usage))),
+                    instance_usage: canopy_tier::instance_usage_to_pb(&entry.usage),
                     ..entry.member.clone()
                 }
             })

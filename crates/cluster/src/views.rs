@@ -20,6 +20,7 @@ impl ClusterState {
                 .map(|entry| {
                     let mut view = node_view(&entry.member, false, ResourceAmounts::default());
                     view.carbon_g_per_kwh = view.carbon_g_per_kwh.or(carbon);
+                    crate::config::apply(&mut view, self.node_settings.get(&entry.member.name));
                     view
                 })
                 .collect();

@@ -14,10 +14,8 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Application {
     #[serde(default = "default_api_version")]
-    #[schema(example = "canopy.dev/v1")]
     pub api_version: String,
     #[serde(default = "default_kind")]
-    #[schema(example = "Application")]
     pub kind: String,
     pub metadata: Metadata,
     pub spec: ApplicationSpec,
@@ -27,10 +25,8 @@ pub struct Application {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
     /// DNS label: lowercase letters, digits and '-', at most 63 characters.
-    #[schema(example = "hello")]
     pub name: String,
     #[serde(default = "default_namespace")]
-    #[schema(example = "default")]
     pub namespace: String,
     #[serde(
         default,
@@ -94,7 +90,6 @@ impl std::str::FromStr for RuntimeKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {
-    #[schema(example = "web")]
     pub name: String,
     pub runtime: RuntimeKind,
     /// OCI image reference, for `container`.
@@ -118,7 +113,10 @@ pub struct ServiceSpec {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub resources: Resources,
-    #[serde(default = "default_replicas")]
+    #[serde(
+        default = "default_replicas",
+        deserialize_with = "crate::integer::integral"
+    )]
     pub replicas: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
@@ -172,7 +170,7 @@ pub struct Resources {
     pub cpu: Millicores,
     #[serde(default = "default_memory")]
     pub memory: Mebibytes,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integer::integral")]
     pub gpus: u32,
     /// GPU model the instance needs (e.g. `nvidia-a100`); any model when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,11 +197,16 @@ pub struct PortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Port the workload listens on.
+    #[serde(deserialize_with = "crate::integer::integral")]
     pub port: u16,
     #[serde(default)]
     pub protocol: Protocol,
     /// Port published on the node, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::integer::optional_integral"
+    )]
     pub host_port: Option<u16>,
 }
 
@@ -352,7 +355,11 @@ pub struct Constraint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rigidness: Option<f64>,
     /// Seconds a soft violation may persist before the instance is re-placed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::integer::optional_integral"
+    )]
     pub convergence_time: Option<u64>,
 }
 
@@ -477,9 +484,17 @@ pub struct LatencyConstraint {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SpreadConstraint {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::integer::optional_integral"
+    )]
     pub max_per_node: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::integer::optional_integral"
+    )]
     pub max_per_cluster: Option<u32>,
 }
 

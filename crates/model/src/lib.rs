@@ -3,12 +3,18 @@
 
 mod descriptor;
 mod error;
+pub mod integer;
 mod lifecycle;
 pub mod limits;
 pub mod oakestra;
+mod operator;
 mod parse;
+pub mod patterns;
 pub mod quantity;
+pub mod schema;
+mod selector;
 mod status;
+mod usage;
 mod validate;
 mod yaml_bounds;
 
@@ -17,8 +23,11 @@ pub use error::{DescriptorError, FieldError};
 pub use lifecycle::*;
 pub use limits::*;
 pub use oakestra::{is_oakestra_sla, parse_oakestra};
+pub use operator::{LabelEdit, OperatorSettings};
 pub use parse::{DescriptorFormat, ParsedDescriptor, parse_descriptor, to_json, to_yaml};
 pub use quantity::{Mebibytes, Millicores, QuantityError};
+pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
+pub use usage::{InstanceDetails, Usage};
 pub use validate::{validate_application, validate_dns_label};
 pub use yaml_bounds::{YamlBoundError, check_yaml_bounds};

@@ -23,7 +23,7 @@ pub const MAX_NAME_LEN: usize = 63;
 pub const MAX_LABELS: usize = 64;
 /// Most annotations on one object.
 pub const MAX_ANNOTATIONS: usize = 64;
-/// Longest annotation value (annotations may hold whole fields of imported formats).
+/// Longest annotation value, in characters (annotations may hold whole fields of imported formats).
 pub const MAX_ANNOTATION_VALUE_LEN: usize = 16 * 1024;
 /// Longest label value (as in Kubernetes).
 pub const MAX_LABEL_VALUE_LEN: usize = 63;
@@ -33,7 +33,7 @@ pub const MAX_LABEL_PREFIX_LEN: usize = 253;
 pub const MAX_ENV_VARS: usize = 256;
 /// Most constraints on one service.
 pub const MAX_CONSTRAINTS: usize = 32;
-/// Longest string anywhere else (image, module, command words, env values...).
+/// Longest string anywhere else, in characters (image, module, command words, env values...).
 pub const MAX_STRING_LEN: usize = 4096;
 /// Most words in `command`, and most in `args`.
 pub const MAX_COMMAND_WORDS: usize = 256;

@@ -2,8 +2,9 @@
 //!
 //! # Accepted input
 //!
-//! * **Native**, in JSON or YAML: one `Application` object, a JSON array of them, or several
-//!   YAML documents separated by `---` (empty documents are skipped).
+//! * **Native**, in JSON or YAML: one `Application` object, an array of them (a JSON array,
+//!   or a YAML sequence as the only document), or several YAML documents separated by `---`
+//!   (empty documents are skipped).
 //! * **Oakestra SLA** (v2), in JSON (or YAML): recognised by a top-level `sla_version` or
 //!   `applications` key, mapped to native applications by [`crate::oakestra`]. An SLA must be
 //!   the only document of its input.
@@ -189,6 +190,12 @@ fn parse_yaml(text: &str) -> Result<ParsedDescriptor, DescriptorError> {
     if values.is_empty() {
         return Err(single("", "descriptor is empty: no YAML document"));
     }
+    // One sequence of applications: the JSON array, spelt in YAML.
+    if let [(_, value @ yaml_serde::Value::Sequence(_))] = values.as_slice() {
+        let json = serde_json::to_value(value)
+            .map_err(|e| single("", format!("cannot read the sequence as JSON: {e}")))?;
+        return parse_json(&json.to_string());
+    }
     let multi = values.len() > 1;
     let mut errors = Vec::new();
     for (i, value) in &values {
@@ -219,20 +226,36 @@ fn parse_yaml(text: &str) -> Result<ParsedDescriptor, DescriptorError> {
         return Err(DescriptorError { errors });
     }
 
-    // Second pass: deserialize from the text itself, so errors carry line and column.
+    // Second pass: read each document as the JSON tree it spells, where `null`, `true` or `1`
+    // are not strings and `null` is not an empty list (the YAML deserializer, reading the
+    // text, takes a plain `null` as the string "null" and as an empty sequence). A document
+    // that does not fit is read again from the text, so that its error carries line and
+    // column, unless only the JSON reading refuses it.
     let mut docs: Vec<Doc> = Vec::new();
-    let wanted: Vec<usize> = values.iter().map(|(i, _)| *i).collect();
-    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
-        if !wanted.contains(&i) {
-            continue;
-        }
-        match serde_path_to_error::deserialize::<_, Application>(doc) {
-            Ok(app) => docs.push((i, app)),
-            Err(e) => errors.push(shape_error(
+    for (i, value) in values {
+        let typed = serde_json::to_value(&value)
+            .map_err(|e| (String::new(), e.to_string()))
+            .and_then(|json| {
+                serde_path_to_error::deserialize::<_, Application>(json)
+                    .map_err(|e| (e.path().to_string(), e.inner().to_string()))
+            });
+        let typed_error = match typed {
+            Ok(app) => {
+                docs.push((i, app));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let positioned = yaml_serde::Deserializer::from_str(text)
+            .nth(i)
+            .map(serde_path_to_error::deserialize::<_, Application>);
+        match positioned {
+            Some(Err(e)) => errors.push(shape_error(
                 &doc_prefix(multi, i),
                 e.path(),
                 &e.inner().to_string(),
             )),
+            _ => errors.push(typed_shape_error(&doc_prefix(multi, i), &typed_error)),
         }
     }
     finish_native(docs, multi, errors)
@@ -368,6 +391,22 @@ fn shape_error(prefix: &str, path: &serde_path_to_error::Path, message: &str) ->
         );
     }
     FieldError::new(rendered, format!("{body}{position}"))
+}
+
+/// [`shape_error`] for an error whose path is already rendered (serde_path_to_error's
+/// `a.b[0].c` form, `.` when it is the whole document).
+fn typed_shape_error(prefix: &str, (path, message): &(String, String)) -> FieldError {
+    let mut rendered = prefix.trim_end_matches('.').to_string();
+    if path != "." && !path.is_empty() {
+        if !rendered.is_empty() && !path.starts_with('[') {
+            rendered.push('.');
+        }
+        rendered.push_str(path);
+    }
+    if let Some(field) = backticked_after(message, "missing field ") {
+        return FieldError::new(key_path(&rendered, field), "is required");
+    }
+    FieldError::new(rendered, message.clone())
 }
 
 /// `x` in "<lead>`x`...".

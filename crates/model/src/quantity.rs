@@ -36,7 +36,9 @@ fn cores_to_millis(cores: f64) -> Option<Millicores> {
     if !cores.is_finite() || !(0.0..=1.0e9).contains(&cores) {
         return None;
     }
-    Some(Millicores((cores * 1000.0).round() as u64))
+    // Nearest millicore, but a request for some CPU never becomes a request for none.
+    let millis = (cores * 1000.0).round() as u64;
+    Some(Millicores(if cores > 0.0 { millis.max(1) } else { millis }))
 }
 
 impl Mebibytes {

@@ -55,6 +55,12 @@ pub struct Instance {
     /// Whether it serves: running and, once probes exist, passing its readiness probe.
     #[serde(default)]
     pub ready: bool,
+    /// Addresses, ports, image digest and runtime, as its node reports them.
+    #[serde(default, skip_serializing_if = "crate::InstanceDetails::is_empty")]
+    pub details: crate::InstanceDetails,
+    /// Measured CPU and memory use, while it runs (filled when read, not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::Usage>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -226,6 +232,9 @@ pub struct ClusterInfo {
     pub nodes: u32,
     pub capacity: ResourceAmounts,
     pub allocated: ResourceAmounts,
+    /// What the operator set (`canopy label cluster`); `labels` already include it.
+    #[serde(default, skip_serializing_if = "crate::OperatorSettings::is_empty")]
+    pub operator: crate::OperatorSettings,
     /// Vivaldi network coordinate among clusters, once it has probed others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordinate: Option<NetworkCoordinate>,
@@ -253,6 +262,15 @@ pub struct NodeInfo {
     pub capacity: ResourceAmounts,
     pub allocated: ResourceAmounts,
     pub instances: u32,
+    /// Cordoned (`canopy cordon`): nothing new is placed there.
+    #[serde(default)]
+    pub unschedulable: bool,
+    /// What the operator set (cordon, labels); `labels` and `unschedulable` already include it.
+    #[serde(default, skip_serializing_if = "crate::OperatorSettings::is_empty")]
+    pub operator: crate::OperatorSettings,
+    /// Measured CPU and memory use of its instances, once it has sampled them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::Usage>,
     /// Vivaldi network coordinate in its cluster's space, once the node has probed its peers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordinate: Option<NetworkCoordinate>,
@@ -305,6 +323,8 @@ mod tests {
                 at,
             }),
             ready: false,
+            details: Default::default(),
+            usage: None,
             created_at: at,
             updated_at: at,
             events: Vec::new(),

@@ -246,13 +246,12 @@ impl Validator {
         if non_empty && value.is_empty() {
             self.err(path, "must not be empty");
         }
-        if value.len() > MAX_STRING_LEN {
+        // Characters, as JSON Schema's maxLength counts them.
+        let length = value.chars().count();
+        if length > MAX_STRING_LEN {
             self.err(
                 path,
-                format!(
-                    "must be at most {MAX_STRING_LEN} bytes, got {}",
-                    value.len()
-                ),
+                format!("must be at most {MAX_STRING_LEN} characters, got {length}"),
             );
         }
         if value.contains('\0') {
@@ -284,10 +283,10 @@ impl Validator {
                 self.err(&p, "variable name must not contain '='");
             } else if key.contains('\0') {
                 self.err(&p, "variable name must not contain NUL characters");
-            } else if key.len() > MAX_STRING_LEN {
+            } else if key.chars().count() > MAX_STRING_LEN {
                 self.err(
                     &p,
-                    format!("variable name must be at most {MAX_STRING_LEN} bytes"),
+                    format!("variable name must be at most {MAX_STRING_LEN} characters"),
                 );
             }
             self.text(&p, value, false);
@@ -526,7 +525,7 @@ impl Validator {
     fn host_name(&mut self, path: &str, name: &str) {
         if name.is_empty() {
             self.err(path, "must not be empty");
-        } else if name.len() > MAX_HOST_NAME_LEN {
+        } else if name.chars().count() > MAX_HOST_NAME_LEN {
             self.err(
                 path,
                 format!("must be at most {MAX_HOST_NAME_LEN} characters"),
@@ -679,12 +678,12 @@ impl Validator {
             if let Err(reason) = label_key(key) {
                 self.err(&p, reason);
             }
-            if value.len() > MAX_ANNOTATION_VALUE_LEN {
+            let length = value.chars().count();
+            if length > MAX_ANNOTATION_VALUE_LEN {
                 self.err(
                     &p,
                     format!(
-                        "value must be at most {MAX_ANNOTATION_VALUE_LEN} bytes, got {}",
-                        value.len()
+                        "value must be at most {MAX_ANNOTATION_VALUE_LEN} characters, got {length}"
                     ),
                 );
             }
@@ -708,7 +707,7 @@ impl Validator {
     }
 }
 
-const CONSTRAINT_KINDS: &[&str] = &[
+pub(crate) const CONSTRAINT_KINDS: &[&str] = &[
     "arch",
     "nodeSelector",
     "clusterSelector",
@@ -787,6 +786,14 @@ pub(crate) fn label_key(key: &str) -> Result<(), String> {
         }
     }
     label_name(name, MAX_NAME_LEN).map_err(|reason| format!("invalid key {key:?}: {reason}"))
+}
+
+/// A label value: empty, or at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends.
+pub(crate) fn label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    label_name(value, MAX_LABEL_VALUE_LEN)
 }
 
 fn label_name(name: &str, max: usize) -> Result<(), String> {

@@ -285,7 +285,7 @@ fn every_rule_reports_its_path() {
             "long string",
             |a| web(a).args[0] = "x".repeat(MAX_STRING_LEN + 1),
             "spec.services[0].args[0]",
-            "at most 4096 bytes",
+            "at most 4096 characters",
         ),
         (
             "empty working dir",

@@ -4,6 +4,7 @@
 //! storage), so the node and its cluster never disagree on what fits.
 
 use canopy_model::{Protocol, ResourceAmounts, RuntimeKind, ServiceSpec};
+use canopy_runtime::Capabilities;
 use canopy_sched::{NodeView, Prepared, Request, demand, filters, free};
 use std::collections::{BTreeMap, HashSet};
 
@@ -12,6 +13,9 @@ use std::collections::{BTreeMap, HashSet};
 pub struct NodeFacts {
     pub name: String,
     pub runtimes: Vec<RuntimeKind>,
+    /// What each runtime can do with the node's hooks around it (a runtime left out is
+    /// not checked for them).
+    pub capabilities: BTreeMap<RuntimeKind, Capabilities>,
     pub capacity: ResourceAmounts,
     /// Read for the GPU model (`gpu.model`), as the scheduler reads it.
     pub labels: BTreeMap<String, String>,
@@ -22,6 +26,8 @@ pub struct NodeFacts {
 pub enum Refusal {
     #[error("runtime {runtime} is not available on node {node}")]
     Runtime { node: String, runtime: &'static str },
+    #[error("runtime {runtime} on node {node} cannot publish host ports (no container network)")]
+    NoHostPorts { node: String, runtime: &'static str },
     #[error("host port {port}/{protocol} is already published on node {node}")]
     HostPort {
         node: String,
@@ -94,6 +100,18 @@ impl<'a> Ledger<'a> {
         let node = &self.facts.name;
         if !self.facts.runtimes.contains(&candidate.runtime) {
             return Err(Refusal::Runtime {
+                node: node.clone(),
+                runtime: candidate.runtime.as_str(),
+            });
+        }
+        // A runtime with a network of its own publishes ports only when the node can.
+        let isolated = self
+            .facts
+            .capabilities
+            .get(&candidate.runtime)
+            .is_some_and(|c| c.netns && !c.ports);
+        if isolated && host_ports(candidate).next().is_some() {
+            return Err(Refusal::NoHostPorts {
                 node: node.clone(),
                 runtime: candidate.runtime.as_str(),
             });
@@ -199,6 +217,7 @@ mod tests {
         NodeFacts {
             name: "edge-1".into(),
             runtimes: vec![RuntimeKind::Process, RuntimeKind::Container],
+            capabilities: BTreeMap::new(),
             capacity: ResourceAmounts {
                 cpu_millis,
                 memory_mib,
@@ -323,6 +342,40 @@ mod tests {
         assert_eq!(
             text(&admit(&facts, running.iter(), &publishing(53, "udp"))),
             "host port 53/udp is already published on node edge-1"
+        );
+    }
+
+    #[test]
+    fn host_ports_need_a_runtime_that_can_publish_them() {
+        let mut facts = node(10_000, 10_000, 0);
+        let netns = Capabilities {
+            netns: true,
+            ..Capabilities::default()
+        };
+        facts.capabilities.insert(RuntimeKind::Container, netns);
+        let web = spec(serde_json::json!({
+            "runtime": "container", "image": "web",
+            "ports": [{"port": 80, "hostPort": 8080}]
+        }));
+        assert_eq!(
+            text(&admit(&facts, std::iter::empty(), &web)),
+            "runtime container on node edge-1 cannot publish host ports (no container network)"
+        );
+        // With the network hook around it, it can.
+        let networked = netns.union(Capabilities {
+            ports: true,
+            networking: true,
+            ..Capabilities::default()
+        });
+        facts.capabilities.insert(RuntimeKind::Container, networked);
+        assert_eq!(text(&admit(&facts, std::iter::empty(), &web)), "admitted");
+        // Processes listen on the node's ports themselves.
+        facts
+            .capabilities
+            .insert(RuntimeKind::Process, Capabilities::default());
+        assert_eq!(
+            text(&admit(&facts, std::iter::empty(), &publishing(8080, "tcp"))),
+            "admitted"
         );
     }
 

@@ -75,6 +75,7 @@ impl Agent {
                 generation: assign.generation,
                 workload: assign.workload,
                 restarts: 0,
+                image_digest: None,
             };
             let local = Local::admitted(record, now);
             self.uplink.report(&report::of(node, &assign.id, &local));

@@ -28,8 +28,7 @@ impl Agent {
         };
         let ip = self
             .hooks(runtime.kind())
-            .iter()
-            .find_map(|hook| hook.address(id))
+            .address(id)
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, port))).await;
         let mut stream = match connected {

@@ -1,10 +1,15 @@
-//! Container images for the OCI runtime: pulls through the node's image store (registry,
-//! content-addressed cache) and makes each instance's root filesystem from it.
+//! The image prestart hook: pulls through the node's image store (registry,
+//! content-addressed cache) and makes each instance's root filesystem from it, in a
+//! directory of the instance's own (`<dir>/<id>/rootfs`, an overlay over the cached
+//! layers), for runtimes that run OCI images from a prepared root filesystem.
 
 use async_trait::async_trait;
 use canopy_image::{Credentials, ImageStore, PullProgress};
 use canopy_model::ServiceSpec;
-use canopy_runtime::{ImageConfig, ImageProvider, RuntimeError};
+use canopy_runtime::{
+    Capabilities, ImageConfig, InstanceSpec, Prepared, PreparedImage, Prestart, Progress,
+    RuntimeError, validate_id,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,25 +21,39 @@ pub type NodeCredentials = BTreeMap<String, Credentials>;
 pub struct RegistryImages {
     store: ImageStore,
     credentials: NodeCredentials,
-    /// The image behind each root filesystem made and not yet released.
-    in_use: Mutex<BTreeMap<PathBuf, String>>,
+    /// Each instance's root filesystem is made in `<dir>/<id>`.
+    dir: PathBuf,
+    /// The image behind each instance's root filesystem made and not yet released.
+    in_use: Mutex<BTreeMap<String, String>>,
 }
 
 impl RegistryImages {
-    pub fn new(store: ImageStore, credentials: NodeCredentials) -> RegistryImages {
-        RegistryImages {
+    /// Root filesystems go under `dir` (made absolute: runtimes name it from elsewhere).
+    pub fn new(
+        store: ImageStore,
+        credentials: NodeCredentials,
+        dir: &Path,
+    ) -> Result<RegistryImages, RuntimeError> {
+        let dir = std::path::absolute(dir).map_err(|e| RuntimeError::Io {
+            what: "resolve",
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        Ok(RegistryImages {
             store,
             credentials,
+            dir,
             in_use: Mutex::new(BTreeMap::new()),
-        }
+        })
     }
 
-    fn in_use(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, String>> {
+    fn in_use(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
         self.in_use.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Drops cached images no instance uses, and the layers only they held (like
     /// `docker image prune -a`); the node calls it now and then, so restarts stay cached.
+    /// The store keeps every image under an existing root filesystem besides `keep`.
     pub async fn collect_garbage(&self) {
         let keep: Vec<String> = self.in_use().values().cloned().collect();
         match self.store.gc(&keep).await {
@@ -51,6 +70,11 @@ impl RegistryImages {
         let registry = image.split('/').next().unwrap_or_default();
         self.credentials.get(registry).cloned()
     }
+
+    /// Where instance `id`'s root filesystem is made.
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
 }
 
 fn failed(image: &str, error: impl std::fmt::Display) -> RuntimeError {
@@ -61,18 +85,36 @@ fn failed(image: &str, error: impl std::fmt::Display) -> RuntimeError {
 }
 
 #[async_trait]
-impl ImageProvider for RegistryImages {
+impl Prestart for RegistryImages {
+    fn name(&self) -> &str {
+        "image"
+    }
+
+    fn wanted_by(&self, caps: &Capabilities) -> bool {
+        caps.image_rootfs
+    }
+
     async fn prepare(
         &self,
-        spec: &ServiceSpec,
-        rootfs: &Path,
-        progress: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<ImageConfig, RuntimeError> {
-        let image = spec.image.as_deref().unwrap_or_default();
-        let credentials = self.credentials_for(spec, image);
+        spec: &InstanceSpec,
+        prepared: &mut Prepared,
+        progress: Progress<'_>,
+    ) -> Result<(), RuntimeError> {
+        validate_id(&spec.id)?;
+        let svc = &spec.service;
+        let image = svc.image.as_deref().unwrap_or_default();
+        if image.is_empty() {
+            return Err(RuntimeError::InvalidSpec {
+                service: svc.name.clone(),
+                reason: "image is required for a container".to_string(),
+            });
+        }
+        // Each start gets a fresh root filesystem, as a restarted pod does.
+        self.release(&spec.id).await?;
+        let credentials = self.credentials_for(svc, image);
         let report = |event: PullProgress| match event {
-            PullProgress::Resolving { reference } => progress(format!("resolving {reference}")),
-            PullProgress::Done { digest, cached } => progress(format!(
+            PullProgress::Resolving { reference } => progress(&format!("resolving {reference}")),
+            PullProgress::Done { digest, cached } => progress(&format!(
                 "image {digest} {}",
                 if cached { "cached" } else { "pulled" }
             )),
@@ -83,41 +125,35 @@ impl ImageProvider for RegistryImages {
             .pull(image, credentials.as_ref(), &report)
             .await
             .map_err(|e| failed(image, e))?;
-        // The store makes `dest/rootfs`: the runtime's bundle keeps its files beside it.
-        let bundle = rootfs
-            .parent()
-            .ok_or_else(|| failed(image, "the root filesystem has no bundle directory"))?;
-        // The runtime hands over an empty directory; the store makes its own (a mount point
-        // or a copy). `remove_dir` never removes anything with content in it.
-        match std::fs::remove_dir(rootfs) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(failed(image, format!("{}: {e}", rootfs.display()))),
-        }
-        self.store
-            .create_rootfs(&pulled, bundle)
+        let made = self
+            .store
+            .create_rootfs(&pulled, &self.instance_dir(&spec.id))
             .await
             .map_err(|e| failed(image, e))?;
-        self.in_use()
-            .insert(rootfs.to_path_buf(), pulled.digest.clone());
+        self.in_use().insert(spec.id.clone(), pulled.digest.clone());
         let config = pulled.config;
-        Ok(ImageConfig {
-            entrypoint: config.entrypoint,
-            cmd: config.cmd,
-            env: config.env,
-            working_dir: config.working_dir,
-            user: config.user,
-        })
+        prepared.image = Some(PreparedImage {
+            rootfs: made.path,
+            config: ImageConfig {
+                entrypoint: config.entrypoint,
+                cmd: config.cmd,
+                env: config.env,
+                working_dir: config.working_dir,
+                user: config.user,
+            },
+            digest: pulled.digest,
+        });
+        Ok(())
     }
 
-    async fn release(&self, rootfs: &Path) -> Result<(), RuntimeError> {
-        self.in_use().remove(rootfs);
-        let Some(bundle) = rootfs.parent() else {
-            return Ok(());
-        };
+    /// Unmounts and deletes `<dir>/<id>` (the store never deletes through a mount).
+    async fn release(&self, id: &str) -> Result<(), RuntimeError> {
+        validate_id(id)?;
+        self.in_use().remove(id);
+        let dest = self.instance_dir(id);
         self.store
-            .remove_rootfs(bundle)
+            .remove_rootfs(&dest)
             .await
-            .map_err(|e| failed(&rootfs.display().to_string(), e))
+            .map_err(|e| failed(&dest.display().to_string(), e))
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod admission;
 mod assign;
+mod details;
 mod exec;
 mod forward;
 pub mod hollow;
@@ -18,10 +19,13 @@ mod prestart;
 mod probing;
 mod pty;
 mod report;
+#[cfg(test)]
+mod residue;
 pub mod restart;
 mod runner;
 mod statefile;
 mod streams;
+mod usage;
 
 use admission::NodeFacts;
 use canopy_model::{GeoPoint, IllegalTransition, NetworkCoordinate, ResourceAmounts, RuntimeKind};
@@ -115,13 +119,25 @@ pub struct Agent {
     /// What admission reads of this node (name, runtimes, capacity, labels).
     facts: NodeFacts,
     runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
-    /// The prestart hooks each runtime wants (by its capabilities).
-    prestart: prestart::Hooks,
+    /// The prestart hooks each runtime wants (by its capabilities), and what it can do
+    /// with them around it.
+    prestart: BTreeMap<RuntimeKind, prestart::RuntimeHooks>,
+    /// Where start progress (image pulls) goes: the instance's events.
+    events: canopy_runtime::Events,
     instances: Mutex<BTreeMap<String, Local>>,
     statefile: StateFile,
     uplink: Uplink,
     outbox: std::sync::Mutex<Option<Outbox>>,
     probing: probing::Probing,
+    /// Usage sampling: what was last sent up, and a sample not sent yet.
+    usage: std::sync::Mutex<UsageReports>,
+}
+
+#[derive(Default)]
+struct UsageReports {
+    sampler: usage::Sampler,
+    sent: Option<BTreeMap<String, canopy_model::Usage>>,
+    pending: Option<BTreeMap<String, canopy_model::Usage>>,
 }
 
 fn now_ms() -> i64 {
@@ -137,8 +153,8 @@ impl Agent {
         Agent::open_with_hooks(config, runtimes, Vec::new()).await
     }
 
-    /// [`Agent::open`] with prestart hooks (the network), run around each runtime whose
-    /// capabilities want them.
+    /// [`Agent::open`] with prestart hooks (the image, the network), run in the order
+    /// given around each runtime whose capabilities want them.
     pub async fn open_with_hooks(
         config: NodeConfig,
         runtimes: Vec<Arc<dyn Runtime>>,
@@ -182,32 +198,40 @@ impl Agent {
         for (id, (runtime, _)) in &recovered {
             if !instances.contains_key(id) {
                 let _ = runtime.remove(id).await;
-                for hook in prestart.get(&runtime.kind()).into_iter().flatten().rev() {
-                    let _ = hook.release(id).await;
+                if let Some(h) = prestart.get(&runtime.kind()) {
+                    let _ = h.hooks.release(id).await;
                 }
             }
         }
         let facts = NodeFacts {
             name: config.name.clone(),
             runtimes: runtimes.keys().copied().collect(),
+            capabilities: prestart
+                .iter()
+                .map(|(kind, h)| (*kind, h.capabilities))
+                .collect(),
             capacity: config.capacity,
             labels: config.labels.clone(),
         };
+        let (events, progress) = runner::event_channel();
         let agent = Arc::new(Agent {
             probing: probing::Probing::new(&config.cluster, config.coordinate),
             config,
             facts,
             runtimes,
             prestart,
+            events,
             instances: Mutex::new(instances),
             statefile,
             uplink,
             outbox: std::sync::Mutex::new(Some(outbox)),
+            usage: Default::default(),
         });
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));
         }
-        agent.forward_runtime_events();
+        agent.forward_runtime_events(progress);
+        tokio::spawn(sample_usage(Arc::downgrade(&agent)));
         Ok(agent)
     }
 
@@ -323,9 +347,20 @@ impl Child for ClusterSide {
     }
 
     async fn heartbeat(&self) -> pb::Heartbeat {
+        let usage = self
+            .0
+            .usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pending
+            .take();
         pb::Heartbeat {
             allocated: None,
             coordinate: self.0.probing.coordinate_update(),
+            has_usage: usage.is_some(),
+            usage: usage
+                .map(|u| canopy_tier::instance_usage_to_pb(&u))
+                .unwrap_or_default(),
         }
     }
 
@@ -338,11 +373,52 @@ impl Child for ClusterSide {
     }
 
     async fn on_link(&self, up: Option<Timing>) {
+        if up.is_some() {
+            // A cluster that restarted knows nothing of the use: the next sample goes up.
+            self.0.usage.lock().unwrap_or_else(|p| p.into_inner()).sent = None;
+        }
         match up {
             Some(_) => tracing::info!(node = %self.0.config.name, "linked to the cluster"),
             None => {
                 tracing::warn!(node = %self.0.config.name, "link to the cluster down; instances keep running")
             }
+        }
+    }
+}
+
+/// Samples what each running instance uses every [`usage::SAMPLE_PERIOD`], until the agent
+/// is gone; a noticeable change waits for the next heartbeat.
+async fn sample_usage(agent: std::sync::Weak<Agent>) {
+    let mut every = tokio::time::interval(usage::SAMPLE_PERIOD);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(agent) = agent.upgrade() else { return };
+        let running: Vec<(String, Arc<dyn Runtime>)> = {
+            let instances = agent.instances.lock().await;
+            instances
+                .iter()
+                .filter(|(_, l)| l.state() == canopy_model::InstanceState::Running)
+                .filter_map(|(id, l)| {
+                    let runtime = agent.runtimes.get(&l.record.workload.spec.runtime)?;
+                    runtime
+                        .capabilities()
+                        .stats
+                        .then(|| (id.clone(), runtime.clone()))
+                })
+                .collect()
+        };
+        let mut stats = BTreeMap::new();
+        for (id, runtime) in running {
+            if let Ok(sample) = runtime.stats(&id).await {
+                stats.insert(id, sample);
+            }
+        }
+        let mut reports = agent.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let now = reports.sampler.sample(stats, std::time::Instant::now());
+        if usage::noticeably_changed(reports.sent.as_ref(), &now) {
+            reports.sent = Some(now.clone());
+            reports.pending = Some(now);
         }
     }
 }

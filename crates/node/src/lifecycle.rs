@@ -21,11 +21,19 @@ pub(crate) struct Local {
     last_termination: Option<Termination>,
     /// When it reached its state, unix ms.
     at_ms: i64,
+    /// Its runtime, and once started its address, ports and image.
+    pub details: crate::details::Details,
+    /// Held by a start and by the stop: one at a time, so a stop never races a start.
+    pub op: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Local {
     fn new(record: Record, state: InstanceState, reason: &str, at_ms: i64) -> Local {
+        let mut details = crate::details::Details::of(&record.workload.spec);
+        // Re-adopted after an agent restart: the digest was kept with the assignment.
+        details.image(record.image_digest.as_deref());
         Local {
+            details,
             record,
             state,
             reason: reason.to_string(),
@@ -33,6 +41,7 @@ impl Local {
             ready: false,
             last_termination: None,
             at_ms,
+            op: Default::default(),
         }
     }
 
@@ -203,6 +212,7 @@ mod tests {
                 generation: 1,
                 workload,
                 restarts: 0,
+                image_digest: None,
             },
             Err(e) => panic!("test workload: {e}"),
         }

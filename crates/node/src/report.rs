@@ -2,7 +2,7 @@
 //! up (admitted, running, backing off, ended, refused, stopped) is built here.
 
 use crate::lifecycle::Local;
-use canopy_model::{InstanceState, Termination};
+use canopy_model::{InstanceDetails, InstanceState, Termination};
 use canopy_tier::{Reported, StatusReport};
 
 /// What a report says beyond its state and reason.
@@ -12,6 +12,7 @@ struct Details<'a> {
     restarts: u32,
     ready: bool,
     last_termination: Option<&'a Termination>,
+    details: Option<&'a InstanceDetails>,
 }
 
 fn build(
@@ -29,6 +30,7 @@ fn build(
         // The lifecycle keeps `ready` to Running (see `Local`); the builder passes it on.
         ready: details.ready,
         last_termination: details.last_termination.cloned(),
+        details: details.details.cloned().unwrap_or_default(),
         ..StatusReport::new(id, generation, state, reason)
             .on_node(node)
             .at(at_ms)
@@ -48,6 +50,7 @@ pub(crate) fn of(node: &str, id: &str, local: &Local) -> StatusReport {
             restarts: local.record.restarts,
             ready: local.ready(),
             last_termination: local.last_termination(),
+            details: Some(local.details.current()),
         },
         local.at_ms(),
     )
@@ -114,6 +117,7 @@ mod tests {
                     generation: 4,
                     workload,
                     restarts: 0,
+                    image_digest: None,
                 },
                 10,
             ),

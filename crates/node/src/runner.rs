@@ -5,7 +5,7 @@
 use crate::Agent;
 use crate::restart::{Decision, Tracker};
 use canopy_model::Termination;
-use canopy_runtime::{Exit, InstanceSpec, Runtime};
+use canopy_runtime::{Exit, Fault, InstanceSpec, Runtime};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -24,28 +24,20 @@ impl Agent {
                     let spec = &local.record.workload.spec;
                     let runtime = self.runtimes.get(&spec.runtime).cloned()?;
                     let tracker = Tracker::new(spec.restart_policy, local.record.restarts);
-                    Some((runtime, self.spec_of(&id, local), tracker))
+                    Some((runtime, self.spec_of(&id, local), tracker, local.op.clone()))
                 })
         };
-        let Some((runtime, spec, mut tracker)) = found else {
+        let Some((runtime, spec, mut tracker, op)) = found else {
             return;
         };
         let mut start = !adopted;
         loop {
             let began = Instant::now();
             let exit = if start {
-                match self.start_prepared(runtime.as_ref(), &spec).await {
-                    Ok(started) => {
-                        self.update(&id, generation, false, |l, at| l.running(started.pid, at))
-                            .await;
-                        wait(runtime.as_ref(), &id).await
-                    }
-                    Err(e) => Exit {
-                        code: None,
-                        signal: None,
-                        oom_killed: false,
-                        reason: format!("could not start: {e}"),
-                    },
+                match self.start_once(runtime.as_ref(), &spec, &op).await {
+                    Start::Running => wait(runtime.as_ref(), &id).await,
+                    Start::Failed(exit) => exit,
+                    Start::Gone => return,
                 }
             } else {
                 wait(runtime.as_ref(), &id).await
@@ -81,6 +73,86 @@ impl Agent {
         }
     }
 
+    /// One start of the instance, serialised with its stop by `op`: an instance stopped
+    /// while it waited is not started, and one stopped while it starts is stopped after.
+    async fn start_once(
+        &self,
+        runtime: &dyn Runtime,
+        spec: &InstanceSpec,
+        op: &tokio::sync::Mutex<()>,
+    ) -> Start {
+        let (id, generation) = (spec.id.as_str(), spec.generation);
+        let _op = op.lock().await;
+        if !self.is_current(id, generation).await {
+            return Start::Gone;
+        }
+        let error = match self.start_prepared(runtime, spec).await {
+            Ok((started, prepared)) => {
+                let digest = prepared.image.as_ref().map(|i| i.digest.clone());
+                // The digest is kept with the assignment: a re-adopting agent knows it.
+                let persist = digest.is_some();
+                self.update(id, generation, persist, |l, at| {
+                    l.details.network(prepared.network.as_ref());
+                    l.details.image(digest.as_deref());
+                    l.running(started.pid, at)?;
+                    l.record.image_digest = digest;
+                    Ok(())
+                })
+                .await;
+                return Start::Running;
+            }
+            Err(e) => e,
+        };
+        match error.fault() {
+            // Any instance would fail here: its cluster places it on another node.
+            Fault::Node(why) => {
+                self.refuse_started(runtime, id, generation, &why).await;
+                Start::Gone
+            }
+            Fault::Workload => Start::Failed(Exit {
+                code: None,
+                signal: None,
+                oom_killed: false,
+                reason: format!("could not start: {error}"),
+            }),
+        }
+    }
+
+    async fn is_current(&self, id: &str, generation: u64) -> bool {
+        let instances = self.instances.lock().await;
+        instances
+            .get(id)
+            .is_some_and(|l| l.generation() == generation && !l.is_stopping())
+    }
+
+    /// The node failed to start `id` for a reason of its own: it frees what the start left,
+    /// forgets the instance and refuses it upward with the reason.
+    async fn refuse_started(&self, runtime: &dyn Runtime, id: &str, generation: u64, why: &str) {
+        tracing::warn!(
+            instance = id,
+            reason = why,
+            "cannot start instances here: refusing"
+        );
+        // The hooks released theirs when the start failed; the runtime's is left.
+        if let Err(e) = runtime.remove(id).await {
+            tracing::warn!(instance = id, error = %e, "cleanup after a refused start failed");
+        }
+        let mut instances = self.instances.lock().await;
+        let ours = instances
+            .get(id)
+            .is_some_and(|l| l.generation() == generation && !l.is_stopping());
+        if !ours {
+            return;
+        }
+        instances.remove(id);
+        self.save(&instances);
+        drop(instances);
+        let node = &self.config.name;
+        let reason = format!("node {node} cannot start instances: {why}");
+        let refused = crate::report::refused(node, id, generation, &reason, crate::now_ms());
+        self.uplink.report(&refused);
+    }
+
     /// Stops instance `id` at `generation` (grace, then kill), frees what it holds, forgets
     /// it and reports it `Terminated`.
     pub(crate) async fn stop_instance(&self, id: &str, generation: u64, reason: &str) {
@@ -96,10 +168,15 @@ impl Agent {
             if let Err(e) = local.terminating(reason, crate::now_ms()) {
                 tracing::debug!(instance = id, error = %e, "already stopped");
             }
-            self.runtimes
+            let runtime = self
+                .runtimes
                 .get(&local.record.workload.spec.runtime)
-                .cloned()
+                .cloned();
+            (runtime, local.op.clone())
         };
+        let (runtime, op) = runtime;
+        // A start under way finishes first, so what it made is stopped and removed here.
+        let _op = op.lock().await;
         if let Some(runtime) = runtime {
             if let Err(e) = runtime.stop(id, self.config.stop_grace).await {
                 tracing::warn!(instance = id, error = %e, "stop failed");
@@ -128,15 +205,11 @@ impl Agent {
         ));
     }
 
-    /// Start progress from the runtimes (image pulls) becomes the reason of a Starting
-    /// instance, so `canopy describe` shows it as an event.
-    pub(crate) fn forward_runtime_events(self: &Arc<Self>) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
-        let events: canopy_runtime::Events = Arc::new(move |id: &str, text: &str| {
-            let _ = tx.send((id.to_string(), text.to_string()));
-        });
+    /// Start progress from the hooks and runtimes (image pulls) becomes the reason of a
+    /// Starting instance, so `canopy describe` shows it as an event.
+    pub(crate) fn forward_runtime_events(self: &Arc<Self>, mut rx: Progress) {
         for runtime in self.runtimes.values() {
-            runtime.set_events(events.clone());
+            runtime.set_events(self.events.clone());
         }
         let agent = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -175,6 +248,27 @@ impl Agent {
             prepared: Default::default(),
         }
     }
+}
+
+/// How one start went.
+enum Start {
+    Running,
+    /// It could not start, for a reason of the workload's: the restart policy decides.
+    Failed(Exit),
+    /// Stopped meanwhile, or refused upward: nothing more for its supervisor to do.
+    Gone,
+}
+
+/// The receiving end of the agent's [`canopy_runtime::Events`].
+pub(crate) type Progress = tokio::sync::mpsc::UnboundedReceiver<(String, String)>;
+
+/// The events sink hooks and runtimes report start progress to, and its receiver.
+pub(crate) fn event_channel() -> (canopy_runtime::Events, Progress) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    let events: canopy_runtime::Events = Arc::new(move |id: &str, text: &str| {
+        let _ = tx.send((id.to_string(), text.to_string()));
+    });
+    (events, rx)
 }
 
 async fn wait(runtime: &dyn Runtime, id: &str) -> Exit {

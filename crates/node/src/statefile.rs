@@ -14,6 +14,9 @@ pub struct Record {
     pub generation: u64,
     pub workload: Workload,
     pub restarts: u32,
+    /// The image manifest digest the instance's current run was started from (containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
 }
 
 pub struct StateFile {

@@ -261,6 +261,8 @@ mod tests {
             restarts: 0,
             last_termination: None,
             ready: false,
+            details: Default::default(),
+            usage: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
             events: Vec::new(),

@@ -4,6 +4,10 @@ pub const APPLICATIONS: &str = "/apps/";
 pub const INSTANCES: &str = "/instances/";
 pub const CLUSTERS: &str = "/clusters/";
 pub const NODES: &str = "/nodes/";
+/// What the operator set (cordon, labels): kept apart from what clusters report, so a
+/// report never overwrites it.
+pub const OPERATOR_NODES: &str = "/operator/nodes/";
+pub const OPERATOR_CLUSTERS: &str = "/operator/clusters/";
 
 pub fn application(namespace: &str, name: &str) -> String {
     format!("{APPLICATIONS}{namespace}/{name}")
@@ -15,6 +19,22 @@ pub fn applications_in(namespace: &str) -> String {
 
 pub fn instance(id: &str) -> String {
     format!("{INSTANCES}{id}")
+}
+
+pub fn node(cluster: &str, name: &str) -> String {
+    format!("{NODES}{cluster}/{name}")
+}
+
+pub fn cluster(name: &str) -> String {
+    format!("{CLUSTERS}{name}")
+}
+
+pub fn node_settings(cluster: &str, name: &str) -> String {
+    format!("{OPERATOR_NODES}{cluster}/{name}")
+}
+
+pub fn cluster_settings(name: &str) -> String {
+    format!("{OPERATOR_CLUSTERS}{name}")
 }
 
 /// What a store key names, for the event stream.

@@ -3,6 +3,7 @@
 
 pub mod api;
 mod auth;
+pub mod build_info;
 pub mod desired;
 pub mod federation;
 pub mod instances;
@@ -33,6 +34,7 @@ impl Root {
         desired.reconcile_all().await?;
         let instances = instances::InstanceCache::start(store).await?;
         let federation = federation::Federation::new(desired.clone(), instances, timing);
+        federation.load_settings().await?;
         Ok(Root {
             desired,
             federation,

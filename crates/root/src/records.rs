@@ -112,7 +112,17 @@ pub struct ApplyResult {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ScaleRequest {
+    #[serde(deserialize_with = "canopy_model::integer::integral")]
+    #[schema(schema_with = scale_replicas)]
     pub replicas: u32,
+}
+
+fn scale_replicas() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(canopy_model::limits::MAX_REPLICAS))
+        .build()
 }
 
 /// Counts instance states into a service status.

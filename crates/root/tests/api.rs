@@ -462,6 +462,97 @@ async fn openapi_parameters_are_where_the_router_reads_them() {
     server.stop().await;
 }
 
+/// The media types the document lists for a descriptor are exactly the ones the root reads:
+/// each is accepted, any other answers 415 with the JSON error.
+#[tokio::test]
+async fn every_documented_descriptor_type_is_accepted_and_no_other() {
+    let server = Server::start().await;
+    let (_, spec) = server.get("/openapi.json").await;
+    for (path, method) in [
+        ("/api/v1/apply", "post"),
+        ("/api/v1/applications", "post"),
+        ("/api/v1/applications/{namespace}/{name}", "put"),
+    ] {
+        let types: BTreeSet<&str> = spec["paths"][path][method]["requestBody"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert!(
+            types.contains("application/json") && types.contains("application/yaml"),
+            "{method} {path}: {types:?}"
+        );
+        for code in ["400", "413", "415"] {
+            let error = &spec["paths"][path][method]["responses"][code]["content"]["application/json"]
+                ["schema"];
+            assert_eq!(
+                error["$ref"], "#/components/schemas/ErrorBody",
+                "{method} {path} {code}"
+            );
+        }
+    }
+    let content = spec["paths"]["/api/v1/apply"]["post"]["requestBody"]["content"]
+        .as_object()
+        .unwrap();
+    for (i, media_type) in content.keys().enumerate() {
+        let name = format!("typed{i}");
+        let text = if media_type.contains("json") {
+            app(&name, 0).to_string()
+        } else {
+            format!(
+                "apiVersion: canopy.dev/v1\nkind: Application\nmetadata:\n  name: {name}\nspec:\n  services: []\n"
+            )
+        };
+        let (status, body) = server.apply(media_type, text).await;
+        assert_eq!(status, StatusCode::OK, "{media_type}: {body}");
+    }
+    let (status, body) = server.apply("application/xml", "<application/>").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(body["code"], "unsupported_media_type");
+    server.stop().await;
+}
+
+/// Query values outside their documented enum or format answer 400 with the JSON error,
+/// and the event stream is documented as text/event-stream, not as one JSON object.
+#[tokio::test]
+async fn bad_query_values_answer_400_and_the_stream_is_documented_as_sse() {
+    let server = Server::start().await;
+    for query in [
+        "/api/v1/instances?state=Sleeping",
+        "/api/v1/instances?state=",
+        "/api/v1/events?since=yesterday",
+        "/api/v1/events?since=-1",
+        "/api/v1/events?since=1.5",
+    ] {
+        let (status, body) = server.get(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["code"], "bad_request", "{query}: {body}");
+    }
+    let (status, _) = server.get("/api/v1/instances?state=Running").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, spec) = server.get("/openapi.json").await;
+    let events = &spec["paths"]["/api/v1/events"]["get"];
+    let stream = &events["responses"]["200"]["content"]["text/event-stream"]["schema"];
+    assert_eq!(stream["type"], "string", "{stream}");
+    assert_eq!(
+        stream["x-event-data"]["$ref"],
+        "#/components/schemas/ChangeEvent"
+    );
+    for code in ["400", "410"] {
+        assert!(events["responses"][code].is_object(), "events lacks {code}");
+    }
+    let state = &spec["components"]["schemas"]["InstanceState"]["enum"];
+    assert!(
+        state
+            .as_array()
+            .is_some_and(|s| s.contains(&json!("Running"))),
+        "{state}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn openapi_docs_and_health_are_served() {
     let server = Server::start().await;
@@ -1093,5 +1184,230 @@ async fn a_lowercased_name_never_takes_over_another_application() {
     let (status, body) = server.apply("application/json", sla).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["applications"][0]["action"], "unchanged", "{body}");
+    server.stop().await;
+}
+
+fn labelled(name: &str, app_labels: Value, service_labels: Value) -> Value {
+    let mut app = app(name, 1);
+    app["metadata"]["labels"] = app_labels;
+    app["spec"]["services"][0]["labels"] = service_labels;
+    app
+}
+
+#[tokio::test]
+async fn label_selectors_filter_the_lists_and_a_bad_one_is_a_400_naming_its_part() {
+    let server = Server::start().await;
+    let shop = labelled("shop", json!({"team": "a"}), json!({"tier": "web"}));
+    let blog = labelled("blog", json!({"team": "b", "tier": "app"}), json!({}));
+    for app in [&shop, &blog] {
+        let (status, body) = server.post_json("/api/v1/applications", app).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let names = |body: &Value, field: &str| -> Vec<String> {
+        let mut names: Vec<String> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                let value = field.split('.').fold(item, |v, f| &v[f]);
+                value.as_str().unwrap().to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let cases = [
+        (
+            "/api/v1/applications?labelSelector=team%3Da",
+            "metadata.name",
+            vec!["shop"],
+        ),
+        (
+            "/api/v1/applications?labelSelector=team%21%3Da",
+            "metadata.name",
+            vec!["blog"],
+        ),
+        (
+            "/api/v1/applications?labelSelector=%21team",
+            "metadata.name",
+            vec![],
+        ),
+        // A service carries its application's labels under its own.
+        (
+            "/api/v1/services?labelSelector=tier%3Dweb",
+            "application",
+            vec!["shop"],
+        ),
+        (
+            "/api/v1/services?labelSelector=tier%3Dapp",
+            "application",
+            vec!["blog"],
+        ),
+        (
+            "/api/v1/services?labelSelector=team",
+            "application",
+            vec!["blog", "shop"],
+        ),
+        (
+            "/api/v1/instances?labelSelector=team%3Db,tier",
+            "application",
+            vec!["blog"],
+        ),
+        ("/api/v1/clusters?labelSelector=zone", "name", vec![]),
+        ("/api/v1/nodes?labelSelector=zone", "name", vec![]),
+    ];
+    for (path, field, expected) in cases {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(names(&body, field), expected, "{path}");
+    }
+    for path in [
+        "/api/v1/applications?labelSelector=team%3D%3D%3Da",
+        "/api/v1/services?labelSelector=a,,b",
+        "/api/v1/instances?labelSelector=Bad%20Key",
+        "/api/v1/nodes?labelSelector=x%3D-y",
+        "/api/v1/clusters?labelSelector=in%20(a)",
+    ] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["code"], "invalid_label_selector", "{path}: {body}");
+        assert_eq!(detail_paths(&body), ["labelSelector"], "{path}: {body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_apply_checks_everything_and_writes_nothing() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/apply?dryRun=true",
+            "application/json",
+            app("shop", 2).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applications"][0]["action"], "created");
+    let (_, apps) = server.get("/api/v1/applications").await;
+    assert_eq!(apps, json!([]), "a dry run created nothing");
+    let (_, instances) = server.get("/api/v1/instances").await;
+    assert_eq!(instances, json!([]));
+
+    let (status, _) = server
+        .apply("application/json", app("shop", 2).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let dry = |body: Value| {
+        server.send(
+            reqwest::Method::POST,
+            "/api/v1/apply?dryRun=true",
+            "application/json",
+            body.to_string(),
+        )
+    };
+    let (_, body) = dry(app("shop", 2)).await;
+    assert_eq!(body["applications"][0]["action"], "unchanged");
+    let (_, body) = dry(app("shop", 5)).await;
+    assert_eq!(body["applications"][0]["action"], "configured");
+    assert_eq!(body["applications"][0]["generation"], 2);
+    let (_, view) = server.get("/api/v1/applications/default/shop").await;
+    assert_eq!(
+        view["spec"]["services"][0]["replicas"], 2,
+        "still as applied"
+    );
+    assert_eq!(view["status"]["generation"], 1);
+
+    // The same checks as a real apply: invalid input, and the lowercasing conflict.
+    let mut invalid = app("shop", 1);
+    invalid["spec"]["services"][0]["replicas"] = json!(-1);
+    let (status, _) = dry(invalid).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/apply?dryRun=maybe",
+            "application/json",
+            app("shop", 1).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_version_endpoint_names_the_build() {
+    let server = Server::start().await;
+    let (status, body) = server.get("/api/v1/version").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    // Built in a git checkout (as the tests are), the commit is known.
+    assert!(
+        body["gitCommit"].as_str().is_some_and(|c| c.len() >= 7),
+        "{body}"
+    );
+    let (_, spec) = server.get("/openapi.json").await;
+    assert!(spec["paths"]["/api/v1/version"]["get"].is_object());
+    let params = |path: &str, method: &str| -> Vec<String> {
+        spec["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert!(params("/api/v1/apply", "post").contains(&"dryRun".to_string()));
+    for path in [
+        "/api/v1/applications",
+        "/api/v1/services",
+        "/api/v1/instances",
+        "/api/v1/clusters",
+        "/api/v1/nodes",
+    ] {
+        assert!(
+            params(path, "get").contains(&"labelSelector".to_string()),
+            "{path}"
+        );
+    }
+    server.stop().await;
+}
+
+/// Clusters, nodes and instances that do not exist answer 404 with the JSON error body, for
+/// reads and for the operator's verbs alike; malformed labels answer 400 naming the label.
+#[tokio::test]
+async fn infrastructure_objects_and_verbs_answer_404_and_400_as_json() {
+    let server = Server::start().await;
+    for path in ["/api/v1/clusters/nowhere", "/api/v1/nodes/nowhere/n1"] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["code"], "not_found", "{path}: {body}");
+    }
+    for verb in ["cordon", "uncordon", "drain"] {
+        let path = format!("/api/v1/nodes/nowhere/n1/{verb}");
+        let (status, body) = server.post_json(&path, &Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["code"], "not_found");
+    }
+    let (status, body) = server
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/instances/nope",
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "not_found");
+    let bad = serde_json::json!({"labels": {"-bad": "x", "good": "a b"}});
+    let (status, body) = server
+        .send(
+            reqwest::Method::PATCH,
+            "/api/v1/nodes/nowhere/n1/labels",
+            "application/merge-patch+json",
+            bad.to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(detail_paths(&body), ["labels.-bad", "labels.good"]);
     server.stop().await;
 }

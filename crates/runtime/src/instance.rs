@@ -403,6 +403,8 @@ where
 /// Deletes `dir` and all in it; a missing one is fine.
 pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<(), RuntimeError> {
     match fs::remove_dir_all(dir) {
+        // An empty directory goes without opening it: also on a node out of descriptors.
+        Err(_) if fs::remove_dir(dir).is_ok() => Ok(()),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(RuntimeError::io("remove", dir, e))
         }

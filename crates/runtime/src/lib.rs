@@ -1,12 +1,15 @@
 //! Node runtimes behind one trait (Nomad's task-driver shape): the `process` runtime
 //! (native commands in their own session, logs in files, limits in cgroups v1 or v2) and the
-//! `container` runtime ([`OciRuntime`]: OCI bundles run by runc or crun, CNI networking).
-//! Both keep per-instance state on disk so a restarted agent re-adopts its workloads.
+//! `container` runtime ([`OciRuntime`]: OCI bundles run by runc or crun). Both keep
+//! per-instance state on disk so a restarted agent re-adopts its workloads. What a runtime
+//! does not make itself (a container's root filesystem, its network namespace) the node's
+//! prestart hooks ([`Prestart`], run as a chain by [`Hooks`]) prepare around it.
 
 mod cgroup;
 mod error;
 mod exec;
 mod follow;
+mod hooks;
 mod instance;
 mod logs;
 mod oci;
@@ -19,12 +22,13 @@ mod supervise;
 
 pub use canopy_net::{CniConfig, NetworkHook, PortMapping};
 pub use cgroup::CgroupVersion;
-pub use error::RuntimeError;
+pub use error::{Fault, RuntimeError};
 pub use follow::{LogChunks, LogFollower, Output as LogOutput, previous_paths};
-pub use oci::{ImageConfig, ImageProvider, OciOptions, OciRuntime};
-pub use prestart::{NetworkPrestart, Prepared, PreparedNetwork, Prestart};
+pub use hooks::Hooks;
+pub use oci::{ImageConfig, OciOptions, OciRuntime};
+pub use prestart::{NetworkPrestart, Prepared, PreparedImage, PreparedNetwork, Prestart, Progress};
 pub use process::{ProcessOptions, ProcessRuntime};
-pub use supervise::LogPaths;
+pub use supervise::{LogPaths, validate_id};
 
 use async_trait::async_trait;
 use canopy_model::{RuntimeKind, ServiceSpec};
@@ -109,7 +113,7 @@ pub struct Recovered {
 }
 
 /// Receives progress of an instance's start that is worth showing its owner (image pull
-/// steps), as (instance id, text).
+/// steps, from the image hook or a runtime), as (instance id, text).
 pub type Events = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// What a runtime can do, declared as Nomad's task drivers declare theirs, so the agent
@@ -131,6 +135,25 @@ pub struct Capabilities {
     pub logs: bool,
     /// Enforces CPU and memory limits.
     pub limits: bool,
+    /// Runs OCI images from a root filesystem prepared for it ([`Prepared::image`]), so the
+    /// node's image hook pulls the image and makes it one.
+    pub image_rootfs: bool,
+}
+
+impl Capabilities {
+    /// What either can do: a runtime's own capabilities plus what a hook adds around it.
+    pub fn union(self, other: Capabilities) -> Capabilities {
+        Capabilities {
+            ports: self.ports || other.ports,
+            networking: self.networking || other.networking,
+            netns: self.netns || other.netns,
+            stats: self.stats || other.stats,
+            exec: self.exec || other.exec,
+            logs: self.logs || other.logs,
+            limits: self.limits || other.limits,
+            image_rootfs: self.image_rootfs || other.image_rootfs,
+        }
+    }
 }
 
 /// One interface for every runtime (container, wasm, process). Restart policy is the

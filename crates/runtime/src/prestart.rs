@@ -1,8 +1,10 @@
 //! Prestart hooks: what the node prepares for an instance before its runtime starts it
-//! (a network namespace today; the image, identity and volumes next) and frees after the
-//! runtime removed it. Any runtime that can join what a hook made (containers now, wasm
-//! or microVMs later) gets the same network from the same hook.
+//! (the image's root filesystem and a network namespace today; identity and volumes next)
+//! and frees after the runtime removed it. Any runtime that can use what a hook made
+//! (containers now, wasm or microVMs later) gets the same image and network from the same
+//! hooks; [`crate::Hooks`] runs them as a chain.
 
+use crate::oci::ImageConfig;
 use crate::supervise::validate_id;
 use crate::{Capabilities, InstanceSpec, RuntimeError};
 use async_trait::async_trait;
@@ -16,6 +18,8 @@ use std::path::PathBuf;
 pub struct Prepared {
     /// The network namespace to join, from the network hook.
     pub network: Option<PreparedNetwork>,
+    /// The image's root filesystem, from the image hook.
+    pub image: Option<PreparedImage>,
 }
 
 /// A network namespace made for the instance, with its address and published ports.
@@ -28,17 +32,37 @@ pub struct PreparedNetwork {
     pub ports: Vec<PortMapping>,
 }
 
+/// A pulled image and the root filesystem made from it for this start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedImage {
+    /// An absolute path, in a directory of the instance's own (not in the runtime's bundle).
+    pub rootfs: PathBuf,
+    /// What the image says about running it.
+    pub config: ImageConfig,
+    /// The image manifest's digest (`sha256:…`): exactly what runs.
+    pub digest: String,
+}
+
+/// Where a hook reports progress worth showing the instance's owner (pull steps).
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
 /// One step the node runs around a runtime: `prepare` before `start` (it may be run again
 /// for a restart, so it replaces what an earlier start left), `release` after `remove`.
 #[async_trait]
 pub trait Prestart: Send + Sync + 'static {
     fn name(&self) -> &str;
-    /// Whether a runtime with these capabilities needs this step.
+    /// Whether a runtime with these (its own) capabilities needs this step.
     fn wanted_by(&self, caps: &Capabilities) -> bool;
+    /// What a runtime can do once this step runs around it (the network hook publishes
+    /// ports); added to the runtime's own in the node's view.
+    fn provides(&self) -> Capabilities {
+        Capabilities::default()
+    }
     async fn prepare(
         &self,
         spec: &InstanceSpec,
         prepared: &mut Prepared,
+        progress: Progress<'_>,
     ) -> Result<(), RuntimeError>;
     /// Frees what `prepare` made for `id`; idempotent, and works from on-disk state
     /// after an agent restart.
@@ -75,10 +99,19 @@ impl Prestart for NetworkPrestart {
         caps.netns && !caps.networking
     }
 
+    fn provides(&self) -> Capabilities {
+        Capabilities {
+            ports: true,
+            networking: true,
+            ..Capabilities::default()
+        }
+    }
+
     async fn prepare(
         &self,
         spec: &InstanceSpec,
         prepared: &mut Prepared,
+        _progress: Progress<'_>,
     ) -> Result<(), RuntimeError> {
         validate_id(&spec.id)?;
         let st = self.hook.prepare(&spec.id, &spec.service.ports).await?;

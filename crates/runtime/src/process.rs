@@ -1,7 +1,7 @@
 //! The `process` runtime: a native command per instance, in its own session, with its
 //! output in files and its limits in cgroups, tracked on disk so that it outlives the agent.
 
-use crate::cgroup::{CgroupVersion, Cgroups, OomCounters};
+use crate::cgroup::{CgroupVersion, Cgroups, InstanceCgroup, OomCounters};
 use crate::instance::{self, Instances, LogRotation, remove_dir_if_exists, terminate};
 use crate::state::{self, PersistedState};
 use crate::supervise::{
@@ -267,7 +267,13 @@ impl ProcessRuntime {
         }
     }
 
-    fn start_locked(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
+    /// Starts the instance; `made` is the cgroup it created, for the caller to remove when
+    /// the start fails after that (nothing runs in it then, and nothing else would).
+    fn start_locked(
+        &self,
+        spec: &InstanceSpec,
+        made: &mut Option<InstanceCgroup>,
+    ) -> Result<Started, RuntimeError> {
         let id = spec.id.as_str();
         validate_id(id)?;
         let svc = &spec.service;
@@ -311,6 +317,7 @@ impl ProcessRuntime {
         let (cgroup, oom_base, procs) = match &self.cgroups {
             Some(cgs) => {
                 let cg = cgs.instance(id);
+                *made = Some(cg.clone());
                 cg.create(&svc.resources)?;
                 for pid in cg.members().into_iter().filter_map(Pid::from_raw) {
                     let _ = rustix::process::kill_process(pid, Signal::KILL);
@@ -453,12 +460,21 @@ impl Runtime for ProcessRuntime {
             exec: true,
             logs: true,
             limits: self.cgroups.is_some(),
+            image_rootfs: false,
         }
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
         let _guard = self.instances.lock_start(&spec.id).await;
-        self.start_locked(spec)
+        let mut made = None;
+        let started = self.start_locked(spec, &mut made);
+        if started.is_err()
+            && let Some(cg) = made
+            && let Err(e) = cg.remove(Instant::now() + self.opts.kill_timeout).await
+        {
+            tracing::warn!(id = %spec.id, error = %e, "cgroup of a failed start left");
+        }
+        started
     }
 
     async fn wait(&self, id: &str) -> Result<Exit, RuntimeError> {
@@ -497,6 +513,10 @@ impl Runtime for ProcessRuntime {
             if let Some(cg) = &inst.cgroup {
                 cg.remove(Instant::now() + self.opts.kill_timeout).await?;
             }
+        }
+        // Also the group of a start that never ran anything (no state to find it by).
+        if let Some(cg) = self.cgroups.as_ref().map(|c| c.instance(id)) {
+            cg.remove(Instant::now() + self.opts.kill_timeout).await?;
         }
         let res = if self.opts.keep_logs_on_remove {
             let kept = if dir.exists() {

@@ -109,8 +109,8 @@ pub(crate) fn pid_i32(pid: u32) -> i32 {
     i32::try_from(pid).unwrap_or(i32::MAX)
 }
 
-/// Ids become directory and cgroup names: keep them to a safe alphabet.
-pub(crate) fn validate_id(id: &str) -> Result<(), RuntimeError> {
+/// Ids become directory and cgroup names (of runtimes and hooks): keep them to a safe alphabet.
+pub fn validate_id(id: &str) -> Result<(), RuntimeError> {
     let bad = |reason| {
         Err(RuntimeError::InvalidId {
             id: id.to_string(),

@@ -1,17 +1,17 @@
 //! The container runtime against real runc (and crun, where it can run here), real CNI
 //! plugins and a real image: a busybox image pushed to a local docker-registry and pulled
-//! through canopy-image's store, which makes each root filesystem an overlay mount (checked
-//! by every test). No mocks. Needs root, runc, containernetworking-plugins, busybox-static,
+//! by an image prestart hook through canopy-image's store, which makes each root filesystem
+//! an overlay mount (checked by every test). The runtime makes neither: the tests run it
+//! inside the node's hook chain ([`Hooks`]: image, then network), as the agent does. No mocks. Needs root, runc, containernetworking-plugins, busybox-static,
 //! docker-registry, umoci, skopeo, iproute2 and iptables; each test says why when it skips.
 //!
 //! Every test uses its own ids, state dir, registry, image store, bridge, subnet and cgroup
 //! parent, so they run in parallel; a guard removes what a failed test leaves behind.
 
-use async_trait::async_trait;
 use canopy_model::ServiceSpec;
 use canopy_runtime::{
-    CniConfig, Exit, ImageConfig, ImageProvider, InstanceSpec, NetworkHook, NetworkPrestart,
-    OciOptions, OciRuntime, Prepared, Prestart, Runtime, RuntimeError,
+    CniConfig, Exit, Hooks, ImageConfig, InstanceSpec, NetworkHook, NetworkPrestart, OciOptions,
+    OciRuntime, Prepared, PreparedImage, Prestart, Runtime, RuntimeError, Started,
 };
 use std::collections::BTreeMap;
 use std::fs;
@@ -85,41 +85,54 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// One test's runtime, state dir and network; dropping it removes what is left even when
-/// the test failed half-way (containers, netns mounts, bridge, cgroups).
+/// One test's runtime, state dir, hooks and network; dropping it removes what is left even
+/// when the test failed half-way (containers, root filesystem and netns mounts, bridge,
+/// cgroups).
 struct Env {
     rt: Option<OciRuntime>,
     dir: tempfile::TempDir,
     binary: String,
     opts: OciOptions,
     images: Arc<RegistryImages>,
+    /// The CNI network the network hook gives containers, when the test has one.
+    network: Option<(CniConfig, PathBuf)>,
+    hooks: Hooks,
     ids: Vec<String>,
     /// Dropped after the containers and mounts (fields drop in order, after `drop`).
     _registry: Registry,
 }
 
 impl Env {
-    /// A runtime whose images come from a registry of its own, through the real store.
+    /// A runtime whose images come from a registry of its own through the real store (the
+    /// image hook), and with `network` a CNI network from the network hook.
     fn new(binary: &str, name: &str, network: bool) -> Env {
         let registry = Registry::start();
-        let images = RegistryImages::new(&registry);
+        let images = Arc::new(RegistryImages::new(&registry));
         let dir = tempfile::tempdir().expect("tempdir");
         let tag = unique(name);
         let opts = OciOptions {
             runtime_binary: binary.to_string(),
             cgroup_parent: format!("canopy-test/{tag}"),
-            network: network.then(|| CniConfig::new(format!("canopy-{tag}"), free_subnet(&tag))),
             ..OciOptions::default()
         };
-        let images = Arc::new(images);
-        let rt = OciRuntime::new(dir.path().to_path_buf(), opts.clone(), images.clone())
-            .expect("runtime");
+        let rt = OciRuntime::new(dir.path().to_path_buf(), opts.clone()).expect("runtime");
+        let mut hooks: Vec<Arc<dyn Prestart>> = vec![images.clone()];
+        let network = network.then(|| {
+            let cfg = CniConfig::new(format!("canopy-{tag}"), free_subnet(&tag));
+            let hook = NetworkHook::new(cfg.clone(), &dir.path().join("@cni")).expect("network");
+            let lease_dir = hook.lease_dir();
+            hooks.push(Arc::new(NetworkPrestart::new(hook)));
+            (cfg, lease_dir)
+        });
+        let hooks = Hooks::wanted_by(&hooks, &rt.capabilities());
         Env {
             rt: Some(rt),
             dir,
             binary: binary.to_string(),
             opts,
             images,
+            network,
+            hooks,
             ids: Vec::new(),
             _registry: registry,
         }
@@ -129,16 +142,24 @@ impl Env {
         self.rt.as_ref().expect("runtime")
     }
 
+    /// The agent's start: the hooks prepare, then the runtime starts with what they made.
+    async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
+        let progress = |line: &str| eprintln!("{}: {line}", spec.id);
+        let (started, _) = self.hooks.start(self.rt(), spec, &progress).await?;
+        Ok(started)
+    }
+
+    /// The agent's removal: the runtime's, then the hooks release theirs.
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.rt().remove(id).await?;
+        self.hooks.release(id).await
+    }
+
     /// A new runtime on the same state dir, as after an agent restart.
     fn restart_runtime(&mut self) {
         drop(self.rt.take());
         self.rt = Some(
-            OciRuntime::new(
-                self.dir.path().to_path_buf(),
-                self.opts.clone(),
-                self.images.clone(),
-            )
-            .expect("runtime"),
+            OciRuntime::new(self.dir.path().to_path_buf(), self.opts.clone()).expect("runtime"),
         );
     }
 
@@ -173,11 +194,13 @@ impl Drop for Env {
                     .output();
             }
         }
-        // Shims left by a failed test end with their containers; netns mounts stay.
-        for m in mounts_under(self.dir.path()) {
+        // Shims left by a failed test end with their containers; netns and rootfs mounts stay.
+        let mut mounts = mounts_under(self.dir.path());
+        mounts.extend(mounts_under(self.images.dir()));
+        for m in mounts {
             let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
         }
-        if let Some(net) = &self.opts.network {
+        if let Some((net, _)) = &self.network {
             let _ = Command::new("ip")
                 .args(["link", "del", &net.bridge_name()])
                 .output();
@@ -299,7 +322,7 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
 /// bundle's `rootfs` is an overlay mount on the host and, while `pid` runs, the container's
 /// own `/` is that overlay.
 fn assert_overlay_root(env: &Env, id: &str, pid: Option<u32>) {
-    let rootfs = env.dir.path().join(id).join("rootfs");
+    let rootfs = env.images.instance_dir(id).join("rootfs");
     let host = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let mount = images::mount_at(&host, &rootfs.display().to_string());
     let Some((fstype, options)) = mount else {
@@ -323,6 +346,13 @@ fn assert_overlay_root(env: &Env, id: &str, pid: Option<u32>) {
     }
 }
 
+/// No cgroup of `id` in any hierarchy.
+fn assert_no_cgroup(env: &Env, id: &str) {
+    for d in env.cgroup_dirs(id) {
+        assert!(!d.exists(), "cgroup {} left", d.display());
+    }
+}
+
 /// Checks that nothing of `id` is left on the machine.
 async fn assert_no_residue(env: &Env, id: &str, ip: Option<IpAddr>) {
     let root = env.runtime_root();
@@ -340,17 +370,23 @@ async fn assert_no_residue(env: &Env, id: &str, ip: Option<IpAddr>) {
         Vec::<String>::new(),
         "mounts left under the state dir"
     );
-    for d in env.cgroup_dirs(id) {
-        assert!(!d.exists(), "cgroup {} left", d.display());
-    }
+    assert_eq!(
+        mounts_under(env.images.dir()),
+        Vec::<String>::new(),
+        "root filesystems left mounted"
+    );
+    assert_no_cgroup(env, id);
     assert!(!env.dir.path().join(id).exists(), "state dir of {id} left");
-    if let Some(net) = &env.opts.network {
+    assert!(
+        !env.images.instance_dir(id).exists(),
+        "root filesystem directory of {id} left"
+    );
+    if let Some((net, lease_dir)) = &env.network {
         let slaves = command_output("ip", &["-o", "link", "show", "master", &net.bridge_name()]);
         assert!(
             slaves.trim().is_empty(),
             "veth left on the bridge: {slaves}"
         );
-        let lease_dir = env.rt().lease_dir().expect("lease dir");
         if let Some(ip) = ip {
             assert!(
                 !lease_dir.join(ip.to_string()).exists(),
@@ -358,7 +394,7 @@ async fn assert_no_residue(env: &Env, id: &str, ip: Option<IpAddr>) {
                 lease_dir.display()
             );
         }
-        let leases: Vec<String> = fs::read_dir(&lease_dir)
+        let leases: Vec<String> = fs::read_dir(lease_dir)
             .map(|d| {
                 d.flatten()
                     .filter_map(|e| e.file_name().to_str().map(str::to_string))
@@ -384,7 +420,7 @@ async fn exit_codes_and_logs(binary: &str) {
     let mut env = Env::new(binary, "exit", false);
     let id = env.id("exit3");
     let rt = env.rt();
-    let started = rt
+    let started = env
         .start(&spec(
             &id,
             service(
@@ -409,7 +445,7 @@ async fn exit_codes_and_logs(binary: &str) {
     assert!(rt.runtime_containers().await.expect("list").is_empty());
 
     // A second start of the same id runs a fresh container; exit 0 is a success.
-    rt.start(&spec(
+    env.start(&spec(
         &id,
         service(&["echo", "hello"], serde_json::json!({})),
     ))
@@ -419,7 +455,7 @@ async fn exit_codes_and_logs(binary: &str) {
     let exit = wait(rt, &id).await;
     assert!(exit.success(), "{exit:?}");
     assert!(rt.logs(&id, 1).await.expect("logs").contains("hello"));
-    rt.remove(&id).await.expect("remove");
+    env.remove(&id).await.expect("remove");
     assert_no_residue(&env, &id, None).await;
 }
 
@@ -427,7 +463,7 @@ async fn start_failures_are_clear(binary: &str) {
     let mut env = Env::new(binary, "fail", false);
     let id = env.id("nope");
     let rt = env.rt();
-    let err = rt
+    let err = env
         .start(&spec(
             &id,
             service(&["no-such-program"], serde_json::json!({})),
@@ -439,14 +475,29 @@ async fn start_failures_are_clear(binary: &str) {
         text.contains("no-such-program") && text.contains(binary),
         "{text}"
     );
-    // It failed in the real image's overlay root, which stays until `remove`.
-    assert_overlay_root(&env, &id, None);
-    // Not a container service: refused before anything runs.
+    // A container that failed to start leaves no cgroup (runc made them before it failed).
+    assert_no_cgroup(&env, &id);
+    // The failed start released what the image hook made for it: no root filesystem left.
+    assert!(
+        !env.images.instance_dir(&id).exists(),
+        "the root filesystem outlived the failed start"
+    );
+    // Without an image, or without the image hook's root filesystem: refused before
+    // anything runs.
     let mut svc = service(&["true"], serde_json::json!({}));
     svc.image = None;
     let err = rt.start(&spec(&id, svc)).await.expect_err("no image");
     assert!(err.to_string().contains("image is required"), "{err}");
-    rt.remove(&id).await.expect("remove");
+    let err = rt
+        .start(&spec(&id, service(&["true"], serde_json::json!({}))))
+        .await
+        .expect_err("no root filesystem");
+    assert!(
+        matches!(err, RuntimeError::InvalidSpec { .. })
+            && err.to_string().contains("no root filesystem was prepared"),
+        "{err}"
+    );
+    env.remove(&id).await.expect("remove");
     assert_no_residue(&env, &id, None).await;
 }
 
@@ -455,7 +506,7 @@ async fn memory_limit_is_enforced(binary: &str) {
     let id = env.id("oom");
     let rt = env.rt();
     // Command substitution makes the shell hold all 200 MB in memory; the limit is 32 MiB.
-    rt.start(&spec(
+    env.start(&spec(
         &id,
         service(
             &[
@@ -473,7 +524,7 @@ async fn memory_limit_is_enforced(binary: &str) {
     assert!(exit.oom_killed, "{exit:?}");
     assert!(exit.reason.starts_with("out of memory"), "{exit:?}");
     assert!(!rt.logs(&id, 5).await.expect("logs").contains("survived"));
-    rt.remove(&id).await.expect("remove");
+    env.remove(&id).await.expect("remove");
     assert_no_residue(&env, &id, None).await;
 }
 
@@ -482,7 +533,7 @@ async fn published_port_answers_and_teardown_is_clean(binary: &str) {
     let id = env.id("web");
     let host_port = free_port();
     let rt = env.rt();
-    let started = rt
+    let started = env
         .start(&spec(
             &id,
             service(
@@ -525,8 +576,8 @@ async fn published_port_answers_and_teardown_is_clean(binary: &str) {
     assert_eq!(exit.signal, Some(9), "{exit:?}");
     assert!(!alive(pid));
     rt.stop(&id, Duration::ZERO).await.expect("stop again");
-    rt.remove(&id).await.expect("remove");
-    rt.remove(&id).await.expect("remove again");
+    env.remove(&id).await.expect("remove");
+    env.remove(&id).await.expect("remove again");
     assert!(http_get(published, "/index.html").is_none());
     assert_no_residue(&env, &id, Some(ip)).await;
 }
@@ -536,7 +587,6 @@ async fn recovery_readopts_a_running_container(binary: &str) {
     let id = env.id("sleeper");
     let ended = env.id("ended");
     let pid = env
-        .rt()
         .start(&spec(
             &id,
             service(&["sleep", "1000"], serde_json::json!({})),
@@ -545,13 +595,12 @@ async fn recovery_readopts_a_running_container(binary: &str) {
         .expect("start")
         .pid
         .expect("pid");
-    env.rt()
-        .start(&spec(
-            &ended,
-            service(&["sh", "-c", "exit 7"], serde_json::json!({})),
-        ))
-        .await
-        .expect("start");
+    env.start(&spec(
+        &ended,
+        service(&["sh", "-c", "exit 7"], serde_json::json!({})),
+    ))
+    .await
+    .expect("start");
     let ip = env.rt().address(&id);
     assert!(ip.is_some());
     assert_overlay_root(&env, &id, Some(pid));
@@ -576,8 +625,8 @@ async fn recovery_readopts_a_running_container(binary: &str) {
     let exit = wait(rt, &id).await;
     assert_eq!(exit.signal, Some(9), "{exit:?}");
     assert!(!alive(pid));
-    rt.remove(&id).await.expect("remove");
-    rt.remove(&ended).await.expect("remove");
+    env.remove(&id).await.expect("remove");
+    env.remove(&ended).await.expect("remove");
     assert_no_residue(&env, &ended, None).await;
     assert_no_residue(&env, &id, ip).await;
 }
@@ -590,13 +639,13 @@ async fn start_latency(binary: &str) -> Duration {
         let id = env.id(&format!("lat{i}"));
         let rt = env.rt();
         let t0 = Instant::now();
-        rt.start(&spec(&id, service(&["true"], serde_json::json!({}))))
+        env.start(&spec(&id, service(&["true"], serde_json::json!({}))))
             .await
             .expect("start");
         times.push(t0.elapsed());
         assert_overlay_root(&env, &id, None);
         wait(rt, &id).await;
-        rt.remove(&id).await.expect("remove");
+        env.remove(&id).await.expect("remove");
     }
     times.sort();
     times[times.len() / 2]
@@ -612,8 +661,9 @@ impl Drop for Bridge {
     }
 }
 
-/// The agent's path: the runtime does no CNI itself and joins the namespace the network
-/// hook prepared; releasing the hook after `remove` leaves no namespace, lease or rule.
+/// The hooks one by one: the runtime joins the namespace the network hook prepared (and
+/// runs the image hook's root filesystem); releasing the network hook after `remove`, even
+/// from a new hook as after an agent restart, leaves no namespace, lease or rule.
 async fn network_hook_prepares_what_the_container_joins(binary: &str) {
     let mut env = Env::new(binary, "hook", false);
     let id = env.id("web");
@@ -636,9 +686,16 @@ async fn network_hook_prepares_what_the_container_joins(binary: &str) {
         ),
     );
     let mut prepared = Prepared::default();
-    hook.prepare(&spec, &mut prepared).await.expect("prepare");
+    let quiet = |_: &str| {};
+    env.images
+        .prepare(&spec, &mut prepared, &quiet)
+        .await
+        .expect("prepare the image");
+    hook.prepare(&spec, &mut prepared, &quiet)
+        .await
+        .expect("prepare");
     // Preparing again (a restart) replaces the namespace rather than failing.
-    hook.prepare(&spec, &mut prepared)
+    hook.prepare(&spec, &mut prepared, &quiet)
         .await
         .expect("prepare again");
     let net = prepared.network.clone().expect("a prepared network");
@@ -668,7 +725,7 @@ async fn network_hook_prepares_what_the_container_joins(binary: &str) {
     rt.stop(&id, Duration::from_millis(200))
         .await
         .expect("stop");
-    rt.remove(&id).await.expect("remove");
+    env.remove(&id).await.expect("remove");
     // Released by a new hook, as after an agent restart: the state on disk is enough.
     let restarted = NetworkPrestart::new(NetworkHook::new(cfg, &base).expect("network hook"));
     restarted.release(&id).await.expect("release");
@@ -745,7 +802,7 @@ async fn crun_unusable() -> Option<String> {
     let mut env = Env::new("crun", "probe", false);
     let id = env.id("probe");
     let rt = env.rt();
-    let failure = match rt
+    let failure = match env
         .start(&spec(&id, service(&["true"], serde_json::json!({}))))
         .await
     {
@@ -755,7 +812,7 @@ async fn crun_unusable() -> Option<String> {
             (!exit.success()).then(|| format!("the trivial container failed: {}", exit.reason))
         }
     };
-    let _ = rt.remove(&id).await;
+    let _ = env.remove(&id).await;
     let failure = failure?;
     assert!(
         failure.contains(CRUN_HYBRID_REFUSAL),
@@ -811,27 +868,18 @@ mod runc_cli {
     }
 }
 
-/// An image with nothing but the directories the bundle binds files into.
-struct EmptyImage;
-
-#[async_trait]
-impl ImageProvider for EmptyImage {
-    async fn prepare(
-        &self,
-        _spec: &ServiceSpec,
-        rootfs: &Path,
-        _progress: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<ImageConfig, RuntimeError> {
-        fs::create_dir_all(rootfs.join("etc")).expect("create rootfs/etc");
-        Ok(ImageConfig {
+/// What an image hook hands the runtime for an image with nothing but the directories the
+/// bundle binds files into.
+fn empty_image(dir: &Path) -> PreparedImage {
+    let rootfs = dir.join("rootfs");
+    fs::create_dir_all(rootfs.join("etc")).expect("create rootfs/etc");
+    PreparedImage {
+        rootfs,
+        config: ImageConfig {
             env: vec!["PATH=/bin".to_string()],
             ..ImageConfig::default()
-        })
-    }
-
-    async fn release(&self, rootfs: &Path) -> Result<(), RuntimeError> {
-        let _ = fs::remove_dir_all(rootfs);
-        Ok(())
+        },
+        digest: "sha256:empty".to_string(),
     }
 }
 
@@ -879,8 +927,8 @@ async fn command_line_and_bundle(name: &str) {
         cgroup_parent: parent.clone(),
         ..OciOptions::default()
     };
-    let rt =
-        OciRuntime::new(state.path().to_path_buf(), opts, Arc::new(EmptyImage)).expect("runtime");
+    let rt = OciRuntime::new(state.path().to_path_buf(), opts).expect("runtime");
+    let image = tempfile::tempdir().expect("tempdir");
     let id = unique("cli");
     let svc = service(
         &["/bin/app", "--flag"],
@@ -891,10 +939,11 @@ async fn command_line_and_bundle(name: &str) {
             "resources": { "cpu": "250m", "memory": "32Mi" },
         }),
     );
-    let err = rt
-        .start(&spec(&id, svc))
-        .await
-        .expect_err("the fake refuses");
+    let mut spec = spec(&id, svc);
+    let prepared = empty_image(image.path());
+    let rootfs = prepared.rootfs.display().to_string();
+    spec.prepared.image = Some(prepared);
+    let err = rt.start(&spec).await.expect_err("the fake refuses");
     match &err {
         RuntimeError::Oci {
             runtime,
@@ -961,7 +1010,8 @@ async fn command_line_and_bundle(name: &str) {
     }
     assert_eq!(process["cwd"], "/work");
     assert_eq!(process["noNewPrivileges"], true);
-    assert_eq!(config["root"]["path"], "rootfs");
+    // The image hook's root filesystem, outside the bundle, by its absolute path.
+    assert_eq!(config["root"]["path"], rootfs.as_str());
     let linux = &config["linux"];
     assert_eq!(linux["cgroupsPath"], format!("/{parent}/{id}"));
     assert_eq!(linux["resources"]["memory"]["limit"], 32 << 20);
@@ -998,28 +1048,22 @@ fn missing_runtime_says_how_to_install() {
         runtime_binary: "/nonexistent/bin/runc".to_string(),
         ..OciOptions::default()
     };
-    let err = OciRuntime::new(dir.path().to_path_buf(), opts, Arc::new(EmptyImage))
+    let err = OciRuntime::new(dir.path().to_path_buf(), opts)
         .err()
         .expect("missing runtime");
     assert_eq!(
         err.to_string(),
         "runc is not installed: apt-get install runc"
     );
-    let opts = OciOptions {
-        network: Some(CniConfig {
-            plugin_dir: PathBuf::from("/nonexistent/cni"),
-            ..CniConfig::new("n", "10.213.0.0/24")
-        }),
-        ..OciOptions::default()
+    // The network is the hook's: it is the one that needs the CNI plugins.
+    let cfg = CniConfig {
+        plugin_dir: PathBuf::from("/nonexistent/cni"),
+        ..CniConfig::new("n", "10.213.0.0/24")
     };
-    if missing_prerequisite("runc").is_none() {
-        let err = OciRuntime::new(dir.path().to_path_buf(), opts, Arc::new(EmptyImage))
-            .err()
-            .expect("missing plugins");
-        assert!(
-            err.to_string()
-                .contains("apt-get install containernetworking-plugins"),
-            "{err}"
-        );
-    }
+    let err = NetworkHook::new(cfg, &dir.path().join("@cni")).expect_err("missing plugins");
+    assert!(
+        err.to_string()
+            .contains("apt-get install containernetworking-plugins"),
+        "{err}"
+    );
 }

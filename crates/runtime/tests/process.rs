@@ -316,6 +316,73 @@ async fn memory_limit_oom_kills_and_below_limit_works() {
     rt.remove(&ok).await.expect("remove");
 }
 
+/// Every cgroup hierarchy (v1: one per mounted controller set; v2: the root).
+fn hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.to_path_buf()];
+    }
+    fs::read_dir(root)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && !p.is_symlink())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The groups of instance `id` (parent `canopy`) that exist, in any hierarchy.
+fn cgroups_of(id: &str) -> Vec<PathBuf> {
+    hierarchies()
+        .into_iter()
+        .map(|h| h.join("canopy").join(id))
+        .filter(|d| d.exists())
+        .collect()
+}
+
+/// A command that cannot be spawned leaves no cgroup: neither one not found at all nor one
+/// the kernel refuses to exec (a script whose interpreter is missing: ENOENT from execve,
+/// after the group was made and joined), and neither does a later `remove`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_cannot_be_spawned_leaves_no_cgroup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(dir.path());
+    require_cgroups(&rt, "a_command_that_cannot_be_spawned_leaves_no_cgroup");
+    let script = dir.path().join("needs-a-missing-interpreter");
+    fs::write(&script, "#!/nonexistent/interpreter\n").expect("script");
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let script = script.display().to_string();
+    for (name, command) in [("missing", "/nonexistent/binary"), ("noexec", &script)] {
+        let id = id(&format!("spawn-{name}"));
+        let err = rt
+            .start(&spec(&id, &[command]))
+            .await
+            .expect_err("cannot be spawned");
+        assert!(err.to_string().contains(command), "{err}");
+        assert_eq!(
+            cgroups_of(&id),
+            Vec::<PathBuf>::new(),
+            "{name}: after start"
+        );
+        // A restart fails the same way, and so does a start after a run that worked.
+        rt.start(&spec(&id, &[command])).await.expect_err("again");
+        assert_eq!(cgroups_of(&id), Vec::<PathBuf>::new(), "{name}: again");
+        rt.remove(&id).await.expect("remove");
+        assert_eq!(cgroups_of(&id), Vec::<PathBuf>::new(), "{name}: removed");
+        assert!(!dir.path().join(&id).exists(), "{name}: state dir left");
+    }
+    let id = id("spawn-after-run");
+    rt.start(&spec(&id, &["/bin/true"])).await.expect("start");
+    wait(&rt, &id).await;
+    rt.start(&spec(&id, &[&script]))
+        .await
+        .expect_err("now it cannot");
+    rt.remove(&id).await.expect("remove");
+    assert_eq!(cgroups_of(&id), Vec::<PathBuf>::new(), "after a run");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_in_the_cgroup_before_exec_and_removed_with_the_instance() {
     let dir = tempfile::tempdir().expect("tempdir");

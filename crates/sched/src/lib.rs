@@ -115,6 +115,8 @@ pub struct NodeView {
     pub carbon_g_per_kwh: Option<f64>,
     /// Host ports its instances publish (placed or reserved).
     pub host_ports: BTreeSet<HostPort>,
+    /// Cordoned by the operator: what runs there stays, nothing new is placed there.
+    pub unschedulable: bool,
 }
 
 /// A host port and its protocol: a node publishes each once.
@@ -137,6 +139,7 @@ impl Default for NodeView {
             watts_per_core: None,
             carbon_g_per_kwh: None,
             host_ports: BTreeSet::new(),
+            unschedulable: false,
         }
     }
 }

@@ -6,10 +6,11 @@ use crate::{ClusterView, GPU_MODEL_LABEL, NodeView, free};
 use canopy_model::ResourceAmounts;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Summarises `nodes` as cluster `name`. Only ready nodes count (a node that cannot take an
-/// instance must not make the cluster look roomier); `labels` (the cluster's own) start empty.
+/// Summarises `nodes` as cluster `name`. Only ready nodes that are not cordoned count (a node
+/// that cannot take an instance must not make the cluster look roomier); `labels` (the
+/// cluster's own) start empty.
 pub fn summarise(name: &str, nodes: &[NodeView]) -> ClusterView {
-    let ready = || nodes.iter().filter(|n| n.ready);
+    let ready = || nodes.iter().filter(|n| n.ready && !n.unschedulable);
     let mut view = ClusterView {
         name: name.to_string(),
         ready: ready().next().is_some(),

@@ -44,6 +44,11 @@ pub trait Child: Send + Sync + 'static {
                 .await
         }
     }
+
+    /// The operator's settings of this child's nodes (cordon, labels): the whole set.
+    fn on_configure(&self, _config: pb::NodeConfig) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// The link came up (with the parent's timing) or went down.
     fn on_link(&self, _up: Option<Timing>) -> impl Future<Output = ()> + Send {
         async {}
@@ -247,6 +252,7 @@ async fn read_loop<C: Child>(
             Some(pb::down::Body::OpenStream(open)) => {
                 tokio::spawn(open_stream(client.clone(), child.clone(), open));
             }
+            Some(pb::down::Body::Configure(config)) => child.on_configure(config).await,
             _ => {}
         }
     }

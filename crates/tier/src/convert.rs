@@ -139,6 +139,8 @@ pub fn node_view(member: &pb::Member, ready: bool, allocated: ResourceAmounts) -
         carbon_g_per_kwh: positive(member.carbon_g_per_kwh),
         // What its cluster's placements hold there: filled by the cluster.
         host_ports: Default::default(),
+        // The operator's cordon: applied by the cluster.
+        unschedulable: false,
     }
 }
 

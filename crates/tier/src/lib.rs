@@ -8,6 +8,7 @@
 
 pub mod child;
 mod convert;
+mod operator;
 pub mod outbox;
 pub mod parent;
 pub mod probe;
@@ -17,6 +18,7 @@ pub mod streams;
 pub mod wire;
 
 pub use convert::*;
+pub use operator::*;
 pub use session::{Assignment, Hello, Message, Revocation};
 pub use status::{Reported, StatusReport, reported_from_pb, state_to_pb};
 

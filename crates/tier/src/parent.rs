@@ -78,6 +78,11 @@ impl Downlink {
         }
     }
 
+    /// The operator's settings of the child's nodes (the whole set).
+    pub fn configure(&self, config: pb::NodeConfig) -> bool {
+        self.send(down::Body::Configure(config))
+    }
+
     fn send(&self, body: down::Body) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.tx

@@ -3,7 +3,7 @@
 
 use crate::pb;
 use crate::{from_unix_ms, unix_ms};
-use canopy_model::{InstanceState, Termination};
+use canopy_model::{InstanceDetails, InstanceState, Termination};
 
 /// What a child says about one of its parent's instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct StatusReport {
     pub restarts: u32,
     pub ready: bool,
     pub last_termination: Option<Termination>,
+    /// Addresses, ports, image digest, runtime (filled by the node).
+    pub details: InstanceDetails,
     /// When the state was reached, unix ms.
     pub at_ms: i64,
 }
@@ -47,6 +49,7 @@ impl StatusReport {
             restarts: 0,
             ready: false,
             last_termination: None,
+            details: InstanceDetails::default(),
             at_ms: 0,
         }
     }
@@ -162,6 +165,10 @@ impl From<&StatusReport> for pb::InstanceStatus {
             cluster: s.cluster.clone().unwrap_or_default(),
             ready: s.ready,
             last_termination: s.last_termination.as_ref().map(pb::Termination::from),
+            addresses: s.details.addresses.clone(),
+            ports: s.details.ports.clone(),
+            image_digest: s.details.image_digest.clone().unwrap_or_default(),
+            runtime: s.details.runtime.clone().unwrap_or_default(),
         }
     }
 }
@@ -187,6 +194,12 @@ impl TryFrom<&pb::InstanceStatus> for StatusReport {
             restarts: s.restarts,
             ready: s.ready,
             last_termination: s.last_termination.as_ref().map(Termination::from),
+            details: InstanceDetails {
+                addresses: s.addresses.clone(),
+                ports: s.ports.clone(),
+                image_digest: non_empty(&s.image_digest),
+                runtime: non_empty(&s.runtime),
+            },
             at_ms: s.at_ms,
         })
     }
@@ -221,6 +234,12 @@ mod tests {
                 reason: "exited with 2".into(),
                 at: from_unix_ms(1_700_000_000_123),
             }),
+            details: InstanceDetails {
+                addresses: vec!["10.88.0.7".into()],
+                ports: vec!["8080:80/tcp".into()],
+                image_digest: Some("sha256:abc".into()),
+                runtime: Some("container (runc)".into()),
+            },
             ..StatusReport::new("i", 7, Reported::State(InstanceState::BackOff), "x")
                 .on_node("n")
                 .on_cluster("c")

@@ -1,6 +1,7 @@
 use super::AppState;
-use super::body::descriptor;
+use super::body::{Descriptor, descriptor};
 use super::error::{ApiError, ErrorBody};
+use super::selectors;
 use crate::records::{ApplicationView, ApplyResult};
 use axum::Json;
 use axum::body::Bytes;
@@ -16,26 +17,53 @@ use utoipa::IntoParams;
 pub struct NamespaceQuery {
     /// Only this namespace; all when absent.
     pub namespace: Option<String>,
+    /// Only those whose labels match: `key=value`, `key!=value`, `key` (has it), `!key`
+    /// (has it not), comma-separated, all must hold (as `kubectl -l`).
+    #[serde(rename = "labelSelector")]
+    pub label_selector: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ApplyQuery {
+    /// Run every check and report what would be created, configured or left unchanged,
+    /// writing nothing.
+    #[serde(rename = "dryRun", default)]
+    pub dry_run: bool,
 }
 
 /// Applies a descriptor (native, multi-document YAML, or Oakestra SLA): creates what is new,
 /// updates what changed, all in one transaction.
-#[utoipa::path(post, path = "/api/v1/apply", tag = "applications",
-    request_body(content = Application, description = "Native descriptor (JSON or YAML, several YAML documents allowed) or an Oakestra SLA v2"),
+#[utoipa::path(post, path = "/api/v1/apply", tag = "applications", params(ApplyQuery),
+    request_body(content(
+        (Descriptor = "application/json"), (Descriptor = "application/yaml"),
+        (Descriptor = "application/x-yaml"), (Descriptor = "text/yaml"),
+        (Descriptor = "text/x-yaml"), (Descriptor = "text/plain")),
+        description = "Native descriptor (JSON or YAML: one application, a JSON array of them, or several YAML documents) or an Oakestra SLA v2"),
     responses(
         (status = 200, body = ApplyResult),
-        (status = 400, body = ErrorBody, description = "Invalid descriptor; `details` names every offending field"),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field), or a body that is not UTF-8"),
+        (status = 409, body = ErrorBody, description = "The application changed concurrently, or a lowercased name collides with another application"),
+        (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
+        (status = 415, body = ErrorBody, description = "A content type other than JSON, YAML or plain text"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn apply(
     State(state): State<AppState>,
+    query: Result<Query<ApplyQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApplyResult>, ApiError> {
+    let Query(query) = query?;
     let ParsedDescriptor {
         applications,
         warnings,
         ..
     } = descriptor(&state, &headers, body).await?;
+    if query.dry_run {
+        return Ok(Json(
+            state.desired.apply_dry_run(applications, warnings).await?,
+        ));
+    }
     let result = state.desired.apply(applications, warnings).await?;
     state.federation.wake();
     Ok(Json(result))
@@ -43,11 +71,18 @@ pub async fn apply(
 
 /// Creates one application; 409 if it exists.
 #[utoipa::path(post, path = "/api/v1/applications", tag = "applications",
-    request_body(content = Application, description = "One application, JSON or YAML"),
+    request_body(content(
+        (Application = "application/json"), (Application = "application/yaml"),
+        (Application = "application/x-yaml"), (Application = "text/yaml"),
+        (Application = "text/x-yaml"), (Application = "text/plain")),
+        description = "One application, JSON or YAML"),
     responses(
         (status = 201, body = ApplicationView),
-        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field), or a body that is not UTF-8"),
+        (status = 409, body = ErrorBody, description = "The application exists"),
+        (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
+        (status = 415, body = ErrorBody, description = "A content type other than JSON, YAML or plain text"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -61,16 +96,22 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/applications", tag = "applications",
     params(NamespaceQuery),
-    responses((status = 200, body = [ApplicationView])))]
+    responses((status = 200, body = [ApplicationView]),
+        (status = 400, body = ErrorBody, description = "Malformed query (e.g. an invalid `labelSelector`)"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<NamespaceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ApplicationView>>, ApiError> {
     let Query(query) = query?;
-    let views = state
+    let selector = selectors::parse(query.label_selector.as_deref())?;
+    let mut views = state
         .desired
         .list_applications(query.namespace.as_deref())
         .await?;
+    selectors::retain(&mut views, selector.as_ref(), |view| {
+        Some(view.application.metadata.labels.clone())
+    });
     Ok(Json(
         views.into_iter().map(ApplicationView::redacted).collect(),
     ))
@@ -78,7 +119,10 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/applications/{namespace}/{name}", tag = "applications",
     params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = ApplicationView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApplicationView),
+        (status = 400, body = ErrorBody, description = "A path segment that is not UTF-8"),
+        (status = 404, body = ErrorBody, description = "No such application"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn get(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -91,11 +135,19 @@ pub async fn get(
 /// Creates or replaces the application at this path.
 #[utoipa::path(put, path = "/api/v1/applications/{namespace}/{name}", tag = "applications",
     params(("namespace" = String, Path), ("name" = String, Path)),
-    request_body(content = Application, description = "One application, JSON or YAML; its metadata must match the path"),
+    request_body(content(
+        (Application = "application/json"), (Application = "application/yaml"),
+        (Application = "application/x-yaml"), (Application = "text/yaml"),
+        (Application = "text/x-yaml"), (Application = "text/plain")),
+        description = "One application, JSON or YAML; its metadata must match the path"),
     responses(
         (status = 200, body = ApplicationView, description = "Replaced"),
         (status = 201, body = ApplicationView, description = "Created"),
-        (status = 400, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field; metadata that does not match the path), or a body that is not UTF-8"),
+        (status = 409, body = ErrorBody, description = "The application changed concurrently, or a lowercased name collides with another application"),
+        (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
+        (status = 415, body = ErrorBody, description = "A content type other than JSON, YAML or plain text"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn replace(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -128,7 +180,11 @@ pub async fn replace(
 /// Deletes an application; its instances are stopped.
 #[utoipa::path(delete, path = "/api/v1/applications/{namespace}/{name}", tag = "applications",
     params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = ApplicationView, description = "The application as it was"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApplicationView, description = "The application as it was"),
+        (status = 400, body = ErrorBody, description = "A path segment that is not UTF-8"),
+        (status = 404, body = ErrorBody, description = "No such application"),
+        (status = 409, body = ErrorBody, description = "The state changed concurrently; try again"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn delete(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,

@@ -79,3 +79,9 @@ pub async fn descriptor(
     })?;
     Ok(parsed.map_err(crate::desired::RootError::from)?)
 }
+
+/// What `POST /api/v1/apply` takes: one application or several (a JSON array; in YAML,
+/// several documents); `contract.rs` gives its schema. An Oakestra SLA v2 is also read.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A name for the OpenAPI document; the handler reads text.
+pub struct Descriptor;

@@ -88,6 +88,12 @@ impl From<StoreError> for ApiError {
                     "revision {requested} is older than the retained history (oldest {oldest}); list again"
                 ),
             ),
+            // A write raced another one past its retries: the caller may try again.
+            StoreError::Conflict { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the state changed concurrently; nothing was applied, try again",
+            ),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(

@@ -24,9 +24,9 @@ pub struct EventsQuery {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangeEvent {
     pub revision: u64,
-    /// application, instance, cluster or node
+    #[schema(value_type = String, pattern = "^(application|instance|cluster|node)$")]
     pub kind: String,
-    /// put or delete
+    #[schema(value_type = String, pattern = "^(put|delete)$")]
     pub action: String,
     pub key: String,
     /// The object after the change (absent on delete).
@@ -34,10 +34,14 @@ pub struct ChangeEvent {
     pub object: Option<serde_json::Value>,
 }
 
+/// Never ends while the root runs: one SSE event per change, and a comment line as keep-alive.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
     responses(
-        (status = 200, content_type = "text/event-stream", body = ChangeEvent),
-        (status = 410, body = ErrorBody, description = "`since` is older than the retained history")))]
+        (status = 200, content_type = "text/event-stream", body = String,
+            description = "Server-Sent Events: `id:` the revision, `event:` `<kind>.<action>`, `data:` one ChangeEvent as JSON"),
+        (status = 400, body = ErrorBody, description = "`since` (or `Last-Event-ID`) is not a revision number"),
+        (status = 410, body = ErrorBody, description = "`since` is older than the retained history"),
+        (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,

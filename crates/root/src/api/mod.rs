@@ -3,13 +3,17 @@
 mod applications;
 pub mod audit;
 mod body;
+mod contract;
 pub mod error;
 mod events;
 mod exec;
 mod forward;
 pub mod guard;
+mod infrastructure;
 pub mod rate_limit;
+mod selectors;
 mod streams;
+mod version;
 mod workloads;
 
 use crate::auth;
@@ -27,6 +31,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use events::ChangeEvent;
+pub use version::VersionInfo;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -68,14 +73,17 @@ impl
         workloads::list_services, workloads::get_service, workloads::scale,
         workloads::list_instances, workloads::get_instance, streams::logs, exec::exec, forward::port_forward,
         workloads::list_clusters, workloads::list_nodes,
-        events::events, audit::list, healthz, readyz,
+        infrastructure::get_cluster, infrastructure::get_node, infrastructure::cordon,
+        infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
+        infrastructure::label_cluster, infrastructure::delete_instance,
+        events::events, audit::list, version::version, healthz, readyz,
     ),
-    components(schemas(ErrorBody, canopy_model::FieldError)),
+    components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
         (name = "applications", description = "Desired state: applications and their services"),
         (name = "services"), (name = "instances"),
         (name = "infrastructure", description = "Clusters and nodes"),
-        (name = "events"), (name = "health"),
+        (name = "events"), (name = "version"), (name = "health"),
         (name = "audit", description = "Every mutating call: who, what, when, result"),
     )
 )]
@@ -117,14 +125,19 @@ pub fn router(
             post(workloads::scale),
         )
         .route("/instances", get(workloads::list_instances))
-        .route("/instances/{id}", get(workloads::get_instance))
+        .route(
+            "/instances/{id}",
+            get(workloads::get_instance).delete(infrastructure::delete_instance),
+        )
         .route("/instances/{id}/logs", get(streams::logs))
         .route("/instances/{id}/exec", post(exec::exec))
         .route("/instances/{id}/port-forward", post(forward::port_forward))
         .route("/clusters", get(workloads::list_clusters))
         .route("/nodes", get(workloads::list_nodes))
+        .merge(infrastructure::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))
+        .route("/version", get(version::version))
         .fallback(not_found)
         .route_layer(middleware::from_fn(auth::authenticate))
         // Outermost last: rate limit, then the audit (which so records what the guard
@@ -145,7 +158,9 @@ pub fn router(
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(
+            SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", contract::document()),
+        )
         .fallback(not_found)
         // Room for a descriptor at its size limit plus JSON framing; larger bodies get 413.
         .layer(DefaultBodyLimit::max(

@@ -45,6 +45,24 @@ impl Desired {
         })
     }
 
+    /// What [`Desired::apply`] would do, after every check it makes, writing nothing
+    /// (`kubectl apply --dry-run=server`).
+    pub async fn apply_dry_run(
+        &self,
+        applications: Vec<Application>,
+        warnings: Vec<FieldError>,
+    ) -> Result<ApplyResult, RootError> {
+        let mut applied = Vec::new();
+        for app in applications {
+            let (_, result) = self.plan_write(app, WriteMode::Upsert).await?;
+            applied.push(result);
+        }
+        Ok(ApplyResult {
+            applications: applied,
+            warnings,
+        })
+    }
+
     /// Creates one application; a conflict if it exists.
     pub async fn create(&self, app: Application) -> Result<ApplicationView, RootError> {
         let (namespace, name) = (app.metadata.namespace.clone(), app.metadata.name.clone());

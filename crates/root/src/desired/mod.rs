@@ -4,11 +4,16 @@
 mod applications;
 mod clusters;
 mod instances;
+mod labels;
+mod operator;
 mod reconcile;
+mod removal;
 mod replicas;
 mod views;
 
 pub use instances::{InstanceChange, InstanceFilter};
+pub use labels::ServiceKey;
+pub use operator::{with_cluster_settings, with_node_settings};
 
 use crate::keys;
 use crate::records::ApplicationRecord;

@@ -179,6 +179,8 @@ fn new_instance(
         restarts: 0,
         last_termination: None,
         ready: false,
+        details: Default::default(),
+        usage: None,
         created_at: now,
         updated_at: now,
         events: Vec::new(),

@@ -113,6 +113,8 @@ mod tests {
             restarts: 0,
             last_termination: None,
             ready: state == InstanceState::Running,
+            details: Default::default(),
+            usage: None,
             created_at: created,
             updated_at: created,
             events: Vec::new(),

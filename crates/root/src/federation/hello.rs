@@ -34,6 +34,8 @@ impl Federation {
             peers::send_to_all(&links);
         }
         tracing::info!(cluster = %name, nodes = hello.nodes.len(), "cluster linked");
+        // Before any assignment: the cluster places them knowing which nodes are cordoned.
+        self.send_node_config(&name, &downlink).await?;
         self.record_membership(&name, &hello.member, &hello.nodes, &[], true)
             .await?;
 

@@ -105,6 +105,7 @@ fn observe(instance: &mut Instance, state: InstanceState, report: &StatusReport)
         && instance.restarts == report.restarts
         && instance.ready == report.ready
         && instance.last_termination == report.last_termination
+        && instance.details == report.details
     {
         return InstanceChange::None;
     }
@@ -113,6 +114,7 @@ fn observe(instance: &mut Instance, state: InstanceState, report: &StatusReport)
     instance.restarts = report.restarts;
     instance.ready = report.ready;
     instance.last_termination = report.last_termination.clone();
+    instance.details = report.details.clone();
     let at = from_unix_ms(report.at_ms);
     if instance.state == state && !progress {
         instance.updated_at = at;

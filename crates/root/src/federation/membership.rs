@@ -20,6 +20,7 @@ impl Federation {
         removed: &[String],
         complete: bool,
     ) -> Result<(), RootError> {
+        self.record_usage(cluster, nodes, removed, complete);
         let store = self.desired.store();
         let now = OffsetDateTime::now_utc();
         let key = format!("{}{cluster}", keys::CLUSTERS);
@@ -32,6 +33,7 @@ impl Federation {
             nodes: summary.node_count,
             capacity: resources(summary.capacity.as_ref()),
             allocated: resources(summary.allocated.as_ref()),
+            operator: Default::default(),
             coordinate: network_coordinate(summary.coordinate.as_ref()),
             joined_at: existing.as_ref().map_or(now, |(c, _)| c.joined_at),
             last_seen: now,
@@ -77,6 +79,12 @@ impl Federation {
                 capacity: resources(node.capacity.as_ref()),
                 allocated: resources(node.allocated.as_ref()),
                 instances: node.instance_count,
+                unschedulable: false,
+                operator: Default::default(),
+                usage: node
+                    .usage
+                    .as_ref()
+                    .map(|u| canopy_tier::usage_from_pb(Some(u))),
                 coordinate: network_coordinate(node.coordinate.as_ref()),
                 rtt_to_cluster_ms: (node.cluster_rtt_ms > 0.0).then_some(node.cluster_rtt_ms),
                 joined_at: from_unix_ms(node.joined_at_ms),

@@ -10,9 +10,11 @@ mod hello;
 mod intake;
 mod links;
 mod membership;
+mod operator;
 mod peers;
 mod schedule;
 mod streams;
+mod usage;
 
 use crate::desired::Desired;
 use crate::instances::InstanceCache;
@@ -65,6 +67,9 @@ pub struct Federation {
     timing: Timing,
     links: Mutex<Links>,
     wake: Notify,
+    /// The operator's cluster settings (labels), merged into summaries when placing.
+    cluster_settings: std::sync::RwLock<BTreeMap<String, canopy_model::OperatorSettings>>,
+    usage: std::sync::RwLock<usage::UsageByNode>,
 }
 
 /// How often pending instances are retried even when nothing announced a change.
@@ -84,6 +89,8 @@ impl Federation {
             timing,
             links: Mutex::new(Links::default()),
             wake: Notify::new(),
+            cluster_settings: Default::default(),
+            usage: Default::default(),
         })
     }
 

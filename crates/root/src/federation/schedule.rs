@@ -47,7 +47,7 @@ impl Federation {
         if pending.is_empty() {
             return Ok(());
         }
-        let mut views = cluster_views(&links.clusters, &allocated);
+        let mut views = cluster_views(&links.clusters, &allocated, &self.cluster_settings());
         // Where each application's services run, at cluster grain (latency to a service).
         let mut endpoints: BTreeMap<(String, String), BTreeMap<String, Vec<Endpoint>>> =
             BTreeMap::new();
@@ -230,6 +230,7 @@ impl Federation {
 fn cluster_views(
     clusters: &BTreeMap<String, super::ClusterEntry>,
     allocated: &BTreeMap<String, ResourceAmounts>,
+    settings: &BTreeMap<String, canopy_model::OperatorSettings>,
 ) -> Vec<ClusterView> {
     clusters
         .iter()
@@ -237,6 +238,10 @@ fn cluster_views(
             let mut view = summary_from_pb(&entry.summary);
             view.name = name.clone();
             view.ready = entry.ready && entry.downlink.is_some();
+            // Cluster selectors read the operator's labels over the cluster's own.
+            if let Some(settings) = settings.get(name) {
+                view.labels = settings.merged_labels(&view.labels);
+            }
             // Reservations the cluster may not have reported yet are in `allocated`.
             let ours = allocated.get(name).copied().unwrap_or_default();
             view.allocated = max_amounts(&view.allocated, &ours);

@@ -46,7 +46,8 @@ pub(crate) struct BundleInput<'a> {
     /// Added by the agent; wins over the service's env.
     pub instance_env: &'a BTreeMap<String, String>,
     pub image: &'a ImageConfig,
-    /// The prepared root filesystem (read for /etc/passwd and /etc/group).
+    /// The prepared root filesystem, absolute: `root.path` (it is not in the bundle), and
+    /// read for /etc/passwd and /etc/group.
     pub rootfs: &'a Path,
     /// Absolute, e.g. `/canopy/node-1/<id>`.
     pub cgroups_path: String,
@@ -293,7 +294,7 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
         .version("1.0.2")
         .root(
             RootBuilder::default()
-                .path("rootfs")
+                .path(input.rootfs)
                 .readonly(false)
                 .build()
                 .map_err(&err)?,
@@ -410,6 +411,7 @@ mod tests {
         assert_eq!(json["process"]["cwd"], "/www");
         assert_eq!(json["process"]["noNewPrivileges"], true);
         assert_eq!(json["hostname"], "web-0");
+        assert_eq!(json["root"]["path"], dir.path().display().to_string());
         assert_eq!(json["linux"]["cgroupsPath"], "/canopy/n1/web-0");
         assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(json["linux"]["resources"]["cpu"]["period"], 100_000);

@@ -1,14 +1,14 @@
-//! The `container` runtime: an OCI bundle per instance (root filesystem from an
-//! [`ImageProvider`], `config.json` from oci-spec) run by runc or crun, limits in the
-//! instance's cgroup, networking in the namespace the agent's network hook prepared
-//! ([`crate::Prepared`]) or, used standalone, by the CNI plugins itself.
+//! The `container` runtime: an OCI bundle per instance (`config.json` from oci-spec) run
+//! by runc or crun, limits in the instance's cgroup. It makes neither the root filesystem
+//! nor the network: the node's prestart hooks do ([`crate::Prepared`]: the image hook's
+//! root filesystem, which `root.path` names, and the network hook's namespace, which the
+//! container joins); without a prepared network a container has a namespace with only `lo`.
 //!
-//! Layout under the state dir: `<id>/` holds the bundle (`config.json`, `rootfs/`), the
-//! logs, `state.json` (and `network.json` when the runtime does CNI itself); `@<runtime>/`
-//! is the OCI runtime's `--root` (private, so agents and tests on one machine never see
-//! each other's containers); `@cni/` holds host-local's leases and the instances' network
-//! namespaces (and, from the agent's network hook, `instances/<id>/network.json`). The `@`
-//! cannot start an instance id, so nothing collides.
+//! Layout under the state dir: `<id>/` holds the bundle (`config.json`, the bind-mounted
+//! `hosts`, `resolv.conf` and `hostname`), the logs and `state.json`; `@<runtime>/` is the
+//! OCI runtime's `--root` (private, so agents and tests on one machine never see each
+//! other's containers). The `@` cannot start an instance id, so the node's hooks keep their
+//! own state beside it (`@cni/`, `@rootfs/`) without collisions.
 //!
 //! How a container is supervised: the agent spawns, in a session of its own, a tiny shell
 //! shim that runs `runc run --keep` in the foreground and then writes runc's exit status
@@ -30,10 +30,11 @@ use crate::supervise::{
     DEFAULT_PATH, Finish, LogPaths, RawExit, log_paths, make_exit, open_pidfd, pid_i32,
     rotate_logs, spawn_in_session, validate_id,
 };
-use crate::{Exit, InstanceSpec, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs};
+use crate::{
+    Exit, InstanceSpec, PreparedImage, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs,
+};
 use async_trait::async_trait;
-use canopy_model::{RuntimeKind, ServiceSpec};
-use canopy_net::{self as cni, Cni, CniConfig};
+use canopy_model::RuntimeKind;
 use cli::Cli;
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const CONFIG_FILE: &str = "config.json";
-const ROOTFS: &str = "rootfs";
 const PID_FILE: &str = "container.pid";
 const EXIT_FILE: &str = "exit-code";
 /// The OCI runtime's own log (JSON), where its errors are read from.
@@ -68,22 +68,6 @@ pub struct ImageConfig {
     pub user: Option<String>,
 }
 
-/// Gives containers their root filesystem; the node implements it with the image crate.
-#[async_trait]
-pub trait ImageProvider: Send + Sync + 'static {
-    /// Pulls `spec.image` (credentials from the spec or node config are the provider's
-    /// business) and prepares a root filesystem at `rootfs` (an existing, empty
-    /// directory); reports progress lines through `progress`.
-    async fn prepare(
-        &self,
-        spec: &ServiceSpec,
-        rootfs: &Path,
-        progress: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<ImageConfig, RuntimeError>;
-    /// Unmounts/deletes what `prepare` made; idempotent.
-    async fn release(&self, rootfs: &Path) -> Result<(), RuntimeError>;
-}
-
 /// Settings of an [`OciRuntime`].
 #[derive(Debug, Clone)]
 pub struct OciOptions {
@@ -91,10 +75,6 @@ pub struct OciOptions {
     pub runtime_binary: String,
     /// Instance groups go to `<hierarchy>/<cgroup_parent>/<id>` (e.g. `canopy/<node>`).
     pub cgroup_parent: String,
-    /// CNI networking done by the runtime itself (standalone use). The agent leaves it
-    /// None and hands each start a namespace from its network hook ([`crate::Prepared`]);
-    /// with neither, a container gets a network namespace with only `lo`.
-    pub network: Option<CniConfig>,
     /// A log file larger than this is rotated to `<name>.1`.
     pub max_log_bytes: u64,
     /// How often a running instance's log sizes are checked.
@@ -116,7 +96,6 @@ impl Default for OciOptions {
         OciOptions {
             runtime_binary: "runc".to_string(),
             cgroup_parent: "canopy".to_string(),
-            network: None,
             max_log_bytes: 10 << 20,
             log_check_interval: Duration::from_secs(10),
             keep_logs_on_remove: false,
@@ -129,7 +108,7 @@ impl Default for OciOptions {
 }
 
 /// One generation of a container as this runtime knows it: `pid` is the container's init
-/// process as the host sees it, `extra` its address on the container network.
+/// process as the host sees it, `extra` its address in the namespace it was given.
 type Instance = instance::Instance<Option<IpAddr>>;
 
 /// Runs containers with runc or crun; see the module docs. Dropping it leaves the
@@ -139,11 +118,7 @@ pub struct OciRuntime {
     opts: OciOptions,
     cli: Cli,
     cgroups: Option<Cgroups>,
-    cni: Option<Cni>,
-    images: Arc<dyn ImageProvider>,
     instances: Instances<Option<IpAddr>>,
-    /// Where start progress (image pulls) goes besides the log: the agent's instance events.
-    events: std::sync::OnceLock<crate::Events>,
 }
 
 /// The exit of a container from the shim's status (or its file, after a restart) and the
@@ -190,7 +165,7 @@ fn read_pid(path: &Path) -> Option<u32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Any mount at or below `dir` (an image provider that did not release, a netns).
+/// Any mount at or below `dir` (something bind-mounted into the bundle, a stray namespace).
 fn mounts_under(dir: &Path) -> Vec<String> {
     let prefix = dir.display().to_string();
     fs::read_to_string("/proc/self/mountinfo")
@@ -220,12 +195,8 @@ fn resolv_conf() -> String {
 
 impl OciRuntime {
     /// A runtime keeping its containers under `state_dir` (created if missing). Fails when
-    /// the OCI runtime binary or a CNI plugin is missing, saying what to install.
-    pub fn new(
-        state_dir: PathBuf,
-        opts: OciOptions,
-        images: Arc<dyn ImageProvider>,
-    ) -> Result<Self, RuntimeError> {
+    /// the OCI runtime binary is missing, saying what to install.
+    pub fn new(state_dir: PathBuf, opts: OciOptions) -> Result<Self, RuntimeError> {
         fs::create_dir_all(&state_dir)
             .map_err(|e| RuntimeError::io("create state directory", &state_dir, e))?;
         let name = Path::new(&opts.runtime_binary)
@@ -246,18 +217,11 @@ impl OciRuntime {
                 None
             }
         };
-        let cni = match &opts.network {
-            Some(cfg) => Some(Cni::new(cfg.clone(), &state_dir.join("@cni"))?),
-            None => None,
-        };
         Ok(OciRuntime {
             state_dir,
             opts,
             cli,
             cgroups,
-            cni,
-            images,
-            events: std::sync::OnceLock::new(),
             instances: Instances::new(),
         })
     }
@@ -276,16 +240,7 @@ impl OciRuntime {
         &self.cli.binary
     }
 
-    pub fn network(&self) -> Option<&CniConfig> {
-        self.cni.as_ref().map(Cni::config)
-    }
-
-    /// host-local's lease directory (one file per leased address), when networking is on.
-    pub fn lease_dir(&self) -> Option<PathBuf> {
-        self.cni.as_ref().map(Cni::lease_dir)
-    }
-
-    /// The instance's address on the container network (None without CNI).
+    /// The instance's address in the namespace it was given (None without a network).
     pub fn address(&self, id: &str) -> Option<IpAddr> {
         self.instances.known(id).and_then(|i| i.extra)
     }
@@ -335,64 +290,47 @@ impl OciRuntime {
         if svc.image.as_deref().is_none_or(str::is_empty) {
             return Err(invalid("image is required for a container".to_string()));
         }
-        let ports = cni::port_mappings(&svc.ports);
+        let Some(image) = spec.prepared.image.as_ref() else {
+            return Err(invalid(
+                "no root filesystem was prepared for it (the node's image hook makes one)"
+                    .to_string(),
+            ));
+        };
         // The node's network hook, when it ran, made the namespace (ports included).
-        let prepared = spec.prepared.network.as_ref();
-        if !ports.is_empty() && self.cni.is_none() && prepared.is_none() {
+        let net = spec.prepared.network.as_ref();
+        if net.is_none() && svc.ports.iter().any(|p| p.host_port.is_some()) {
             return Err(invalid(
                 "it publishes host ports, but this node has no container network (CNI) configured"
                     .to_string(),
             ));
         }
         self.instances.check_not_running(id)?;
+        // The node's fault, not the workload's: it would fail every container.
+        if !self.cli.binary.is_file() {
+            return Err(RuntimeError::RuntimeNotInstalled {
+                binary: self.cli.binary.display().to_string(),
+                hint: "it was removed after the agent started".to_string(),
+            });
+        }
 
-        // Whatever a previous generation left: the stopped container, its network, files.
+        // Whatever a previous generation left: the stopped container, its files.
         self.cli.delete(id).await?;
         let dir = self.state_dir.join(id);
         fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create", &dir, e))?;
-        if let Some(cni) = &self.cni {
-            cni.teardown(id, &dir).await?;
-        }
         for f in [EXIT_FILE, PID_FILE, RUNTIME_LOG, CONFIG_FILE] {
             remove_file_if_exists(&dir.join(f))?;
         }
-        // Each start gets a fresh root filesystem from the image, as a restarted pod does.
-        let rootfs = dir.join(ROOTFS);
-        if rootfs.exists() {
-            self.images.release(&rootfs).await?;
-        }
-        fs::create_dir_all(&rootfs).map_err(|e| RuntimeError::io("create", &rootfs, e))?;
-        let progress = |line: String| {
-            tracing::info!(id, "{line}");
-            if let Some(events) = self.events.get() {
-                events(id, &line);
-            }
-        };
-        let image = self.images.prepare(svc, &rootfs, &progress).await?;
-
-        let net = match (&self.cni, prepared) {
-            (_, Some(p)) => Some((p.netns.clone(), p.ip)),
-            (Some(cni), None) => match cni.setup(id, &dir, ports).await {
-                Ok(n) => Some((n.netns, n.ip)),
-                Err(e) => {
-                    if let Err(e2) = cni.teardown(id, &dir).await {
-                        tracing::warn!(id, error = %e2, "network clean-up after a failed setup");
-                    }
-                    return Err(e.into());
-                }
-            },
-            (None, None) => None,
-        };
-        let net = net.as_ref().map(|(ns, ip)| (ns.as_path(), *ip));
-        let res = self.launch(spec, &dir, &image, net).await;
+        let net = net.map(|p| (p.netns.as_path(), p.ip));
+        let res = self.launch(spec, &dir, image, net).await;
         if res.is_err() {
             if let Err(e) = self.cli.delete(id).await {
                 tracing::warn!(id, error = %e, "clean-up after a failed start");
             }
-            if let Some(cni) = &self.cni
-                && let Err(e) = cni.teardown(id, &dir).await
+            // The OCI runtime made the group before it failed; nothing runs in it now.
+            if let Some(cg) = self.cgroups.as_ref().map(|c| c.instance(id))
+                && let Err(e) = cg.remove(Instant::now() + self.opts.kill_timeout).await
             {
-                tracing::warn!(id, error = %e, "network clean-up after a failed start");
+                tracing::warn!(id, error = %e, "cgroup of a failed start left");
             }
         }
         res
@@ -403,12 +341,14 @@ impl OciRuntime {
         &self,
         spec: &InstanceSpec,
         dir: &Path,
-        image: &ImageConfig,
+        image: &PreparedImage,
         net: Option<(&Path, Option<IpAddr>)>,
     ) -> Result<Started, RuntimeError> {
         let id = spec.id.as_str();
         let svc = &spec.service;
-        let rootfs = dir.join(ROOTFS);
+        // runc resolves a relative root against the bundle: the hook's is elsewhere.
+        let rootfs = std::path::absolute(&image.rootfs)
+            .map_err(|e| RuntimeError::io("resolve", &image.rootfs, e))?;
         let hostname: String = id.chars().take(63).collect();
         let ip = net.and_then(|(_, ip)| ip);
         let mut hosts =
@@ -433,7 +373,7 @@ impl OciRuntime {
             id,
             service: svc,
             instance_env: &spec.env,
-            image,
+            image: &image.config,
             rootfs: &rootfs,
             cgroups_path: format!("/{parent}/{id}"),
             netns: net.map(|(ns, _)| ns),
@@ -597,9 +537,7 @@ impl OciRuntime {
                 exit: a.exit,
                 rotate_lock: a.rotate_lock,
                 task: a.task,
-                extra: ci
-                    .address
-                    .or_else(|| cni::read_state(&dir).and_then(|n| n.ip)),
+                extra: ci.address,
             },
         );
         tracing::info!(id, pid = ci.pid, running = a.running, "container recovered");
@@ -631,21 +569,19 @@ impl Runtime for OciRuntime {
         RuntimeKind::Container
     }
 
+    /// Containers join a namespace and run a root filesystem that the node's hooks
+    /// prepare; ports and networking are the network hook's (see [`crate::Hooks`]).
     fn capabilities(&self) -> crate::Capabilities {
-        let networked = self.cni.is_some();
         crate::Capabilities {
-            ports: networked,
-            networking: networked,
+            ports: false,
+            networking: false,
             netns: true,
             stats: true,
             exec: true,
             logs: true,
             limits: true,
+            image_rootfs: true,
         }
-    }
-
-    fn set_events(&self, events: crate::Events) {
-        let _ = self.events.set(events);
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
@@ -689,14 +625,8 @@ impl Runtime for OciRuntime {
         if let Some(cg) = self.cgroups.as_ref().map(|c| c.instance(id)) {
             cg.remove(Instant::now() + self.opts.kill_timeout).await?;
         }
-        if let Some(cni) = &self.cni {
-            cni.teardown(id, &dir).await?;
-        }
-        let rootfs = dir.join(ROOTFS);
-        if rootfs.exists() {
-            self.images.release(&rootfs).await?;
-        }
-        // Never delete through a mount (an image layer, a namespace) that is still there.
+        // Never delete through a mount that is still there (the hooks' root filesystem and
+        // namespace live outside the bundle; anything mounted into it must go first).
         let mounts = mounts_under(&dir);
         if !mounts.is_empty() {
             return Err(RuntimeError::io(

@@ -1,16 +1,18 @@
 //! Real images for the container tests: a busybox image built with umoci (every applet,
 //! `/etc/passwd`, and variants with a web root in a layer of their own), pushed with skopeo
-//! to Debian's docker-registry on a free loopback port, and pulled through canopy-image's
-//! real [`ImageStore`], which makes each container's root filesystem an overlay mount of the
-//! image's layers (what the node's `RegistryImages` does).
+//! to Debian's docker-registry on a free loopback port, and pulled by an image prestart hook
+//! through canopy-image's real [`ImageStore`], which makes each container's root filesystem
+//! an overlay mount of the image's layers (what the node's `RegistryImages` hook does).
 //!
 //! Each [`Registry`] is one test's: dropping it kills the registry; a watcher kills it too
 //! when the test process dies without dropping it.
 
 use async_trait::async_trait;
 use canopy_image::{ImageStore, ImageStoreConfig, RootfsMode};
-use canopy_model::ServiceSpec;
-use canopy_runtime::{ImageConfig, ImageProvider, RuntimeError};
+use canopy_runtime::{
+    Capabilities, ImageConfig, InstanceSpec, Prepared, PreparedImage, Prestart, Progress,
+    RuntimeError,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -260,12 +262,13 @@ fn free_loopback_port() -> u16 {
         .expect("free port")
 }
 
-/// The runtime's [`ImageProvider`] over the real image store, as the node's `RegistryImages`
-/// does it: pull, then the store's overlay root filesystem in place of the runtime's empty
-/// directory. Images named without a registry (`busybox:test`) come from the test's registry.
+/// The image prestart hook over the real image store, as the node's `RegistryImages` does
+/// it: pull, then the store's overlay root filesystem in `<dir>/<id>`. Images named without
+/// a registry (`busybox:test`) come from the test's registry.
 pub struct RegistryImages {
     store: ImageStore,
     registry: String,
+    dir: PathBuf,
     _root: tempfile::TempDir,
 }
 
@@ -280,8 +283,19 @@ impl RegistryImages {
         RegistryImages {
             store: ImageStore::open(config).expect("open image store"),
             registry: registry.addr(),
+            dir: root.path().join("rootfs"),
             _root: root,
         }
+    }
+
+    /// Where instance `id`'s root filesystem is made (`<dir>/rootfs` is the mount).
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Everything under which this hook mounts.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn reference(&self, image: &str) -> String {
@@ -302,55 +316,59 @@ fn failed(image: &str, error: impl std::fmt::Display) -> RuntimeError {
 }
 
 #[async_trait]
-impl ImageProvider for RegistryImages {
+impl Prestart for RegistryImages {
+    fn name(&self) -> &str {
+        "image"
+    }
+
+    fn wanted_by(&self, caps: &Capabilities) -> bool {
+        caps.image_rootfs
+    }
+
     async fn prepare(
         &self,
-        spec: &ServiceSpec,
-        rootfs: &Path,
-        progress: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<ImageConfig, RuntimeError> {
-        let image = spec.image.as_deref().unwrap_or_default();
+        spec: &InstanceSpec,
+        prepared: &mut Prepared,
+        progress: Progress<'_>,
+    ) -> Result<(), RuntimeError> {
+        let image = spec.service.image.as_deref().unwrap_or_default();
         let reference = self.reference(image);
-        progress(format!("pulling {reference}"));
+        progress(&format!("pulling {reference}"));
+        self.release(&spec.id).await?;
         let pulled = self
             .store
             .pull(&reference, None, &|_| {})
             .await
             .map_err(|e| failed(image, e))?;
-        let bundle = rootfs
-            .parent()
-            .ok_or_else(|| failed(image, "the root filesystem has no bundle directory"))?;
-        match std::fs::remove_dir(rootfs) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(failed(image, format!("{}: {e}", rootfs.display()))),
-        }
         let made = self
             .store
-            .create_rootfs(&pulled, bundle)
+            .create_rootfs(&pulled, &self.instance_dir(&spec.id))
             .await
             .map_err(|e| failed(image, e))?;
         if !made.overlay {
             return Err(failed(image, "the store made a copy, not an overlay"));
         }
         let config = pulled.config;
-        Ok(ImageConfig {
-            entrypoint: config.entrypoint,
-            cmd: config.cmd,
-            env: config.env,
-            working_dir: config.working_dir,
-            user: config.user,
-        })
+        prepared.image = Some(PreparedImage {
+            rootfs: made.path,
+            config: ImageConfig {
+                entrypoint: config.entrypoint,
+                cmd: config.cmd,
+                env: config.env,
+                working_dir: config.working_dir,
+                user: config.user,
+            },
+            digest: pulled.digest,
+        });
+        Ok(())
     }
 
-    async fn release(&self, rootfs: &Path) -> Result<(), RuntimeError> {
-        let Some(bundle) = rootfs.parent() else {
-            return Ok(());
-        };
+    async fn release(&self, id: &str) -> Result<(), RuntimeError> {
+        let dest = self.instance_dir(id);
         self.store
-            .remove_rootfs(bundle)
+            .remove_rootfs(&dest)
             .await
-            .map_err(|e| failed(&rootfs.display().to_string(), e))
+            .map_err(|e| failed(&dest.display().to_string(), e))
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod arch;
 mod clusters;
+mod cordon;
 mod direct;
 mod geo;
 pub(crate) mod latency;
@@ -47,6 +48,7 @@ fn refused_or_ready(p: &Prepared, name: &str, ready: bool) -> Result<(), Reason>
 impl Filterable for NodeView {
     fn basic(&self, p: &Prepared) -> Result<(), Reason> {
         refused_or_ready(p, &self.name, self.ready)?;
+        cordon::node(self)?;
         runtime::check(p, &self.runtimes)
     }
 

@@ -1,0 +1,403 @@
+//! The descriptor's OpenAPI schema carries the validator's rules (`validate.rs`), from the same
+//! constants, so that whatever the schema allows the validator accepts and the other way
+//! round. Each function is a `#[(schema_with = ...)]` of one field; the rules that tie
+//! fields together (an artifact per runtime, one kind per constraint) are `oneOf` branches
+//! that exclude each other, so a generator can build from any one of them.
+//!
+//! Not said here, because JSON Schema cannot: names unique within a list (services, ports,
+//! applications of one descriptor) and `latency.toService` naming a sibling service.
+
+use crate::limits::*;
+use crate::patterns;
+use crate::validate::CONSTRAINT_KINDS;
+use serde_json::{Value, json};
+
+fn nullable(inner: Value) -> Value {
+    json!({"oneOf": [{"type": "null"}, inner]})
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn api_version() -> Value {
+    json!({"type": "string", "const": crate::API_VERSION, "default": crate::API_VERSION})
+}
+
+fn kind() -> Value {
+    json!({"type": "string", "const": crate::KIND_APPLICATION, "default": crate::KIND_APPLICATION})
+}
+
+fn dns_label_value() -> Value {
+    json!({"type": "string", "pattern": patterns::dns_label(), "maxLength": MAX_NAME_LEN,
+        "description": "DNS label: lowercase letters, digits and '-', starting with a letter, at most 63 characters"})
+}
+
+fn dns_label() -> Value {
+    dns_label_value()
+}
+
+fn optional_dns_label() -> Value {
+    nullable(dns_label_value())
+}
+
+fn namespace() -> Value {
+    let mut value = dns_label_value();
+    value["default"] = json!(crate::DEFAULT_NAMESPACE);
+    value
+}
+
+fn labels() -> Value {
+    json!({"type": "object", "maxProperties": MAX_LABELS,
+        "propertyNames": {"pattern": patterns::label_key()},
+        "additionalProperties": {"type": "string", "pattern": patterns::label_value()}})
+}
+
+fn annotations() -> Value {
+    json!({"type": "object", "maxProperties": MAX_ANNOTATIONS,
+        "propertyNames": {"pattern": patterns::label_key()},
+        "additionalProperties": {"type": "string", "pattern": patterns::text(), "maxLength": MAX_ANNOTATION_VALUE_LEN}})
+}
+
+fn env() -> Value {
+    json!({"type": "object", "maxProperties": MAX_ENV_VARS,
+        "propertyNames": {"pattern": patterns::env_name(), "maxLength": MAX_STRING_LEN},
+        "additionalProperties": {"type": "string", "pattern": patterns::text(), "maxLength": MAX_STRING_LEN}})
+}
+
+fn words() -> Value {
+    json!({"type": "array", "maxItems": MAX_COMMAND_WORDS,
+        "items": {"type": "string", "pattern": patterns::text(), "maxLength": MAX_STRING_LEN}})
+}
+
+fn command() -> Value {
+    let mut value = words();
+    value["description"] = json!(
+        "Program and its first arguments, for `process`; overrides the entrypoint for `container`"
+    );
+    value
+}
+
+fn args() -> Value {
+    words()
+}
+
+fn optional_reference() -> Value {
+    nullable(json!({"type": "string", "pattern": patterns::word(), "maxLength": MAX_STRING_LEN}))
+}
+
+fn working_dir() -> Value {
+    nullable(
+        json!({"type": "string", "pattern": patterns::non_empty_text(), "maxLength": MAX_STRING_LEN}),
+    )
+}
+
+fn replicas() -> Value {
+    json!({"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS, "default": 1})
+}
+
+fn non_blank() -> Value {
+    json!({"type": "string", "pattern": patterns::non_blank()})
+}
+
+/// The artifact each runtime needs, and the fields it must not have.
+fn runtime_branches() -> Value {
+    let program = json!({"prefixItems": [{"pattern": patterns::non_blank()}]});
+    let absent = json!({"type": "null"});
+    json!({"oneOf": [
+        {"properties": {"runtime": {"const": "container"}, "image": {"type": "string"},
+            "module": absent, "command": program},
+         "required": ["runtime", "image"]},
+        {"properties": {"runtime": {"const": "wasm"}, "module": {"type": "string"},
+            "image": absent, "command": {"maxItems": 0}},
+         "required": ["runtime", "module"]},
+        {"properties": {"runtime": {"const": "process"}, "image": absent, "module": absent,
+            "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]}},
+         "required": ["runtime", "command"]},
+    ]})
+}
+
+fn services() -> Value {
+    json!({"type": "array", "maxItems": MAX_SERVICES_PER_APPLICATION,
+        "items": {"allOf": [reference("ServiceSpec"), runtime_branches()]}})
+}
+
+fn resources() -> Value {
+    // A GPU model only with GPUs.
+    json!({"allOf": [reference("Resources"), {"anyOf": [
+        {"properties": {"gpuModel": {"type": "null"}}},
+        {"properties": {"gpus": {"minimum": 1}}, "required": ["gpus"]},
+    ]}]})
+}
+
+fn gpus() -> Value {
+    json!({"type": "integer", "minimum": 0, "maximum": MAX_GPUS, "default": 0})
+}
+
+fn gpu_model() -> Value {
+    nullable(json!({"type": "string", "pattern": patterns::gpu_model(),
+        "description": "GPU model the instance needs (e.g. `nvidia-a100`); any model when absent"}))
+}
+
+fn cpu() -> Value {
+    let cores = MAX_CPU_MILLICORES / 1000;
+    json!({"description": "CPU: cores (0.5, 2, \"0.5\") or millicores (\"500m\"); more than 0",
+    "default": "100m", "examples": ["500m"],
+    "oneOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": cores},
+        {"type": "string", "pattern": patterns::cpu()},
+    ]})
+}
+
+fn size(max_mib: u64, zero: bool, default: &str) -> Value {
+    let number = if zero {
+        json!({"type": "number", "minimum": 0, "maximum": max_mib})
+    } else {
+        json!({"type": "number", "exclusiveMinimum": 0, "maximum": max_mib})
+    };
+    json!({"description": "Size: MiB as a number, or with a unit (\"128Mi\", \"1Gi\", \"1G\")",
+        "default": default, "examples": ["128Mi"],
+        "oneOf": [number, {"type": "string", "pattern": patterns::size(max_mib, zero)}]})
+}
+
+fn memory() -> Value {
+    size(MAX_MEMORY_MIB, false, "64Mi")
+}
+
+fn storage() -> Value {
+    size(MAX_STORAGE_MIB, true, "0Mi")
+}
+
+fn ports() -> Value {
+    json!({"type": "array", "maxItems": MAX_PORTS, "items": reference("PortSpec")})
+}
+
+fn port() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": u16::MAX})
+}
+
+fn host_port() -> Value {
+    nullable(json!({"type": "integer", "minimum": 1, "maximum": u16::MAX}))
+}
+
+/// Exactly one kind: in each branch one kind is set and every other is absent or null.
+fn constraints() -> Value {
+    let branches: Vec<Value> = CONSTRAINT_KINDS
+        .iter()
+        .map(|kind| {
+            let mut properties = serde_json::Map::new();
+            for other in CONSTRAINT_KINDS {
+                let rule = if other == kind {
+                    json!({"not": {"type": "null"}})
+                } else {
+                    json!({"type": "null"})
+                };
+                properties.insert(other.to_string(), rule);
+            }
+            json!({"properties": properties, "required": [kind]})
+        })
+        .collect();
+    json!({"type": "array", "maxItems": MAX_CONSTRAINTS,
+        "items": {"allOf": [reference("Constraint"), {"oneOf": branches}]}})
+}
+
+fn arch() -> Value {
+    nullable(
+        json!({"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINT_ITEMS,
+        "items": {"type": "string", "enum": ARCHITECTURES}}),
+    )
+}
+
+/// `In` and `NotIn` need values, `Exists` and `DoesNotExist` take none.
+fn selector() -> Value {
+    let requirement = json!({"allOf": [reference("LabelRequirement"), {"oneOf": [
+        {"properties": {"operator": {"enum": ["In", "NotIn"]}, "values": {"minItems": 1}}, "required": ["values"]},
+        {"properties": {"operator": {"enum": ["Exists", "DoesNotExist"]}, "values": {"maxItems": 0}}, "required": ["operator"]},
+    ]}]});
+    nullable(
+        json!({"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINT_ITEMS, "items": requirement}),
+    )
+}
+
+fn label_key() -> Value {
+    json!({"type": "string", "pattern": patterns::label_key()})
+}
+
+fn label_values() -> Value {
+    json!({"type": "array", "maxItems": MAX_CONSTRAINT_ITEMS,
+        "items": {"type": "string", "pattern": patterns::label_value()}})
+}
+
+fn host_name_value() -> Value {
+    json!({"type": "string", "pattern": patterns::word(), "maxLength": MAX_HOST_NAME_LEN})
+}
+
+fn optional_host_name() -> Value {
+    nullable(host_name_value())
+}
+
+fn host_names() -> Value {
+    json!({"type": "array", "maxItems": MAX_CONSTRAINT_ITEMS, "items": host_name_value()})
+}
+
+fn clusters() -> Value {
+    nullable(
+        json!({"type": "array", "minItems": 1, "maxItems": MAX_CONSTRAINT_ITEMS,
+        "items": host_name_value(), "description": "Allow-list of clusters"}),
+    )
+}
+
+/// A cluster, or at least one node.
+fn direct() -> Value {
+    nullable(json!({"allOf": [reference("DirectPlacement"), {"anyOf": [
+        {"properties": {"cluster": {"type": "string"}}, "required": ["cluster"]},
+        {"properties": {"nodes": {"minItems": 1}}, "required": ["nodes"]},
+    ]}]}))
+}
+
+/// Exactly one of `toPoint` and `toService`.
+fn latency() -> Value {
+    nullable(json!({"allOf": [reference("LatencyConstraint"), {"oneOf": [
+        {"properties": {"toPoint": {"not": {"type": "null"}}, "toService": {"type": "null"}}, "required": ["toPoint"]},
+        {"properties": {"toService": {"not": {"type": "null"}}, "toPoint": {"type": "null"}}, "required": ["toService"]},
+    ]}]}))
+}
+
+/// At least one of `maxPerNode` and `maxPerCluster`.
+fn spread() -> Value {
+    nullable(json!({"allOf": [reference("SpreadConstraint"), {"anyOf": [
+        {"properties": {"maxPerNode": {"type": "integer"}}, "required": ["maxPerNode"]},
+        {"properties": {"maxPerCluster": {"type": "integer"}}, "required": ["maxPerCluster"]},
+    ]}]}))
+}
+
+fn at_least_one() -> Value {
+    nullable(json!({"type": "integer", "minimum": 1, "maximum": u32::MAX}))
+}
+
+fn rigidness() -> Value {
+    nullable(json!({"type": "number", "minimum": 0, "maximum": 1,
+        "description": "1 (default) = hard; in [0, 1) = soft with this weight"}))
+}
+
+fn convergence_time() -> Value {
+    nullable(
+        json!({"type": "integer", "minimum": 1, "maximum": MAX_CONVERGENCE_TIME_SECS,
+        "description": "Seconds a soft violation may persist before the instance is re-placed"}),
+    )
+}
+
+fn latitude() -> Value {
+    json!({"type": "number", "minimum": -90, "maximum": 90})
+}
+
+fn longitude() -> Value {
+    json!({"type": "number", "minimum": -180, "maximum": 180})
+}
+
+fn radius_km() -> Value {
+    json!({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RADIUS_KM})
+}
+
+fn max_ms() -> Value {
+    json!({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_LATENCY_MS})
+}
+
+fn score() -> Value {
+    json!({"type": "number", "minimum": 0, "maximum": 1})
+}
+
+fn geo_point() -> Value {
+    nullable(reference("GeoPoint"))
+}
+
+fn to_service() -> Value {
+    optional_dns_label()
+}
+
+/// Every refined field: (component, property, schema).
+fn refinements() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        ("Application", "apiVersion", api_version()),
+        ("Application", "kind", kind()),
+        ("Metadata", "name", dns_label()),
+        ("Metadata", "namespace", namespace()),
+        ("Metadata", "labels", labels()),
+        ("Metadata", "annotations", annotations()),
+        ("ApplicationSpec", "services", services()),
+        ("ServiceSpec", "name", dns_label()),
+        ("ServiceSpec", "image", optional_reference()),
+        ("ServiceSpec", "module", optional_reference()),
+        ("ServiceSpec", "command", command()),
+        ("ServiceSpec", "args", args()),
+        ("ServiceSpec", "env", env()),
+        ("ServiceSpec", "workingDir", working_dir()),
+        ("ServiceSpec", "resources", resources()),
+        ("ServiceSpec", "replicas", replicas()),
+        ("ServiceSpec", "ports", ports()),
+        ("ServiceSpec", "constraints", constraints()),
+        ("ServiceSpec", "labels", labels()),
+        ("ServiceSpec", "annotations", annotations()),
+        ("Resources", "cpu", cpu()),
+        ("Resources", "memory", memory()),
+        ("Resources", "gpus", gpus()),
+        ("Resources", "gpuModel", gpu_model()),
+        ("Resources", "storage", storage()),
+        ("PortSpec", "name", optional_dns_label()),
+        ("PortSpec", "port", port()),
+        ("PortSpec", "hostPort", host_port()),
+        ("RegistryCredentials", "username", non_blank()),
+        ("Constraint", "arch", arch()),
+        ("Constraint", "nodeSelector", selector()),
+        ("Constraint", "clusterSelector", selector()),
+        ("Constraint", "direct", direct()),
+        ("Constraint", "clusters", clusters()),
+        ("Constraint", "latency", latency()),
+        ("Constraint", "spread", spread()),
+        ("Constraint", "rigidness", rigidness()),
+        ("Constraint", "convergenceTime", convergence_time()),
+        ("LabelRequirement", "key", label_key()),
+        ("LabelRequirement", "values", label_values()),
+        ("DirectPlacement", "cluster", optional_host_name()),
+        ("DirectPlacement", "nodes", host_names()),
+        ("GeoPoint", "lat", latitude()),
+        ("GeoPoint", "lon", longitude()),
+        ("GeoConstraint", "radiusKm", radius_km()),
+        ("LatencyConstraint", "maxMs", max_ms()),
+        ("LatencyConstraint", "toPoint", geo_point()),
+        ("LatencyConstraint", "toService", to_service()),
+        ("SpreadConstraint", "maxPerNode", at_least_one()),
+        ("SpreadConstraint", "maxPerCluster", at_least_one()),
+        ("TrustConstraint", "minScore", score()),
+    ]
+}
+
+/// Replaces the schema of every refined field in `schemas` (an OpenAPI document's
+/// `components.schemas`), keeping the field's description. Returns the refinements that found
+/// no such component or property: none, unless a type and this file went apart.
+pub fn refine(schemas: &mut serde_json::Map<String, Value>) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (component, property, mut rules) in refinements() {
+        let Some(slot) = schemas
+            .get_mut(component)
+            .and_then(|c| c.get_mut("properties"))
+            .and_then(|p| p.get_mut(property))
+        else {
+            missing.push(format!("{component}.{property}"));
+            continue;
+        };
+        if let (Some(description), Some(object)) = (slot.get("description"), rules.as_object_mut())
+        {
+            object
+                .entry("description")
+                .or_insert_with(|| description.clone());
+        }
+        *slot = rules;
+    }
+    missing
+}
+
+/// The schema of a path segment that names a namespace, an application or a service.
+pub fn name_parameter() -> Value {
+    dns_label()
+}
