@@ -104,12 +104,16 @@ pub fn refuse(allowed: &AllowedHosts, method: &Method, headers: &HeaderMap) -> O
         let essence = text(header::CONTENT_TYPE)
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());
-        if !essence.as_deref().is_some_and(|e| BODY_TYPES.contains(&e)) {
+        // `application/*+json` (merge patches) is JSON too, as axum's `Json` reads it.
+        let accepted = |e: &str| {
+            BODY_TYPES.contains(&e) || (e.starts_with("application/") && e.ends_with("+json"))
+        };
+        if !essence.as_deref().is_some_and(accepted) {
             return Some(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!(
-                    "content type {} is not accepted; send one of {}",
+                    "content type {} is not accepted; send one of {} (or application/*+json)",
                     essence.map_or("(none)".to_string(), |e| format!("{e:?}")),
                     BODY_TYPES.join(", ")
                 ),
