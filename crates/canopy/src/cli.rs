@@ -173,7 +173,31 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "canopy-data")]
     pub data: PathBuf,
     #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
     pub timing: TimingArgs,
+}
+
+/// How the public API guards itself.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// Serve the API over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A host name the API answers to besides IP addresses and localhost (DNS-rebinding
+    /// guard); repeat for several.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// Requests per second one client may make (bursts of twice as many).
+    #[arg(long, default_value_t = 200.0)]
+    pub rate_limit: f64,
+    /// Mutating requests (POST, PUT, PATCH, DELETE) per second one client may make (bursts of
+    /// twice as many).
+    #[arg(long, default_value_t = 20.0)]
+    pub write_rate_limit: f64,
 }
 
 #[derive(Debug, Args, Clone, Copy)]

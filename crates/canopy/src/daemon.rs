@@ -1,7 +1,7 @@
 //! The long-running tiers, alone (`root`, `cluster`, `node`) or together (`up`).
 
 use crate::cli::{
-    ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, PlacementArgs, ProbeArgs, UpArgs,
+    ApiArgs, ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, PlacementArgs, ProbeArgs, UpArgs,
 };
 use anyhow::Context;
 use canopy_cluster::{Cluster, ClusterConfig};
@@ -9,6 +9,9 @@ use canopy_image::{Credentials, ImageStore, ImageStoreConfig};
 use canopy_node::images::{NodeCredentials, RegistryImages};
 use canopy_node::{Agent, NodeConfig, detect_arch, detect_capacity};
 use canopy_root::Root;
+use canopy_root::api::ApiConfig;
+use canopy_root::api::guard::AllowedHosts;
+use canopy_root::api::rate_limit::{Rate, RateLimits};
 use canopy_runtime::{
     CniConfig, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart, ProcessOptions,
     ProcessRuntime, Runtime,
@@ -26,8 +29,9 @@ use tokio::sync::watch;
 pub async fn root(args: DaemonArgs) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
-    announce("API", &listener)?;
-    serve_root(root, listener, stop).await
+    let tls = api_tls(&args.api)?;
+    announce_api(&listener, tls.is_some())?;
+    serve_root(root, listener, tls, stop).await
 }
 
 pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
@@ -72,7 +76,28 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     } = up;
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
-    let root_url = format!("http://{}", listener.local_addr()?);
+    let tls = api_tls(&args.api)?;
+    // Over TLS, the cluster links over a loopback listener of its own that serves only the
+    // tier endpoint; otherwise over the API's port, as a separate cluster would.
+    let (root_url, tier_server) = if tls.is_some() {
+        let tier_listener = bind("127.0.0.1:0".parse()?).await?;
+        let url = format!("http://{}", tier_listener.local_addr()?);
+        let router = root.tier_router();
+        let mut stop = stop.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(tier_listener, router)
+                .with_graceful_shutdown(async move { canopy_tier::stopped(&mut stop).await })
+                .await
+        });
+        (url, Some(server))
+    } else {
+        (format!("http://{}", listener.local_addr()?), None)
+    };
+    let api_url = format!(
+        "{}://{}",
+        if tls.is_some() { "https" } else { "http" },
+        listener.local_addr()?
+    );
     let cluster_listener = bind("127.0.0.1:0".parse()?).await?;
     let cluster_url = format!("http://{}", cluster_listener.local_addr()?);
     let cluster = open_cluster(
@@ -107,8 +132,8 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
     start_node_probing(&agent, &node_args, &stop).await?;
-    announce("API", &listener)?;
-    println!("  API docs:  {root_url}/docs");
+    announce_api(&listener, tls.is_some())?;
+    println!("  API docs:  {api_url}/docs");
     println!("  cluster \"local\" with node {node_name:?}");
     println!("  try:       canopy apply -f examples/hello-process.yaml && canopy get instances");
     let cluster_task = tokio::spawn(run_cluster(cluster, cluster_listener, stop.clone()));
@@ -116,7 +141,13 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move { agent.run(stop).await }
     });
-    serve_root(root, listener, stop).await?;
+    serve_root(root, listener, tls, stop).await?;
+    if let Some(server) = tier_server {
+        server
+            .await
+            .context("tier server task")?
+            .context("serving the tier link")?;
+    }
     cluster_task.await.context("cluster task")??;
     node_task.await.context("node task")??;
     println!("stopped; instances keep running and are re-adopted by the next `canopy up`");
@@ -127,7 +158,8 @@ async fn open_root(args: &DaemonArgs) -> anyhow::Result<(Root, TcpListener)> {
     let store = open_store(&args.data, "root.redb")?;
     let root = Root::open(Arc::new(store), args.timing.timing())
         .await
-        .context("recovering the desired state")?;
+        .context("recovering the desired state")?
+        .with_api_config(api_config(&args.api)?);
     let listener = bind(args.listen).await?;
     tracing::info!(address = %listener.local_addr()?, data = %args.data.display(), "root orchestrator serving");
     Ok((root, listener))
@@ -136,15 +168,53 @@ async fn open_root(args: &DaemonArgs) -> anyhow::Result<(Root, TcpListener)> {
 async fn serve_root(
     root: Root,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut stop = stop;
-    root.serve(
-        listener,
-        async move { canopy_tier::stopped(&mut stop).await },
-    )
-    .await
+    let shutdown = async move { canopy_tier::stopped(&mut stop).await };
+    match tls {
+        Some(config) => {
+            let listener = canopy_root::tls::TlsListener::new(listener, config)
+                .context("serving the API over TLS")?;
+            root.serve(listener, shutdown).await
+        }
+        None => root.serve(listener, shutdown).await,
+    }
     .context("serving the API")
+}
+
+/// The API's TLS configuration, when `--tls-cert` and `--tls-key` are given.
+fn api_tls(args: &ApiArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(
+            canopy_root::tls::server_config(cert, key).context("loading the API's certificate")?,
+        )),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    }
+}
+
+fn api_config(args: &ApiArgs) -> anyhow::Result<ApiConfig> {
+    let rate = |per_second: f64, flag: &str| {
+        if per_second.is_finite() && per_second > 0.0 {
+            Ok(Rate {
+                per_second,
+                burst: (per_second * 2.0).ceil().min(f64::from(u32::MAX)) as u32,
+            })
+        } else {
+            Err(anyhow::anyhow!(
+                "{flag} must be a positive number of requests per second"
+            ))
+        }
+    };
+    Ok(ApiConfig {
+        allowed_hosts: AllowedHosts(args.allowed_hosts.clone()),
+        rate_limits: RateLimits {
+            requests: rate(args.rate_limit, "--rate-limit")?,
+            mutations: rate(args.write_rate_limit, "--write-rate-limit")?,
+        },
+    })
 }
 
 async fn open_cluster(
@@ -397,6 +467,14 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .with_context(|| format!("listening on {address}"))
+}
+
+/// As [`announce`], with the scheme the API is served with.
+fn announce_api(listener: &TcpListener, tls: bool) -> anyhow::Result<()> {
+    let address = listener.local_addr().context("reading the bound address")?;
+    let scheme = if tls { "https" } else { "http" };
+    println!("canopy API listening on {scheme}://{address}");
+    Ok(())
 }
 
 /// Scripts and tests wait for this line to learn the (possibly random) port.

@@ -16,6 +16,7 @@ mod selector;
 mod status;
 mod usage;
 mod validate;
+mod yaml_bounds;
 
 pub use descriptor::*;
 pub use error::{DescriptorError, FieldError};
@@ -29,3 +30,4 @@ pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
 pub use usage::{InstanceDetails, Usage};
 pub use validate::{validate_application, validate_dns_label};
+pub use yaml_bounds::{YamlBoundError, check_yaml_bounds};

@@ -4,6 +4,13 @@
 
 /// Largest descriptor text accepted, in bytes (1 MiB).
 pub const MAX_DESCRIPTOR_BYTES: usize = 1024 * 1024;
+/// Deepest YAML flow nesting (`[` and `{`) accepted; deeper is refused before parsing, since
+/// the parser's work grows with the square of it.
+pub const MAX_YAML_FLOW_DEPTH: usize = 64;
+/// Most YAML aliases (`*name`) in one descriptor, and most anchors (`&name`).
+pub const MAX_YAML_ALIASES: usize = 1024;
+/// Largest size a YAML descriptor may reach with every alias replaced by its node (4 MiB).
+pub const MAX_YAML_EXPANDED_BYTES: usize = 4 * 1024 * 1024;
 /// Most applications in one descriptor (documents of a multi-document input).
 pub const MAX_APPLICATIONS_PER_DESCRIPTOR: usize = 64;
 /// Most services in one application.

@@ -11,7 +11,10 @@
 //!
 //! Text whose first non-blank character is `{` or `[` is read as JSON (with serde_json, for
 //! exact JSON errors); anything else as YAML. Input above [`MAX_DESCRIPTOR_BYTES`] is refused
-//! before it is read.
+//! before it is read; YAML deeper than [`crate::limits::MAX_YAML_FLOW_DEPTH`] or whose aliases
+//! would expand it past [`crate::limits::MAX_YAML_EXPANDED_BYTES`] is refused before the YAML
+//! parser sees it (see [`crate::check_yaml_bounds`]). JSON nesting is bounded by serde_json
+//! (128 levels).
 //!
 //! # Error paths
 //!
@@ -34,6 +37,7 @@ use crate::error::{DescriptorError, FieldError};
 use crate::limits::{MAX_APPLICATIONS_PER_DESCRIPTOR, MAX_DESCRIPTOR_BYTES};
 use crate::oakestra;
 use crate::validate::{key_path, validate_application};
+use crate::yaml_bounds::check_yaml_bounds;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -163,6 +167,7 @@ fn parse_json(text: &str) -> Result<ParsedDescriptor, DescriptorError> {
 }
 
 fn parse_yaml(text: &str) -> Result<ParsedDescriptor, DescriptorError> {
+    check_yaml_bounds(text).map_err(|e| single("", e.to_string()))?;
     // First pass: syntax, document count, and whether this is an Oakestra SLA.
     let mut values: Vec<(usize, yaml_serde::Value)> = Vec::new();
     for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {

@@ -789,3 +789,19 @@ fn names_that_are_no_dns_label_once_lowercased_are_refused() {
         );
     }
 }
+
+/// The security review's names (`../../etc`, 300 characters) as a namespace: refused with the
+/// SLA path, never normalised into something accepted.
+#[test]
+fn namespaces_that_are_no_dns_label_are_refused_with_their_path() {
+    for bad in ["../../etc", &"a".repeat(300)] {
+        let mut v = sla();
+        v["applications"][0]["application_namespace"] = json!(bad);
+        let errs = errors(&v);
+        assert!(
+            errs.iter()
+                .any(|e| e.path == "applications[0].application_namespace"),
+            "{bad:?}: {errs:#?}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Who is calling. Every `/api/v1` request passes here before its handler; the security work
 //! (users, roles, JWTs) replaces `authenticate` and adds checks on the `Principal` it inserts.
 
+use crate::api::audit::AuditSubject;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -10,9 +11,14 @@ pub struct Principal {
     pub name: String,
 }
 
+/// Until users exist, every caller is `anonymous`; the name also goes to the audit log.
 pub async fn authenticate(mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(Principal {
-        name: "local".to_string(),
-    });
+    let principal = Principal {
+        name: "anonymous".to_string(),
+    };
+    if let Some(subject) = request.extensions().get::<AuditSubject>() {
+        subject.set(&principal.name);
+    }
+    request.extensions_mut().insert(principal);
     next.run(request).await
 }

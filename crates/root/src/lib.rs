@@ -9,19 +9,22 @@ pub mod federation;
 pub mod instances;
 pub mod keys;
 pub mod records;
+pub mod tls;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
 use canopy_store::Store;
 pub use canopy_tier::Timing;
 use desired::{Desired, RootError};
 use std::future::Future;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 pub struct Root {
     desired: Arc<Desired>,
     federation: Arc<federation::Federation>,
     /// Flips to true when serving stops, so that endless responses (event streams) end too.
     stopping: tokio::sync::watch::Sender<bool>,
+    api_config: api::ApiConfig,
 }
 
 impl Root {
@@ -36,7 +39,14 @@ impl Root {
             desired,
             federation,
             stopping: tokio::sync::watch::Sender::new(false),
+            api_config: api::ApiConfig::default(),
         })
+    }
+
+    /// Sets how the API guards itself (allowed host names, rate limits).
+    pub fn with_api_config(mut self, config: api::ApiConfig) -> Root {
+        self.api_config = config;
+        self
     }
 
     /// The scheduler and the clusters' links.
@@ -50,19 +60,35 @@ impl Root {
             self.desired.clone(),
             self.federation.clone(),
             self.stopping.subscribe(),
+            &self.api_config,
         )
         .route_service(canopy_tier::ROUTE, self.federation.tier_service())
     }
 
-    /// Serves the API on `listener` until `shutdown` completes.
-    pub async fn serve(
+    /// Only the tier endpoint clusters link to, for a listener of its own (`canopy up` links
+    /// its cluster over plain loopback while the API is served over TLS).
+    pub fn tier_router(&self) -> axum::Router {
+        axum::Router::new().route_service(canopy_tier::ROUTE, self.federation.tier_service())
+    }
+
+    /// Serves the API on `listener` (a `TcpListener` or a [`tls::TlsListener`]) until
+    /// `shutdown` completes.
+    pub async fn serve<L>(
         &self,
-        listener: TcpListener,
+        listener: L,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<()>
+    where
+        L: Listener,
+        L::Addr: std::fmt::Debug,
+        for<'a> api::ClientAddr: Connected<IncomingStream<'a, L>>,
+    {
         let stopping = self.stopping.clone();
         let scheduler = tokio::spawn(self.federation.clone().run(self.stopping.subscribe()));
-        let served = axum::serve(listener, self.router())
+        let service = self
+            .router()
+            .into_make_service_with_connect_info::<api::ClientAddr>();
+        let served = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 stopping.send_replace(true);

@@ -507,11 +507,17 @@ async fn every_documented_descriptor_type_is_accepted_and_no_other() {
         let (status, body) = server.apply(media_type, text).await;
         assert_eq!(status, StatusCode::OK, "{media_type}: {body}");
     }
+    // text/plain is what a page may post cross-origin without a preflight: no descriptor type.
+    assert!(!content.contains_key("text/plain"));
+    let (status, _) = server.apply("text/plain", HELLO_YAML_FOR_PLAIN).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, body) = server.apply("application/xml", "<application/>").await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(body["code"], "unsupported_media_type");
     server.stop().await;
 }
+
+const HELLO_YAML_FOR_PLAIN: &str = "apiVersion: canopy.dev/v1\nkind: Application\nmetadata:\n  name: plain\nspec:\n  services: []\n";
 
 /// Query values outside their documented enum or format answer 400 with the JSON error,
 /// and the event stream is documented as text/event-stream, not as one JSON object.

@@ -85,9 +85,22 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
     let binary = schemathesis();
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(dir.path().join("root.redb")).unwrap();
+    // A fuzzer is one client sending as fast as it can: the rate limits (tested in
+    // `hardening.rs`) would answer most of its calls with 429 before they reach a handler.
+    let unlimited = canopy_root::api::rate_limit::Rate {
+        per_second: 1e6,
+        burst: 1_000_000,
+    };
     let root = Root::open(Arc::new(store), canopy_root::Timing::default())
         .await
-        .unwrap();
+        .unwrap()
+        .with_api_config(canopy_root::api::ApiConfig {
+            rate_limits: canopy_root::api::rate_limit::RateLimits {
+                requests: unlimited,
+                mutations: unlimited,
+            },
+            ..Default::default()
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -38,7 +38,7 @@ pub struct ApplyQuery {
     request_body(content(
         (Descriptor = "application/json"), (Descriptor = "application/yaml"),
         (Descriptor = "application/x-yaml"), (Descriptor = "text/yaml"),
-        (Descriptor = "text/x-yaml"), (Descriptor = "text/plain")),
+        (Descriptor = "text/x-yaml")),
         description = "Native descriptor (JSON or YAML: one application, a JSON array of them, or several YAML documents) or an Oakestra SLA v2"),
     responses(
         (status = 200, body = ApplyResult),
@@ -58,7 +58,7 @@ pub async fn apply(
         applications,
         warnings,
         ..
-    } = descriptor(&headers, body)?;
+    } = descriptor(&state, &headers, body).await?;
     if query.dry_run {
         return Ok(Json(
             state.desired.apply_dry_run(applications, warnings).await?,
@@ -74,7 +74,7 @@ pub async fn apply(
     request_body(content(
         (Application = "application/json"), (Application = "application/yaml"),
         (Application = "application/x-yaml"), (Application = "text/yaml"),
-        (Application = "text/x-yaml"), (Application = "text/plain")),
+        (Application = "text/x-yaml")),
         description = "One application, JSON or YAML"),
     responses(
         (status = 201, body = ApplicationView),
@@ -88,7 +88,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
-    let application = single(descriptor(&headers, body)?)?;
+    let application = single(descriptor(&state, &headers, body).await?)?;
     let view = state.desired.create(application).await?;
     state.federation.wake();
     Ok((StatusCode::CREATED, Json(view.redacted())))
@@ -138,7 +138,7 @@ pub async fn get(
     request_body(content(
         (Application = "application/json"), (Application = "application/yaml"),
         (Application = "application/x-yaml"), (Application = "text/yaml"),
-        (Application = "text/x-yaml"), (Application = "text/plain")),
+        (Application = "text/x-yaml")),
         description = "One application, JSON or YAML; its metadata must match the path"),
     responses(
         (status = 200, body = ApplicationView, description = "Replaced"),
@@ -155,7 +155,7 @@ pub async fn replace(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
     let Path((namespace, name)) = path?;
-    let application = single(descriptor(&headers, body)?)?;
+    let application = single(descriptor(&state, &headers, body).await?)?;
     let metadata = &application.metadata;
     if metadata.namespace != namespace || metadata.name != name {
         return Err(ApiError::bad_request(format!(

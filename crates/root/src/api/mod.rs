@@ -1,13 +1,16 @@
 //! The public REST API under `/api/v1`, its OpenAPI document and browsable docs.
 
 mod applications;
+pub mod audit;
 mod body;
 mod contract;
 pub mod error;
 mod events;
 mod exec;
 mod forward;
+pub mod guard;
 mod infrastructure;
+pub mod rate_limit;
 mod selectors;
 mod streams;
 mod version;
@@ -35,6 +38,30 @@ pub struct AppState {
     pub desired: Arc<Desired>,
     pub federation: Arc<Federation>,
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Descriptor parses running at once (see `body`).
+    pub parsing: Arc<tokio::sync::Semaphore>,
+    pub audit: Arc<audit::AuditLog>,
+}
+
+/// How the API guards itself; the defaults suit a root on loopback.
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    /// Host names the API answers to besides IP addresses and `localhost`.
+    pub allowed_hosts: guard::AllowedHosts,
+    pub rate_limits: rate_limit::RateLimits,
+}
+
+/// The address of the client of a connection, for rate limits and the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
 }
 
 #[derive(OpenApi)]
@@ -49,7 +76,7 @@ pub struct AppState {
         infrastructure::get_cluster, infrastructure::get_node, infrastructure::cordon,
         infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
         infrastructure::label_cluster, infrastructure::delete_instance,
-        events::events, version::version, healthz, readyz,
+        events::events, audit::list, version::version, healthz, readyz,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
@@ -57,6 +84,7 @@ pub struct AppState {
         (name = "services"), (name = "instances"),
         (name = "infrastructure", description = "Clusters and nodes"),
         (name = "events"), (name = "version"), (name = "health"),
+        (name = "audit", description = "Every mutating call: who, what, when, result"),
     )
 )]
 pub struct ApiDoc;
@@ -66,11 +94,14 @@ pub fn router(
     desired: Arc<Desired>,
     federation: Arc<Federation>,
     stopping: tokio::sync::watch::Receiver<bool>,
+    config: &ApiConfig,
 ) -> Router {
     let state = AppState {
         desired,
         federation,
         stopping,
+        parsing: Arc::new(body::parse_slots()),
+        audit: Arc::new(audit::AuditLog::default()),
     };
     let api = Router::new()
         .route("/apply", post(applications::apply))
@@ -105,9 +136,24 @@ pub fn router(
         .route("/nodes", get(workloads::list_nodes))
         .merge(infrastructure::routes())
         .route("/events", get(events::events))
+        .route("/audit", get(audit::list))
         .route("/version", get(version::version))
         .fallback(not_found)
-        .route_layer(middleware::from_fn(auth::authenticate));
+        .route_layer(middleware::from_fn(auth::authenticate))
+        // Outermost last: rate limit, then the audit (which so records what the guard
+        // refuses), then the guard, then authentication.
+        .layer(middleware::from_fn_with_state(
+            Arc::new(config.allowed_hosts.clone()),
+            guard::guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.audit.clone(),
+            audit::audit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(rate_limit::Limiter::new(config.rate_limits)),
+            rate_limit::limit,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
