@@ -72,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => crate::streams::logs(args).await,
         Command::Exec(args) => crate::exec::exec(args).await,
         Command::PortForward(args) => crate::forward::port_forward(args).await,
+        Command::Token(args) => crate::tokens::run(args).await,
     }
 }
 
@@ -559,9 +560,12 @@ async fn delete(
     }
     match (kind, name) {
         (Some(Kind::Application), Some(name)) => targets.push((scope.namespace.clone(), name)),
+        (Some(Kind::Cluster), Some(name)) => return crate::tokens::revoke_cluster(client, &name).await,
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
-            bail!("only applications can be deleted; scale a service to 0 to stop its instances")
+            bail!(
+                "only applications and clusters can be deleted; scale a service to 0 to stop its instances"
+            )
         }
         _ => {
             bail!("say what to delete: `canopy delete application NAME` or `canopy delete -f FILE`")

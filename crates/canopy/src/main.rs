@@ -9,6 +9,7 @@ mod forward;
 mod output;
 mod sim;
 mod streams;
+mod tokens;
 
 use clap::Parser;
 

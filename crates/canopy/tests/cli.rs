@@ -20,7 +20,14 @@ struct Daemon {
 
 impl Daemon {
     fn start(command: &str, data: &Path) -> Daemon {
-        let args: Vec<String> = [command, "--listen", "127.0.0.1:0", "--data"]
+        let args: Vec<String> = [
+            command,
+            "--listen",
+            "127.0.0.1:0",
+            "--tier-listen",
+            "127.0.0.1:0",
+            "--data",
+        ]
             .iter()
             .map(|s| s.to_string())
             .chain([data.display().to_string()])

@@ -6,6 +6,7 @@ pub mod error;
 mod events;
 mod exec;
 mod forward;
+mod joins;
 mod streams;
 mod workloads;
 
@@ -15,7 +16,7 @@ use crate::federation::Federation;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, middleware};
 use error::{ApiError, ErrorBody};
 use serde::Serialize;
@@ -41,6 +42,7 @@ pub struct AppState {
         workloads::list_services, workloads::get_service, workloads::scale,
         workloads::list_instances, workloads::get_instance, streams::logs, exec::exec, forward::port_forward,
         workloads::list_clusters, workloads::list_nodes,
+        joins::create_token, joins::delete_cluster,
         events::events, healthz, readyz,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError)),
@@ -91,6 +93,8 @@ pub fn router(
         .route("/instances/{id}/exec", post(exec::exec))
         .route("/instances/{id}/port-forward", post(forward::port_forward))
         .route("/clusters", get(workloads::list_clusters))
+        .route("/clusters/{name}", delete(joins::delete_cluster))
+        .route("/tokens", post(joins::create_token))
         .route("/nodes", get(workloads::list_nodes))
         .route("/events", get(events::events))
         .fallback(not_found)
