@@ -560,7 +560,9 @@ async fn delete(
     }
     match (kind, name) {
         (Some(Kind::Application), Some(name)) => targets.push((scope.namespace.clone(), name)),
-        (Some(Kind::Cluster), Some(name)) => return crate::tokens::revoke_cluster(client, &name).await,
+        (Some(Kind::Cluster), Some(name)) => {
+            return crate::tokens::revoke_cluster(client, &name).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
             bail!(

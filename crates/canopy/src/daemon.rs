@@ -30,7 +30,9 @@ pub async fn root(args: DaemonArgs) -> anyhow::Result<()> {
     announce_tier(&tier)?;
     let tier = spawn_tier(&root, tier, &stop)?;
     serve_root(root, listener, stop).await?;
-    tier.await.context("tier listener task")?.context("serving the tier listener")
+    tier.await
+        .context("tier listener task")?
+        .context("serving the tier listener")
 }
 
 pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
@@ -81,7 +83,11 @@ pub async fn up(args: DaemonArgs) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
     let root_url = format!("http://{}", listener.local_addr()?);
-    let tier = bind(args.tier_listen.unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).await?;
+    let tier = bind(
+        args.tier_listen
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+    )
+    .await?;
     let tier_url = format!("https://{}", tier.local_addr()?);
     let tier_task = spawn_tier(&root, tier, &stop)?;
     let cluster_listener = bind("127.0.0.1:0".parse()?).await?;
@@ -175,7 +181,10 @@ fn spawn_tier(
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let mut stop = stop.clone();
     let serving = root
-        .serve_tier(listener, async move { canopy_tier::stopped(&mut stop).await })
+        .serve_tier(
+            listener,
+            async move { canopy_tier::stopped(&mut stop).await },
+        )
         .context("starting the tier listener")?;
     Ok(tokio::spawn(serving))
 }

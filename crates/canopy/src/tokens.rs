@@ -126,4 +126,3 @@ mod tests {
         assert!(parse_ttl("h").is_err());
     }
 }
-

@@ -28,10 +28,10 @@ impl Daemon {
             "127.0.0.1:0",
             "--data",
         ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([data.display().to_string()])
-            .collect();
+        .iter()
+        .map(|s| s.to_string())
+        .chain([data.display().to_string()])
+        .collect();
         let daemon = support::Daemon::start(&args, true);
         let server = daemon.url.clone();
         Daemon { daemon, server }

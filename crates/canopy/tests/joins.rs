@@ -27,7 +27,9 @@ fn refused_cluster(root: &Daemon, dir: &Path, name: &str, token: &str, ca_hash: 
             "--root",
             &root.tier_url,
             "--data",
-            &dir.join(format!("refused-{name}-{}", token.len())).display().to_string(),
+            &dir.join(format!("refused-{name}-{}", token.len()))
+                .display()
+                .to_string(),
             "--name",
             name,
             "--listen",
@@ -128,7 +130,8 @@ fn a_cluster_joins_once_with_a_token_and_relinks_with_its_certificate() {
         cluster_ready(&root, "c0").then_some(())
     });
     let key = dir.path().join("c0/tier-key.pem");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "the key is private");
 
     // Its token is spent: the restart links with the certificate alone.
@@ -137,7 +140,8 @@ fn a_cluster_joins_once_with_a_token_and_relinks_with_its_certificate() {
         cluster_ready(&root, "c0").then_some(())
     });
     let token = cluster.args[cluster.args.iter().position(|a| a == "--token").unwrap() + 1].clone();
-    let ca_hash = cluster.args[cluster.args.iter().position(|a| a == "--ca-hash").unwrap() + 1].clone();
+    let ca_hash =
+        cluster.args[cluster.args.iter().position(|a| a == "--ca-hash").unwrap() + 1].clone();
     let reused = refused_cluster(&root, dir.path(), "c0", &token, &ca_hash);
     assert!(reused.contains("already used"), "{reused}");
 }
@@ -169,23 +173,43 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
     let (id, _) = token.split_once('.').unwrap();
     let unknown = refused_cluster(&root, dir.path(), "c9", "zzzzzz.0123456789abcdef", &ca_hash);
     assert!(unknown.contains("unknown join token"), "{unknown}");
-    let forged = refused_cluster(&root, dir.path(), "c9", &format!("{id}.0123456789abcdef"), &ca_hash);
+    let forged = refused_cluster(
+        &root,
+        dir.path(),
+        "c9",
+        &format!("{id}.0123456789abcdef"),
+        &ca_hash,
+    );
     assert!(forged.contains("does not match its secret"), "{forged}");
     let wrong_name = refused_cluster(&root, dir.path(), "c8", &token, &ca_hash);
-    assert!(wrong_name.contains("is for the name \"c9\""), "{wrong_name}");
+    assert!(
+        wrong_name.contains("is for the name \"c9\""),
+        "{wrong_name}"
+    );
     let wrong_ca = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
     let pinned = refused_cluster(&root, dir.path(), "c9", &token, wrong_ca);
-    assert!(pinned.contains("does not match the pinned CA hash"), "{pinned}");
+    assert!(
+        pinned.contains("does not match the pinned CA hash"),
+        "{pinned}"
+    );
     let any_name: Value = serde_json::from_str(&canopy_ok(
         &root.url,
         &["token", "create", "--join", "cluster", "-o", "json"],
     ))
     .unwrap();
-    let squat = refused_cluster(&root, dir.path(), "c0", any_name["token"].as_str().unwrap(), &ca_hash);
+    let squat = refused_cluster(
+        &root,
+        dir.path(),
+        "c0",
+        any_name["token"].as_str().unwrap(),
+        &ca_hash,
+    );
     assert!(squat.contains("is taken"), "{squat}");
     let short: Value = serde_json::from_str(&canopy_ok(
         &root.url,
-        &["token", "create", "--join", "cluster", "--name", "c7", "--ttl", "1s", "-o", "json"],
+        &[
+            "token", "create", "--join", "cluster", "--name", "c7", "--ttl", "1s", "-o", "json",
+        ],
     ))
     .unwrap();
     let expires = OffsetDateTime::parse(short["expires_at"].as_str().unwrap(), &Rfc3339).unwrap();
@@ -193,14 +217,28 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
     eventually(SETTLE, "the short token's expiry", || {
         (OffsetDateTime::now_utc() > expires).then_some(())
     });
-    let expired = refused_cluster(&root, dir.path(), "c7", short["token"].as_str().unwrap(), &ca_hash);
+    let expired = refused_cluster(
+        &root,
+        dir.path(),
+        "c7",
+        short["token"].as_str().unwrap(),
+        &ca_hash,
+    );
     assert!(expired.contains("has expired"), "{expired}");
 
     // Links: no certificate, another CA's certificate, a member's certificate saying hello
     // as c0.
-    let anonymous = link_as(&root.tier_url, trust::joining_config(&ca_hash).unwrap(), "c0")
-        .expect_err("no certificate, no link");
-    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated, "{anonymous}");
+    let anonymous = link_as(
+        &root.tier_url,
+        trust::joining_config(&ca_hash).unwrap(),
+        "c0",
+    )
+    .expect_err("no certificate, no link");
+    assert_eq!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "{anonymous}"
+    );
 
     let other_root_dir = dir.path().join("other");
     let other_root = start_root(&other_root_dir);
@@ -208,9 +246,19 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
     let foreign_dir = dir.path().join("foreign");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
-        .block_on(trust::enrol(&other_root.tier_url, &foreign_dir, "c0", Some(&other_token), Some(&other_hash)))
+        .block_on(trust::enrol(
+            &other_root.tier_url,
+            &foreign_dir,
+            "c0",
+            Some(&other_token),
+            Some(&other_hash),
+        ))
         .expect("c0 joins the other root");
-    std::fs::copy(dir.path().join("c0/tier-ca.pem"), foreign_dir.join("tier-ca.pem")).unwrap();
+    std::fs::copy(
+        dir.path().join("c0/tier-ca.pem"),
+        foreign_dir.join("tier-ca.pem"),
+    )
+    .unwrap();
     let foreign = Identity::load(&foreign_dir).unwrap().unwrap();
     let refused = link_as(&root.tier_url, foreign.client_config().unwrap(), "c0")
         .expect_err("another CA's certificate");
@@ -218,12 +266,22 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
 
     let c9_dir = dir.path().join("c9");
     runtime
-        .block_on(trust::enrol(&root.tier_url, &c9_dir, "c9", Some(&token), Some(&ca_hash)))
+        .block_on(trust::enrol(
+            &root.tier_url,
+            &c9_dir,
+            "c9",
+            Some(&token),
+            Some(&ca_hash),
+        ))
         .expect("c9 joins with its own token (not spent by the refusals)");
     let c9 = Identity::load(&c9_dir).unwrap().unwrap();
     let squatting = link_as(&root.tier_url, c9.client_config().unwrap(), "c0")
         .expect_err("a hello under another member's name");
-    assert_eq!(squatting.code(), tonic::Code::PermissionDenied, "{squatting}");
+    assert_eq!(
+        squatting.code(),
+        tonic::Code::PermissionDenied,
+        "{squatting}"
+    );
     assert!(squatting.message().contains("\"c9\""), "{squatting}");
 
     assert!(cluster_ready(&root, "c0"));
@@ -233,7 +291,11 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
     let stolen = dir.path().join("stolen");
     copy_identity(&dir.path().join("c0"), &stolen);
     let output = canopy(&root.url, &["delete", "cluster", "c0"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stolen = Identity::load(&stolen).unwrap().unwrap();
     let revoked = link_as(&root.tier_url, stolen.client_config().unwrap(), "c0")
         .expect_err("a revoked certificate");

@@ -227,7 +227,14 @@ impl Agent {
         let cluster = self.config.cluster.clone();
         // Nodes link in cleartext until they join their cluster with certificates too.
         let credentials = child::Credentials::Cleartext;
-        child::run(cluster, credentials, Arc::new(ClusterSide(self)), outbox, stop).await?;
+        child::run(
+            cluster,
+            credentials,
+            Arc::new(ClusterSide(self)),
+            outbox,
+            stop,
+        )
+        .await?;
         Ok(())
     }
 

@@ -35,8 +35,7 @@ impl Root {
         let enrolment =
             Enrolment::open(store.clone(), TRUST_PREFIX, "canopy root CA", Role::Cluster).await?;
         let instances = instances::InstanceCache::start(store).await?;
-        let federation =
-            federation::Federation::new(desired.clone(), enrolment, instances, timing);
+        let federation = federation::Federation::new(desired.clone(), enrolment, instances, timing);
         Ok(Root {
             desired,
             federation,

@@ -297,7 +297,10 @@ mod tests {
             serial: "01".into(),
         };
         assert!(authenticate(&hello, Some(&peer("c0"))).is_ok());
-        assert!(authenticate(&hello, None).is_ok(), "cleartext links carry no certificate");
+        assert!(
+            authenticate(&hello, None).is_ok(),
+            "cleartext links carry no certificate"
+        );
         let refused = authenticate(&hello, Some(&peer("c1"))).unwrap_err();
         assert!(refused.to_string().contains("\"c1\""), "{refused}");
     }

@@ -113,7 +113,11 @@ impl Daemon {
                 continue;
             }
             let tier = i > 0 && args[i - 1] == "--tier-listen";
-            let port = if tier { port_of(&self.tier_url) } else { self.port() };
+            let port = if tier {
+                port_of(&self.tier_url)
+            } else {
+                self.port()
+            };
             args[i] = format!("127.0.0.1:{port}");
         }
         let listens = !self.url.is_empty();
@@ -175,7 +179,9 @@ pub fn start_root(dir: &Path) -> Daemon {
 pub fn join_token(root: &Daemon, name: &str) -> (String, String) {
     let out = canopy_ok(
         &root.url,
-        &["token", "create", "--join", "cluster", "--name", name, "-o", "json"],
+        &[
+            "token", "create", "--join", "cluster", "--name", name, "-o", "json",
+        ],
     );
     let created: Value = serde_json::from_str(&out).expect("a token as JSON");
     let field = |key: &str| created[key].as_str().expect("token fields").to_string();

@@ -58,7 +58,8 @@ pub async fn create_token(
     body: Result<Json<TokenRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
     auth::may_manage_members(&principal)?;
-    let Json(request) = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+    let Json(request) =
+        body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
     if request.join != "cluster" {
         return Err(field(
             "join",
@@ -71,7 +72,10 @@ pub async fn create_token(
     let ttl = match request.ttl_seconds {
         Some(0) => return Err(field("ttl_seconds", "must be at least 1")),
         Some(seconds) if Duration::from_secs(seconds) > MAX_TTL => {
-            return Err(field("ttl_seconds", format!("at most {} (7 days)", MAX_TTL.as_secs())));
+            return Err(field(
+                "ttl_seconds",
+                format!("at most {} (7 days)", MAX_TTL.as_secs()),
+            ));
         }
         Some(seconds) => Some(Duration::from_secs(seconds)),
         None => None,
@@ -87,7 +91,10 @@ pub async fn create_token(
         })?;
     let expires_at = OffsetDateTime::from_unix_timestamp(created.expires_unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default();
     tracing::info!(by = %principal.name, name = ?created.name, "join token created");
     Ok((

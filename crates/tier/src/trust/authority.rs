@@ -4,8 +4,7 @@
 use super::{PARENT_SERVER_NAME, TrustError, certs};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKeyDer};
 use std::time::Duration;
@@ -123,11 +122,10 @@ impl Authority {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = name(PARENT_SERVER_NAME);
-        params.subject_alt_names = vec![SanType::DnsName(
-            PARENT_SERVER_NAME
-                .try_into()
-                .map_err(|e: rcgen::Error| TrustError::Certificate(e.to_string()))?,
-        )];
+        params.subject_alt_names =
+            vec![SanType::DnsName(PARENT_SERVER_NAME.try_into().map_err(
+                |e: rcgen::Error| TrustError::Certificate(e.to_string()),
+            )?)];
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

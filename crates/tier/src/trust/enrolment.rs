@@ -69,7 +69,9 @@ impl Enrolment {
                     cert_pem: authority.cert_pem().to_string(),
                     key_pem: authority.key_pem().to_string(),
                 };
-                store.put_json(&ca_key, &record, Precondition::Absent).await?;
+                store
+                    .put_json(&ca_key, &record, Precondition::Absent)
+                    .await?;
                 authority
             }
         };
@@ -163,7 +165,9 @@ impl Enrolment {
         let Some((mut record, token_revision)) = stored else {
             return Err(Refusal::Unknown(id.to_string()).into());
         };
-        let issued = self.authority.issue(csr_der, &granted, now, self.lifetime)?;
+        let issued = self
+            .authority
+            .issue(csr_der, &granted, now, self.lifetime)?;
         record.used = true;
         let member_record = MemberRecord {
             serials: vec![issued.serial.clone()],
@@ -174,7 +178,11 @@ impl Enrolment {
             None => Precondition::Absent,
         };
         let ops = vec![
-            put(&token_key, &record, Precondition::ModRevision(token_revision))?,
+            put(
+                &token_key,
+                &record,
+                Precondition::ModRevision(token_revision),
+            )?,
             put(&member_key, &member_record, member_precondition)?,
         ];
         match self.store.txn(ops).await {
@@ -201,7 +209,9 @@ impl Enrolment {
                 peer.name
             )));
         };
-        let issued = self.authority.issue(csr_der, &peer.name, now, self.lifetime)?;
+        let issued = self
+            .authority
+            .issue(csr_der, &peer.name, now, self.lifetime)?;
         // The certificate renewing stays valid until it expires (links up on it are kept);
         // older ones are dropped from the record.
         member.serials.retain(|s| *s == peer.serial);

@@ -52,7 +52,11 @@ pub enum Refusal {
     #[error("join token {0:?} was already used")]
     Used(String),
     #[error("join token {id:?} admits a {admits}, not a {asked}")]
-    WrongRole { id: String, admits: Role, asked: Role },
+    WrongRole {
+        id: String,
+        admits: Role,
+        asked: Role,
+    },
     #[error("join token {id:?} is for the name {token:?}, not {asked:?}")]
     WrongName {
         id: String,
@@ -95,7 +99,8 @@ fn random(len: usize) -> String {
 /// The id and secret of `token`.
 pub fn parse(token: &str) -> Result<(&str, &str), Refusal> {
     let (id, secret) = token.trim().split_once('.').ok_or(Refusal::Malformed)?;
-    let valid = |part: &str, len: usize| part.len() == len && part.bytes().all(|b| ALPHABET.contains(&b));
+    let valid =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| ALPHABET.contains(&b));
     if valid(id, ID_LEN) && valid(secret, SECRET_LEN) {
         Ok((id, secret))
     } else {
@@ -112,9 +117,9 @@ pub fn secret_hash(secret: &str) -> String {
 pub fn check_name(name: &str) -> Result<(), Refusal> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_');
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
+        });
     if ok {
         Ok(())
     } else {
@@ -186,8 +191,17 @@ mod tests {
     #[test]
     fn generated_tokens_parse_and_others_do_not() {
         let fresh = Fresh::generate();
-        assert_eq!(parse(&fresh.token()), Ok((fresh.id.as_str(), fresh.secret.as_str())));
-        for bad in ["", "abc", "abcdef.short", "ABCDEF.0123456789abcdef", "abcdef0123456789abcdef"] {
+        assert_eq!(
+            parse(&fresh.token()),
+            Ok((fresh.id.as_str(), fresh.secret.as_str()))
+        );
+        for bad in [
+            "",
+            "abc",
+            "abcdef.short",
+            "ABCDEF.0123456789abcdef",
+            "abcdef0123456789abcdef",
+        ] {
             assert_eq!(parse(bad), Err(Refusal::Malformed), "{bad:?}");
         }
     }
@@ -195,9 +209,15 @@ mod tests {
     #[test]
     fn a_valid_token_admits_its_name_once_before_expiry() {
         let ok = record(Some("c0"), 100, false);
-        assert_eq!(admit("abcdef", SECRET, Some(&ok), Role::Cluster, "c0", false, 99), Ok("c0".into()));
+        assert_eq!(
+            admit("abcdef", SECRET, Some(&ok), Role::Cluster, "c0", false, 99),
+            Ok("c0".into())
+        );
         let any = record(None, 100, false);
-        assert_eq!(admit("abcdef", SECRET, Some(&any), Role::Cluster, "c7", false, 0), Ok("c7".into()));
+        assert_eq!(
+            admit("abcdef", SECRET, Some(&any), Role::Cluster, "c7", false, 0),
+            Ok("c7".into())
+        );
     }
 
     #[test]
@@ -206,15 +226,39 @@ mod tests {
         let admit = |record: Option<&TokenRecord>, secret: &str, role, name: &str, taken, now| {
             admit("abcdef", secret, record, role, name, taken, now)
         };
-        assert!(matches!(admit(None, SECRET, Role::Cluster, "c0", false, 0), Err(Refusal::Unknown(_))));
-        assert!(matches!(admit(Some(&ok), "ffffffffffffffff", Role::Cluster, "c0", false, 0), Err(Refusal::Forged(_))));
+        assert!(matches!(
+            admit(None, SECRET, Role::Cluster, "c0", false, 0),
+            Err(Refusal::Unknown(_))
+        ));
+        assert!(matches!(
+            admit(Some(&ok), "ffffffffffffffff", Role::Cluster, "c0", false, 0),
+            Err(Refusal::Forged(_))
+        ));
         let used = record(Some("c0"), 100, true);
-        assert!(matches!(admit(Some(&used), SECRET, Role::Cluster, "c0", false, 0), Err(Refusal::Used(_))));
-        assert!(matches!(admit(Some(&ok), SECRET, Role::Cluster, "c0", false, 100), Err(Refusal::Expired(_))));
-        assert!(matches!(admit(Some(&ok), SECRET, Role::Node, "c0", false, 0), Err(Refusal::WrongRole { .. })));
-        assert!(matches!(admit(Some(&ok), SECRET, Role::Cluster, "c1", false, 0), Err(Refusal::WrongName { .. })));
-        assert!(matches!(admit(Some(&ok), SECRET, Role::Cluster, "c0", true, 0), Err(Refusal::NameTaken(_))));
+        assert!(matches!(
+            admit(Some(&used), SECRET, Role::Cluster, "c0", false, 0),
+            Err(Refusal::Used(_))
+        ));
+        assert!(matches!(
+            admit(Some(&ok), SECRET, Role::Cluster, "c0", false, 100),
+            Err(Refusal::Expired(_))
+        ));
+        assert!(matches!(
+            admit(Some(&ok), SECRET, Role::Node, "c0", false, 0),
+            Err(Refusal::WrongRole { .. })
+        ));
+        assert!(matches!(
+            admit(Some(&ok), SECRET, Role::Cluster, "c1", false, 0),
+            Err(Refusal::WrongName { .. })
+        ));
+        assert!(matches!(
+            admit(Some(&ok), SECRET, Role::Cluster, "c0", true, 0),
+            Err(Refusal::NameTaken(_))
+        ));
         let any = record(None, 100, false);
-        assert!(matches!(admit(Some(&any), SECRET, Role::Cluster, "Bad Name", false, 0), Err(Refusal::BadName(_))));
+        assert!(matches!(
+            admit(Some(&any), SECRET, Role::Cluster, "Bad Name", false, 0),
+            Err(Refusal::BadName(_))
+        ));
     }
 }
