@@ -47,10 +47,15 @@ class Tier:
             env={**os.environ, "RUST_LOG": "warn"},
         )
         self.url = None
+        # A root also prints its tier listener (https://, where clusters join and link).
+        self.tier_url = None
         if listens:
             for line in self.proc.stdout:
-                if " listening on " in line:
+                if line.startswith("canopy tier listening on "):
+                    self.tier_url = line.split(" listening on ", 1)[1].strip()
+                elif " listening on " in line:
                     self.url = line.split(" listening on ", 1)[1].strip()
+                if self.url and (args[0] != "root" or self.tier_url):
                     break
             if self.url is None:
                 raise RuntimeError(f"canopy {args[0]} exited before listening")
@@ -58,6 +63,16 @@ class Tier:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+
+def joined_cluster(root, name, data, extra=()):
+    """`canopy cluster NAME` joined to `root` as a user's would be: with a one-time token from
+    the root's API, linking to its tier listener."""
+    token = json.loads(subprocess.run(
+        [CANOPY, "token", "create", "--join", "cluster", "--name", name, "-o", "json",
+         "--server", root.url], capture_output=True, text=True, check=True).stdout)
+    return Tier(["cluster", "--root", root.tier_url, "--listen", "127.0.0.1:0", "--data", data,
+                 "--name", name, "--token", token["token"], "--ca-hash", token["ca_hash"], *extra])
 
 
 class SkipBench(Exception):
@@ -94,9 +109,9 @@ class Hierarchy:
             registry, self.registry_pid = start_registry(f"{self.dir}/registry")
             self.image = f"{registry}/busybox:latest"
             node_args += ["--insecure-registry", registry]
-        self.root = Tier(["root", "--listen", "127.0.0.1:0", "--data", f"{self.dir}/root", *timing])
-        self.cluster = Tier(["cluster", "--root", self.root.url, "--listen", "127.0.0.1:0",
-                             "--data", f"{self.dir}/cluster", "--name", "bench", *timing])
+        self.root = Tier(["root", "--listen", "127.0.0.1:0", "--tier-listen", "127.0.0.1:0",
+                          "--data", f"{self.dir}/root", *timing])
+        self.cluster = joined_cluster(self.root, "bench", f"{self.dir}/cluster", timing)
         for i, name in enumerate(self.node_names):
             extra = list(node_args)
             if self.runtime == "container":

@@ -95,7 +95,7 @@ pub enum Command {
         scope: Scope,
     },
     /// Delete applications by name or by the descriptor that created them, or an instance
-    /// (its service replaces it).
+    /// (its service replaces it); `delete cluster NAME` revokes a cluster's certificates.
     Delete {
         #[command(flatten)]
         client: ClientArgs,
@@ -139,6 +139,8 @@ pub enum Command {
     Exec(crate::exec::ExecArgs),
     /// Relay local connections to a port of an instance (`LOCAL:REMOTE`), until Ctrl-C.
     PortForward(crate::forward::ForwardArgs),
+    /// Join tokens: `canopy token create --join cluster [--name N]`.
+    Token(crate::tokens::TokenArgs),
 }
 
 impl Command {
@@ -166,9 +168,13 @@ pub struct UpArgs {
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Address of the public API (and of the tier endpoint clusters link to).
+    /// Address of the public API.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Address of the tier listener clusters join and link to, over TLS (`root`: default
+    /// 127.0.0.1:7710; `up`: a random loopback port).
+    #[arg(long)]
+    pub tier_listen: Option<SocketAddr>,
     /// Directory for the state (created if missing).
     #[arg(long, default_value = "canopy-data")]
     pub data: PathBuf,
@@ -221,7 +227,7 @@ impl TimingArgs {
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    /// The root's address (`http://host:port`).
+    /// The root's tier listener (`https://host:port`, its `--tier-listen`).
     #[arg(long)]
     pub root: String,
     /// Address nodes link to.
@@ -235,9 +241,14 @@ pub struct ClusterArgs {
     pub name: String,
     #[command(flatten)]
     pub placement: PlacementArgs,
-    /// Join token presented to the root.
+    /// One-time join token (`canopy token create --join cluster`), needed on the first start
+    /// only: the certificate it gets is kept in the data directory.
     #[arg(long, env = "CANOPY_TOKEN", default_value = "", hide_env_values = true)]
     pub token: String,
+    /// The root CA's hash the token came with (`sha256:...`): the root is trusted only if
+    /// its CA matches.
+    #[arg(long, env = "CANOPY_CA_HASH")]
+    pub ca_hash: Option<String>,
     #[command(flatten)]
     pub timing: TimingArgs,
     #[command(flatten)]

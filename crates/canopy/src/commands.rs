@@ -88,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Drain(args) => operations::drain(args).await,
         Command::Label(args) => operations::label(args).await,
         Command::Top(args) => operations::top(args).await,
+        Command::Token(args) => crate::tokens::run(args).await,
     }
 }
 
@@ -513,10 +514,13 @@ async fn delete(
         (Some(Kind::Instance), Some(id)) if targets.is_empty() => {
             return operations::delete_instance(client, &id).await;
         }
+        (Some(Kind::Cluster), Some(name)) if targets.is_empty() => {
+            return crate::tokens::revoke_cluster(client, &name).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
             bail!(
-                "only applications and instances can be deleted; scale a service to 0 to stop its instances"
+                "only applications, instances and clusters can be deleted; scale a service to 0 to stop its instances"
             )
         }
         _ => {

@@ -18,6 +18,7 @@ use canopy_runtime::{
 };
 use canopy_store::RedbStore;
 use canopy_tier::Timing;
+use canopy_tier::child::Credentials as TierCredentials;
 use canopy_tier::probe::Prober;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -30,19 +31,34 @@ pub async fn root(args: DaemonArgs) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
     let tls = api_tls(&args.api)?;
+    let tier = bind(args.tier_listen.unwrap_or(DEFAULT_TIER_LISTEN.parse()?)).await?;
     announce_api(&listener, tls.is_some())?;
-    serve_root(root, listener, tls, stop).await
+    announce_tier(&tier)?;
+    let tier = spawn_tier(&root, tier, &stop)?;
+    serve_root(root, listener, tls, stop).await?;
+    tier.await
+        .context("tier listener task")?
+        .context("serving the tier listener")
 }
 
 pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
     let stop = stop_on_signal();
+    // Joined first: a refused token ends the process before it announces anything.
+    let credentials = credentials(
+        &args.root,
+        &args.data,
+        &args.name,
+        &args.token,
+        args.ca_hash.as_deref(),
+    )
+    .await?;
     let listener = bind(args.listen).await?;
     announce("cluster", &listener)?;
     let cluster = open_cluster(
         &args.data,
         &args.name,
         Some(args.root.clone()),
-        args.token.clone(),
+        credentials,
         &args.placement,
         args.timing.timing(),
     )
@@ -77,34 +93,27 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
     let tls = api_tls(&args.api)?;
-    // Over TLS, the cluster links over a loopback listener of its own that serves only the
-    // tier endpoint; otherwise over the API's port, as a separate cluster would.
-    let (root_url, tier_server) = if tls.is_some() {
-        let tier_listener = bind("127.0.0.1:0".parse()?).await?;
-        let url = format!("http://{}", tier_listener.local_addr()?);
-        let router = root.tier_router();
-        let mut stop = stop.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(tier_listener, router)
-                .with_graceful_shutdown(async move { canopy_tier::stopped(&mut stop).await })
-                .await
-        });
-        (url, Some(server))
-    } else {
-        (format!("http://{}", listener.local_addr()?), None)
-    };
     let api_url = format!(
         "{}://{}",
         if tls.is_some() { "https" } else { "http" },
         listener.local_addr()?
     );
+    let tier = bind(
+        args.tier_listen
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+    )
+    .await?;
+    let tier_url = format!("https://{}", tier.local_addr()?);
+    let tier_task = spawn_tier(&root, tier, &stop)?;
     let cluster_listener = bind("127.0.0.1:0".parse()?).await?;
     let cluster_url = format!("http://{}", cluster_listener.local_addr()?);
+    let cluster_dir = args.data.join("cluster");
+    let credentials = local_cluster_credentials(&root, &tier_url, &cluster_dir).await?;
     let cluster = open_cluster(
-        &args.data.join("cluster"),
+        &cluster_dir,
         "local",
-        Some(root_url.clone()),
-        String::new(),
+        Some(tier_url.clone()),
+        credentials,
         &PlacementArgs::default(),
         args.timing.timing(),
     )
@@ -133,6 +142,7 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     .await?;
     start_node_probing(&agent, &node_args, &stop).await?;
     announce_api(&listener, tls.is_some())?;
+    println!("  tier:      {tier_url} (the local cluster joined with a token it made)");
     println!("  API docs:  {api_url}/docs");
     println!("  cluster \"local\" with node {node_name:?}");
     println!("  try:       canopy apply -f examples/hello-process.yaml && canopy get instances");
@@ -142,12 +152,7 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
         async move { agent.run(stop).await }
     });
     serve_root(root, listener, tls, stop).await?;
-    if let Some(server) = tier_server {
-        server
-            .await
-            .context("tier server task")?
-            .context("serving the tier link")?;
-    }
+    tier_task.await.context("tier listener task")??;
     cluster_task.await.context("cluster task")??;
     node_task.await.context("node task")??;
     println!("stopped; instances keep running and are re-adopted by the next `canopy up`");
@@ -217,11 +222,89 @@ fn api_config(args: &ApiArgs) -> anyhow::Result<ApiConfig> {
     })
 }
 
+/// Where `canopy root` listens for its clusters unless told (`--tier-listen`).
+const DEFAULT_TIER_LISTEN: &str = "127.0.0.1:7710";
+/// How long the token `canopy up` makes for its own cluster lives: it is spent at once.
+const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// Serves the root's tier listener (TLS: joins, and links with member certificates).
+fn spawn_tier(
+    root: &Root,
+    listener: TcpListener,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let mut stop = stop.clone();
+    let serving = root
+        .serve_tier(
+            listener,
+            async move { canopy_tier::stopped(&mut stop).await },
+        )
+        .context("starting the tier listener")?;
+    Ok(tokio::spawn(serving))
+}
+
+/// A child's credentials for `parent`: for an `https://` parent the certificate saved in
+/// `data`, or one got by joining with `token` (then saved); nothing for `http://`.
+async fn credentials(
+    parent: &str,
+    data: &Path,
+    name: &str,
+    token: &str,
+    ca_hash: Option<&str>,
+) -> anyhow::Result<TierCredentials> {
+    if !parent.starts_with("https://") {
+        if !token.is_empty() {
+            anyhow::bail!(
+                "a join token is presented over TLS only: give the parent's https:// tier address"
+            );
+        }
+        return Ok(TierCredentials::Cleartext);
+    }
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating the data directory {}", data.display()))?;
+    let identity = canopy_tier::trust::enrol(parent, data, name, Some(token), ca_hash)
+        .await
+        .with_context(|| format!("joining {parent} as {name:?}"))?;
+    Ok(TierCredentials::Certificate {
+        identity,
+        dir: data.to_path_buf(),
+    })
+}
+
+/// `canopy up` joins its own cluster as a user would, with a token it makes itself; a
+/// cluster whose certificate is gone (its data removed) is revoked and joins afresh.
+async fn local_cluster_credentials(
+    root: &Root,
+    tier_url: &str,
+    dir: &Path,
+) -> anyhow::Result<TierCredentials> {
+    let joined = canopy_tier::trust::Identity::load(dir)
+        .context("reading the local cluster's certificate")?
+        .is_some();
+    if joined {
+        return credentials(tier_url, dir, "local", "", None).await;
+    }
+    let enrolment = root.federation().enrolment();
+    enrolment
+        .revoke("local")
+        .await
+        .context("revoking the old local cluster")?;
+    let token = enrolment
+        .create_token(
+            Some("local".to_string()),
+            Some(LOCAL_TOKEN_TTL),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .context("creating the local cluster's join token")?;
+    credentials(tier_url, dir, "local", &token.token, Some(&token.ca_hash)).await
+}
+
 async fn open_cluster(
     data: &Path,
     name: &str,
     root: Option<String>,
-    token: String,
+    credentials: TierCredentials,
     placement: &PlacementArgs,
     node_timing: Timing,
 ) -> anyhow::Result<Arc<Cluster>> {
@@ -229,7 +312,7 @@ async fn open_cluster(
     let config = ClusterConfig {
         name: name.to_string(),
         root,
-        token,
+        credentials,
         labels: placement.labels.clone(),
         location: placement.location,
         node_timing,
@@ -481,6 +564,13 @@ fn announce_api(listener: &TcpListener, tls: bool) -> anyhow::Result<()> {
 fn announce(what: &str, listener: &TcpListener) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
     println!("canopy {what} listening on http://{address}");
+    Ok(())
+}
+
+/// Printed after the API's line: clusters join and link here.
+fn announce_tier(listener: &TcpListener) -> anyhow::Result<()> {
+    let address = listener.local_addr().context("reading the bound address")?;
+    println!("canopy tier listening on https://{address}");
     Ok(())
 }
 

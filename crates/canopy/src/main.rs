@@ -17,6 +17,7 @@ mod output;
 mod sim;
 mod sse;
 mod streams;
+mod tokens;
 mod version;
 mod wait;
 

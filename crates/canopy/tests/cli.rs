@@ -20,11 +20,18 @@ struct Daemon {
 
 impl Daemon {
     fn start(command: &str, data: &Path) -> Daemon {
-        let args: Vec<String> = [command, "--listen", "127.0.0.1:0", "--data"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([data.display().to_string()])
-            .collect();
+        let args: Vec<String> = [
+            command,
+            "--listen",
+            "127.0.0.1:0",
+            "--tier-listen",
+            "127.0.0.1:0",
+            "--data",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([data.display().to_string()])
+        .collect();
         let daemon = support::Daemon::start(&args, true);
         let server = daemon.url.clone();
         Daemon { daemon, server }

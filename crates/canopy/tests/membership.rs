@@ -18,7 +18,10 @@ const NODES: usize = 300;
 const MOST_REPORTS: usize = 20;
 
 struct InProcessRoot {
+    /// The tier listener (`https://`).
     url: String,
+    /// A join token for `c0` and the CA hash it pins.
+    token: (String, String),
     store: Arc<RedbStore>,
     /// When each write of `/clusters/c0` (one per membership report, the hello's included)
     /// was seen.
@@ -37,7 +40,7 @@ impl InProcessRoot {
         let store = Arc::new(RedbStore::open(dir.join("root.redb")).unwrap());
         let reports = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let url = runtime.block_on(async {
+        let (url, token) = runtime.block_on(async {
             let mut watch = store.watch("/clusters/", 0).await.unwrap();
             let seen = reports.clone();
             tokio::spawn(async move {
@@ -52,19 +55,35 @@ impl InProcessRoot {
             let root = Root::open(store.clone() as Arc<dyn Store>, Timing::default())
                 .await
                 .unwrap();
+            let created = root
+                .federation()
+                .enrolment()
+                .create_token(Some("c0".into()), None, time::OffsetDateTime::now_utc())
+                .await
+                .unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
+            let tier = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("https://{}", tier.local_addr().unwrap());
+            let (tier_stop, tier_stopped) = tokio::sync::oneshot::channel::<()>();
+            let tier = root
+                .serve_tier(tier, async {
+                    let _ = tier_stopped.await;
+                })
+                .unwrap();
+            tokio::spawn(tier);
             tokio::spawn(async move {
                 root.serve(listener, async {
                     let _ = stopped.await;
                 })
                 .await
                 .unwrap();
+                let _ = tier_stop.send(());
             });
-            url
+            (url, (created.token, created.ca_hash))
         });
         InProcessRoot {
             url,
+            token,
             store,
             reports,
             runtime,
@@ -110,6 +129,10 @@ fn three_hundred_joins_make_a_handful_of_membership_reports() {
         "c0",
         "--listen",
         "127.0.0.1:0",
+        "--token",
+        &root.token.0,
+        "--ca-hash",
+        &root.token.1,
     ]);
     args.extend(fast_timing());
     let cluster = Daemon::start(&args, true);

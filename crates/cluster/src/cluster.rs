@@ -128,7 +128,7 @@ impl Cluster {
         let result = match (&self.config.root, outbox) {
             (Some(root), Some(outbox)) => child::run(
                 root.clone(),
-                self.config.token.clone(),
+                self.config.credentials.clone(),
                 Arc::new(RootSide(self.clone())),
                 outbox,
                 stop,

@@ -41,7 +41,8 @@ pub struct ClusterConfig {
     pub name: String,
     /// The root's tier endpoint (`http://host:port`); none to run detached.
     pub root: Option<String>,
-    pub token: String,
+    /// How it proves who it is to the root (a certificate, for an `https://` root).
+    pub credentials: canopy_tier::child::Credentials,
     pub labels: BTreeMap<String, String>,
     pub location: Option<GeoPoint>,
     /// Heartbeat and deadline asked of nodes.

@@ -15,9 +15,14 @@ use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use canopy_store::Store;
 pub use canopy_tier::Timing;
+use canopy_tier::trust::{Enrolment, JoinService, Role, listener};
 use desired::{Desired, RootError};
 use std::future::Future;
 use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Where the root keeps its CA, join tokens and members in its store.
+const TRUST_PREFIX: &str = "/trust/";
 
 pub struct Root {
     desired: Arc<Desired>,
@@ -32,8 +37,10 @@ impl Root {
     pub async fn open(store: Arc<dyn Store>, timing: Timing) -> Result<Root, RootError> {
         let desired = Arc::new(Desired::new(store.clone()));
         desired.reconcile_all().await?;
+        let enrolment =
+            Enrolment::open(store.clone(), TRUST_PREFIX, "canopy root CA", Role::Cluster).await?;
         let instances = instances::InstanceCache::start(store).await?;
-        let federation = federation::Federation::new(desired.clone(), instances, timing);
+        let federation = federation::Federation::new(desired.clone(), enrolment, instances, timing);
         federation.load_settings().await?;
         Ok(Root {
             desired,
@@ -54,7 +61,7 @@ impl Root {
         &self.federation
     }
 
-    /// The public API and, on the same port, the tier endpoint clusters link to.
+    /// The public API.
     pub fn router(&self) -> axum::Router {
         api::router(
             self.desired.clone(),
@@ -62,13 +69,25 @@ impl Root {
             self.stopping.subscribe(),
             &self.api_config,
         )
-        .route_service(canopy_tier::ROUTE, self.federation.tier_service())
     }
 
-    /// Only the tier endpoint clusters link to, for a listener of its own (`canopy up` links
-    /// its cluster over plain loopback while the API is served over TLS).
-    pub fn tier_router(&self) -> axum::Router {
-        axum::Router::new().route_service(canopy_tier::ROUTE, self.federation.tier_service())
+    /// The tier listener clusters join and link on (TLS; the link needs a member's client
+    /// certificate, the join a token), served until `shutdown` by the future returned.
+    pub fn serve_tier(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<impl Future<Output = std::io::Result<()>> + Send + 'static, RootError> {
+        let enrolment = self.federation.enrolment().clone();
+        let tls = enrolment.server_config()?;
+        let join = JoinService::new(enrolment).into_server();
+        let routes = listener::Routes {
+            members: axum::Router::new()
+                .route_service(canopy_tier::ROUTE, self.federation.tier_service())
+                .route_service(canopy_tier::JOIN_ROUTE, join.clone()),
+            joining: listener::unauthenticated().route_service(canopy_tier::JOIN_ROUTE, join),
+        };
+        Ok(listener::serve(listener, tls, routes, shutdown))
     }
 
     /// Serves the API on `listener` (a `TcpListener` or a [`tls::TlsListener`]) until

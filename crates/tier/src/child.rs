@@ -4,13 +4,16 @@ pub use crate::outbox::{Outbox, Uplink, uplink};
 use crate::pb::{self, up};
 use crate::session::{Assignment, Hello, Revocation};
 use crate::streams::{End, Frame, Pipe, forward_inbound};
+use crate::trust::{self, Identity, TrustError};
 use crate::{TierError, Timing};
 use futures::FutureExt;
 use futures::StreamExt;
 use rand::Rng;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -85,20 +88,75 @@ impl Backoff {
     }
 }
 
+/// How a child proves who it is to its parent.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// For `http://` parents only: no TLS and no identity.
+    Cleartext,
+    /// Mutual TLS with this identity (for `https://` parents), renewed before it expires and
+    /// saved again in `dir`.
+    Certificate { identity: Identity, dir: PathBuf },
+}
+
+/// The identity a child links with, replaced when it is renewed.
+struct Trusted {
+    identity: std::sync::Mutex<Identity>,
+    dir: PathBuf,
+}
+
+impl Trusted {
+    fn current(&self) -> Identity {
+        match self.identity.lock() {
+            Ok(identity) => identity.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// The TLS a parent URL calls for: an `https://` parent is only ever dialled with a
+/// certificate, never in cleartext.
+fn trusted(parent: &str, credentials: Credentials) -> Result<Option<Arc<Trusted>>, TierError> {
+    let refuse = |reason: &str| TierError::Address {
+        address: parent.to_string(),
+        reason: reason.to_string(),
+    };
+    match (credentials, parent.starts_with("https://")) {
+        (Credentials::Certificate { identity, dir }, true) => Ok(Some(Arc::new(Trusted {
+            identity: std::sync::Mutex::new(identity),
+            dir,
+        }))),
+        (Credentials::Cleartext, false) => Ok(None),
+        (Credentials::Cleartext, true) => Err(refuse(
+            "an https:// parent is dialled with a certificate only (join it with a token)",
+        )),
+        (Credentials::Certificate { .. }, false) => Err(refuse(
+            "a certificate is presented over TLS only: use the parent's https:// tier address",
+        )),
+    }
+}
+
 /// Keeps the link to `parent` up until `stop` turns true.
 pub async fn run<C: Child>(
     parent: String,
-    token: String,
+    credentials: Credentials,
     child: Arc<C>,
     outbox: Outbox,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), TierError> {
     let endpoint = endpoint(&parent)?;
+    let trusted = trusted(&parent, credentials)?;
+    let _renewal = trusted.as_ref().map(|trusted| {
+        Renewal(tokio::spawn(renew_forever(
+            parent.clone(),
+            trusted.clone(),
+            stop.clone(),
+        )))
+    });
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            result = session(&endpoint, &token, &child, &outbox) => result,
+            result = session(&endpoint, trusted.as_deref(), &child, &outbox) => result,
             _ = crate::stopped(&mut stop) => return Ok(()),
         };
         child.on_link(None).await;
@@ -113,6 +171,49 @@ pub async fn run<C: Child>(
         tokio::select! {
             _ = tokio::time::sleep(backoff.next()) => {}
             _ = crate::stopped(&mut stop) => return Ok(()),
+        }
+    }
+}
+
+/// Stops renewing when the link stops.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews the certificate at two thirds of its lifetime, over a mutual-TLS call: the link
+/// stays up (its handshake is done); the next connection presents the new certificate.
+async fn renew_forever(parent: String, trusted: Arc<Trusted>, mut stop: watch::Receiver<bool>) {
+    let mut retry = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    loop {
+        let current = trusted.current();
+        let wait = current.renew_at_unix() - OffsetDateTime::now_utc().unix_timestamp();
+        let wait = Duration::from_secs(u64::try_from(wait).unwrap_or(0));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::stopped(&mut stop) => return,
+        }
+        match current.renew(&parent).await {
+            Ok(renewed) => {
+                if let Err(e) = renewed.save(&trusted.dir) {
+                    tracing::warn!(error = %e, "keeping a renewed certificate in memory only");
+                }
+                tracing::info!(name = %renewed.name, "certificate renewed");
+                if let Ok(mut identity) = trusted.identity.lock() {
+                    *identity = renewed;
+                }
+                retry.reset();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing the certificate failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(retry.next()) => {}
+                    _ = crate::stopped(&mut stop) => return,
+                }
+            }
         }
     }
 }
@@ -136,8 +237,10 @@ const MAX_ASSIGN_BATCH: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
-    #[error("connect: {0}")]
+    #[error("connect: {}", trust::chain_text(.0))]
     Connect(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Trust(#[from] TrustError),
     #[error("{0}")]
     Status(#[from] tonic::Status),
     #[error("parent did not welcome the link: {0}")]
@@ -148,19 +251,26 @@ enum SessionError {
 
 async fn session<C: Child>(
     endpoint: &Endpoint,
-    token: &str,
+    trusted: Option<&Trusted>,
     child: &Arc<C>,
     outbox: &Outbox,
 ) -> Result<(), SessionError> {
-    let channel = endpoint.connect().await?;
+    let channel = match trusted {
+        Some(trusted) => {
+            let identity = trusted.current();
+            if identity.expired(OffsetDateTime::now_utc()) {
+                tracing::warn!(name = %identity.name, "the certificate has expired: the parent will refuse it");
+            }
+            trust::connect(endpoint, identity.client_config()?).await?
+        }
+        None => endpoint.connect().await?,
+    };
     let mut client = pb::tier_client::TierClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
     // Anything queued before now is covered by the hello built next.
     outbox.clear();
-    let mut hello = child.hello().await;
-    hello.token = token.to_string();
-    let hello = hello.to_pb();
+    let hello = child.hello().await.to_pb();
     let (tx, rx) = mpsc::channel::<pb::Up>(1024);
     let mut sender = Sender { tx, seq: 0 };
     sender.send(up::Body::Hello(hello)).await?;

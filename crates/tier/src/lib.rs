@@ -15,6 +15,7 @@ pub mod probe;
 pub mod session;
 mod status;
 pub mod streams;
+pub mod trust;
 pub mod wire;
 
 pub use convert::*;
@@ -30,6 +31,8 @@ use std::time::Duration;
 
 /// Where the tier service is mounted on a parent's HTTP port (gRPC's `/package.Service/Method`).
 pub const ROUTE: &str = "/canopy.tier.v1.Tier/{*method}";
+/// Where the join service is mounted on a parent's tier listener.
+pub const JOIN_ROUTE: &str = "/canopy.tier.v1.Join/{*method}";
 
 /// Completes once `stop` holds true (at once if it already does, or if its sender is gone).
 pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
@@ -59,4 +62,8 @@ pub enum TierError {
     Address { address: String, reason: String },
     #[error("malformed message: {0}")]
     Malformed(String),
+    #[error("{0}")]
+    Trust(#[from] trust::TrustError),
+    #[error("the certificate is for {certificate:?}; a hello as {hello:?} is refused")]
+    NotYours { certificate: String, hello: String },
 }

@@ -83,6 +83,11 @@ impl Downlink {
         self.send(down::Body::Configure(config))
     }
 
+    /// Ends the link with `status`: the child sees it as the link's error.
+    pub fn end(&self, status: Status) -> bool {
+        self.tx.try_send(Err(status)).is_ok()
+    }
+
     fn send(&self, body: down::Body) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.tx
@@ -154,6 +159,7 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
         &self,
         request: Request<Streaming<pb::Up>>,
     ) -> Result<Response<Self::LinkStream>, Status> {
+        let peer = request.extensions().get::<crate::trust::Peer>().cloned();
         let mut inbound = request.into_inner();
         let deadline = self.timing.deadline;
         let hello = match tokio::time::timeout(deadline, inbound.message()).await {
@@ -170,6 +176,10 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
             Err(_) => return Err(Status::deadline_exceeded("no hello within the deadline")),
         };
         let hello = Hello::from_pb(hello).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        crate::session::authenticate(&hello, peer.as_ref()).map_err(|e| {
+            tracing::warn!(error = %e, "refused a hello");
+            Status::permission_denied(e.to_string())
+        })?;
         let child = hello.name().to_string();
         let (tx, rx) = mpsc::channel(DOWNLINK_CAPACITY);
         let downlink = Downlink {

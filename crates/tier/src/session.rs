@@ -28,7 +28,8 @@ pub struct Revocation {
 #[derive(Debug, Clone, Default)]
 pub struct Hello {
     pub member: pb::Member,
-    /// Presented by the child; checked by the parent.
+    /// Unused: links are authenticated by client certificates (see [`authenticate`]); kept
+    /// for the wire's sake.
     pub token: String,
     pub instances: Vec<StatusReport>,
     /// For a cluster: its nodes.
@@ -113,6 +114,18 @@ impl Hello {
 
     pub fn name(&self) -> &str {
         &self.member.name
+    }
+}
+
+/// The hello of a link whose client certificate names `peer` (none on a cleartext link)
+/// must speak for that member: a squatter cannot take over another's name and instances.
+pub fn authenticate(hello: &Hello, peer: Option<&crate::trust::Peer>) -> Result<(), TierError> {
+    match peer {
+        Some(peer) if peer.name != hello.name() => Err(TierError::NotYours {
+            certificate: peer.name.clone(),
+            hello: hello.name().to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -268,6 +281,28 @@ mod tests {
             diff_hello(Vec::new(), &BTreeMap::new()),
             HelloDiff::default()
         );
+    }
+
+    #[test]
+    fn a_hello_must_carry_the_name_of_its_certificate() {
+        let hello = Hello {
+            member: pb::Member {
+                name: "c0".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let peer = |name: &str| crate::trust::Peer {
+            name: name.into(),
+            serial: "01".into(),
+        };
+        assert!(authenticate(&hello, Some(&peer("c0"))).is_ok());
+        assert!(
+            authenticate(&hello, None).is_ok(),
+            "cleartext links carry no certificate"
+        );
+        let refused = authenticate(&hello, Some(&peer("c1"))).unwrap_err();
+        assert!(refused.to_string().contains("\"c1\""), "{refused}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Link {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(child::run(
             format!("http://{address}"),
-            String::new(),
+            child::Credentials::Cleartext,
             child,
             outbox,
             stopped,

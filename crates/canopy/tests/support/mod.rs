@@ -21,6 +21,8 @@ pub struct Daemon {
     program: String,
     /// `http://127.0.0.1:PORT` for daemons that listen.
     pub url: String,
+    /// A root's tier listener (`https://127.0.0.1:PORT`), where clusters join and link.
+    pub tier_url: String,
     pub args: Vec<String>,
 }
 
@@ -42,17 +44,22 @@ impl Daemon {
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let mut url = String::new();
+        let mut tier_url = String::new();
+        // A root prints its tier listener's address after the API's.
+        let is_root = args.iter().any(|a| a == "root");
         if listens {
             // Printed once serving; no polling or sleeping needed.
-            url = loop {
+            while url.is_empty() || (is_root && tier_url.is_empty()) {
                 let line = lines
                     .next()
                     .expect("daemon printed its address before exiting")
                     .expect("readable stdout");
-                if let Some((_, address)) = line.split_once(" listening on ") {
-                    break address.trim().to_string();
+                if let Some(address) = line.strip_prefix("canopy tier listening on ") {
+                    tier_url = address.trim().to_string();
+                } else if let Some((_, address)) = line.split_once(" listening on ") {
+                    url = address.trim().to_string();
                 }
-            };
+            }
         }
         // Keep draining stdout so the daemon never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
@@ -60,16 +67,13 @@ impl Daemon {
             child,
             program: program.to_string(),
             url,
+            tier_url,
             args: args.to_vec(),
         }
     }
 
     pub fn port(&self) -> u16 {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("url has a port")
+        port_of(&self.url)
     }
 
     pub fn pid(&self) -> u32 {
@@ -99,20 +103,23 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
-    /// Starts the same daemon again, on the same port.
+    /// Starts the same daemon again, on the same ports (a cluster needs no token again: its
+    /// certificate is in its data directory).
     pub fn restart(&mut self) {
         self.kill();
-        let args: Vec<String> = self
-            .args
-            .iter()
-            .map(|a| {
-                if a.ends_with(":0") && !self.url.is_empty() {
-                    format!("127.0.0.1:{}", self.port())
-                } else {
-                    a.clone()
-                }
-            })
-            .collect();
+        let mut args = self.args.clone();
+        for i in 0..args.len() {
+            if !args[i].ends_with(":0") || self.url.is_empty() {
+                continue;
+            }
+            let tier = i > 0 && args[i - 1] == "--tier-listen";
+            let port = if tier {
+                port_of(&self.tier_url)
+            } else {
+                self.port()
+            };
+            args[i] = format!("127.0.0.1:{port}");
+        }
         let listens = !self.url.is_empty();
         *self = Daemon::start_program(&self.program, &args, listens);
     }
@@ -122,6 +129,13 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("url has a port")
 }
 
 pub fn strings(args: &[&str]) -> Vec<String> {
@@ -151,6 +165,8 @@ pub fn start_root(dir: &Path) -> Daemon {
         "root",
         "--listen",
         "127.0.0.1:0",
+        "--tier-listen",
+        "127.0.0.1:0",
         "--data",
         &dir.join("root").display().to_string(),
     ]);
@@ -158,17 +174,37 @@ pub fn start_root(dir: &Path) -> Daemon {
     Daemon::start(&args, true)
 }
 
-/// `canopy cluster NAME` linked to `root`, its state in `dir/NAME`, plus `extra` flags
-/// (listening on a random loopback port unless they say `--listen`).
+/// A one-time token for a cluster named `name` from `root`'s API, as `canopy token create`
+/// gives it to a user: `(token, ca_hash)`.
+pub fn join_token(root: &Daemon, name: &str) -> (String, String) {
+    let out = canopy_ok(
+        &root.url,
+        &[
+            "token", "create", "--join", "cluster", "--name", name, "-o", "json",
+        ],
+    );
+    let created: Value = serde_json::from_str(&out).expect("a token as JSON");
+    let field = |key: &str| created[key].as_str().expect("token fields").to_string();
+    (field("token"), field("ca_hash"))
+}
+
+/// `canopy cluster NAME` joined to `root` with a fresh token and linked with its
+/// certificate, its state in `dir/NAME`, plus `extra` flags (listening on a random loopback
+/// port unless they say `--listen`).
 pub fn start_cluster(dir: &Path, root: &Daemon, name: &str, extra: &[&str]) -> Daemon {
+    let (token, ca_hash) = join_token(root, name);
     let mut args = strings(&[
         "cluster",
         "--root",
-        &root.url,
+        &root.tier_url,
         "--data",
         &dir.join(name).display().to_string(),
         "--name",
         name,
+        "--token",
+        &token,
+        "--ca-hash",
+        &ca_hash,
     ]);
     if !extra.contains(&"--listen") {
         args.extend(strings(&["--listen", "127.0.0.1:0"]));

@@ -245,7 +245,10 @@ pub async fn delete_instance(
 pub fn routes() -> axum::Router<AppState> {
     use axum::routing::{get, patch, post};
     axum::Router::new()
-        .route("/clusters/{name}", get(get_cluster))
+        .route(
+            "/clusters/{name}",
+            get(get_cluster).delete(super::joins::delete_cluster),
+        )
         .route("/clusters/{name}/labels", patch(label_cluster))
         .route("/nodes/{cluster}/{name}", get(get_node))
         .route("/nodes/{cluster}/{name}/cordon", post(cordon))

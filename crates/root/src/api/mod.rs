@@ -10,6 +10,7 @@ mod exec;
 mod forward;
 pub mod guard;
 mod infrastructure;
+mod joins;
 pub mod rate_limit;
 mod selectors;
 mod streams;
@@ -76,6 +77,7 @@ impl
         infrastructure::get_cluster, infrastructure::get_node, infrastructure::cordon,
         infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
         infrastructure::label_cluster, infrastructure::delete_instance,
+        joins::create_token, joins::delete_cluster,
         events::events, audit::list, version::version, healthz, readyz,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
@@ -133,6 +135,7 @@ pub fn router(
         .route("/instances/{id}/exec", post(exec::exec))
         .route("/instances/{id}/port-forward", post(forward::port_forward))
         .route("/clusters", get(workloads::list_clusters))
+        .route("/tokens", post(joins::create_token))
         .route("/nodes", get(workloads::list_nodes))
         .merge(infrastructure::routes())
         .route("/events", get(events::events))

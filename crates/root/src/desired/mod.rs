@@ -33,6 +33,8 @@ pub enum RootError {
     BadRequest(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("members: {0}")]
+    Trust(#[from] canopy_tier::trust::TrustError),
 }
 
 /// How many times a write is retried when a concurrent writer changed the same record.

@@ -35,6 +35,17 @@ impl Parent for ClusterSide {
 }
 
 impl Federation {
+    /// Ends a cluster's link (its certificate was revoked, so it cannot link again); it is
+    /// then lost like any cluster gone silent, and its instances are placed elsewhere.
+    pub async fn end_link(&self, cluster: &str) {
+        let links = self.links.lock().await;
+        if let Some(downlink) = links.downlink(cluster) {
+            downlink.end(tonic::Status::permission_denied(
+                "this cluster's certificate was revoked",
+            ));
+        }
+    }
+
     async fn on_message(&self, cluster: &str, message: Message) -> Result<(), RootError> {
         let downlink = {
             let mut links = self.links.lock().await;

@@ -21,6 +21,7 @@ use crate::instances::InstanceCache;
 use canopy_model::{Instance, InstanceState, ServiceSpec};
 use canopy_tier::parent::{Downlink, TierService};
 use canopy_tier::pb;
+use canopy_tier::trust::Enrolment;
 use canopy_tier::{Timing, Workload};
 pub use links::ClusterSide;
 use std::collections::BTreeMap;
@@ -63,6 +64,8 @@ struct Refusals {
 
 pub struct Federation {
     desired: Arc<Desired>,
+    /// Who may link: the root's CA, join tokens, members' certificates.
+    enrolment: Arc<Enrolment>,
     instances: Arc<InstanceCache>,
     timing: Timing,
     links: Mutex<Links>,
@@ -80,11 +83,13 @@ const PEERS_PERIOD: Duration = Duration::from_secs(30);
 impl Federation {
     pub fn new(
         desired: Arc<Desired>,
+        enrolment: Arc<Enrolment>,
         instances: Arc<InstanceCache>,
         timing: Timing,
     ) -> Arc<Federation> {
         Arc::new(Federation {
             desired,
+            enrolment,
             instances,
             timing,
             links: Mutex::new(Links::default()),
@@ -96,6 +101,10 @@ impl Federation {
 
     pub fn tier_service(self: &Arc<Self>) -> pb::tier_server::TierServer<TierService<ClusterSide>> {
         TierService::new(Arc::new(ClusterSide(self.clone())), self.timing).into_server()
+    }
+
+    pub fn enrolment(&self) -> &Arc<Enrolment> {
+        &self.enrolment
     }
 
     /// Asks the scheduler to look at pending work now.
