@@ -26,6 +26,7 @@ pub enum TokenAction {
         /// Lifetime: seconds, or with a unit (`90s`, `30m`, `24h`, `7d`); default 24h.
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<u64>,
+        /// Output format (the table also prints the command that joins).
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
