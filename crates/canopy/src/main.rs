@@ -7,6 +7,7 @@ mod config;
 mod config_verbs;
 mod daemon;
 mod diff;
+mod duration;
 mod events;
 mod exec;
 mod exit;

@@ -26,6 +26,9 @@ pub struct LogsArgs {
     /// The run before the current one (after a restart).
     #[arg(short, long)]
     pub previous: bool,
+    /// Only lines written in this last while (`90s`, `5m`, `1h30m`; to about a second).
+    #[arg(long, value_parser = crate::duration::parse_seconds)]
+    pub since: Option<u64>,
     #[command(flatten)]
     pub scope: Scope,
 }
@@ -38,6 +41,9 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     }
     if args.previous {
         query.push("previous=true".to_string());
+    }
+    if let Some(since) = args.since {
+        query.push(format!("sinceSeconds={since}"));
     }
     let query = query.join("&");
     let work = async {

@@ -24,7 +24,7 @@ pub enum TokenAction {
         #[arg(long)]
         name: Option<String>,
         /// Lifetime: seconds, or with a unit (`90s`, `30m`, `24h`, `7d`); default 24h.
-        #[arg(long, value_parser = parse_ttl)]
+        #[arg(long, value_parser = crate::duration::parse_seconds)]
         ttl: Option<u64>,
         /// Output format (the table also prints the command that joins).
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
@@ -87,41 +87,4 @@ pub async fn revoke_cluster(client: &Client, name: &str) -> anyhow::Result<()> {
         .await?;
     println!("cluster/{name} revoked: its certificates no longer link");
     Ok(())
-}
-
-/// Seconds from `90`, `90s`, `30m`, `24h` or `7d`.
-fn parse_ttl(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration like 90s, 30m, 24h or 7d, got {text:?}"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        other => return Err(format!("unknown unit {other:?}: use s, m, h or d")),
-    };
-    number
-        .checked_mul(scale)
-        .ok_or_else(|| format!("{text:?} is too long"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_lifetimes_read_with_units() {
-        assert_eq!(parse_ttl("90"), Ok(90));
-        assert_eq!(parse_ttl("30m"), Ok(1800));
-        assert_eq!(parse_ttl("24h"), Ok(86400));
-        assert_eq!(parse_ttl("7d"), Ok(604800));
-        assert!(parse_ttl("1w").is_err());
-        assert!(parse_ttl("h").is_err());
-    }
 }

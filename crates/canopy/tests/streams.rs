@@ -161,6 +161,58 @@ fn logs_follow_delivers_a_new_line_within_a_second_and_ctrl_c_ends_it() {
     assert!(status.success(), "{status:?}");
 }
 
+/// `--since` drops what was written before the window (once time has passed it) and never
+/// a line written inside it.
+#[test]
+fn logs_since_keep_only_the_lines_of_the_window() {
+    let bed = Testbed::start();
+    let trigger = bed.path("trigger");
+    bed.apply(
+        "marked",
+        1,
+        &format!(
+            "echo early; i=0; while true; do if [ -e {trigger} ]; then rm -f {trigger}; echo late-$i; i=$((i+1)); fi; sleep 0.05; done"
+        ),
+    );
+    let id = bed.running("marked", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut said = 0;
+    let mut say = || {
+        std::fs::write(&trigger, "").unwrap();
+        let line = format!("late-{said}");
+        said += 1;
+        eventually(SETTLE, "the line in the logs", || {
+            canopy_ok(bed.server(), &["logs", &id])
+                .contains(&line)
+                .then_some(())
+        });
+        line
+    };
+    let first = say();
+    let hour = canopy_ok(bed.server(), &["logs", &id, "--since", "1h"]);
+    assert_eq!(hour, format!("early\n{first}\n"));
+    // Until `early` is older than the window, then for good: each time, the line written
+    // just now is in it.
+    eventually(
+        Duration::from_secs(15),
+        "early to fall out of a 2 s window",
+        || {
+            let line = say();
+            let window = canopy_ok(bed.server(), &["logs", &id, "--since", "2s"]);
+            assert!(window.contains(&line), "{line:?} missing from {window:?}");
+            (!window.contains("early")).then_some(())
+        },
+    );
+    let err = canopy(bed.server(), &["logs", &id, "--since", "5 minutes"]);
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("invalid value '5 minutes' for '--since"),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn a_follow_whose_node_dies_ends_with_an_error_instead_of_hanging() {
     let mut bed = Testbed::start();

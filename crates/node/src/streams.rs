@@ -6,7 +6,7 @@ use canopy_runtime::{LogChunks, LogFollower, LogOutput, LogPaths, Runtime, previ
 use canopy_tier::pb::{self, open_stream::Kind};
 use canopy_tier::streams::{End, Frame, Pipe, STDERR, STDOUT};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How often followed logs are checked for new lines: well under the second a line may take
 /// to reach the client.
@@ -58,7 +58,16 @@ impl Agent {
         let tail = request
             .has_tail
             .then(|| usize::try_from(request.tail).unwrap_or(usize::MAX));
-        let (mut follower, first) = match LogFollower::open(&paths, tail) {
+        let since_ms = request.has_since.then(|| {
+            let since = Duration::from_millis(request.since_ms);
+            let start = SystemTime::now()
+                .checked_sub(since)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            start
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        });
+        let (mut follower, first) = match LogFollower::open(&paths, tail, since_ms) {
             Ok(opened) => opened,
             Err(e) => return End::error("unavailable", format!("cannot read the logs: {e}")),
         };

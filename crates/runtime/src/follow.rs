@@ -8,6 +8,7 @@
 //! bytes from the `.1` copy, and when a restart moves it away it finishes them from the
 //! `.previous` file, so nothing written before is skipped or repeated.
 
+use crate::log_times;
 use crate::logs::{rotated, tail_until};
 use crate::supervise::LogPaths;
 use std::fs::{self, File};
@@ -55,7 +56,8 @@ pub(crate) fn keep_previous_run(paths: &LogPaths) {
             let moved = match fs::rename(&from, &to) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => fs::remove_file(&to),
                 other => other,
-            };
+            }
+            .and(log_times::follow_rename(&from, &to));
             if let Err(e) = moved
                 && e.kind() != io::ErrorKind::NotFound
             {
@@ -72,16 +74,21 @@ pub struct LogFollower {
 }
 
 impl LogFollower {
-    /// Starts after the last `tail` lines of each file (all of them when `None`), which it
+    /// Starts after the last `tail` lines of each file (all of them when `None`) written
+    /// at or after `since` (unix ms; to the second, see [`crate::log_times`]), which it
     /// returns first.
-    pub fn open(paths: &LogPaths, tail: Option<usize>) -> io::Result<(LogFollower, LogChunks)> {
+    pub fn open(
+        paths: &LogPaths,
+        tail: Option<usize>,
+        since_ms: Option<i64>,
+    ) -> io::Result<(LogFollower, LogChunks)> {
         let mut first = Vec::new();
         let mut files = Vec::new();
         for (output, path) in [
             (Output::Stdout, &paths.stdout),
             (Output::Stderr, &paths.stderr),
         ] {
-            let (cursor, text) = Cursor::open(path, tail)?;
+            let (cursor, text) = Cursor::open(path, tail, since_ms)?;
             if !text.is_empty() {
                 first.push((output, text));
             }
@@ -161,17 +168,28 @@ fn read_range(path: &Path, from: u64, to: Option<u64>) -> io::Result<Vec<u8>> {
 }
 
 impl Cursor {
-    fn open(path: &Path, tail: Option<usize>) -> io::Result<(Cursor, Vec<u8>)> {
+    fn open(
+        path: &Path,
+        tail: Option<usize>,
+        since_ms: Option<i64>,
+    ) -> io::Result<(Cursor, Vec<u8>)> {
         let (inode, len) = match stat(path)? {
             Some((inode, len)) => (Some(inode), len),
             None => (None, 0),
         };
-        let text = match tail {
-            Some(n) => tail_until(path, n, len)?.into_bytes(),
-            None => {
+        let text = match (tail, since_ms) {
+            (Some(n), None) => tail_until(path, n, len)?.into_bytes(),
+            (None, None) => {
                 let mut all = read_range(&rotated(path), 0, None)?;
                 all.extend(read_range(path, 0, Some(len))?);
                 all
+            }
+            (tail, Some(since_ms)) => {
+                let since = written_since(path, len, since_ms)?;
+                match tail {
+                    Some(n) => last_lines(&since, n).to_vec(),
+                    None => since,
+                }
             }
         };
         let cursor = Cursor {
@@ -214,6 +232,38 @@ impl Cursor {
     }
 }
 
+/// The whole lines of `path` (its first `len` bytes, after those of its rotated copy) that
+/// were written at or after `since_ms`.
+fn written_since(path: &Path, len: u64, since_ms: i64) -> io::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    if !log_times::covers(path, since_ms)? {
+        let older = rotated(path);
+        let from = log_times::start_offset(&older, since_ms)?;
+        let read = read_range(&older, from.saturating_sub(1), None)?;
+        text.extend_from_slice(log_times::whole_lines_from(&read, usize::from(from > 0)));
+    }
+    let from = log_times::start_offset(path, since_ms)?.min(len);
+    let read = read_range(path, from.saturating_sub(1), Some(len))?;
+    text.extend_from_slice(log_times::whole_lines_from(&read, usize::from(from > 0)));
+    Ok(text)
+}
+
+/// The last `n` lines of `text` (a trailing partial line counts as one).
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(0, |(at, _)| at + 1);
+    &text[start..]
+}
+
 /// Takes the complete lines off the front of `buf` (all of it when it grew too long).
 fn complete_lines(buf: &mut Vec<u8>) -> Vec<u8> {
     if buf.len() > MAX_PARTIAL {
@@ -248,7 +298,7 @@ mod tests {
         let paths = log_paths(dir.path());
         let mut out = open_append(&paths.stdout).unwrap();
         write!(out, "a\nb\nc\n").unwrap();
-        let (mut follower, first) = LogFollower::open(&paths, Some(2)).unwrap();
+        let (mut follower, first) = LogFollower::open(&paths, Some(2), None).unwrap();
         assert_eq!(text(first), [(Output::Stdout, "b\nc\n".to_string())]);
         assert!(follower.poll().unwrap().is_empty());
         write!(out, "d\npart").unwrap();
@@ -274,7 +324,7 @@ mod tests {
         let paths = log_paths(dir.path());
         let mut out = open_append(&paths.stdout).unwrap();
         writeln!(out, "one").unwrap();
-        let (mut follower, first) = LogFollower::open(&paths, None).unwrap();
+        let (mut follower, first) = LogFollower::open(&paths, None, None).unwrap();
         assert_eq!(text(first), [(Output::Stdout, "one\n".to_string())]);
         writeln!(out, "two").unwrap();
         assert!(rotate_if_needed(&paths.stdout, 1).unwrap());
@@ -293,10 +343,73 @@ mod tests {
             [(Output::Stdout, "last words\nreborn\n".to_string())]
         );
         let previous = previous_paths(&paths);
-        let (_, first) = LogFollower::open(&previous, None).unwrap();
+        let (_, first) = LogFollower::open(&previous, None, None).unwrap();
         assert_eq!(
             text(first),
             [(Output::Stdout, "one\ntwo\nthree\nlast words\n".to_string())]
         );
+    }
+
+    #[test]
+    fn since_starts_at_the_lines_written_after_the_mark_across_rotation_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = log_paths(dir.path());
+        let mut out = open_append(&paths.stdout).unwrap();
+        let mark = |at_ms: i64| {
+            let len = fs::metadata(&paths.stdout).unwrap().len();
+            log_times::record(&paths.stdout, at_ms, len).unwrap();
+        };
+        writeln!(out, "at one").unwrap();
+        mark(1_000);
+        write!(out, "at two, half").unwrap();
+        mark(2_000);
+        writeln!(out, " done").unwrap();
+        writeln!(out, "at three").unwrap();
+        mark(3_000);
+        let since = |ms: i64, tail: Option<usize>| {
+            text(LogFollower::open(&paths, tail, Some(ms)).unwrap().1)
+        };
+        assert_eq!(
+            since(500, None),
+            [(
+                Output::Stdout,
+                "at one\nat two, half done\nat three\n".to_string()
+            )]
+        );
+        // The mark at 2 s fell inside a line: it starts at the next whole one.
+        assert_eq!(
+            since(2_500, None),
+            [(Output::Stdout, "at three\n".to_string())]
+        );
+        assert_eq!(
+            since(1_500, Some(1)),
+            [(Output::Stdout, "at three\n".to_string())]
+        );
+        assert!(since(9_000, None).is_empty());
+
+        // Rotated: the older lines are read from `.1` with the marks that went with it.
+        assert!(rotate_if_needed(&paths.stdout, 1).unwrap());
+        writeln!(out, "at four").unwrap();
+        mark(4_000);
+        assert_eq!(
+            since(2_500, None),
+            [(Output::Stdout, "at three\nat four\n".to_string())]
+        );
+        // Written before the mark at 4 s: not "since" it.
+        assert!(since(4_000, None).is_empty());
+        assert_eq!(
+            since(3_500, None),
+            [(Output::Stdout, "at four\n".to_string())]
+        );
+
+        // Restarted: the previous run keeps its marks.
+        drop(out);
+        keep_previous_run(&paths);
+        let previous = previous_paths(&paths);
+        assert_eq!(
+            text(LogFollower::open(&previous, None, Some(3_500)).unwrap().1),
+            [(Output::Stdout, "at four\n".to_string())]
+        );
+        assert!(since(0, None).is_empty());
     }
 }

@@ -11,6 +11,7 @@ mod exec;
 mod follow;
 mod hooks;
 mod instance;
+mod log_times;
 mod logs;
 mod oci;
 mod prestart;

@@ -29,6 +29,7 @@ pub(crate) fn rotate_if_needed(path: &Path, max_bytes: u64) -> io::Result<bool> 
     }
     fs::copy(path, rotated(path))?;
     OpenOptions::new().write(true).open(path)?.set_len(0)?;
+    crate::log_times::follow_rename(path, &rotated(path))?;
     Ok(true)
 }
 

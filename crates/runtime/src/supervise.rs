@@ -25,6 +25,9 @@ const STDOUT_LOG: &str = "stdout.log";
 const STDERR_LOG: &str = "stderr.log";
 /// How often liveness is polled on kernels without pidfd (< 5.3).
 const NO_PIDFD_POLL: Duration = Duration::from_millis(250);
+/// How often a running instance's logs get a time mark (when they grew): `--since` is
+/// this precise.
+const LOG_MARK_EVERY: Duration = Duration::from_secs(1);
 
 /// Where an instance's output goes, for followers (`canopy logs -f`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,31 @@ pub(crate) fn rotate_logs(dir: &Path, max: u64, lock: &Mutex<()>) {
     for p in [paths.stdout, paths.stderr] {
         if let Err(e) = logs::rotate_if_needed(&p, max) {
             tracing::warn!(path = %p.display(), error = %e, "log rotation failed");
+        }
+    }
+}
+
+/// Marks the time of each of the instance's logs in `dir` whose length is not `marked` any
+/// more (see [`crate::log_times`]), under the rotation lock so no mark lands on a file the
+/// rotation is truncating.
+fn mark_log_times(dir: &Path, marked: &mut [Option<u64>; 2], lock: &Mutex<()>) {
+    let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    let paths = log_paths(dir);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    for (path, marked) in [paths.stdout, paths.stderr].iter().zip(marked.iter_mut()) {
+        let Ok(len) = std::fs::metadata(path).map(|m| m.len()) else {
+            continue;
+        };
+        if *marked == Some(len) {
+            continue;
+        }
+        match crate::log_times::record(path, now_ms, len) {
+            Ok(()) => *marked = Some(len),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot mark the log's time")
+            }
         }
     }
 }
@@ -251,12 +279,18 @@ impl Watcher {
         let mut tick =
             tokio::time::interval_at(Instant::now() + self.check_every, self.check_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut mark = tokio::time::interval(LOG_MARK_EVERY);
+        mark.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut marked = [None, None];
         loop {
             tokio::select! {
                 () = exited(self.pidfd.as_ref(), &mut self.child, self.pid, self.start_time) => break,
                 _ = tick.tick() => rotate_logs(&self.dir, self.max_log_bytes, &self.rotate_lock),
+                _ = mark.tick() => mark_log_times(&self.dir, &mut marked, &self.rotate_lock),
             }
         }
+        // Its last words get their time too.
+        mark_log_times(&self.dir, &mut marked, &self.rotate_lock);
         let raw = self.reap().await;
         let exit = match self.finish.take() {
             Some(finish) => finish(raw, self.state.clone()).await,

@@ -129,9 +129,11 @@ pub async fn audit(State(log): State<Arc<AuditLog>>, mut request: Request, next:
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only entries with a greater id (to read on from the last one seen).
-    pub after: Option<u64>,
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
     /// At most this many (the newest), 100 by default, up to 10000.
-    pub limit: Option<usize>,
+    #[param(minimum = 0, maximum = 10000)]
+    pub limit: Option<u32>,
 }
 
 /// The audit log: the newest mutating calls, oldest first.
@@ -142,6 +144,18 @@ pub async fn list(
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(100).min(AUDIT_CAPACITY);
-    Ok(Json(state.audit.read(query.after.unwrap_or(0), limit)))
+    let after = u64::try_from(query.after.unwrap_or(0)).map_err(|_| {
+        ApiError::bad_request("after must not be negative").with_details(vec![
+            canopy_model::FieldError::new("after", "must not be negative"),
+        ])
+    })?;
+    let limit = usize::try_from(query.limit.unwrap_or(100)).unwrap_or(usize::MAX);
+    if limit > AUDIT_CAPACITY {
+        return Err(
+            ApiError::bad_request(format!("limit is at most {AUDIT_CAPACITY}")).with_details(vec![
+                canopy_model::FieldError::new("limit", format!("at most {AUDIT_CAPACITY}")),
+            ]),
+        );
+    }
+    Ok(Json(state.audit.read(after, limit)))
 }

@@ -21,12 +21,15 @@ const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// What the token admits: `cluster`.
+    #[schema(pattern = "^cluster$")]
     pub join: String,
     /// The one name it admits; any free name when absent.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9._-]{1,63}$")]
     pub name: Option<String>,
     /// Lifetime in seconds (default 24 h, at most 7 days).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 604800)]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -51,7 +54,9 @@ fn field(path: &str, message: impl Into<String>) -> ApiError {
 /// Creates a one-time join token.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "infrastructure",
     request_body = TokenRequest,
-    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "The body is JSON but not a token request", body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

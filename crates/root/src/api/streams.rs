@@ -25,6 +25,11 @@ pub struct LogsQuery {
     /// The run before the current one (after a restart).
     #[serde(default)]
     pub previous: bool,
+    /// Only lines written in the last N seconds (to about a second: the node marks its logs'
+    /// times once a second).
+    #[serde(rename = "sinceSeconds")]
+    #[param(rename = "sinceSeconds")]
+    pub since_seconds: Option<u64>,
 }
 
 /// An instance's output (stdout and stderr), fetched from its node through its cluster.
@@ -48,6 +53,8 @@ pub async fn logs(
         has_tail: query.tail.is_some(),
         tail: query.tail.unwrap_or(0),
         previous: query.previous,
+        has_since: query.since_seconds.is_some(),
+        since_ms: query.since_seconds.unwrap_or(0).saturating_mul(1000),
     };
     let instance = state.desired.get_instance(&id).await?;
     let pipe = open(&state, &instance, Kind::Logs(request)).await?;

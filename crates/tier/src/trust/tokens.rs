@@ -65,7 +65,7 @@ pub enum Refusal {
     },
     #[error("the name {0:?} is taken by a member with a valid certificate (delete it first)")]
     NameTaken(String),
-    #[error("a member name must be 1 to 63 characters of [a-z0-9-], got {0:?}")]
+    #[error("a member name must be 1 to 63 characters of [a-z0-9._-], got {0:?}")]
     BadName(String),
 }
 
