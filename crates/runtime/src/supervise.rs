@@ -66,7 +66,9 @@ fn mark_log_times(dir: &Path, marked: &mut [Option<u64>; 2], lock: &Mutex<()>) {
         let Ok(len) = std::fs::metadata(path).map(|m| m.len()) else {
             continue;
         };
-        if *marked == Some(len) {
+        // An empty log needs no mark (a window starts at 0 anyway): most instances of a
+        // burst never print, and their marks files would be thousands of inodes made.
+        if len == 0 || *marked == Some(len) {
             continue;
         }
         match crate::log_times::record(path, now_ms, len) {
