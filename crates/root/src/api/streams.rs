@@ -38,6 +38,7 @@ pub struct LogsQuery {
         (status = 503, description = "Its cluster or node cannot be reached", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -50,6 +51,7 @@ pub async fn logs(
         previous: query.previous,
     };
     let instance = state.desired.get_instance(&id).await?;
+    principal.require(crate::auth::Action::Read, Some(&instance.namespace))?;
     let pipe = open(&state, &instance, Kind::Logs(request)).await?;
     let body = futures::stream::unfold(Some(pipe), |pipe| async move {
         let mut pipe = pipe?;
