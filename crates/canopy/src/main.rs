@@ -10,14 +10,17 @@ mod diff;
 mod events;
 mod exec;
 mod exit;
+mod first_admin;
 mod forward;
 mod get;
+mod login;
 mod operations;
 mod output;
 mod sim;
 mod sse;
 mod streams;
 mod tokens;
+mod users;
 mod version;
 mod wait;
 
