@@ -132,7 +132,7 @@ async fn every_route_by_role_and_namespace() {
                 let forged = server.send(method.clone(), &concrete, Some("e30.e30.AAAA"), body.clone()).await;
                 assert_eq!(forged.status(), StatusCode::UNAUTHORIZED, "{method} {path} forged");
             }
-            let response = server.send(method.clone(), &concrete, Some(token), body).await;
+            let response = server.send(method.clone(), &concrete, Some(token.as_str()), body).await;
             let status = response.status();
             // An event stream never ends: its status says enough.
             let streaming = response
@@ -167,9 +167,9 @@ async fn only_admins_make_join_tokens_and_nobody_more_than_they_hold() {
     let server = Server::start().await;
     let developer = server.user_with("dev", json!({"role": "developer", "namespace": OWN})).await;
     let join = json!({"join": "cluster"});
-    let (status, _) = server.call(Method::POST, "/api/v1/tokens", Some(&server.admin), Some(join.clone())).await;
+    let (status, _) = server.call(Method::POST, "/api/v1/tokens", Some(server.admin.as_str()), Some(join.clone())).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = server.call(Method::POST, "/api/v1/tokens", Some(&developer), Some(join)).await;
+    let (status, _) = server.call(Method::POST, "/api/v1/tokens", Some(developer.as_str()), Some(join)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     for wider in [
         json!({"role": "developer", "namespace": OTHER}),
@@ -177,7 +177,7 @@ async fn only_admins_make_join_tokens_and_nobody_more_than_they_hold() {
         json!({"role": "operator"}),
         json!({"role": "admin"}),
     ] {
-        let (status, body) = server.call(Method::POST, "/api/v1/tokens", Some(&developer), Some(wider.clone())).await;
+        let (status, body) = server.call(Method::POST, "/api/v1/tokens", Some(developer.as_str()), Some(wider.clone())).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{wider}: {body}");
     }
 }

@@ -128,7 +128,7 @@ impl Server {
     /// as the admin.
     pub async fn apply_shop(&self, namespace: &str) {
         let response = self
-            .send(Method::POST, "/api/v1/apply", Some(&self.admin), Some(("application/yaml", shop(namespace))))
+            .send(Method::POST, "/api/v1/apply", Some(self.admin.as_str()), Some(("application/yaml", shop(namespace))))
             .await;
         assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
     }
@@ -136,7 +136,7 @@ impl Server {
     /// The id of an instance of `shop` in `namespace`.
     pub async fn instance_in(&self, namespace: &str) -> String {
         let path = format!("/api/v1/instances?namespace={namespace}");
-        let (status, body) = self.call(Method::GET, &path, Some(&self.admin), None).await;
+        let (status, body) = self.call(Method::GET, &path, Some(self.admin.as_str()), None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body.as_array()
             .and_then(|all| all.first())
