@@ -128,7 +128,9 @@ pub fn resolve(
             let current = config.current_context.as_deref();
             let mut matching = config.contexts.iter().filter(|c| c.server == server);
             let first = matching.clone().next();
-            matching.find(|c| Some(c.name.as_str()) == current).or(first)
+            matching
+                .find(|c| Some(c.name.as_str()) == current)
+                .or(first)
         };
         let credentials = named.or_else(same_server);
         return Ok(Endpoint {
@@ -376,7 +378,10 @@ mod tests {
             .set_credentials("new", "http://n:1", "t".into(), Some("r".into()))
             .unwrap();
         let new = config.context("new").unwrap();
-        assert_eq!((new.token.as_deref(), new.refresh_token.as_deref()), (Some("t"), Some("r")));
+        assert_eq!(
+            (new.token.as_deref(), new.refresh_token.as_deref()),
+            (Some("t"), Some("r"))
+        );
         config.set_token("new", "t2".into());
         assert_eq!(config.context("new").unwrap().token.as_deref(), Some("t2"));
     }

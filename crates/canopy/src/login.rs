@@ -70,7 +70,10 @@ fn target(
             .iter()
             .find(|c| &c.server == server)
             .map(|c| c.name.clone());
-        return Ok((existing.unwrap_or_else(|| context_name(server)), server.clone()));
+        return Ok((
+            existing.unwrap_or_else(|| context_name(server)),
+            server.clone(),
+        ));
     }
     match client_config
         .current_context
@@ -145,7 +148,10 @@ mod tests {
     #[test]
     fn contexts_are_named_after_their_server() {
         assert_eq!(context_name("http://127.0.0.1:7700"), "127.0.0.1:7700");
-        assert_eq!(context_name("https://root.example:7700/"), "root.example:7700");
+        assert_eq!(
+            context_name("https://root.example:7700/"),
+            "root.example:7700"
+        );
         assert_eq!(context_name("root:1"), "root:1");
     }
 }

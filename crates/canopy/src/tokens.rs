@@ -152,7 +152,9 @@ fn print_api_token(created: &Value, output: OutputFormat) -> anyhow::Result<()> 
             println!("token:    {}", field("token"));
             println!("id:       {}", field("id"));
             println!("expires:  {}", field("expires_at"));
-            println!("use with: CANOPY_TOKEN=<token> canopy ... (or --token); over HTTP, `Authorization: Bearer <token>`");
+            println!(
+                "use with: CANOPY_TOKEN=<token> canopy ... (or --token); over HTTP, `Authorization: Bearer <token>`"
+            );
         }
     }
     Ok(())

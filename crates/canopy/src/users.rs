@@ -157,13 +157,17 @@ fn grants(grants: &Value) -> String {
 }
 
 pub async fn describe(client: &Client, name: &str) -> anyhow::Result<()> {
-    let user: Value = client.get(&format!("/api/v1/users/{}", encode(name))).await?;
+    let user: Value = client
+        .get(&format!("/api/v1/users/{}", encode(name)))
+        .await?;
     print!("{}", yaml_serde::to_string(&user)?);
     Ok(())
 }
 
 pub async fn delete(client: &Client, name: &str) -> anyhow::Result<()> {
-    let _: Value = client.delete(&format!("/api/v1/users/{}", encode(name))).await?;
+    let _: Value = client
+        .delete(&format!("/api/v1/users/{}", encode(name)))
+        .await?;
     println!("user/{name} deleted; its tokens no longer work");
     Ok(())
 }

@@ -474,7 +474,14 @@ fn with_config(config: &Path, args: &[&str]) -> Output {
 fn log_in_with_config(config: &Path, data: &Path) {
     use std::io::Write;
     let mut child = Command::new(CANOPY)
-        .args(["login", "--context", "lab", "--user", "admin", "--password-stdin"])
+        .args([
+            "login",
+            "--context",
+            "lab",
+            "--user",
+            "admin",
+            "--password-stdin",
+        ])
         .env_remove("CANOPY_SERVER")
         .env_remove("CANOPY_CONTEXT")
         .env("CANOPY_CONFIG", config)

@@ -21,10 +21,22 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/applications", "x-x---"),
     ("GET", "/api/v1/applications/{namespace}/{name}", "xxx-x-"),
     ("PUT", "/api/v1/applications/{namespace}/{name}", "x-x---"),
-    ("DELETE", "/api/v1/applications/{namespace}/{name}", "x-x---"),
+    (
+        "DELETE",
+        "/api/v1/applications/{namespace}/{name}",
+        "x-x---",
+    ),
     ("GET", "/api/v1/services", "xxx-x-"),
-    ("GET", "/api/v1/services/{namespace}/{application}/{name}", "xxx-x-"),
-    ("POST", "/api/v1/services/{namespace}/{application}/{name}/scale", "x-x---"),
+    (
+        "GET",
+        "/api/v1/services/{namespace}/{application}/{name}",
+        "xxx-x-",
+    ),
+    (
+        "POST",
+        "/api/v1/services/{namespace}/{application}/{name}/scale",
+        "x-x---",
+    ),
     ("GET", "/api/v1/instances", "xxx-x-"),
     ("GET", "/api/v1/instances/{id}", "xxx-x-"),
     ("DELETE", "/api/v1/instances/{id}", "xxx---"),
@@ -55,18 +67,32 @@ const EXPECTED: &[(&str, &str, &str)] = &[
 ];
 
 /// The concrete request for a route asked about `namespace`: path, content type and body.
-fn request(path: &str, namespace: &str, instance: &str) -> (String, Option<(&'static str, String)>) {
+fn request(
+    path: &str,
+    namespace: &str,
+    instance: &str,
+) -> (String, Option<(&'static str, String)>) {
     let json = |value: Value| Some(("application/json", value.to_string()));
     let concrete = path
-        .replace("{namespace}/{application}/{name}", &format!("{namespace}/shop/web"))
+        .replace(
+            "{namespace}/{application}/{name}",
+            &format!("{namespace}/shop/web"),
+        )
         .replace("{namespace}/{name}", &format!("{namespace}/shop"))
         .replace("/instances/{id}", &format!("/instances/{instance}"))
         .replace("/tokens/{id}", "/tokens/no-such-token")
         .replace("{cluster}/{name}", "c1/n1")
         .replace("/clusters/{name}", "/clusters/c1")
         .replace("/users/{name}", "/users/nobody");
-    assert!(!concrete.contains('{'), "no value for a parameter of {path}");
-    let listing = ["/api/v1/applications", "/api/v1/services", "/api/v1/instances"];
+    assert!(
+        !concrete.contains('{'),
+        "no value for a parameter of {path}"
+    );
+    let listing = [
+        "/api/v1/applications",
+        "/api/v1/services",
+        "/api/v1/instances",
+    ];
     let concrete = if listing.contains(&concrete.as_str()) {
         format!("{concrete}?namespace={namespace}")
     } else if concrete.ends_with("/users/nobody/grants") {
@@ -96,8 +122,12 @@ fn request(path: &str, namespace: &str, instance: &str) -> (String, Option<(&'st
 async fn every_route_by_role_and_namespace() {
     let server = Server::start().await;
     let operator = server.user_with("op", json!({"role": "operator"})).await;
-    let developer = server.user_with("dev", json!({"role": "developer", "namespace": OWN})).await;
-    let viewer = server.user_with("view", json!({"role": "viewer", "namespace": OWN})).await;
+    let developer = server
+        .user_with("dev", json!({"role": "developer", "namespace": OWN}))
+        .await;
+    let viewer = server
+        .user_with("view", json!({"role": "viewer", "namespace": OWN}))
+        .await;
     let callers = [
         ("admin", server.admin.clone(), OWN),
         ("operator", operator, OWN),
@@ -124,15 +154,34 @@ async fn every_route_by_role_and_namespace() {
             let instance = server.instance_in(namespace).await;
             let (concrete, body) = request(path, namespace, &instance);
             if column == 0 {
-                let anonymous = server.send(method.clone(), &concrete, None, body.clone()).await;
-                assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{method} {path} without a token");
+                let anonymous = server
+                    .send(method.clone(), &concrete, None, body.clone())
+                    .await;
+                assert_eq!(
+                    anonymous.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} without a token"
+                );
                 assert!(anonymous.headers().get("www-authenticate").is_some());
                 let error: Value = anonymous.json().await.unwrap();
                 assert_eq!(error["code"], "unauthenticated", "{error}");
-                let forged = server.send(method.clone(), &concrete, Some("e30.e30.AAAA"), body.clone()).await;
-                assert_eq!(forged.status(), StatusCode::UNAUTHORIZED, "{method} {path} forged");
+                let forged = server
+                    .send(
+                        method.clone(),
+                        &concrete,
+                        Some("e30.e30.AAAA"),
+                        body.clone(),
+                    )
+                    .await;
+                assert_eq!(
+                    forged.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} forged"
+                );
             }
-            let response = server.send(method.clone(), &concrete, Some(token.as_str()), body).await;
+            let response = server
+                .send(method.clone(), &concrete, Some(token.as_str()), body)
+                .await;
             let status = response.status();
             // An event stream never ends: its status says enough.
             let streaming = response
@@ -150,14 +199,22 @@ async fn every_route_by_role_and_namespace() {
                     "{who}: {method} {concrete} must be allowed, got {status}: {text}"
                 );
             } else {
-                assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {method} {concrete}: {text}");
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{who}: {method} {concrete}: {text}"
+                );
                 let error: Value = serde_json::from_str(&text).unwrap();
                 assert_eq!(error["code"], "forbidden", "{error}");
             }
             checked += 1;
         }
     }
-    assert_eq!(EXPECTED.len(), RULES.len() - 2, "an expectation for a route that is gone");
+    assert_eq!(
+        EXPECTED.len(),
+        RULES.len() - 2,
+        "an expectation for a route that is gone"
+    );
     assert_eq!(checked, EXPECTED.len() * callers.len());
 }
 
@@ -165,11 +222,27 @@ async fn every_route_by_role_and_namespace() {
 #[tokio::test]
 async fn only_admins_make_join_tokens_and_nobody_more_than_they_hold() {
     let server = Server::start().await;
-    let developer = server.user_with("dev", json!({"role": "developer", "namespace": OWN})).await;
+    let developer = server
+        .user_with("dev", json!({"role": "developer", "namespace": OWN}))
+        .await;
     let join = json!({"join": "cluster"});
-    let (status, _) = server.call(Method::POST, "/api/v1/tokens", Some(server.admin.as_str()), Some(join.clone())).await;
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(server.admin.as_str()),
+            Some(join.clone()),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = server.call(Method::POST, "/api/v1/tokens", Some(developer.as_str()), Some(join)).await;
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(developer.as_str()),
+            Some(join),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     for wider in [
         json!({"role": "developer", "namespace": OTHER}),
@@ -177,7 +250,14 @@ async fn only_admins_make_join_tokens_and_nobody_more_than_they_hold() {
         json!({"role": "operator"}),
         json!({"role": "admin"}),
     ] {
-        let (status, body) = server.call(Method::POST, "/api/v1/tokens", Some(developer.as_str()), Some(wider.clone())).await;
+        let (status, body) = server
+            .call(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(developer.as_str()),
+                Some(wider.clone()),
+            )
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{wider}: {body}");
     }
 }

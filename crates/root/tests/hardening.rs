@@ -344,7 +344,10 @@ async fn the_audit_log_lists_each_mutating_call_with_its_result() {
         "{entries:#?}"
     );
     // The guard refuses the text/plain call before authentication names its caller.
-    let subjects: Vec<&str> = entries.iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    let subjects: Vec<&str> = entries
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
     assert_eq!(subjects, ["admin", "anonymous", "admin"]);
     for entry in &entries {
         assert_eq!(entry["client"], "127.0.0.1");

@@ -31,7 +31,14 @@ pub fn log_in(url: &str, data: &Path) {
     let password = std::fs::read_to_string(data.join("admin-password"))
         .expect("the root wrote its admin's password on its first start");
     let mut child = Command::new(CANOPY)
-        .args(["login", "--server", url, "--user", "admin", "--password-stdin"])
+        .args([
+            "login",
+            "--server",
+            url,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ])
         .env("CANOPY_CONFIG", client_config())
         .env_remove("CANOPY_SERVER")
         .env_remove("CANOPY_CONTEXT")

@@ -26,7 +26,10 @@ pub async fn create(
             .ok()
             .filter(|s| *s <= auth::API_TOKEN_MAX)
             .ok_or_else(|| {
-                AuthError::invalid("ttl_seconds", format!("at most {} (366 days)", auth::API_TOKEN_MAX))
+                AuthError::invalid(
+                    "ttl_seconds",
+                    format!("at most {} (366 days)", auth::API_TOKEN_MAX),
+                )
             })?,
     };
     let grant = Grant { role, namespace };
@@ -73,7 +76,11 @@ pub async fn revoke(
             name: id.clone(),
         })
     };
-    let record = state.accounts.token_record(&id).await?.ok_or_else(not_found)?;
+    let record = state
+        .accounts
+        .token_record(&id)
+        .await?
+        .ok_or_else(not_found)?;
     // Another user's token is not even confirmed to exist.
     if record.user != principal.name && !principal.may(Action::ManageUsers, None) {
         return Err(not_found());

@@ -191,7 +191,10 @@ mod tests {
         assert_eq!(get["security"][0]["bearer"], json!([]));
         assert!(get["responses"]["401"]["content"].is_object());
         assert!(get["responses"]["403"]["content"].is_object());
-        assert_eq!(document["paths"]["/api/v1/login"]["post"]["security"], json!([]));
+        assert_eq!(
+            document["paths"]["/api/v1/login"]["post"]["security"],
+            json!([])
+        );
         assert_eq!(document["paths"]["/healthz"]["get"]["security"], json!([]));
         let parameter = &get["parameters"][0];
         assert_eq!(

@@ -227,7 +227,11 @@ pub async fn delete_instance(
     let Path(id) = path?;
     let instance = state.desired.get_instance(&id).await?;
     let Some(axum::Extension(principal)) = &caller else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "no caller identity"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "no caller identity",
+        ));
     };
     principal.require(Action::ReplaceInstance, Some(&instance.namespace))?;
     let mut stopped = state

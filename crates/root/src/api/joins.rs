@@ -5,11 +5,11 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, Principal};
+use crate::auth::{ApiToken, Role};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use crate::auth::{ApiToken, Role};
 use canopy_tier::trust::{Role as TierRole, TrustError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -82,13 +82,30 @@ pub async fn create_token(
     let Json(request) =
         body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
     let join = match (request.join, request.role) {
-        (Some(_), Some(_)) => return Err(field("role", "give `join` (a join token) or `role` (an API token), not both")),
-        (None, None) => return Err(field("join", "give `join` (a join token) or `role` (an API token)")),
+        (Some(_), Some(_)) => {
+            return Err(field(
+                "role",
+                "give `join` (a join token) or `role` (an API token), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(field(
+                "join",
+                "give `join` (a join token) or `role` (an API token)",
+            ));
+        }
         (None, Some(role)) => {
             if request.name.is_some() {
                 return Err(field("name", "only join tokens name what they admit"));
             }
-            let created = super::api_tokens::create(&state, &principal, role, request.namespace, request.ttl_seconds).await?;
+            let created = super::api_tokens::create(
+                &state,
+                &principal,
+                role,
+                request.namespace,
+                request.ttl_seconds,
+            )
+            .await?;
             return Ok((StatusCode::CREATED, Json(CreatedToken::Api(created))));
         }
         (Some(join), None) => join,

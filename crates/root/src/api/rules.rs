@@ -29,29 +29,89 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/apply", Namespaced(Deploy)),
     ("GET", "/api/v1/applications", Namespaced(Read)),
     ("POST", "/api/v1/applications", Namespaced(Deploy)),
-    ("GET", "/api/v1/applications/{namespace}/{name}", Namespaced(Read)),
-    ("PUT", "/api/v1/applications/{namespace}/{name}", Namespaced(Deploy)),
-    ("DELETE", "/api/v1/applications/{namespace}/{name}", Namespaced(Deploy)),
+    (
+        "GET",
+        "/api/v1/applications/{namespace}/{name}",
+        Namespaced(Read),
+    ),
+    (
+        "PUT",
+        "/api/v1/applications/{namespace}/{name}",
+        Namespaced(Deploy),
+    ),
+    (
+        "DELETE",
+        "/api/v1/applications/{namespace}/{name}",
+        Namespaced(Deploy),
+    ),
     ("GET", "/api/v1/services", Namespaced(Read)),
-    ("GET", "/api/v1/services/{namespace}/{application}/{name}", Namespaced(Read)),
-    ("POST", "/api/v1/services/{namespace}/{application}/{name}/scale", Namespaced(Deploy)),
+    (
+        "GET",
+        "/api/v1/services/{namespace}/{application}/{name}",
+        Namespaced(Read),
+    ),
+    (
+        "POST",
+        "/api/v1/services/{namespace}/{application}/{name}/scale",
+        Namespaced(Deploy),
+    ),
     ("GET", "/api/v1/instances", Namespaced(Read)),
     ("GET", "/api/v1/instances/{id}", Namespaced(Read)),
-    ("DELETE", "/api/v1/instances/{id}", Namespaced(ReplaceInstance)),
+    (
+        "DELETE",
+        "/api/v1/instances/{id}",
+        Namespaced(ReplaceInstance),
+    ),
     ("GET", "/api/v1/instances/{id}/logs", Namespaced(Read)),
     ("POST", "/api/v1/instances/{id}/exec", Namespaced(Exec)),
-    ("POST", "/api/v1/instances/{id}/port-forward", Namespaced(Exec)),
+    (
+        "POST",
+        "/api/v1/instances/{id}/port-forward",
+        Namespaced(Exec),
+    ),
     ("GET", "/api/v1/events", Namespaced(Read)),
     ("GET", "/api/v1/clusters", Installation(ReadInfrastructure)),
-    ("GET", "/api/v1/clusters/{name}", Installation(ReadInfrastructure)),
-    ("DELETE", "/api/v1/clusters/{name}", Installation(ManageMembers)),
-    ("PATCH", "/api/v1/clusters/{name}/labels", Installation(ManageInfrastructure)),
+    (
+        "GET",
+        "/api/v1/clusters/{name}",
+        Installation(ReadInfrastructure),
+    ),
+    (
+        "DELETE",
+        "/api/v1/clusters/{name}",
+        Installation(ManageMembers),
+    ),
+    (
+        "PATCH",
+        "/api/v1/clusters/{name}/labels",
+        Installation(ManageInfrastructure),
+    ),
     ("GET", "/api/v1/nodes", Installation(ReadInfrastructure)),
-    ("GET", "/api/v1/nodes/{cluster}/{name}", Installation(ReadInfrastructure)),
-    ("POST", "/api/v1/nodes/{cluster}/{name}/cordon", Installation(ManageInfrastructure)),
-    ("POST", "/api/v1/nodes/{cluster}/{name}/uncordon", Installation(ManageInfrastructure)),
-    ("POST", "/api/v1/nodes/{cluster}/{name}/drain", Installation(ManageInfrastructure)),
-    ("PATCH", "/api/v1/nodes/{cluster}/{name}/labels", Installation(ManageInfrastructure)),
+    (
+        "GET",
+        "/api/v1/nodes/{cluster}/{name}",
+        Installation(ReadInfrastructure),
+    ),
+    (
+        "POST",
+        "/api/v1/nodes/{cluster}/{name}/cordon",
+        Installation(ManageInfrastructure),
+    ),
+    (
+        "POST",
+        "/api/v1/nodes/{cluster}/{name}/uncordon",
+        Installation(ManageInfrastructure),
+    ),
+    (
+        "POST",
+        "/api/v1/nodes/{cluster}/{name}/drain",
+        Installation(ManageInfrastructure),
+    ),
+    (
+        "PATCH",
+        "/api/v1/nodes/{cluster}/{name}/labels",
+        Installation(ManageInfrastructure),
+    ),
     // Join tokens need ManageMembers, API tokens no more than their creator holds: the
     // handler tells them apart.
     ("POST", "/api/v1/tokens", Authenticated),
@@ -63,8 +123,16 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/users", Installation(ManageUsers)),
     ("GET", "/api/v1/users/{name}", Installation(ManageUsers)),
     ("DELETE", "/api/v1/users/{name}", Installation(ManageUsers)),
-    ("POST", "/api/v1/users/{name}/grants", Installation(ManageUsers)),
-    ("DELETE", "/api/v1/users/{name}/grants", Installation(ManageUsers)),
+    (
+        "POST",
+        "/api/v1/users/{name}/grants",
+        Installation(ManageUsers),
+    ),
+    (
+        "DELETE",
+        "/api/v1/users/{name}/grants",
+        Installation(ManageUsers),
+    ),
 ];
 
 /// The rule of a request, by its method and matched route (with or without the `/api/v1`
@@ -79,6 +147,20 @@ pub fn rule_for(method: &Method, matched: &str) -> Option<Rule> {
         .iter()
         .find(|(m, path, _)| *m == method.as_str() && *path == full)
         .map(|(_, _, rule)| *rule)
+}
+
+/// The methods that have a rule on `matched` (with or without the prefix).
+pub fn methods_for(matched: &str) -> Vec<&'static str> {
+    let full = if matched.starts_with("/api/v1") {
+        matched.to_string()
+    } else {
+        format!("/api/v1{matched}")
+    };
+    RULES
+        .iter()
+        .filter(|(_, path, _)| *path == full)
+        .map(|(method, _, _)| *method)
+        .collect()
 }
 
 #[cfg(test)]
@@ -116,9 +198,17 @@ mod tests {
 
     #[test]
     fn rules_are_found_with_or_without_the_prefix() {
-        assert_eq!(rule_for(&Method::GET, "/api/v1/audit"), Some(Installation(ReadAudit)));
-        assert_eq!(rule_for(&Method::GET, "/audit"), Some(Installation(ReadAudit)));
+        assert_eq!(
+            rule_for(&Method::GET, "/api/v1/audit"),
+            Some(Installation(ReadAudit))
+        );
+        assert_eq!(
+            rule_for(&Method::GET, "/audit"),
+            Some(Installation(ReadAudit))
+        );
         assert_eq!(rule_for(&Method::POST, "/audit"), None);
         assert_eq!(rule_for(&Method::GET, "/api/v1/nowhere"), None);
+        assert_eq!(methods_for("/tokens"), ["POST", "GET"]);
+        assert!(methods_for("/nowhere").is_empty());
     }
 }

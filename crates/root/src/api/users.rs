@@ -24,7 +24,9 @@ pub struct NewUser {
 /// Debug never shows the password.
 impl std::fmt::Debug for NewUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewUser").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("NewUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -2,12 +2,12 @@
 //! the first time creates the key and the user `admin` with a random password, which the
 //! caller shows once.
 
-use super::error::AuthError;
 use super::decide::{Action, may};
+use super::error::AuthError;
 use super::jwt::Keys;
-use super::sessions::LoginTokens;
 use super::passwords;
 use super::roles::{Grant, Role};
+use super::sessions::LoginTokens;
 use super::users::UserRecord;
 use crate::keys;
 use canopy_store::{Precondition, Store, StoreError, StoreExt};
@@ -33,7 +33,9 @@ impl std::fmt::Debug for InitialPassword {
 impl Accounts {
     /// The accounts of `store`; on the first start (no user at all) also the password of the
     /// `admin` it created.
-    pub async fn open(store: Arc<dyn Store>) -> Result<(Accounts, Option<InitialPassword>), AuthError> {
+    pub async fn open(
+        store: Arc<dyn Store>,
+    ) -> Result<(Accounts, Option<InitialPassword>), AuthError> {
         let keys = Keys::from_pkcs8(&signing_key(&store).await?)?;
         let accounts = Accounts { store, keys };
         let (users, _) = accounts.store.list(keys::USERS).await?;

@@ -6,10 +6,22 @@ const B: &str = "team-b";
 /// Written out by hand, in the order of `Action::ALL`: Read, Deploy, Exec, ReplaceInstance,
 /// ReadInfrastructure, ManageInfrastructure, ManageMembers, ReadAudit, ManageUsers.
 const ROLE_TABLE: [(Role, [bool; 9]); 4] = [
-    (Role::Admin, [true, true, true, true, true, true, true, true, true]),
-    (Role::Operator, [true, false, false, true, true, true, false, false, false]),
-    (Role::Developer, [true, true, true, true, true, false, false, false, false]),
-    (Role::Viewer, [true, false, false, false, true, false, false, false, false]),
+    (
+        Role::Admin,
+        [true, true, true, true, true, true, true, true, true],
+    ),
+    (
+        Role::Operator,
+        [true, false, false, true, true, true, false, false, false],
+    ),
+    (
+        Role::Developer,
+        [true, true, true, true, true, false, false, false, false],
+    ),
+    (
+        Role::Viewer,
+        [true, false, false, false, true, false, false, false, false],
+    ),
 ];
 
 fn table(role: Role, action: Action) -> bool {
@@ -88,7 +100,10 @@ fn no_grant_allows_nothing() {
         }
         assert!(!may_somewhere(&[], action));
     }
-    assert_eq!(namespaces_for(&[], Action::Read), Namespaces::Only(BTreeSet::new()));
+    assert_eq!(
+        namespaces_for(&[], Action::Read),
+        Namespaces::Only(BTreeSet::new())
+    );
 }
 
 #[test]
@@ -110,7 +125,10 @@ fn grants_add_up() {
         namespaces_for(&grants, Action::Deploy),
         Namespaces::Only([A.to_string()].into())
     );
-    let wider = [Grant::in_namespace(Role::Viewer, A), Grant::everywhere(Role::Viewer)];
+    let wider = [
+        Grant::in_namespace(Role::Viewer, A),
+        Grant::everywhere(Role::Viewer),
+    ];
     assert_eq!(namespaces_for(&wider, Action::Read), Namespaces::All);
 }
 
@@ -134,25 +152,52 @@ fn nothing_is_delegated_beyond_what_its_holder_may() {
     let admin = [Grant::everywhere(Role::Admin)];
     for role in Role::ALL {
         assert!(may_delegate(&admin, &Grant::everywhere(role)), "{role}");
-        assert!(may_delegate(&admin, &Grant::in_namespace(role, B)), "{role}");
+        assert!(
+            may_delegate(&admin, &Grant::in_namespace(role, B)),
+            "{role}"
+        );
     }
     let developer = [Grant::in_namespace(Role::Developer, A)];
-    assert!(may_delegate(&developer, &Grant::in_namespace(Role::Developer, A)));
-    assert!(may_delegate(&developer, &Grant::in_namespace(Role::Viewer, A)));
-    assert!(!may_delegate(&developer, &Grant::in_namespace(Role::Developer, B)));
+    assert!(may_delegate(
+        &developer,
+        &Grant::in_namespace(Role::Developer, A)
+    ));
+    assert!(may_delegate(
+        &developer,
+        &Grant::in_namespace(Role::Viewer, A)
+    ));
+    assert!(!may_delegate(
+        &developer,
+        &Grant::in_namespace(Role::Developer, B)
+    ));
     assert!(!may_delegate(&developer, &Grant::everywhere(Role::Viewer)));
     // An operator grant over one namespace only reads and replaces instances there: the
     // installation-wide part of the role needs an all-namespaces grant.
-    assert!(may_delegate(&developer, &Grant::in_namespace(Role::Operator, A)));
-    assert!(!may_delegate(&developer, &Grant::everywhere(Role::Operator)));
-    assert!(!may_delegate(&developer, &Grant::in_namespace(Role::Admin, A)));
+    assert!(may_delegate(
+        &developer,
+        &Grant::in_namespace(Role::Operator, A)
+    ));
+    assert!(!may_delegate(
+        &developer,
+        &Grant::everywhere(Role::Operator)
+    ));
+    assert!(!may_delegate(
+        &developer,
+        &Grant::in_namespace(Role::Admin, A)
+    ));
     let operator = [Grant::everywhere(Role::Operator)];
     assert!(may_delegate(&operator, &Grant::everywhere(Role::Viewer)));
     assert!(may_delegate(&operator, &Grant::everywhere(Role::Operator)));
-    assert!(!may_delegate(&operator, &Grant::in_namespace(Role::Developer, A)));
+    assert!(!may_delegate(
+        &operator,
+        &Grant::in_namespace(Role::Developer, A)
+    ));
     let viewer = [Grant::in_namespace(Role::Viewer, A)];
     assert!(may_delegate(&viewer, &Grant::in_namespace(Role::Viewer, A)));
-    assert!(!may_delegate(&viewer, &Grant::in_namespace(Role::Developer, A)));
+    assert!(!may_delegate(
+        &viewer,
+        &Grant::in_namespace(Role::Developer, A)
+    ));
     assert!(!may_delegate(&[], &Grant::in_namespace(Role::Viewer, A)));
 }
 

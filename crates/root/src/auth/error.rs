@@ -20,7 +20,10 @@ pub enum AuthError {
     Conflict(String),
     /// 400 naming the field at fault.
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -41,12 +44,18 @@ impl AuthError {
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> ApiError {
         match error {
-            AuthError::Unauthenticated(message) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
-            AuthError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            AuthError::Unauthenticated(message) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+            }
+            AuthError::Forbidden(message) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
             AuthError::NotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
             }
-            AuthError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            AuthError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
             AuthError::Invalid { field, message } => {
                 ApiError::bad_request(format!("{field}: {message}"))
                     .with_details(vec![canopy_model::FieldError::new(field, message)])
@@ -54,11 +63,19 @@ impl From<AuthError> for ApiError {
             AuthError::Store(e) => e.into(),
             AuthError::Token(e) => {
                 tracing::error!(error = %e, "token signing failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "cannot sign tokens")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "cannot sign tokens",
+                )
             }
             AuthError::Hash(e) => {
                 tracing::error!(error = %e, "password hashing failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "cannot hash the password")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "cannot hash the password",
+                )
             }
         }
     }

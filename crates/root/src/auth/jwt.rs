@@ -102,7 +102,14 @@ impl Keys {
 }
 
 impl Claims {
-    pub fn new(user: &str, uid: &str, jti: &str, typ: TokenKind, now: i64, lifetime: i64) -> Claims {
+    pub fn new(
+        user: &str,
+        uid: &str,
+        jti: &str,
+        typ: TokenKind,
+        now: i64,
+        lifetime: i64,
+    ) -> Claims {
         Claims {
             iss: ISSUER.to_string(),
             sub: user.to_string(),
@@ -145,7 +152,10 @@ mod tests {
         let forged = theirs.sign(&forged_claims).unwrap();
         let forged_payload = forged.split('.').nth(1).unwrap().to_string();
         parts[1] = &forged_payload;
-        assert_eq!(ours.verify(&parts.join("."), 1_000), Err(TokenError::Invalid));
+        assert_eq!(
+            ours.verify(&parts.join("."), 1_000),
+            Err(TokenError::Invalid)
+        );
         assert_eq!(ours.verify("not.a.token", 1_000), Err(TokenError::Invalid));
         assert_eq!(ours.verify("", 1_000), Err(TokenError::Invalid));
     }
@@ -153,7 +163,10 @@ mod tests {
     #[test]
     fn the_stored_key_reads_back() {
         let pkcs8 = Keys::generate().unwrap();
-        let (a, b) = (Keys::from_pkcs8(&pkcs8).unwrap(), Keys::from_pkcs8(&pkcs8).unwrap());
+        let (a, b) = (
+            Keys::from_pkcs8(&pkcs8).unwrap(),
+            Keys::from_pkcs8(&pkcs8).unwrap(),
+        );
         let claims = Claims::new("ada", "u1", "t1", TokenKind::Api, 10, 60);
         assert_eq!(b.verify(&a.sign(&claims).unwrap(), 10).unwrap(), claims);
         assert!(Keys::from_pkcs8(b"garbage").is_err());

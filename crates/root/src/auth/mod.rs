@@ -16,8 +16,10 @@ pub use accounts::{Accounts, FIRST_ADMIN, InitialPassword, now};
 pub use decide::{Action, Namespaces};
 pub use error::AuthError;
 pub use roles::{Grant, Role};
+pub use sessions::{
+    API_TOKEN_DEFAULT, API_TOKEN_MAX, ApiToken, LoginTokens, RecordKind, TokenInfo, TokenRecord,
+};
 pub use users::check_namespace;
-pub use sessions::{ApiToken, LoginTokens, RecordKind, TokenInfo, TokenRecord, API_TOKEN_DEFAULT, API_TOKEN_MAX};
 pub use users::{User, UserRecord};
 
 use crate::api::AppState;
@@ -54,7 +56,11 @@ impl Principal {
             _ if action.is_namespaced() => "in every namespace".to_string(),
             _ => "here".to_string(),
         };
-        Err(forbidden(format!("{} may not {} {place}", self.name, describe(action))))
+        Err(forbidden(format!(
+            "{} may not {} {place}",
+            self.name,
+            describe(action)
+        )))
     }
 
     /// What a list may show: `namespace` when asked for (403 unless readable), else every
@@ -95,20 +101,40 @@ pub fn forbidden(message: impl Into<String>) -> ApiError {
 
 /// A 401 with its `WWW-Authenticate: Bearer` challenge.
 pub fn unauthorized(message: impl Into<String>) -> Response {
-    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"canopy\""));
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"canopy\""),
+    );
     response
 }
 
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let path = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
     let Some(rule) = rules::rule_for(request.method(), &path) else {
+        let allowed = rules::methods_for(&path);
+        if !allowed.is_empty() {
+            // Another method of a known path: what the router would answer, never the handler.
+            let mut response = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} takes {}", path, allowed.join(", ")),
+            )
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return response;
+        }
         // Deny by default: a route nobody wrote a rule for serves nobody.
         tracing::error!(method = %request.method(), %path, "no authorisation rule for this route");
         return forbidden("no authorisation rule covers this endpoint").into_response();
@@ -117,7 +143,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         return next.run(request).await;
     }
     let Some(token) = bearer(&request) else {
-        return unauthorized("this endpoint needs `Authorization: Bearer <token>` (`canopy login`)");
+        return unauthorized(
+            "this endpoint needs `Authorization: Bearer <token>` (`canopy login`)",
+        );
     };
     let principal = match state.accounts.authenticate(&token, now()).await {
         Ok(principal) => principal,
@@ -144,7 +172,11 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 }
 
 fn bearer(request: &Request) -> Option<String> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -155,7 +187,11 @@ fn bearer(request: &Request) -> Option<String> {
 /// The caller the middleware let in, for handlers that take the whole request.
 pub fn caller(request: &Request) -> Result<&Principal, ApiError> {
     request.extensions().get::<Principal>().ok_or_else(|| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "no caller identity")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "no caller identity",
+        )
     })
 }
 

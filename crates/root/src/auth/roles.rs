@@ -6,7 +6,9 @@ use utoipa::ToSchema;
 
 /// admin: everything; operator: clusters and nodes; developer: applications in the
 /// namespaces granted; viewer: reads only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,

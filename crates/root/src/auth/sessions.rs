@@ -104,7 +104,9 @@ pub struct ApiToken {
 
 impl std::fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiToken").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("ApiToken")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,7 +114,12 @@ const WRONG_LOGIN: &str = "wrong user name or password";
 
 impl Accounts {
     /// Checks the password and opens a session.
-    pub async fn login(&self, user: &str, password: &str, now: i64) -> Result<LoginTokens, AuthError> {
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<LoginTokens, AuthError> {
         let record = self.user(user).await?;
         let stored = record.as_ref().map(|r| r.password_hash.clone());
         let password = password.to_string();
@@ -130,7 +137,11 @@ impl Accounts {
     }
 
     /// A session for `record` without its password: for `canopy up`, which logs its own CLI in.
-    pub async fn open_session(&self, record: &UserRecord, now: i64) -> Result<LoginTokens, AuthError> {
+    pub async fn open_session(
+        &self,
+        record: &UserRecord,
+        now: i64,
+    ) -> Result<LoginTokens, AuthError> {
         let session = TokenRecord {
             id: random_id(),
             user: record.name.clone(),
@@ -140,15 +151,27 @@ impl Accounts {
             created_at: now,
             expires_at: now.saturating_add(SESSION_LIFETIME),
         };
-        self.store.put_json(&keys::token(&session.id), &session, Precondition::Absent).await?;
-        let refresh = Claims::new(&record.name, &record.uid, &session.id, TokenKind::Refresh, now, SESSION_LIFETIME);
+        self.store
+            .put_json(&keys::token(&session.id), &session, Precondition::Absent)
+            .await?;
+        let refresh = Claims::new(
+            &record.name,
+            &record.uid,
+            &session.id,
+            TokenKind::Refresh,
+            now,
+            SESSION_LIFETIME,
+        );
         let refresh_token = self.keys.sign(&refresh)?;
         self.access(&session, refresh_token, now)
     }
 
     /// A new access token for the session `refresh_token` names, while it lasts.
     pub async fn refresh(&self, refresh_token: &str, now: i64) -> Result<LoginTokens, AuthError> {
-        let claims = self.keys.verify(refresh_token, now).map_err(unauthenticated)?;
+        let claims = self
+            .keys
+            .verify(refresh_token, now)
+            .map_err(unauthenticated)?;
         if claims.typ != TokenKind::Refresh {
             return Err(AuthError::Unauthenticated("not a refresh token".into()));
         }
@@ -156,9 +179,21 @@ impl Accounts {
         self.access(&session, refresh_token.to_string(), now)
     }
 
-    fn access(&self, session: &TokenRecord, refresh_token: String, now: i64) -> Result<LoginTokens, AuthError> {
+    fn access(
+        &self,
+        session: &TokenRecord,
+        refresh_token: String,
+        now: i64,
+    ) -> Result<LoginTokens, AuthError> {
         let lifetime = ACCESS_LIFETIME.min(session.expires_at - now);
-        let claims = Claims::new(&session.user, &session.uid, &session.id, TokenKind::Access, now, lifetime);
+        let claims = Claims::new(
+            &session.user,
+            &session.uid,
+            &session.id,
+            TokenKind::Access,
+            now,
+            lifetime,
+        );
         Ok(LoginTokens {
             access_token: self.keys.sign(&claims)?,
             refresh_token,
@@ -177,7 +212,10 @@ impl Accounts {
         now: i64,
     ) -> Result<ApiToken, AuthError> {
         if !may_delegate(&creator.grants, &grant) {
-            return Err(AuthError::Forbidden(format!("{} may not hand on {grant}", creator.name)));
+            return Err(AuthError::Forbidden(format!(
+                "{} may not hand on {grant}",
+                creator.name
+            )));
         }
         let user = self
             .user(&creator.name)
@@ -192,8 +230,17 @@ impl Accounts {
             created_at: now,
             expires_at: now.saturating_add(lifetime),
         };
-        self.store.put_json(&keys::token(&record.id), &record, Precondition::Absent).await?;
-        let claims = Claims::new(&user.name, &user.uid, &record.id, TokenKind::Api, now, lifetime);
+        self.store
+            .put_json(&keys::token(&record.id), &record, Precondition::Absent)
+            .await?;
+        let claims = Claims::new(
+            &user.name,
+            &user.uid,
+            &record.id,
+            TokenKind::Api,
+            now,
+            lifetime,
+        );
         Ok(ApiToken {
             token: self.keys.sign(&claims)?,
             info: record.info(),
@@ -206,7 +253,11 @@ impl Accounts {
         let mut live = Vec::new();
         for (key, record, revision) in records {
             if record.expires_at <= now {
-                self.store.delete(&key, Precondition::ModRevision(revision)).await.ok();
+                // Best effort: a record that changed meanwhile is looked at next time.
+                let _ = self
+                    .store
+                    .delete(&key, Precondition::ModRevision(revision))
+                    .await;
             } else {
                 live.push(record);
             }
@@ -216,20 +267,33 @@ impl Accounts {
 
     pub(super) async fn tokens_of(&self, user: &str) -> Result<Vec<TokenRecord>, AuthError> {
         let (records, _) = self.store.list_json::<TokenRecord>(keys::TOKENS).await?;
-        Ok(records.into_iter().map(|(_, r, _)| r).filter(|r| r.user == user).collect())
+        Ok(records
+            .into_iter()
+            .map(|(_, r, _)| r)
+            .filter(|r| r.user == user)
+            .collect())
     }
 
     pub async fn token_record(&self, id: &str) -> Result<Option<TokenRecord>, AuthError> {
-        Ok(self.store.get_json::<TokenRecord>(&keys::token(id)).await?.map(|(r, _)| r))
+        Ok(self
+            .store
+            .get_json::<TokenRecord>(&keys::token(id))
+            .await?
+            .map(|(r, _)| r))
     }
 
     /// Revokes the token (or session) `id`: every token naming it gets 401 from now on.
     pub async fn revoke_token(&self, id: &str) -> Result<TokenRecord, AuthError> {
-        let record = self.token_record(id).await?.ok_or_else(|| AuthError::NotFound {
-            kind: "token",
-            name: id.to_string(),
-        })?;
-        self.store.delete(&keys::token(id), Precondition::None).await?;
+        let record = self
+            .token_record(id)
+            .await?
+            .ok_or_else(|| AuthError::NotFound {
+                kind: "token",
+                name: id.to_string(),
+            })?;
+        self.store
+            .delete(&keys::token(id), Precondition::None)
+            .await?;
         Ok(record)
     }
 
@@ -244,7 +308,9 @@ impl Accounts {
         let (record, user) = self.live_record(&claims, now).await?;
         let grants = match (claims.typ, &record.grant) {
             // An API token allows its grant while its creator still could hand it on.
-            (TokenKind::Api, Some(grant)) if may_delegate(&user.grants, grant) => vec![grant.clone()],
+            (TokenKind::Api, Some(grant)) if may_delegate(&user.grants, grant) => {
+                vec![grant.clone()]
+            }
             (TokenKind::Api, _) => Vec::new(),
             _ => user.grants,
         };
@@ -256,7 +322,11 @@ impl Accounts {
     }
 
     /// The record the claims name and its user, both as they are now.
-    async fn live_record(&self, claims: &Claims, now: i64) -> Result<(TokenRecord, UserRecord), AuthError> {
+    async fn live_record(
+        &self,
+        claims: &Claims,
+        now: i64,
+    ) -> Result<(TokenRecord, UserRecord), AuthError> {
         let revoked = || AuthError::Unauthenticated("the token was revoked".into());
         let record = self.token_record(&claims.jti).await?.ok_or_else(revoked)?;
         if record.expires_at <= now {
@@ -269,10 +339,11 @@ impl Accounts {
             .user(&claims.sub)
             .await?
             .filter(|user| user.uid == claims.uid)
-            .ok_or_else(|| AuthError::Unauthenticated("the token's user no longer exists".into()))?;
+            .ok_or_else(|| {
+                AuthError::Unauthenticated("the token's user no longer exists".into())
+            })?;
         Ok((record, user))
     }
-
 }
 
 fn unauthenticated(error: TokenError) -> AuthError {

@@ -71,7 +71,10 @@ pub struct User {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -90,12 +93,21 @@ pub fn check_namespace(namespace: &str) -> Result<(), AuthError> {
 const CAS_ATTEMPTS: usize = 8;
 
 impl Accounts {
-    pub async fn create_user(&self, name: &str, password: &str, now: i64) -> Result<User, AuthError> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<User, AuthError> {
         check_name(name)?;
         passwords::check(password).map_err(|m| AuthError::invalid("password", m))?;
         let hash = hash_off_thread(password.to_string()).await?;
         let record = UserRecord::new(name, hash, now);
-        match self.store.put_json(&keys::user(name), &record, Precondition::Absent).await {
+        match self
+            .store
+            .put_json(&keys::user(name), &record, Precondition::Absent)
+            .await
+        {
             Ok(_) => Ok(record.view()),
             Err(canopy_store::StoreError::Conflict { .. }) => {
                 Err(AuthError::Conflict(format!("user {name:?} exists")))
@@ -105,11 +117,18 @@ impl Accounts {
     }
 
     pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
-        Ok(self.store.get_json::<UserRecord>(&keys::user(name)).await?.map(|(user, _)| user))
+        Ok(self
+            .store
+            .get_json::<UserRecord>(&keys::user(name))
+            .await?
+            .map(|(user, _)| user))
     }
 
     pub async fn get_user(&self, name: &str) -> Result<User, AuthError> {
-        self.user(name).await?.map(|u| u.view()).ok_or_else(|| not_found(name))
+        self.user(name)
+            .await?
+            .map(|u| u.view())
+            .ok_or_else(|| not_found(name))
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>, AuthError> {
@@ -192,13 +211,23 @@ impl Accounts {
                 .await?
                 .ok_or_else(|| not_found(name))?;
             change(&mut record.grants)?;
-            match self.store.put_json(&keys::user(name), &record, Precondition::ModRevision(revision)).await {
+            match self
+                .store
+                .put_json(
+                    &keys::user(name),
+                    &record,
+                    Precondition::ModRevision(revision),
+                )
+                .await
+            {
                 Ok(_) => return Ok(record.view()),
                 Err(canopy_store::StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(AuthError::Conflict(format!("user {name:?} changed concurrently; try again")))
+        Err(AuthError::Conflict(format!(
+            "user {name:?} changed concurrently; try again"
+        )))
     }
 
     /// Refuses a change that would leave `name` with `remaining` grants and nobody able to

@@ -72,7 +72,12 @@ impl Server {
 
     pub async fn login(&self, user: &str, password: &str) -> Value {
         let (status, body) = self
-            .call(Method::POST, "/api/v1/login", None, Some(json!({"user": user, "password": password})))
+            .call(
+                Method::POST,
+                "/api/v1/login",
+                None,
+                Some(json!({"user": user, "password": password})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "login of {user}: {body}");
         body
@@ -87,7 +92,14 @@ impl Server {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let response = self.send(method, path, token, body.map(|b| ("application/json", b.to_string()))).await;
+        let response = self
+            .send(
+                method,
+                path,
+                token,
+                body.map(|b| ("application/json", b.to_string())),
+            )
+            .await;
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -115,28 +127,48 @@ impl Server {
         let password = format!("{name}-password");
         let admin = Some(self.admin.as_str());
         let (status, body) = self
-            .call(Method::POST, "/api/v1/users", admin, Some(json!({"name": name, "password": password})))
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                admin,
+                Some(json!({"name": name, "password": password})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let path = format!("/api/v1/users/{name}/grants");
         let (status, body) = self.call(Method::POST, &path, admin, Some(grant)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        self.login(name, &password).await["access_token"].as_str().unwrap().to_string()
+        self.login(name, &password).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Applies application `shop` (one process service `web`, one replica) in `namespace`
     /// as the admin.
     pub async fn apply_shop(&self, namespace: &str) {
         let response = self
-            .send(Method::POST, "/api/v1/apply", Some(self.admin.as_str()), Some(("application/yaml", shop(namespace))))
+            .send(
+                Method::POST,
+                "/api/v1/apply",
+                Some(self.admin.as_str()),
+                Some(("application/yaml", shop(namespace))),
+            )
             .await;
-        assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap()
+        );
     }
 
     /// The id of an instance of `shop` in `namespace`.
     pub async fn instance_in(&self, namespace: &str) -> String {
         let path = format!("/api/v1/instances?namespace={namespace}");
-        let (status, body) = self.call(Method::GET, &path, Some(self.admin.as_str()), None).await;
+        let (status, body) = self
+            .call(Method::GET, &path, Some(self.admin.as_str()), None)
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body.as_array()
             .and_then(|all| all.first())
