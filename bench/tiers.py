@@ -33,8 +33,29 @@ signal.signal(signal.SIGTERM, _exit_on_sigterm)
 signal.signal(signal.SIGHUP, _exit_on_sigterm)
 
 
+# Bearer tokens of the roots started here, by "host:port": every API call needs one.
+TOKENS = {}
+
+
+def auth_headers(host, port):
+    """The Authorization header for the root at host:port, once it was logged in."""
+    token = TOKENS.get(f"{host}:{port}")
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
+def log_in(url, data):
+    """Logs in to the root at `url` as the admin its first start made (`<data>/admin-password`)."""
+    with open(os.path.join(data, "admin-password")) as f:
+        password = f.read().strip()
+    address = url.removeprefix("http://")
+    host, port = address.rsplit(":", 1)
+    body = json.dumps({"user": "admin", "password": password})
+    tokens = api_request(host, int(port), "POST", "/api/v1/login", body)
+    TOKENS[address] = tokens["access_token"]
+
+
 class Tier:
-    """One `canopy` daemon; `url` is set for the ones that listen."""
+    """One `canopy` daemon; `url` is set for the ones that listen (a root's is logged in)."""
 
     def __init__(self, args, listens=True, wrap=()):
         # `wrap` prefixes the command, e.g. `ip netns exec NS` (which execs, keeping the pid).
@@ -59,6 +80,9 @@ class Tier:
                     break
             if self.url is None:
                 raise RuntimeError(f"canopy {args[0]} exited before listening")
+            # A root in another network namespace is logged in by its caller, at its address.
+            if args[0] == "root" and not wrap:
+                log_in(self.url, args[args.index("--data") + 1])
 
     def stop(self):
         self.proc.kill()
@@ -68,9 +92,11 @@ class Tier:
 def joined_cluster(root, name, data, extra=()):
     """`canopy cluster NAME` joined to `root` as a user's would be: with a one-time token from
     the root's API, linking to its tier listener."""
+    admin = TOKENS.get(root.url.removeprefix("http://"), "")
     token = json.loads(subprocess.run(
         [CANOPY, "token", "create", "--join", "cluster", "--name", name, "-o", "json",
-         "--server", root.url], capture_output=True, text=True, check=True).stdout)
+         "--server", root.url], capture_output=True, text=True, check=True,
+        env={**os.environ, "CANOPY_TOKEN": admin}).stdout)
     return Tier(["cluster", "--root", root.tier_url, "--listen", "127.0.0.1:0", "--data", data,
                  "--name", name, "--token", token["token"], "--ca-hash", token["ca_hash"], *extra])
 
@@ -261,6 +287,7 @@ def api_request(host, port, method, path, body=None, content_type="application/j
     """One call to the root's REST API; the decoded JSON answer (None when empty)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     headers = {"content-type": content_type} if body is not None else {}
+    headers.update(auth_headers(host, port))
     conn.request(method, path, body=body, headers=headers)
     response = conn.getresponse()
     data = response.read()
@@ -276,7 +303,7 @@ def watch_events(host, port, sink, attached):
     registers its watch before it answers, so nothing after `attached` is missed. Run it in a
     daemon thread."""
     conn = http.client.HTTPConnection(host, port)
-    conn.request("GET", "/api/v1/events")
+    conn.request("GET", "/api/v1/events", headers=auth_headers(host, port))
     response = conn.getresponse()
     attached.set()
     for raw in response:

@@ -139,8 +139,16 @@ pub enum Command {
     Exec(crate::exec::ExecArgs),
     /// Relay local connections to a port of an instance (`LOCAL:REMOTE`), until Ctrl-C.
     PortForward(crate::forward::ForwardArgs),
-    /// Join tokens: `canopy token create --join cluster [--name N]`.
+    /// Join tokens (`--join cluster`) and API tokens (`--role R`): create, list, revoke.
     Token(crate::tokens::TokenArgs),
+    /// Log in to a root: its tokens go to a context of the client config (the current one).
+    Login(crate::login::LoginArgs),
+    /// Create a user (`canopy create user NAME`).
+    Create(crate::users::CreateArgs),
+    /// Give a user a role over a namespace or all of them.
+    Grant(crate::users::GrantArgs),
+    /// Take a role a user holds away.
+    Revoke(crate::users::GrantArgs),
 }
 
 impl Command {
@@ -410,6 +418,9 @@ pub struct ClientArgs {
     /// Use this context of the client config file instead of the current one.
     #[arg(long, env = "CANOPY_CONTEXT", global = true)]
     pub context: Option<String>,
+    /// A bearer token (an API token) instead of the context's.
+    #[arg(long, env = "CANOPY_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<crate::config::BearerToken>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -434,6 +445,8 @@ pub enum Kind {
     Cluster,
     #[value(alias = "nodes", alias = "no")]
     Node,
+    #[value(alias = "users")]
+    User,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,8 +8,16 @@ use serde_json::Value;
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    /// Sent as a bearer token; never logged or printed.
-    token: Option<String>,
+    /// Sent as a bearer token; never logged or printed. Replaced by a refresh.
+    token: std::sync::Mutex<Option<String>>,
+    /// How to get a new token when the server says this one expired.
+    refresh: Option<Refresh>,
+}
+
+/// A refresh token, and the context of the client config where a new token is saved.
+pub struct Refresh {
+    pub token: String,
+    pub save_to: Option<(std::path::PathBuf, String)>,
 }
 
 impl Client {
@@ -21,8 +29,62 @@ impl Client {
         Ok(Client {
             http,
             base: server.trim_end_matches('/').to_string(),
-            token,
+            token: std::sync::Mutex::new(token),
+            refresh: None,
         })
+    }
+
+    pub fn with_refresh(mut self, refresh: Option<Refresh>) -> Client {
+        self.refresh = refresh;
+        self
+    }
+
+    fn token(&self) -> Option<String> {
+        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// After a 401: trades the refresh token for a new access token (saved in the client
+    /// config); whether there is a new one to try.
+    async fn renew(&self) -> bool {
+        let Some(refresh) = &self.refresh else {
+            return false;
+        };
+        let url = format!("{}/api/v1/login/refresh", self.base);
+        let body = serde_json::json!({ "refresh_token": refresh.token });
+        let Ok(response) = self.http.post(&url).json(&body).send().await else {
+            return false;
+        };
+        if !response.status().is_success() {
+            return false;
+        }
+        let Ok(tokens) = response.json::<Value>().await else {
+            return false;
+        };
+        let Some(access) = tokens["access_token"].as_str().map(str::to_string) else {
+            return false;
+        };
+        if let Some((path, context)) = &refresh.save_to {
+            // Saving is a convenience: the request goes on with the new token either way.
+            if let Ok(mut config) = crate::config::load(path) {
+                config.set_token(context, access.clone());
+                let _ = crate::config::save(path, &config);
+            }
+        }
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(access);
+        true
+    }
+
+    /// Sends what `build` makes, once more with a renewed token after a 401.
+    async fn send_renewing(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let reach = || format!("cannot reach the Canopy API at {}", self.base);
+        let response = self.authorized(build()).send().await.with_context(reach)?;
+        if response.status() == StatusCode::UNAUTHORIZED && self.renew().await {
+            return self.authorized(build()).send().await.with_context(reach);
+        }
+        Ok(response)
     }
 
     pub fn server(&self) -> &str {
@@ -34,11 +96,12 @@ impl Client {
     pub async fn open_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
         let response = self
-            .authorized(self.http.get(&url))
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Canopy API at {}", self.base))?;
+            .send_renewing(|| {
+                self.http
+                    .get(&url)
+                    .header(reqwest::header::ACCEPT, "text/event-stream")
+            })
+            .await?;
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
@@ -48,7 +111,7 @@ impl Client {
     }
 
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
+        match &self.token() {
             Some(token) => request.bearer_auth(token),
             None => request,
         }
@@ -114,17 +177,13 @@ impl Client {
 
     /// A request to build further (headers, upgrades) before sending it.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base))
+        self.authorized(self.http.request(method, format!("{}{path}", self.base)))
     }
 
     /// A GET whose body is read as it arrives (logs); an error status becomes an error.
     pub async fn get_streaming(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Canopy API at {}", self.base))?;
+        let url = format!("{}{path}", self.base);
+        let response = self.send_renewing(|| self.http.get(&url)).await?;
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.context("reading the response")?;
@@ -140,16 +199,17 @@ impl Client {
         body: Option<(&str, String)>,
     ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.authorized(self.http.request(method, &url));
-        if let Some((content_type, body)) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Canopy API at {}", self.base))?;
+        let response = self
+            .send_renewing(|| {
+                let request = self.http.request(method.clone(), &url);
+                match &body {
+                    Some((content_type, body)) => request
+                        .header(reqwest::header::CONTENT_TYPE, *content_type)
+                        .body(body.clone()),
+                    None => request,
+                }
+            })
+            .await?;
         let status = response.status();
         let bytes = response.bytes().await.context("reading the response")?;
         if !status.is_success() {

@@ -41,6 +41,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Diff { client, files } => crate::diff::run(&client.connect()?, &files).await,
         Command::Get {
             client,
+            kind: Kind::User,
+            name,
+            output,
+            watch,
+            ..
+        } => {
+            if watch {
+                bail!("users have no change events to watch");
+            }
+            crate::users::list(&client.connect()?, name.as_deref(), output).await
+        }
+        Command::Get {
+            client,
             kind,
             name,
             scope,
@@ -89,6 +102,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(args) => operations::label(args).await,
         Command::Top(args) => operations::top(args).await,
         Command::Token(args) => crate::tokens::run(args).await,
+        Command::Login(args) => crate::login::login(args).await,
+        Command::Create(args) => crate::users::create(args).await,
+        Command::Grant(args) => crate::users::grant(args, true).await,
+        Command::Revoke(args) => crate::users::grant(args, false).await,
     }
 }
 
@@ -480,6 +497,7 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             let node = get_node(client, name).await?;
             print!("{}", yaml_serde::to_string(&node)?);
         }
+        Kind::User => crate::users::describe(client, name).await?,
     }
     Ok(())
 }
@@ -517,10 +535,13 @@ async fn delete(
         (Some(Kind::Cluster), Some(name)) if targets.is_empty() => {
             return crate::tokens::revoke_cluster(client, &name).await;
         }
+        (Some(Kind::User), Some(name)) if targets.is_empty() => {
+            return crate::users::delete(client, &name).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
             bail!(
-                "only applications, instances and clusters can be deleted; scale a service to 0 to stop its instances"
+                "only applications, instances, clusters and users can be deleted; scale a service to 0 to stop its instances"
             )
         }
         _ => {

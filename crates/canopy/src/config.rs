@@ -24,6 +24,10 @@ pub struct NamedContext {
     /// Bearer token sent to that server; never printed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Traded for a new token when the server says the token expired (`canopy login`
+    /// stores it); never printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 /// Debug output (and so any error that shows a context) never carries the token.
@@ -36,6 +40,10 @@ impl std::fmt::Debug for NamedContext {
                 "token",
                 &self.token.as_ref().map(|_| canopy_model::REDACTED),
             )
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| canopy_model::REDACTED),
+            )
             .finish()
     }
 }
@@ -45,6 +53,9 @@ impl std::fmt::Debug for NamedContext {
 pub struct Endpoint {
     pub server: String,
     pub token: Option<String>,
+    pub refresh_token: Option<String>,
+    /// The context the credentials come from (where a refreshed token is saved).
+    pub context: Option<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -56,6 +67,28 @@ impl std::fmt::Debug for Endpoint {
                 &self.token.as_ref().map(|_| canopy_model::REDACTED),
             )
             .finish()
+    }
+}
+
+/// A token given on the command line or in `CANOPY_TOKEN`: never shown by Debug.
+#[derive(Clone, PartialEq)]
+pub struct BearerToken(pub String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(canopy_model::REDACTED)
+    }
+}
+
+impl std::str::FromStr for BearerToken {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<BearerToken, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("the token is empty".into());
+        }
+        Ok(BearerToken(text.to_string()))
     }
 }
 
@@ -72,8 +105,9 @@ pub fn config_path(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 }
 
 /// Precedence as kubectl's: `--server` (or `CANOPY_SERVER`), then `--context`, then the
-/// current context, then `default`. An explicit server gets a context's token only when that
-/// context was named with `--context`: credentials never go to a server nobody tied them to.
+/// current context, then `default`. An explicit server gets the token of the context named
+/// with `--context`, else that of a context for exactly that server (the current one first):
+/// credentials never go to a server nobody tied them to.
 pub fn resolve(
     server: Option<&str>,
     context: Option<&str>,
@@ -90,9 +124,18 @@ pub fn resolve(
         None => None,
     };
     if let Some(server) = server {
+        let same_server = || {
+            let current = config.current_context.as_deref();
+            let mut matching = config.contexts.iter().filter(|c| c.server == server);
+            let first = matching.clone().next();
+            matching
+                .find(|c| Some(c.name.as_str()) == current)
+                .or(first)
+        };
+        let credentials = named.or_else(same_server);
         return Ok(Endpoint {
             server: server.to_string(),
-            token: named.and_then(|c| c.token.clone()),
+            ..Endpoint::of(credentials)
         });
     }
     let chosen = match (named, &config.current_context) {
@@ -102,16 +145,28 @@ pub fn resolve(
         })?),
         (None, None) => None,
     };
-    Ok(chosen.map_or_else(
-        || Endpoint {
+    Ok(match chosen {
+        Some(context) => Endpoint {
+            server: context.server.clone(),
+            ..Endpoint::of(Some(context))
+        },
+        None => Endpoint {
             server: default.to_string(),
-            token: None,
+            ..Endpoint::of(None)
         },
-        |c| Endpoint {
-            server: c.server.clone(),
-            token: c.token.clone(),
-        },
-    ))
+    })
+}
+
+impl Endpoint {
+    /// The credentials of `context` (none without one), for a server set afterwards.
+    fn of(context: Option<&NamedContext>) -> Endpoint {
+        Endpoint {
+            server: String::new(),
+            token: context.and_then(|c| c.token.clone()),
+            refresh_token: context.and_then(|c| c.refresh_token.clone()),
+            context: context.map(|c| c.name.clone()),
+        }
+    }
 }
 
 impl ClientConfig {
@@ -139,10 +194,34 @@ impl ClientConfig {
                 name: name.to_string(),
                 server: server.to_string(),
                 token: None,
+                refresh_token: None,
             }),
             (None, None) => bail!("context {name:?} is new: give its --server"),
         }
         Ok(())
+    }
+
+    /// Sets the context's server and credentials (adding it if new), as a login does.
+    pub fn set_credentials(
+        &mut self,
+        name: &str,
+        server: &str,
+        token: String,
+        refresh_token: Option<String>,
+    ) -> anyhow::Result<()> {
+        self.set_context(name, Some(server))?;
+        if let Some(context) = self.contexts.iter_mut().find(|c| c.name == name) {
+            context.token = Some(token);
+            context.refresh_token = refresh_token;
+        }
+        Ok(())
+    }
+
+    /// Replaces the token of `name` (after a refresh); nothing when the context is gone.
+    pub fn set_token(&mut self, name: &str, token: String) {
+        if let Some(context) = self.contexts.iter_mut().find(|c| c.name == name) {
+            context.token = Some(token);
+        }
     }
 
     pub fn use_context(&mut self, name: &str) -> anyhow::Result<()> {
@@ -216,21 +295,29 @@ mod tests {
                     name: "lab".into(),
                     server: "http://lab:7700".into(),
                     token: Some("lab-secret".into()),
+                    refresh_token: Some("lab-refresh".into()),
                 },
                 NamedContext {
                     name: "edge".into(),
                     server: "http://edge:7700".into(),
                     token: None,
+                    refresh_token: None,
                 },
             ],
         }
     }
 
     #[test]
-    fn an_explicit_server_wins_and_gets_no_token_unless_a_context_is_named() {
+    fn an_explicit_server_gets_a_token_only_from_a_context_for_it_or_one_named() {
         let endpoint = resolve(Some("http://x:1"), None, &config(), DEFAULT).unwrap();
         assert_eq!(endpoint.server, "http://x:1");
         assert_eq!(endpoint.token, None);
+        let endpoint = resolve(Some("http://lab:7700"), None, &config(), DEFAULT).unwrap();
+        assert_eq!(endpoint.token.as_deref(), Some("lab-secret"));
+        assert_eq!(endpoint.context.as_deref(), Some("lab"));
+        let endpoint = resolve(Some("http://edge:7700"), None, &config(), DEFAULT).unwrap();
+        assert_eq!(endpoint.token, None);
+        assert_eq!(endpoint.context.as_deref(), Some("edge"));
         let endpoint = resolve(Some("http://x:1"), Some("lab"), &config(), DEFAULT).unwrap();
         assert_eq!(endpoint.server, "http://x:1");
         assert_eq!(endpoint.token.as_deref(), Some("lab-secret"));
@@ -287,6 +374,16 @@ mod tests {
         config.delete_context("fresh").unwrap();
         assert_eq!(config.current_context, None);
         assert!(config.delete_context("fresh").is_err());
+        config
+            .set_credentials("new", "http://n:1", "t".into(), Some("r".into()))
+            .unwrap();
+        let new = config.context("new").unwrap();
+        assert_eq!(
+            (new.token.as_deref(), new.refresh_token.as_deref()),
+            (Some("t"), Some("r"))
+        );
+        config.set_token("new", "t2".into());
+        assert_eq!(config.context("new").unwrap().token.as_deref(), Some("t2"));
     }
 
     #[test]
@@ -324,6 +421,7 @@ mod tests {
             resolve(None, None, &config(), DEFAULT)
         );
         assert!(!text.contains("lab-secret"), "{text}");
+        assert!(!text.contains("lab-refresh"), "{text}");
     }
 
     #[test]

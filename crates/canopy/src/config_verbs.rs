@@ -1,7 +1,7 @@
 //! `canopy config ...`: the contexts of the client config file, as `kubectl config`.
 
 use crate::cli::{ClientArgs, DEFAULT_SERVER};
-use crate::client::Client;
+use crate::client::{Client, Refresh};
 use crate::config::{self, ClientConfig};
 use crate::output::Table;
 use anyhow::Context as _;
@@ -43,10 +43,13 @@ pub fn path() -> anyhow::Result<PathBuf> {
 impl ClientArgs {
     /// A client of the root these flags, the environment and the client config choose.
     pub fn connect(&self) -> anyhow::Result<Client> {
-        // An explicit server alone needs no config file (nor a readable one).
-        let config = match (&self.server, &self.context, path()) {
-            (Some(_), None, _) | (_, _, Err(_)) => ClientConfig::default(),
-            (_, _, Ok(path)) => config::load(&path)?,
+        // An explicit server alone needs no config file (nor a readable one): the file only
+        // lends it the credentials of a context for that server.
+        let path = path().ok();
+        let config = match (&self.server, &self.context, &path) {
+            (_, _, None) => ClientConfig::default(),
+            (Some(_), None, Some(path)) => config::load(path).unwrap_or_default(),
+            (_, _, Some(path)) => config::load(path)?,
         };
         let endpoint = config::resolve(
             self.server.as_deref(),
@@ -54,7 +57,15 @@ impl ClientArgs {
             &config,
             DEFAULT_SERVER,
         )?;
-        Client::with_token(&endpoint.server, endpoint.token)
+        if let Some(token) = &self.token {
+            // A token given outright is used as it is: no refresh, nothing saved.
+            return Client::with_token(&endpoint.server, Some(token.0.clone()));
+        }
+        let refresh = endpoint.refresh_token.map(|token| Refresh {
+            token,
+            save_to: path.zip(endpoint.context),
+        });
+        Ok(Client::with_token(&endpoint.server, endpoint.token)?.with_refresh(refresh))
     }
 }
 

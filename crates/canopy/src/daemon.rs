@@ -141,7 +141,17 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
     start_node_probing(&agent, &node_args, &stop).await?;
+    // Before the address is announced: whoever waits for it can use the CLI at once.
+    let logged_in = crate::first_admin::log_in_locally(&root, &api_url).await;
     announce_api(&listener, tls.is_some())?;
+    match logged_in {
+        Ok(path) => println!(
+            "  CLI:       logged in as the admin (context \"{}\" in {})",
+            crate::first_admin::LOCAL_CONTEXT,
+            path.display()
+        ),
+        Err(e) => eprintln!("canopy up: the CLI is not logged in ({e:#}); use `canopy login`"),
+    }
     println!("  tier:      {tier_url} (the local cluster joined with a token it made)");
     println!("  API docs:  {api_url}/docs");
     println!("  cluster \"local\" with node {node_name:?}");
@@ -165,6 +175,7 @@ async fn open_root(args: &DaemonArgs) -> anyhow::Result<(Root, TcpListener)> {
         .await
         .context("recovering the desired state")?
         .with_api_config(api_config(&args.api)?);
+    crate::first_admin::announce_password(&root, &args.data)?;
     let listener = bind(args.listen).await?;
     tracing::info!(address = %listener.local_addr()?, data = %args.data.display(), "root orchestrator serving");
     Ok((root, listener))

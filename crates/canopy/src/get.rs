@@ -60,6 +60,7 @@ fn require_found(listing: &Listing, request: &Request<'_>) -> anyhow::Result<()>
             Kind::Instance => "instance",
             Kind::Cluster => "cluster",
             Kind::Node => "node",
+            Kind::User => "user",
         };
         bail!("{kind} {name:?} not found");
     }
@@ -146,6 +147,7 @@ fn relevant(request: &Request<'_>, change: &ChangeEvent) -> bool {
         }
         Kind::Cluster => kind == "cluster",
         Kind::Node => kind == "node",
+        Kind::User => false,
     }
 }
 
@@ -202,6 +204,7 @@ async fn list(client: &Client, request: &Request<'_>) -> anyhow::Result<Listing>
             }
             render(&clusters, output, cluster_table, |c| c.name.clone())
         }
+        Kind::User => bail!("users are listed by `canopy get users`"),
         Kind::Node => {
             let mut nodes: Vec<NodeInfo> = client.get(&format!("/api/v1/nodes?{query}")).await?;
             if let Some(name) = request.name {

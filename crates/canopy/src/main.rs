@@ -11,14 +11,17 @@ mod duration;
 mod events;
 mod exec;
 mod exit;
+mod first_admin;
 mod forward;
 mod get;
+mod login;
 mod operations;
 mod output;
 mod sim;
 mod sse;
 mod streams;
 mod tokens;
+mod users;
 mod version;
 mod wait;
 

@@ -1,7 +1,9 @@
-//! `canopy token create` (join tokens) and `canopy delete cluster` (revocation).
+//! `canopy token create|list|revoke`: join tokens for clusters and API tokens for
+//! automation; and `canopy delete cluster` (revocation).
 
 use crate::cli::{ClientArgs, OutputFormat};
 use crate::client::{Client, encode};
+use crate::output::Table;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
@@ -13,22 +15,49 @@ pub struct TokenArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenAction {
-    /// A one-time join token and the CA hash the joining side pins.
+    /// A one-time join token and the CA hash the joining side pins (`--join cluster`), or an
+    /// API token for automation (`--role R --namespace N` or `--all-namespaces`).
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["join", "role"])))]
     Create {
         #[command(flatten)]
         client: ClientArgs,
-        /// What joins with it.
+        /// A join token: what joins with it.
         #[arg(long, value_enum)]
-        join: Joining,
-        /// The one name it admits (any free name when omitted).
-        #[arg(long)]
+        join: Option<Joining>,
+        /// A join token: the one name it admits (any free name when omitted).
+        #[arg(long, requires = "join")]
         name: Option<String>,
-        /// Lifetime: seconds, or with a unit (`90s`, `30m`, `24h`, `7d`); default 24h.
+        /// An API token: the role it carries (no more than yours).
+        #[arg(long, value_parser = crate::users::ROLES)]
+        role: Option<String>,
+        /// An API token: the one namespace its role covers.
+        #[arg(short, long, requires = "role")]
+        namespace: Option<String>,
+        /// An API token: its role covers every namespace.
+        #[arg(short = 'A', long, requires = "role", conflicts_with = "namespace")]
+        all_namespaces: bool,
+        /// Lifetime: seconds, or with a unit (`90s`, `30m`, `24h`, `7d`); default 24h for
+        /// a join token, 30d for an API token.
         #[arg(long, value_parser = crate::duration::parse_seconds)]
         ttl: Option<u64>,
         /// Output format (the table also prints the command that joins).
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+    },
+    /// Your API tokens and login sessions (everybody's for admins).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Revoke an API token or end a login session, by its id: its tokens get 401 from now on.
+    Revoke {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The token's id (`canopy token list`).
+        id: String,
     },
 }
 
@@ -39,14 +68,47 @@ pub enum Joining {
 
 pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
     match args.action {
+        TokenAction::List { client, output } => {
+            let tokens: Vec<Value> = client.connect()?.get("/api/v1/tokens").await?;
+            print_tokens(&tokens, output)
+        }
+        TokenAction::Revoke { client, id } => {
+            let _: Value = client
+                .connect()?
+                .delete(&format!("/api/v1/tokens/{}", encode(&id)))
+                .await?;
+            println!("token/{id} revoked");
+            Ok(())
+        }
         TokenAction::Create {
             client,
-            join,
+            role: Some(role),
+            namespace,
+            all_namespaces,
+            ttl,
+            output,
+            ..
+        } => {
+            if namespace.is_none() && !all_namespaces {
+                anyhow::bail!("an API token needs --namespace N or --all-namespaces");
+            }
+            let mut body = json!({ "role": role });
+            if let Some(namespace) = &namespace {
+                body["namespace"] = json!(namespace);
+            }
+            if let Some(ttl) = ttl {
+                body["ttl_seconds"] = json!(ttl);
+            }
+            let created: Value = client.connect()?.post_json("/api/v1/tokens", &body).await?;
+            print_api_token(&created, output)
+        }
+        TokenAction::Create {
+            client,
             name,
             ttl,
             output,
+            ..
         } => {
-            let Joining::Cluster = join;
             let mut body = json!({ "join": "cluster" });
             if let Some(name) = &name {
                 body["name"] = json!(name);
@@ -76,6 +138,51 @@ fn print_token(created: &Value, output: OutputFormat) -> anyhow::Result<()> {
                 field("token"),
                 field("ca_hash")
             );
+        }
+    }
+    Ok(())
+}
+
+fn print_api_token(created: &Value, output: OutputFormat) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(created)?),
+        OutputFormat::Yaml => print!("{}", yaml_serde::to_string(created)?),
+        OutputFormat::Table | OutputFormat::Wide => {
+            let field = |key: &str| created[key].as_str().unwrap_or("").to_string();
+            println!("token:    {}", field("token"));
+            println!("id:       {}", field("id"));
+            println!("expires:  {}", field("expires_at"));
+            println!(
+                "use with: CANOPY_TOKEN=<token> canopy ... (or --token); over HTTP, `Authorization: Bearer <token>`"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_tokens(tokens: &[Value], output: OutputFormat) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(tokens)?),
+        OutputFormat::Yaml => print!("{}", yaml_serde::to_string(tokens)?),
+        OutputFormat::Table | OutputFormat::Wide => {
+            let mut table = Table::new(vec!["ID", "USER", "KIND", "ROLE", "NAMESPACE", "EXPIRES"]);
+            for token in tokens {
+                let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+                let grant = &token["grant"];
+                table.row(vec![
+                    text(&token["id"]),
+                    text(&token["user"]),
+                    text(&token["kind"]),
+                    grant["role"].as_str().unwrap_or("(user's)").to_string(),
+                    match (grant.is_null(), grant["namespace"].as_str()) {
+                        (true, _) => "(user's)".to_string(),
+                        (false, Some(namespace)) => namespace.to_string(),
+                        (false, None) => "*".to_string(),
+                    },
+                    text(&token["expires_at"]),
+                ]);
+            }
+            println!("{}", table.render());
         }
     }
     Ok(())

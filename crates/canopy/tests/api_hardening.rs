@@ -34,14 +34,14 @@ fn hostile_bodies() -> Vec<String> {
     vec![deep, at_limit, bomb]
 }
 
-/// One POST over a fresh connection; the status code (0 if the connection failed).
-fn post(port: u16, body: &str) -> u16 {
+/// One POST over a fresh connection with `token`; the status code (0 if the connection failed).
+fn post(port: u16, token: &str, body: &str) -> u16 {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return 0;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let head = format!(
-        "POST /api/v1/apply HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /api/v1/apply HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     if stream.write_all(head.as_bytes()).is_err() || stream.write_all(body.as_bytes()).is_err() {
@@ -92,14 +92,17 @@ fn hostile_descriptors_under_load_never_make_the_node_unreachable_nor_restart_a_
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
     let port = daemon.port();
+    // Authenticated, so that each body reaches the parser (`canopy up` logged the CLI in).
+    let token = Arc::new(support::token_for(&daemon.url));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|k| {
             let (bodies, stop, answered) = (bodies.clone(), stop.clone(), answered.clone());
+            let token = token.clone();
             std::thread::spawn(move || {
                 let mut statuses = Vec::new();
                 let mut n = k;
                 while !stop.load(Ordering::Relaxed) {
-                    let status = post(port, &bodies[n % bodies.len()]);
+                    let status = post(port, &token, &bodies[n % bodies.len()]);
                     answered.fetch_add(1, Ordering::Relaxed);
                     statuses.push(status);
                     n += 1;
@@ -198,6 +201,7 @@ fn up_serves_its_api_over_tls_and_its_node_still_links() {
         daemon.url
     );
 
+    let bearer = format!("Authorization: Bearer {}", support::token_for(&daemon.url));
     let curl = |url: &str| {
         std::process::Command::new("curl")
             .args([
@@ -206,6 +210,8 @@ fn up_serves_its_api_over_tls_and_its_node_still_links() {
                 "10",
                 "--cacert",
                 cert.to_str().unwrap(),
+                "-H",
+                &bearer,
                 url,
             ])
             .output()

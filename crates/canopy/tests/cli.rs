@@ -361,6 +361,7 @@ fn failures_exit_non_zero_with_the_servers_reason() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("not found"));
 
     let output = Command::new(CANOPY)
+        .env("CANOPY_CONFIG", support::client_config())
         .args(["get", "apps", "--server", "http://127.0.0.1:9"])
         .output()
         .unwrap();
@@ -432,6 +433,7 @@ fn a_closed_output_pipe_ends_a_verb_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let root = support::start_root(dir.path());
     let mut child = Command::new(CANOPY)
+        .env("CANOPY_CONFIG", support::client_config())
         .args(["get", "services", "-A", "-o", "yaml"])
         .env("CANOPY_SERVER", &root.url)
         .stdout(std::process::Stdio::piped())

@@ -714,6 +714,7 @@ spec:
 
     // port-forward reaches the container's own address (no hostPort is published).
     let mut forward = Command::new(support::CANOPY)
+        .env("CANOPY_CONFIG", support::client_config())
         .args(["port-forward", &id, "0:8080"])
         .env("CANOPY_SERVER", &root.url)
         .stdout(std::process::Stdio::piped())

@@ -22,6 +22,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// `canopy cluster` that is expected to exit (its join refused): its stderr.
 fn refused_cluster(root: &Daemon, dir: &Path, name: &str, token: &str, ca_hash: &str) -> String {
     let mut child = Command::new(CANOPY)
+        .env("CANOPY_CONFIG", support::client_config())
         .args(strings(&[
             "cluster",
             "--root",

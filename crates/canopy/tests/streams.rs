@@ -133,6 +133,7 @@ fn logs_follow_delivers_a_new_line_within_a_second_and_ctrl_c_ends_it() {
         .unwrap()
         .to_string();
     let mut follower = Command::new(CANOPY)
+        .env("CANOPY_CONFIG", support::client_config())
         .args(["logs", "-f", &id])
         .env("CANOPY_SERVER", bed.server())
         .stdout(Stdio::piped())
@@ -222,6 +223,7 @@ fn a_follow_whose_node_dies_ends_with_an_error_instead_of_hanging() {
         .unwrap()
         .to_string();
     let mut follower = Command::new(CANOPY)
+        .env("CANOPY_CONFIG", support::client_config())
         .args(["logs", "-f", &id])
         .env("CANOPY_SERVER", bed.server())
         .stdout(Stdio::piped())
@@ -328,6 +330,7 @@ fn exec_runs_in_the_instance_with_its_environment_and_returns_its_exit_code() {
 
     // -i passes standard input through, and its end.
     let mut cat = Command::new(CANOPY)
+        .env("CANOPY_CONFIG", support::client_config())
         .args(["exec", "-i", &id, "--", "cat"])
         .env("CANOPY_SERVER", bed.server())
         .stdin(Stdio::piped())
@@ -408,6 +411,7 @@ fn port_forward_relays_connections_to_a_port_of_the_instance() {
     );
     let id = bed.running("web", 1)[0]["id"].as_str().unwrap().to_string();
     let mut forward = Command::new(CANOPY)
+        .env("CANOPY_CONFIG", support::client_config())
         .args(["port-forward", &id, &format!("0:{port}")])
         .env("CANOPY_SERVER", bed.server())
         .stdout(Stdio::piped())

@@ -49,3 +49,18 @@ pub fn kind_of(key: &str) -> Option<&'static str> {
     .find(|(prefix, _)| key.starts_with(prefix))
     .map(|(_, kind)| kind)
 }
+
+/// Users (name, password hash, grants): never in the event stream (`kind_of` knows them not).
+pub const USERS: &str = "/auth/users/";
+/// Login sessions and API tokens by id; deleting one revokes every token that names it.
+pub const TOKENS: &str = "/auth/tokens/";
+/// The root's token-signing key (Ed25519, PKCS#8).
+pub const SIGNING_KEY: &str = "/auth/signing-key";
+
+pub fn user(name: &str) -> String {
+    format!("{USERS}{name}")
+}
+
+pub fn token(id: &str) -> String {
+    format!("{TOKENS}{id}")
+}

@@ -2,7 +2,7 @@
 //! the public REST API, and places instances over clusters.
 
 pub mod api;
-mod auth;
+pub mod auth;
 pub mod build_info;
 pub mod desired;
 pub mod federation;
@@ -30,11 +30,15 @@ pub struct Root {
     /// Flips to true when serving stops, so that endless responses (event streams) end too.
     stopping: tokio::sync::watch::Sender<bool>,
     api_config: api::ApiConfig,
+    accounts: Arc<auth::Accounts>,
+    /// The first admin's password when this open created it (the first start).
+    initial_password: Option<auth::InitialPassword>,
 }
 
 impl Root {
     /// Opens the root over a store and reconciles whatever a previous run left half done.
     pub async fn open(store: Arc<dyn Store>, timing: Timing) -> Result<Root, RootError> {
+        let store_for_accounts = store.clone();
         let desired = Arc::new(Desired::new(store.clone()));
         desired.reconcile_all().await?;
         let enrolment =
@@ -42,12 +46,31 @@ impl Root {
         let instances = instances::InstanceCache::start(store).await?;
         let federation = federation::Federation::new(desired.clone(), enrolment, instances, timing);
         federation.load_settings().await?;
+        let (accounts, initial_password) = auth::Accounts::open(store_for_accounts).await?;
         Ok(Root {
             desired,
             federation,
             stopping: tokio::sync::watch::Sender::new(false),
             api_config: api::ApiConfig::default(),
+            accounts: Arc::new(accounts),
+            initial_password,
         })
+    }
+
+    /// The password of the `admin` user when this open created it (the root's first start
+    /// on this store): to be shown once. `None` on every later start.
+    pub fn initial_admin_password(&self) -> Option<&str> {
+        self.initial_password.as_ref().map(|p| p.0.as_str())
+    }
+
+    /// Tokens of the local administrator, for a process that runs this root (`canopy up`).
+    pub async fn local_admin_session(&self) -> Result<auth::LoginTokens, RootError> {
+        Ok(self.accounts.local_admin_session(auth::now()).await?)
+    }
+
+    /// Users, grants and tokens.
+    pub fn accounts(&self) -> &Arc<auth::Accounts> {
+        &self.accounts
     }
 
     /// Sets how the API guards itself (allowed host names, rate limits).
@@ -66,6 +89,7 @@ impl Root {
         api::router(
             self.desired.clone(),
             self.federation.clone(),
+            self.accounts.clone(),
             self.stopping.subscribe(),
             &self.api_config,
         )

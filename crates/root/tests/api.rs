@@ -36,6 +36,7 @@ impl Server {
         let root = Root::open(store, canopy_root::Timing::default())
             .await
             .unwrap();
+        let token = root.local_admin_session().await.unwrap().access_token;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -52,7 +53,7 @@ impl Server {
                 // The workspace's reqwest has rustls without a provider (the image store picks
                 // ring for the whole binary): a client needs one installed first.
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::Client::new()
+                admin_client(&token)
             },
             stop: Some(stop),
             task: Some(task),
@@ -118,6 +119,19 @@ impl Server {
         )
         .await
     }
+}
+
+/// A client that sends the admin's token with every request.
+fn admin_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 fn app(name: &str, replicas: u32) -> Value {

@@ -1,5 +1,10 @@
 //! Real `canopy` processes for end-to-end tests: started on random loopback ports with temp
 //! data dirs, killed (SIGKILL) when dropped, along with every workload they started.
+//!
+//! Credentials: every process these helpers start gets `CANOPY_CONFIG` pointing at this test
+//! process's own client config ([`client_config`]). A `canopy up` logs itself in there; a
+//! `canopy root` is logged in once started, as its first admin (`<data>/admin-password`),
+//! in a context for its URL, which the client verbs (`CANOPY_SERVER`) then find.
 
 #![allow(dead_code)]
 
@@ -10,6 +15,62 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const CANOPY: &str = env!("CARGO_BIN_EXE_canopy");
+
+/// This test process's client config file (nextest runs each test in a process of its own).
+pub fn client_config() -> PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir for the client config"))
+        .path()
+        .join("config.yaml")
+}
+
+/// Logs the client config in to the root at `url` as the admin whose password the root
+/// wrote to `<data>/admin-password` on its first start.
+pub fn log_in(url: &str, data: &Path) {
+    use std::io::Write;
+    let password = std::fs::read_to_string(data.join("admin-password"))
+        .expect("the root wrote its admin's password on its first start");
+    let mut child = Command::new(CANOPY)
+        .args([
+            "login",
+            "--server",
+            url,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ])
+        .env("CANOPY_CONFIG", client_config())
+        .env_remove("CANOPY_SERVER")
+        .env_remove("CANOPY_CONTEXT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("canopy login runs");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(password.as_bytes())
+        .expect("the password is written");
+    let output = child.wait_with_output().expect("canopy login ends");
+    assert!(
+        output.status.success(),
+        "canopy login to {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The token [`client_config`] holds for the server `url` (from `canopy up` or a login).
+pub fn token_for(url: &str) -> String {
+    let text = std::fs::read_to_string(client_config()).expect("the client config exists");
+    let mut lines = text.lines().skip_while(|l| l.trim() != format!("server: {url}"));
+    lines.next().expect("a context for the server");
+    lines
+        .take_while(|l| !l.trim_start().starts_with("- "))
+        .find_map(|l| l.trim().strip_prefix("token: ").map(str::to_string))
+        .expect("a token in the server's context")
+}
 
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -37,6 +98,7 @@ impl Daemon {
         let mut child = Command::new(program)
             .args(args)
             .env("RUST_LOG", "warn")
+            .env("CANOPY_CONFIG", client_config())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -63,6 +125,14 @@ impl Daemon {
         }
         // Keep draining stdout so the daemon never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
+        if is_root && listens {
+            let data = args
+                .iter()
+                .position(|a| a == "--data")
+                .and_then(|i| args.get(i + 1))
+                .expect("a root started with --data");
+            log_in(&url, Path::new(data));
+        }
         Daemon {
             child,
             program: program.to_string(),
@@ -235,6 +305,7 @@ pub fn canopy(server: &str, args: &[&str]) -> Output {
     Command::new(CANOPY)
         .args(args)
         .env("CANOPY_SERVER", server)
+        .env("CANOPY_CONFIG", client_config())
         .output()
         .expect("canopy client runs")
 }

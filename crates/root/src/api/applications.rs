@@ -2,12 +2,13 @@ use super::AppState;
 use super::body::{Descriptor, descriptor};
 use super::error::{ApiError, ErrorBody};
 use super::selectors;
+use crate::auth::{Action, Principal};
 use crate::records::{ApplicationView, ApplyResult};
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use canopy_model::{Application, ParsedDescriptor};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -49,6 +50,7 @@ pub struct ApplyQuery {
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn apply(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<ApplyQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -59,6 +61,9 @@ pub async fn apply(
         warnings,
         ..
     } = descriptor(&state, &headers, body).await?;
+    for application in &applications {
+        principal.require(Action::Deploy, Some(&application.metadata.namespace))?;
+    }
     if query.dry_run {
         return Ok(Json(
             state.desired.apply_dry_run(applications, warnings).await?,
@@ -85,10 +90,12 @@ pub async fn apply(
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
     let application = single(descriptor(&state, &headers, body).await?)?;
+    principal.require(Action::Deploy, Some(&application.metadata.namespace))?;
     let view = state.desired.create(application).await?;
     state.federation.wake();
     Ok((StatusCode::CREATED, Json(view.redacted())))
@@ -101,14 +108,17 @@ pub async fn create(
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<NamespaceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ApplicationView>>, ApiError> {
     let Query(query) = query?;
     let selector = selectors::parse(query.label_selector.as_deref())?;
+    let readable = principal.readable(query.namespace.as_deref())?;
     let mut views = state
         .desired
         .list_applications(query.namespace.as_deref())
         .await?;
+    views.retain(|view| readable.contains(&view.application.metadata.namespace));
     selectors::retain(&mut views, selector.as_ref(), |view| {
         Some(view.application.metadata.labels.clone())
     });
@@ -125,9 +135,11 @@ pub async fn list(
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn get(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let Path((namespace, name)) = path?;
+    principal.require(Action::Read, Some(&namespace))?;
     let view = state.desired.get_application(&namespace, &name).await?;
     Ok(Json(view.redacted()))
 }
@@ -150,11 +162,13 @@ pub async fn get(
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn replace(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
     let Path((namespace, name)) = path?;
+    principal.require(Action::Deploy, Some(&namespace))?;
     let application = single(descriptor(&state, &headers, body).await?)?;
     let metadata = &application.metadata;
     if metadata.namespace != namespace || metadata.name != name {
@@ -187,9 +201,11 @@ pub async fn replace(
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let Path((namespace, name)) = path?;
+    principal.require(Action::Deploy, Some(&namespace))?;
     let view = state.desired.delete(&namespace, &name).await?.redacted();
     state.federation.wake();
     Ok(Json(view))

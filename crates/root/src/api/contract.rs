@@ -3,6 +3,7 @@
 //! pattern of the names in paths, the body `apply` takes, and the event stream's frames.
 
 use super::ApiDoc;
+use super::rules::{self, Rule};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -35,12 +36,53 @@ pub fn document() -> Value {
             name_parameters(operations);
         }
     }
+    security(&mut document);
     if let Some(stream) = document
         .pointer_mut("/paths/~1api~1v1~1events/get/responses/200/content/text~1event-stream/schema")
     {
         *stream = event_stream();
     }
     document
+}
+
+/// The bearer scheme, and on each operation what its rule (`rules::RULES`) implies: which
+/// need a token, and their 401 and 403 answers.
+fn security(document: &mut Value) {
+    document["components"]["securitySchemes"] =
+        json!({"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}});
+    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, operations) in paths.iter_mut() {
+        let Some(operations) = operations.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in operations.iter_mut() {
+            let method = axum::http::Method::from_bytes(method.to_uppercase().as_bytes());
+            let rule = method.ok().and_then(|m| rules::rule_for(&m, path));
+            match rule {
+                None | Some(Rule::Public) => operation["security"] = json!([]),
+                Some(_) => {
+                    operation["security"] = json!([{"bearer": []}]);
+                    let responses = &mut operation["responses"];
+                    if responses.get("401").is_none() {
+                        responses["401"] = json!({
+                            "description": "No token, or one that is invalid, expired or revoked",
+                            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+                            "content": error.clone(),
+                        });
+                    }
+                    if responses.get("403").is_none() {
+                        responses["403"] = json!({
+                            "description": "The caller's roles do not allow this (here, or in this namespace)",
+                            "content": error.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Calls `patch` on every parameter of every operation of one path.
@@ -145,8 +187,16 @@ mod tests {
             schemas["ApplicationView"]["properties"]["status"]["$ref"],
             "#/components/schemas/ApplicationStatus"
         );
-        let parameter =
-            &document["paths"]["/api/v1/applications/{namespace}/{name}"]["get"]["parameters"][0];
+        let get = &document["paths"]["/api/v1/applications/{namespace}/{name}"]["get"];
+        assert_eq!(get["security"][0]["bearer"], json!([]));
+        assert!(get["responses"]["401"]["content"].is_object());
+        assert!(get["responses"]["403"]["content"].is_object());
+        assert_eq!(
+            document["paths"]["/api/v1/login"]["post"]["security"],
+            json!([])
+        );
+        assert_eq!(document["paths"]["/healthz"]["get"]["security"], json!([]));
+        let parameter = &get["parameters"][0];
         assert_eq!(
             parameter["schema"]["pattern"],
             schemas["Metadata"]["properties"]["name"]["pattern"]

@@ -74,6 +74,7 @@ impl From<RootError> for ApiError {
             }
             RootError::BadRequest(message) => ApiError::bad_request(message),
             RootError::Store(e) => e.into(),
+            RootError::Accounts(e) => e.into(),
             RootError::Trust(e) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }

@@ -2,6 +2,7 @@
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use crate::auth::{Action, Namespaces, Principal};
 use crate::keys;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -44,6 +45,7 @@ pub struct ChangeEvent {
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn events(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -59,6 +61,7 @@ pub async fn events(
     };
     let changes = store.watch("/", after).await?;
     let mut stopping = state.stopping.clone();
+    let mut visibility = Visibility::new(principal.namespaces(Action::Read));
     let events = changes
         .take_until(async move {
             let _ = stopping.wait_for(|stopping| *stopping).await;
@@ -67,9 +70,57 @@ pub async fn events(
             // A lagging or closed watch ends the stream; the client resumes with Last-Event-ID.
             futures::future::ready(change.is_ok())
         })
-        .filter_map(|change| futures::future::ready(change.ok().and_then(to_sse)))
+        .filter_map(move |change| {
+            let shown = change.ok().filter(|change| visibility.shows(change));
+            futures::future::ready(shown.and_then(to_sse))
+        })
         .map(Ok);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// Which changes one stream may show: those of the namespaces its caller may read, and
+/// clusters and nodes (every role reads those). An instance's delete names only its key, so
+/// the stream remembers the instances it showed.
+struct Visibility {
+    namespaces: Namespaces,
+    shown_instances: std::collections::HashSet<String>,
+}
+
+impl Visibility {
+    fn new(namespaces: Namespaces) -> Visibility {
+        Visibility {
+            namespaces,
+            shown_instances: Default::default(),
+        }
+    }
+
+    fn shows(&mut self, change: &WatchEvent) -> bool {
+        if self.namespaces == Namespaces::All {
+            return true;
+        }
+        let key = change.key();
+        match keys::kind_of(key) {
+            Some("cluster" | "node") => true,
+            Some("application") => key
+                .strip_prefix(keys::APPLICATIONS)
+                .and_then(|rest| rest.split('/').next())
+                .is_some_and(|namespace| self.namespaces.contains(namespace)),
+            Some("instance") => match change {
+                WatchEvent::Put { entry } => {
+                    let namespace = serde_json::from_slice::<serde_json::Value>(&entry.value)
+                        .ok()
+                        .and_then(|v| v["namespace"].as_str().map(str::to_string));
+                    let shown = namespace.is_some_and(|ns| self.namespaces.contains(&ns));
+                    if shown {
+                        self.shown_instances.insert(key.to_string());
+                    }
+                    shown
+                }
+                WatchEvent::Delete { .. } => self.shown_instances.remove(key),
+            },
+            _ => false,
+        }
+    }
 }
 
 /// Secrets are write-only: every registry password in a changed object is redacted.

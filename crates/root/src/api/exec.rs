@@ -38,6 +38,9 @@ pub async fn exec(
     mut request: Request,
 ) -> Result<Response, ApiError> {
     let Path(id) = path?;
+    // Who may is decided before anything about the request itself.
+    let instance = state.desired.get_instance(&id).await?;
+    crate::auth::caller(&request)?.require(crate::auth::Action::Exec, Some(&instance.namespace))?;
     let Query(pairs) = query?;
     let command: Vec<String> = pairs
         .iter()
@@ -60,7 +63,6 @@ pub async fn exec(
         ));
     }
     let on_upgrade = upgrade_of(&mut request)?;
-    let instance = state.desired.get_instance(&id).await?;
     let kind = Kind::Exec(pb::ExecRequest {
         command,
         tty,

@@ -37,9 +37,11 @@ pub async fn port_forward(
     mut request: Request,
 ) -> Result<Response, ApiError> {
     let Path(id) = path?;
+    // Who may is decided before anything about the request itself.
+    let instance = state.desired.get_instance(&id).await?;
+    crate::auth::caller(&request)?.require(crate::auth::Action::Exec, Some(&instance.namespace))?;
     let Query(query) = query?;
     let on_upgrade = upgrade_of(&mut request)?;
-    let instance = state.desired.get_instance(&id).await?;
     let kind = Kind::PortForward(pb::PortForwardRequest {
         port: u32::from(query.port),
     });

@@ -2,12 +2,12 @@
 //! uncordon, drain, label (`kubectl cordon|drain|label`), and deleting an instance so that it
 //! is replaced (`kubectl delete pod`).
 //!
-//! Every changing handler here is an operator action and passes [`operator_only`] first:
-//! the one place the security work (roles) checks that the caller may.
+//! Every changing handler here is an operator action and passes [`operator_only`] first
+//! (the middleware checked the same rule, `api::rules`; this keeps the handler safe alone).
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::auth::Principal;
+use crate::auth::{Action, Principal};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -17,11 +17,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-/// Whether `principal` may change infrastructure. Everyone may until roles exist; the
-/// security work (operator role) decides here, for every handler below that changes state.
+/// Whether `principal` may change infrastructure: operators and admins.
 fn operator_only(principal: Option<&Principal>) -> Result<(), ApiError> {
     match principal {
-        Some(_) => Ok(()),
+        Some(principal) => principal.require(Action::ManageInfrastructure, None),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
@@ -225,8 +224,16 @@ pub async fn delete_instance(
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Instance>, ApiError> {
-    check(&caller)?;
     let Path(id) = path?;
+    let instance = state.desired.get_instance(&id).await?;
+    let Some(axum::Extension(principal)) = &caller else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "no caller identity",
+        ));
+    };
+    principal.require(Action::ReplaceInstance, Some(&instance.namespace))?;
     let mut stopped = state
         .desired
         .replace_instances(std::slice::from_ref(&id), "deleted by the operator")

@@ -1,14 +1,16 @@
 //! Membership administration: join tokens for new clusters, and revoking a cluster's
-//! certificates. Both are for administrators ([`auth::may_manage_members`]).
+//! certificates. Both are for administrators ([`auth::may_manage_members`]). The same
+//! `POST /api/v1/tokens` with a `role` instead of `join` makes an API token (`api_tokens`).
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, Principal};
+use crate::auth::{ApiToken, Role};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use canopy_tier::trust::{Role, TrustError};
+use canopy_tier::trust::{Role as TierRole, TrustError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -20,17 +22,34 @@ const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    /// What the token admits: `cluster`.
+    /// A join token: what it admits (`cluster`). Give this or `role`.
+    #[serde(default)]
     #[schema(pattern = "^cluster$")]
-    pub join: String,
-    /// The one name it admits; any free name when absent.
+    pub join: Option<String>,
+    /// A join token: the one name it admits; any free name when absent.
     #[serde(default)]
     #[schema(pattern = "^[a-z0-9._-]{1,63}$")]
     pub name: Option<String>,
-    /// Lifetime in seconds (default 24 h, at most 7 days).
+    /// An API token: the role it carries (no more than its creator holds). Give this or `join`.
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 604800)]
+    pub role: Option<Role>,
+    /// An API token: the namespace its role covers; every namespace when absent.
+    #[serde(default)]
+    #[schema(pattern = "^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")]
+    pub namespace: Option<String>,
+    /// Lifetime in seconds: a join token's default 24 h, at most 7 days; an API token's
+    /// default 30 days, at most 366 days.
+    #[serde(default)]
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<u64>,
+}
+
+/// A join token or an API token, as the request asked.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CreatedToken {
+    Join(TokenResponse),
+    Api(ApiToken),
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,26 +70,57 @@ fn field(path: &str, message: impl Into<String>) -> ApiError {
         .with_details(vec![canopy_model::FieldError::new(path, message)])
 }
 
-/// Creates a one-time join token.
+/// Creates a one-time join token (`join`, admins), or an API token (`role`).
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "infrastructure",
     request_body = TokenRequest,
-    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 415, description = "The body is not JSON", body = ErrorBody),
-        (status = 422, description = "The body is JSON but not a token request", body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 415, body = ErrorBody, description = "The body is not JSON"),
+        (status = 422, body = ErrorBody, description = "The body is not a token request")))]
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     body: Result<Json<TokenRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
-    auth::may_manage_members(&principal)?;
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let Json(request) =
         body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
-    if request.join != "cluster" {
+    let join = match (request.join, request.role) {
+        (Some(_), Some(_)) => {
+            return Err(field(
+                "role",
+                "give `join` (a join token) or `role` (an API token), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(field(
+                "join",
+                "give `join` (a join token) or `role` (an API token)",
+            ));
+        }
+        (None, Some(role)) => {
+            if request.name.is_some() {
+                return Err(field("name", "only join tokens name what they admit"));
+            }
+            let created = super::api_tokens::create(
+                &state,
+                &principal,
+                role,
+                request.namespace,
+                request.ttl_seconds,
+            )
+            .await?;
+            return Ok((StatusCode::CREATED, Json(CreatedToken::Api(created))));
+        }
+        (Some(join), None) => join,
+    };
+    auth::may_manage_members(&principal)?;
+    if request.namespace.is_some() {
+        return Err(field("namespace", "join tokens belong to no namespace"));
+    }
+    if join != "cluster" {
         return Err(field(
             "join",
             format!(
-                "the root admits clusters only (`cluster`), not {:?}; nodes join their cluster",
-                request.join
+                "the root admits clusters only (`cluster`), not {join:?}; nodes join their cluster"
             ),
         ));
     }
@@ -104,13 +154,13 @@ pub async fn create_token(
     tracing::info!(by = %principal.name, name = ?created.name, "join token created");
     Ok((
         StatusCode::CREATED,
-        Json(TokenResponse {
+        Json(CreatedToken::Join(TokenResponse {
             token: created.token,
             ca_hash: created.ca_hash,
-            join: Role::Cluster.to_string(),
+            join: TierRole::Cluster.to_string(),
             name: created.name,
             expires_at,
-        }),
+        })),
     ))
 }
 

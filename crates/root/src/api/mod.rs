@@ -1,5 +1,6 @@
 //! The public REST API under `/api/v1`, its OpenAPI document and browsable docs.
 
+mod api_tokens;
 mod applications;
 pub mod audit;
 mod body;
@@ -11,13 +12,16 @@ mod forward;
 pub mod guard;
 mod infrastructure;
 mod joins;
+mod login;
 pub mod rate_limit;
+pub mod rules;
 mod selectors;
 mod streams;
+mod users;
 mod version;
 mod workloads;
 
-use crate::auth;
+use crate::auth::{self, Accounts};
 use crate::desired::Desired;
 use crate::federation::Federation;
 use axum::Router;
@@ -42,6 +46,8 @@ pub struct AppState {
     /// Descriptor parses running at once (see `body`).
     pub parsing: Arc<tokio::sync::Semaphore>,
     pub audit: Arc<audit::AuditLog>,
+    /// Users, their tokens and the signing key.
+    pub accounts: Arc<Accounts>,
 }
 
 /// How the API guards itself; the defaults suit a root on loopback.
@@ -79,6 +85,8 @@ impl
         infrastructure::label_cluster, infrastructure::delete_instance,
         joins::create_token, joins::delete_cluster,
         events::events, audit::list, version::version, healthz, readyz,
+        login::login, login::refresh, api_tokens::list, api_tokens::revoke,
+        users::list, users::create, users::show, users::delete, users::grant, users::revoke,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
@@ -87,6 +95,8 @@ impl
         (name = "infrastructure", description = "Clusters and nodes"),
         (name = "events"), (name = "version"), (name = "health"),
         (name = "audit", description = "Every mutating call: who, what, when, result"),
+        (name = "auth", description = "Logging in, and tokens"),
+        (name = "users", description = "Users and the roles granted to them (admins)"),
     )
 )]
 pub struct ApiDoc;
@@ -95,6 +105,7 @@ pub struct ApiDoc;
 pub fn router(
     desired: Arc<Desired>,
     federation: Arc<Federation>,
+    accounts: Arc<Accounts>,
     stopping: tokio::sync::watch::Receiver<bool>,
     config: &ApiConfig,
 ) -> Router {
@@ -104,6 +115,7 @@ pub fn router(
         stopping,
         parsing: Arc::new(body::parse_slots()),
         audit: Arc::new(audit::AuditLog::default()),
+        accounts,
     };
     let api = Router::new()
         .route("/apply", post(applications::apply))
@@ -135,14 +147,22 @@ pub fn router(
         .route("/instances/{id}/exec", post(exec::exec))
         .route("/instances/{id}/port-forward", post(forward::port_forward))
         .route("/clusters", get(workloads::list_clusters))
-        .route("/tokens", post(joins::create_token))
+        .route("/tokens", post(joins::create_token).get(api_tokens::list))
+        .route("/tokens/{id}", axum::routing::delete(api_tokens::revoke))
+        .route("/login", post(login::login))
+        .route("/login/refresh", post(login::refresh))
+        .merge(users::routes())
         .route("/nodes", get(workloads::list_nodes))
         .merge(infrastructure::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))
         .route("/version", get(version::version))
         .fallback(not_found)
-        .route_layer(middleware::from_fn(auth::authenticate))
+        // Every route's rule is in `rules::RULES`; a route without one is refused.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         // Outermost last: rate limit, then the audit (which so records what the guard
         // refuses), then the guard, then authentication.
         .layer(middleware::from_fn_with_state(

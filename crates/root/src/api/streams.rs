@@ -43,6 +43,7 @@ pub struct LogsQuery {
         (status = 503, description = "Its cluster or node cannot be reached", body = ErrorBody)))]
 pub async fn logs(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -57,6 +58,7 @@ pub async fn logs(
         since_ms: query.since_seconds.unwrap_or(0).saturating_mul(1000),
     };
     let instance = state.desired.get_instance(&id).await?;
+    principal.require(crate::auth::Action::Read, Some(&instance.namespace))?;
     let pipe = open(&state, &instance, Kind::Logs(request)).await?;
     let body = futures::stream::unfold(Some(pipe), |pipe| async move {
         let mut pipe = pipe?;

@@ -3,11 +3,12 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::selectors;
+use crate::auth::{Action, Principal};
 use crate::desired::InstanceFilter;
 use crate::records::{ScaleRequest, ServiceView};
-use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
 use canopy_model::{ClusterInfo, Instance, InstanceState, NodeInfo};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -62,14 +63,17 @@ pub struct ClusterQuery {
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn list_services(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<ServiceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ServiceView>>, ApiError> {
     let Query(query) = query?;
     let selector = selectors::parse(query.label_selector.as_deref())?;
+    let readable = principal.readable(query.namespace.as_deref())?;
     let mut views = state
         .desired
         .list_services(query.namespace.as_deref(), query.application.as_deref())
         .await?;
+    views.retain(|view| readable.contains(&view.namespace));
     if selector.is_some() {
         let labels = state
             .desired
@@ -96,9 +100,11 @@ pub async fn list_services(
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn get_service(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ServiceView>, ApiError> {
     let Path((namespace, application, name)) = path?;
+    principal.require(Action::Read, Some(&namespace))?;
     let view = state
         .desired
         .get_service(&namespace, &application, &name)
@@ -120,10 +126,12 @@ pub async fn get_service(
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn scale(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<(String, String, String)>, PathRejection>,
     body: Result<Json<ScaleRequest>, JsonRejection>,
 ) -> Result<Json<ServiceView>, ApiError> {
     let Path((namespace, application, name)) = path?;
+    principal.require(Action::Deploy, Some(&namespace))?;
     let Json(request) = body.map_err(|e| {
         ApiError::new(e.status(), "bad_request", e.body_text()).with_details(vec![
             canopy_model::FieldError::new("replicas", e.body_text()),
@@ -144,6 +152,7 @@ pub async fn scale(
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn list_instances(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<InstanceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Instance>>, ApiError> {
     let Query(query) = query?;
@@ -154,7 +163,9 @@ pub async fn list_instances(
         service: query.service,
         state: query.state,
     };
+    let readable = principal.readable(filter.namespace.as_deref())?;
     let mut instances = state.desired.list_instances(&filter).await?;
+    instances.retain(|instance| readable.contains(&instance.namespace));
     if selector.is_some() {
         // An instance whose application is gone (still terminating) has no labels left.
         let labels = state
@@ -182,10 +193,12 @@ pub async fn list_instances(
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn get_instance(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Instance>, ApiError> {
     let Path(id) = path?;
     let mut instance = state.desired.get_instance(&id).await?;
+    principal.require(Action::Read, Some(&instance.namespace))?;
     instance.usage = state.federation.usage_of(&instance);
     Ok(Json(instance))
 }

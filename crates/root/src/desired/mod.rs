@@ -35,6 +35,8 @@ pub enum RootError {
     Store(#[from] StoreError),
     #[error("members: {0}")]
     Trust(#[from] canopy_tier::trust::TrustError),
+    #[error("accounts: {0}")]
+    Accounts(#[from] crate::auth::AuthError),
 }
 
 /// How many times a write is retried when a concurrent writer changed the same record.
