@@ -64,7 +64,9 @@ pub fn log_in(url: &str, data: &Path) {
 /// The token [`client_config`] holds for the server `url` (from `canopy up` or a login).
 pub fn token_for(url: &str) -> String {
     let text = std::fs::read_to_string(client_config()).expect("the client config exists");
-    let mut lines = text.lines().skip_while(|l| l.trim() != format!("server: {url}"));
+    let mut lines = text
+        .lines()
+        .skip_while(|l| l.trim() != format!("server: {url}"));
     lines.next().expect("a context for the server");
     lines
         .take_while(|l| !l.trim_start().starts_with("- "))

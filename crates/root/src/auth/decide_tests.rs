@@ -182,7 +182,10 @@ fn nothing_is_delegated_beyond_what_its_holder_may() {
         &Grant::everywhere(Role::Operator)
     ));
     // Likewise an admin grant over one namespace: there it allows what a developer may.
-    assert!(may_delegate(&developer, &Grant::in_namespace(Role::Admin, A)));
+    assert!(may_delegate(
+        &developer,
+        &Grant::in_namespace(Role::Admin, A)
+    ));
     assert!(!may_delegate(&developer, &Grant::everywhere(Role::Admin)));
     let operator = [Grant::everywhere(Role::Operator)];
     assert!(may_delegate(&operator, &Grant::everywhere(Role::Viewer)));
