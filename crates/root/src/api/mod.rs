@@ -11,6 +11,7 @@ mod forward;
 pub mod guard;
 mod infrastructure;
 mod joins;
+mod namespaces;
 pub mod rate_limit;
 mod selectors;
 mod streams;
@@ -78,6 +79,7 @@ impl
         infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
         infrastructure::label_cluster, infrastructure::delete_instance,
         joins::create_token, joins::delete_cluster,
+        namespaces::list, namespaces::get, namespaces::put, namespaces::delete,
         events::events, audit::list, version::version, healthz, readyz,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
@@ -85,6 +87,7 @@ impl
         (name = "applications", description = "Desired state: applications and their services"),
         (name = "services"), (name = "instances"),
         (name = "infrastructure", description = "Clusters and nodes"),
+        (name = "namespaces", description = "Tenants, each trusted to run privileged workloads or not"),
         (name = "events"), (name = "version"), (name = "health"),
         (name = "audit", description = "Every mutating call: who, what, when, result"),
     )
@@ -137,6 +140,13 @@ pub fn router(
         .route("/clusters", get(workloads::list_clusters))
         .route("/tokens", post(joins::create_token))
         .route("/nodes", get(workloads::list_nodes))
+        .route("/namespaces", get(namespaces::list))
+        .route(
+            "/namespaces/{name}",
+            get(namespaces::get)
+                .put(namespaces::put)
+                .delete(namespaces::delete),
+        )
         .merge(infrastructure::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))
