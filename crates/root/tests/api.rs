@@ -36,6 +36,10 @@ impl Server {
         let root = Root::open(store, canopy_root::Timing::default())
             .await
             .unwrap();
+        // The tests run `process` workloads, which only a trusted namespace may.
+        for namespace in ["default", "test"] {
+            root.trust_namespace(namespace).await.unwrap();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
