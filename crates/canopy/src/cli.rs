@@ -141,6 +141,8 @@ pub enum Command {
     PortForward(crate::forward::ForwardArgs),
     /// Join tokens: `canopy token create --join cluster [--name N]`.
     Token(crate::tokens::TokenArgs),
+    /// Create objects: `canopy create namespace NAME [--trusted]`.
+    Create(crate::namespaces::CreateArgs),
 }
 
 impl Command {
@@ -178,6 +180,11 @@ pub struct DaemonArgs {
     /// Directory for the state (created if missing).
     #[arg(long, default_value = "canopy-data")]
     pub data: PathBuf,
+    /// Mark this namespace trusted at every start (created if missing), so its applications
+    /// may run as root, privileged or with the process runtime; repeat for several.
+    /// `canopy up` always trusts `default`.
+    #[arg(long = "trusted-namespace", value_name = "NAME")]
+    pub trusted_namespaces: Vec<String>,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]
@@ -434,6 +441,8 @@ pub enum Kind {
     Cluster,
     #[value(alias = "nodes", alias = "no")]
     Node,
+    #[value(alias = "namespaces", alias = "ns")]
+    Namespace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

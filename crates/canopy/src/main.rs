@@ -12,6 +12,7 @@ mod exec;
 mod exit;
 mod forward;
 mod get;
+mod namespaces;
 mod operations;
 mod output;
 mod sim;
