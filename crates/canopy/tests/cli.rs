@@ -31,6 +31,13 @@ impl Daemon {
         .iter()
         .map(|s| s.to_string())
         .chain([data.display().to_string()])
+        // `up` trusts `default` by itself; a root is told to (the tests run processes).
+        .chain(
+            (command == "root")
+                .then(|| ["--trusted-namespace".to_string(), "default".to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .collect();
         let daemon = support::Daemon::start(&args, true);
         let server = daemon.url.clone();

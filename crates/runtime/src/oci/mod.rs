@@ -20,6 +20,9 @@
 //! and its cgroup until we delete it, so the OOM counters can be read after the exit.
 
 mod bundle;
+mod privilege;
+mod seccomp;
+mod seccomp_profile;
 mod cli;
 
 use crate::KEPT_LOGS_BUDGET;

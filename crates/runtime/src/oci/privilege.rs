@@ -1,0 +1,159 @@
+//! Who a container runs as and what it may do: its uid/gid, capabilities and seccomp
+//! filter, from the service's `securityContext` and the image. Unprivileged unless asked:
+//! the image's user when it is not root, else 65534; Docker's capability set; Docker's
+//! seccomp profile. Privileged means every capability and no filter, as `docker run
+//! --privileged`. Whether the namespace allows what is asked was decided at apply time.
+
+use super::bundle::resolve_user;
+use super::seccomp::{Target, default_filter, kernel_version, native_arch};
+use canopy_model::SecurityContext;
+use canopy_model::security::{DEFAULT_CAPABILITIES, LINUX_CAPABILITIES, UNPRIVILEGED_ID};
+use oci_spec::runtime::{Capabilities, Capability, LinuxSeccomp};
+use std::path::Path;
+
+/// `(uid, gid)` of the container's process.
+pub(crate) fn identity(
+    security: &SecurityContext,
+    image_user: Option<&str>,
+    rootfs: &Path,
+) -> Result<(u32, u32), String> {
+    let (image_uid, image_gid) = resolve_user(image_user, rootfs)?;
+    let (uid, primary_gid) = match security.run_as_user {
+        Some(uid) => {
+            // The group of that uid in the image's /etc/passwd, as Docker does for `--user N`.
+            let (_, gid) = resolve_user(Some(&uid.to_string()), rootfs)?;
+            let gid = if gid == 0 && uid != 0 && !has_passwd_entry(uid, rootfs) {
+                UNPRIVILEGED_ID
+            } else {
+                gid
+            };
+            (uid, gid)
+        }
+        None if image_uid != 0 => (image_uid, image_gid),
+        None => (UNPRIVILEGED_ID, UNPRIVILEGED_ID),
+    };
+    Ok((uid, security.run_as_group.unwrap_or(primary_gid)))
+}
+
+fn has_passwd_entry(uid: u32, rootfs: &Path) -> bool {
+    std::fs::read_to_string(rootfs.join("etc/passwd")).is_ok_and(|passwd| {
+        passwd
+            .lines()
+            .any(|l| l.split(':').nth(2) == Some(uid.to_string().as_str()))
+    })
+}
+
+/// The capability names (`CAP_...`) of the container's bounding set.
+pub(crate) fn capability_names(security: &SecurityContext) -> Vec<String> {
+    let names: Vec<&str> = if security.privileged {
+        LINUX_CAPABILITIES.to_vec()
+    } else {
+        let mut names = DEFAULT_CAPABILITIES.to_vec();
+        for cap in &security.capabilities.add {
+            let cap = canopy_model::security::capability_name(cap);
+            if !names.contains(&cap) {
+                names.push(cap);
+            }
+        }
+        names
+    };
+    names.iter().map(|n| format!("CAP_{n}")).collect()
+}
+
+/// The set oci-spec knows of `names`; names it does not know (newer than it) are left to
+/// the runtime's default, which is narrower, never wider.
+pub(crate) fn capabilities(names: &[String]) -> Result<Capabilities, String> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let bare = canopy_model::security::capability_name(name);
+            match bare.parse::<Capability>() {
+                Ok(cap) => Some(Ok(cap)),
+                Err(_) if LINUX_CAPABILITIES.contains(&bare) => None,
+                Err(_) => Some(Err(format!("unknown capability {name:?}"))),
+            }
+        })
+        .collect()
+}
+
+/// Docker's filter for this container; none when privileged.
+pub(crate) fn seccomp(
+    security: &SecurityContext,
+    caps: &[String],
+) -> Result<Option<LinuxSeccomp>, String> {
+    if security.privileged {
+        return Ok(None);
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let filter = default_filter(&Target {
+        arch: native_arch(),
+        caps,
+        kernel: kernel_version(release.trim()),
+    });
+    serde_json::from_value(filter)
+        .map(Some)
+        .map_err(|e| format!("the default seccomp profile does not fit the OCI schema: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn security(json: serde_json::Value) -> SecurityContext {
+        serde_json::from_value(json).expect("security context")
+    }
+
+    #[test]
+    fn the_default_user_is_the_images_unless_it_is_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        fs::create_dir_all(root.join("etc")).expect("etc");
+        fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n",
+        )
+        .expect("passwd");
+        let none = SecurityContext::default();
+        assert_eq!(identity(&none, None, root), Ok((65_534, 65_534)));
+        assert_eq!(identity(&none, Some("root"), root), Ok((65_534, 65_534)));
+        assert_eq!(identity(&none, Some("0:0"), root), Ok((65_534, 65_534)));
+        assert_eq!(identity(&none, Some("www"), root), Ok((33, 34)));
+        // The descriptor wins over the image; its group over the user's.
+        let asked = security(serde_json::json!({"runAsUser": 33}));
+        assert_eq!(identity(&asked, None, root), Ok((33, 34)));
+        let asked = security(serde_json::json!({"runAsUser": 1000}));
+        assert_eq!(identity(&asked, None, root), Ok((1000, 65_534)));
+        let asked = security(serde_json::json!({"runAsUser": 1000, "runAsGroup": 7}));
+        assert_eq!(identity(&asked, Some("www"), root), Ok((1000, 7)));
+        let root_asked = security(serde_json::json!({"runAsUser": 0}));
+        assert_eq!(identity(&root_asked, None, root), Ok((0, 0)));
+    }
+
+    #[test]
+    fn capabilities_are_dockers_plus_the_added_or_all_when_privileged() {
+        let none = capability_names(&SecurityContext::default());
+        assert_eq!(none.len(), 14);
+        assert!(none.contains(&"CAP_NET_BIND_SERVICE".to_string()));
+        assert!(!none.contains(&"CAP_SYS_ADMIN".to_string()));
+        let added = capability_names(&security(
+            serde_json::json!({"capabilities": {"add": ["NET_ADMIN", "CAP_KILL"]}}),
+        ));
+        assert_eq!(added.len(), 15);
+        assert!(added.contains(&"CAP_NET_ADMIN".to_string()));
+        let all = capability_names(&security(serde_json::json!({"privileged": true})));
+        assert_eq!(all.len(), LINUX_CAPABILITIES.len());
+        assert!(capabilities(&all).expect("known").contains(&Capability::SysAdmin));
+    }
+
+    #[test]
+    fn privileged_has_no_filter_and_the_rest_dockers() {
+        let caps = capability_names(&SecurityContext::default());
+        let filter = seccomp(&SecurityContext::default(), &caps)
+            .expect("filter")
+            .expect("on");
+        assert!(filter.syscalls().as_ref().is_some_and(|s| !s.is_empty()));
+        let privileged = security(serde_json::json!({"privileged": true}));
+        assert_eq!(seccomp(&privileged, &caps), Ok(None));
+    }
+}
