@@ -241,6 +241,10 @@ fn every_example_applies_and_runs_or_says_why_not() {
     let data = tempfile::tempdir().unwrap();
     let _cleanup = KillOnDrop(HELLO.into());
     let daemon = Daemon::start("up", data.path());
+    // The namespaces the examples name besides `default` must exist, as in Kubernetes.
+    for namespace in ["city-ops", "test"] {
+        daemon.canopy_ok(&["create", "namespace", namespace]);
+    }
     let mut applied = 0;
     for entry in std::fs::read_dir(examples()).unwrap() {
         let path = entry.unwrap().path();

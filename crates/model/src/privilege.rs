@@ -119,9 +119,7 @@ mod tests {
 
     #[test]
     fn root_user_and_group_need_trust() {
-        let a = app(json!([container(
-            json!({"runAsUser": 0, "runAsGroup": 0})
-        )]));
+        let a = app(json!([container(json!({"runAsUser": 0, "runAsGroup": 0}))]));
         let errors = privilege_errors(&a, false);
         assert_eq!(
             paths(&errors),

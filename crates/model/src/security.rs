@@ -167,9 +167,7 @@ pub(crate) fn validate_security(p: &str, svc: &ServiceSpec) -> Vec<FieldError> {
         if !LINUX_CAPABILITIES.contains(&capability_name(cap)) {
             errors.push(FieldError::new(
                 format!("{path}.capabilities.add[{i}]"),
-                format!(
-                    "unknown capability {cap:?}: a Linux capability name such as NET_ADMIN"
-                ),
+                format!("unknown capability {cap:?}: a Linux capability name such as NET_ADMIN"),
             ));
         }
     }

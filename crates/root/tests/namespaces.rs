@@ -31,7 +31,12 @@ async fn start() -> Server {
 }
 
 impl Server {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
@@ -48,8 +53,12 @@ impl Server {
 
     async fn trust(&self, namespace: &str, trusted: bool) -> (StatusCode, Value) {
         let path = format!("/api/v1/namespaces/{namespace}");
-        self.send(reqwest::Method::PUT, &path, Some(json!({"trusted": trusted})))
-            .await
+        self.send(
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"trusted": trusted})),
+        )
+        .await
     }
 }
 
@@ -78,7 +87,9 @@ fn paths(body: &Value) -> Vec<String> {
 #[tokio::test]
 async fn a_new_root_has_an_untrusted_default_namespace() {
     let server = start().await;
-    let (status, list) = server.send(reqwest::Method::GET, "/api/v1/namespaces", None).await;
+    let (status, list) = server
+        .send(reqwest::Method::GET, "/api/v1/namespaces", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
@@ -103,11 +114,18 @@ async fn an_untrusted_namespace_refuses_each_escape_with_its_field_and_a_trusted
     );
     for detail in body["details"].as_array().unwrap() {
         let reason = detail["reason"].as_str().unwrap();
-        assert!(reason.contains("namespace default is not trusted"), "{reason}");
+        assert!(
+            reason.contains("namespace default is not trusted"),
+            "{reason}"
+        );
     }
     // Nothing was written, and a dry run is refused the same way.
     let (status, _) = server
-        .send(reqwest::Method::GET, "/api/v1/applications/default/tools", None)
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/applications/default/tools",
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = server
@@ -146,7 +164,10 @@ async fn a_namespace_nobody_created_is_not_found() {
     app["spec"]["services"] = json!([{"name": "web", "runtime": "container", "image": "busybox"}]);
     let (status, body) = server.apply(&app).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("nowhere"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("nowhere"),
+        "{body}"
+    );
 
     let (status, created) = server.trust("nowhere", false).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -161,7 +182,11 @@ async fn a_namespace_is_deleted_only_when_empty_and_default_never() {
         let server = &server;
         async move {
             server
-                .send(reqwest::Method::DELETE, &format!("/api/v1/namespaces/{name}"), None)
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/namespaces/{name}"),
+                    None,
+                )
                 .await
         }
     };
@@ -173,9 +198,16 @@ async fn a_namespace_is_deleted_only_when_empty_and_default_never() {
     assert_eq!(server.apply(&app).await.0, StatusCode::OK);
     let (status, body) = delete("team-a").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("application"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("application"),
+        "{body}"
+    );
     let (status, _) = server
-        .send(reqwest::Method::DELETE, "/api/v1/applications/team-a/web", None)
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/applications/team-a/web",
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, gone) = delete("team-a").await;
@@ -190,7 +222,11 @@ async fn a_namespace_name_must_be_a_dns_label() {
     let (status, body) = server.trust("Not_A_Label", true).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, _) = server
-        .send(reqwest::Method::PUT, "/api/v1/namespaces/ok", Some(json!({"trusted": "yes"})))
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/ok",
+            Some(json!({"trusted": "yes"})),
+        )
         .await;
     assert!(status.is_client_error(), "{status}");
 }

@@ -502,7 +502,12 @@ async fn a_container_is_unprivileged_unless_asked(binary: &str) {
     assert_eq!(status_field(&default, "Seccomp"), "2");
     assert_eq!(status_field(&default, "NoNewPrivs"), "1");
 
-    let user = status_in(&mut env, "user", serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000})).await;
+    let user = status_in(
+        &mut env,
+        "user",
+        serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000}),
+    )
+    .await;
     assert_eq!(status_field(&user, "Uid"), "1000\t1000\t1000\t1000");
     assert_eq!(status_field(&user, "Gid"), "1000\t1000\t1000\t1000");
 

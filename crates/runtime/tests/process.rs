@@ -670,12 +670,15 @@ async fn a_process_runs_as_its_configured_user() {
     let id = id("as-user");
     let mut instance = spec(
         &id,
-        &["/bin/sh", "-c", "id -u; id -g; echo oops >&2; exec sleep 1000"],
+        &[
+            "/bin/sh",
+            "-c",
+            "id -u; id -g; echo oops >&2; exec sleep 1000",
+        ],
     );
-    instance.service.security_context = serde_json::from_value(
-        serde_json::json!({"runAsUser": 4242, "runAsGroup": 4343}),
-    )
-    .expect("security context");
+    instance.service.security_context =
+        serde_json::from_value(serde_json::json!({"runAsUser": 4242, "runAsGroup": 4343}))
+            .expect("security context");
     let pid = rt.start(&instance).await.expect("start").pid.expect("pid");
     let status = || fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     eventually("the logs of the first lines", LONG, || {
@@ -683,8 +686,16 @@ async fn a_process_runs_as_its_configured_user() {
             .is_ok_and(|l| l.contains("oops"))
     })
     .await;
-    assert!(status().contains("Uid:\t4242\t4242\t4242\t4242"), "{}", status());
-    assert!(status().contains("Gid:\t4343\t4343\t4343\t4343"), "{}", status());
+    assert!(
+        status().contains("Uid:\t4242\t4242\t4242\t4242"),
+        "{}",
+        status()
+    );
+    assert!(
+        status().contains("Gid:\t4343\t4343\t4343\t4343"),
+        "{}",
+        status()
+    );
     let logs = rt.logs(&id, 10).await.expect("logs");
     assert!(logs.starts_with("4242\n4343\n"), "{logs}");
 

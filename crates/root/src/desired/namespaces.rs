@@ -80,7 +80,11 @@ impl Desired {
         };
         match self
             .store
-            .put(&keys::namespace(name), to_json(&record)?, Precondition::Absent)
+            .put(
+                &keys::namespace(name),
+                to_json(&record)?,
+                Precondition::Absent,
+            )
             .await
         {
             Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),

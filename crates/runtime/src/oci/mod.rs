@@ -20,10 +20,10 @@
 //! and its cgroup until we delete it, so the OOM counters can be read after the exit.
 
 mod bundle;
+mod cli;
 mod privilege;
 mod seccomp;
 mod seccomp_profile;
-mod cli;
 
 use crate::KEPT_LOGS_BUDGET;
 use crate::cgroup::{Cgroups, OomCounters};

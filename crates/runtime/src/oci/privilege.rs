@@ -97,7 +97,10 @@ pub(crate) fn seccomp(
 
 #[cfg(test)]
 mod tests {
+    use super::super::ImageConfig;
+    use super::super::bundle::{BundleInput, build_spec};
     use super::*;
+    use std::collections::BTreeMap;
     use std::fs;
 
     fn security(json: serde_json::Value) -> SecurityContext {
@@ -143,7 +146,11 @@ mod tests {
         assert!(added.contains(&"CAP_NET_ADMIN".to_string()));
         let all = capability_names(&security(serde_json::json!({"privileged": true})));
         assert_eq!(all.len(), LINUX_CAPABILITIES.len());
-        assert!(capabilities(&all).expect("known").contains(&Capability::SysAdmin));
+        assert!(
+            capabilities(&all)
+                .expect("known")
+                .contains(&Capability::SysAdmin)
+        );
     }
 
     #[test]
@@ -155,5 +162,43 @@ mod tests {
         assert!(filter.syscalls().as_ref().is_some_and(|s| !s.is_empty()));
         let privileged = security(serde_json::json!({"privileged": true}));
         assert_eq!(seccomp(&privileged, &caps), Ok(None));
+    }
+
+    #[test]
+    fn a_privileged_spec_has_every_capability_and_no_filter() {
+        let s: canopy_model::ServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "web", "runtime": "container", "image": "x",
+            "securityContext": {"privileged": true, "runAsUser": 0},
+        }))
+        .expect("service");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = BundleInput {
+            id: "web-0",
+            service: &s,
+            instance_env: &BTreeMap::new(),
+            image: &ImageConfig {
+                cmd: vec!["sh".to_string()],
+                ..ImageConfig::default()
+            },
+            rootfs: dir.path(),
+            cgroups_path: "/canopy/n1/web-0".to_string(),
+            netns: None,
+            files: Vec::new(),
+            limit_swap: false,
+        };
+        let json = serde_json::to_value(build_spec(&input).expect("spec")).expect("json");
+        assert_eq!(json["process"]["user"]["uid"], 0);
+        assert!(json["linux"].get("seccomp").is_none());
+        assert!(
+            json["linux"]["maskedPaths"]
+                .as_array()
+                .is_none_or(|p| p.is_empty())
+        );
+        assert_eq!(json["process"]["noNewPrivileges"], false);
+        let caps = json["process"]["capabilities"]["bounding"]
+            .as_array()
+            .expect("caps");
+        assert!(caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], true);
     }
 }

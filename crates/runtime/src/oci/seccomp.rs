@@ -160,7 +160,14 @@ mod tests {
             assert!(!rules_for(&filter, allowed).is_empty(), "{allowed}");
         }
         // Other architectures' calls, and what needs a capability outside Docker's set.
-        for refused in ["set_tls", "s390_runtime_instr", "mount", "unshare", "reboot", "bpf"] {
+        for refused in [
+            "set_tls",
+            "s390_runtime_instr",
+            "mount",
+            "unshare",
+            "reboot",
+            "bpf",
+        ] {
             assert!(rules_for(&filter, refused).is_empty(), "{refused}");
         }
     }
@@ -211,7 +218,11 @@ mod tests {
             .collect();
         assert_eq!(
             ops,
-            [(38, "SCMP_CMP_LT"), (39, "SCMP_CMP_EQ"), (40, "SCMP_CMP_GT")]
+            [
+                (38, "SCMP_CMP_LT"),
+                (39, "SCMP_CMP_EQ"),
+                (40, "SCMP_CMP_GT")
+            ]
         );
     }
 

@@ -55,10 +55,22 @@ pub(crate) const DEFAULT_ERRNO: u32 = 1;
 pub(crate) const ARCH_MAP: [(&str, &[&str]); 8] = [
     ("SCMP_ARCH_X86_64", &["SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
     ("SCMP_ARCH_AARCH64", &["SCMP_ARCH_ARM"]),
-    ("SCMP_ARCH_MIPS64", &["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32"]),
-    ("SCMP_ARCH_MIPS64N32", &["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64"]),
-    ("SCMP_ARCH_MIPSEL64", &["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64N32"]),
-    ("SCMP_ARCH_MIPSEL64N32", &["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64"]),
+    (
+        "SCMP_ARCH_MIPS64",
+        &["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32"],
+    ),
+    (
+        "SCMP_ARCH_MIPS64N32",
+        &["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64"],
+    ),
+    (
+        "SCMP_ARCH_MIPSEL64",
+        &["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64N32"],
+    ),
+    (
+        "SCMP_ARCH_MIPSEL64N32",
+        &["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64"],
+    ),
     ("SCMP_ARCH_S390X", &["SCMP_ARCH_S390"]),
     ("SCMP_ARCH_RISCV64", &[]),
 ];
@@ -130,6 +142,7 @@ const fn personality(value: u64) -> Rule {
 const CLONE_NAMESPACE_FLAGS: u64 = 2_114_060_288;
 
 /// What every container may call.
+#[rustfmt::skip]
 const ALLOWED: &[&str] = &[
     "accept", "accept4", "access", "adjtimex", "alarm", "bind", "brk", "cachestat", "capget",
     "capset", "chdir", "chmod", "chown", "chown32", "clock_adjtime", "clock_adjtime64",
@@ -210,7 +223,10 @@ pub(crate) const RULES: &[Rule] = &[
     personality(131_072),
     personality(131_080),
     personality(4_294_967_295),
-    allow(&["sync_file_range2", "swapcontext"], on_arches(&["ppc64le"])),
+    allow(
+        &["sync_file_range2", "swapcontext"],
+        on_arches(&["ppc64le"]),
+    ),
     allow(
         &[
             "arm_fadvise64_64",
@@ -322,12 +338,7 @@ pub(crate) const RULES: &[Rule] = &[
     ),
     allow(&["iopl", "ioperm"], with_cap(&["CAP_SYS_RAWIO"])),
     allow(
-        &[
-            "settimeofday",
-            "stime",
-            "clock_settime",
-            "clock_settime64",
-        ],
+        &["settimeofday", "stime", "clock_settime", "clock_settime64"],
         with_cap(&["CAP_SYS_TIME"]),
     ),
     allow(&["vhangup"], with_cap(&["CAP_SYS_TTY_CONFIG"])),
