@@ -81,7 +81,7 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "AUDIT_WRITE",
 ];
 
-/// Every Linux capability (capabilities(7), up to Linux 6.x).
+/// Every Linux capability (capabilities(7), up to Linux 6.x), each at its kernel number.
 pub const LINUX_CAPABILITIES: [&str; 41] = [
     "CHOWN",
     "DAC_OVERRIDE",

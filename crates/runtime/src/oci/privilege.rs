@@ -46,7 +46,7 @@ fn has_passwd_entry(uid: u32, rootfs: &Path) -> bool {
 /// The capability names (`CAP_...`) of the container's bounding set.
 pub(crate) fn capability_names(security: &SecurityContext) -> Vec<String> {
     let names: Vec<&str> = if security.privileged {
-        LINUX_CAPABILITIES.to_vec()
+        held(agent_bounding_set())
     } else {
         let mut names = DEFAULT_CAPABILITIES.to_vec();
         for cap in &security.capabilities.add {
@@ -58,6 +58,27 @@ pub(crate) fn capability_names(security: &SecurityContext) -> Vec<String> {
         names
     };
     names.iter().map(|n| format!("CAP_{n}")).collect()
+}
+
+/// The capabilities in a bounding-set mask (bit N is capability N): privileged means every
+/// capability the agent itself may pass on, as Docker's (a node inside a container has fewer).
+fn held(bounding: u64) -> Vec<&'static str> {
+    LINUX_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+fn agent_bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("CapBnd:"))?;
+            u64::from_str_radix(line.trim_start_matches("CapBnd:").trim(), 16).ok()
+        })
+        .unwrap_or(0)
 }
 
 /// The set oci-spec knows of `names`; names it does not know (newer than it) are left to
@@ -145,7 +166,14 @@ mod tests {
         assert_eq!(added.len(), 15);
         assert!(added.contains(&"CAP_NET_ADMIN".to_string()));
         let all = capability_names(&security(serde_json::json!({"privileged": true})));
-        assert_eq!(all.len(), LINUX_CAPABILITIES.len());
+        // Every known capability the agent holds (bits past the last known one are not named).
+        let known = (1u64 << LINUX_CAPABILITIES.len()) - 1;
+        assert_eq!(
+            all.len() as u32,
+            (agent_bounding_set() & known).count_ones()
+        );
+        assert_eq!(held(0b100_0000_0001), ["CHOWN", "NET_BIND_SERVICE"]);
+        assert_eq!(held(u64::MAX).len(), LINUX_CAPABILITIES.len());
         assert!(
             capabilities(&all)
                 .expect("known")
