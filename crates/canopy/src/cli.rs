@@ -143,8 +143,9 @@ pub enum Command {
     Token(crate::tokens::TokenArgs),
     /// Log in to a root: its tokens go to a context of the client config (the current one).
     Login(crate::login::LoginArgs),
-    /// Create a user (`canopy create user NAME`).
-    Create(crate::users::CreateArgs),
+    /// Create a user (`canopy create user NAME`) or a namespace (`create namespace NAME
+    /// [--trusted]`).
+    Create(crate::create::CreateArgs),
     /// Give a user a role over a namespace or all of them.
     Grant(crate::users::GrantArgs),
     /// Take a role a user holds away.
@@ -186,6 +187,11 @@ pub struct DaemonArgs {
     /// Directory for the state (created if missing).
     #[arg(long, default_value = "canopy-data")]
     pub data: PathBuf,
+    /// Mark this namespace trusted at every start (created if missing), so its applications
+    /// may run as root, privileged or with the process runtime; repeat for several.
+    /// `canopy up` always trusts `default`.
+    #[arg(long = "trusted-namespace", value_name = "NAME")]
+    pub trusted_namespaces: Vec<String>,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]
@@ -447,6 +453,8 @@ pub enum Kind {
     Node,
     #[value(alias = "users")]
     User,
+    #[value(alias = "namespaces", alias = "ns")]
+    Namespace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

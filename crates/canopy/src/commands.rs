@@ -103,7 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Top(args) => operations::top(args).await,
         Command::Token(args) => crate::tokens::run(args).await,
         Command::Login(args) => crate::login::login(args).await,
-        Command::Create(args) => crate::users::create(args).await,
+        Command::Create(args) => crate::create::run(args).await,
         Command::Grant(args) => crate::users::grant(args, true).await,
         Command::Revoke(args) => crate::users::grant(args, false).await,
     }
@@ -498,6 +498,12 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             print!("{}", yaml_serde::to_string(&node)?);
         }
         Kind::User => crate::users::describe(client, name).await?,
+        Kind::Namespace => {
+            let namespace: canopy_root::desired::Namespace = client
+                .get(&format!("/api/v1/namespaces/{}", encode(name)))
+                .await?;
+            print!("{}", yaml_serde::to_string(&namespace)?);
+        }
     }
     Ok(())
 }
@@ -538,10 +544,13 @@ async fn delete(
         (Some(Kind::User), Some(name)) if targets.is_empty() => {
             return crate::users::delete(client, &name).await;
         }
+        (Some(Kind::Namespace), Some(name)) if targets.is_empty() => {
+            return crate::namespaces::delete(client, &name).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
             bail!(
-                "only applications, instances, clusters and users can be deleted; scale a service to 0 to stop its instances"
+                "only applications, instances, clusters, users and namespaces can be deleted; scale a service to 0 to stop its instances"
             )
         }
         _ => {

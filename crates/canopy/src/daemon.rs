@@ -92,6 +92,10 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     } = up;
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
+    // One user's own machine: its examples run processes in `default`.
+    root.trust_namespace(canopy_model::DEFAULT_NAMESPACE)
+        .await
+        .context("marking namespace default trusted")?;
     let tls = api_tls(&args.api)?;
     let api_url = format!(
         "{}://{}",
@@ -176,6 +180,11 @@ async fn open_root(args: &DaemonArgs) -> anyhow::Result<(Root, TcpListener)> {
         .context("recovering the desired state")?
         .with_api_config(api_config(&args.api)?);
     crate::first_admin::announce_password(&root, &args.data)?;
+    for namespace in &args.trusted_namespaces {
+        root.trust_namespace(namespace)
+            .await
+            .with_context(|| format!("marking namespace {namespace} trusted"))?;
+    }
     let listener = bind(args.listen).await?;
     tracing::info!(address = %listener.local_addr()?, data = %args.data.display(), "root orchestrator serving");
     Ok((root, listener))

@@ -61,6 +61,7 @@ fn require_found(listing: &Listing, request: &Request<'_>) -> anyhow::Result<()>
             Kind::Cluster => "cluster",
             Kind::Node => "node",
             Kind::User => "user",
+            Kind::Namespace => "namespace",
         };
         bail!("{kind} {name:?} not found");
     }
@@ -148,6 +149,8 @@ fn relevant(request: &Request<'_>, change: &ChangeEvent) -> bool {
         Kind::Cluster => kind == "cluster",
         Kind::Node => kind == "node",
         Kind::User => false,
+        // Namespace changes are not in the event stream.
+        Kind::Namespace => false,
     }
 }
 
@@ -216,6 +219,19 @@ async fn list(client: &Client, request: &Request<'_>) -> anyhow::Result<Listing>
                 nodes.retain(|n| n.name == node && cluster.is_none_or(|c| n.cluster == c));
             }
             render(&nodes, output, node_table, |n| n.name.clone())
+        }
+        Kind::Namespace => {
+            let mut namespaces: Vec<canopy_root::desired::Namespace> =
+                client.get("/api/v1/namespaces").await?;
+            if let Some(name) = request.name {
+                namespaces.retain(|n| n.name == name);
+            }
+            render(
+                &namespaces,
+                output,
+                crate::namespaces::namespace_table,
+                |n| n.name.clone(),
+            )
         }
     }
 }

@@ -7,24 +7,14 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
-pub struct CreateArgs {
-    #[command(subcommand)]
-    pub what: CreateWhat,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CreateWhat {
-    /// A user (it may log in, and do nothing until granted a role). Without
-    /// --password-stdin, a random password is made and printed once.
-    User {
-        #[command(flatten)]
-        client: ClientArgs,
-        /// The user's name (a DNS label).
-        name: String,
-        /// Read the password from the first line of standard input.
-        #[arg(long)]
-        password_stdin: bool,
-    },
+pub struct CreateUser {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The user's name (a DNS label).
+    name: String,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
 }
 
 /// `canopy grant ROLE --user U [--namespace N | --all-namespaces]` (and `revoke`).
@@ -48,12 +38,12 @@ pub struct GrantArgs {
 
 pub const ROLES: [&str; 4] = ["admin", "operator", "developer", "viewer"];
 
-pub async fn create(args: CreateArgs) -> anyhow::Result<()> {
-    let CreateWhat::User {
+pub async fn create(args: CreateUser) -> anyhow::Result<()> {
+    let CreateUser {
         client,
         name,
         password_stdin,
-    } = args.what;
+    } = args;
     let (password, made) = if password_stdin {
         (crate::login::read_password(true, "")?, false)
     } else {

@@ -31,6 +31,13 @@ impl Daemon {
         .iter()
         .map(|s| s.to_string())
         .chain([data.display().to_string()])
+        // `up` trusts `default` by itself; a root is told to (the tests run processes).
+        .chain(
+            (command == "root")
+                .then(|| ["--trusted-namespace".to_string(), "default".to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .collect();
         let daemon = support::Daemon::start(&args, true);
         let server = daemon.url.clone();
@@ -234,6 +241,10 @@ fn every_example_applies_and_runs_or_says_why_not() {
     let data = tempfile::tempdir().unwrap();
     let _cleanup = KillOnDrop(HELLO.into());
     let daemon = Daemon::start("up", data.path());
+    // The namespaces the examples name besides `default` must exist, as in Kubernetes.
+    for namespace in ["city-ops", "test"] {
+        daemon.canopy_ok(&["create", "namespace", namespace]);
+    }
     let mut applied = 0;
     for entry in std::fs::read_dir(examples()).unwrap() {
         let path = entry.unwrap().path();

@@ -262,6 +262,8 @@ fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind(
 
     let host_port = free_port();
     let image = format!("127.0.0.1:{}/busybox:latest", registry.port);
+    // The container runs as the unprivileged default user (65534), which may write only to
+    // /dev/shm (a tmpfs open to all) in the test's minimal image.
     let descriptor = format!(
         r#"apiVersion: canopy.dev/v1
 kind: Application
@@ -271,7 +273,7 @@ spec:
     - name: httpd
       runtime: container
       image: {image}
-      command: [sh, -c, "mkdir -p /www && echo hello from canopy > /www/index.html && exec httpd -f -p 8080 -h /www"]
+      command: [sh, -c, "mkdir -p /dev/shm/www && echo hello from canopy > /dev/shm/www/index.html && exec httpd -f -p 8080 -h /dev/shm/www"]
       ports: [{{port: 8080, hostPort: {host_port}}}]
       resources: {{cpu: 100m, memory: 64Mi}}
     - name: hog
@@ -366,7 +368,7 @@ spec:
     - name: httpd
       runtime: container
       image: 127.0.0.1:{registry}/busybox:latest
-      command: [sh, -c, "mkdir -p /www && echo hello from canopy > /www/index.html && exec httpd -f -p 8080 -h /www"]
+      command: [sh, -c, "mkdir -p /dev/shm/www && echo hello from canopy > /dev/shm/www/index.html && exec httpd -f -p 8080 -h /dev/shm/www"]
       ports: [{{port: 8080, hostPort: {host_port}}}]
       restartPolicy: always
       resources: {{cpu: 100m, memory: 64Mi}}
@@ -677,7 +679,7 @@ spec:
     - name: shell
       runtime: container
       image: 127.0.0.1:{registry}/busybox:latest
-      command: [sh, -c, "echo container says hi; mkdir -p /www && echo from the container > /www/index.html && exec httpd -f -p 8080 -h /www"]
+      command: [sh, -c, "echo container says hi; mkdir -p /dev/shm/www && echo from the container > /dev/shm/www/index.html && exec httpd -f -p 8080 -h /dev/shm/www"]
       env: {{GREETING: hej}}
       resources: {{cpu: 100m, memory: 32Mi}}
 "#,
@@ -738,4 +740,120 @@ spec:
     assert!(page.ends_with("from the container\n"), "{page}");
     let _ = forward.kill();
     let _ = forward.wait();
+}
+
+/// `key:` of a /proc status text.
+fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key} in {status}"))
+}
+
+/// The workload privilege of issue 13 through the tiers: in an untrusted namespace a
+/// developer's descriptor cannot run as root, run privileged or use the process runtime (each
+/// refused with its field path); a default container there runs as 65534 with Docker's
+/// capabilities and seccomp on; once an admin trusts the namespace the same descriptor runs.
+#[test]
+fn an_untrusted_namespace_refuses_privilege_and_a_trusted_one_runs_it() {
+    require();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = start_root(dir.path());
+    let cluster = start_cluster(dir.path(), &root, "c0", &[]);
+    let _node = ContainerNode::start(dir.path(), &cluster, &registry, "privilege");
+    wait_for_containers(&root.url);
+    canopy_ok(&root.url, &["create", "namespace", "dev"]);
+    let image = format!("127.0.0.1:{}/busybox:latest", registry.port);
+    let write = |name: &str, text: String| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        file.display().to_string()
+    };
+    let escaping = write(
+        "escaping.yaml",
+        format!(
+            r#"apiVersion: canopy.dev/v1
+kind: Application
+metadata: {{name: tools, namespace: dev}}
+spec:
+  services:
+    - name: shell
+      runtime: container
+      image: {image}
+      command: [sleep, "600"]
+      securityContext: {{runAsUser: 0, privileged: true}}
+    - name: job
+      runtime: process
+      command: [/bin/sleep, "600"]
+"#
+        ),
+    );
+    let refused = support::canopy(&root.url, &["apply", "-f", &escaping]);
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    for path in [
+        "spec.services[0].securityContext.runAsUser",
+        "spec.services[0].securityContext.privileged",
+        "spec.services[1].runtime",
+    ] {
+        assert!(stderr.contains(path), "{path} in {stderr}");
+    }
+    assert!(stderr.contains("namespace dev is not trusted"), "{stderr}");
+    assert!(canopy_json(&root.url, &["get", "applications", "-n", "dev"]).is_empty());
+
+    // A default container in the same namespace runs, unprivileged.
+    let plain = write(
+        "plain.yaml",
+        format!(
+            r#"apiVersion: canopy.dev/v1
+kind: Application
+metadata: {{name: plain, namespace: dev}}
+spec:
+  services:
+    - name: box
+      runtime: container
+      image: {image}
+      command: [sleep, "600"]
+"#
+        ),
+    );
+    canopy_ok(&root.url, &["apply", "-f", &plain]);
+    let running = |application: &str, service: &str| {
+        eventually(SETTLE, "the container to run", || {
+            canopy_json(&root.url, &["get", "instances", "-n", "dev"])
+                .iter()
+                .find(|i| {
+                    i["application"] == application
+                        && i["service"] == service
+                        && i["state"] == "Running"
+                })
+                .map(|i| i["id"].as_str().unwrap().to_string())
+        })
+    };
+    let id = running("plain", "box");
+    let status = canopy_ok(&root.url, &["exec", &id, "--", "cat", "/proc/1/status"]);
+    assert_eq!(status_field(&status, "Uid"), "65534\t65534\t65534\t65534");
+    assert_eq!(status_field(&status, "CapBnd"), "00000000a80425fb");
+    assert_eq!(status_field(&status, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&status, "Seccomp"), "2");
+    assert_eq!(status_field(&status, "NoNewPrivs"), "1");
+
+    // An admin trusts the namespace: the same descriptor is accepted and runs as asked.
+    canopy_ok(&root.url, &["create", "namespace", "dev", "--trusted"]);
+    canopy_ok(&root.url, &["apply", "-f", &escaping]);
+    let id = running("tools", "shell");
+    let status = canopy_ok(&root.url, &["exec", &id, "--", "cat", "/proc/1/status"]);
+    assert_eq!(status_field(&status, "Uid"), "0\t0\t0\t0");
+    assert_eq!(status_field(&status, "Seccomp"), "0");
+    let caps = u64::from_str_radix(status_field(&status, "CapEff"), 16).unwrap();
+    assert_ne!(caps & (1 << 21), 0, "CAP_SYS_ADMIN in {caps:x}");
+    let refused = support::canopy(&root.url, &["delete", "namespace", "dev"]);
+    assert!(
+        !refused.status.success(),
+        "applications live in it: {refused:?}"
+    );
+    canopy_ok(&root.url, &["delete", "application", "tools", "-n", "dev"]);
+    canopy_ok(&root.url, &["delete", "application", "plain", "-n", "dev"]);
 }

@@ -1,6 +1,7 @@
 //! The native descriptor: `apiVersion`, `kind`, `metadata`, `spec`, Kubernetes-like in spirit.
 
 use crate::quantity::{Mebibytes, Millicores};
+use crate::security::SecurityContext;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -131,6 +132,9 @@ pub struct ServiceSpec {
     /// credentials for the registry are used when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_secret: Option<RegistryCredentials>,
+    /// The user the workload runs as, privileged mode, added capabilities.
+    #[serde(default, skip_serializing_if = "SecurityContext::is_empty")]
+    pub security_context: SecurityContext,
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",

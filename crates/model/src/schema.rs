@@ -104,17 +104,32 @@ fn non_blank() -> Value {
 fn runtime_branches() -> Value {
     let program = json!({"prefixItems": [{"pattern": patterns::non_blank()}]});
     let absent = json!({"type": "null"});
+    // Privileged mode and capabilities are containers' own; a module has no user either.
+    let no_container_privilege = json!({"properties": {"privileged": {"const": false},
+        "capabilities": {"properties": {"add": {"maxItems": 0}}}}});
+    let mut no_user = no_container_privilege.clone();
+    no_user["properties"]["runAsUser"] = absent.clone();
+    no_user["properties"]["runAsGroup"] = absent.clone();
     json!({"oneOf": [
         {"properties": {"runtime": {"const": "container"}, "image": {"type": "string"},
             "module": absent, "command": program},
          "required": ["runtime", "image"]},
         {"properties": {"runtime": {"const": "wasm"}, "module": {"type": "string"},
-            "image": absent, "command": {"maxItems": 0}},
+            "image": absent, "command": {"maxItems": 0}, "securityContext": no_user},
          "required": ["runtime", "module"]},
         {"properties": {"runtime": {"const": "process"}, "image": absent, "module": absent,
-            "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]}},
+            "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]},
+            "securityContext": no_container_privilege},
          "required": ["runtime", "command"]},
     ]})
+}
+
+fn capabilities() -> Value {
+    let names: Vec<String> = crate::security::LINUX_CAPABILITIES
+        .iter()
+        .flat_map(|c| [c.to_string(), format!("CAP_{c}")])
+        .collect();
+    json!({"type": "array", "items": {"type": "string", "enum": names}})
 }
 
 fn services() -> Value {
@@ -338,6 +353,7 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("ServiceSpec", "constraints", constraints()),
         ("ServiceSpec", "labels", labels()),
         ("ServiceSpec", "annotations", annotations()),
+        ("Capabilities", "add", capabilities()),
         ("Resources", "cpu", cpu()),
         ("Resources", "memory", memory()),
         ("Resources", "gpus", gpus()),

@@ -132,6 +132,8 @@ impl Validator {
             self.text(&format!("{p}.workingDir"), dir, true);
         }
         self.env(&format!("{p}.env"), &svc.env);
+        self.errors
+            .extend(crate::security::validate_security(p, svc));
         if svc.replicas > MAX_REPLICAS {
             self.err(
                 format!("{p}.replicas"),

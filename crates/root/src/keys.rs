@@ -8,6 +8,8 @@ pub const NODES: &str = "/nodes/";
 /// report never overwrites it.
 pub const OPERATOR_NODES: &str = "/operator/nodes/";
 pub const OPERATOR_CLUSTERS: &str = "/operator/clusters/";
+/// Namespaces and whether each is trusted.
+pub const NAMESPACES: &str = "/namespaces/";
 
 pub fn application(namespace: &str, name: &str) -> String {
     format!("{APPLICATIONS}{namespace}/{name}")
@@ -15,6 +17,10 @@ pub fn application(namespace: &str, name: &str) -> String {
 
 pub fn applications_in(namespace: &str) -> String {
     format!("{APPLICATIONS}{namespace}/")
+}
+
+pub fn namespace(name: &str) -> String {
+    format!("{NAMESPACES}{name}")
 }
 
 pub fn instance(id: &str) -> String {

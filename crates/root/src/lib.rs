@@ -41,6 +41,10 @@ impl Root {
         let store_for_accounts = store.clone();
         let desired = Arc::new(Desired::new(store.clone()));
         desired.reconcile_all().await?;
+        // Untrusted at first start: an admin marks what is trusted.
+        desired
+            .ensure_namespace(canopy_model::DEFAULT_NAMESPACE)
+            .await?;
         let enrolment =
             Enrolment::open(store.clone(), TRUST_PREFIX, "canopy root CA", Role::Cluster).await?;
         let instances = instances::InstanceCache::start(store).await?;
@@ -77,6 +81,17 @@ impl Root {
     pub fn with_api_config(mut self, config: api::ApiConfig) -> Root {
         self.api_config = config;
         self
+    }
+
+    /// Creates `name` if needed and marks it trusted (`canopy up` for `default`, and
+    /// `--trusted-namespace`).
+    pub async fn trust_namespace(&self, name: &str) -> Result<(), RootError> {
+        canopy_model::validate_dns_label(name)
+            .map_err(|reason| RootError::BadRequest(format!("namespace {name:?}: {reason}")))?;
+        self.desired
+            .put_namespace(name, desired::NamespaceSpec { trusted: true })
+            .await
+            .map(|_| ())
     }
 
     /// The scheduler and the clusters' links.

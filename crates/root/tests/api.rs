@@ -37,6 +37,10 @@ impl Server {
             .await
             .unwrap();
         let token = root.local_admin_session().await.unwrap().access_token;
+        // The tests run `process` workloads, which only a trusted namespace may.
+        for namespace in ["default", "test"] {
+            root.trust_namespace(namespace).await.unwrap();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();

@@ -58,6 +58,10 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/tokens", "xxxxxx"),
     ("DELETE", "/api/v1/tokens/{id}", "xxxxxx"),
     ("GET", "/api/v1/audit", "x-----"),
+    ("GET", "/api/v1/namespaces", "xxxxxx"),
+    ("GET", "/api/v1/namespaces/{name}", "xxxxxx"),
+    ("PUT", "/api/v1/namespaces/{name}", "x-----"),
+    ("DELETE", "/api/v1/namespaces/{name}", "x-----"),
     ("GET", "/api/v1/users", "x-----"),
     ("POST", "/api/v1/users", "x-----"),
     ("GET", "/api/v1/users/{name}", "x-----"),
@@ -83,7 +87,8 @@ fn request(
         .replace("/tokens/{id}", "/tokens/no-such-token")
         .replace("{cluster}/{name}", "c1/n1")
         .replace("/clusters/{name}", "/clusters/c1")
-        .replace("/users/{name}", "/users/nobody");
+        .replace("/users/{name}", "/users/nobody")
+        .replace("/namespaces/{name}", "/namespaces/made-here");
     assert!(
         !concrete.contains('{'),
         "no value for a parameter of {path}"
@@ -113,6 +118,7 @@ fn request(
         "/api/v1/tokens" => json(json!({"role": "viewer", "namespace": OWN})),
         "/api/v1/users" => json(json!({"name": "made-here", "password": "made-here-password"})),
         "/api/v1/users/{name}/grants" => json(json!({"role": "viewer"})),
+        "/api/v1/namespaces/{name}" => json(json!({"trusted": false})),
         _ => None,
     };
     (concrete, body)

@@ -27,6 +27,10 @@ async fn start(config: ApiConfig) -> Server {
         .unwrap()
         .with_api_config(config);
     let token = root.local_admin_session().await.unwrap().access_token;
+    // The tests run `process` workloads, which only a trusted namespace may.
+    for namespace in ["default", "test"] {
+        root.trust_namespace(namespace).await.unwrap();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -402,6 +406,10 @@ async fn the_api_is_served_over_tls_from_pem_files() {
     let root = Root::open(Arc::new(store), canopy_root::Timing::default())
         .await
         .unwrap();
+    // The tests run `process` workloads, which only a trusted namespace may.
+    for namespace in ["default", "test"] {
+        root.trust_namespace(namespace).await.unwrap();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let tls = canopy_root::tls::TlsListener::new(listener, config).unwrap();

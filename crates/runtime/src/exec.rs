@@ -38,6 +38,16 @@ pub(crate) fn check_command(id: &str, command: &[String]) -> Result<(), RuntimeE
     Ok(())
 }
 
+/// The effective uid and gid of `pid`, from `/proc/PID/status`.
+fn identity_of(pid: u32) -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let effective = |key: &str| -> Option<u32> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(2)?.parse().ok()
+    };
+    Some((effective("Uid:")?, effective("Gid:")?))
+}
+
 /// `command` beside the process instance led by `pid`, with its environment and working
 /// directory, in its cgroup (joined before exec), ready for the caller's stdio.
 pub(crate) fn exec_beside(
@@ -61,6 +71,16 @@ pub(crate) fn exec_beside(
         .env_clear()
         .envs(env)
         .current_dir(cwd);
+    // As the instance itself: an exec must not be a way to root for a workload that has none.
+    if let Some((uid, gid)) = identity_of(pid)
+        && (uid, gid)
+            != (
+                rustix::process::getuid().as_raw(),
+                rustix::process::getgid().as_raw(),
+            )
+    {
+        cmd.gid(gid).uid(uid);
+    }
     let child_join = Arc::clone(&join);
     // SAFETY: the closure runs in the forked child before exec and only makes raw write
     // syscalls on files already open: no allocation, no locks (async-signal-safe).

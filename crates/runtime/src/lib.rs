@@ -10,6 +10,7 @@ mod error;
 mod exec;
 mod follow;
 mod hooks;
+mod identity;
 mod instance;
 mod log_times;
 mod logs;

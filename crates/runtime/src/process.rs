@@ -340,6 +340,13 @@ impl ProcessRuntime {
         if let Some(wd) = working_dir {
             cmd.current_dir(wd);
         }
+        let (uid, gid) = crate::identity::process_identity(&svc.security_context);
+        if let Some(gid) = gid {
+            cmd.gid(gid);
+        }
+        if let Some(uid) = uid {
+            cmd.uid(uid);
+        }
         // Joining the cgroups before exec means the workload never runs a single
         // instruction outside its limits.
         let child = spawn_in_session(cmd, &dir, procs, program)?;

@@ -457,6 +457,83 @@ async fn exit_codes_and_logs(binary: &str) {
     assert_no_residue(&env, &id, None).await;
 }
 
+/// One `Key:\tvalue` line of a /proc/PID/status the workload printed.
+fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key} in {status}"))
+}
+
+/// The /proc/self/status of a container of `security` that printed it.
+async fn status_in(env: &mut Env, name: &str, security: serde_json::Value) -> String {
+    let id = env.id(name);
+    env.start(&spec(
+        &id,
+        service(
+            &["cat", "/proc/self/status"],
+            serde_json::json!({"securityContext": security}),
+        ),
+    ))
+    .await
+    .expect("start");
+    let exit = wait(env.rt(), &id).await;
+    assert!(exit.success(), "{exit:?}");
+    let status = env.rt().logs(&id, 100).await.expect("logs");
+    env.remove(&id).await.expect("remove");
+    status
+}
+
+/// Docker's default capability set as a /proc status mask.
+const DOCKER_CAPS: &str = "00000000a80425fb";
+
+/// What a container is, seen from inside (its own /proc/self/status): by default not root,
+/// Docker's capabilities as its bounding set (none effective for a non-root user, as under
+/// Docker), the seccomp filter on and no new privileges; as root it holds Docker's set;
+/// privileged, every capability and no filter.
+async fn a_container_is_unprivileged_unless_asked(binary: &str) {
+    let mut env = Env::new(binary, "privilege", false);
+    let default = status_in(&mut env, "default", serde_json::json!({})).await;
+    assert_eq!(status_field(&default, "Uid"), "65534\t65534\t65534\t65534");
+    assert_eq!(status_field(&default, "Gid"), "65534\t65534\t65534\t65534");
+    assert_eq!(status_field(&default, "CapBnd"), DOCKER_CAPS);
+    assert_eq!(status_field(&default, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&default, "Seccomp"), "2");
+    assert_eq!(status_field(&default, "NoNewPrivs"), "1");
+
+    let user = status_in(
+        &mut env,
+        "user",
+        serde_json::json!({"runAsUser": 1000, "runAsGroup": 1000}),
+    )
+    .await;
+    assert_eq!(status_field(&user, "Uid"), "1000\t1000\t1000\t1000");
+    assert_eq!(status_field(&user, "Gid"), "1000\t1000\t1000\t1000");
+
+    let root = status_in(
+        &mut env,
+        "root",
+        serde_json::json!({"runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]}}),
+    )
+    .await;
+    assert_eq!(status_field(&root, "Uid"), "0\t0\t0\t0");
+    // Docker's set plus CAP_NET_ADMIN (bit 12).
+    assert_eq!(status_field(&root, "CapEff"), "00000000a80435fb");
+    assert_eq!(status_field(&root, "Seccomp"), "2");
+
+    let privileged = status_in(
+        &mut env,
+        "privileged",
+        serde_json::json!({"runAsUser": 0, "privileged": true}),
+    )
+    .await;
+    let caps = u64::from_str_radix(status_field(&privileged, "CapEff"), 16).expect("hex");
+    assert_ne!(caps & (1 << 21), 0, "CAP_SYS_ADMIN in {caps:x}");
+    assert_eq!(status_field(&privileged, "Seccomp"), "0");
+    assert_eq!(status_field(&privileged, "NoNewPrivs"), "0");
+}
+
 async fn start_failures_are_clear(binary: &str) {
     let mut env = Env::new(binary, "fail", false);
     let id = env.id("nope");
@@ -778,6 +855,7 @@ mod runc {
     runc_test!(published_port_answers_and_teardown_is_clean);
     runc_test!(network_hook_prepares_what_the_container_joins);
     runc_test!(recovery_readopts_a_running_container);
+    runc_test!(a_container_is_unprivileged_unless_asked);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn start_latency() {

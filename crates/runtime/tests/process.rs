@@ -656,3 +656,56 @@ async fn stop_and_remove_work_before_recover_without_cgroups_keeping_logs() {
     assert_eq!(rt.logs(&id, 10).await.expect("kept logs"), "hello\n");
     assert!(rt.recover().await.expect("recover").is_empty());
 }
+
+/// `securityContext.runAsUser`/`runAsGroup`: the process (and an exec beside it) runs as
+/// that uid and gid, and still writes its logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_runs_as_its_configured_user() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "a_process_runs_as_its_configured_user: switching users needs root (CI runs as root)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(dir.path());
+    let id = id("as-user");
+    let mut instance = spec(
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "id -u; id -g; echo oops >&2; exec sleep 1000",
+        ],
+    );
+    instance.service.security_context =
+        serde_json::from_value(serde_json::json!({"runAsUser": 4242, "runAsGroup": 4343}))
+            .expect("security context");
+    let pid = rt.start(&instance).await.expect("start").pid.expect("pid");
+    let status = || fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    eventually("the logs of the first lines", LONG, || {
+        fs::read_to_string(dir.path().join(&id).join("stderr.log"))
+            .is_ok_and(|l| l.contains("oops"))
+    })
+    .await;
+    assert!(
+        status().contains("Uid:\t4242\t4242\t4242\t4242"),
+        "{}",
+        status()
+    );
+    assert!(
+        status().contains("Gid:\t4343\t4343\t4343\t4343"),
+        "{}",
+        status()
+    );
+    let logs = rt.logs(&id, 10).await.expect("logs");
+    assert!(logs.starts_with("4242\n4343\n"), "{logs}");
+
+    let exec = rt
+        .exec_command(&id, &["id".to_string(), "-u".to_string()], false)
+        .await
+        .expect("exec")
+        .output()
+        .await
+        .expect("exec runs");
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "4242\n");
+    rt.remove(&id).await.expect("remove");
+}

@@ -241,6 +241,9 @@ pub fn start_root(dir: &Path) -> Daemon {
         "127.0.0.1:0",
         "--data",
         &dir.join("root").display().to_string(),
+        // The tests run `process` workloads in `default`, which only a trusted namespace may.
+        "--trusted-namespace",
+        "default",
     ]);
     args.extend(fast_timing());
     Daemon::start(&args, true)

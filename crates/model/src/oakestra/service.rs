@@ -301,6 +301,8 @@ impl Mapper {
             constraints,
             objective: None,
             image_pull_secret: None,
+            // Oakestra's SLA has no privilege settings: its workloads get Canopy's defaults.
+            security_context: Default::default(),
             labels: BTreeMap::new(),
             annotations,
         };

@@ -44,6 +44,8 @@ pub struct ApplyQuery {
     responses(
         (status = 200, body = ApplyResult),
         (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field), or a body that is not UTF-8"),
+        (status = 403, body = ErrorBody, description = "The namespace is not trusted for what the descriptor asks (`details` names each field: root user, privileged, extra capabilities, the process runtime)"),
+        (status = 404, body = ErrorBody, description = "The namespace does not exist"),
         (status = 409, body = ErrorBody, description = "The application changed concurrently, or a lowercased name collides with another application"),
         (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
         (status = 415, body = ErrorBody, description = "A content type other than JSON, YAML or plain text"),
@@ -84,6 +86,8 @@ pub async fn apply(
     responses(
         (status = 201, body = ApplicationView),
         (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field), or a body that is not UTF-8"),
+        (status = 403, body = ErrorBody, description = "The namespace is not trusted for what the descriptor asks (`details` names each field)"),
+        (status = 404, body = ErrorBody, description = "The namespace does not exist"),
         (status = 409, body = ErrorBody, description = "The application exists"),
         (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
         (status = 415, body = ErrorBody, description = "A content type other than JSON, YAML or plain text"),
@@ -156,6 +160,8 @@ pub async fn get(
         (status = 200, body = ApplicationView, description = "Replaced"),
         (status = 201, body = ApplicationView, description = "Created"),
         (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field; metadata that does not match the path), or a body that is not UTF-8"),
+        (status = 403, body = ErrorBody, description = "The namespace is not trusted for what the descriptor asks (`details` names each field: root user, privileged, extra capabilities, the process runtime)"),
+        (status = 404, body = ErrorBody, description = "The namespace does not exist"),
         (status = 409, body = ErrorBody, description = "The application changed concurrently, or a lowercased name collides with another application"),
         (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
         (status = 415, body = ErrorBody, description = "A content type other than JSON, YAML or plain text"),

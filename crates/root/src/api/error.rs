@@ -72,6 +72,15 @@ impl From<RootError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_descriptor", message)
                     .with_details(invalid.errors)
             }
+            RootError::Forbidden(refused) => {
+                let count = refused.errors.len();
+                let message = format!(
+                    "forbidden in this namespace: {count} field{}",
+                    if count == 1 { "" } else { "s" }
+                );
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+                    .with_details(refused.errors)
+            }
             RootError::BadRequest(message) => ApiError::bad_request(message),
             RootError::Store(e) => e.into(),
             RootError::Accounts(e) => e.into(),

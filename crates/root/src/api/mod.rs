@@ -13,6 +13,7 @@ pub mod guard;
 mod infrastructure;
 mod joins;
 mod login;
+mod namespaces;
 pub mod rate_limit;
 pub mod rules;
 mod selectors;
@@ -84,6 +85,7 @@ impl
         infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
         infrastructure::label_cluster, infrastructure::delete_instance,
         joins::create_token, joins::delete_cluster,
+        namespaces::list, namespaces::get, namespaces::put, namespaces::delete,
         events::events, audit::list, version::version, healthz, readyz,
         login::login, login::refresh, api_tokens::list, api_tokens::revoke,
         users::list, users::create, users::show, users::delete, users::grant, users::revoke,
@@ -93,6 +95,7 @@ impl
         (name = "applications", description = "Desired state: applications and their services"),
         (name = "services"), (name = "instances"),
         (name = "infrastructure", description = "Clusters and nodes"),
+        (name = "namespaces", description = "Tenants, each trusted to run privileged workloads or not"),
         (name = "events"), (name = "version"), (name = "health"),
         (name = "audit", description = "Every mutating call: who, what, when, result"),
         (name = "auth", description = "Logging in, and tokens"),
@@ -153,6 +156,13 @@ pub fn router(
         .route("/login/refresh", post(login::refresh))
         .merge(users::routes())
         .route("/nodes", get(workloads::list_nodes))
+        .route("/namespaces", get(namespaces::list))
+        .route(
+            "/namespaces/{name}",
+            get(namespaces::get)
+                .put(namespaces::put)
+                .delete(namespaces::delete),
+        )
         .merge(infrastructure::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))

@@ -119,6 +119,11 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/api/v1/tokens", Authenticated),
     ("DELETE", "/api/v1/tokens/{id}", Authenticated),
     ("GET", "/api/v1/audit", Installation(ReadAudit)),
+    // Namespaces are known to every caller by name; marking one trusted is an admin's.
+    ("GET", "/api/v1/namespaces", Authenticated),
+    ("GET", "/api/v1/namespaces/{name}", Authenticated),
+    ("PUT", "/api/v1/namespaces/{name}", Installation(ManageUsers)),
+    ("DELETE", "/api/v1/namespaces/{name}", Installation(ManageUsers)),
     ("GET", "/api/v1/users", Installation(ManageUsers)),
     ("POST", "/api/v1/users", Installation(ManageUsers)),
     ("GET", "/api/v1/users/{name}", Installation(ManageUsers)),

@@ -96,6 +96,7 @@ impl Desired {
         application: Application,
         mode: WriteMode,
     ) -> Result<(Option<Op>, AppliedApplication), RootError> {
+        self.admit(&application).await?;
         let (namespace, name) = (
             application.metadata.namespace.clone(),
             application.metadata.name.clone(),

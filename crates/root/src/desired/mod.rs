@@ -5,6 +5,7 @@ mod applications;
 mod clusters;
 mod instances;
 mod labels;
+mod namespaces;
 mod operator;
 mod reconcile;
 mod removal;
@@ -13,6 +14,7 @@ mod views;
 
 pub use instances::{InstanceChange, InstanceFilter};
 pub use labels::ServiceKey;
+pub use namespaces::{Namespace, NamespaceSpec};
 pub use operator::{with_cluster_settings, with_node_settings};
 
 use crate::keys;
@@ -29,6 +31,9 @@ pub enum RootError {
     Conflict(String),
     #[error(transparent)]
     Invalid(#[from] DescriptorError),
+    /// Valid, but its namespace does not allow it (each field named).
+    #[error("forbidden: {0}")]
+    Forbidden(DescriptorError),
     #[error("{0}")]
     BadRequest(String),
     #[error("store: {0}")]

@@ -40,6 +40,10 @@ impl Server {
                 },
                 ..Default::default()
             });
+        // The matrix deploys `process` workloads, which only a trusted namespace may.
+        for namespace in [OWN, OTHER] {
+            root.trust_namespace(namespace).await.unwrap();
+        }
         let password = root.initial_admin_password().unwrap().to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

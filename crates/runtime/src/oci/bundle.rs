@@ -2,10 +2,11 @@
 //! choices (cgroup, network namespace). Docker's semantics for command, args, env and user.
 
 use super::ImageConfig;
+use super::privilege;
 use crate::RuntimeError;
 use canopy_model::ServiceSpec;
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
     LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
     Spec, UserBuilder, get_default_maskedpaths, get_default_mounts, get_default_readonly_paths,
@@ -20,24 +21,6 @@ const CFS_MIN_QUOTA_US: i64 = 1_000;
 /// The kernel's limit on a UTS host name.
 const MAX_HOSTNAME: usize = 64;
 const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Docker's default capability set.
-const DEFAULT_CAPS: [Capability; 14] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 /// Everything a bundle is made of besides the root filesystem itself.
 pub(crate) struct BundleInput<'a> {
@@ -204,13 +187,20 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
             format!("working directory {cwd:?} must be absolute"),
         ));
     }
-    let (uid, gid) =
-        resolve_user(input.image.user.as_deref(), input.rootfs).map_err(|r| invalid(svc, r))?;
-    let caps: Capabilities = DEFAULT_CAPS.iter().copied().collect();
+    let security = &svc.security_context;
+    let (uid, gid) = privilege::identity(security, input.image.user.as_deref(), input.rootfs)
+        .map_err(|r| invalid(svc, r))?;
+    let cap_names = privilege::capability_names(security);
+    let caps = privilege::capabilities(&cap_names).map_err(|r| invalid(svc, r))?;
+    let seccomp = privilege::seccomp(security, &cap_names).map_err(|r| invalid(svc, r))?;
+    // No inheritable or ambient capabilities (oci-spec's default has some): a non-root
+    // user then holds none effective, as under Docker.
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
         .build()
         .map_err(&err)?;
     let process = ProcessBuilder::default()
@@ -226,7 +216,8 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
         .env(env)
         .cwd(cwd)
         .capabilities(capabilities)
-        .no_new_privileges(true)
+        // A privileged container may gain privileges (setuid binaries), as Docker's.
+        .no_new_privileges(!security.privileged)
         .build()
         .map_err(&err)?;
 
@@ -245,8 +236,9 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
 
     let mut resources = LinuxResourcesBuilder::default().devices(vec![
         // Deny every device; runc and crun then allow the standard ones (null, zero, ...).
+        // Privileged: every device (as `docker run --privileged`).
         LinuxDeviceCgroupBuilder::default()
-            .allow(false)
+            .allow(security.privileged)
             .access("rwm")
             .build()
             .map_err(&err)?,
@@ -281,14 +273,22 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
         namespace(LinuxNamespaceType::Mount, None),
         namespace(LinuxNamespaceType::Network, input.netns),
     ];
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(&input.cgroups_path))
-        .resources(resources.build().map_err(&err)?)
-        .masked_paths(get_default_maskedpaths())
-        .readonly_paths(get_default_readonly_paths())
-        .build()
-        .map_err(&err)?;
+        .resources(resources.build().map_err(&err)?);
+    // runc's defaults hide host details under /proc and /sys; privileged sees them all.
+    linux = if security.privileged {
+        linux.masked_paths(Vec::new()).readonly_paths(Vec::new())
+    } else {
+        linux
+            .masked_paths(get_default_maskedpaths())
+            .readonly_paths(get_default_readonly_paths())
+    };
+    if let Some(seccomp) = seccomp {
+        linux = linux.seccomp(seccomp);
+    }
+    let linux = linux.build().map_err(&err)?;
 
     let spec = oci_spec::runtime::SpecBuilder::default()
         .version("1.0.2")
@@ -430,7 +430,16 @@ mod tests {
         let caps = json["process"]["capabilities"]["bounding"]
             .as_array()
             .expect("caps");
-        assert_eq!(caps.len(), DEFAULT_CAPS.len());
+        assert_eq!(caps.len(), 14);
         assert!(caps.iter().any(|c| c == "CAP_NET_BIND_SERVICE"));
+        // Unprivileged by default: no root, Docker's seccomp profile, hidden /proc paths.
+        assert_eq!(json["process"]["user"]["uid"], 65_534);
+        assert_eq!(json["process"]["user"]["gid"], 65_534);
+        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(
+            json["linux"]["maskedPaths"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p == "/proc/kcore"))
+        );
     }
 }

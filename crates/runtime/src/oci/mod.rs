@@ -21,6 +21,9 @@
 
 mod bundle;
 mod cli;
+mod privilege;
+mod seccomp;
+mod seccomp_profile;
 
 use crate::KEPT_LOGS_BUDGET;
 use crate::cgroup::{Cgroups, OomCounters};

@@ -1,0 +1,147 @@
+//! Namespaces: the tenants applications live in, each trusted or not. Only a trusted
+//! namespace may run what escapes a container's isolation (root, privileged mode, extra
+//! capabilities, the `process` runtime); `canopy_model::privilege_errors` decides what that
+//! is. An application names an existing namespace, as in Kubernetes and Nomad, which refuse
+//! a namespace nobody created: a typo then fails loudly instead of founding a new tenant
+//! nobody granted.
+
+use super::{Desired, RootError, not_found, to_json};
+use crate::keys;
+use canopy_model::{Application, DEFAULT_NAMESPACE, DescriptorError, privilege_errors};
+use canopy_store::{Precondition, StoreError, StoreExt};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// What the root keeps of a namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NamespaceRecord {
+    trusted: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+}
+
+/// A namespace as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Namespace {
+    pub name: String,
+    /// Whether its applications may run as root, privileged, with extra capabilities or
+    /// with the `process` runtime.
+    pub trusted: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// The body of `PUT /api/v1/namespaces/{name}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceSpec {
+    /// Allow what escapes a container's isolation; false when absent.
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+fn view(name: &str, record: NamespaceRecord) -> Namespace {
+    Namespace {
+        name: name.to_string(),
+        trusted: record.trusted,
+        created_at: record.created_at,
+    }
+}
+
+impl Desired {
+    /// Creates the namespace or sets its trust; says whether it was created.
+    pub async fn put_namespace(
+        &self,
+        name: &str,
+        spec: NamespaceSpec,
+    ) -> Result<(Namespace, bool), RootError> {
+        let key = keys::namespace(name);
+        let existing = self.store.get_json::<NamespaceRecord>(&key).await?;
+        let created = existing.is_none();
+        let record = NamespaceRecord {
+            trusted: spec.trusted,
+            created_at: existing.map_or_else(OffsetDateTime::now_utc, |(r, _)| r.created_at),
+        };
+        self.store
+            .put(&key, to_json(&record)?, Precondition::None)
+            .await?;
+        Ok((view(name, record), created))
+    }
+
+    /// Creates `name` untrusted unless it exists; an existing one keeps its trust.
+    pub async fn ensure_namespace(&self, name: &str) -> Result<(), RootError> {
+        let record = NamespaceRecord {
+            trusted: false,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        match self
+            .store
+            .put(
+                &keys::namespace(name),
+                to_json(&record)?,
+                Precondition::Absent,
+            )
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_namespace(&self, name: &str) -> Result<Namespace, RootError> {
+        let (record, _) = self
+            .store
+            .get_json::<NamespaceRecord>(&keys::namespace(name))
+            .await?
+            .ok_or_else(|| not_found("namespace", name.to_string()))?;
+        Ok(view(name, record))
+    }
+
+    pub async fn list_namespaces(&self) -> Result<Vec<Namespace>, RootError> {
+        let (records, _) = self
+            .store
+            .list_json::<NamespaceRecord>(keys::NAMESPACES)
+            .await?;
+        Ok(records
+            .into_iter()
+            .map(|(key, record, _)| view(key.trim_start_matches(keys::NAMESPACES), record))
+            .collect())
+    }
+
+    /// Deletes an empty namespace; `default` stays, as in Kubernetes.
+    pub async fn delete_namespace(&self, name: &str) -> Result<Namespace, RootError> {
+        let namespace = self.get_namespace(name).await?;
+        if name == DEFAULT_NAMESPACE {
+            return Err(RootError::Conflict(format!(
+                "namespace {DEFAULT_NAMESPACE} cannot be deleted"
+            )));
+        }
+        let applications = self.records(Some(name)).await?;
+        if !applications.is_empty() {
+            return Err(RootError::Conflict(format!(
+                "namespace {name} still holds {} application(s): delete them first",
+                applications.len()
+            )));
+        }
+        self.store
+            .delete(&keys::namespace(name), Precondition::None)
+            .await?;
+        Ok(namespace)
+    }
+
+    /// Whether `app` may live in its namespace: the namespace exists (else not found) and
+    /// allows every privilege the application asks for (else forbidden, naming each field).
+    pub(super) async fn admit(&self, app: &Application) -> Result<(), RootError> {
+        let namespace = self.get_namespace(&app.metadata.namespace).await?;
+        let errors = privilege_errors(app, namespace.trusted);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RootError::Forbidden(DescriptorError { errors }))
+        }
+    }
+}
