@@ -14,6 +14,7 @@ mod forward;
 mod get;
 mod operations;
 mod output;
+mod overlay;
 mod sim;
 mod sse;
 mod streams;
