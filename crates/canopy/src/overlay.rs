@@ -66,9 +66,9 @@ pub async fn attach(agent: &Arc<Agent>, args: &OverlayArgs, name: &str, cluster:
 /// `127.A.B.0` from a hash of the node's name, so nodes sharing a machine get different
 /// ranges (A in 100..=199 keeps clear of 127.0.0.0/16).
 fn derived_network(name: &str) -> Ipv4Addr {
-    let hash = name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     Ipv4Addr::new(127, 100 + (hash % 100) as u8, (hash >> 8) as u8, 0)
 }
 

@@ -121,7 +121,10 @@ fn resolve(server: &str, name: &str) -> Result<Ipv4Addr, ResponseCode> {
         .set_recursion_desired(true)
         .add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
     socket
-        .send_to(&query.to_vec().unwrap(), server.parse::<SocketAddr>().unwrap())
+        .send_to(
+            &query.to_vec().unwrap(),
+            server.parse::<SocketAddr>().unwrap(),
+        )
         .unwrap();
     let mut buffer = [0u8; 1500];
     let read = socket.recv(&mut buffer).expect("the node's DNS answers");
@@ -189,7 +192,11 @@ fn services_are_reached_by_name_through_the_proxy_with_their_policies() {
         resolve(CLIENT_DNS, "fastest.server.app.default.canopy"),
         Err(ResponseCode::NXDomain)
     );
-    assert!(started.elapsed() < Duration::from_secs(1), "NXDOMAIN took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "NXDOMAIN took {:?}",
+        started.elapsed()
+    );
 
     // rr. spreads 300 connections over the 3 replicas within ±10 %.
     let rr = resolve(CLIENT_DNS, "rr.server.app.default.canopy").expect("rr. resolves");
@@ -200,11 +207,16 @@ fn services_are_reached_by_name_through_the_proxy_with_their_policies() {
     );
     let mut hits: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..300 {
-        *hits.entry(fetch(rr).expect("a replica answers")).or_default() += 1;
+        *hits
+            .entry(fetch(rr).expect("a replica answers"))
+            .or_default() += 1;
     }
     assert_eq!(hits.len(), 3, "{hits:?}");
     for (replica, count) in &hits {
-        assert!((90..=110).contains(count), "{replica}: {count} of 300 ({hits:?})");
+        assert!(
+            (90..=110).contains(count),
+            "{replica}: {count} of 300 ({hits:?})"
+        );
     }
 
     // 2. hits exactly replica 2.
@@ -232,9 +244,15 @@ fn services_are_reached_by_name_through_the_proxy_with_their_policies() {
         }
     }
     let since = survivors_only_since.expect("connections reach the survivors");
-    assert!(since <= Duration::from_secs(1), "survivors only after {since:?}");
+    assert!(
+        since <= Duration::from_secs(1),
+        "survivors only after {since:?}"
+    );
     let failing = Instant::now();
-    assert!(fetch(one).is_err(), "the killed replica's name still answers");
+    assert!(
+        fetch(one).is_err(),
+        "the killed replica's name still answers"
+    );
     assert!(
         failing.elapsed() < Duration::from_millis(1500),
         "a connection to the dead replica took {:?} to fail",

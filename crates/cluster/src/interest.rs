@@ -26,7 +26,13 @@ pub struct Interests {
 impl ClusterState {
     /// `node` uses these services: their routes are sent now (only those new to this
     /// cluster's interest when it is a renewal), as the node may be waiting on its first word.
-    pub fn node_interest(&mut self, node: &str, interest: pb::Interest, now: Now, fx: &mut Effects) {
+    pub fn node_interest(
+        &mut self,
+        node: &str,
+        interest: pb::Interest,
+        now: Now,
+        fx: &mut Effects,
+    ) {
         if !interest.address.is_empty() {
             self.interests
                 .addresses
@@ -69,7 +75,9 @@ impl ClusterState {
                 keep
             });
         }
-        self.interests.by_service.retain(|_, nodes| !nodes.is_empty());
+        self.interests
+            .by_service
+            .retain(|_, nodes| !nodes.is_empty());
         for pair in lapsed {
             self.interests.sent.remove(&pair);
         }
@@ -93,14 +101,5 @@ impl ClusterState {
             }
             fx.send(&node, ToNode::Routes(pb::Routes { services }));
         }
-    }
-
-    /// The nodes interested in a service now (for `describe`).
-    pub fn interested_in(&self, key: &ServiceKey) -> Vec<String> {
-        self.interests
-            .by_service
-            .get(key)
-            .map(|nodes| nodes.keys().cloned().collect())
-            .unwrap_or_default()
     }
 }

@@ -44,8 +44,7 @@ impl ClusterState {
             .and_then(|n| coordinate_from_pb(n.member.coordinate.as_ref()));
         for placed in self.instances.values() {
             let w = &placed.workload;
-            if (&w.namespace, &w.application, &w.service) != (&service.0, &service.1, &service.2)
-            {
+            if (&w.namespace, &w.application, &w.service) != (&service.0, &service.1, &service.2) {
                 continue;
             }
             known = true;
@@ -60,9 +59,15 @@ impl ClusterState {
             let process = w.spec.runtime == RuntimeKind::Process;
             let mut ports = Vec::new();
             let address = if process || own.is_none() {
-                let Some(address) = node_address else { continue };
+                let Some(address) = node_address else {
+                    continue;
+                };
                 for p in &w.spec.ports {
-                    ports.push(port(p.port, p.host_port.filter(|_| !process).unwrap_or(p.port), p));
+                    ports.push(port(
+                        p.port,
+                        p.host_port.filter(|_| !process).unwrap_or(p.port),
+                        p,
+                    ));
                 }
                 address.clone()
             } else if node == to || node_address.is_none() {
@@ -71,7 +76,12 @@ impl ClusterState {
                 }
                 own.cloned().unwrap_or_default()
             } else {
-                let published: Vec<_> = w.spec.ports.iter().filter(|p| p.host_port.is_some()).collect();
+                let published: Vec<_> = w
+                    .spec
+                    .ports
+                    .iter()
+                    .filter(|p| p.host_port.is_some())
+                    .collect();
                 if published.is_empty() {
                     for p in &w.spec.ports {
                         ports.push(port(p.port, p.port, p));

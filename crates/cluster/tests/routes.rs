@@ -76,7 +76,13 @@ fn name(service: &str) -> pb::ServiceName {
     }
 }
 
-fn interest(state: &mut ClusterState, node: &str, services: &[&str], address: &str, now: Now) -> Effects {
+fn interest(
+    state: &mut ClusterState,
+    node: &str,
+    services: &[&str],
+    address: &str,
+    now: Now,
+) -> Effects {
     ask(state, node, services, address, false, now)
 }
 
@@ -113,7 +119,11 @@ fn routes(fx: &Effects) -> Vec<(String, String, bool, Vec<String>)> {
                             .map(move |p| format!("{}@{}:{}", e.instance_id, e.address, p.target))
                     })
                     .collect();
-                let svc = service.name.as_ref().map(|n| n.service.clone()).unwrap_or_default();
+                let svc = service
+                    .name
+                    .as_ref()
+                    .map(|n| n.service.clone())
+                    .unwrap_or_default();
                 out.push((node.clone(), svc, service.known, endpoints));
             }
         }

@@ -61,9 +61,13 @@ impl Agent {
             let Some(name) = service.name.as_ref().map(name_from_pb) else {
                 continue;
             };
-            let endpoints = service
-                .known
-                .then(|| service.endpoints.iter().filter_map(endpoint_from_pb).collect());
+            let endpoints = service.known.then(|| {
+                service
+                    .endpoints
+                    .iter()
+                    .filter_map(endpoint_from_pb)
+                    .collect()
+            });
             attached.overlay.set_routes(name, endpoints);
         }
     }

@@ -167,3 +167,87 @@ fn sent(result: std::io::Result<ResponseInfo>, request: &Header) -> ResponseInfo
         header.into()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::Ask;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    /// A real upstream resolver on loopback that answers every A query with 192.0.2.7.
+    async fn upstream() -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 1500];
+            while let Ok((read, from)) = socket.recv_from(&mut buffer).await {
+                let query = Message::from_vec(&buffer[..read]).unwrap();
+                let mut answer = Message::new();
+                answer
+                    .set_id(query.id())
+                    .set_message_type(hickory_proto::op::MessageType::Response);
+                for q in query.queries() {
+                    answer.add_query(q.clone());
+                    answer.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::A(A(Ipv4Addr::new(192, 0, 2, 7))),
+                    ));
+                }
+                socket
+                    .send_to(&answer.to_vec().unwrap(), from)
+                    .await
+                    .unwrap();
+            }
+        });
+        address
+    }
+
+    async fn ask(dns: SocketAddr, name: &str) -> Message {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut query = Message::new();
+        query
+            .set_id(7)
+            .set_recursion_desired(true)
+            .add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        socket.send_to(&query.to_vec().unwrap(), dns).await.unwrap();
+        let mut buffer = vec![0u8; 1500];
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buffer))
+            .await
+            .expect("the DNS answers")
+            .unwrap();
+        Message::from_vec(&buffer[..read]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn other_names_are_forwarded_and_unknown_canopy_names_are_nxdomain() {
+        // The cluster knows no service at all.
+        let slot: Arc<std::sync::Mutex<Option<Overlay>>> = Default::default();
+        let reach = slot.clone();
+        let ask_cluster: Ask = Arc::new(move |names, _| {
+            if let Some(overlay) = reach.lock().unwrap().clone() {
+                for name in names {
+                    overlay.set_routes(name, None);
+                }
+            }
+        });
+        let overlay = Overlay::new(Ipv4Addr::new(127, 91, 7, 0), ask_cluster);
+        *slot.lock().unwrap() = Some(overlay.clone());
+        let dns = SocketAddr::from((overlay.dns_address(), 15353));
+        serve(dns, overlay, vec![upstream().await]).await.unwrap();
+
+        let answer = ask(dns, "example.org.").await;
+        assert_eq!(answer.id(), 7);
+        assert_eq!(answer.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            answer.answers().first().map(|r| r.data().clone()),
+            Some(RData::A(A(Ipv4Addr::new(192, 0, 2, 7))))
+        );
+        let started = std::time::Instant::now();
+        let answer = ask(dns, "nosuch.app.default.canopy.").await;
+        assert_eq!(answer.response_code(), ResponseCode::NXDomain);
+        assert!(answer.answers().is_empty());
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+}

@@ -11,7 +11,7 @@ mod upstream;
 mod vips;
 
 pub use dns::serve as serve_dns;
-pub use name::{DOMAIN, Policy, ServiceName, env_var, is_overlay_name, parse};
+pub use name::{DOMAIN, Policy, ServiceName, is_overlay_name, parse};
 pub use policy::{Endpoint, PortRoute, candidates, choose};
 pub use proxy::{CONNECT_TIMEOUT, tcp_listener};
 pub use table::{ASK_DEADLINE, Ask, INTEREST_TTL, Listen, Overlay, RENEW_PERIOD, Resolved};

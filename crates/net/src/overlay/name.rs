@@ -89,22 +89,6 @@ fn policy_of(label: &str) -> Option<Policy> {
     }
 }
 
-/// `CANOPY_SVC_<SERVICE>_ADDR`: the service's name upper-cased, anything but letters and
-/// digits turned into `_`.
-pub fn env_var(service: &str) -> String {
-    let upper: String = service
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("CANOPY_SVC_{upper}_ADDR")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,14 +154,12 @@ mod tests {
     }
 
     #[test]
-    fn env_vars_upper_case_the_service() {
-        assert_eq!(env_var("db-main"), "CANOPY_SVC_DB_MAIN_ADDR");
-    }
-
-    #[test]
     fn a_name_prints_back_as_it_parses() {
         let name = service("server", "app", "default");
         assert_eq!(name.to_string(), "server.app.default.canopy");
-        assert_eq!(parse(&format!("{}.{name}", Policy::Replica(3))), Some((name, Policy::Replica(3))));
+        assert_eq!(
+            parse(&format!("{}.{name}", Policy::Replica(3))),
+            Some((name, Policy::Replica(3)))
+        );
     }
 }

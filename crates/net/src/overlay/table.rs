@@ -265,10 +265,13 @@ mod tests {
         }
     }
 
+    /// What the overlay asked its cluster, in order.
+    type Asked = Arc<Mutex<Vec<(Vec<ServiceName>, bool)>>>;
+
     /// An overlay whose asks are recorded, answered by `answer` as a cluster would.
     fn with_cluster(
         answer: impl Fn(&Overlay, &ServiceName) + Send + Sync + 'static,
-    ) -> (Overlay, Arc<Mutex<Vec<(Vec<ServiceName>, bool)>>>) {
+    ) -> (Overlay, Asked) {
         let asked = Arc::new(Mutex::new(Vec::new()));
         let slot: Arc<Mutex<Option<Overlay>>> = Arc::new(Mutex::new(None));
         let (record, reach) = (asked.clone(), slot.clone());
@@ -288,7 +291,10 @@ mod tests {
     #[tokio::test]
     async fn a_new_name_asks_the_cluster_and_gets_an_address_of_the_node_s_range() {
         let (overlay, asked) = with_cluster(|o, name| {
-            o.set_routes(name.clone(), Some(vec![endpoint(0, 8080), endpoint(1, 8081)]))
+            o.set_routes(
+                name.clone(),
+                Some(vec![endpoint(0, 8080), endpoint(1, 8081)]),
+            )
         });
         let rr = overlay.resolve("web.app.default.canopy.").await;
         assert_eq!(rr, Resolved::Address(Ipv4Addr::new(127, 90, 0, 2)));
@@ -316,17 +322,27 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_service_is_nxdomain_and_a_silent_cluster_unavailable() {
         let (overlay, _) = with_cluster(|o, name| o.set_routes(name.clone(), None));
-        assert_eq!(overlay.resolve("web.app.default.canopy").await, Resolved::Unknown);
-        assert_eq!(overlay.resolve("x.web.app.default.canopy").await, Resolved::Unknown);
+        assert_eq!(
+            overlay.resolve("web.app.default.canopy").await,
+            Resolved::Unknown
+        );
+        assert_eq!(
+            overlay.resolve("x.web.app.default.canopy").await,
+            Resolved::Unknown
+        );
         let (silent, _) = with_cluster(|_, _| {});
         let started = Instant::now();
-        assert_eq!(silent.resolve("web.app.default.canopy").await, Resolved::Unavailable);
+        assert_eq!(
+            silent.resolve("web.app.default.canopy").await,
+            Resolved::Unavailable
+        );
         assert!(started.elapsed() >= ASK_DEADLINE);
     }
 
     #[tokio::test]
     async fn new_routes_apply_to_the_next_connection() {
-        let (overlay, _) = with_cluster(|o, name| o.set_routes(name.clone(), Some(vec![endpoint(0, 8080)])));
+        let (overlay, _) =
+            with_cluster(|o, name| o.set_routes(name.clone(), Some(vec![endpoint(0, 8080)])));
         let Resolved::Address(ip) = overlay.resolve("web.app.default.canopy").await else {
             panic!("resolves");
         };
