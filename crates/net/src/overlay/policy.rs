@@ -26,11 +26,11 @@ pub struct PortRoute {
 }
 
 impl Endpoint {
-    /// Where this instance serves the service's TCP `port`.
-    pub fn tcp_target(&self, port: u16) -> Option<SocketAddr> {
+    /// Where this instance serves the service's `port` (UDP or TCP).
+    pub fn target(&self, port: u16, udp: bool) -> Option<SocketAddr> {
         self.ports
             .iter()
-            .find(|p| p.port == port && !p.udp)
+            .find(|p| p.port == port && p.udp == udp)
             .map(|p| SocketAddr::new(self.address, p.target))
     }
 }
@@ -151,7 +151,8 @@ mod tests {
     #[test]
     fn the_target_is_the_instance_address_at_its_port_for_the_service_port() {
         let e = endpoint(0, None);
-        assert_eq!(e.tcp_target(80), Some("10.0.0.1:8080".parse().unwrap()));
-        assert_eq!(e.tcp_target(81), None);
+        assert_eq!(e.target(80, false), Some("10.0.0.1:8080".parse().unwrap()));
+        assert_eq!(e.target(80, true), None);
+        assert_eq!(e.target(81, false), None);
     }
 }

@@ -33,8 +33,8 @@ pub enum Resolved {
 /// renewal (routes it has are current), `false` when it needs them sent.
 pub type Ask = Arc<dyn Fn(Vec<ServiceName>, bool) + Send + Sync>;
 
-/// Opens the listeners of a virtual address's ports (the proxy).
-pub type Listen = Arc<dyn Fn(Overlay, Ipv4Addr, u16) + Send + Sync>;
+/// Opens the listener of a virtual address's port, UDP when `true` (the proxy).
+pub type Listen = Arc<dyn Fn(Overlay, Ipv4Addr, u16, bool) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Overlay {
@@ -53,7 +53,8 @@ struct State {
     services: BTreeMap<ServiceName, Option<Vec<Endpoint>>>,
     vips: VirtualAddresses,
     turns: BTreeMap<(ServiceName, Policy), u64>,
-    listening: std::collections::BTreeSet<(Ipv4Addr, u16)>,
+    /// (address, port, udp) listened on.
+    listening: std::collections::BTreeSet<(Ipv4Addr, u16, bool)>,
     used: BTreeMap<ServiceName, Instant>,
 }
 
@@ -136,20 +137,20 @@ impl Overlay {
 
     /// Opens a listener for each port of `name` on each of its addresses, once.
     fn open_listeners(&self, name: &ServiceName) {
-        let new: Vec<(Ipv4Addr, u16)> = {
+        let new: Vec<(Ipv4Addr, u16, bool)> = {
             let mut state = self.lock();
-            let ports: std::collections::BTreeSet<u16> = state
+            let ports: std::collections::BTreeSet<(u16, bool)> = state
                 .services
                 .get(name)
                 .and_then(|e| e.as_ref())
                 .into_iter()
                 .flatten()
-                .flat_map(|e| e.ports.iter().filter(|p| !p.udp).map(|p| p.port))
+                .flat_map(|e| e.ports.iter().map(|p| (p.port, p.udp)))
                 .collect();
             let addresses: Vec<Ipv4Addr> = state.vips.of_service(name).collect();
-            let wanted: Vec<(Ipv4Addr, u16)> = addresses
+            let wanted: Vec<(Ipv4Addr, u16, bool)> = addresses
                 .iter()
-                .flat_map(|a| ports.iter().map(move |p| (*a, *p)))
+                .flat_map(|a| ports.iter().map(move |(p, udp)| (*a, *p, *udp)))
                 .collect();
             wanted
                 .into_iter()
@@ -163,20 +164,20 @@ impl Overlay {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(listen) = listen {
-            for (address, port) in new {
-                listen(self.clone(), address, port);
+            for (address, port, udp) in new {
+                listen(self.clone(), address, port, udp);
             }
         }
     }
 
     /// A listener could not be opened: a later resolution tries again.
-    pub fn listener_failed(&self, address: Ipv4Addr, port: u16) {
-        self.lock().listening.remove(&(address, port));
+    pub fn listener_failed(&self, address: Ipv4Addr, port: u16, udp: bool) {
+        self.lock().listening.remove(&(address, port, udp));
     }
 
-    /// Where a new connection to `address:port` should go, best first (the next ones are
-    /// tried when the first refuses). Empty when no instance is ready.
-    pub fn targets(&self, address: Ipv4Addr, port: u16) -> Vec<SocketAddr> {
+    /// Where a new connection (or UDP flow) to `address:port` should go, best first (the
+    /// next ones are tried when the first refuses). Empty when no instance is ready.
+    pub fn targets(&self, address: Ipv4Addr, port: u16, udp: bool) -> Vec<SocketAddr> {
         let mut state = self.lock();
         let Some((name, policy)) = state.vips.lookup(address).cloned() else {
             return Vec::new();
@@ -191,7 +192,7 @@ impl Overlay {
         };
         policy::candidates(policy, endpoints, this_turn)
             .into_iter()
-            .filter_map(|e| e.tcp_target(port))
+            .filter_map(|e| e.target(port, udp))
             .collect()
     }
 
@@ -305,18 +306,22 @@ mod tests {
         assert_eq!(asked.lock().unwrap().len(), 1);
         // Each new connection takes the next turn; the ordinal only its replica.
         let rr_ip = Ipv4Addr::new(127, 90, 0, 2);
-        assert_eq!(overlay.targets(rr_ip, 80)[0].port(), 8080);
-        assert_eq!(overlay.targets(rr_ip, 80)[0].port(), 8081);
-        assert_eq!(overlay.targets(rr_ip, 80)[0].port(), 8080);
+        assert_eq!(overlay.targets(rr_ip, 80, false)[0].port(), 8080);
+        assert_eq!(overlay.targets(rr_ip, 80, false)[0].port(), 8081);
+        assert_eq!(overlay.targets(rr_ip, 80, false)[0].port(), 8080);
         let one: Vec<u16> = overlay
-            .targets(Ipv4Addr::new(127, 90, 0, 3), 80)
+            .targets(Ipv4Addr::new(127, 90, 0, 3), 80, false)
             .iter()
             .map(|t| t.port())
             .collect();
         assert_eq!(one, [8081]);
         // A port the service does not have, an address nobody got: nowhere to go.
-        assert!(overlay.targets(rr_ip, 81).is_empty());
-        assert!(overlay.targets(Ipv4Addr::new(127, 90, 0, 9), 80).is_empty());
+        assert!(overlay.targets(rr_ip, 81, false).is_empty());
+        assert!(
+            overlay
+                .targets(Ipv4Addr::new(127, 90, 0, 9), 80, false)
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -346,9 +351,9 @@ mod tests {
         let Resolved::Address(ip) = overlay.resolve("web.app.default.canopy").await else {
             panic!("resolves");
         };
-        assert_eq!(overlay.targets(ip, 80).len(), 1);
+        assert_eq!(overlay.targets(ip, 80, false).len(), 1);
         overlay.set_routes(web(), Some(Vec::new()));
-        assert!(overlay.targets(ip, 80).is_empty());
+        assert!(overlay.targets(ip, 80, false).is_empty());
     }
 
     #[tokio::test]
