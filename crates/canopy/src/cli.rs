@@ -298,6 +298,8 @@ pub struct NodeArgs {
     pub token: String,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub overlay: crate::overlay::OverlayArgs,
 }
 
 #[derive(Debug, Args)]

@@ -202,7 +202,7 @@ pub(crate) fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
 pub(crate) fn service_table(services: &[ServiceView], wide: bool) -> Table {
     let mut headers = vec!["NAMESPACE", "NAME", "RUNTIME", "READY", "PENDING"];
     if wide {
-        headers.push("ARTIFACT");
+        headers.extend(["ARTIFACT", "DNS NAME"]);
     }
     let mut table = Table::new(headers);
     for service in services {
@@ -215,6 +215,11 @@ pub(crate) fn service_table(services: &[ServiceView], wide: bool) -> Table {
         ];
         if wide {
             row.push(service.artifact.clone());
+            // Policy prefixes (`rr.`, `closest.`, `<n>.`) go in front of it.
+            row.push(format!(
+                "{}.{}.{}.canopy",
+                service.name, service.application, service.namespace
+            ));
         }
         table.row(row);
     }

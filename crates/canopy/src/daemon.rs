@@ -77,6 +77,7 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
 pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let agent = open_node(&args).await?;
+    crate::overlay::attach(&agent, &args.overlay, &args.name, &args.cluster).await;
     start_node_probing(&agent, &args, &stop).await?;
     println!("canopy node {} linking to {}", args.name, args.cluster);
     agent.run(stop).await.context("running the node agent")?;
@@ -134,8 +135,10 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
         containers,
         token: String::new(),
         probe: ProbeArgs::default(),
+        overlay: Default::default(),
     };
     let agent = open_node(&node_args).await?;
+    crate::overlay::attach(&agent, &node_args.overlay, &node_name, &node_args.cluster).await;
     start_cluster_probing(
         &cluster,
         Ipv4Addr::LOCALHOST.into(),

@@ -19,6 +19,7 @@ mod login;
 mod namespaces;
 mod operations;
 mod output;
+mod overlay;
 mod sim;
 mod sse;
 mod streams;

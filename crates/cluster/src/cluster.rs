@@ -214,6 +214,7 @@ impl Cluster {
                     ToNode::Assign(assignment) => link.assign(&assignment),
                     ToNode::Revoke(revocation) => link.revoke(&revocation),
                     ToNode::Peers(peers) => link.peers(peers),
+                    ToNode::Routes(routes) => link.routes(routes),
                 };
             }
         }
@@ -346,7 +347,11 @@ impl Cluster {
         loop {
             tokio::select! {
                 _ = detector.tick() => {
-                    self.step(|state, now, fx| state.detect_lost_nodes(now, fx)).await;
+                    self.step(|state, now, fx| {
+                        state.detect_lost_nodes(now, fx);
+                        state.refresh_routes(now, fx);
+                    })
+                    .await;
                 }
                 _ = membership.tick() => self.report_membership_changes().await,
                 _ = self.membership_changed.notified() => {

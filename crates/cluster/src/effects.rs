@@ -27,6 +27,7 @@ pub enum ToNode {
     Assign(Box<Assignment>),
     Revoke(Revocation),
     Peers(Vec<pb::Peer>),
+    Routes(pb::Routes),
 }
 
 impl Effects {

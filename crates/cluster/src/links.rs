@@ -31,7 +31,13 @@ impl Parent for NodeSide {
                     .step(|state, now, fx| {
                         state.node_heard(node, None, now);
                         state.node_status(node, report, now, fx);
+                        state.refresh_routes(now, fx);
                     })
+                    .await
+            }
+            Message::Interest(interest) => {
+                self.0
+                    .step(|state, now, fx| state.node_interest(node, interest, now, fx))
                     .await
             }
             Message::Membership(_) => {}

@@ -68,6 +68,8 @@ pub struct ClusterState {
     pub(crate) views_stale: bool,
     /// The operator's settings of nodes (cordon, labels), from the root.
     pub node_settings: BTreeMap<String, canopy_model::OperatorSettings>,
+    /// Which nodes want overlay routes to which services.
+    pub(crate) interests: crate::interest::Interests,
 }
 
 impl ClusterState {
@@ -81,6 +83,7 @@ impl ClusterState {
             views: Vec::new(),
             views_stale: true,
             node_settings: BTreeMap::new(),
+            interests: Default::default(),
         };
         for placed in placed {
             for node in placed.nodes() {

@@ -119,7 +119,7 @@ fn sent(fx: &Effects) -> Vec<(String, &'static str, String)> {
         .filter_map(|(node, message)| match message {
             ToNode::Assign(a) => Some((node.clone(), "assign", a.id.clone())),
             ToNode::Revoke(r) => Some((node.clone(), "revoke", r.id.clone())),
-            ToNode::Peers(_) => None,
+            ToNode::Peers(_) | ToNode::Routes(_) => None,
         })
         .collect()
 }

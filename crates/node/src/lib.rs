@@ -15,6 +15,7 @@ mod forward;
 pub mod hollow;
 pub mod images;
 mod lifecycle;
+mod overlay;
 mod prestart;
 mod probing;
 mod pty;
@@ -36,6 +37,7 @@ use canopy_tier::pb;
 use canopy_tier::probe::Prober;
 use canopy_tier::{Assignment, Hello, Revocation, Timing, location_to_pb, unix_ms};
 use lifecycle::Local;
+pub use overlay::OverlaySettings;
 use statefile::StateFile;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -132,6 +134,8 @@ pub struct Agent {
     probing: probing::Probing,
     /// Usage sampling: what was last sent up, and a sample not sent yet.
     usage: std::sync::Mutex<UsageReports>,
+    /// Service names, DNS and proxy, once attached.
+    overlay: std::sync::OnceLock<overlay::Attached>,
 }
 
 #[derive(Default)]
@@ -227,6 +231,7 @@ impl Agent {
             uplink,
             outbox: std::sync::Mutex::new(Some(outbox)),
             usage: Default::default(),
+            overlay: Default::default(),
         });
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));
@@ -381,8 +386,13 @@ impl Child for ClusterSide {
         self.0.clone().serve_stream(open, pipe).await;
     }
 
+    async fn on_routes(&self, routes: pb::Routes) {
+        self.0.on_overlay_routes(routes);
+    }
+
     async fn on_link(&self, up: Option<Timing>) {
         if up.is_some() {
+            self.0.on_overlay_link();
             // A cluster that restarted knows nothing of the use: the next sample goes up.
             self.0.usage.lock().unwrap_or_else(|p| p.into_inner()).sent = None;
         }

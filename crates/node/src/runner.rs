@@ -229,7 +229,7 @@ impl Agent {
 
     fn spec_of(&self, id: &str, local: &crate::lifecycle::Local) -> InstanceSpec {
         let workload = &local.record.workload;
-        let env = BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("CANOPY_INSTANCE".to_string(), id.to_string()),
             ("CANOPY_NAMESPACE".to_string(), workload.namespace.clone()),
             (
@@ -240,6 +240,7 @@ impl Agent {
             ("CANOPY_REPLICA".to_string(), workload.replica.to_string()),
             ("CANOPY_NODE".to_string(), self.config.name.clone()),
         ]);
+        env.extend(self.overlay_env());
         InstanceSpec {
             id: id.to_string(),
             generation: local.generation(),

@@ -52,6 +52,10 @@ pub trait Child: Send + Sync + 'static {
     fn on_configure(&self, _config: pb::NodeConfig) -> impl Future<Output = ()> + Send {
         async {}
     }
+    /// Overlay routes of services this child asked for.
+    fn on_routes(&self, _routes: pb::Routes) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// The link came up (with the parent's timing) or went down.
     fn on_link(&self, _up: Option<Timing>) -> impl Future<Output = ()> + Send {
         async {}
@@ -363,6 +367,7 @@ async fn read_loop<C: Child>(
                 tokio::spawn(open_stream(client.clone(), child.clone(), open));
             }
             Some(pb::down::Body::Configure(config)) => child.on_configure(config).await,
+            Some(pb::down::Body::Routes(routes)) => child.on_routes(routes).await,
             _ => {}
         }
     }

@@ -105,6 +105,11 @@ impl Uplink {
         self.send(up::Body::Membership(membership));
     }
 
+    /// The services this node's workloads use, for the overlay's routes.
+    pub fn interest(&self, interest: pb::Interest) {
+        self.send(up::Body::Interest(interest));
+    }
+
     fn send(&self, body: up::Body) {
         lock(&self.queue).push(body);
         self.ready.notify_one();

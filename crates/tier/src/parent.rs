@@ -83,6 +83,11 @@ impl Downlink {
         self.send(down::Body::Configure(config))
     }
 
+    /// Overlay routes of services the child is interested in.
+    pub fn routes(&self, routes: pb::Routes) -> bool {
+        self.send(down::Body::Routes(routes))
+    }
+
     /// Ends the link with `status`: the child sees it as the link's error.
     pub fn end(&self, status: Status) -> bool {
         self.tx.try_send(Err(status)).is_ok()

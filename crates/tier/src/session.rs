@@ -42,6 +42,8 @@ pub enum Message {
     Heartbeat(pb::Heartbeat),
     Status(StatusReport),
     Membership(Box<pb::Membership>),
+    /// The services a node's workloads use (overlay routes), and its workloads' address.
+    Interest(pb::Interest),
 }
 
 impl Assignment {
@@ -151,6 +153,7 @@ impl Message {
             pb::up::Body::Status(status) => readable(child, std::slice::from_ref(&status))
                 .pop()
                 .map(Message::Status),
+            pb::up::Body::Interest(interest) => Some(Message::Interest(interest)),
             pb::up::Body::Hello(_) => None,
         }
     }

@@ -83,7 +83,8 @@ impl Federation {
                     self.wake();
                 }
             }
-            Message::Heartbeat(_) => {}
+            // Clusters do not ask the root for routes (yet: cross-cluster routes are planned).
+            Message::Heartbeat(_) | Message::Interest(_) => {}
         }
         Ok(())
     }

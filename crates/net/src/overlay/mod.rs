@@ -1,0 +1,21 @@
+//! The semantic overlay's node-local part: service names and their policies, the node's
+//! DNS for them, virtual addresses and the L4 proxy behind them. Relays, encryption and
+//! cross-cluster routes are planned.
+
+mod dns;
+mod name;
+mod policy;
+mod proxy;
+mod table;
+mod udp;
+mod upstream;
+mod vips;
+
+pub use dns::serve as serve_dns;
+pub use name::{DOMAIN, Policy, ServiceName, is_overlay_name, parse};
+pub use policy::{Endpoint, PortRoute, candidates, choose};
+pub use proxy::{CONNECT_TIMEOUT, listener};
+pub use table::{ASK_DEADLINE, Ask, INTEREST_TTL, Listen, Overlay, RENEW_PERIOD, Resolved};
+pub use udp::FLOW_IDLE;
+pub use upstream::nameservers;
+pub use vips::VirtualAddresses;
