@@ -141,6 +141,8 @@ pub enum Command {
     PortForward(crate::forward::ForwardArgs),
     /// Join tokens: `canopy token create --join cluster [--name N]`.
     Token(crate::tokens::TokenArgs),
+    /// Create objects: `canopy create secret NAME --from-literal KEY=VALUE`.
+    Create(crate::secret_verbs::CreateArgs),
 }
 
 impl Command {
@@ -434,6 +436,8 @@ pub enum Kind {
     Cluster,
     #[value(alias = "nodes", alias = "no")]
     Node,
+    #[value(alias = "secrets")]
+    Secret,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

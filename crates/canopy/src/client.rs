@@ -89,6 +89,15 @@ impl Client {
         .await
     }
 
+    pub async fn put_json<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+        self.send(
+            Method::PUT,
+            path,
+            Some(("application/json", body.to_string())),
+        )
+        .await
+    }
+
     pub async fn patch_json<T: DeserializeOwned>(
         &self,
         path: &str,

@@ -89,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(args) => operations::label(args).await,
         Command::Top(args) => operations::top(args).await,
         Command::Token(args) => crate::tokens::run(args).await,
+        Command::Create(args) => crate::secret_verbs::create(args).await,
     }
 }
 
@@ -480,6 +481,12 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             let node = get_node(client, name).await?;
             print!("{}", yaml_serde::to_string(&node)?);
         }
+        Kind::Secret => {
+            let secret: canopy_model::SecretInfo = client
+                .get(&format!("/api/v1/namespaces/{namespace}/secrets/{}", encode(name)))
+                .await?;
+            print!("{}", yaml_serde::to_string(&secret)?);
+        }
     }
     Ok(())
 }
@@ -517,10 +524,13 @@ async fn delete(
         (Some(Kind::Cluster), Some(name)) if targets.is_empty() => {
             return crate::tokens::revoke_cluster(client, &name).await;
         }
+        (Some(Kind::Secret), Some(name)) if targets.is_empty() => {
+            return crate::secret_verbs::delete(client, &scope.namespace, &name).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
             bail!(
-                "only applications, instances and clusters can be deleted; scale a service to 0 to stop its instances"
+                "only applications, instances, clusters and secrets can be deleted; scale a service to 0 to stop its instances"
             )
         }
         _ => {

@@ -60,6 +60,7 @@ fn require_found(listing: &Listing, request: &Request<'_>) -> anyhow::Result<()>
             Kind::Instance => "instance",
             Kind::Cluster => "cluster",
             Kind::Node => "node",
+            Kind::Secret => "secret",
         };
         bail!("{kind} {name:?} not found");
     }
@@ -146,6 +147,8 @@ fn relevant(request: &Request<'_>, change: &ChangeEvent) -> bool {
         }
         Kind::Cluster => kind == "cluster",
         Kind::Node => kind == "node",
+        // Secrets are not in the event stream.
+        Kind::Secret => false,
     }
 }
 
@@ -213,6 +216,12 @@ async fn list(client: &Client, request: &Request<'_>) -> anyhow::Result<Listing>
                 nodes.retain(|n| n.name == node && cluster.is_none_or(|c| n.cluster == c));
             }
             render(&nodes, output, node_table, |n| n.name.clone())
+        }
+        Kind::Secret => {
+            let secrets = crate::secret_verbs::list(client, request.name, request.scope).await?;
+            render(&secrets, output, crate::secret_verbs::secret_table, |s| {
+                format!("{}/{}", s.namespace, s.name)
+            })
         }
     }
 }

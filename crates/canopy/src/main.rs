@@ -14,6 +14,7 @@ mod forward;
 mod get;
 mod operations;
 mod output;
+mod secret_verbs;
 mod sim;
 mod sse;
 mod streams;

@@ -19,6 +19,7 @@ mod moves;
 mod peers;
 mod placed;
 mod placement;
+mod sealed;
 mod state;
 mod streams;
 mod summary;

@@ -12,6 +12,8 @@ mod parse;
 pub mod patterns;
 pub mod quantity;
 pub mod schema;
+mod secret;
+mod secret_refs;
 mod selector;
 mod status;
 mod usage;
@@ -26,6 +28,11 @@ pub use oakestra::{is_oakestra_sla, parse_oakestra};
 pub use operator::{LabelEdit, OperatorSettings};
 pub use parse::{DescriptorFormat, ParsedDescriptor, parse_descriptor, to_json, to_yaml};
 pub use quantity::{Mebibytes, Millicores, QuantityError};
+pub use secret::{
+    KIND_SECRET, MAX_SECRET_BYTES, MAX_SECRET_KEYS, SecretInfo, SecretInput, SecretValues,
+    validate_secret_key,
+};
+pub use secret_refs::{PULL_PASSWORD, PULL_USERNAME, SecretKeyRef, SecretReference, UnresolvedSecret};
 pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
 pub use usage::{InstanceDetails, Usage};

@@ -582,6 +582,7 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     constraints,
                     objective: None,
                     image_pull_secret: None,
+                    secret_env: Default::default(),
                     labels: Default::default(),
                     annotations: Default::default(),
                 }

@@ -229,7 +229,7 @@ impl Agent {
 
     fn spec_of(&self, id: &str, local: &crate::lifecycle::Local) -> InstanceSpec {
         let workload = &local.record.workload;
-        let env = BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("CANOPY_INSTANCE".to_string(), id.to_string()),
             ("CANOPY_NAMESPACE".to_string(), workload.namespace.clone()),
             (
@@ -240,7 +240,12 @@ impl Agent {
             ("CANOPY_REPLICA".to_string(), workload.replica.to_string()),
             ("CANOPY_NODE".to_string(), self.config.name.clone()),
         ]);
+        // Validation keeps `secretEnv` apart from `env`; Canopy's own variables win.
+        for (var, value) in workload.spec.secret_environment(&local.record.secrets) {
+            env.entry(var).or_insert(value);
+        }
         InstanceSpec {
+            secrets: local.record.secrets.clone(),
             id: id.to_string(),
             generation: local.generation(),
             service: workload.spec.clone(),

@@ -8,6 +8,8 @@ pub const NODES: &str = "/nodes/";
 /// report never overwrites it.
 pub const OPERATOR_NODES: &str = "/operator/nodes/";
 pub const OPERATOR_CLUSTERS: &str = "/operator/clusters/";
+/// Secrets, values sealed; not in the event stream (see [`kind_of`]).
+pub const SECRETS: &str = "/secrets/";
 
 pub fn application(namespace: &str, name: &str) -> String {
     format!("{APPLICATIONS}{namespace}/{name}")
@@ -15,6 +17,14 @@ pub fn application(namespace: &str, name: &str) -> String {
 
 pub fn applications_in(namespace: &str) -> String {
     format!("{APPLICATIONS}{namespace}/")
+}
+
+pub fn secret(namespace: &str, name: &str) -> String {
+    format!("{SECRETS}{namespace}/{name}")
+}
+
+pub fn secrets_in(namespace: &str) -> String {
+    format!("{SECRETS}{namespace}/")
 }
 
 pub fn instance(id: &str) -> String {

@@ -301,6 +301,7 @@ impl Mapper {
             constraints,
             objective: None,
             image_pull_secret: None,
+            secret_env: Default::default(),
             labels: BTreeMap::new(),
             annotations,
         };

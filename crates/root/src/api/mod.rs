@@ -12,6 +12,7 @@ pub mod guard;
 mod infrastructure;
 mod joins;
 pub mod rate_limit;
+mod secrets;
 mod selectors;
 mod streams;
 mod version;
@@ -79,6 +80,7 @@ impl
         infrastructure::label_cluster, infrastructure::delete_instance,
         joins::create_token, joins::delete_cluster,
         events::events, audit::list, version::version, healthz, readyz,
+        secrets::list, secrets::get_one, secrets::put, secrets::delete,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
@@ -86,6 +88,7 @@ impl
         (name = "services"), (name = "instances"),
         (name = "infrastructure", description = "Clusters and nodes"),
         (name = "events"), (name = "version"), (name = "health"),
+        (name = "secrets", description = "Secrets of a namespace: values are write-only"),
         (name = "audit", description = "Every mutating call: who, what, when, result"),
     )
 )]
@@ -138,6 +141,7 @@ pub fn router(
         .route("/tokens", post(joins::create_token))
         .route("/nodes", get(workloads::list_nodes))
         .merge(infrastructure::routes())
+        .merge(secrets::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))
         .route("/version", get(version::version))

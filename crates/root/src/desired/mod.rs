@@ -9,6 +9,7 @@ mod operator;
 mod reconcile;
 mod removal;
 mod replicas;
+mod secrets;
 mod views;
 
 pub use instances::{InstanceChange, InstanceFilter};
@@ -19,6 +20,7 @@ use crate::keys;
 use crate::records::ApplicationRecord;
 use canopy_model::DescriptorError;
 use canopy_store::{Revision, Store, StoreError, StoreExt};
+use canopy_tier::sealing::SealingKey;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,8 @@ pub enum RootError {
     Store(#[from] StoreError),
     #[error("members: {0}")]
     Trust(#[from] canopy_tier::trust::TrustError),
+    #[error("secrets: {0}")]
+    Sealing(#[from] canopy_tier::sealing::SealError),
 }
 
 /// How many times a write is retried when a concurrent writer changed the same record.
@@ -42,14 +46,23 @@ const CAS_ATTEMPTS: usize = 8;
 
 pub struct Desired {
     store: Arc<dyn Store>,
+    /// Seals secret values at rest.
+    sealing: SealingKey,
     /// Reconciliation reads then writes many keys; one at a time keeps it simple and correct.
     reconcile_lock: tokio::sync::Mutex<()>,
 }
 
 impl Desired {
+    /// Secrets sealed under a key that lives as long as the process (tests); a root over a
+    /// data dir uses [`Desired::with_sealing`].
     pub fn new(store: Arc<dyn Store>) -> Self {
+        Desired::with_sealing(store, SealingKey::ephemeral())
+    }
+
+    pub fn with_sealing(store: Arc<dyn Store>, sealing: SealingKey) -> Self {
         Desired {
             store,
+            sealing,
             reconcile_lock: tokio::sync::Mutex::new(()),
         }
     }
