@@ -162,3 +162,77 @@ pub(crate) fn check_references(p: &str, svc: &ServiceSpec) -> Vec<FieldError> {
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> ServiceSpec {
+        let spec = serde_json::from_value(serde_json::json!({
+            "name": "web", "runtime": "container", "image": "reg/x:1",
+            "imagePullSecret": "regcred",
+            "secretEnv": {"TOKEN": {"name": "api", "key": "token"}}
+        }));
+        match spec {
+            Ok(spec) => spec,
+            Err(e) => panic!("test spec: {e}"),
+        }
+    }
+
+    fn secrets(name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        let data: &[(&str, &str)] = match name {
+            "regcred" => &[("username", "robot"), ("password", "pw"), ("unused", "x")],
+            "api" => &[("token", "t-1")],
+            _ => return None,
+        };
+        Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn references_resolve_to_the_keys_they_name_only() {
+        let svc = service();
+        let values = svc.resolve_secrets("default", secrets).expect("resolved");
+        assert_eq!(values.get("regcred", "password"), Some(&b"pw"[..]));
+        assert_eq!(values.get("regcred", "unused"), None, "only referenced keys travel");
+        assert_eq!(
+            svc.pull_credentials(&values),
+            Some(("robot".to_string(), "pw".to_string()))
+        );
+        assert_eq!(svc.secret_environment(&values)["TOKEN"], "t-1");
+    }
+
+    #[test]
+    fn a_missing_secret_or_key_is_named_with_its_field() {
+        let svc = service();
+        let missing = svc.resolve_secrets("ns", |name| match name {
+            "regcred" => secrets(name),
+            _ => None,
+        });
+        assert_eq!(
+            missing.map_err(|e| e.to_string()),
+            Err("secretEnv.TOKEN: secret \"api\" not found in namespace \"ns\"".to_string())
+        );
+        let no_key = svc.resolve_secrets("ns", |name| match name {
+            "regcred" => Some([("username".to_string(), b"robot".to_vec())].into()),
+            _ => secrets(name),
+        });
+        assert_eq!(
+            no_key.map_err(|e| e.to_string()),
+            Err("imagePullSecret: secret \"regcred\" has no key \"password\"".to_string())
+        );
+    }
+
+    #[test]
+    fn a_service_without_references_needs_nothing() {
+        let mut svc = service();
+        svc.image_pull_secret = None;
+        svc.secret_env.clear();
+        let values = svc.resolve_secrets("ns", |_| None).expect("nothing to resolve");
+        assert!(values.is_empty());
+        assert_eq!(svc.pull_credentials(&values), None);
+    }
+}
