@@ -89,7 +89,11 @@ impl Client {
         .await
     }
 
-    pub async fn put_json<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+    pub async fn put_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<T> {
         self.send(
             Method::PUT,
             path,

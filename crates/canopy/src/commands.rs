@@ -483,7 +483,10 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
         }
         Kind::Secret => {
             let secret: canopy_model::SecretInfo = client
-                .get(&format!("/api/v1/namespaces/{namespace}/secrets/{}", encode(name)))
+                .get(&format!(
+                    "/api/v1/namespaces/{namespace}/secrets/{}",
+                    encode(name)
+                ))
                 .await?;
             print!("{}", yaml_serde::to_string(&secret)?);
         }

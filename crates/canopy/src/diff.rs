@@ -54,9 +54,7 @@ async fn diff_files(client: &Client, files: &[PathBuf]) -> anyhow::Result<bool> 
                 &to_yaml(&proposed)?,
             );
             if rendered.is_empty() {
-                println!(
-                    "application/{namespace}/{name}: changes, but not in what its YAML shows"
-                );
+                println!("application/{namespace}/{name}: changes, but not in what its YAML shows");
             } else {
                 print!("{rendered}");
             }

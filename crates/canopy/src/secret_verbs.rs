@@ -57,7 +57,11 @@ pub async fn create(args: CreateArgs) -> anyhow::Result<()> {
             &json!({ "data": data }),
         )
         .await?;
-    println!("secret/{} configured (keys: {})", info.name, info.keys.join(", "));
+    println!(
+        "secret/{} configured (keys: {})",
+        info.name,
+        info.keys.join(", ")
+    );
     Ok(())
 }
 

@@ -6,9 +6,9 @@
 //! cluster's store, the node's state file): zero hits. Without the secret the pull fails
 //! with a clear reason; with it the container runs, and a `secretEnv` variable reaches it.
 
-mod support;
 #[path = "support/registry.rs"]
 mod registry;
+mod support;
 
 use registry::{Registry, Residue, free_subnet, require};
 use serde_json::Value;
@@ -90,7 +90,14 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).expect("logs dir");
 
-    let mut root_args = strings(&["root", "--listen", "127.0.0.1:0", "--tier-listen", "127.0.0.1:0", "--data"]);
+    let mut root_args = strings(&[
+        "root",
+        "--listen",
+        "127.0.0.1:0",
+        "--tier-listen",
+        "127.0.0.1:0",
+        "--data",
+    ]);
     root_args.push(data.join("root").display().to_string());
     root_args.extend(support::fast_timing());
     let mut root = logged(&root_args, &logs.join("root.log"), true);
@@ -110,14 +117,21 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
     let registry_address = format!("127.0.0.1:{}", registry.port);
     let mut node_args = strings(&["node", "--cluster", &cluster.url, "--name", &name, "--data"]);
     node_args.push(node_dir.display().to_string());
-    node_args.extend(strings(&["--insecure-registry", &registry_address, "--container-subnet", &subnet]));
+    node_args.extend(strings(&[
+        "--insecure-registry",
+        &registry_address,
+        "--container-subnet",
+        &subnet,
+    ]));
     let mut node = logged(&node_args, &logs.join("node.log"), false);
     eventually(SETTLE, "the node offers containers", || {
         canopy_json(&root.url, &["get", "nodes"])
             .iter()
             .any(|n| {
                 n["state"] == "Ready"
-                    && n["runtimes"].as_array().is_some_and(|r| r.iter().any(|r| r == "container"))
+                    && n["runtimes"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|r| r == "container"))
             })
             .then_some(())
     });
@@ -125,7 +139,9 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
     let image = format!("{registry_address}/{repository}:latest");
     let descriptor = |app: &str, pull_secret: bool| {
         let secret = match pull_secret {
-            true => "    imagePullSecret: regcred\n    secretEnv:\n      TOKEN: {name: api, key: token}\n",
+            true => {
+                "    imagePullSecret: regcred\n    secretEnv:\n      TOKEN: {name: api, key: token}\n"
+            }
             false => "",
         };
         format!(
@@ -156,7 +172,8 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
     canopy_ok(&root.url, &["apply", "-f", &private]);
     eventually(SETTLE, "the missing secret is named", || {
         let instance = instance_of(&root, "private")?;
-        (instance["reason"] == "imagePullSecret: secret \"regcred\" not found in namespace \"default\"")
+        (instance["reason"]
+            == "imagePullSecret: secret \"regcred\" not found in namespace \"default\"")
             .then_some(())
     });
 
@@ -167,10 +184,26 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
     let mut outputs = Vec::new();
     outputs.push(canopy_ok(
         &root.url,
-        &["create", "secret", "regcred", "--from-literal", &format!("username={USER}"),
-          "--from-file", &format!("password={}", password_file.display())],
+        &[
+            "create",
+            "secret",
+            "regcred",
+            "--from-literal",
+            &format!("username={USER}"),
+            "--from-file",
+            &format!("password={}", password_file.display()),
+        ],
     ));
-    outputs.push(canopy_ok(&root.url, &["create", "secret", "api", "--from-literal", &format!("token={TOKEN}")]));
+    outputs.push(canopy_ok(
+        &root.url,
+        &[
+            "create",
+            "secret",
+            "api",
+            "--from-literal",
+            &format!("token={TOKEN}"),
+        ],
+    ));
 
     let running = eventually(SETTLE, "the private container runs", || {
         let instance = instance_of(&root, "private")?;
@@ -182,7 +215,10 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.contains("token=").then_some(text)
     });
-    assert!(logs_of.contains(&format!("token={TOKEN}")), "secretEnv reached the container: {logs_of}");
+    assert!(
+        logs_of.contains(&format!("token={TOKEN}")),
+        "secretEnv reached the container: {logs_of}"
+    );
 
     // Everything the API and the CLI show about it.
     for args in [
@@ -201,7 +237,10 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
         outputs.push(canopy_ok(&root.url, args));
     }
     let shown = canopy_ok(&root.url, &["get", "secrets", "regcred", "-o", "json"]);
-    assert!(shown.contains("\"password\"") && shown.contains("\"username\""), "keys are shown: {shown}");
+    assert!(
+        shown.contains("\"password\"") && shown.contains("\"username\""),
+        "keys are shown: {shown}"
+    );
     // The application as shown applies again unchanged: it names the secret, holds no
     // (redacted) value that would overwrite the real one.
     let yaml = canopy_ok(&root.url, &["get", "application", "private", "-o", "yaml"]);
@@ -214,14 +253,28 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
     }
     let again = write("again.json", &shown_app.to_string());
     let applied = canopy_ok(&root.url, &["apply", "-f", &again]);
-    assert!(applied.contains("application/private unchanged"), "{applied}");
+    assert!(
+        applied.contains("application/private unchanged"),
+        "{applied}"
+    );
     outputs.push(applied);
     let events = std::process::Command::new("curl")
-        .args(["-s", "-N", "--max-time", "3", &format!("{}/api/v1/events?since=0", root.url)])
+        .args([
+            "-s",
+            "-N",
+            "--max-time",
+            "3",
+            &format!("{}/api/v1/events?since=0", root.url),
+        ])
         .output()
         .expect("curl runs");
     outputs.push(String::from_utf8_lossy(&events.stdout).into_owned());
-    assert!(outputs.last().is_some_and(|e| e.contains("application.put")), "the event stream answered");
+    assert!(
+        outputs
+            .last()
+            .is_some_and(|e| e.contains("application.put")),
+        "the event stream answered"
+    );
 
     // Stopped (the data dirs stay): what the stores committed is in their files.
     node.kill();
@@ -232,8 +285,15 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
     let basic = base64(format!("{USER}:{PASSWORD}").as_bytes());
     let mut files = Vec::new();
     files_under(&logs, &mut files);
-    let log_bytes: usize = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len() as usize).sum();
-    assert!(log_bytes > 10_000, "the tiers logged at debug level ({log_bytes} bytes)");
+    let log_bytes: usize = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len() as usize)
+        .sum();
+    assert!(
+        log_bytes > 10_000,
+        "the tiers logged at debug level ({log_bytes} bytes)"
+    );
     files_under(&data, &mut files);
     for wanted in ["root/root.redb", "c0/cluster.redb", "node/assignments.json"] {
         assert!(files.contains(&data.join(wanted)), "{wanted} was searched");
@@ -260,7 +320,13 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
     }
     assert!(found.is_empty(), "the password leaked: {found:#?}");
     // The scan does see values that are there: the container printed its token to its log.
-    assert!(token_seen, "the scan read the node's files (the container's log holds the token)");
+    assert!(
+        token_seen,
+        "the scan read the node's files (the container's log holds the token)"
+    );
     let state = std::fs::read_to_string(node_dir.join("assignments.json")).expect("state file");
-    assert!(state.contains("sealedSecrets"), "the node keeps the values, sealed: {state}");
+    assert!(
+        state.contains("sealedSecrets"),
+        "the node keeps the values, sealed: {state}"
+    );
 }

@@ -32,7 +32,9 @@ pub use secret::{
     KIND_SECRET, MAX_SECRET_BYTES, MAX_SECRET_KEYS, SecretInfo, SecretInput, SecretValues,
     validate_secret_key,
 };
-pub use secret_refs::{PULL_PASSWORD, PULL_USERNAME, SecretKeyRef, SecretReference, UnresolvedSecret};
+pub use secret_refs::{
+    PULL_PASSWORD, PULL_USERNAME, SecretKeyRef, SecretReference, UnresolvedSecret,
+};
 pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
 pub use usage::{InstanceDetails, Usage};

@@ -197,7 +197,11 @@ mod tests {
         let svc = service();
         let values = svc.resolve_secrets("default", secrets).expect("resolved");
         assert_eq!(values.get("regcred", "password"), Some(&b"pw"[..]));
-        assert_eq!(values.get("regcred", "unused"), None, "only referenced keys travel");
+        assert_eq!(
+            values.get("regcred", "unused"),
+            None,
+            "only referenced keys travel"
+        );
         assert_eq!(
             svc.pull_credentials(&values),
             Some(("robot".to_string(), "pw".to_string()))
@@ -231,7 +235,9 @@ mod tests {
         let mut svc = service();
         svc.image_pull_secret = None;
         svc.secret_env.clear();
-        let values = svc.resolve_secrets("ns", |_| None).expect("nothing to resolve");
+        let values = svc
+            .resolve_secrets("ns", |_| None)
+            .expect("nothing to resolve");
         assert!(values.is_empty());
         assert_eq!(svc.pull_credentials(&values), None);
     }

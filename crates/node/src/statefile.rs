@@ -73,12 +73,24 @@ impl StateFile {
             Err(e) => return Err(e),
         };
         let mut records = BTreeMap::new();
-        for (id, FromDisk { mut record, sealed_secrets }) in stored {
+        for (
+            id,
+            FromDisk {
+                mut record,
+                sealed_secrets,
+            },
+        ) in stored
+        {
             if let Some(sealed) = sealed_secrets {
-                match self.sealing.open_values(&context(&id, record.generation), &sealed) {
+                match self
+                    .sealing
+                    .open_values(&context(&id, record.generation), &sealed)
+                {
                     Ok(values) => record.secrets = values,
                     // Started again without them: its reason will say what is missing.
-                    Err(e) => tracing::warn!(instance = %id, error = %e, "the instance's secrets are lost"),
+                    Err(e) => {
+                        tracing::warn!(instance = %id, error = %e, "the instance's secrets are lost")
+                    }
                 }
             }
             records.insert(id, record);
@@ -102,7 +114,13 @@ impl StateFile {
                         .map_err(std::io::Error::other)?,
                 ),
             };
-            on_disk.insert(id, OnDisk { record, sealed_secrets });
+            on_disk.insert(
+                id,
+                OnDisk {
+                    record,
+                    sealed_secrets,
+                },
+            );
         }
         let bytes = serde_json::to_vec(&on_disk)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;

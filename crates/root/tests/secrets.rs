@@ -47,7 +47,12 @@ impl Server {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request
@@ -93,8 +98,11 @@ async fn secret_values_go_in_and_never_come_out() {
     let mut answers = Vec::new();
 
     let path = "/api/v1/namespaces/default/secrets/regcred";
-    let secret = json!({"data": {"username": "robot", "password": PASSWORD}, "labels": {"team": "a"}});
-    let (status, body) = server.call(reqwest::Method::PUT, path, Some(secret.clone())).await;
+    let secret =
+        json!({"data": {"username": "robot", "password": PASSWORD}, "labels": {"team": "a"}});
+    let (status, body) = server
+        .call(reqwest::Method::PUT, path, Some(secret.clone()))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["keys"], json!(["password", "username"]));
     answers.push(body);
@@ -112,12 +120,20 @@ async fn secret_values_go_in_and_never_come_out() {
         "image": "127.0.0.1:1/private/web:1", "imagePullSecret": "regcred",
         "secretEnv": {"TOKEN": {"name": "regcred", "key": "password"}}});
     let (status, body) = server
-        .call(reqwest::Method::POST, "/api/v1/applications", Some(app(service)))
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/applications",
+            Some(app(service)),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["spec"]["services"][0]["imagePullSecret"], "regcred");
     answers.push(body);
-    for read in ["/api/v1/applications/default/private", "/api/v1/services", "/api/v1/instances"] {
+    for read in [
+        "/api/v1/applications/default/private",
+        "/api/v1/services",
+        "/api/v1/instances",
+    ] {
         let (status, body) = server.call(reqwest::Method::GET, read, None).await;
         assert_eq!(status, StatusCode::OK, "{read}");
         answers.push(body);
@@ -127,7 +143,10 @@ async fn secret_values_go_in_and_never_come_out() {
     answers.push(body);
     for answer in &answers {
         let text = answer.to_string();
-        assert!(!text.contains(PASSWORD), "an answer carried the value: {text}");
+        assert!(
+            !text.contains(PASSWORD),
+            "an answer carried the value: {text}"
+        );
     }
     let (status, _) = server.call(reqwest::Method::GET, path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -143,7 +162,10 @@ async fn secret_values_go_in_and_never_come_out() {
             .expect("chunk");
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(!text.contains(PASSWORD), "an event carried the value: {text}");
+    assert!(
+        !text.contains(PASSWORD),
+        "an event carried the value: {text}"
+    );
     server.stop().await;
 
     let store = std::fs::read(dir.path().join("root.redb")).expect("store file");
@@ -172,7 +194,11 @@ async fn bad_secrets_and_references_name_their_field() {
     let inline = json!({"name": "web", "runtime": "container", "image": "reg/x:1",
         "imagePullSecret": {"username": "robot", "password": PASSWORD}});
     let (status, body) = server
-        .call(reqwest::Method::POST, "/api/v1/applications", Some(app(inline)))
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/applications",
+            Some(app(inline)),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(!body.to_string().contains(PASSWORD), "{body}");
@@ -180,10 +206,17 @@ async fn bad_secrets_and_references_name_their_field() {
     let bad_ref = json!({"name": "web", "runtime": "process", "command": ["/bin/true"],
         "secretEnv": {"TOKEN": {"name": "api", "key": "../k"}}});
     let (status, body) = server
-        .call(reqwest::Method::POST, "/api/v1/applications", Some(app(bad_ref)))
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/applications",
+            Some(app(bad_ref)),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(detail_paths(&body), ["spec.services[0].secretEnv.TOKEN.key"]);
+    assert_eq!(
+        detail_paths(&body),
+        ["spec.services[0].secretEnv.TOKEN.key"]
+    );
     server.stop().await;
 }
 
@@ -194,19 +227,28 @@ async fn an_instance_whose_secret_is_missing_says_so() {
     let service = json!({"name": "web", "runtime": "process", "command": ["/bin/true"],
         "secretEnv": {"TOKEN": {"name": "api", "key": "token"}}});
     let (status, body) = server
-        .call(reqwest::Method::POST, "/api/v1/applications", Some(app(service)))
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/applications",
+            Some(app(service)),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let expected = "secretEnv.TOKEN: secret \"api\" not found in namespace \"default\"";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, body) = server.call(reqwest::Method::GET, "/api/v1/instances", None).await;
+        let (_, body) = server
+            .call(reqwest::Method::GET, "/api/v1/instances", None)
+            .await;
         let reason = body[0]["reason"].as_str().unwrap_or_default().to_string();
         if reason == expected {
             assert_eq!(body[0]["state"], "Pending", "{body}");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "reason never said so: {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reason never said so: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A key the secret lacks is named too.
@@ -220,11 +262,16 @@ async fn an_instance_whose_secret_is_missing_says_so() {
     assert_eq!(status, StatusCode::CREATED);
     let expected = "secretEnv.TOKEN: secret \"api\" has no key \"token\"";
     loop {
-        let (_, body) = server.call(reqwest::Method::GET, "/api/v1/instances", None).await;
+        let (_, body) = server
+            .call(reqwest::Method::GET, "/api/v1/instances", None)
+            .await;
         if body[0]["reason"] == expected {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "reason never said so: {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reason never said so: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.stop().await;

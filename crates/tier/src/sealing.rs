@@ -215,7 +215,10 @@ mod tests {
         let text = serde_json::to_string(&sealed).expect("json");
         assert!(!text.contains("s3cr3t"), "{text}");
         let back: Sealed = serde_json::from_str(&text).expect("hex");
-        assert_eq!(key.open_values("instance/a", &back).expect("open"), values());
+        assert_eq!(
+            key.open_values("instance/a", &back).expect("open"),
+            values()
+        );
         // A fresh nonce each time: the same values never seal to the same bytes.
         assert_ne!(key.seal_values("instance/a", &values()).ok(), Some(sealed));
     }

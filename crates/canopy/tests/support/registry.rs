@@ -16,7 +16,10 @@ pub fn require() {
             .args(["-c", &format!("command -v {tool}")])
             .output()
             .is_ok_and(|o| o.status.success());
-        assert!(found, "containers: {tool} is not installed (scripts/test installs it)");
+        assert!(
+            found,
+            "containers: {tool} is not installed (scripts/test installs it)"
+        );
     }
 }
 

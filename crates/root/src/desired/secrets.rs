@@ -79,13 +79,20 @@ impl Desired {
     }
 
     /// The secrets of `namespace`, or of every namespace.
-    pub async fn list_secrets(&self, namespace: Option<&str>) -> Result<Vec<SecretInfo>, RootError> {
+    pub async fn list_secrets(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<SecretInfo>, RootError> {
         let prefix = namespace.map_or_else(|| keys::SECRETS.to_string(), keys::secrets_in);
         let (records, _) = self.store.list_json::<SecretRecord>(&prefix).await?;
         Ok(records.into_iter().map(|(_, r, _)| r.info).collect())
     }
 
-    pub async fn delete_secret(&self, namespace: &str, name: &str) -> Result<SecretInfo, RootError> {
+    pub async fn delete_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<SecretInfo, RootError> {
         let info = self.get_secret(namespace, name).await?;
         self.store
             .delete(&keys::secret(namespace, name), Precondition::None)

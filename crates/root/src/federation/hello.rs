@@ -74,7 +74,9 @@ impl Federation {
                     Ok(values) => {
                         downlink.assign(&assignment(instance, &spec, values));
                     }
-                    Err(unresolved) => tracing::warn!(instance = %id, reason = %unresolved, "not resent"),
+                    Err(unresolved) => {
+                        tracing::warn!(instance = %id, reason = %unresolved, "not resent")
+                    }
                 }
             }
         }

@@ -6,6 +6,7 @@ use super::{Federation, transition};
 use crate::desired::{InstanceChange, RootError};
 use canopy_model::{Instance, InstanceState, SecretValues, ServiceSpec, UnresolvedSecret};
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use time::OffsetDateTime;
 
 impl Federation {
@@ -17,22 +18,32 @@ impl Federation {
     ) -> Result<Result<SecretValues, UnresolvedSecret>, RootError> {
         let mut found = BTreeMap::new();
         for reference in spec.secret_references() {
-            if !found.contains_key(&reference.secret) {
-                let data = self.desired.secret_data(namespace, &reference.secret).await?;
-                found.insert(reference.secret, data);
+            if let Entry::Vacant(slot) = found.entry(reference.secret) {
+                let data = self.desired.secret_data(namespace, slot.key()).await?;
+                slot.insert(data);
             }
         }
         Ok(spec.resolve_secrets(namespace, |name| found.get(name).cloned().flatten()))
     }
 
     /// Keeps `instance` pending, saying why (written once per new reason).
-    pub(super) async fn hold_back(&self, instance: &Instance, reason: String) -> Result<(), RootError> {
+    pub(super) async fn hold_back(
+        &self,
+        instance: &Instance,
+        reason: String,
+    ) -> Result<(), RootError> {
         self.desired
             .update_instance(&instance.id, |i| {
-                if i.state != InstanceState::Pending || i.reason.as_deref() == Some(reason.as_str()) {
+                if i.state != InstanceState::Pending || i.reason.as_deref() == Some(reason.as_str())
+                {
                     return InstanceChange::None;
                 }
-                transition(i, InstanceState::Pending, reason.clone(), OffsetDateTime::now_utc())
+                transition(
+                    i,
+                    InstanceState::Pending,
+                    reason.clone(),
+                    OffsetDateTime::now_utc(),
+                )
             })
             .await?;
         Ok(())
