@@ -143,8 +143,8 @@ pub enum Command {
     Token(crate::tokens::TokenArgs),
     /// Log in to a root: its tokens go to a context of the client config (the current one).
     Login(crate::login::LoginArgs),
-    /// Create a user (`canopy create user NAME`) or a namespace (`create namespace NAME
-    /// [--trusted]`).
+    /// Create a user (`canopy create user NAME`), a namespace (`create namespace NAME
+    /// [--trusted]`) or a secret (`create secret NAME --from-literal KEY=VALUE`).
     Create(crate::create::CreateArgs),
     /// Give a user a role over a namespace or all of them.
     Grant(crate::users::GrantArgs),
@@ -457,6 +457,8 @@ pub enum Kind {
     User,
     #[value(alias = "namespaces", alias = "ns")]
     Namespace,
+    #[value(alias = "secrets")]
+    Secret,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -509,6 +509,15 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
                 .await?;
             print!("{}", yaml_serde::to_string(&namespace)?);
         }
+        Kind::Secret => {
+            let secret: canopy_model::SecretInfo = client
+                .get(&format!(
+                    "/api/v1/namespaces/{namespace}/secrets/{}",
+                    encode(name)
+                ))
+                .await?;
+            print!("{}", yaml_serde::to_string(&secret)?);
+        }
     }
     Ok(())
 }
@@ -552,10 +561,13 @@ async fn delete(
         (Some(Kind::Namespace), Some(name)) if targets.is_empty() => {
             return crate::namespaces::delete(client, &name).await;
         }
+        (Some(Kind::Secret), Some(name)) if targets.is_empty() => {
+            return crate::secret_verbs::delete(client, &scope.namespace, &name).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
             bail!(
-                "only applications, instances, clusters, users and namespaces can be deleted; scale a service to 0 to stop its instances"
+                "only applications, instances, clusters, users, namespaces and secrets can be deleted; scale a service to 0 to stop its instances"
             )
         }
         _ => {

@@ -1,4 +1,4 @@
-//! `canopy create user|namespace NAME`: the objects an administrator makes by name.
+//! `canopy create user|namespace|secret NAME`: the objects an administrator makes by name.
 
 use clap::{Args, Subcommand};
 
@@ -16,11 +16,14 @@ pub enum CreateWhat {
     /// A namespace (a tenant); `--trusted` lets its applications run as root, privileged,
     /// with extra capabilities or with the `process` runtime. Run again to change the mark.
     Namespace(crate::namespaces::CreateNamespace),
+    /// A secret of a namespace, or all its keys anew if it exists (values are write-only).
+    Secret(crate::secret_verbs::CreateSecret),
 }
 
 pub async fn run(args: CreateArgs) -> anyhow::Result<()> {
     match args.what {
         CreateWhat::User(user) => crate::users::create(user).await,
         CreateWhat::Namespace(namespace) => crate::namespaces::create(namespace).await,
+        CreateWhat::Secret(secret) => crate::secret_verbs::create(secret).await,
     }
 }

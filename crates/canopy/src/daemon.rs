@@ -178,7 +178,9 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
 
 async fn open_root(args: &DaemonArgs) -> anyhow::Result<(Root, TcpListener)> {
     let store = open_store(&args.data, "root.redb")?;
-    let root = Root::open(Arc::new(store), args.timing.timing())
+    let sealing = canopy_tier::sealing::SealingKey::load_or_create(&args.data)
+        .context("loading the root's secret key")?;
+    let root = Root::open_sealed(Arc::new(store), args.timing.timing(), sealing)
         .await
         .context("recovering the desired state")?
         .with_api_config(api_config(&args.api)?);
@@ -341,7 +343,9 @@ async fn open_cluster(
         node_timing,
         carbon_g_per_kwh: placement.carbon_intensity,
     };
-    Cluster::open(config, Arc::new(store))
+    let sealing = canopy_tier::sealing::SealingKey::load_or_create(data)
+        .context("loading the cluster's secret key")?;
+    Cluster::open_sealed(config, Arc::new(store), sealing)
         .await
         .context("recovering the cluster's state")
 }

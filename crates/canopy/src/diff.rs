@@ -34,7 +34,7 @@ async fn diff_files(client: &Client, files: &[PathBuf]) -> anyhow::Result<bool> 
             .with_context(|| format!("checking {}", file.display()))?;
         let parsed = canopy_model::parse_descriptor(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        for (mut proposed, applied) in parsed.applications.into_iter().zip(&verdict.applications) {
+        for (proposed, applied) in parsed.applications.into_iter().zip(&verdict.applications) {
             if applied.action == ApplyAction::Unchanged {
                 continue;
             }
@@ -48,17 +48,13 @@ async fn diff_files(client: &Client, files: &[PathBuf]) -> anyhow::Result<bool> 
                 ))
                 .await?
                 .map(|view| view.application);
-            // The live side shows secrets redacted; so does the proposed one.
-            proposed.redact_secrets();
             let rendered = render(
                 &format!("application/{namespace}/{name}"),
                 live.as_ref().map(to_yaml).transpose()?.as_deref(),
                 &to_yaml(&proposed)?,
             );
             if rendered.is_empty() {
-                println!(
-                    "application/{namespace}/{name}: only write-only fields (registry passwords) change"
-                );
+                println!("application/{namespace}/{name}: changes, but not in what its YAML shows");
             } else {
                 print!("{rendered}");
             }

@@ -62,6 +62,7 @@ fn require_found(listing: &Listing, request: &Request<'_>) -> anyhow::Result<()>
             Kind::Node => "node",
             Kind::User => "user",
             Kind::Namespace => "namespace",
+            Kind::Secret => "secret",
         };
         bail!("{kind} {name:?} not found");
     }
@@ -151,6 +152,8 @@ fn relevant(request: &Request<'_>, change: &ChangeEvent) -> bool {
         Kind::User => false,
         // Namespace changes are not in the event stream.
         Kind::Namespace => false,
+        // Secrets are not in the event stream.
+        Kind::Secret => false,
     }
 }
 
@@ -232,6 +235,12 @@ async fn list(client: &Client, request: &Request<'_>) -> anyhow::Result<Listing>
                 crate::namespaces::namespace_table,
                 |n| n.name.clone(),
             )
+        }
+        Kind::Secret => {
+            let secrets = crate::secret_verbs::list(client, request.name, request.scope).await?;
+            render(&secrets, output, crate::secret_verbs::secret_table, |s| {
+                format!("{}/{}", s.namespace, s.name)
+            })
         }
     }
 }

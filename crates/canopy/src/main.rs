@@ -20,6 +20,7 @@ mod namespaces;
 mod operations;
 mod output;
 mod overlay;
+mod secret_verbs;
 mod sim;
 mod sse;
 mod streams;

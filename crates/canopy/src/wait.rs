@@ -107,7 +107,7 @@ impl Target {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
             },
-            Kind::Cluster | Kind::Node | Kind::User | Kind::Namespace => {
+            Kind::Cluster | Kind::Node | Kind::User | Kind::Namespace | Kind::Secret => {
                 bail!("wait works on instances, services and applications")
             }
         })

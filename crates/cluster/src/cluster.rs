@@ -13,6 +13,7 @@ use canopy_tier::child::{self, Uplink};
 use canopy_tier::parent::{Downlink, TierService};
 use canopy_tier::pb;
 use canopy_tier::probe::Prober;
+use canopy_tier::sealing::SealingKey;
 use canopy_tier::unix_ms;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -37,6 +38,8 @@ const CONVERGENCE_PERIOD: Duration = Duration::from_secs(1);
 pub struct Cluster {
     pub(crate) config: ClusterConfig,
     store: Arc<dyn Store>,
+    /// Seals the instances' secret values at rest.
+    sealing: SealingKey,
     /// Held across a step's commit, so effects are committed in the order they were decided.
     state: Mutex<ClusterState>,
     downlinks: std::sync::Mutex<BTreeMap<String, Downlink>>,
@@ -64,10 +67,20 @@ fn now() -> Now {
 }
 
 impl Cluster {
-    /// Opens the cluster over its own store, recovering the instances it had placed.
+    /// Opens the cluster over its own store, recovering the instances it had placed; secrets
+    /// are sealed under a key that lives as long as the process (tests).
     pub async fn open(
         config: ClusterConfig,
         store: Arc<dyn Store>,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        Cluster::open_sealed(config, store, SealingKey::ephemeral()).await
+    }
+
+    /// [`Cluster::open`] with the data dir's sealing key.
+    pub async fn open_sealed(
+        config: ClusterConfig,
+        store: Arc<dyn Store>,
+        sealing: SealingKey,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let (records, _) = store.list_json::<Placed>(INSTANCES).await?;
         let settings = Settings {
@@ -76,7 +89,8 @@ impl Cluster {
             carbon_g_per_kwh: config.carbon_g_per_kwh,
             probe_port: None,
         };
-        let placed = records.into_iter().map(|(_, placed, _)| placed).collect();
+        let mut placed: Vec<Placed> = records.into_iter().map(|(_, placed, _)| placed).collect();
+        crate::sealed::recover(&*store, &sealing, &mut placed).await?;
         let mut state = ClusterState::recover(settings, placed, now());
         if let Some((node_settings, _)) = store.get_json(NODE_SETTINGS).await? {
             state.node_settings = node_settings;
@@ -85,6 +99,7 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             config,
             store,
+            sealing,
             state: Mutex::new(state),
             downlinks: std::sync::Mutex::new(BTreeMap::new()),
             uplink,
@@ -179,6 +194,7 @@ impl Cluster {
             };
             let mut ops = Vec::with_capacity(effects.writes.len());
             for (id, placed) in &effects.writes {
+                ops.extend(crate::sealed::op(&self.sealing, id, placed.as_ref()));
                 let key = format!("{INSTANCES}{id}");
                 ops.push(match placed {
                     Some(placed) => match serde_json::to_vec(placed) {

@@ -21,6 +21,7 @@ mod peers;
 mod placed;
 mod placement;
 mod routes;
+mod sealed;
 mod state;
 mod streams;
 mod summary;

@@ -11,6 +11,10 @@ pub struct Placed {
     /// The root's generation of the assignment.
     pub generation: u64,
     pub workload: Workload,
+    /// The values of the secrets the workload references: never in this record's JSON
+    /// (the executor seals them into a record of their own, see `sealed`).
+    #[serde(skip)]
+    pub secrets: canopy_model::SecretValues,
     /// The node running (or about to run) the serving copy.
     pub node: Option<String>,
     /// Stop once the root revoked it; the observed `state` stays its node's word.
@@ -57,6 +61,7 @@ impl Placed {
             id,
             generation,
             workload,
+            secrets: Default::default(),
             node: None,
             desired: Desired::Run,
             state: InstanceState::ClusterScheduled,

@@ -29,12 +29,13 @@ impl ClusterState {
             let existing = existing.clone();
             self.revoke_copies(&existing, "replaced by a newer assignment", fx);
         }
-        let placed = Placed::new(
+        let mut placed = Placed::new(
             assignment.id.clone(),
             assignment.generation,
             assignment.workload,
             now.unix_ms,
         );
+        placed.secrets = assignment.secrets;
         self.instances.insert(placed.id.clone(), placed);
         self.place(&assignment.id, now, fx);
     }
@@ -169,5 +170,6 @@ pub(crate) fn assignment_of(placed: &Placed) -> Assignment {
         id: placed.id.clone(),
         generation: placed.generation,
         workload: placed.workload.clone(),
+        secrets: placed.secrets.clone(),
     }
 }

@@ -77,6 +77,7 @@ fn spec(service: &str, cpu: &str, extra: serde_json::Value) -> ServiceSpec {
 
 fn assignment(id: &str, generation: u64, spec: ServiceSpec) -> Assignment {
     Assignment {
+        secrets: Default::default(),
         id: id.into(),
         generation,
         workload: Workload {

@@ -128,10 +128,14 @@ pub struct ServiceSpec {
     /// What placement optimises for this service; `binPack` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective: Option<Objective>,
-    /// Registry credentials for `image` (like Nomad's `auth` block); the node's own
-    /// credentials for the registry are used when absent.
+    /// The name of a Secret of the namespace with registry credentials for `image` (keys
+    /// `username` and `password`); the node's own credentials for the registry are used
+    /// when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_pull_secret: Option<RegistryCredentials>,
+    pub image_pull_secret: Option<String>,
+    /// Environment variables whose values come from a key of a Secret of the namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, crate::SecretKeyRef>,
     /// The user the workload runs as, privileged mode, added capabilities.
     #[serde(default, skip_serializing_if = "SecurityContext::is_empty")]
     pub security_context: SecurityContext,
@@ -290,33 +294,16 @@ where
     deserializer.deserialize_map(Unique)
 }
 
-/// What the API shows instead of a secret's value: secrets are write-only.
+/// What Canopy shows instead of a secret's value: secrets are write-only.
 pub const REDACTED: &str = "<redacted>";
 
-/// Username and password (or token) for a registry. `Debug` never shows the password.
+/// Username and password (or token) for a registry, as a node's own credentials file holds
+/// them. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistryCredentials {
     pub username: String,
     pub password: String,
-}
-
-impl ServiceSpec {
-    /// The spec as the API may show it: every secret value replaced by [`REDACTED`].
-    pub fn redact_secrets(&mut self) {
-        if let Some(credentials) = &mut self.image_pull_secret {
-            credentials.password = REDACTED.to_string();
-        }
-    }
-}
-
-impl Application {
-    /// See [`ServiceSpec::redact_secrets`].
-    pub fn redact_secrets(&mut self) {
-        for service in &mut self.spec.services {
-            service.redact_secrets();
-        }
-    }
 }
 
 impl std::fmt::Debug for RegistryCredentials {

@@ -14,6 +14,8 @@ pub mod privilege;
 pub mod quantity;
 pub mod schema;
 pub mod security;
+mod secret;
+mod secret_refs;
 mod selector;
 mod status;
 mod usage;
@@ -30,6 +32,13 @@ pub use parse::{DescriptorFormat, ParsedDescriptor, parse_descriptor, to_json, t
 pub use privilege::privilege_errors;
 pub use quantity::{Mebibytes, Millicores, QuantityError};
 pub use security::{Capabilities, SecurityContext};
+pub use secret::{
+    KIND_SECRET, MAX_SECRET_BYTES, MAX_SECRET_KEYS, SecretInfo, SecretInput, SecretValues,
+    validate_secret_key,
+};
+pub use secret_refs::{
+    PULL_PASSWORD, PULL_USERNAME, SecretKeyRef, SecretReference, UnresolvedSecret,
+};
 pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
 pub use usage::{InstanceDetails, Usage};

@@ -65,6 +65,15 @@ fn env() -> Value {
         "additionalProperties": {"type": "string", "pattern": patterns::text(), "maxLength": MAX_STRING_LEN}})
 }
 
+fn secret_env() -> Value {
+    json!({"type": "object", "maxProperties": MAX_ENV_VARS,
+        "propertyNames": {"pattern": patterns::env_name(), "maxLength": MAX_STRING_LEN}})
+}
+
+fn secret_key() -> Value {
+    json!({"type": "string", "pattern": r"^[A-Za-z0-9._-]+$", "maxLength": 253})
+}
+
 fn words() -> Value {
     json!({"type": "array", "maxItems": MAX_COMMAND_WORDS,
         "items": {"type": "string", "pattern": patterns::text(), "maxLength": MAX_STRING_LEN}})
@@ -94,10 +103,6 @@ fn working_dir() -> Value {
 
 fn replicas() -> Value {
     json!({"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS, "default": 1})
-}
-
-fn non_blank() -> Value {
-    json!({"type": "string", "pattern": patterns::non_blank()})
 }
 
 /// The artifact each runtime needs, and the fields it must not have.
@@ -362,7 +367,10 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("PortSpec", "name", optional_dns_label()),
         ("PortSpec", "port", port()),
         ("PortSpec", "hostPort", host_port()),
-        ("RegistryCredentials", "username", non_blank()),
+        ("ServiceSpec", "imagePullSecret", optional_dns_label()),
+        ("ServiceSpec", "secretEnv", secret_env()),
+        ("SecretKeyRef", "name", dns_label()),
+        ("SecretKeyRef", "key", secret_key()),
         ("Constraint", "arch", arch()),
         ("Constraint", "nodeSelector", selector()),
         ("Constraint", "clusterSelector", selector()),

@@ -185,17 +185,8 @@ impl Validator {
                 format!("only applies to runtime container, not {runtime}"),
             );
         }
-        if let Some(secret) = &svc.image_pull_secret {
-            if svc.runtime == RuntimeKind::Process {
-                self.err(
-                    format!("{p}.imagePullSecret"),
-                    "only applies to runtimes that pull images (container, wasm)",
-                );
-            }
-            if secret.username.trim().is_empty() {
-                self.err(format!("{p}.imagePullSecret.username"), "must not be empty");
-            }
-        }
+        self.errors
+            .extend(crate::secret_refs::check_references(p, svc));
         if svc.runtime != RuntimeKind::Wasm && svc.module.is_some() {
             self.err(
                 format!("{p}.module"),

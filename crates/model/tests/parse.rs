@@ -583,6 +583,7 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     objective: None,
                     image_pull_secret: None,
                     security_context: Default::default(),
+                    secret_env: Default::default(),
                     labels: Default::default(),
                     annotations: Default::default(),
                 }

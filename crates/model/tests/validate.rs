@@ -854,30 +854,56 @@ fn the_template_hash_ignores_replicas_and_sees_everything_else() {
 }
 
 #[test]
-fn image_pull_secret_is_checked_and_never_printed() {
+fn secret_references_are_checked_with_their_field_paths() {
     let mut app = baseline();
     {
         let svc = web(&mut app);
         svc.runtime = canopy_model::RuntimeKind::Process;
         svc.image = None;
         svc.command = vec!["/bin/true".into()];
-        svc.image_pull_secret = Some(canopy_model::RegistryCredentials {
-            username: " ".into(),
-            password: "hunter2".into(),
-        });
+        svc.image_pull_secret = Some("Reg_Cred".into());
+        svc.env.insert("TOKEN".into(), "plain".into());
+        svc.secret_env.insert(
+            "TOKEN".into(),
+            canopy_model::SecretKeyRef {
+                name: "api".into(),
+                key: "a/b".into(),
+            },
+        );
     }
     let errors = validate_application(&app);
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-    assert!(
-        paths.contains(&"spec.services[0].imagePullSecret"),
-        "{paths:?}"
+    for expected in [
+        "spec.services[0].imagePullSecret",
+        "spec.services[0].secretEnv.TOKEN",
+        "spec.services[0].secretEnv.TOKEN.key",
+    ] {
+        assert!(paths.contains(&expected), "{expected} in {paths:?}");
+    }
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| **p == "spec.services[0].imagePullSecret")
+            .count(),
+        2,
+        "not a DNS label, and a process pulls no image: {errors:?}"
     );
-    assert!(
-        paths.contains(&"spec.services[0].imagePullSecret.username"),
-        "{paths:?}"
-    );
-    let shown = format!("{:?}", web(&mut app).image_pull_secret);
-    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn a_descriptor_references_secrets_by_name_and_round_trips() {
+    let text = r#"{"apiVersion":"canopy.dev/v1","kind":"Application","metadata":{"name":"a"},
+         "spec":{"services":[{"name":"s","runtime":"container","image":"reg:5000/x:1",
+         "imagePullSecret":"regcred",
+         "secretEnv":{"DB_PASSWORD":{"name":"db","key":"password"}}}]}}"#;
+    let parsed = canopy_model::parse_descriptor(text).expect("valid");
+    let app = &parsed.applications[0];
+    let svc = &app.spec.services[0];
+    assert_eq!(svc.image_pull_secret.as_deref(), Some("regcred"));
+    assert_eq!(svc.secret_env["DB_PASSWORD"].key, "password");
+    let yaml = canopy_model::to_yaml(app);
+    let again = canopy_model::parse_descriptor(&yaml).expect("its own output parses");
+    assert_eq!(&again.applications[0], app);
 }
 
 #[test]

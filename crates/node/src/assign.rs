@@ -76,6 +76,7 @@ impl Agent {
                 workload: assign.workload,
                 restarts: 0,
                 image_digest: None,
+                secrets: assign.secrets,
             };
             let local = Local::admitted(record, now);
             self.uplink.report(&report::of(node, &assign.id, &local));
@@ -188,6 +189,7 @@ mod tests {
         }));
         match spec {
             Ok(spec) => Assignment {
+                secrets: Default::default(),
                 id: id.into(),
                 generation,
                 workload: Workload {

@@ -106,6 +106,7 @@ mod tests {
         }))
         .unwrap();
         InstanceSpec {
+            secrets: Default::default(),
             id: id.into(),
             generation: 1,
             service,

@@ -5,7 +5,6 @@
 
 use async_trait::async_trait;
 use canopy_image::{Credentials, ImageStore, PullProgress};
-use canopy_model::ServiceSpec;
 use canopy_runtime::{
     Capabilities, ImageConfig, InstanceSpec, Prepared, PreparedImage, Prestart, Progress,
     RuntimeError, validate_id,
@@ -62,10 +61,11 @@ impl RegistryImages {
         }
     }
 
-    /// The service's own credentials win over the node's for the image's registry.
-    fn credentials_for(&self, spec: &ServiceSpec, image: &str) -> Option<Credentials> {
-        if let Some(secret) = &spec.image_pull_secret {
-            return Some(Credentials::new(&secret.username, &secret.password));
+    /// The service's own credentials (its `imagePullSecret`, resolved by the root) win over
+    /// the node's for the image's registry.
+    fn credentials_for(&self, spec: &InstanceSpec, image: &str) -> Option<Credentials> {
+        if let Some((username, password)) = spec.service.pull_credentials(&spec.secrets) {
+            return Some(Credentials::new(&username, &password));
         }
         let registry = image.split('/').next().unwrap_or_default();
         self.credentials.get(registry).cloned()
@@ -111,7 +111,7 @@ impl Prestart for RegistryImages {
         }
         // Each start gets a fresh root filesystem, as a restarted pod does.
         self.release(&spec.id).await?;
-        let credentials = self.credentials_for(svc, image);
+        let credentials = self.credentials_for(spec, image);
         let report = |event: PullProgress| match event {
             PullProgress::Resolving { reference } => progress(&format!("resolving {reference}")),
             PullProgress::Done { digest, cached } => progress(&format!(

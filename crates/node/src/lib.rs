@@ -169,7 +169,14 @@ impl Agent {
             path: config.data.clone(),
             source,
         })?;
-        let statefile = StateFile::new(&config.data);
+        let sealing =
+            canopy_tier::sealing::SealingKey::load_or_create(&config.data).map_err(|e| {
+                NodeError::StateFile {
+                    path: config.data.join(canopy_tier::sealing::KEY_FILE),
+                    source: std::io::Error::other(e),
+                }
+            })?;
+        let statefile = StateFile::new(&config.data, sealing);
         let records = statefile.load().map_err(|source| NodeError::StateFile {
             path: config.data.join("assignments.json"),
             source,

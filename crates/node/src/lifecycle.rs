@@ -213,6 +213,7 @@ mod tests {
                 workload,
                 restarts: 0,
                 image_digest: None,
+                secrets: Default::default(),
             },
             Err(e) => panic!("test workload: {e}"),
         }

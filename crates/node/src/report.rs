@@ -118,6 +118,7 @@ mod tests {
                     workload,
                     restarts: 0,
                     image_digest: None,
+                    secrets: Default::default(),
                 },
                 10,
             ),

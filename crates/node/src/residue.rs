@@ -47,6 +47,7 @@ fn assignment(id: &str, marker: &str) -> Assignment {
     }))
     .expect("spec");
     Assignment {
+        secrets: Default::default(),
         id: id.into(),
         generation: 1,
         workload: Workload {

@@ -241,7 +241,12 @@ impl Agent {
             ("CANOPY_NODE".to_string(), self.config.name.clone()),
         ]);
         env.extend(self.overlay_env());
+        // Validation keeps `secretEnv` apart from `env`; Canopy's own variables win.
+        for (var, value) in workload.spec.secret_environment(&local.record.secrets) {
+            env.entry(var).or_insert(value);
+        }
         InstanceSpec {
+            secrets: local.record.secrets.clone(),
             id: id.to_string(),
             generation: local.generation(),
             service: workload.spec.clone(),

@@ -10,6 +10,8 @@ pub const OPERATOR_NODES: &str = "/operator/nodes/";
 pub const OPERATOR_CLUSTERS: &str = "/operator/clusters/";
 /// Namespaces and whether each is trusted.
 pub const NAMESPACES: &str = "/namespaces/";
+/// Secrets, values sealed; not in the event stream (see [`kind_of`]).
+pub const SECRETS: &str = "/secrets/";
 
 pub fn application(namespace: &str, name: &str) -> String {
     format!("{APPLICATIONS}{namespace}/{name}")
@@ -21,6 +23,14 @@ pub fn applications_in(namespace: &str) -> String {
 
 pub fn namespace(name: &str) -> String {
     format!("{NAMESPACES}{name}")
+}
+
+pub fn secret(namespace: &str, name: &str) -> String {
+    format!("{SECRETS}{namespace}/{name}")
+}
+
+pub fn secrets_in(namespace: &str) -> String {
+    format!("{SECRETS}{namespace}/")
 }
 
 pub fn instance(id: &str) -> String {

@@ -15,6 +15,7 @@ use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use canopy_store::Store;
 pub use canopy_tier::Timing;
+use canopy_tier::sealing::SealingKey;
 use canopy_tier::trust::{Enrolment, JoinService, Role, listener};
 use desired::{Desired, RootError};
 use std::future::Future;
@@ -37,9 +38,19 @@ pub struct Root {
 
 impl Root {
     /// Opens the root over a store and reconciles whatever a previous run left half done.
+    /// A root whose secrets are sealed under a key that lives as long as the process
+    /// (tests); [`Root::open_sealed`] takes the data dir's.
     pub async fn open(store: Arc<dyn Store>, timing: Timing) -> Result<Root, RootError> {
+        Root::open_sealed(store, timing, SealingKey::ephemeral()).await
+    }
+
+    pub async fn open_sealed(
+        store: Arc<dyn Store>,
+        timing: Timing,
+        sealing: SealingKey,
+    ) -> Result<Root, RootError> {
         let store_for_accounts = store.clone();
-        let desired = Arc::new(Desired::new(store.clone()));
+        let desired = Arc::new(Desired::with_sealing(store.clone(), sealing));
         desired.reconcile_all().await?;
         // Untrusted at first start: an admin marks what is trusted.
         desired

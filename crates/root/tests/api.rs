@@ -1100,66 +1100,6 @@ async fn readyz_answers_503_while_the_store_fails_and_200_once_it_answers() {
     server.stop().await;
 }
 
-/// Secrets are write-only: a registry password is stored and used, but no answer of the API
-/// and no event carries it.
-#[tokio::test]
-async fn registry_passwords_never_come_back() {
-    const SECRET: &str = "s3cret-Pa55word";
-    let server = Server::start().await;
-    let live = open_events(&server, None).await;
-    let mut live = Box::pin(live.bytes_stream());
-    let mut app = app("private", 1);
-    app["spec"]["services"][0] = json!({
-        "name": "web", "runtime": "container", "image": "127.0.0.1:1/private/web:1",
-        "resources": {"cpu": "100m", "memory": "32Mi"},
-        "imagePullSecret": {"username": "robot", "password": SECRET}
-    });
-    let mut answers = Vec::new();
-    let (status, body) = server.post_json("/api/v1/applications", &app).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    answers.push(body);
-    for path in [
-        "/api/v1/applications",
-        "/api/v1/applications/default/private",
-        "/api/v1/services",
-        "/api/v1/services/default/private/web",
-    ] {
-        let (status, body) = server.get(path).await;
-        assert_eq!(status, StatusCode::OK, "{path}");
-        answers.push(body);
-    }
-    let (status, body) = server
-        .post_json(
-            "/api/v1/services/default/private/web/scale",
-            &json!({"replicas": 2}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    answers.push(body);
-    for answer in &answers {
-        let text = answer.to_string();
-        assert!(!text.contains(SECRET), "the password came back: {text}");
-    }
-    // The answers do show that there is one.
-    assert!(answers[2].to_string().contains(canopy_model::REDACTED));
-
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !text.contains("imagePullSecret") {
-        let chunk = tokio::time::timeout_at(deadline, live.next())
-            .await
-            .expect("the application's event within 10 s")
-            .expect("stream open")
-            .unwrap();
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    assert!(
-        !text.contains(SECRET),
-        "an event carried the password: {text}"
-    );
-    server.stop().await;
-}
-
 /// An imported name lowercased onto another application's is refused, naming both: `MyApp`
 /// from an Oakestra SLA never replaces a native `myapp`. Applying the SLA again is fine.
 #[tokio::test]

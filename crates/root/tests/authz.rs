@@ -62,6 +62,10 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/namespaces/{name}", "xxxxxx"),
     ("PUT", "/api/v1/namespaces/{name}", "x-----"),
     ("DELETE", "/api/v1/namespaces/{name}", "x-----"),
+    ("GET", "/api/v1/namespaces/{namespace}/secrets", "xxx-x-"),
+    ("GET", "/api/v1/namespaces/{namespace}/secrets/{name}", "xxx-x-"),
+    ("PUT", "/api/v1/namespaces/{namespace}/secrets/{name}", "x-x---"),
+    ("DELETE", "/api/v1/namespaces/{namespace}/secrets/{name}", "x-x---"),
     ("GET", "/api/v1/users", "x-----"),
     ("POST", "/api/v1/users", "x-----"),
     ("GET", "/api/v1/users/{name}", "x-----"),
@@ -88,6 +92,11 @@ fn request(
         .replace("{cluster}/{name}", "c1/n1")
         .replace("/clusters/{name}", "/clusters/c1")
         .replace("/users/{name}", "/users/nobody")
+        .replace(
+            "/namespaces/{namespace}/secrets",
+            &format!("/namespaces/{namespace}/secrets"),
+        )
+        .replace("/secrets/{name}", "/secrets/regcred")
         .replace("/namespaces/{name}", "/namespaces/made-here");
     assert!(
         !concrete.contains('{'),
@@ -119,6 +128,9 @@ fn request(
         "/api/v1/users" => json(json!({"name": "made-here", "password": "made-here-password"})),
         "/api/v1/users/{name}/grants" => json(json!({"role": "viewer"})),
         "/api/v1/namespaces/{name}" => json(json!({"trusted": false})),
+        "/api/v1/namespaces/{namespace}/secrets/{name}" => {
+            json(json!({"data": {"password": "made-here"}}))
+        }
         _ => None,
     };
     (concrete, body)

@@ -209,6 +209,7 @@ mod tests {
         }))
         .unwrap();
         InstanceSpec {
+            secrets: Default::default(),
             id: "i".into(),
             generation: 1,
             service,

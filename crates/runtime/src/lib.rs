@@ -52,6 +52,9 @@ pub struct InstanceSpec {
     pub env: BTreeMap<String, String>,
     /// What the node's prestart hooks made for this start (empty without hooks).
     pub prepared: Prepared,
+    /// The values of the secrets the service references (registry credentials for a
+    /// hook's pull); never written out by a runtime. `Debug` shows keys only.
+    pub secrets: canopy_model::SecretValues,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -263,6 +263,7 @@ fn service(command: &[&str], extra: serde_json::Value) -> ServiceSpec {
 
 fn spec(id: &str, service: ServiceSpec) -> InstanceSpec {
     InstanceSpec {
+        secrets: Default::default(),
         id: id.to_string(),
         generation: 1,
         service,

@@ -26,6 +26,7 @@ fn service(command: &[&str]) -> ServiceSpec {
 
 fn spec(id: &str, command: &[&str]) -> InstanceSpec {
     InstanceSpec {
+        secrets: Default::default(),
         id: id.to_string(),
         generation: 1,
         service: service(command),

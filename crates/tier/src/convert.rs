@@ -1,7 +1,7 @@
 //! Between the model's types and the wire's.
 
 use crate::pb;
-use canopy_model::{GeoPoint, ResourceAmounts, ServiceSpec};
+use canopy_model::{GeoPoint, ResourceAmounts, SecretValues, ServiceSpec};
 use canopy_sched::{ClusterView, Coordinate, NodeView};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -18,12 +18,18 @@ pub struct Workload {
 }
 
 impl Workload {
-    pub fn to_assign(&self, instance_id: &str, generation: u64) -> pb::Assign {
+    pub fn to_assign(
+        &self,
+        instance_id: &str,
+        generation: u64,
+        secrets: &SecretValues,
+    ) -> pb::Assign {
         pb::Assign {
             instance_id: instance_id.to_string(),
             generation,
             // Serialising plain data cannot fail; an empty payload would be rejected downstream.
             workload_json: serde_json::to_vec(self).unwrap_or_default(),
+            secrets: secrets_to_pb(secrets),
         }
     }
 
@@ -32,6 +38,31 @@ impl Workload {
             crate::TierError::Malformed(format!("assignment {}: {e}", assign.instance_id))
         })
     }
+}
+
+fn secrets_to_pb(secrets: &SecretValues) -> std::collections::HashMap<String, pb::SecretData> {
+    secrets
+        .iter()
+        .map(|(name, data)| {
+            let data = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            (name.clone(), pb::SecretData { data })
+        })
+        .collect()
+}
+
+pub fn secrets_from_pb(assign: &pb::Assign) -> SecretValues {
+    assign
+        .secrets
+        .iter()
+        .map(|(name, secret)| {
+            let data = secret
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (name.clone(), data)
+        })
+        .collect()
 }
 
 impl From<ResourceAmounts> for pb::Resources {

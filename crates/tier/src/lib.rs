@@ -12,6 +12,7 @@ mod operator;
 pub mod outbox;
 pub mod parent;
 pub mod probe;
+pub mod sealing;
 pub mod session;
 mod status;
 pub mod streams;

@@ -14,6 +14,8 @@ pub struct Assignment {
     pub id: String,
     pub generation: u64,
     pub workload: Workload,
+    /// The values of the secrets the workload references (`Debug` shows keys only).
+    pub secrets: canopy_model::SecretValues,
 }
 
 /// Stop this instance (the child's copy at this generation or older).
@@ -48,7 +50,8 @@ pub enum Message {
 
 impl Assignment {
     pub fn to_pb(&self) -> pb::Assign {
-        self.workload.to_assign(&self.id, self.generation)
+        self.workload
+            .to_assign(&self.id, self.generation, &self.secrets)
     }
 
     pub fn from_pb(assign: &pb::Assign) -> Result<Assignment, TierError> {
@@ -56,6 +59,7 @@ impl Assignment {
             id: assign.instance_id.clone(),
             generation: assign.generation,
             workload: Workload::from_assign(assign)?,
+            secrets: crate::convert::secrets_from_pb(assign),
         })
     }
 }

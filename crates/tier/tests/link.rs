@@ -62,6 +62,7 @@ fn assignment(id: String) -> Assignment {
     }))
     .unwrap();
     Assignment {
+        secrets: Default::default(),
         id,
         generation: 1,
         workload: Workload {

@@ -303,6 +303,7 @@ impl Mapper {
             image_pull_secret: None,
             // Oakestra's SLA has no privilege settings: its workloads get Canopy's defaults.
             security_context: Default::default(),
+            secret_env: Default::default(),
             labels: BTreeMap::new(),
             annotations,
         };

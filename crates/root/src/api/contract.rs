@@ -29,7 +29,13 @@ pub fn document() -> Value {
             selector_parameters(operations);
         }
         for (path, operations) in paths.iter_mut() {
-            if !(path.starts_with("/api/v1/applications/") || path.starts_with("/api/v1/services/"))
+            if ![
+                "/api/v1/applications/",
+                "/api/v1/services/",
+                "/api/v1/namespaces/",
+            ]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
             {
                 continue;
             }

@@ -123,31 +123,13 @@ impl Visibility {
     }
 }
 
-/// Secrets are write-only: every registry password in a changed object is redacted.
-fn redact_secrets(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(object) => {
-            if let Some(serde_json::Value::Object(secret)) = object.get_mut("imagePullSecret")
-                && secret.contains_key("password")
-            {
-                secret.insert("password".into(), canopy_model::REDACTED.into());
-            }
-            object.values_mut().for_each(redact_secrets);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_secrets),
-        _ => {}
-    }
-}
-
 fn to_sse(change: WatchEvent) -> Option<Event> {
     let kind = keys::kind_of(change.key())?;
-    let (action, mut object) = match &change {
+    // Secrets (`/secrets/`) have no kind here: their changes are not streamed.
+    let (action, object) = match &change {
         WatchEvent::Put { entry } => ("put", serde_json::from_slice(&entry.value).ok()),
         WatchEvent::Delete { .. } => ("delete", None),
     };
-    if let Some(object) = &mut object {
-        redact_secrets(object);
-    }
     let data = ChangeEvent {
         revision: change.revision(),
         kind: kind.to_string(),

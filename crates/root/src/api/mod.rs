@@ -16,6 +16,7 @@ mod login;
 mod namespaces;
 pub mod rate_limit;
 pub mod rules;
+mod secrets;
 mod selectors;
 mod streams;
 mod users;
@@ -89,6 +90,7 @@ impl
         events::events, audit::list, version::version, healthz, readyz,
         login::login, login::refresh, api_tokens::list, api_tokens::revoke,
         users::list, users::create, users::show, users::delete, users::grant, users::revoke,
+        secrets::list, secrets::get_one, secrets::put, secrets::delete,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
@@ -97,6 +99,7 @@ impl
         (name = "infrastructure", description = "Clusters and nodes"),
         (name = "namespaces", description = "Tenants, each trusted to run privileged workloads or not"),
         (name = "events"), (name = "version"), (name = "health"),
+        (name = "secrets", description = "Secrets of a namespace: values are write-only"),
         (name = "audit", description = "Every mutating call: who, what, when, result"),
         (name = "auth", description = "Logging in, and tokens"),
         (name = "users", description = "Users and the roles granted to them (admins)"),
@@ -164,6 +167,7 @@ pub fn router(
                 .delete(namespaces::delete),
         )
         .merge(infrastructure::routes())
+        .merge(secrets::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))
         .route("/version", get(version::version))

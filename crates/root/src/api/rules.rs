@@ -124,6 +124,23 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/api/v1/namespaces/{name}", Authenticated),
     ("PUT", "/api/v1/namespaces/{name}", Installation(ManageUsers)),
     ("DELETE", "/api/v1/namespaces/{name}", Installation(ManageUsers)),
+    // A secret's values are the namespace's developers' (and never readable by anyone).
+    ("GET", "/api/v1/namespaces/{namespace}/secrets", Namespaced(Read)),
+    (
+        "GET",
+        "/api/v1/namespaces/{namespace}/secrets/{name}",
+        Namespaced(Read),
+    ),
+    (
+        "PUT",
+        "/api/v1/namespaces/{namespace}/secrets/{name}",
+        Namespaced(Deploy),
+    ),
+    (
+        "DELETE",
+        "/api/v1/namespaces/{namespace}/secrets/{name}",
+        Namespaced(Deploy),
+    ),
     ("GET", "/api/v1/users", Installation(ManageUsers)),
     ("POST", "/api/v1/users", Installation(ManageUsers)),
     ("GET", "/api/v1/users/{name}", Installation(ManageUsers)),

@@ -10,6 +10,7 @@ mod operator;
 mod reconcile;
 mod removal;
 mod replicas;
+mod secrets;
 mod views;
 
 pub use instances::{InstanceChange, InstanceFilter};
@@ -21,6 +22,7 @@ use crate::keys;
 use crate::records::ApplicationRecord;
 use canopy_model::DescriptorError;
 use canopy_store::{Revision, Store, StoreError, StoreExt};
+use canopy_tier::sealing::SealingKey;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ pub enum RootError {
     Trust(#[from] canopy_tier::trust::TrustError),
     #[error("accounts: {0}")]
     Accounts(#[from] crate::auth::AuthError),
+    #[error("secrets: {0}")]
+    Sealing(#[from] canopy_tier::sealing::SealError),
 }
 
 /// How many times a write is retried when a concurrent writer changed the same record.
@@ -49,14 +53,23 @@ const CAS_ATTEMPTS: usize = 8;
 
 pub struct Desired {
     store: Arc<dyn Store>,
+    /// Seals secret values at rest.
+    sealing: SealingKey,
     /// Reconciliation reads then writes many keys; one at a time keeps it simple and correct.
     reconcile_lock: tokio::sync::Mutex<()>,
 }
 
 impl Desired {
+    /// Secrets sealed under a key that lives as long as the process (tests); a root over a
+    /// data dir uses [`Desired::with_sealing`].
     pub fn new(store: Arc<dyn Store>) -> Self {
+        Desired::with_sealing(store, SealingKey::ephemeral())
+    }
+
+    pub fn with_sealing(store: Arc<dyn Store>, sealing: SealingKey) -> Self {
         Desired {
             store,
+            sealing,
             reconcile_lock: tokio::sync::Mutex::new(()),
         }
     }

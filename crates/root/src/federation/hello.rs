@@ -69,7 +69,15 @@ impl Federation {
                 continue;
             };
             if let Some(spec) = self.desired.service_spec(instance).await? {
-                downlink.assign(&assignment(instance, &spec));
+                // Resolved when first sent; a secret deleted since leaves nothing to resend.
+                match self.secrets_for(&instance.namespace, &spec).await? {
+                    Ok(values) => {
+                        downlink.assign(&assignment(instance, &spec, values));
+                    }
+                    Err(unresolved) => {
+                        tracing::warn!(instance = %id, reason = %unresolved, "not resent")
+                    }
+                }
             }
         }
         for id in diff.stopped {

@@ -13,6 +13,7 @@ mod membership;
 mod operator;
 mod peers;
 mod schedule;
+mod secrets;
 mod streams;
 mod usage;
 
@@ -167,10 +168,15 @@ fn workload(instance: &Instance, spec: &ServiceSpec) -> Workload {
     }
 }
 
-fn assignment(instance: &Instance, spec: &ServiceSpec) -> canopy_tier::Assignment {
+fn assignment(
+    instance: &Instance,
+    spec: &ServiceSpec,
+    secrets: canopy_model::SecretValues,
+) -> canopy_tier::Assignment {
     canopy_tier::Assignment {
         id: instance.id.clone(),
         generation: instance.generation,
         workload: workload(instance, spec),
+        secrets,
     }
 }

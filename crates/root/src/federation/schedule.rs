@@ -4,7 +4,7 @@
 use super::{Federation, Links, assignment, transition};
 use crate::desired::{InstanceChange, RootError};
 use crate::instances::{ServiceKey, service_key};
-use canopy_model::{Instance, InstanceState, ResourceAmounts, ServiceSpec};
+use canopy_model::{Instance, InstanceState, ResourceAmounts, SecretValues, ServiceSpec};
 use canopy_sched::{ClusterView, Endpoint, PlacementContext, Request, demand, place_on_cluster};
 use canopy_tier::{Revocation, summary_from_pb};
 use std::collections::BTreeMap;
@@ -69,10 +69,26 @@ impl Federation {
             }
         }
         // Where this pass places each instance: written in one commit after the loop.
-        let mut chosen: BTreeMap<String, (String, ServiceSpec)> = BTreeMap::new();
+        let mut chosen: BTreeMap<String, (String, ServiceSpec, SecretValues)> = BTreeMap::new();
+        let mut secrets = BTreeMap::new();
         for instance in &pending {
             let Some(spec) = self.spec_for(&mut specs, &service_key(instance)).await? else {
                 continue;
+            };
+            // Read once per service and pass; a missing secret holds the instance back.
+            let values = match secrets.get(&service_key(instance)) {
+                Some(values) => values,
+                None => {
+                    let values = self.secrets_for(&instance.namespace, &spec).await?;
+                    secrets.entry(service_key(instance)).or_insert(values)
+                }
+            };
+            let values = match values {
+                Ok(values) => values.clone(),
+                Err(unresolved) => {
+                    self.hold_back(instance, unresolved.to_string()).await?;
+                    continue;
+                }
             };
             if links
                 .refused
@@ -108,7 +124,7 @@ impl Federation {
                         .or_default()
                         .entry(cluster.clone())
                         .or_default() += 1;
-                    chosen.insert(instance.id.clone(), (cluster, spec));
+                    chosen.insert(instance.id.clone(), (cluster, spec, values));
                 }
                 Err(explanation) => {
                     // Say why the clusters that were asked refused, not only that they did.
@@ -144,7 +160,7 @@ impl Federation {
     async fn assign_chosen(
         &self,
         links: &Links,
-        chosen: BTreeMap<String, (String, ServiceSpec)>,
+        chosen: BTreeMap<String, (String, ServiceSpec, SecretValues)>,
     ) -> Result<(), RootError> {
         if chosen.is_empty() {
             return Ok(());
@@ -154,7 +170,7 @@ impl Federation {
         let assigned = self
             .desired
             .update_instances(&ids, |i| {
-                let Some((cluster, _)) = chosen.get(&i.id) else {
+                let Some((cluster, _, _)) = chosen.get(&i.id) else {
                     return InstanceChange::None;
                 };
                 if i.state != InstanceState::Pending {
@@ -175,7 +191,7 @@ impl Federation {
             })
             .await?;
         for instance in assigned {
-            let Some((cluster, spec)) = chosen.get(&instance.id) else {
+            let Some((cluster, spec, values)) = chosen.get(&instance.id) else {
                 continue;
             };
             if instance.state != InstanceState::ClusterScheduled
@@ -184,7 +200,7 @@ impl Federation {
                 continue;
             }
             if let Some(link) = links.downlink(cluster) {
-                link.assign(&assignment(&instance, spec));
+                link.assign(&assignment(&instance, spec, values.clone()));
             }
         }
         Ok(())
