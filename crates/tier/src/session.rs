@@ -151,7 +151,8 @@ impl Message {
             pb::up::Body::Status(status) => readable(child, std::slice::from_ref(&status))
                 .pop()
                 .map(Message::Status),
-            pb::up::Body::Hello(_) => None,
+            // Hellos after the first are ignored; answers are taken by the link itself.
+            pb::up::Body::Hello(_) | pb::up::Body::Answer(_) => None,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! A parent's certificate authority: a self-signed ECDSA P-256 CA that signs its children's
-//! certificates and its own tier listener's.
+//! A parent's certificate authority, ECDSA P-256: the root's is self-signed; a cluster's is
+//! an intermediate the root issued at its join. Either signs its children's certificates
+//! and its own tier listener's.
 
 use super::{PARENT_SERVER_NAME, TrustError, certs};
 use rcgen::{
@@ -35,7 +36,8 @@ impl Authority {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        // One level below: the clusters' intermediate CAs, which sign leaves only.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -91,14 +93,46 @@ impl Authority {
         now: OffsetDateTime,
         lifetime: Duration,
     ) -> Result<Issued, TrustError> {
+        self.sign(csr_der, name, now, lifetime, false)
+    }
+
+    /// An intermediate CA for the cluster `name`, over the key of `csr_der`: it may sign
+    /// leaf certificates only (path length 0), so a cluster certifies its own nodes and
+    /// nothing above or beside them.
+    pub fn issue_ca(
+        &self,
+        csr_der: &[u8],
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<Issued, TrustError> {
+        self.sign(csr_der, name, now, CA_LIFETIME, true)
+    }
+
+    fn sign(
+        &self,
+        csr_der: &[u8],
+        name: &str,
+        now: OffsetDateTime,
+        lifetime: Duration,
+        ca: bool,
+    ) -> Result<Issued, TrustError> {
         let csr = CertificateSigningRequestDer::from(csr_der.to_vec());
         let request = CertificateSigningRequestParams::from_der(&csr)
             .map_err(|e| TrustError::Certificate(format!("certificate request: {e}")))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = self::name(name);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+        } else {
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - BACKDATE;
         params.not_after = now + lifetime;

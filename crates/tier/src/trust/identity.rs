@@ -3,7 +3,7 @@
 //! reuse the files and need no token.
 
 use super::verify::PinnedCa;
-use super::{TrustError, certs, chain, dial, provider};
+use super::{Authority, Role, TrustError, certs, chain, dial, provider};
 use crate::pb;
 use rcgen::{CertificateParams, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -18,6 +18,9 @@ use tonic::transport::Endpoint;
 const KEY_FILE: &str = "tier-key.pem";
 const CERT_FILE: &str = "tier-cert.pem";
 const CA_FILE: &str = "tier-ca.pem";
+/// A cluster's own intermediate CA, which certifies its nodes.
+const MEMBER_CA_FILE: &str = "tier-nodes-ca.pem";
+const MEMBER_CA_KEY_FILE: &str = "tier-nodes-ca-key.pem";
 
 #[derive(Clone)]
 pub struct Identity {
@@ -86,6 +89,7 @@ impl Identity {
             chain_der: ders(CERT_FILE)?,
             ca_der: ca,
             name: String::new(),
+            member_ca_der: Vec::new(),
         };
         Identity::from_certified(key_pem, certified).map(Some)
     }
@@ -206,16 +210,35 @@ pub fn joining_config(ca_hash: &str) -> Result<Arc<ClientConfig>, TrustError> {
     Ok(Arc::new(config))
 }
 
+/// A cluster's intermediate CA saved in `dir` (issued by the root at its join), if any.
+pub fn member_authority(dir: &Path) -> Result<Option<Authority>, TrustError> {
+    let cert_path = dir.join(MEMBER_CA_FILE);
+    if !cert_path.exists() {
+        return Ok(None);
+    }
+    let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| TrustError::io(path, e));
+    let cert_pem = read(&cert_path)?;
+    let key_pem = read(&dir.join(MEMBER_CA_KEY_FILE))?;
+    Authority::from_pem(&cert_pem, &key_pem).map(Some)
+}
+
 /// Presents `token` to `parent` (whose CA must hash to `ca_hash`) and asks a certificate
-/// for `name`.
+/// for `name`; a cluster also asks for its intermediate CA, saved in `dir` (0600).
 pub async fn join(
     parent: &str,
     token: &str,
     ca_hash: &str,
     name: &str,
+    role: Role,
+    dir: &Path,
 ) -> Result<Identity, TrustError> {
     let key = KeyPair::generate()?;
     let csr_der = request(&key, name)?;
+    let ca_key = KeyPair::generate()?;
+    let ca_csr_der = match role {
+        Role::Cluster => request(&ca_key, name)?,
+        Role::Node => Vec::new(),
+    };
     let channel = dial::connect(&endpoint(parent)?, joining_config(ca_hash)?)
         .await
         .map_err(|e| unreachable(parent, &e))?;
@@ -224,6 +247,7 @@ pub async fn join(
             token: token.trim().to_string(),
             name: name.to_string(),
             csr_der,
+            ca_csr_der,
         })
         .await
         .map_err(|s| TrustError::ParentRefused(s.message().to_string()))?
@@ -232,6 +256,20 @@ pub async fn join(
         return Err(TrustError::Certificate(
             "the parent answered with a CA other than the pinned one".into(),
         ));
+    }
+    if role == Role::Cluster {
+        if certified.member_ca_der.is_empty() {
+            return Err(TrustError::Certificate(
+                "the root issued no CA for this cluster's nodes".into(),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| TrustError::io(dir, e))?;
+        let pem = pem::encode(&pem::Pem::new(
+            "CERTIFICATE",
+            certified.member_ca_der.clone(),
+        ));
+        write_private(&dir.join(MEMBER_CA_KEY_FILE), &ca_key.serialize_pem())?;
+        write_private(&dir.join(MEMBER_CA_FILE), &pem)?;
     }
     Identity::from_certified(key.serialize_pem(), certified)
 }
@@ -242,6 +280,7 @@ pub async fn enrol(
     parent: &str,
     dir: &Path,
     name: &str,
+    role: Role,
     token: Option<&str>,
     ca_hash: Option<&str>,
 ) -> Result<Identity, TrustError> {
@@ -253,12 +292,19 @@ pub async fn enrol(
                 identity.name
             )));
         }
+        if role == Role::Cluster && !dir.join(MEMBER_CA_FILE).exists() {
+            return Err(TrustError::Certificate(format!(
+                "{} holds a certificate but no CA for the cluster's nodes (joined with an \
+                 older canopy): delete the cluster at the root and join it again",
+                dir.display()
+            )));
+        }
         return Ok(identity);
     }
     let (Some(token), Some(ca_hash)) = (token.filter(|t| !t.is_empty()), ca_hash) else {
         return Err(TrustError::NotJoined(name.to_string()));
     };
-    let identity = join(parent, token, ca_hash, name).await?;
+    let identity = join(parent, token, ca_hash, name, role, dir).await?;
     identity.save(dir)?;
     Ok(identity)
 }
