@@ -1,5 +1,6 @@
-//! Membership administration: join tokens for new clusters, and revoking a cluster's
-//! certificates. Both are for administrators ([`auth::may_manage_members`]).
+//! Membership administration: join tokens for new clusters and for a cluster's nodes, and
+//! revoking a cluster's or a node's certificates. All are for administrators
+//! ([`auth::may_manage_members`]).
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -8,7 +9,8 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use canopy_tier::trust::{Role, TrustError};
+use canopy_tier::AskError;
+use canopy_tier::trust::{CreatedToken, TrustError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -16,12 +18,22 @@ use utoipa::ToSchema;
 
 /// Longest lifetime a join token may be given.
 const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Most nodes one node token admits.
+const MAX_USES: u32 = 100_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    /// What the token admits: `cluster`.
+    /// What the token admits: `cluster`, or `node` (of the cluster `cluster`).
     pub join: String,
+    /// For `node`: the cluster the node joins. The root makes the token and hands the
+    /// cluster what checks it over the cluster's link (so the cluster must be linked).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// For `node`, without `name`: how many nodes may join with it (default 1), as for a
+    /// fleet of simulated nodes.
+    #[serde(default)]
+    pub uses: Option<u32>,
     /// The one name it admits; any free name when absent.
     #[serde(default)]
     pub name: Option<String>,
@@ -34,9 +46,13 @@ pub struct TokenRequest {
 pub struct TokenResponse {
     /// `<id>.<secret>`: shown once, never stored.
     pub token: String,
-    /// What the joining side pins: `sha256:<hex>` of the root CA's public key.
+    /// What the joining side pins: `sha256:<hex>` of the root CA's public key (for a
+    /// cluster) or of the cluster's intermediate CA (for a node).
     pub ca_hash: String,
     pub join: String,
+    /// For `node`: its cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     pub name: Option<String>,
     /// RFC 3339.
     pub expires_at: String,
@@ -60,14 +76,9 @@ pub async fn create_token(
     auth::may_manage_members(&principal)?;
     let Json(request) =
         body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
-    if request.join != "cluster" {
-        return Err(field(
-            "join",
-            format!(
-                "the root admits clusters only (`cluster`), not {:?}; nodes join their cluster",
-                request.join
-            ),
-        ));
+    if let Some(name) = &request.name {
+        canopy_tier::trust::tokens::check_name(name)
+            .map_err(|refusal| field("name", refusal.to_string()))?;
     }
     let ttl = match request.ttl_seconds {
         Some(0) => return Err(field("ttl_seconds", "must be at least 1")),
@@ -80,15 +91,39 @@ pub async fn create_token(
         Some(seconds) => Some(Duration::from_secs(seconds)),
         None => None,
     };
-    let created = state
-        .federation
-        .enrolment()
-        .create_token(request.name, ttl, OffsetDateTime::now_utc())
-        .await
-        .map_err(|e| match e {
-            TrustError::Refused(refusal) => field("name", refusal.to_string()),
-            other => crate::desired::RootError::from(other).into(),
-        })?;
+    let created: Made = match (request.join.as_str(), request.cluster) {
+        ("cluster", None) => {
+            if request.uses.is_some() {
+                return Err(field("uses", "a cluster token is one-time"));
+            }
+            state
+                .federation
+                .enrolment()
+                .create_token(request.name, ttl, OffsetDateTime::now_utc())
+                .await
+                .map_err(token_error)?
+                .into()
+        }
+        ("cluster", Some(_)) => {
+            return Err(field(
+                "cluster",
+                "only for `node` tokens (a cluster joins the root)",
+            ));
+        }
+        ("node", Some(cluster)) => node_token(&state, cluster, request.name, ttl, request.uses).await?,
+        ("node", None) => {
+            return Err(field(
+                "cluster",
+                "a node joins a cluster: name it (`--cluster C`)",
+            ));
+        }
+        (other, _) => {
+            return Err(field(
+                "join",
+                format!("expected `cluster` or `node`, not {other:?}"),
+            ));
+        }
+    };
     let expires_at = OffsetDateTime::from_unix_timestamp(created.expires_unix)
         .ok()
         .and_then(|t| {
@@ -96,13 +131,14 @@ pub async fn create_token(
                 .ok()
         })
         .unwrap_or_default();
-    tracing::info!(by = %principal.name, name = ?created.name, "join token created");
+    tracing::info!(by = %principal.name, join = %created.role, name = ?created.name, "join token created");
     Ok((
         StatusCode::CREATED,
         Json(TokenResponse {
             token: created.token,
             ca_hash: created.ca_hash,
-            join: Role::Cluster.to_string(),
+            join: created.role.to_string(),
+            cluster: created.cluster,
             name: created.name,
             expires_at,
         }),
@@ -142,4 +178,124 @@ pub async fn delete_cluster(
     state.federation.end_link(&name).await;
     tracing::info!(by = %principal.name, cluster = %name, "cluster revoked");
     Ok(Json(Revoked { cluster: name }))
+}
+
+/// A token and what made it, as answered.
+struct Made {
+    token: String,
+    ca_hash: String,
+    role: canopy_tier::trust::Role,
+    cluster: Option<String>,
+    name: Option<String>,
+    expires_unix: i64,
+}
+
+impl From<CreatedToken> for Made {
+    fn from(created: CreatedToken) -> Made {
+        Made {
+            token: created.token,
+            ca_hash: created.ca_hash,
+            role: created.role,
+            cluster: None,
+            name: created.name,
+            expires_unix: created.expires_unix,
+        }
+    }
+}
+
+fn token_error(error: TrustError) -> ApiError {
+    match error {
+        TrustError::Refused(refusal) => field("name", refusal.to_string()),
+        TrustError::NotMember(cluster) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("cluster {cluster:?} holds no certificate"),
+        ),
+        TrustError::Certificate(message) => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", message)
+        }
+        other => crate::desired::RootError::from(other).into(),
+    }
+}
+
+fn ask_error(error: AskError) -> ApiError {
+    let status = match error {
+        AskError::Refused(..) => StatusCode::CONFLICT,
+        AskError::LinkDown(_) | AskError::NoAnswer(..) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(status, "cluster_unavailable", error.to_string())
+}
+
+/// A node token for `cluster`, kept by the cluster (over its link) before it is answered,
+/// so the node can join at once.
+async fn node_token(
+    state: &AppState,
+    cluster: String,
+    name: Option<String>,
+    ttl: Option<Duration>,
+    uses: Option<u32>,
+) -> Result<Made, ApiError> {
+    let extra_uses = match uses {
+        Some(0) => return Err(field("uses", "must be at least 1")),
+        Some(uses) if uses > MAX_USES => {
+            return Err(field("uses", format!("at most {MAX_USES}")));
+        }
+        Some(uses) => uses - 1,
+        None => 0,
+    };
+    let (created, message) = state
+        .federation
+        .enrolment()
+        .node_token(&cluster, name, ttl, extra_uses, OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| match e {
+            TrustError::Refused(refusal @ canopy_tier::trust::Refusal::NamedReuse) => {
+                field("uses", refusal.to_string())
+            }
+            other => token_error(other),
+        })?;
+    let downlink = state
+        .federation
+        .cluster_downlink(&cluster)
+        .await
+        .ok_or_else(|| ask_error(AskError::LinkDown(format!("cluster {cluster}"))))?;
+    downlink.node_token(message).await.map_err(ask_error)?;
+    let mut made = Made::from(created);
+    made.cluster = Some(cluster);
+    Ok(made)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemovedNode {
+    pub cluster: String,
+    pub node: String,
+}
+
+/// Removes a node: its cluster revokes its certificates (its link is refused from then on),
+/// ends its link and forgets it; what it ran is placed on other nodes. Told to the cluster
+/// over its link, so the cluster must be linked.
+#[utoipa::path(delete, path = "/api/v1/nodes/{cluster}/{name}", tag = "infrastructure",
+    params(("cluster" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = RemovedNode), (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn delete_node(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<RemovedNode>, ApiError> {
+    auth::may_manage_members(&principal)?;
+    let Path((cluster, node)) = path?;
+    let downlink = state
+        .federation
+        .cluster_downlink(&cluster)
+        .await
+        .ok_or_else(|| ask_error(AskError::LinkDown(format!("cluster {cluster}"))))?;
+    downlink.remove_node(&node).await.map_err(|e| match e {
+        AskError::Refused(_, message) => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+        }
+        other => ask_error(other),
+    })?;
+    tracing::info!(by = %principal.name, %cluster, %node, "node removed");
+    Ok(Json(RemovedNode { cluster, node }))
 }

@@ -77,7 +77,7 @@ impl
         infrastructure::get_cluster, infrastructure::get_node, infrastructure::cordon,
         infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
         infrastructure::label_cluster, infrastructure::delete_instance,
-        joins::create_token, joins::delete_cluster,
+        joins::create_token, joins::delete_cluster, joins::delete_node,
         events::events, audit::list, version::version, healthz, readyz,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
