@@ -517,10 +517,13 @@ async fn delete(
         (Some(Kind::Cluster), Some(name)) if targets.is_empty() => {
             return crate::tokens::revoke_cluster(client, &name).await;
         }
+        (Some(Kind::Node), Some(name)) if targets.is_empty() => {
+            return crate::tokens::remove_node(client, &name).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
             bail!(
-                "only applications, instances and clusters can be deleted; scale a service to 0 to stop its instances"
+                "only applications, instances, clusters and nodes can be deleted; scale a service to 0 to stop its instances"
             )
         }
         _ => {

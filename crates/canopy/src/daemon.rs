@@ -1,10 +1,13 @@
 //! The long-running tiers, alone (`root`, `cluster`, `node`) or together (`up`).
 
 use crate::cli::{
-    ApiArgs, ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, PlacementArgs, ProbeArgs, UpArgs,
+    ApiArgs, ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, NodeJoinArgs, PlacementArgs,
+    ProbeArgs, UpArgs,
 };
+use crate::files::create_private_dir;
 use anyhow::Context;
-use canopy_cluster::{Cluster, ClusterConfig};
+use canopy_cluster::{Cluster, ClusterConfig, NODE_TRUST_PREFIX};
+use canopy_tier::trust::{Enrolment, Role};
 use canopy_image::{Credentials, ImageStore, ImageStoreConfig};
 use canopy_node::images::{NodeCredentials, RegistryImages};
 use canopy_node::{Agent, NodeConfig, detect_arch, detect_capacity};
@@ -48,12 +51,13 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         &args.root,
         &args.data,
         &args.name,
+        Role::Cluster,
         &args.token,
         args.ca_hash.as_deref(),
     )
     .await?;
     let listener = bind(args.listen).await?;
-    announce("cluster", &listener)?;
+    announce_nodes(&listener)?;
     let cluster = open_cluster(
         &args.data,
         &args.name,
@@ -76,7 +80,16 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
 
 pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let stop = stop_on_signal();
-    let agent = open_node(&args).await?;
+    let credentials = credentials(
+        &args.cluster,
+        &args.data,
+        &args.name,
+        Role::Node,
+        &args.join.token,
+        args.join.ca_hash.as_deref(),
+    )
+    .await?;
+    let agent = open_node(&args, credentials).await?;
     start_node_probing(&agent, &args, &stop).await?;
     println!("canopy node {} linking to {}", args.name, args.cluster);
     agent.run(stop).await.context("running the node agent")?;
@@ -106,7 +119,7 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     let tier_url = format!("https://{}", tier.local_addr()?);
     let tier_task = spawn_tier(&root, tier, &stop)?;
     let cluster_listener = bind("127.0.0.1:0".parse()?).await?;
-    let cluster_url = format!("http://{}", cluster_listener.local_addr()?);
+    let cluster_url = format!("https://{}", cluster_listener.local_addr()?);
     let cluster_dir = args.data.join("cluster");
     let credentials = local_cluster_credentials(&root, &tier_url, &cluster_dir).await?;
     let cluster = open_cluster(
@@ -118,6 +131,8 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
         args.timing.timing(),
     )
     .await?;
+    // Serving before its node joins it.
+    let cluster_task = tokio::spawn(run_cluster(cluster.clone(), cluster_listener, stop.clone()));
     let node_name = hostname();
     let node_args = NodeArgs {
         cluster: cluster_url,
@@ -128,10 +143,17 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
         memory: None,
         watts_per_core: None,
         containers,
-        token: String::new(),
+        join: NodeJoinArgs::default(),
         probe: ProbeArgs::default(),
     };
-    let agent = open_node(&node_args).await?;
+    let node_credentials = crate::local_join::local_node_credentials(
+        &cluster,
+        &node_args.cluster,
+        &node_args.data,
+        &node_name,
+    )
+    .await?;
+    let agent = open_node(&node_args, node_credentials).await?;
     start_cluster_probing(
         &cluster,
         Ipv4Addr::LOCALHOST.into(),
@@ -146,7 +168,6 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     println!("  API docs:  {api_url}/docs");
     println!("  cluster \"local\" with node {node_name:?}");
     println!("  try:       canopy apply -f examples/hello-process.yaml && canopy get instances");
-    let cluster_task = tokio::spawn(run_cluster(cluster, cluster_listener, stop.clone()));
     let node_task = tokio::spawn({
         let stop = stop.clone();
         async move { agent.run(stop).await }
@@ -245,10 +266,11 @@ fn spawn_tier(
 
 /// A child's credentials for `parent`: for an `https://` parent the certificate saved in
 /// `data`, or one got by joining with `token` (then saved); nothing for `http://`.
-async fn credentials(
+pub(crate) async fn credentials(
     parent: &str,
     data: &Path,
     name: &str,
+    role: Role,
     token: &str,
     ca_hash: Option<&str>,
 ) -> anyhow::Result<TierCredentials> {
@@ -260,9 +282,8 @@ async fn credentials(
         }
         return Ok(TierCredentials::Cleartext);
     }
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let identity = canopy_tier::trust::enrol(parent, data, name, Some(token), ca_hash)
+    create_private_dir(data)?;
+    let identity = canopy_tier::trust::enrol(parent, data, name, role, Some(token), ca_hash)
         .await
         .with_context(|| format!("joining {parent} as {name:?}"))?;
     Ok(TierCredentials::Certificate {
@@ -280,9 +301,12 @@ async fn local_cluster_credentials(
 ) -> anyhow::Result<TierCredentials> {
     let joined = canopy_tier::trust::Identity::load(dir)
         .context("reading the local cluster's certificate")?
-        .is_some();
+        .is_some()
+        && canopy_tier::trust::member_authority(dir)
+            .context("reading the local cluster's CA")?
+            .is_some();
     if joined {
-        return credentials(tier_url, dir, "local", "", None).await;
+        return credentials(tier_url, dir, "local", Role::Cluster, "", None).await;
     }
     let enrolment = root.federation().enrolment();
     enrolment
@@ -297,7 +321,15 @@ async fn local_cluster_credentials(
         )
         .await
         .context("creating the local cluster's join token")?;
-    credentials(tier_url, dir, "local", &token.token, Some(&token.ca_hash)).await
+    credentials(
+        tier_url,
+        dir,
+        "local",
+        Role::Cluster,
+        &token.token,
+        Some(&token.ca_hash),
+    )
+    .await
 }
 
 async fn open_cluster(
@@ -318,9 +350,20 @@ async fn open_cluster(
         node_timing,
         carbon_g_per_kwh: placement.carbon_intensity,
     };
-    Cluster::open(config, Arc::new(store))
+    let store: Arc<dyn canopy_store::Store> = Arc::new(store);
+    let cluster = Cluster::open(config, store.clone())
         .await
-        .context("recovering the cluster's state")
+        .context("recovering the cluster's state")?;
+    // Its intermediate CA came with its join: nodes join and link under it.
+    if let Some(authority) =
+        canopy_tier::trust::member_authority(data).context("reading the cluster's node CA")?
+    {
+        let enrolment = Enrolment::open_under(store, NODE_TRUST_PREFIX, authority, Role::Node)
+            .await
+            .context("opening the cluster's node members")?;
+        cluster.admit_nodes(enrolment);
+    }
+    Ok(cluster)
 }
 
 async fn run_cluster(
@@ -328,16 +371,15 @@ async fn run_cluster(
     listener: TcpListener,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let router = cluster.router();
     let serve_stop = {
         let mut stop = stop.clone();
         async move { canopy_tier::stopped(&mut stop).await }
     };
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(serve_stop)
-            .await
-    });
+    // TLS only: a cluster without its node CA (never joined a root) serves no nodes.
+    let serving = cluster
+        .serve_nodes(listener, serve_stop)
+        .context("starting the node listener")?;
+    let server = tokio::spawn(serving);
     cluster.run(stop).await.context("running the cluster")?;
     server
         .await
@@ -346,7 +388,10 @@ async fn run_cluster(
     Ok(())
 }
 
-async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
+async fn open_node(
+    args: &NodeArgs,
+    credentials: TierCredentials,
+) -> anyhow::Result<Arc<Agent>> {
     let detected = detect_capacity();
     let mut capacity = detected;
     capacity.cpu_millis = args.cpu.unwrap_or(detected.cpu_millis);
@@ -379,7 +424,7 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
     let config = NodeConfig {
         name: args.name.clone(),
         cluster: args.cluster.clone(),
-        token: args.token.clone(),
+        credentials,
         data: args.data.clone(),
         labels: args.placement.labels.clone(),
         location: args.placement.location,
@@ -540,10 +585,12 @@ async fn local_ip_towards(url: &str) -> Option<IpAddr> {
 }
 
 fn open_store(dir: &Path, file: &str) -> anyhow::Result<RedbStore> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    create_private_dir(dir)?;
     let path = dir.join(file);
-    RedbStore::open(&path).with_context(|| format!("opening the state store {}", path.display()))
+    let store = RedbStore::open(&path)
+        .with_context(|| format!("opening the state store {}", path.display()))?;
+    crate::files::make_private(&path)?;
+    Ok(store)
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -561,9 +608,9 @@ fn announce_api(listener: &TcpListener, tls: bool) -> anyhow::Result<()> {
 }
 
 /// Scripts and tests wait for this line to learn the (possibly random) port.
-fn announce(what: &str, listener: &TcpListener) -> anyhow::Result<()> {
+fn announce_nodes(listener: &TcpListener) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
-    println!("canopy {what} listening on http://{address}");
+    println!("canopy cluster listening on https://{address}");
     Ok(())
 }
 

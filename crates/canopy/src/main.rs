@@ -10,8 +10,10 @@ mod diff;
 mod events;
 mod exec;
 mod exit;
+mod files;
 mod forward;
 mod get;
+mod local_join;
 mod operations;
 mod output;
 mod sim;
@@ -25,7 +27,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    if !cli.command.is_daemon() {
+    if cli.command.is_daemon() {
+        files::private_by_default();
+    } else {
         quiet_on_closed_pipe();
     }
     // reqwest and the registry client share rustls; without a process-wide provider the

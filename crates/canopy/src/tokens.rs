@@ -1,4 +1,4 @@
-//! `canopy token create` (join tokens) and `canopy delete cluster` (revocation).
+//! `canopy token create` (join tokens) and `canopy delete cluster|node` (revocation).
 
 use crate::cli::{ClientArgs, OutputFormat};
 use crate::client::{Client, encode};
@@ -20,9 +20,16 @@ pub enum TokenAction {
         /// What joins with it.
         #[arg(long, value_enum)]
         join: Joining,
+        /// For `--join node`: the cluster the node joins (it must be linked: the root hands
+        /// it the token over its link).
+        #[arg(long)]
+        cluster: Option<String>,
         /// The one name it admits (any free name when omitted).
         #[arg(long)]
         name: Option<String>,
+        /// For `--join node` without `--name`: how many nodes may join with it (default 1).
+        #[arg(long)]
+        uses: Option<u32>,
         /// Lifetime: seconds, or with a unit (`90s`, `30m`, `24h`, `7d`); default 24h.
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<u64>,
@@ -35,6 +42,7 @@ pub enum TokenAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Joining {
     Cluster,
+    Node,
 }
 
 pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
@@ -42,14 +50,25 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
         TokenAction::Create {
             client,
             join,
+            cluster,
             name,
+            uses,
             ttl,
             output,
         } => {
-            let Joining::Cluster = join;
-            let mut body = json!({ "join": "cluster" });
+            let join = match join {
+                Joining::Cluster => "cluster",
+                Joining::Node => "node",
+            };
+            let mut body = json!({ "join": join });
+            if let Some(cluster) = &cluster {
+                body["cluster"] = json!(cluster);
+            }
             if let Some(name) = &name {
                 body["name"] = json!(name);
+            }
+            if let Some(uses) = uses {
+                body["uses"] = json!(uses);
             }
             if let Some(ttl) = ttl {
                 body["ttl_seconds"] = json!(ttl);
@@ -71,8 +90,13 @@ fn print_token(created: &Value, output: OutputFormat) -> anyhow::Result<()> {
             println!("ca-hash:  {}", field("ca_hash"));
             println!("expires:  {}", field("expires_at"));
             println!("join with (once; the certificate it gets is kept in the data directory):");
+            let joins = if created["join"] == "node" {
+                "canopy node --cluster https://CLUSTER:7701"
+            } else {
+                "canopy cluster --root https://ROOT:7710"
+            };
             println!(
-                "  canopy cluster --root https://ROOT:7710 --name {name} --token {} --ca-hash {}",
+                "  {joins} --name {name} --token {} --ca-hash {}",
                 field("token"),
                 field("ca_hash")
             );
@@ -86,6 +110,22 @@ pub async fn revoke_cluster(client: &Client, name: &str) -> anyhow::Result<()> {
         .delete(&format!("/api/v1/clusters/{}", encode(name)))
         .await?;
     println!("cluster/{name} revoked: its certificates no longer link");
+    Ok(())
+}
+
+/// `CLUSTER/NAME`: the node's cluster revokes its certificates and forgets it.
+pub async fn remove_node(client: &Client, node: &str) -> anyhow::Result<()> {
+    let Some((cluster, name)) = node.split_once('/') else {
+        anyhow::bail!("name the node as CLUSTER/NAME, got {node:?}");
+    };
+    let _: Value = client
+        .delete(&format!(
+            "/api/v1/nodes/{}/{}",
+            encode(cluster),
+            encode(name)
+        ))
+        .await?;
+    println!("node/{cluster}/{name} removed: its certificates no longer link");
     Ok(())
 }
 

@@ -250,6 +250,7 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
             &other_root.tier_url,
             &foreign_dir,
             "c0",
+            trust::Role::Cluster,
             Some(&other_token),
             Some(&other_hash),
         ))
@@ -270,6 +271,7 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
             &root.tier_url,
             &c9_dir,
             "c9",
+            trust::Role::Cluster,
             Some(&token),
             Some(&ca_hash),
         ))

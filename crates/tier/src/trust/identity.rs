@@ -145,6 +145,11 @@ impl Identity {
         Identity::from_certified(key.serialize_pem(), certified)
     }
 
+    /// The hash of the CA it was issued under (which it pins).
+    pub fn ca_hash(&self) -> Result<String, TrustError> {
+        certs::spki_hash(&self.ca)
+    }
+
     pub fn expired(&self, now: OffsetDateTime) -> bool {
         now.unix_timestamp() >= self.not_after_unix
     }
