@@ -7,7 +7,6 @@ use crate::cli::{
 use crate::files::create_private_dir;
 use anyhow::Context;
 use canopy_cluster::{Cluster, ClusterConfig, NODE_TRUST_PREFIX};
-use canopy_tier::trust::{Enrolment, Role};
 use canopy_image::{Credentials, ImageStore, ImageStoreConfig};
 use canopy_node::images::{NodeCredentials, RegistryImages};
 use canopy_node::{Agent, NodeConfig, detect_arch, detect_capacity};
@@ -23,6 +22,7 @@ use canopy_store::RedbStore;
 use canopy_tier::Timing;
 use canopy_tier::child::Credentials as TierCredentials;
 use canopy_tier::probe::Prober;
+use canopy_tier::trust::{Enrolment, Role};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -388,10 +388,7 @@ async fn run_cluster(
     Ok(())
 }
 
-async fn open_node(
-    args: &NodeArgs,
-    credentials: TierCredentials,
-) -> anyhow::Result<Arc<Agent>> {
+async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Result<Arc<Agent>> {
     let detected = detect_capacity();
     let mut capacity = detected;
     capacity.cpu_millis = args.cpu.unwrap_or(detected.cpu_millis);

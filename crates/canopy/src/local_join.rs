@@ -48,7 +48,9 @@ pub async fn local_node_credentials(
     let identity = trust::join(cluster_url, &token.token, &ca_hash, name, Role::Node, dir)
         .await
         .with_context(|| format!("joining the local cluster as {name:?}"))?;
-    identity.save(dir).context("saving the local node's certificate")?;
+    identity
+        .save(dir)
+        .context("saving the local node's certificate")?;
     Ok(Credentials::Certificate {
         identity,
         dir: dir.to_path_buf(),

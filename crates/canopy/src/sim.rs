@@ -30,10 +30,11 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         ),
     };
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut tasks = Vec::with_capacity(args.nodes);
+    // Every node joins first, one at a time (each join spends a use of the same token),
+    // so that the agents then start together, as a fleet booting would.
+    let mut configs = Vec::with_capacity(args.nodes);
     for index in 0..args.nodes {
         let mut config = hollow_node(&args, &data, index, &mut rng);
-        // One at a time: every join spends a use of the same token.
         config.credentials = crate::daemon::credentials(
             &args.cluster,
             &config.data,
@@ -44,6 +45,10 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         )
         .await
         .with_context(|| format!("joining hollow node {index}"))?;
+        configs.push(config);
+    }
+    let mut tasks = Vec::with_capacity(args.nodes);
+    for (index, config) in configs.into_iter().enumerate() {
         let runtimes: Vec<Arc<dyn Runtime>> = [
             RuntimeKind::Process,
             RuntimeKind::Container,

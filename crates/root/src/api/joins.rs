@@ -110,7 +110,9 @@ pub async fn create_token(
                 "only for `node` tokens (a cluster joins the root)",
             ));
         }
-        ("node", Some(cluster)) => node_token(&state, cluster, request.name, ttl, request.uses).await?,
+        ("node", Some(cluster)) => {
+            node_token(&state, cluster, request.name, ttl, request.uses).await?
+        }
         ("node", None) => {
             return Err(field(
                 "cluster",
@@ -291,9 +293,7 @@ pub async fn delete_node(
         .await
         .ok_or_else(|| ask_error(AskError::LinkDown(format!("cluster {cluster}"))))?;
     downlink.remove_node(&node).await.map_err(|e| match e {
-        AskError::Refused(_, message) => {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-        }
+        AskError::Refused(_, message) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
         other => ask_error(other),
     })?;
     tracing::info!(by = %principal.name, %cluster, %node, "node removed");
