@@ -274,6 +274,11 @@ pub(crate) async fn credentials(
     token: &str,
     ca_hash: Option<&str>,
 ) -> anyhow::Result<TierCredentials> {
+    if role == Role::Node && !parent.starts_with("https://") {
+        anyhow::bail!(
+            "a cluster's node listener speaks TLS only: give its https:// address, not {parent}"
+        );
+    }
     if !parent.starts_with("https://") {
         if !token.is_empty() {
             anyhow::bail!(

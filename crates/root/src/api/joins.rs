@@ -67,7 +67,8 @@ fn field(path: &str, message: impl Into<String>) -> ApiError {
 /// Creates a one-time join token.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "infrastructure",
     request_body = TokenRequest,
-    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -278,8 +279,8 @@ pub struct RemovedNode {
 /// over its link, so the cluster must be linked.
 #[utoipa::path(delete, path = "/api/v1/nodes/{cluster}/{name}", tag = "infrastructure",
     params(("cluster" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = RemovedNode), (status = 409, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = RemovedNode), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn delete_node(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

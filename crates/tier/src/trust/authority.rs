@@ -187,3 +187,73 @@ fn serial() -> SerialNumber {
     bytes[0] |= 0x01;
     SerialNumber::from_slice(&bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::verify::Members;
+    use rustls::pki_types::UnixTime;
+    use rustls::server::danger::ClientCertVerifier;
+    use std::collections::HashSet;
+    use std::sync::{Arc, RwLock};
+
+    fn request(key: &KeyPair, name: &str) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.serialize_request(key).unwrap().der().to_vec()
+    }
+
+    /// The intermediate CA the root issues `cluster`, as the cluster loads it.
+    fn cluster_ca(root: &Authority, cluster: &str, now: OffsetDateTime) -> Authority {
+        let key = KeyPair::generate().unwrap();
+        let issued = root.issue_ca(&request(&key, cluster), cluster, now).unwrap();
+        let pem = pem::encode(&pem::Pem::new("CERTIFICATE", issued.der));
+        Authority::from_pem(&pem, &key.serialize_pem()).unwrap()
+    }
+
+    fn node_cert(ca: &Authority, name: &str, now: OffsetDateTime) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let issued = ca
+            .issue(&request(&key, name), name, now, Duration::from_secs(3600))
+            .unwrap();
+        CertificateDer::from(issued.der)
+    }
+
+    #[test]
+    fn a_cluster_certifies_its_own_nodes_and_no_other_cluster_accepts_them() {
+        let now = OffsetDateTime::now_utc();
+        let root = Authority::generate("root", now).unwrap();
+        let c0 = cluster_ca(&root, "c0", now);
+        let c1 = cluster_ca(&root, "c1", now);
+        assert_ne!(c0.ca_hash().unwrap(), root.ca_hash().unwrap());
+        let revoked = Arc::new(RwLock::new(HashSet::new()));
+        let at_c0 = Members::new(c0.cert_der().clone(), revoked.clone()).unwrap();
+        let at_c1 = Members::new(c1.cert_der().clone(), revoked.clone()).unwrap();
+        let n0 = node_cert(&c0, "n0", now);
+        assert!(at_c0.verify_client_cert(&n0, &[], UnixTime::now()).is_ok());
+        assert!(
+            at_c1.verify_client_cert(&n0, &[], UnixTime::now()).is_err(),
+            "a node of c0 cannot attach to c1"
+        );
+        // Revoked: refused at the handshake.
+        let serial = certs::peer_of(&n0).unwrap().serial;
+        revoked.write().unwrap().insert(serial);
+        assert!(
+            at_c0.verify_client_cert(&n0, &[], UnixTime::now()).is_err(),
+            "revoked"
+        );
+    }
+
+    #[test]
+    fn a_cluster_ca_may_sign_leaves_only() {
+        let now = OffsetDateTime::now_utc();
+        let root = Authority::generate("root", now).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let issued = root.issue_ca(&request(&key, "c0"), "c0", now).unwrap();
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+        let constraints = cert.basic_constraints().unwrap().unwrap().value;
+        assert!(constraints.ca);
+        assert_eq!(constraints.path_len_constraint, Some(0));
+    }
+}

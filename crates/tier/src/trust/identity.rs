@@ -313,3 +313,37 @@ pub async fn enrol(
     identity.save(dir)?;
     Ok(identity)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::enrolment::CERT_LIFETIME;
+
+    #[test]
+    fn a_certificate_renews_at_two_thirds_of_its_life_well_before_it_expires() {
+        let now = OffsetDateTime::now_utc();
+        let root = Authority::generate("root", now).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let issued = root
+            .issue(&request(&key, "n0").unwrap(), "n0", now, CERT_LIFETIME)
+            .unwrap();
+        let certified = pb::Certified {
+            chain_der: vec![issued.der],
+            ca_der: root.cert_der().to_vec(),
+            name: "n0".into(),
+            member_ca_der: Vec::new(),
+        };
+        let identity = Identity::from_certified(key.serialize_pem(), certified).unwrap();
+        let life = CERT_LIFETIME.as_secs() as i64;
+        let renew_at = identity.renew_at_unix() - now.unix_timestamp();
+        // Two thirds of 30 days is 20 days (less the few minutes it is backdated by).
+        assert!(
+            (life * 2 / 3 - 600..=life * 2 / 3).contains(&renew_at),
+            "{renew_at}"
+        );
+        let at = |seconds: i64| now + time::Duration::seconds(seconds);
+        assert!(!identity.expired(at(renew_at)), "renewed while still valid");
+        assert!(!identity.expired(at(life - 1)));
+        assert!(identity.expired(at(life)));
+    }
+}
