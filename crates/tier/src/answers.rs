@@ -77,10 +77,11 @@ mod tests {
     #[tokio::test]
     async fn an_answer_reaches_its_question_once_and_abandoned_ones_are_forgotten() {
         let answers = Arc::new(Answers::default());
-        let question = answers.ask();
+        let mut question = answers.ask();
         answers.answer(question.id, "no".into());
         answers.answer(question.id, "again".into());
-        assert_eq!(question.rx.await.as_deref(), Ok("no"));
+        assert_eq!((&mut question.rx).await.as_deref(), Ok("no"));
+        drop(question);
         let abandoned = answers.ask();
         let id = abandoned.id;
         drop(abandoned);

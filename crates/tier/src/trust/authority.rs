@@ -206,7 +206,9 @@ mod tests {
     /// The intermediate CA the root issues `cluster`, as the cluster loads it.
     fn cluster_ca(root: &Authority, cluster: &str, now: OffsetDateTime) -> Authority {
         let key = KeyPair::generate().unwrap();
-        let issued = root.issue_ca(&request(&key, cluster), cluster, now).unwrap();
+        let issued = root
+            .issue_ca(&request(&key, cluster), cluster, now)
+            .unwrap();
         let pem = pem::encode(&pem::Pem::new("CERTIFICATE", issued.der));
         Authority::from_pem(&pem, &key.serialize_pem()).unwrap()
     }
