@@ -68,7 +68,8 @@ fn field(path: &str, message: impl Into<String>) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "infrastructure",
     request_body = TokenRequest,
     responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -222,11 +223,12 @@ fn token_error(error: TrustError) -> ApiError {
 }
 
 fn ask_error(error: AskError) -> ApiError {
-    let status = match error {
-        AskError::Refused(..) => StatusCode::CONFLICT,
-        AskError::LinkDown(_) | AskError::NoAnswer(..) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    ApiError::new(status, "cluster_unavailable", error.to_string())
+    // The cluster's state, not the root's failure: a 4xx the caller can retry.
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "cluster_unavailable",
+        error.to_string(),
+    )
 }
 
 /// A node token for `cluster`, kept by the cluster (over its link) before it is answered,
