@@ -101,6 +101,31 @@ def joined_cluster(root, name, data, extra=()):
                  "--name", name, "--token", token["token"], "--ca-hash", token["ca_hash"], *extra])
 
 
+def node_token(root_url, cluster, name=None, uses=None, within=30):
+    """`(token, ca_hash)` of a node token for `cluster`, from the root's API as a user would
+    make it. The root hands it to the cluster over its link, so this retries until the
+    cluster is linked."""
+    args = [CANOPY, "token", "create", "--join", "node", "--cluster", cluster, "-o", "json",
+            "--server", root_url]
+    if name:
+        args += ["--name", name]
+    if uses:
+        args += ["--uses", str(uses)]
+    env = dict(os.environ)
+    token = TOKENS.get(root_url.removeprefix("http://"))
+    if token:
+        env["CANOPY_TOKEN"] = token
+    deadline = time.monotonic() + within
+    while True:
+        done = subprocess.run(args, capture_output=True, text=True, env=env)
+        if done.returncode == 0:
+            token = json.loads(done.stdout)
+            return token["token"], token["ca_hash"]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no node token for {cluster}: {done.stderr.strip()}")
+        time.sleep(0.1)
+
+
 class SkipBench(Exception):
     """This benchmark cannot run on this machine (the message says why)."""
 
@@ -142,8 +167,10 @@ class Hierarchy:
             extra = list(node_args)
             if self.runtime == "container":
                 extra += ["--container-subnet", free_subnet(i)]
+            token, ca_hash = node_token(self.root.url, "bench", name)
             self.node_tiers.append(Tier(["node", "--cluster", self.cluster.url, "--data", f"{self.dir}/{name}",
-                                         "--name", name, *extra], listens=False))
+                                         "--name", name, "--token", token, "--ca-hash", ca_hash,
+                                         *extra], listens=False))
         host, port = self.root.url.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
         deadline = time.monotonic() + 60

@@ -95,7 +95,8 @@ pub enum Command {
         scope: Scope,
     },
     /// Delete applications by name or by the descriptor that created them, or an instance
-    /// (its service replaces it); `delete cluster NAME` revokes a cluster's certificates.
+    /// (its service replaces it); `delete cluster NAME` revokes a cluster's certificates,
+    /// `delete node CLUSTER/NAME` a node's (its cluster forgets it).
     Delete {
         #[command(flatten)]
         client: ClientArgs,
@@ -244,7 +245,7 @@ pub struct ClusterArgs {
     /// The root's tier listener (`https://host:port`, its `--tier-listen`).
     #[arg(long)]
     pub root: String,
-    /// Address nodes link to.
+    /// Address of the node listener (TLS only): nodes join and link here.
     #[arg(long, default_value = "127.0.0.1:7701")]
     pub listen: SocketAddr,
     /// Directory for the cluster's state (created if missing).
@@ -271,7 +272,7 @@ pub struct ClusterArgs {
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// The cluster's address (`http://host:port`).
+    /// The cluster's node listener (`https://host:port`).
     #[arg(long)]
     pub cluster: String,
     /// Directory for the node's state and its workloads' files (created if missing).
@@ -293,18 +294,30 @@ pub struct NodeArgs {
     pub watts_per_core: Option<f64>,
     #[command(flatten)]
     pub containers: ContainerArgs,
-    /// Join token presented to the cluster.
-    #[arg(long, env = "CANOPY_TOKEN", default_value = "", hide_env_values = true)]
-    pub token: String,
+    #[command(flatten)]
+    pub join: NodeJoinArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
     #[command(flatten)]
     pub overlay: crate::overlay::OverlayArgs,
 }
 
+/// How a node joins its cluster the first time (`canopy token create --join node`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct NodeJoinArgs {
+    /// One-time node token, needed on the first start only: the certificate it gets is
+    /// kept in the data directory.
+    #[arg(long, env = "CANOPY_TOKEN", default_value = "", hide_env_values = true)]
+    pub token: String,
+    /// The cluster CA's hash the token came with (`sha256:...`): the cluster is trusted
+    /// only if its CA matches.
+    #[arg(long, env = "CANOPY_CA_HASH")]
+    pub ca_hash: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// The cluster's address (`http://host:port`).
+    /// The cluster's node listener (`https://host:port`).
     #[arg(long)]
     pub cluster: String,
     /// How many hollow nodes to run.
@@ -319,9 +332,10 @@ pub struct SimArgs {
     /// Directory for the hollow agents' state (default: a temporary one, removed at exit).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Join token presented to the cluster.
-    #[arg(long, env = "CANOPY_TOKEN", default_value = "", hide_env_values = true)]
-    pub token: String,
+    /// A node token for as many nodes (`canopy token create --join node --uses N`) and its
+    /// CA hash: each hollow node joins with it on its first start.
+    #[command(flatten)]
+    pub join: NodeJoinArgs,
 }
 
 #[derive(Debug, Args, Clone)]

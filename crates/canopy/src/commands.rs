@@ -564,10 +564,13 @@ async fn delete(
         (Some(Kind::Secret), Some(name)) if targets.is_empty() => {
             return crate::secret_verbs::delete(client, &scope.namespace, &name).await;
         }
+        (Some(Kind::Node), Some(name)) if targets.is_empty() => {
+            return crate::tokens::remove_node(client, &name).await;
+        }
         (None, None) if !targets.is_empty() => {}
         (Some(other), _) if other != Kind::Application => {
             bail!(
-                "only applications, instances, clusters, users, namespaces and secrets can be deleted; scale a service to 0 to stop its instances"
+                "only applications, instances, clusters, nodes, users, namespaces and secrets can be deleted; scale a service to 0 to stop its instances"
             )
         }
         _ => {

@@ -1,10 +1,12 @@
 //! The long-running tiers, alone (`root`, `cluster`, `node`) or together (`up`).
 
 use crate::cli::{
-    ApiArgs, ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, PlacementArgs, ProbeArgs, UpArgs,
+    ApiArgs, ClusterArgs, ContainerArgs, DaemonArgs, NodeArgs, NodeJoinArgs, PlacementArgs,
+    ProbeArgs, UpArgs,
 };
+use crate::files::create_private_dir;
 use anyhow::Context;
-use canopy_cluster::{Cluster, ClusterConfig};
+use canopy_cluster::{Cluster, ClusterConfig, NODE_TRUST_PREFIX};
 use canopy_image::{Credentials, ImageStore, ImageStoreConfig};
 use canopy_node::images::{NodeCredentials, RegistryImages};
 use canopy_node::{Agent, NodeConfig, detect_arch, detect_capacity};
@@ -20,6 +22,7 @@ use canopy_store::RedbStore;
 use canopy_tier::Timing;
 use canopy_tier::child::Credentials as TierCredentials;
 use canopy_tier::probe::Prober;
+use canopy_tier::trust::{Enrolment, Role};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -48,12 +51,13 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         &args.root,
         &args.data,
         &args.name,
+        Role::Cluster,
         &args.token,
         args.ca_hash.as_deref(),
     )
     .await?;
     let listener = bind(args.listen).await?;
-    announce("cluster", &listener)?;
+    announce_nodes(&listener)?;
     let cluster = open_cluster(
         &args.data,
         &args.name,
@@ -76,7 +80,16 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
 
 pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let stop = stop_on_signal();
-    let agent = open_node(&args).await?;
+    let credentials = credentials(
+        &args.cluster,
+        &args.data,
+        &args.name,
+        Role::Node,
+        &args.join.token,
+        args.join.ca_hash.as_deref(),
+    )
+    .await?;
+    let agent = open_node(&args, credentials).await?;
     crate::overlay::attach(&agent, &args.overlay, &args.name, &args.cluster).await;
     start_node_probing(&agent, &args, &stop).await?;
     println!("canopy node {} linking to {}", args.name, args.cluster);
@@ -111,7 +124,7 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     let tier_url = format!("https://{}", tier.local_addr()?);
     let tier_task = spawn_tier(&root, tier, &stop)?;
     let cluster_listener = bind("127.0.0.1:0".parse()?).await?;
-    let cluster_url = format!("http://{}", cluster_listener.local_addr()?);
+    let cluster_url = format!("https://{}", cluster_listener.local_addr()?);
     let cluster_dir = args.data.join("cluster");
     let credentials = local_cluster_credentials(&root, &tier_url, &cluster_dir).await?;
     let cluster = open_cluster(
@@ -123,6 +136,8 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
         args.timing.timing(),
     )
     .await?;
+    // Serving before its node joins it.
+    let cluster_task = tokio::spawn(run_cluster(cluster.clone(), cluster_listener, stop.clone()));
     let node_name = hostname();
     let node_args = NodeArgs {
         cluster: cluster_url,
@@ -133,11 +148,18 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
         memory: None,
         watts_per_core: None,
         containers,
-        token: String::new(),
+        join: NodeJoinArgs::default(),
         probe: ProbeArgs::default(),
         overlay: Default::default(),
     };
-    let agent = open_node(&node_args).await?;
+    let node_credentials = crate::local_join::local_node_credentials(
+        &cluster,
+        &node_args.cluster,
+        &node_args.data,
+        &node_name,
+    )
+    .await?;
+    let agent = open_node(&node_args, node_credentials).await?;
     crate::overlay::attach(&agent, &node_args.overlay, &node_name, &node_args.cluster).await;
     start_cluster_probing(
         &cluster,
@@ -163,7 +185,6 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     println!("  API docs:  {api_url}/docs");
     println!("  cluster \"local\" with node {node_name:?}");
     println!("  try:       canopy apply -f examples/hello-process.yaml && canopy get instances");
-    let cluster_task = tokio::spawn(run_cluster(cluster, cluster_listener, stop.clone()));
     let node_task = tokio::spawn({
         let stop = stop.clone();
         async move { agent.run(stop).await }
@@ -270,13 +291,19 @@ fn spawn_tier(
 
 /// A child's credentials for `parent`: for an `https://` parent the certificate saved in
 /// `data`, or one got by joining with `token` (then saved); nothing for `http://`.
-async fn credentials(
+pub(crate) async fn credentials(
     parent: &str,
     data: &Path,
     name: &str,
+    role: Role,
     token: &str,
     ca_hash: Option<&str>,
 ) -> anyhow::Result<TierCredentials> {
+    if role == Role::Node && !parent.starts_with("https://") {
+        anyhow::bail!(
+            "a cluster's node listener speaks TLS only: give its https:// address, not {parent}"
+        );
+    }
     if !parent.starts_with("https://") {
         if !token.is_empty() {
             anyhow::bail!(
@@ -285,9 +312,8 @@ async fn credentials(
         }
         return Ok(TierCredentials::Cleartext);
     }
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let identity = canopy_tier::trust::enrol(parent, data, name, Some(token), ca_hash)
+    create_private_dir(data)?;
+    let identity = canopy_tier::trust::enrol(parent, data, name, role, Some(token), ca_hash)
         .await
         .with_context(|| format!("joining {parent} as {name:?}"))?;
     Ok(TierCredentials::Certificate {
@@ -305,9 +331,12 @@ async fn local_cluster_credentials(
 ) -> anyhow::Result<TierCredentials> {
     let joined = canopy_tier::trust::Identity::load(dir)
         .context("reading the local cluster's certificate")?
-        .is_some();
+        .is_some()
+        && canopy_tier::trust::member_authority(dir)
+            .context("reading the local cluster's CA")?
+            .is_some();
     if joined {
-        return credentials(tier_url, dir, "local", "", None).await;
+        return credentials(tier_url, dir, "local", Role::Cluster, "", None).await;
     }
     let enrolment = root.federation().enrolment();
     enrolment
@@ -322,7 +351,15 @@ async fn local_cluster_credentials(
         )
         .await
         .context("creating the local cluster's join token")?;
-    credentials(tier_url, dir, "local", &token.token, Some(&token.ca_hash)).await
+    credentials(
+        tier_url,
+        dir,
+        "local",
+        Role::Cluster,
+        &token.token,
+        Some(&token.ca_hash),
+    )
+    .await
 }
 
 async fn open_cluster(
@@ -345,9 +382,20 @@ async fn open_cluster(
     };
     let sealing = canopy_tier::sealing::SealingKey::load_or_create(data)
         .context("loading the cluster's secret key")?;
-    Cluster::open_sealed(config, Arc::new(store), sealing)
+    let store: Arc<dyn canopy_store::Store> = Arc::new(store);
+    let cluster = Cluster::open_sealed(config, store.clone(), sealing)
         .await
-        .context("recovering the cluster's state")
+        .context("recovering the cluster's state")?;
+    // Its intermediate CA came with its join: nodes join and link under it.
+    if let Some(authority) =
+        canopy_tier::trust::member_authority(data).context("reading the cluster's node CA")?
+    {
+        let enrolment = Enrolment::open_under(store, NODE_TRUST_PREFIX, authority, Role::Node)
+            .await
+            .context("opening the cluster's node members")?;
+        cluster.admit_nodes(enrolment);
+    }
+    Ok(cluster)
 }
 
 async fn run_cluster(
@@ -355,16 +403,15 @@ async fn run_cluster(
     listener: TcpListener,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let router = cluster.router();
     let serve_stop = {
         let mut stop = stop.clone();
         async move { canopy_tier::stopped(&mut stop).await }
     };
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(serve_stop)
-            .await
-    });
+    // TLS only: a cluster without its node CA (never joined a root) serves no nodes.
+    let serving = cluster
+        .serve_nodes(listener, serve_stop)
+        .context("starting the node listener")?;
+    let server = tokio::spawn(serving);
     cluster.run(stop).await.context("running the cluster")?;
     server
         .await
@@ -373,7 +420,7 @@ async fn run_cluster(
     Ok(())
 }
 
-async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
+async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Result<Arc<Agent>> {
     let detected = detect_capacity();
     let mut capacity = detected;
     capacity.cpu_millis = args.cpu.unwrap_or(detected.cpu_millis);
@@ -406,7 +453,7 @@ async fn open_node(args: &NodeArgs) -> anyhow::Result<Arc<Agent>> {
     let config = NodeConfig {
         name: args.name.clone(),
         cluster: args.cluster.clone(),
-        token: args.token.clone(),
+        credentials,
         data: args.data.clone(),
         labels: args.placement.labels.clone(),
         location: args.placement.location,
@@ -567,10 +614,12 @@ async fn local_ip_towards(url: &str) -> Option<IpAddr> {
 }
 
 fn open_store(dir: &Path, file: &str) -> anyhow::Result<RedbStore> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    create_private_dir(dir)?;
     let path = dir.join(file);
-    RedbStore::open(&path).with_context(|| format!("opening the state store {}", path.display()))
+    let store = RedbStore::open(&path)
+        .with_context(|| format!("opening the state store {}", path.display()))?;
+    crate::files::make_private(&path)?;
+    Ok(store)
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -588,9 +637,9 @@ fn announce_api(listener: &TcpListener, tls: bool) -> anyhow::Result<()> {
 }
 
 /// Scripts and tests wait for this line to learn the (possibly random) port.
-fn announce(what: &str, listener: &TcpListener) -> anyhow::Result<()> {
+fn announce_nodes(listener: &TcpListener) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
-    println!("canopy {what} listening on http://{address}");
+    println!("canopy cluster listening on https://{address}");
     Ok(())
 }
 

@@ -12,9 +12,11 @@ mod duration;
 mod events;
 mod exec;
 mod exit;
+mod files;
 mod first_admin;
 mod forward;
 mod get;
+mod local_join;
 mod login;
 mod namespaces;
 mod operations;
@@ -33,7 +35,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    if !cli.command.is_daemon() {
+    if cli.command.is_daemon() {
+        files::private_by_default();
+    } else {
         quiet_on_closed_pipe();
     }
     // reqwest and the registry client share rustls; without a process-wide provider the

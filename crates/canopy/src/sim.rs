@@ -30,9 +30,25 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         ),
     };
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut tasks = Vec::with_capacity(args.nodes);
+    // Every node joins first, one at a time (each join spends a use of the same token),
+    // so that the agents then start together, as a fleet booting would.
+    let mut configs = Vec::with_capacity(args.nodes);
     for index in 0..args.nodes {
-        let config = hollow_node(&args, &data, index, &mut rng);
+        let mut config = hollow_node(&args, &data, index, &mut rng);
+        config.credentials = crate::daemon::credentials(
+            &args.cluster,
+            &config.data,
+            &config.name,
+            canopy_tier::trust::Role::Node,
+            &args.join.token,
+            args.join.ca_hash.as_deref(),
+        )
+        .await
+        .with_context(|| format!("joining hollow node {index}"))?;
+        configs.push(config);
+    }
+    let mut tasks = Vec::with_capacity(args.nodes);
+    for (index, config) in configs.into_iter().enumerate() {
         let runtimes: Vec<Arc<dyn Runtime>> = [
             RuntimeKind::Process,
             RuntimeKind::Container,
@@ -124,7 +140,7 @@ fn hollow_node(
     NodeConfig {
         name: name.clone(),
         cluster: args.cluster.clone(),
-        token: args.token.clone(),
+        credentials: canopy_tier::child::Credentials::Cleartext,
         data: PathBuf::from(data).join(&name),
         labels,
         location: Some(location),

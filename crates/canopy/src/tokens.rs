@@ -1,5 +1,5 @@
-//! `canopy token create|list|revoke`: join tokens for clusters and API tokens for
-//! automation; and `canopy delete cluster` (revocation).
+//! `canopy token create|list|revoke`: join tokens for clusters and nodes, and API tokens for
+//! automation; and `canopy delete cluster|node` (revocation).
 
 use crate::cli::{ClientArgs, OutputFormat};
 use crate::client::{Client, encode};
@@ -15,8 +15,8 @@ pub struct TokenArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenAction {
-    /// A one-time join token and the CA hash the joining side pins (`--join cluster`), or an
-    /// API token for automation (`--role R --namespace N` or `--all-namespaces`).
+    /// A one-time join token and the CA hash the joining side pins (`--join cluster`, or
+    /// `--join node --cluster C`), or an API token for automation (`--role R --namespace N` or `--all-namespaces`).
     #[command(group(clap::ArgGroup::new("kind").required(true).args(["join", "role"])))]
     Create {
         #[command(flatten)]
@@ -24,9 +24,16 @@ pub enum TokenAction {
         /// A join token: what joins with it.
         #[arg(long, value_enum)]
         join: Option<Joining>,
+        /// A node's join token: the cluster the node joins (it must be linked: the root
+        /// hands it the token over its link).
+        #[arg(long, requires = "join")]
+        cluster: Option<String>,
         /// A join token: the one name it admits (any free name when omitted).
         #[arg(long, requires = "join")]
         name: Option<String>,
+        /// A node's join token without `--name`: how many nodes may join with it (default 1).
+        #[arg(long, requires = "join")]
+        uses: Option<u32>,
         /// An API token: the role it carries (no more than yours).
         #[arg(long, value_parser = crate::users::ROLES)]
         role: Option<String>,
@@ -64,6 +71,7 @@ pub enum TokenAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Joining {
     Cluster,
+    Node,
 }
 
 pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
@@ -104,14 +112,27 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
         }
         TokenAction::Create {
             client,
+            join,
+            cluster,
             name,
+            uses,
             ttl,
             output,
             ..
         } => {
-            let mut body = json!({ "join": "cluster" });
+            let join = match join {
+                Some(Joining::Node) => "node",
+                _ => "cluster",
+            };
+            let mut body = json!({ "join": join });
+            if let Some(cluster) = &cluster {
+                body["cluster"] = json!(cluster);
+            }
             if let Some(name) = &name {
                 body["name"] = json!(name);
+            }
+            if let Some(uses) = uses {
+                body["uses"] = json!(uses);
             }
             if let Some(ttl) = ttl {
                 body["ttl_seconds"] = json!(ttl);
@@ -133,8 +154,13 @@ fn print_token(created: &Value, output: OutputFormat) -> anyhow::Result<()> {
             println!("ca-hash:  {}", field("ca_hash"));
             println!("expires:  {}", field("expires_at"));
             println!("join with (once; the certificate it gets is kept in the data directory):");
+            let joins = if created["join"] == "node" {
+                "canopy node --cluster https://CLUSTER:7701"
+            } else {
+                "canopy cluster --root https://ROOT:7710"
+            };
             println!(
-                "  canopy cluster --root https://ROOT:7710 --name {name} --token {} --ca-hash {}",
+                "  {joins} --name {name} --token {} --ca-hash {}",
                 field("token"),
                 field("ca_hash")
             );
@@ -193,5 +219,21 @@ pub async fn revoke_cluster(client: &Client, name: &str) -> anyhow::Result<()> {
         .delete(&format!("/api/v1/clusters/{}", encode(name)))
         .await?;
     println!("cluster/{name} revoked: its certificates no longer link");
+    Ok(())
+}
+
+/// `CLUSTER/NAME`: the node's cluster revokes its certificates and forgets it.
+pub async fn remove_node(client: &Client, node: &str) -> anyhow::Result<()> {
+    let Some((cluster, name)) = node.split_once('/') else {
+        anyhow::bail!("name the node as CLUSTER/NAME, got {node:?}");
+    };
+    let _: Value = client
+        .delete(&format!(
+            "/api/v1/nodes/{}/{}",
+            encode(cluster),
+            encode(name)
+        ))
+        .await?;
+    println!("node/{cluster}/{name} removed: its certificates no longer link");
     Ok(())
 }

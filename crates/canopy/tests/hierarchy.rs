@@ -70,6 +70,8 @@ impl Testbed {
                     "--location",
                     site,
                 ]);
+                let mut args = args;
+                args.extend(support::node_join_args(&cluster, &node));
                 nodes.push(Daemon::start(&args, false));
             }
             clusters.push(cluster);

@@ -4,14 +4,13 @@
 
 mod support;
 
-use canopy_tier::pb;
 use canopy_tier::trust::{self, Identity};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{
-    CANOPY, Daemon, KillOnDrop, canopy, canopy_json, canopy_ok, eventually, join_token,
+    CANOPY, Daemon, KillOnDrop, canopy, canopy_json, canopy_ok, eventually, join_token, link_as,
     start_cluster, start_node, start_root, strings,
 };
 use time::OffsetDateTime;
@@ -78,41 +77,6 @@ fn running(root: &Daemon) -> Vec<(String, String)> {
         .collect();
     running.sort();
     running
-}
-
-/// A tier link opened by hand with `config`, saying hello as `name`: the parent's answer.
-fn link_as(
-    tier_url: &str,
-    config: std::sync::Arc<rustls::ClientConfig>,
-    name: &str,
-) -> Result<(), tonic::Status> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let endpoint = tonic::transport::Endpoint::from_shared(tier_url.to_string()).unwrap();
-        let channel = trust::connect(&endpoint, config)
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("{e:?}")))?;
-        let hello = pb::Up {
-            seq: 1,
-            body: Some(pb::up::Body::Hello(pb::Hello {
-                member: Some(pb::Member {
-                    name: name.to_string(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })),
-        };
-        let mut client = pb::tier_client::TierClient::new(channel);
-        let mut down = client
-            .link(futures::stream::iter(vec![hello]))
-            .await?
-            .into_inner();
-        // A welcome means the hello was taken.
-        down.message().await.map(|_| ())
-    })
 }
 
 fn copy_identity(from: &Path, to: &Path) {
@@ -251,6 +215,7 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
             &other_root.tier_url,
             &foreign_dir,
             "c0",
+            trust::Role::Cluster,
             Some(&other_token),
             Some(&other_hash),
         ))
@@ -271,6 +236,7 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
             &root.tier_url,
             &c9_dir,
             "c9",
+            trust::Role::Cluster,
             Some(&token),
             Some(&ca_hash),
         ))

@@ -20,6 +20,8 @@ const MOST_REPORTS: usize = 20;
 struct InProcessRoot {
     /// The tier listener (`https://`).
     url: String,
+    /// The API (`http://`), where the hollow nodes' token is made.
+    api: String,
     /// A join token for `c0` and the CA hash it pins.
     token: (String, String),
     store: Arc<RedbStore>,
@@ -40,7 +42,7 @@ impl InProcessRoot {
         let store = Arc::new(RedbStore::open(dir.join("root.redb")).unwrap());
         let reports = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (url, token) = runtime.block_on(async {
+        let (url, api, token) = runtime.block_on(async {
             let mut watch = store.watch("/clusters/", 0).await.unwrap();
             let seen = reports.clone();
             tokio::spawn(async move {
@@ -62,6 +64,7 @@ impl InProcessRoot {
                 .await
                 .unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let api = format!("http://{}", listener.local_addr().unwrap());
             let tier = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("https://{}", tier.local_addr().unwrap());
             let (tier_stop, tier_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -79,10 +82,11 @@ impl InProcessRoot {
                 .unwrap();
                 let _ = tier_stop.send(());
             });
-            (url, (created.token, created.ca_hash))
+            (url, api, (created.token, created.ca_hash))
         });
         InProcessRoot {
             url,
+            api,
             token,
             store,
             reports,
@@ -135,12 +139,16 @@ fn three_hundred_joins_make_a_handful_of_membership_reports() {
         &root.token.1,
     ]);
     args.extend(fast_timing());
-    let cluster = Daemon::start(&args, true);
+    let mut cluster = Daemon::start(&args, true);
+    cluster.name = "c0".into();
+    cluster.root_api = root.api.clone();
     eventually(
         Duration::from_secs(30),
         "the cluster's hello at the root",
         || (!root.reports().is_empty()).then_some(()),
     );
+    // The hollow nodes join one by one first, then link together.
+    let (token, ca_hash) = support::node_token_for(&cluster, None, Some(NODES));
     let before = root.reports().len();
 
     let _sim = Daemon::start(
@@ -152,6 +160,10 @@ fn three_hundred_joins_make_a_handful_of_membership_reports() {
             &NODES.to_string(),
             "--data",
             &dir.path().join("hollow").display().to_string(),
+            "--token",
+            &token,
+            "--ca-hash",
+            &ca_hash,
         ]),
         false,
     );

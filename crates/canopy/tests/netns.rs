@@ -163,7 +163,7 @@ fn probes_over_delayed_links_place_by_measured_latency() {
             canopy,
             "node",
             "--cluster",
-            &format!("http://{}:{port}", network.host_ips[i]),
+            &format!("https://{}:{port}", network.host_ips[i]),
             "--data",
             &dir.path().join(&name).display().to_string(),
             "--name",
@@ -171,6 +171,8 @@ fn probes_over_delayed_links_place_by_measured_latency() {
             "--probe-interval",
             "0.2",
         ]);
+        let mut args = args;
+        args.extend(support::node_join_args(&cluster, &name));
         nodes.push(Daemon::start_program("ip", &args, false));
     }
     // n0 is ~1 ms from the cluster and n1 ~40 ms: their coordinates end up ~40 ms apart.

@@ -139,6 +139,7 @@ fn hollow_nodes_take_a_deployment_and_latency_places_by_coordinates() {
     let dir = tempfile::tempdir().unwrap();
     let root = start_root(dir.path());
     let cluster = start_cluster(dir.path(), &root, "sim", &[]);
+    let (token, ca_hash) = support::node_token_for(&cluster, None, Some(40));
     let _sim = Daemon::start(
         &strings(&[
             "sim",
@@ -150,6 +151,10 @@ fn hollow_nodes_take_a_deployment_and_latency_places_by_coordinates() {
             "7",
             "--data",
             &dir.path().join("hollow").display().to_string(),
+            "--token",
+            &token,
+            "--ca-hash",
+            &ca_hash,
         ]),
         false,
     );

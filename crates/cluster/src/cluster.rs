@@ -57,6 +57,9 @@ pub struct Cluster {
     wan: OnceLock<(Arc<Prober>, String)>,
     /// Other clusters' WAN probe endpoints, from the root.
     remote_peers: std::sync::Mutex<Vec<pb::Peer>>,
+    /// Its nodes' tokens, certificates and revocations, under its intermediate CA (none in
+    /// a cluster whose nodes link in cleartext, as in tests and simulations).
+    pub(crate) enrolment: OnceLock<Arc<canopy_tier::trust::Enrolment>>,
 }
 
 fn now() -> Now {
@@ -109,6 +112,7 @@ impl Cluster {
             lan: OnceLock::new(),
             wan: OnceLock::new(),
             remote_peers: std::sync::Mutex::new(Vec::new()),
+            enrolment: OnceLock::new(),
         }))
     }
 
@@ -270,6 +274,11 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(node.to_string(), downlink);
+    }
+
+    pub(crate) fn forget_downlink(&self, node: &str) -> Option<Downlink> {
+        let mut downlinks = self.downlinks.lock().unwrap_or_else(|p| p.into_inner());
+        downlinks.remove(node)
     }
 
     pub(crate) fn downlink(&self, node: &str) -> Option<Downlink> {

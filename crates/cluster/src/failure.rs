@@ -19,24 +19,43 @@ impl ClusterState {
             .collect();
         for node in &lost {
             tracing::warn!(node, ?deadline, "node unreachable; replacing its instances");
-            if let Some(entry) = self.nodes.get_mut(node) {
-                entry.ready = false;
-            }
-            let stranded: Vec<String> = self
-                .instances
-                .values()
-                .filter(|p| p.is_live() && p.nodes().any(|n| n == node))
-                .map(|p| p.id.clone())
-                .collect();
-            self.refresh_views();
-            for id in stranded {
-                self.replace_lost(&id, node, now, fx);
-            }
+            self.strand(node, now, fx);
         }
         if !lost.is_empty() {
             fx.membership_changed = true;
         }
         lost
+    }
+
+    /// `node` is no longer usable: what ran there is replaced elsewhere.
+    pub(crate) fn strand(&mut self, node: &str, now: Now, fx: &mut Effects) {
+        if let Some(entry) = self.nodes.get_mut(node) {
+            entry.ready = false;
+        }
+        let stranded: Vec<String> = self
+            .instances
+            .values()
+            .filter(|p| p.is_live() && p.nodes().any(|n| n == node))
+            .map(|p| p.id.clone())
+            .collect();
+        self.refresh_views();
+        for id in stranded {
+            self.replace_lost(&id, node, now, fx);
+        }
+    }
+
+    /// The operator removed `node` (its certificates are revoked): its instances are
+    /// replaced as if it were lost, and the cluster forgets it. False if it was unknown.
+    pub fn remove_node(&mut self, node: &str, now: Now, fx: &mut Effects) -> bool {
+        if !self.nodes.contains_key(node) {
+            return false;
+        }
+        tracing::warn!(node, "node removed; replacing its instances");
+        self.strand(node, now, fx);
+        self.nodes.remove(node);
+        self.views_stale = true;
+        fx.membership_changed = true;
+        true
     }
 
     fn replace_lost(&mut self, id: &str, node: &str, now: Now, fx: &mut Effects) {

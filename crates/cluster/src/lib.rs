@@ -25,6 +25,7 @@ mod sealed;
 mod state;
 mod streams;
 mod summary;
+mod trust;
 mod usage;
 mod views;
 
@@ -34,6 +35,7 @@ pub use links::NodeSide;
 pub use placed::{Move, Placed};
 pub use state::{ClusterState, NodeEntry, Now, Settings};
 pub use summary::{Reported, Site};
+pub use trust::NODE_TRUST_PREFIX;
 
 use canopy_model::GeoPoint;
 use canopy_tier::Timing;
@@ -60,4 +62,6 @@ pub enum ClusterError {
     Store(#[from] canopy_store::StoreError),
     #[error("link to the root: {0}")]
     Tier(#[from] canopy_tier::TierError),
+    #[error("node trust: {0}")]
+    Trust(#[from] canopy_tier::trust::TrustError),
 }

@@ -93,6 +93,14 @@ impl Child for RootSide {
             .await;
     }
 
+    async fn on_node_token(&self, token: pb::NodeToken) -> Result<(), String> {
+        self.0.keep_node_token(token).await
+    }
+
+    async fn on_remove_node(&self, name: String) -> Result<(), String> {
+        self.0.remove_node(&name).await
+    }
+
     async fn on_link(&self, up: Option<Timing>) {
         let cluster = self.0.name();
         match up {

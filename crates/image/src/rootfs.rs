@@ -13,6 +13,7 @@ use rustix::mount::{MountFlags, UnmountFlags};
 
 use crate::error::{ImageError, IoContext, Result};
 use crate::unpack::{self, Mode};
+use std::os::unix::fs::PermissionsExt;
 
 /// Overlay mount options are limited to a page; past that we copy instead.
 const MAX_MOUNT_DATA: usize = 4000;
@@ -24,6 +25,11 @@ pub(crate) fn mount_overlay(dest: &Path, lowers: &[PathBuf]) -> Result<PathBuf> 
     let work = dest.join("work");
     for dir in [&rootfs, &upper, &work] {
         fs::create_dir_all(dir).ctx("create directory", dir)?;
+    }
+    // The container's `/` takes the upper directory's mode: the usual 0755, whatever the
+    // agent's umask (its own files are 0700).
+    for dir in [&rootfs, &upper] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).ctx("chmod", dir)?;
     }
     let mut lower = String::new();
     for dir in lowers.iter().rev() {
@@ -75,6 +81,7 @@ pub(crate) fn mount_overlay(dest: &Path, lowers: &[PathBuf]) -> Result<PathBuf> 
 pub(crate) fn copy_layers(dest: &Path, blobs: &[(PathBuf, String)]) -> Result<PathBuf> {
     let rootfs = dest.join("rootfs");
     fs::create_dir_all(&rootfs).ctx("create directory", &rootfs)?;
+    fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755)).ctx("chmod", &rootfs)?;
     for (blob, digest) in blobs {
         unpack::apply_layer(blob, &rootfs, Mode::Flatten, digest)?;
     }

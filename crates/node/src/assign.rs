@@ -151,7 +151,7 @@ mod tests {
             name: "edge-1".into(),
             // Never dialled: these tests do not run the link.
             cluster: "http://127.0.0.1:9".into(),
-            token: String::new(),
+            credentials: canopy_tier::child::Credentials::Cleartext,
             data,
             labels: Default::default(),
             location: None,

@@ -49,10 +49,12 @@ use tokio::sync::{Mutex, watch};
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub name: String,
-    /// The cluster's tier endpoint (`http://host:port`).
+    /// The cluster's tier endpoint (`https://host:port`; `http://` for in-process clusters
+    /// without a node CA, as in tests).
     pub cluster: String,
-    /// Not checked yet: nodes link in cleartext until they join with certificates.
-    pub token: String,
+    /// How it proves who it is to its cluster: a certificate (joined with a node token)
+    /// for an `https://` cluster.
+    pub credentials: child::Credentials,
     pub data: PathBuf,
     pub labels: BTreeMap<String, String>,
     pub location: Option<GeoPoint>,
@@ -261,11 +263,9 @@ impl Agent {
             return Ok(());
         };
         let cluster = self.config.cluster.clone();
-        // Nodes link in cleartext until they join their cluster with certificates too.
-        let credentials = child::Credentials::Cleartext;
         child::run(
             cluster,
-            credentials,
+            self.config.credentials.clone(),
             Arc::new(ClusterSide(self)),
             outbox,
             stop,

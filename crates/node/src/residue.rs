@@ -110,7 +110,7 @@ async fn instances_revoked_while_they_start_leave_no_process_cgroup_or_directory
     let config = NodeConfig {
         name: "edge-1".into(),
         cluster: "http://127.0.0.1:9".into(),
-        token: String::new(),
+        credentials: canopy_tier::child::Credentials::Cleartext,
         data: data.path().join("node"),
         labels: Default::default(),
         location: None,

@@ -50,6 +50,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("PATCH", "/api/v1/clusters/{name}/labels", "xx----"),
     ("GET", "/api/v1/nodes", "xxxxxx"),
     ("GET", "/api/v1/nodes/{cluster}/{name}", "xxxxxx"),
+    ("DELETE", "/api/v1/nodes/{cluster}/{name}", "x-----"),
     ("POST", "/api/v1/nodes/{cluster}/{name}/cordon", "xx----"),
     ("POST", "/api/v1/nodes/{cluster}/{name}/uncordon", "xx----"),
     ("POST", "/api/v1/nodes/{cluster}/{name}/drain", "xx----"),

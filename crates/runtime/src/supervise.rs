@@ -115,11 +115,14 @@ pub(crate) fn spawn_in_session(
     let join = Arc::new(join);
     let child_join = Arc::clone(&join);
     // SAFETY: the closure runs in the forked child before exec and only makes raw
-    // syscalls (setsid, write) on memory that is already allocated: it neither
+    // syscalls (setsid, umask, write) on memory that is already allocated: it neither
     // allocates nor takes locks, so it is async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::setsid()?;
+            // The agent's own files are private (umask 077); a workload starts with the
+            // conventional mask, as under any service manager.
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
             for f in child_join.iter() {
                 rustix::io::write(f, b"0")?;
             }

@@ -56,6 +56,19 @@ pub trait Child: Send + Sync + 'static {
     fn on_routes(&self, _routes: pb::Routes) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// The root made a join token for one of this cluster's nodes: keep it. The error is
+    /// told to the root.
+    fn on_node_token(
+        &self,
+        _token: pb::NodeToken,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        async { Err("this tier admits no nodes".to_string()) }
+    }
+    /// The operator removed the node `name`: revoke its certificates and forget it.
+    fn on_remove_node(&self, _name: String) -> impl Future<Output = Result<(), String>> + Send {
+        async { Err("this tier has no nodes".to_string()) }
+    }
     /// The link came up (with the parent's timing) or went down.
     fn on_link(&self, _up: Option<Timing>) -> impl Future<Output = ()> + Send {
         async {}
@@ -302,7 +315,7 @@ async fn session<C: Child>(
         timing.heartbeat,
     )));
     tokio::select! {
-        result = read_loop(&mut inbound, child, &client) => {
+        result = read_loop(&mut inbound, child, &client, outbox) => {
             writer.0.abort();
             // Once it has stopped, the outbox is free for the next session.
             let _ = (&mut writer.0).await;
@@ -327,6 +340,7 @@ async fn read_loop<C: Child>(
     inbound: &mut tonic::Streaming<pb::Down>,
     child: &Arc<C>,
     client: &TierClient,
+    outbox: &Outbox,
 ) -> Result<(), SessionError> {
     loop {
         let Some(message) = inbound.message().await? else {
@@ -368,6 +382,15 @@ async fn read_loop<C: Child>(
             }
             Some(pb::down::Body::Configure(config)) => child.on_configure(config).await,
             Some(pb::down::Body::Routes(routes)) => child.on_routes(routes).await,
+            Some(pb::down::Body::NodeToken(token)) => {
+                let request = token.request;
+                let answer = child.on_node_token(token).await;
+                outbox.answer(request, answer);
+            }
+            Some(pb::down::Body::RemoveNode(remove)) => {
+                let answer = child.on_remove_node(remove.name).await;
+                outbox.answer(remove.request, answer);
+            }
             _ => {}
         }
     }

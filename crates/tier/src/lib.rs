@@ -6,6 +6,7 @@
 //! - [`parent::TierService`]: the parent accepts links, hands each message to a handler, and
 //!   drops links that stay silent past the deadline.
 
+mod answers;
 pub mod child;
 mod convert;
 mod operator;
@@ -19,6 +20,7 @@ pub mod streams;
 pub mod trust;
 pub mod wire;
 
+pub use answers::{ANSWER_DEADLINE, AskError};
 pub use convert::*;
 pub use operator::*;
 pub use session::{Assignment, Hello, Message, Revocation};

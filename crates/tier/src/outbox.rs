@@ -125,6 +125,14 @@ impl Outbox {
     pub(crate) fn take_all(&self) -> Vec<up::Body> {
         lock(&self.queue).take_all()
     }
+
+    /// The answer to the parent's request `request` (lost with the link, as the parent
+    /// then hears it is down).
+    pub(crate) fn answer(&self, request: u64, result: Result<(), String>) {
+        let error = result.err().unwrap_or_default();
+        lock(&self.queue).push(up::Body::Answer(pb::Answer { request, error }));
+        self.ready.notify_one();
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The parent's end: accept links, hand messages to the handler, drop silent children.
 
 use crate::Timing;
+use crate::answers::{ANSWER_DEADLINE, Answers, AskError};
 use crate::pb::{self, down, up};
 use crate::session::{Assignment, Hello, Message, Revocation};
 use crate::streams::{CLAIM_DEADLINE, Frame, Pending, Pipe, StreamError, forward_inbound};
@@ -33,6 +34,7 @@ pub struct Downlink {
     tx: mpsc::Sender<Result<pb::Down, Status>>,
     seq: Arc<AtomicU64>,
     pending: Arc<Pending>,
+    answers: Arc<Answers>,
     child: Arc<str>,
 }
 
@@ -88,6 +90,45 @@ impl Downlink {
         self.send(down::Body::Routes(routes))
     }
 
+    /// Hands the child a node token (see `trust::Enrolment::node_token`) and waits until it
+    /// has kept it.
+    pub async fn node_token(&self, mut token: pb::NodeToken) -> Result<(), AskError> {
+        self.ask(|request| {
+            token.request = request;
+            down::Body::NodeToken(token)
+        })
+        .await
+    }
+
+    /// Asks the child to revoke its node `name`'s certificates and forget it, and waits.
+    pub async fn remove_node(&self, name: &str) -> Result<(), AskError> {
+        self.ask(|request| {
+            down::Body::RemoveNode(pb::RemoveNode {
+                request,
+                name: name.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn ask(&self, body: impl FnOnce(u64) -> down::Body) -> Result<(), AskError> {
+        let question = self.answers.ask();
+        let child = || self.child.to_string();
+        if !self.send(body(question.id)) {
+            return Err(AskError::LinkDown(child()));
+        }
+        let mut question = question;
+        tokio::select! {
+            answer = &mut question.rx => match answer {
+                Ok(error) if error.is_empty() => Ok(()),
+                Ok(error) => Err(AskError::Refused(child(), error)),
+                Err(_) => Err(AskError::LinkDown(child())),
+            },
+            _ = tokio::time::sleep(ANSWER_DEADLINE) => Err(AskError::NoAnswer(child(), ANSWER_DEADLINE)),
+            _ = self.tx.closed() => Err(AskError::LinkDown(child())),
+        }
+    }
+
     /// Ends the link with `status`: the child sees it as the link's error.
     pub fn end(&self, status: Status) -> bool {
         self.tx.try_send(Err(status)).is_ok()
@@ -109,6 +150,7 @@ pub struct TierService<P> {
     timing: Timing,
     next_link: AtomicU64,
     pending: Arc<Pending>,
+    answers: Arc<Answers>,
 }
 
 impl<P: Parent> TierService<P> {
@@ -118,6 +160,7 @@ impl<P: Parent> TierService<P> {
             timing,
             next_link: AtomicU64::new(1),
             pending: Arc::new(Pending::default()),
+            answers: Arc::new(Answers::default()),
         }
     }
 
@@ -192,6 +235,7 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
             tx,
             seq: Arc::new(AtomicU64::new(0)),
             pending: self.pending.clone(),
+            answers: self.answers.clone(),
             child: Arc::from(child.as_str()),
         };
         downlink.send(down::Body::Welcome(pb::Welcome {
@@ -200,9 +244,14 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
         }));
         self.parent.on_hello(hello, downlink.clone()).await?;
         let parent = self.parent.clone();
+        let answers = self.answers.clone();
         tokio::spawn(async move {
             loop {
                 match tokio::time::timeout(deadline, inbound.message()).await {
+                    Ok(Ok(Some(pb::Up {
+                        body: Some(up::Body::Answer(answer)),
+                        ..
+                    }))) => answers.answer(answer.request, answer.error),
                     Ok(Ok(Some(pb::Up {
                         body: Some(body), ..
                     }))) => {

@@ -158,7 +158,8 @@ impl Message {
                 .pop()
                 .map(Message::Status),
             pb::up::Body::Interest(interest) => Some(Message::Interest(interest)),
-            pb::up::Body::Hello(_) => None,
+            // Hellos after the first are ignored; answers are taken by the link itself.
+            pb::up::Body::Hello(_) | pb::up::Body::Answer(_) => None,
         }
     }
 }

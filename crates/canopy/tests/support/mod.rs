@@ -87,6 +87,9 @@ pub struct Daemon {
     /// A root's tier listener (`https://127.0.0.1:PORT`), where clusters join and link.
     pub tier_url: String,
     pub args: Vec<String>,
+    /// A cluster's name and its root's API, where its nodes' tokens are made.
+    pub name: String,
+    pub root_api: String,
 }
 
 impl Daemon {
@@ -141,6 +144,8 @@ impl Daemon {
             url,
             tier_url,
             args: args.to_vec(),
+            name: String::new(),
+            root_api: String::new(),
         }
     }
 
@@ -193,7 +198,10 @@ impl Daemon {
             args[i] = format!("127.0.0.1:{port}");
         }
         let listens = !self.url.is_empty();
+        let (name, root_api) = (self.name.clone(), self.root_api.clone());
         *self = Daemon::start_program(&self.program, &args, listens);
+        self.name = name;
+        self.root_api = root_api;
     }
 }
 
@@ -286,10 +294,66 @@ pub fn start_cluster(dir: &Path, root: &Daemon, name: &str, extra: &[&str]) -> D
     }
     args.extend(strings(extra));
     args.extend(fast_timing());
-    Daemon::start(&args, true)
+    let mut cluster = Daemon::start(&args, true);
+    cluster.name = name.to_string();
+    cluster.root_api = root.url.clone();
+    cluster
 }
 
-/// `canopy node NAME` linked to `cluster`, its state in `data`, plus `extra` flags.
+/// A node token for `cluster` (started by [`start_cluster`]) from its root's API, as
+/// `canopy token create --join node` gives it: `(token, ca_hash)`. The root hands it to the
+/// cluster over its link, so this waits for the cluster to be linked. `name`: the one name
+/// it admits; `uses`: how many nodes may join with it.
+pub fn node_token_for(
+    cluster: &Daemon,
+    name: Option<&str>,
+    uses: Option<usize>,
+) -> (String, String) {
+    assert!(
+        !cluster.root_api.is_empty(),
+        "a cluster started by start_cluster"
+    );
+    let mut args = strings(&[
+        "token",
+        "create",
+        "--join",
+        "node",
+        "--cluster",
+        &cluster.name,
+        "-o",
+        "json",
+    ]);
+    if let Some(name) = name {
+        args.extend(strings(&["--name", name]));
+    }
+    if let Some(uses) = uses {
+        args.extend(strings(&["--uses", &uses.to_string()]));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = eventually(
+        Duration::from_secs(30),
+        "a node token (the cluster linked to its root)",
+        || {
+            let output = canopy(&cluster.root_api, &args);
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&output.stdout).to_string())
+        },
+    );
+    let created: Value = serde_json::from_str(&out).expect("a token as JSON");
+    let field = |key: &str| created[key].as_str().expect("token fields").to_string();
+    (field("token"), field("ca_hash"))
+}
+
+/// `--token T --ca-hash H` for a node `name` joining `cluster`.
+pub fn node_join_args(cluster: &Daemon, name: &str) -> Vec<String> {
+    let (token, ca_hash) = node_token_for(cluster, Some(name), None);
+    strings(&["--token", &token, "--ca-hash", &ca_hash])
+}
+
+/// `canopy node NAME` joined to `cluster` with a fresh node token and linked with its
+/// certificate, its state in `data`, plus `extra` flags.
 #[allow(dead_code)]
 pub fn start_node(data: &Path, cluster: &Daemon, name: &str, extra: &[&str]) -> Daemon {
     let mut args = strings(&[
@@ -301,6 +365,9 @@ pub fn start_node(data: &Path, cluster: &Daemon, name: &str, extra: &[&str]) -> 
         "--name",
         name,
     ]);
+    if !data.join("tier-cert.pem").exists() {
+        args.extend(node_join_args(cluster, name));
+    }
     args.extend(strings(extra));
     Daemon::start(&args, false)
 }
@@ -431,4 +498,41 @@ impl Drop for KillOnDrop {
             kill_group(pid);
         }
     }
+}
+
+/// A tier link opened by hand with `config` to `tier_url` (a root's tier listener or a
+/// cluster's node listener), saying hello as `name`: the parent's answer.
+pub fn link_as(
+    tier_url: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    name: &str,
+) -> Result<(), tonic::Status> {
+    use canopy_tier::pb;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let endpoint = tonic::transport::Endpoint::from_shared(tier_url.to_string()).unwrap();
+        let channel = canopy_tier::trust::connect(&endpoint, config)
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("{e:?}")))?;
+        let hello = pb::Up {
+            seq: 1,
+            body: Some(pb::up::Body::Hello(pb::Hello {
+                member: Some(pb::Member {
+                    name: name.to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+        };
+        let mut client = pb::tier_client::TierClient::new(channel);
+        let mut down = client
+            .link(futures::stream::iter(vec![hello]))
+            .await?
+            .into_inner();
+        // A welcome means the hello was taken.
+        down.message().await.map(|_| ())
+    })
 }

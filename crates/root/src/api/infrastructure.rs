@@ -257,7 +257,10 @@ pub fn routes() -> axum::Router<AppState> {
             get(get_cluster).delete(super::joins::delete_cluster),
         )
         .route("/clusters/{name}/labels", patch(label_cluster))
-        .route("/nodes/{cluster}/{name}", get(get_node))
+        .route(
+            "/nodes/{cluster}/{name}",
+            get(get_node).delete(super::joins::delete_node),
+        )
         .route("/nodes/{cluster}/{name}/cordon", post(cordon))
         .route("/nodes/{cluster}/{name}/uncordon", post(uncordon))
         .route("/nodes/{cluster}/{name}/drain", post(drain))

@@ -1,6 +1,7 @@
-//! Membership administration: join tokens for new clusters, and revoking a cluster's
-//! certificates. Both are for administrators ([`auth::may_manage_members`]). The same
-//! `POST /api/v1/tokens` with a `role` instead of `join` makes an API token (`api_tokens`).
+//! Membership administration: join tokens for new clusters and for a cluster's nodes, and
+//! revoking a cluster's or a node's certificates. All are for administrators
+//! ([`auth::may_manage_members`]). The same `POST /api/v1/tokens` with a `role` instead of
+//! `join` makes an API token (`api_tokens`).
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -10,7 +11,8 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use canopy_tier::trust::{Role as TierRole, TrustError};
+use canopy_tier::AskError;
+use canopy_tier::trust::{CreatedToken as TierToken, TrustError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -18,14 +20,26 @@ use utoipa::ToSchema;
 
 /// Longest lifetime a join token may be given.
 const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Most nodes one node token admits.
+const MAX_USES: u32 = 100_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    /// A join token: what it admits (`cluster`). Give this or `role`.
+    /// A join token: what it admits, `cluster` or `node` (of the cluster `cluster`). Give
+    /// this or `role`.
     #[serde(default)]
-    #[schema(pattern = "^cluster$")]
+    #[schema(pattern = "^(cluster|node)$")]
     pub join: Option<String>,
+    /// A join token for `node`: the cluster the node joins. The root makes the token and
+    /// hands the cluster what checks it over the cluster's link (so it must be linked).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// A join token for `node`, without `name`: how many nodes may join with it (default
+    /// 1), as for a fleet of simulated nodes.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100000)]
+    pub uses: Option<u32>,
     /// A join token: the one name it admits; any free name when absent.
     #[serde(default)]
     #[schema(pattern = "^[a-z0-9._-]{1,63}$")]
@@ -56,9 +70,13 @@ pub enum CreatedToken {
 pub struct TokenResponse {
     /// `<id>.<secret>`: shown once, never stored.
     pub token: String,
-    /// What the joining side pins: `sha256:<hex>` of the root CA's public key.
+    /// What the joining side pins: `sha256:<hex>` of the root CA's public key (for a
+    /// cluster) or of the cluster's intermediate CA (for a node).
     pub ca_hash: String,
     pub join: String,
+    /// For `node`: its cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     pub name: Option<String>,
     /// RFC 3339.
     pub expires_at: String,
@@ -74,6 +92,8 @@ fn field(path: &str, message: impl Into<String>) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "infrastructure",
     request_body = TokenRequest,
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No such cluster (`join: node`)"),
+        (status = 409, body = ErrorBody, description = "The cluster is not linked, or cannot admit nodes yet"),
         (status = 415, body = ErrorBody, description = "The body is not JSON"),
         (status = 422, body = ErrorBody, description = "The body is not a token request")))]
 pub async fn create_token(
@@ -97,8 +117,14 @@ pub async fn create_token(
             ));
         }
         (None, Some(role)) => {
-            if request.name.is_some() {
-                return Err(field("name", "only join tokens name what they admit"));
+            for (path, given) in [
+                ("name", request.name.is_some()),
+                ("cluster", request.cluster.is_some()),
+                ("uses", request.uses.is_some()),
+            ] {
+                if given {
+                    return Err(field(path, "only join tokens say what they admit"));
+                }
             }
             let created = super::api_tokens::create(
                 &state,
@@ -116,13 +142,9 @@ pub async fn create_token(
     if request.namespace.is_some() {
         return Err(field("namespace", "join tokens belong to no namespace"));
     }
-    if join != "cluster" {
-        return Err(field(
-            "join",
-            format!(
-                "the root admits clusters only (`cluster`), not {join:?}; nodes join their cluster"
-            ),
-        ));
+    if let Some(name) = &request.name {
+        canopy_tier::trust::tokens::check_name(name)
+            .map_err(|refusal| field("name", refusal.to_string()))?;
     }
     let ttl = match request.ttl_seconds {
         Some(0) => return Err(field("ttl_seconds", "must be at least 1")),
@@ -135,15 +157,41 @@ pub async fn create_token(
         Some(seconds) => Some(Duration::from_secs(seconds)),
         None => None,
     };
-    let created = state
-        .federation
-        .enrolment()
-        .create_token(request.name, ttl, OffsetDateTime::now_utc())
-        .await
-        .map_err(|e| match e {
-            TrustError::Refused(refusal) => field("name", refusal.to_string()),
-            other => crate::desired::RootError::from(other).into(),
-        })?;
+    let created: Made = match (join.as_str(), request.cluster) {
+        ("cluster", None) => {
+            if request.uses.is_some() {
+                return Err(field("uses", "a cluster token is one-time"));
+            }
+            state
+                .federation
+                .enrolment()
+                .create_token(request.name, ttl, OffsetDateTime::now_utc())
+                .await
+                .map_err(token_error)?
+                .into()
+        }
+        ("cluster", Some(_)) => {
+            return Err(field(
+                "cluster",
+                "only for `node` tokens (a cluster joins the root)",
+            ));
+        }
+        ("node", Some(cluster)) => {
+            node_token(&state, cluster, request.name, ttl, request.uses).await?
+        }
+        ("node", None) => {
+            return Err(field(
+                "cluster",
+                "a node joins a cluster: name it (`--cluster C`)",
+            ));
+        }
+        (other, _) => {
+            return Err(field(
+                "join",
+                format!("expected `cluster` or `node`, not {other:?}"),
+            ));
+        }
+    };
     let expires_at = OffsetDateTime::from_unix_timestamp(created.expires_unix)
         .ok()
         .and_then(|t| {
@@ -151,13 +199,14 @@ pub async fn create_token(
                 .ok()
         })
         .unwrap_or_default();
-    tracing::info!(by = %principal.name, name = ?created.name, "join token created");
+    tracing::info!(by = %principal.name, join = %created.role, name = ?created.name, "join token created");
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken::Join(TokenResponse {
             token: created.token,
             ca_hash: created.ca_hash,
-            join: TierRole::Cluster.to_string(),
+            join: created.role.to_string(),
+            cluster: created.cluster,
             name: created.name,
             expires_at,
         })),
@@ -197,4 +246,123 @@ pub async fn delete_cluster(
     state.federation.end_link(&name).await;
     tracing::info!(by = %principal.name, cluster = %name, "cluster revoked");
     Ok(Json(Revoked { cluster: name }))
+}
+
+/// A token and what made it, as answered.
+struct Made {
+    token: String,
+    ca_hash: String,
+    role: canopy_tier::trust::Role,
+    cluster: Option<String>,
+    name: Option<String>,
+    expires_unix: i64,
+}
+
+impl From<TierToken> for Made {
+    fn from(created: TierToken) -> Made {
+        Made {
+            token: created.token,
+            ca_hash: created.ca_hash,
+            role: created.role,
+            cluster: None,
+            name: created.name,
+            expires_unix: created.expires_unix,
+        }
+    }
+}
+
+fn token_error(error: TrustError) -> ApiError {
+    match error {
+        TrustError::Refused(refusal) => field("name", refusal.to_string()),
+        TrustError::NotMember(cluster) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("cluster {cluster:?} holds no certificate"),
+        ),
+        TrustError::Certificate(message) => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", message)
+        }
+        other => crate::desired::RootError::from(other).into(),
+    }
+}
+
+fn ask_error(error: AskError) -> ApiError {
+    // The cluster's state, not the root's failure: a 4xx the caller can retry.
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "cluster_unavailable",
+        error.to_string(),
+    )
+}
+
+/// A node token for `cluster`, kept by the cluster (over its link) before it is answered,
+/// so the node can join at once.
+async fn node_token(
+    state: &AppState,
+    cluster: String,
+    name: Option<String>,
+    ttl: Option<Duration>,
+    uses: Option<u32>,
+) -> Result<Made, ApiError> {
+    let extra_uses = match uses {
+        Some(0) => return Err(field("uses", "must be at least 1")),
+        Some(uses) if uses > MAX_USES => {
+            return Err(field("uses", format!("at most {MAX_USES}")));
+        }
+        Some(uses) => uses - 1,
+        None => 0,
+    };
+    let (created, message) = state
+        .federation
+        .enrolment()
+        .node_token(&cluster, name, ttl, extra_uses, OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| match e {
+            TrustError::Refused(refusal @ canopy_tier::trust::Refusal::NamedReuse) => {
+                field("uses", refusal.to_string())
+            }
+            other => token_error(other),
+        })?;
+    let downlink = state
+        .federation
+        .cluster_downlink(&cluster)
+        .await
+        .ok_or_else(|| ask_error(AskError::LinkDown(format!("cluster {cluster}"))))?;
+    downlink.node_token(message).await.map_err(ask_error)?;
+    let mut made = Made::from(created);
+    made.cluster = Some(cluster);
+    Ok(made)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemovedNode {
+    pub cluster: String,
+    pub node: String,
+}
+
+/// Removes a node: its cluster revokes its certificates (its link is refused from then on),
+/// ends its link and forgets it; what it ran is placed on other nodes. Told to the cluster
+/// over its link, so the cluster must be linked.
+#[utoipa::path(delete, path = "/api/v1/nodes/{cluster}/{name}", tag = "infrastructure",
+    params(("cluster" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = RemovedNode), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn delete_node(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<RemovedNode>, ApiError> {
+    auth::may_manage_members(&principal)?;
+    let Path((cluster, node)) = path?;
+    let downlink = state
+        .federation
+        .cluster_downlink(&cluster)
+        .await
+        .ok_or_else(|| ask_error(AskError::LinkDown(format!("cluster {cluster}"))))?;
+    downlink.remove_node(&node).await.map_err(|e| match e {
+        AskError::Refused(_, message) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+        other => ask_error(other),
+    })?;
+    tracing::info!(by = %principal.name, %cluster, %node, "node removed");
+    Ok(Json(RemovedNode { cluster, node }))
 }

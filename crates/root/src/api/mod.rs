@@ -85,7 +85,7 @@ impl
         infrastructure::get_cluster, infrastructure::get_node, infrastructure::cordon,
         infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
         infrastructure::label_cluster, infrastructure::delete_instance,
-        joins::create_token, joins::delete_cluster,
+        joins::create_token, joins::delete_cluster, joins::delete_node,
         namespaces::list, namespaces::get, namespaces::put, namespaces::delete,
         events::events, audit::list, version::version, healthz, readyz,
         login::login, login::refresh, api_tokens::list, api_tokens::revoke,

@@ -88,6 +88,11 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ),
     ("GET", "/api/v1/nodes", Installation(ReadInfrastructure)),
     (
+        "DELETE",
+        "/api/v1/nodes/{cluster}/{name}",
+        Installation(ManageMembers),
+    ),
+    (
         "GET",
         "/api/v1/nodes/{cluster}/{name}",
         Installation(ReadInfrastructure),

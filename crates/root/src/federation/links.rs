@@ -35,6 +35,11 @@ impl Parent for ClusterSide {
 }
 
 impl Federation {
+    /// The link to `cluster`, while it is up.
+    pub async fn cluster_downlink(&self, cluster: &str) -> Option<Downlink> {
+        self.links.lock().await.downlink(cluster).cloned()
+    }
+
     /// Ends a cluster's link (its certificate was revoked, so it cannot link again); it is
     /// then lost like any cluster gone silent, and its instances are placed elsewhere.
     pub async fn end_link(&self, cluster: &str) {

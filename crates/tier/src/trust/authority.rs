@@ -1,5 +1,6 @@
-//! A parent's certificate authority: a self-signed ECDSA P-256 CA that signs its children's
-//! certificates and its own tier listener's.
+//! A parent's certificate authority, ECDSA P-256: the root's is self-signed; a cluster's is
+//! an intermediate the root issued at its join. Either signs its children's certificates
+//! and its own tier listener's.
 
 use super::{PARENT_SERVER_NAME, TrustError, certs};
 use rcgen::{
@@ -35,7 +36,8 @@ impl Authority {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        // One level below: the clusters' intermediate CAs, which sign leaves only.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -91,14 +93,46 @@ impl Authority {
         now: OffsetDateTime,
         lifetime: Duration,
     ) -> Result<Issued, TrustError> {
+        self.sign(csr_der, name, now, lifetime, false)
+    }
+
+    /// An intermediate CA for the cluster `name`, over the key of `csr_der`: it may sign
+    /// leaf certificates only (path length 0), so a cluster certifies its own nodes and
+    /// nothing above or beside them.
+    pub fn issue_ca(
+        &self,
+        csr_der: &[u8],
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<Issued, TrustError> {
+        self.sign(csr_der, name, now, CA_LIFETIME, true)
+    }
+
+    fn sign(
+        &self,
+        csr_der: &[u8],
+        name: &str,
+        now: OffsetDateTime,
+        lifetime: Duration,
+        ca: bool,
+    ) -> Result<Issued, TrustError> {
         let csr = CertificateSigningRequestDer::from(csr_der.to_vec());
         let request = CertificateSigningRequestParams::from_der(&csr)
             .map_err(|e| TrustError::Certificate(format!("certificate request: {e}")))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = self::name(name);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+        } else {
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - BACKDATE;
         params.not_after = now + lifetime;
@@ -152,4 +186,76 @@ fn serial() -> SerialNumber {
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
     SerialNumber::from_slice(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::verify::Members;
+    use rustls::pki_types::UnixTime;
+    use rustls::server::danger::ClientCertVerifier;
+    use std::collections::HashSet;
+    use std::sync::{Arc, RwLock};
+
+    fn request(key: &KeyPair, name: &str) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.serialize_request(key).unwrap().der().to_vec()
+    }
+
+    /// The intermediate CA the root issues `cluster`, as the cluster loads it.
+    fn cluster_ca(root: &Authority, cluster: &str, now: OffsetDateTime) -> Authority {
+        let key = KeyPair::generate().unwrap();
+        let issued = root
+            .issue_ca(&request(&key, cluster), cluster, now)
+            .unwrap();
+        let pem = pem::encode(&pem::Pem::new("CERTIFICATE", issued.der));
+        Authority::from_pem(&pem, &key.serialize_pem()).unwrap()
+    }
+
+    fn node_cert(ca: &Authority, name: &str, now: OffsetDateTime) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let issued = ca
+            .issue(&request(&key, name), name, now, Duration::from_secs(3600))
+            .unwrap();
+        CertificateDer::from(issued.der)
+    }
+
+    #[test]
+    fn a_cluster_certifies_its_own_nodes_and_no_other_cluster_accepts_them() {
+        let now = OffsetDateTime::now_utc();
+        let root = Authority::generate("root", now).unwrap();
+        let c0 = cluster_ca(&root, "c0", now);
+        let c1 = cluster_ca(&root, "c1", now);
+        assert_ne!(c0.ca_hash().unwrap(), root.ca_hash().unwrap());
+        let revoked = Arc::new(RwLock::new(HashSet::new()));
+        let at_c0 = Members::new(c0.cert_der().clone(), revoked.clone()).unwrap();
+        let at_c1 = Members::new(c1.cert_der().clone(), revoked.clone()).unwrap();
+        let n0 = node_cert(&c0, "n0", now);
+        assert!(at_c0.verify_client_cert(&n0, &[], UnixTime::now()).is_ok());
+        assert!(
+            at_c1.verify_client_cert(&n0, &[], UnixTime::now()).is_err(),
+            "a node of c0 cannot attach to c1"
+        );
+        // Revoked: refused at the handshake.
+        let serial = certs::peer_of(&n0).unwrap().serial;
+        revoked.write().unwrap().insert(serial);
+        assert!(
+            at_c0.verify_client_cert(&n0, &[], UnixTime::now()).is_err(),
+            "revoked"
+        );
+    }
+
+    #[test]
+    fn a_cluster_ca_may_sign_leaves_only() {
+        let now = OffsetDateTime::now_utc();
+        let root = Authority::generate("root", now).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let issued = root.issue_ca(&request(&key, "c0"), "c0", now).unwrap();
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+        let constraints = cert.basic_constraints().unwrap().unwrap().value;
+        assert!(constraints.ca);
+        assert_eq!(constraints.path_len_constraint, Some(0));
+    }
 }

@@ -27,9 +27,12 @@ struct AuthorityRecord {
 
 /// Who holds a certificate for a name: its serials (several while one is being rotated).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct MemberRecord {
+pub(super) struct MemberRecord {
     serials: Vec<String>,
     not_after_unix: i64,
+    /// A cluster's: the hash of the intermediate CA issued at its join, which its nodes pin.
+    #[serde(default)]
+    pub(super) ca_hash: Option<String>,
 }
 
 /// A token just created: shown once, then only its hash is kept.
@@ -43,9 +46,9 @@ pub struct CreatedToken {
 }
 
 pub struct Enrolment {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     prefix: String,
-    role: Role,
+    pub(super) role: Role,
     authority: Authority,
     revoked: Arc<RwLock<HashSet<String>>>,
     lifetime: Duration,
@@ -75,6 +78,17 @@ impl Enrolment {
                 authority
             }
         };
+        Enrolment::open_under(store, prefix, authority, role).await
+    }
+
+    /// Opens the members under `prefix` of `store`, certified by `authority` (a cluster's
+    /// intermediate CA, whose key it keeps in its data directory).
+    pub async fn open_under(
+        store: Arc<dyn Store>,
+        prefix: &str,
+        authority: Authority,
+        role: Role,
+    ) -> Result<Arc<Enrolment>, TrustError> {
         let (revoked, _) = store.list(&format!("{prefix}revoked/")).await?;
         let revoked = revoked
             .iter()
@@ -124,6 +138,7 @@ impl Enrolment {
             secret_sha256: tokens::secret_hash(&fresh.secret),
             expires_unix,
             used: false,
+            extra_uses: 0,
         };
         self.store
             .put_json(&self.token_key(&fresh.id), &record, Precondition::Absent)
@@ -137,12 +152,14 @@ impl Enrolment {
         })
     }
 
-    /// Spends `token` and certifies the key of `csr_der` as `name`.
+    /// Spends `token` and certifies the key of `csr_der` as `name` (and, for a cluster, the
+    /// key of `ca_csr_der` as its intermediate CA).
     pub async fn join(
         &self,
         token: &str,
         name: &str,
         csr_der: &[u8],
+        ca_csr_der: &[u8],
         now: OffsetDateTime,
     ) -> Result<pb::Certified, TrustError> {
         let (id, secret) = tokens::parse(token)?;
@@ -168,10 +185,27 @@ impl Enrolment {
         let issued = self
             .authority
             .issue(csr_der, &granted, now, self.lifetime)?;
-        record.used = true;
+        let member_ca = match self.role {
+            Role::Cluster if ca_csr_der.is_empty() => {
+                return Err(TrustError::Certificate(
+                    "a cluster joins with a request for its own CA too (a newer canopy)".into(),
+                ));
+            }
+            Role::Cluster => Some(self.authority.issue_ca(ca_csr_der, &granted, now)?),
+            Role::Node => None,
+        };
+        if record.extra_uses > 0 {
+            record.extra_uses -= 1;
+        } else {
+            record.used = true;
+        }
         let member_record = MemberRecord {
             serials: vec![issued.serial.clone()],
             not_after_unix: issued.not_after_unix,
+            ca_hash: match &member_ca {
+                Some(ca) => Some(super::spki_hash(&ca.der)?),
+                None => None,
+            },
         };
         let member_precondition = match &member {
             Some((_, revision)) => Precondition::ModRevision(*revision),
@@ -191,7 +225,9 @@ impl Enrolment {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(member = %granted, role = %self.role, "joined with a token");
-        Ok(self.certified(issued.der, granted))
+        let mut certified = self.certified(issued.der, granted);
+        certified.member_ca_der = member_ca.map(|ca| ca.der).unwrap_or_default();
+        Ok(certified)
     }
 
     /// A new certificate for the member `peer` proved to be, over a new key.
@@ -256,14 +292,15 @@ impl Enrolment {
             chain_der: vec![der],
             ca_der: self.authority.cert_der().to_vec(),
             name,
+            member_ca_der: Vec::new(),
         }
     }
 
-    fn token_key(&self, id: &str) -> String {
+    pub(super) fn token_key(&self, id: &str) -> String {
         format!("{}tokens/{id}", self.prefix)
     }
 
-    fn member_key(&self, name: &str) -> String {
+    pub(super) fn member_key(&self, name: &str) -> String {
         format!("{}members/{name}", self.prefix)
     }
 }

@@ -3,7 +3,7 @@
 //! reuse the files and need no token.
 
 use super::verify::PinnedCa;
-use super::{TrustError, certs, chain, dial, provider};
+use super::{Authority, Role, TrustError, certs, chain, dial, provider};
 use crate::pb;
 use rcgen::{CertificateParams, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -18,6 +18,9 @@ use tonic::transport::Endpoint;
 const KEY_FILE: &str = "tier-key.pem";
 const CERT_FILE: &str = "tier-cert.pem";
 const CA_FILE: &str = "tier-ca.pem";
+/// A cluster's own intermediate CA, which certifies its nodes.
+const MEMBER_CA_FILE: &str = "tier-nodes-ca.pem";
+const MEMBER_CA_KEY_FILE: &str = "tier-nodes-ca-key.pem";
 
 #[derive(Clone)]
 pub struct Identity {
@@ -86,6 +89,7 @@ impl Identity {
             chain_der: ders(CERT_FILE)?,
             ca_der: ca,
             name: String::new(),
+            member_ca_der: Vec::new(),
         };
         Identity::from_certified(key_pem, certified).map(Some)
     }
@@ -139,6 +143,11 @@ impl Identity {
             .map_err(|s| TrustError::ParentRefused(s.message().to_string()))?
             .into_inner();
         Identity::from_certified(key.serialize_pem(), certified)
+    }
+
+    /// The hash of the CA it was issued under (which it pins).
+    pub fn ca_hash(&self) -> Result<String, TrustError> {
+        certs::spki_hash(&self.ca)
     }
 
     pub fn expired(&self, now: OffsetDateTime) -> bool {
@@ -206,16 +215,35 @@ pub fn joining_config(ca_hash: &str) -> Result<Arc<ClientConfig>, TrustError> {
     Ok(Arc::new(config))
 }
 
+/// A cluster's intermediate CA saved in `dir` (issued by the root at its join), if any.
+pub fn member_authority(dir: &Path) -> Result<Option<Authority>, TrustError> {
+    let cert_path = dir.join(MEMBER_CA_FILE);
+    if !cert_path.exists() {
+        return Ok(None);
+    }
+    let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| TrustError::io(path, e));
+    let cert_pem = read(&cert_path)?;
+    let key_pem = read(&dir.join(MEMBER_CA_KEY_FILE))?;
+    Authority::from_pem(&cert_pem, &key_pem).map(Some)
+}
+
 /// Presents `token` to `parent` (whose CA must hash to `ca_hash`) and asks a certificate
-/// for `name`.
+/// for `name`; a cluster also asks for its intermediate CA, saved in `dir` (0600).
 pub async fn join(
     parent: &str,
     token: &str,
     ca_hash: &str,
     name: &str,
+    role: Role,
+    dir: &Path,
 ) -> Result<Identity, TrustError> {
     let key = KeyPair::generate()?;
     let csr_der = request(&key, name)?;
+    let ca_key = KeyPair::generate()?;
+    let ca_csr_der = match role {
+        Role::Cluster => request(&ca_key, name)?,
+        Role::Node => Vec::new(),
+    };
     let channel = dial::connect(&endpoint(parent)?, joining_config(ca_hash)?)
         .await
         .map_err(|e| unreachable(parent, &e))?;
@@ -224,6 +252,7 @@ pub async fn join(
             token: token.trim().to_string(),
             name: name.to_string(),
             csr_der,
+            ca_csr_der,
         })
         .await
         .map_err(|s| TrustError::ParentRefused(s.message().to_string()))?
@@ -232,6 +261,20 @@ pub async fn join(
         return Err(TrustError::Certificate(
             "the parent answered with a CA other than the pinned one".into(),
         ));
+    }
+    if role == Role::Cluster {
+        if certified.member_ca_der.is_empty() {
+            return Err(TrustError::Certificate(
+                "the root issued no CA for this cluster's nodes".into(),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| TrustError::io(dir, e))?;
+        let pem = pem::encode(&pem::Pem::new(
+            "CERTIFICATE",
+            certified.member_ca_der.clone(),
+        ));
+        write_private(&dir.join(MEMBER_CA_KEY_FILE), &ca_key.serialize_pem())?;
+        write_private(&dir.join(MEMBER_CA_FILE), &pem)?;
     }
     Identity::from_certified(key.serialize_pem(), certified)
 }
@@ -242,6 +285,7 @@ pub async fn enrol(
     parent: &str,
     dir: &Path,
     name: &str,
+    role: Role,
     token: Option<&str>,
     ca_hash: Option<&str>,
 ) -> Result<Identity, TrustError> {
@@ -253,12 +297,53 @@ pub async fn enrol(
                 identity.name
             )));
         }
+        if role == Role::Cluster && !dir.join(MEMBER_CA_FILE).exists() {
+            return Err(TrustError::Certificate(format!(
+                "{} holds a certificate but no CA for the cluster's nodes (joined with an \
+                 older canopy): delete the cluster at the root and join it again",
+                dir.display()
+            )));
+        }
         return Ok(identity);
     }
     let (Some(token), Some(ca_hash)) = (token.filter(|t| !t.is_empty()), ca_hash) else {
         return Err(TrustError::NotJoined(name.to_string()));
     };
-    let identity = join(parent, token, ca_hash, name).await?;
+    let identity = join(parent, token, ca_hash, name, role, dir).await?;
     identity.save(dir)?;
     Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::enrolment::CERT_LIFETIME;
+
+    #[test]
+    fn a_certificate_renews_at_two_thirds_of_its_life_well_before_it_expires() {
+        let now = OffsetDateTime::now_utc();
+        let root = Authority::generate("root", now).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let issued = root
+            .issue(&request(&key, "n0").unwrap(), "n0", now, CERT_LIFETIME)
+            .unwrap();
+        let certified = pb::Certified {
+            chain_der: vec![issued.der],
+            ca_der: root.cert_der().to_vec(),
+            name: "n0".into(),
+            member_ca_der: Vec::new(),
+        };
+        let identity = Identity::from_certified(key.serialize_pem(), certified).unwrap();
+        let life = CERT_LIFETIME.as_secs() as i64;
+        let renew_at = identity.renew_at_unix() - now.unix_timestamp();
+        // Two thirds of 30 days is 20 days (less the few minutes it is backdated by).
+        assert!(
+            (life * 2 / 3 - 600..=life * 2 / 3).contains(&renew_at),
+            "{renew_at}"
+        );
+        let at = |seconds: i64| now + time::Duration::seconds(seconds);
+        assert!(!identity.expired(at(renew_at)), "renewed while still valid");
+        assert!(!identity.expired(at(life - 1)));
+        assert!(identity.expired(at(life)));
+    }
 }

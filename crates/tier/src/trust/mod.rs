@@ -14,6 +14,7 @@
 
 mod authority;
 mod certs;
+mod delegation;
 mod dial;
 mod enrolment;
 mod identity;
@@ -26,7 +27,7 @@ pub use authority::{Authority, Issued};
 pub use certs::{Peer, spki_hash};
 pub use dial::connect;
 pub use enrolment::{CreatedToken, Enrolment};
-pub use identity::{Identity, enrol, join, joining_config};
+pub use identity::{Identity, enrol, join, joining_config, member_authority};
 pub use service::JoinService;
 pub use tokens::{Refusal, Role};
 
@@ -62,6 +63,8 @@ pub enum TrustError {
     ParentRefused(String),
     #[error("cannot reach the parent at {address}: {reason}")]
     Connect { address: String, reason: String },
+    #[error("{0} is not a member (it holds no certificate)")]
+    NotMember(String),
     #[error(
         "{0} has no certificate yet: give it a join token and the CA hash (`canopy token create`)"
     )]

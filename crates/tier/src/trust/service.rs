@@ -25,6 +25,7 @@ fn status(error: TrustError) -> Status {
     match error {
         TrustError::Refused(refusal) => Status::permission_denied(refusal.to_string()),
         TrustError::ParentRefused(message) => Status::permission_denied(message),
+        other @ TrustError::NotMember(_) => Status::permission_denied(other.to_string()),
         TrustError::Certificate(message) => Status::invalid_argument(message),
         other => {
             tracing::warn!(error = %other, "a join failed");
@@ -45,6 +46,7 @@ impl pb::join_server::Join for JoinService {
                 &request.token,
                 &request.name,
                 &request.csr_der,
+                &request.ca_csr_der,
                 OffsetDateTime::now_utc(),
             )
             .await

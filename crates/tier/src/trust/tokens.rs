@@ -36,6 +36,9 @@ pub struct TokenRecord {
     pub secret_sha256: String,
     pub expires_unix: i64,
     pub used: bool,
+    /// Joins it admits beyond the first (a fleet of hollow nodes); 0 for a one-time token.
+    #[serde(default)]
+    pub extra_uses: u32,
 }
 
 /// Why a join is refused: said to the joining side as is.
@@ -65,6 +68,8 @@ pub enum Refusal {
     },
     #[error("the name {0:?} is taken by a member with a valid certificate (delete it first)")]
     NameTaken(String),
+    #[error("a token for several joins cannot name one member")]
+    NamedReuse,
     #[error("a member name must be 1 to 63 characters of [a-z0-9._-], got {0:?}")]
     BadName(String),
 }
@@ -183,6 +188,7 @@ mod tests {
             secret_sha256: secret_hash("0123456789abcdef"),
             expires_unix,
             used,
+            extra_uses: 0,
         }
     }
 
