@@ -3,7 +3,7 @@
 use crate::cli::{ClientArgs, OutputFormat};
 use crate::client::{Client, encode};
 use crate::output::Table;
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]

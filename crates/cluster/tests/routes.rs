@@ -57,6 +57,7 @@ fn cluster(now: Now) -> (ClusterState, String) {
             replica: 0,
             spec,
         },
+        secrets: Default::default(),
     };
     let mut fx = Effects::default();
     state.assign(vec![assignment], now, &mut fx);

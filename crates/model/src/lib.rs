@@ -13,9 +13,9 @@ pub mod patterns;
 pub mod privilege;
 pub mod quantity;
 pub mod schema;
-pub mod security;
 mod secret;
 mod secret_refs;
+pub mod security;
 mod selector;
 mod status;
 mod usage;
@@ -31,7 +31,6 @@ pub use operator::{LabelEdit, OperatorSettings};
 pub use parse::{DescriptorFormat, ParsedDescriptor, parse_descriptor, to_json, to_yaml};
 pub use privilege::privilege_errors;
 pub use quantity::{Mebibytes, Millicores, QuantityError};
-pub use security::{Capabilities, SecurityContext};
 pub use secret::{
     KIND_SECRET, MAX_SECRET_BYTES, MAX_SECRET_KEYS, SecretInfo, SecretInput, SecretValues,
     validate_secret_key,
@@ -39,6 +38,7 @@ pub use secret::{
 pub use secret_refs::{
     PULL_PASSWORD, PULL_USERNAME, SecretKeyRef, SecretReference, UnresolvedSecret,
 };
+pub use security::{Capabilities, SecurityContext};
 pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
 pub use usage::{InstanceDetails, Usage};

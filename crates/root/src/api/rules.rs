@@ -127,10 +127,22 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     // Namespaces are known to every caller by name; marking one trusted is an admin's.
     ("GET", "/api/v1/namespaces", Authenticated),
     ("GET", "/api/v1/namespaces/{name}", Authenticated),
-    ("PUT", "/api/v1/namespaces/{name}", Installation(ManageUsers)),
-    ("DELETE", "/api/v1/namespaces/{name}", Installation(ManageUsers)),
+    (
+        "PUT",
+        "/api/v1/namespaces/{name}",
+        Installation(ManageUsers),
+    ),
+    (
+        "DELETE",
+        "/api/v1/namespaces/{name}",
+        Installation(ManageUsers),
+    ),
     // A secret's values are the namespace's developers' (and never readable by anyone).
-    ("GET", "/api/v1/namespaces/{namespace}/secrets", Namespaced(Read)),
+    (
+        "GET",
+        "/api/v1/namespaces/{namespace}/secrets",
+        Namespaced(Read),
+    ),
     (
         "GET",
         "/api/v1/namespaces/{namespace}/secrets/{name}",
