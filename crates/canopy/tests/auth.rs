@@ -160,6 +160,14 @@ fn roles_grants_and_api_tokens_through_the_cli() {
     let users = ok(client(&admin, &["get", "users"], None, &server));
     assert!(users.contains("developer@team-a"), "{users}");
 
+    for namespace in ["team-a", "team-b"] {
+        ok(client(
+            &admin,
+            &["create", "namespace", namespace, "--trusted"],
+            None,
+            &server,
+        ));
+    }
     let dev = dir.path().join("dev-config.yaml");
     let login = [
         "login",

@@ -57,6 +57,9 @@ impl InProcessRoot {
             let root = Root::open(store.clone() as Arc<dyn Store>, Timing::default())
                 .await
                 .unwrap();
+            // As `canopy root` does at its first start: the CLI logs in with it below.
+            let password = root.initial_admin_password().unwrap().to_string();
+            std::fs::write(dir.join("admin-password"), password).unwrap();
             let created = root
                 .federation()
                 .enrolment()
@@ -84,6 +87,7 @@ impl InProcessRoot {
             });
             (url, api, (created.token, created.ca_hash))
         });
+        support::log_in(&api, dir);
         InProcessRoot {
             url,
             api,

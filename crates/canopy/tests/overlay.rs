@@ -45,15 +45,7 @@ impl Testbed {
         let mut nodes = Vec::new();
         for (n, name) in ["client", "s1", "s2", "s3"].iter().enumerate() {
             let role = if n == 0 { "client" } else { "server" };
-            let data = dir.path().join(name).display().to_string();
-            let args = strings(&[
-                "node",
-                "--cluster",
-                &cluster.url,
-                "--data",
-                &data,
-                "--name",
-                name,
+            let extra = strings(&[
                 "--labels",
                 &format!("role={role}"),
                 "--overlay-network",
@@ -61,7 +53,13 @@ impl Testbed {
                 "--overlay-address",
                 &format!("127.0.0.{}", 10 + n),
             ]);
-            nodes.push(Daemon::start(&args, false));
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            nodes.push(support::start_node(
+                &dir.path().join(name),
+                &cluster,
+                name,
+                &extra,
+            ));
         }
         let testbed = Testbed {
             _cleanup: KillOnDrop(marker.clone()),

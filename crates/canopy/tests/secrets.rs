@@ -109,6 +109,8 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
     cluster_args.push(data.join("c0").display().to_string());
     cluster_args.extend(support::fast_timing());
     let mut cluster = logged(&cluster_args, &logs.join("cluster.log"), true);
+    cluster.name = "c0".into();
+    cluster.root_api = root.url.clone();
 
     let node_dir = data.join("node");
     let subnet = free_subnet();
@@ -123,6 +125,7 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
         "--container-subnet",
         &subnet,
     ]));
+    node_args.extend(support::node_join_args(&cluster, &name));
     let mut node = logged(&node_args, &logs.join("node.log"), false);
     eventually(SETTLE, "the node offers containers", || {
         canopy_json(&root.url, &["get", "nodes"])
@@ -264,6 +267,8 @@ fn an_image_pull_secret_pulls_from_an_authenticated_registry_and_the_password_is
             "-N",
             "--max-time",
             "3",
+            "-H",
+            &format!("Authorization: Bearer {}", support::token_for(&root.url)),
             &format!("{}/api/v1/events?since=0", root.url),
         ])
         .output()

@@ -67,7 +67,22 @@ fn env() -> Value {
 
 fn secret_env() -> Value {
     json!({"type": "object", "maxProperties": MAX_ENV_VARS,
-        "propertyNames": {"pattern": patterns::env_name(), "maxLength": MAX_STRING_LEN}})
+        "propertyNames": {"pattern": patterns::env_name(), "maxLength": MAX_STRING_LEN},
+        "additionalProperties": {"$ref": "#/components/schemas/SecretKeyRef"}})
+}
+
+/// A secret's keys and values, as `SecretInput::validate` checks them (the values' total
+/// size aside).
+fn secret_data() -> Value {
+    json!({"type": "object", "minProperties": 1, "maxProperties": crate::MAX_SECRET_KEYS,
+        "propertyNames": {"pattern": r"^[A-Za-z0-9._-]+$", "maxLength": 253,
+            "not": {"enum": [".", ".."]}},
+        "additionalProperties": {"type": "string"}})
+}
+
+fn secret_labels() -> Value {
+    json!({"type": "object", "propertyNames": {"pattern": patterns::dns_label()},
+        "additionalProperties": {"type": "string", "maxLength": crate::MAX_LABEL_VALUE_LEN}})
 }
 
 fn secret_key() -> Value {
@@ -371,6 +386,8 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("ServiceSpec", "secretEnv", secret_env()),
         ("SecretKeyRef", "name", dns_label()),
         ("SecretKeyRef", "key", secret_key()),
+        ("SecretInput", "data", secret_data()),
+        ("SecretInput", "labels", secret_labels()),
         ("Constraint", "arch", arch()),
         ("Constraint", "nodeSelector", selector()),
         ("Constraint", "clusterSelector", selector()),

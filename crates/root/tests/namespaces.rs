@@ -19,13 +19,20 @@ async fn start() -> Server {
     let root = Root::open(Arc::new(store), canopy_root::Timing::default())
         .await
         .unwrap();
+    let token = root.local_admin_session().await.unwrap().access_token;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { root.serve(listener, std::future::pending()).await });
     let _ = rustls::crypto::ring::default_provider().install_default();
     Server {
         base,
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            )]))
+            .build()
+            .unwrap(),
         _dir: dir,
     }
 }

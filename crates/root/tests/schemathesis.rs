@@ -150,6 +150,11 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
             "none",
         ])
         .args(["--request-timeout", "20"])
+        // Not the stateful phase: 4.32.5 infers links from `GET /audit` to operations with a
+        // parameter they do not have (`namespace` into `GET /namespaces/{name}`) and stops
+        // with "Invalid OpenAPI Links Definition", an error of its own inference that no
+        // document change avoids. The three stateless phases cover every operation.
+        .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(EXCLUDED.iter().flat_map(|path| ["--exclude-path", *path]))
         .env("SCHEMATHESIS_HOOKS", here().join("hooks.py"))

@@ -26,6 +26,13 @@ impl Server {
         let root = Root::open_sealed(Arc::new(store), canopy_root::Timing::default(), key)
             .await
             .expect("root");
+        // Its workloads are `process` ones, which only a trusted namespace may run.
+        root.trust_namespace("default").await.expect("trust");
+        let token = root
+            .local_admin_session()
+            .await
+            .expect("a session")
+            .access_token;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -41,7 +48,13 @@ impl Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Server {
             base,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(reqwest::header::HeaderMap::from_iter([(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {token}").parse().unwrap(),
+                )]))
+                .build()
+                .unwrap(),
             stop,
             task,
         }

@@ -23,6 +23,7 @@ pub fn document() -> Value {
         }
         schemas.insert("Descriptor".into(), descriptor());
         flatten_application_view(schemas);
+        token_request(schemas);
     }
     if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
         for operations in paths.values_mut() {
@@ -49,6 +50,63 @@ pub fn document() -> Value {
         *stream = event_stream();
     }
     document
+}
+
+/// A token request is a join token's (`join`) or an API token's (`role`): exactly one of
+/// the two, and neither may be null (serde reads a null as absent).
+fn token_request(schemas: &mut serde_json::Map<String, Value>) {
+    const JOIN_TTL_MAX: u64 = super::joins::MAX_TTL.as_secs();
+    const API_TTL_MAX: i64 = crate::auth::API_TOKEN_MAX;
+    let Some(request) = schemas.get_mut("TokenRequest") else {
+        return;
+    };
+    // What the handler refuses, said in the schema: a cluster token has no `cluster` or
+    // `uses`; a node token names its cluster, and one for several joins names no member;
+    // join tokens belong to no namespace; an API token says nothing a join token says.
+    let absent = json!({"type": "null"});
+    request["oneOf"] = json!([
+        {"required": ["join"], "properties": {"join": {"const": "cluster"},
+            "cluster": absent, "uses": absent, "role": absent, "namespace": absent,
+            "ttl_seconds": {"maximum": JOIN_TTL_MAX}}},
+        {"required": ["join", "cluster"], "properties": {"join": {"const": "node"},
+            "cluster": {"type": "string"}, "role": absent, "namespace": absent,
+            "ttl_seconds": {"maximum": JOIN_TTL_MAX}},
+         "anyOf": [{"properties": {"name": absent}},
+                   {"properties": {"uses": {"anyOf": [absent, {"const": 1}]}}}]},
+        {"required": ["role"], "properties": {"join": absent, "cluster": absent, "uses": absent,
+            "name": absent, "ttl_seconds": {"maximum": API_TTL_MAX}}},
+    ]);
+    for field in ["join", "role"] {
+        if let Some(property) = request["properties"].get_mut(field) {
+            not_null(property);
+        }
+    }
+}
+
+/// `property` without the null that utoipa adds for an `Option`.
+fn not_null(property: &mut Value) {
+    if let Some(types) = property.get_mut("type").and_then(Value::as_array_mut) {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            property["type"] = types[0].clone();
+        }
+    }
+    let variants = property.get("oneOf").and_then(Value::as_array).map(|all| {
+        all.iter()
+            .filter(|v| v.get("type") != Some(&json!("null")))
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+    if let (Some(object), Some(variants)) = (property.as_object_mut(), variants) {
+        object.remove("oneOf");
+        if let [only] = variants.as_slice()
+            && let Some(only) = only.as_object()
+        {
+            object.extend(only.clone());
+        } else {
+            object.insert("oneOf".into(), Value::Array(variants));
+        }
+    }
 }
 
 /// The bearer scheme, and on each operation what its rule (`rules::RULES`) implies: which

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 /// Longest lifetime a join token may be given.
-const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(super) const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most nodes one node token admits.
 const MAX_USES: u32 = 100_000;
 

@@ -11,6 +11,19 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use canopy_model::{SecretInfo, SecretInput};
 
+/// The path's namespace and name, refused (400, naming the segment) unless DNS labels.
+fn check_path(namespace: &str, name: Option<&str>) -> Result<(), ApiError> {
+    for (segment, value) in [("namespace", Some(namespace)), ("name", name)] {
+        if let Some(value) = value
+            && let Err(reason) = canopy_model::validate_dns_label(value)
+        {
+            return Err(ApiError::bad_request(format!("{segment}: {reason}"))
+                .with_details(vec![canopy_model::FieldError::new(segment, reason)]));
+        }
+    }
+    Ok(())
+}
+
 pub fn routes() -> axum::Router<AppState> {
     use axum::routing::get;
     axum::Router::new()
@@ -32,6 +45,7 @@ pub async fn list(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<SecretInfo>>, ApiError> {
     let Path(namespace) = path?;
+    check_path(&namespace, None)?;
     principal.require(Action::Read, Some(&namespace))?;
     Ok(Json(state.desired.list_secrets(Some(&namespace)).await?))
 }
@@ -48,6 +62,7 @@ pub async fn get_one(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<SecretInfo>, ApiError> {
     let Path((namespace, name)) = path?;
+    check_path(&namespace, Some(&name))?;
     principal.require(Action::Read, Some(&namespace))?;
     Ok(Json(state.desired.get_secret(&namespace, &name).await?))
 }
@@ -62,6 +77,7 @@ pub async fn get_one(
         (status = 400, body = ErrorBody, description = "Invalid name, key or data (`details` names each field)"),
         (status = 409, body = ErrorBody, description = "The secret changed concurrently; try again"),
         (status = 415, body = ErrorBody, description = "A content type other than JSON"),
+        (status = 422, body = ErrorBody, description = "JSON that is not a secret"),
         (status = 500, body = ErrorBody, description = "The state store failed")))]
 pub async fn put(
     State(state): State<AppState>,
@@ -70,6 +86,8 @@ pub async fn put(
     body: Result<Json<SecretInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SecretInfo>), ApiError> {
     let Path((namespace, name)) = path?;
+    // The name is checked with the body, so that every problem is told at once.
+    check_path(&namespace, None)?;
     principal.require(Action::Deploy, Some(&namespace))?;
     // The rejection's text quotes serde's error, never the body's values.
     let Json(input) = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
@@ -96,6 +114,7 @@ pub async fn delete(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<SecretInfo>, ApiError> {
     let Path((namespace, name)) = path?;
+    check_path(&namespace, Some(&name))?;
     principal.require(Action::Deploy, Some(&namespace))?;
     Ok(Json(state.desired.delete_secret(&namespace, &name).await?))
 }
