@@ -3,8 +3,11 @@
 //! runc and the CNI plugins. Needs root and those tools: without them the test fails and says
 //! what is missing (CI runs as root, and scripts/test installs the tools).
 
+#[path = "support/registry.rs"]
+mod registry;
 mod support;
 
+use registry::{Registry, Residue, free_subnet, mounts_under, require};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -13,169 +16,6 @@ use std::time::Duration;
 use support::{Daemon, canopy_json, canopy_ok, eventually, start_cluster, start_root, strings};
 
 const SETTLE: Duration = Duration::from_secs(60);
-
-/// What this test needs; CI has all of it, so a lack fails the test instead of passing it.
-fn require() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "containers: runc, CNI and overlay mounts need root (run the suite as root, as CI does)"
-    );
-    for tool in [
-        "runc",
-        "docker-registry",
-        "skopeo",
-        "umoci",
-        "jq",
-        "iptables-save",
-        "unshare",
-    ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "containers: {tool} is not installed (scripts/test installs it)"
-        );
-    }
-}
-
-/// The registry process, killed on drop (the script also stops it once this test is gone).
-struct Registry {
-    port: u16,
-    pid: i32,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let output = Command::new("bash")
-            .arg(root.join("tests/registry/start.sh"))
-            .arg(dir.path())
-            .env(
-                "REGISTRY_IMAGES",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("registry-images-e2e"),
-            )
-            .env("REGISTRY_OWNER", std::process::id().to_string())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "registry: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8(output.stdout).unwrap();
-        let mut words = text.split_whitespace();
-        let port = words.next().unwrap().parse().unwrap();
-        let pid = words.next().unwrap().parse().unwrap();
-        Registry {
-            port,
-            pid,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.pid).filter(|_| self.pid > 1) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
-/// Whatever a failed run would leave: containers outlive their killed agent by design, and
-/// CNI never deletes its bridge. Removed on drop, pass or fail: the containers, the iptables
-/// rules of the node's network, the mounts under its data directory (root filesystems,
-/// network namespaces), its cgroups and its bridge.
-struct Residue {
-    runc_root: std::path::PathBuf,
-    node_dir: std::path::PathBuf,
-    /// The CNI network's name: its iptables rules carry it in their comments.
-    network: String,
-    bridge: String,
-    /// The agent's cgroup parent (`canopy/<node>`), relative to a hierarchy's root.
-    cgroup: std::path::PathBuf,
-}
-
-impl Residue {
-    /// What node `name` with its state in `node_dir` and containers on `subnet` may leave.
-    fn new(node_dir: &Path, name: &str, subnet: &str) -> Residue {
-        let config = canopy_runtime::CniConfig::new(format!("canopy-{name}"), subnet);
-        Residue {
-            runc_root: node_dir.join("containers/@runc"),
-            node_dir: node_dir.to_path_buf(),
-            bridge: config.bridge_name(),
-            network: config.name,
-            cgroup: Path::new("canopy").join(name),
-        }
-    }
-}
-
-impl Drop for Residue {
-    fn drop(&mut self) {
-        let runc = |args: &[&str]| {
-            Command::new("runc")
-                .arg("--root")
-                .arg(&self.runc_root)
-                .args(args)
-                .output()
-        };
-        if let Ok(list) = runc(&["list", "-q"]) {
-            for id in String::from_utf8_lossy(&list.stdout).split_whitespace() {
-                let _ = runc(&["delete", "--force", id]);
-            }
-        }
-        // Every rule naming this network goes, then the per-instance chains they jumped to.
-        let _ = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../scripts/remove-cni-rules"
-        ))
-        .arg(&self.network)
-        .output();
-        let mut mounts = mounts_under(&self.node_dir);
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in mounts {
-            let _ = Command::new("umount").args(["-l", &mount]).output();
-        }
-        // cgroup v2, or each v1 hierarchy.
-        let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|h| h.path())
-            .chain([Path::new("/sys/fs/cgroup").to_path_buf()]);
-        for hierarchy in hierarchies {
-            let parent = hierarchy.join(&self.cgroup);
-            if let Ok(groups) = std::fs::read_dir(&parent) {
-                for group in groups.flatten().filter(|g| g.path().is_dir()) {
-                    let _ = std::fs::remove_dir(group.path());
-                }
-            }
-            let _ = std::fs::remove_dir(&parent);
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .output();
-    }
-}
-
-/// A /24 in 10.90.0.0/16 no route uses yet: a bridge left by an earlier, failed run must
-/// not shadow it.
-fn free_subnet() -> String {
-    let routes = Command::new("ip")
-        .args(["-4", "route"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    (0..250)
-        .map(|i| (std::process::id() + i) % 250 + 1)
-        .map(|x| format!("10.90.{x}.0/24"))
-        .find(|s| !routes.contains(&s[..s.len() - 3]))
-        .expect("a free /24 in 10.90.0.0/16")
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -194,17 +34,6 @@ fn http_get(port: u16) -> Option<String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     Some(answer)
-}
-
-/// Mount points under `dir` (overlay root filesystems, network namespaces).
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&dir))
-        .collect()
 }
 
 /// A node agent that runs containers from the test's registry on a subnet of its own, and what

@@ -1,6 +1,6 @@
-//! A test registry with htpasswd auth, and the cleanup of a container node, for the
-//! secrets test (the same shape as `containers.rs`' own, which has no auth; included with
-//! `#[path]` so no other test binary compiles it).
+//! The container tests' registry (open, or with htpasswd auth) and the cleanup of a
+//! container node; included with `#[path]` by the tests that run containers, so no other
+//! test binary compiles it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +11,16 @@ pub fn require() {
         rustix::process::geteuid().is_root(),
         "containers: runc, CNI and overlay mounts need root (run the suite as root, as CI does)"
     );
-    for tool in ["runc", "docker-registry", "skopeo", "umoci", "jq", "curl"] {
+    for tool in [
+        "runc",
+        "docker-registry",
+        "skopeo",
+        "umoci",
+        "jq",
+        "curl",
+        "iptables-save",
+        "unshare",
+    ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -31,12 +40,32 @@ pub struct Registry {
     _dir: tempfile::TempDir,
 }
 
+#[allow(dead_code)] // each including test uses one of the two
 impl Registry {
+    /// Without auth, the busybox image pushed as the script's default.
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Registry::launch(dir, &[])
+    }
+
     pub fn start_with_auth(user: &str, password: &str, repository: &str) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let hash = bcrypt::hash(password, 4).expect("bcrypt");
         let htpasswd = dir.path().join("htpasswd");
         std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
+        let htpasswd = htpasswd.display().to_string();
+        let creds = format!("{user}:{password}");
+        Registry::launch(
+            dir,
+            &[
+                ("REGISTRY_HTPASSWD", htpasswd.as_str()),
+                ("REGISTRY_CREDS", creds.as_str()),
+                ("REGISTRY_PUSH", repository),
+            ],
+        )
+    }
+
+    fn launch(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Registry {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let output = Command::new("bash")
             .arg(root.join("tests/registry/start.sh"))
@@ -46,9 +75,7 @@ impl Registry {
                 Path::new(env!("CARGO_TARGET_TMPDIR")).join("registry-images-e2e"),
             )
             .env("REGISTRY_OWNER", std::process::id().to_string())
-            .env("REGISTRY_HTPASSWD", &htpasswd)
-            .env("REGISTRY_CREDS", format!("{user}:{password}"))
-            .env("REGISTRY_PUSH", repository)
+            .envs(env.iter().copied())
             .output()
             .expect("start.sh runs");
         assert!(
