@@ -2,10 +2,7 @@
 //! a node token or a node's removal, which the root's API waits for so that its caller
 //! knows the cluster has it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// How long a child has to answer a request.
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
@@ -20,72 +17,26 @@ pub enum AskError {
     Refused(String, String),
 }
 
-/// The requests waiting for their answer, by id.
-#[derive(Debug, Default)]
-pub(crate) struct Answers {
-    waiting: Mutex<HashMap<u64, oneshot::Sender<String>>>,
-}
-
-/// Removes its entry however the wait ends (answered, timed out, caller gone).
-pub(crate) struct Question {
-    answers: Arc<Answers>,
-    pub(crate) id: u64,
-    pub(crate) rx: oneshot::Receiver<String>,
-}
-
-impl Drop for Question {
-    fn drop(&mut self) {
-        self.answers.map().remove(&self.id);
-    }
-}
-
-impl Answers {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<String>>> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A fresh id (never 0, never one waiting) and the wait for its answer.
-    pub(crate) fn ask(self: &Arc<Self>) -> Question {
-        let (tx, rx) = oneshot::channel();
-        let mut map = self.map();
-        let id = loop {
-            let id: u64 = rand::random();
-            if id != 0 && !map.contains_key(&id) {
-                break id;
-            }
-        };
-        map.insert(id, tx);
-        Question {
-            answers: self.clone(),
-            id,
-            rx,
-        }
-    }
-
-    /// Hands `error` ("" = done) to whoever waits for `id`; nobody may (it gave up).
-    pub(crate) fn answer(&self, id: u64, error: String) {
-        if let Some(tx) = self.map().remove(&id) {
-            let _ = tx.send(error);
-        }
-    }
-}
+/// The requests waiting for their answer ("" = done, else the child's error), by id.
+pub(crate) type Answers = crate::waiters::Waiters<String>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn an_answer_reaches_its_question_once_and_abandoned_ones_are_forgotten() {
         let answers = Arc::new(Answers::default());
-        let mut question = answers.ask();
-        answers.answer(question.id, "no".into());
-        answers.answer(question.id, "again".into());
+        let mut question = answers.register();
+        assert_eq!(answers.deliver(question.id, "no".into()), Ok(()));
+        assert!(answers.deliver(question.id, "again".into()).is_err());
         assert_eq!((&mut question.rx).await.as_deref(), Ok("no"));
         drop(question);
-        let abandoned = answers.ask();
+        let abandoned = answers.register();
         let id = abandoned.id;
         drop(abandoned);
-        assert!(answers.map().is_empty(), "dropped questions leave nothing");
-        answers.answer(id, String::new());
+        // A dropped question leaves nothing to answer.
+        assert!(answers.deliver(id, String::new()).is_err());
     }
 }

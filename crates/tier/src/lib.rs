@@ -18,6 +18,7 @@ pub mod session;
 mod status;
 pub mod streams;
 pub mod trust;
+mod waiters;
 pub mod wire;
 
 pub use answers::{ANSWER_DEADLINE, AskError};

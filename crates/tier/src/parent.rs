@@ -65,7 +65,7 @@ impl Downlink {
     /// answer within [`CLAIM_DEADLINE`].
     pub async fn open_stream(&self, mut open: pb::OpenStream) -> Result<Pipe, StreamError> {
         let waiting = self.pending.register();
-        open.stream_id = waiting.id();
+        open.stream_id = waiting.id;
         let down = || StreamError::LinkDown(self.child.to_string());
         if !self.send(down::Body::OpenStream(open)) {
             return Err(down());
@@ -112,7 +112,7 @@ impl Downlink {
     }
 
     async fn ask(&self, body: impl FnOnce(u64) -> down::Body) -> Result<(), AskError> {
-        let question = self.answers.ask();
+        let question = self.answers.register();
         let child = || self.child.to_string();
         if !self.send(body(question.id)) {
             return Err(AskError::LinkDown(child()));
@@ -193,7 +193,7 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
         };
         let (ours, theirs) = Pipe::pair();
         let Pipe { tx, rx } = theirs;
-        if self.pending.claim(id, ours).is_err() {
+        if self.pending.deliver(id, ours).is_err() {
             return Err(Status::not_found(format!(
                 "no stream {id} is waiting (unknown, or past its deadline)"
             )));
@@ -251,7 +251,9 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
                     Ok(Ok(Some(pb::Up {
                         body: Some(up::Body::Answer(answer)),
                         ..
-                    }))) => answers.answer(answer.request, answer.error),
+                    }))) => {
+                        let _ = answers.deliver(answer.request, answer.error);
+                    }
                     Ok(Ok(Some(pb::Up {
                         body: Some(body), ..
                     }))) => {

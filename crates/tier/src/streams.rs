@@ -5,10 +5,8 @@
 //! a last [`Frame::End`] (a broken call reads as an end with an error, never as a hang).
 
 use crate::pb::{self, stream_frame};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// How long a requested stream waits for its child to claim it before it is dropped.
 pub const CLAIM_DEADLINE: Duration = Duration::from_secs(5);
@@ -180,63 +178,7 @@ pub enum StreamError {
 }
 
 /// Streams requested from children and not claimed yet, by id.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Pipe>>>,
-}
-
-/// Removes its entry however the wait ends (claimed, timed out, caller gone).
-pub(crate) struct Waiting {
-    pending: Arc<Pending>,
-    id: u64,
-    pub(crate) rx: oneshot::Receiver<Pipe>,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.pending.map().remove(&self.id);
-    }
-}
-
-impl Pending {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Pipe>>> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A fresh id (never 0, never one waiting) and the wait for its claim.
-    pub(crate) fn register(self: &Arc<Self>) -> Waiting {
-        let (tx, rx) = oneshot::channel();
-        let mut map = self.map();
-        let id = loop {
-            let id: u64 = rand::random();
-            if id != 0 && !map.contains_key(&id) {
-                break id;
-            }
-        };
-        map.insert(id, tx);
-        Waiting {
-            pending: self.clone(),
-            id,
-            rx,
-        }
-    }
-
-    /// Hands `pipe` to whoever waits for `id`; gives it back when nobody does (unknown id,
-    /// or the wait gave up).
-    pub(crate) fn claim(&self, id: u64, pipe: Pipe) -> Result<(), Pipe> {
-        let waiter = self.map().remove(&id);
-        match waiter {
-            Some(tx) => tx.send(pipe),
-            None => Err(pipe),
-        }
-    }
-}
-
-impl Waiting {
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-}
+pub(crate) type Pending = crate::waiters::Waiters<Pipe>;
 
 /// Relays two sessions into each other (a cluster between the root and a node) until
 /// either ends; the end is passed on.
@@ -265,6 +207,7 @@ pub async fn splice(a: Pipe, b: Pipe) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn frames_survive_the_wire() {
@@ -293,20 +236,19 @@ mod tests {
     async fn a_claim_reaches_its_waiter_once_and_an_abandoned_wait_is_forgotten() {
         let pending = Arc::new(Pending::default());
         let waiting = pending.register();
-        let id = waiting.id();
+        let id = waiting.id;
         let (mine, _theirs) = Pipe::pair();
-        assert!(pending.claim(id, mine).is_ok());
+        assert!(pending.deliver(id, mine).is_ok());
         let mut waiting = waiting;
         assert!((&mut waiting.rx).await.is_ok(), "the waiter has the pipe");
         let (again, _) = Pipe::pair();
-        assert!(pending.claim(id, again).is_err(), "claimed only once");
+        assert!(pending.deliver(id, again).is_err(), "claimed only once");
 
         let abandoned = pending.register();
-        let id = abandoned.id();
+        let id = abandoned.id;
         drop(abandoned);
         let (late, _) = Pipe::pair();
-        assert!(pending.claim(id, late).is_err(), "nobody waits any more");
-        assert!(pending.map().is_empty());
+        assert!(pending.deliver(id, late).is_err(), "nobody waits any more");
     }
 
     #[tokio::test]
