@@ -7,10 +7,9 @@ mod support;
 use canopy_tier::trust::{self, Identity};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{
-    CANOPY, Daemon, KillOnDrop, canopy, canopy_json, canopy_ok, eventually, join_token, link_as,
+    Daemon, KillOnDrop, canopy, canopy_json, canopy_ok, eventually, join_token, joins, link_as,
     start_cluster, start_node, start_root, strings,
 };
 use time::OffsetDateTime;
@@ -20,37 +19,17 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 /// `canopy cluster` that is expected to exit (its join refused): its stderr.
 fn refused_cluster(root: &Daemon, dir: &Path, name: &str, token: &str, ca_hash: &str) -> String {
-    let mut child = Command::new(CANOPY)
-        .env("CANOPY_CONFIG", support::client_config())
-        .args(strings(&[
-            "cluster",
-            "--root",
-            &root.tier_url,
-            "--data",
-            &dir.join(format!("refused-{name}-{}", token.len()))
-                .display()
-                .to_string(),
-            "--name",
-            name,
-            "--listen",
-            "127.0.0.1:0",
-            "--token",
-            token,
-            "--ca-hash",
-            ca_hash,
-        ]))
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("canopy starts");
-    let status = eventually(SETTLE, "the refused cluster to exit", || {
-        child.try_wait().expect("waitable")
-    });
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "a refused join must fail: {stderr}");
-    stderr
+    let mut args = joins::join_args(
+        "cluster",
+        "--root",
+        &root.tier_url,
+        dir,
+        name,
+        token,
+        ca_hash,
+    );
+    args.extend(strings(&["--listen", "127.0.0.1:0"]));
+    joins::refused_member(&args)
 }
 
 fn clusters(root: &Daemon) -> Vec<Value> {
@@ -63,20 +42,8 @@ fn cluster_ready(root: &Daemon, name: &str) -> bool {
         .any(|c| c["name"] == name && c["state"] == "Ready")
 }
 
-/// The ids of running instances, and the cluster each runs on.
 fn running(root: &Daemon) -> Vec<(String, String)> {
-    let mut running: Vec<(String, String)> = canopy_json(&root.url, &["get", "instances"])
-        .iter()
-        .filter(|i| i["state"] == "Running")
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap_or("").to_string(),
-                i["cluster"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    running.sort();
-    running
+    joins::running_on(root, "cluster")
 }
 
 fn copy_identity(from: &Path, to: &Path) {
@@ -205,51 +172,25 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
         "{anonymous}"
     );
 
-    let other_root_dir = dir.path().join("other");
-    let other_root = start_root(&other_root_dir);
+    let other_root = start_root(&dir.path().join("other"));
     let (other_token, other_hash) = join_token(&other_root, "c0");
-    let foreign_dir = dir.path().join("foreign");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime
-        .block_on(trust::enrol(
-            &other_root.tier_url,
-            &foreign_dir,
-            "c0",
-            trust::Role::Cluster,
-            Some(&other_token),
-            Some(&other_hash),
-        ))
-        .expect("c0 joins the other root");
-    std::fs::copy(
-        dir.path().join("c0/tier-ca.pem"),
-        foreign_dir.join("tier-ca.pem"),
-    )
-    .unwrap();
-    let foreign = Identity::load(&foreign_dir).unwrap().unwrap();
-    let refused = link_as(&root.tier_url, foreign.client_config().unwrap(), "c0")
-        .expect_err("another CA's certificate");
-    assert_ne!(refused.code(), tonic::Code::Ok, "{refused}");
-
-    let c9_dir = dir.path().join("c9");
-    runtime
-        .block_on(trust::enrol(
-            &root.tier_url,
-            &c9_dir,
-            "c9",
-            trust::Role::Cluster,
-            Some(&token),
-            Some(&ca_hash),
-        ))
-        .expect("c9 joins with its own token (not spent by the refusals)");
-    let c9 = Identity::load(&c9_dir).unwrap().unwrap();
-    let squatting = link_as(&root.tier_url, c9.client_config().unwrap(), "c0")
-        .expect_err("a hello under another member's name");
-    assert_eq!(
-        squatting.code(),
-        tonic::Code::PermissionDenied,
-        "{squatting}"
+    joins::foreign_and_squatting_links_are_refused(
+        dir.path(),
+        trust::Role::Cluster,
+        "c0",
+        &dir.path().join("c0"),
+        &joins::Joinable {
+            tier_url: &root.tier_url,
+            token: &token,
+            ca_hash: &ca_hash,
+        },
+        &joins::Joinable {
+            tier_url: &other_root.tier_url,
+            token: &other_token,
+            ca_hash: &other_hash,
+        },
+        "c9",
     );
-    assert!(squatting.message().contains("\"c9\""), "{squatting}");
 
     assert!(cluster_ready(&root, "c0"));
     assert_eq!(running(&root), before, "c0's instances are untouched");

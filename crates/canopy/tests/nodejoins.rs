@@ -9,11 +9,10 @@ mod support;
 use canopy_tier::trust::{self, Identity};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{
-    CANOPY, Daemon, KillOnDrop, canopy, canopy_json, canopy_ok, eventually, link_as,
-    node_token_for, start_cluster, start_node, start_root, strings,
+    Daemon, KillOnDrop, canopy, canopy_json, canopy_ok, eventually, joins, link_as, node_token_for,
+    start_cluster, start_node, start_root,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -22,40 +21,15 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 /// `canopy node` that is expected to exit (its join refused): its stderr.
 fn refused_node(cluster: &Daemon, dir: &Path, name: &str, token: &str, ca_hash: &str) -> String {
-    let data = dir.join(format!("refused-{name}-{}", rand_suffix()));
-    let mut child = Command::new(CANOPY)
-        .args(strings(&[
-            "node",
-            "--cluster",
-            &cluster.url,
-            "--data",
-            &data.display().to_string(),
-            "--name",
-            name,
-            "--token",
-            token,
-            "--ca-hash",
-            ca_hash,
-        ]))
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("canopy starts");
-    let status = eventually(SETTLE, "the refused node to exit", || {
-        child.try_wait().expect("waitable")
-    });
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "a refused join must fail: {stderr}");
-    stderr
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+    joins::refused_member(&joins::join_args(
+        "node",
+        "--cluster",
+        &cluster.url,
+        dir,
+        name,
+        token,
+        ca_hash,
+    ))
 }
 
 fn node_ready(root: &Daemon, name: &str) -> bool {
@@ -64,20 +38,8 @@ fn node_ready(root: &Daemon, name: &str) -> bool {
         .any(|n| n["name"] == name && n["state"] == "Ready")
 }
 
-/// The ids of running instances, and the node each runs on.
 fn running(root: &Daemon) -> Vec<(String, String)> {
-    let mut running: Vec<(String, String)> = canopy_json(&root.url, &["get", "instances"])
-        .iter()
-        .filter(|i| i["state"] == "Running")
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap_or("").to_string(),
-                i["node"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    running.sort();
-    running
+    joins::running_on(root, "node")
 }
 
 fn token_json(root: &Daemon, args: &[&str]) -> Value {
@@ -189,50 +151,24 @@ fn a_node_joins_once_and_refused_joins_and_foreign_links_leave_its_instances_unt
         tonic::Code::Unauthenticated,
         "{anonymous}"
     );
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let (c1_token, c1_hash) = node_token_for(&c1, Some("n0"), None);
-    let foreign_dir = dir.path().join("foreign");
-    runtime
-        .block_on(trust::enrol(
-            &c1.url,
-            &foreign_dir,
-            "n0",
-            trust::Role::Node,
-            Some(&c1_token),
-            Some(&c1_hash),
-        ))
-        .expect("a node n0 joins c1");
-    // It trusts c0's CA too, so only c0's verdict on its certificate is tested.
-    std::fs::copy(
-        dir.path().join("n0/tier-ca.pem"),
-        foreign_dir.join("tier-ca.pem"),
-    )
-    .unwrap();
-    let foreign = Identity::load(&foreign_dir).unwrap().unwrap();
-    let refused = link_as(&c0.url, foreign.client_config().unwrap(), "n0")
-        .expect_err("a node certificate of another cluster");
-    assert_ne!(refused.code(), tonic::Code::Ok, "{refused}");
-
-    let n9_dir = dir.path().join("n9");
-    runtime
-        .block_on(trust::enrol(
-            &c0.url,
-            &n9_dir,
-            "n9",
-            trust::Role::Node,
-            Some(&token),
-            Some(&ca_hash),
-        ))
-        .expect("n9 joins with its own token (not spent by the refusals)");
-    let n9 = Identity::load(&n9_dir).unwrap().unwrap();
-    let squatting = link_as(&c0.url, n9.client_config().unwrap(), "n0")
-        .expect_err("a hello under another node's name");
-    assert_eq!(
-        squatting.code(),
-        tonic::Code::PermissionDenied,
-        "{squatting}"
+    joins::foreign_and_squatting_links_are_refused(
+        dir.path(),
+        trust::Role::Node,
+        "n0",
+        &dir.path().join("n0"),
+        &joins::Joinable {
+            tier_url: &c0.url,
+            token: &token,
+            ca_hash: &ca_hash,
+        },
+        &joins::Joinable {
+            tier_url: &c1.url,
+            token: &c1_token,
+            ca_hash: &c1_hash,
+        },
+        "n9",
     );
-    assert!(squatting.message().contains("\"n9\""), "{squatting}");
 
     eventually(SETTLE, "n0 ready again after its restart", || {
         node_ready(&root, "n0").then_some(())
@@ -247,6 +183,7 @@ fn a_node_joins_once_and_refused_joins_and_foreign_links_leave_its_instances_unt
         "{}",
         String::from_utf8_lossy(&removed.stderr)
     );
+    let n9 = Identity::load(&dir.path().join("n9")).unwrap().unwrap();
     let revoked =
         link_as(&c0.url, n9.client_config().unwrap(), "n9").expect_err("a revoked certificate");
     assert_ne!(revoked.code(), tonic::Code::Ok, "{revoked}");

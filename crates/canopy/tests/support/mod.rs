@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod joins;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
