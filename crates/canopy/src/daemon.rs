@@ -15,8 +15,8 @@ use canopy_root::api::ApiConfig;
 use canopy_root::api::guard::AllowedHosts;
 use canopy_root::api::rate_limit::{Rate, RateLimits};
 use canopy_runtime::{
-    CniConfig, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart, ProcessOptions,
-    ProcessRuntime, Runtime,
+    CniConfig, FilesPrestart, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart,
+    ProcessOptions, ProcessRuntime, Runtime,
 };
 use canopy_store::RedbStore;
 use canopy_tier::Timing;
@@ -436,6 +436,8 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
     let process = ProcessRuntime::new(args.data.join("process"), options)
         .context("starting the process runtime")?;
     let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(process)];
+    // Last, so a start that fails earlier (a pull) writes no secret to disk.
+    let files: Arc<dyn Prestart> = Arc::new(FilesPrestart::new(args.data.join("@files")));
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
     match container_runtime(args) {
         Ok((containers, images, network)) => {
@@ -450,6 +452,7 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
             eprintln!("canopy node {}: containers not available: {e:#}", args.name);
         }
     }
+    hooks.push(files);
     let config = NodeConfig {
         name: args.name.clone(),
         cluster: args.cluster.clone(),

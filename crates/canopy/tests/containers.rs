@@ -686,3 +686,122 @@ spec:
     canopy_ok(&root.url, &["delete", "application", "tools", "-n", "dev"]);
     canopy_ok(&root.url, &["delete", "application", "plain", "-n", "dev"]);
 }
+
+/// A service's `files` (issues 13 and 18): inline content and a Secret's key are mounted
+/// read-only at their paths in a container (as the unprivileged user it runs as), and a
+/// process of a trusted namespace finds the same tree under `$CANOPY_FILES`; deleting the
+/// application leaves no file behind.
+#[test]
+fn files_reach_a_container_read_only_and_a_process_under_canopy_files() {
+    require();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = start_root(dir.path());
+    let cluster = start_cluster(dir.path(), &root, "c0", &[]);
+    let node = ContainerNode::start(dir.path(), &cluster, &registry, "files");
+    wait_for_containers(&root.url);
+    canopy_ok(&root.url, &["create", "namespace", "ops", "--trusted"]);
+    canopy_ok(
+        &root.url,
+        &[
+            "create",
+            "secret",
+            "api",
+            "-n",
+            "ops",
+            "--from-literal",
+            "token=tok-1",
+        ],
+    );
+    let image = format!("127.0.0.1:{}/busybox:latest", registry.port);
+    let descriptor = format!(
+        r#"apiVersion: canopy.dev/v1
+kind: Application
+metadata: {{name: conf, namespace: ops}}
+spec:
+  services:
+    - name: box
+      runtime: container
+      image: {image}
+      command: [sleep, "600"]
+      files:
+        - path: /etc/app/app.conf
+          content: "greeting = hej\n"
+        - path: /run/secrets/token
+          secret: {{name: api, key: token}}
+    - name: job
+      runtime: process
+      command: [/bin/sh, -c, 'cat "$CANOPY_FILES/etc/app/app.conf" "$CANOPY_FILES/run/secrets/token"; echo; exec sleep 600']
+      files:
+        - path: /etc/app/app.conf
+          content: "greeting = hej\n"
+        - path: /run/secrets/token
+          secret: {{name: api, key: token}}
+"#
+    );
+    let file = dir.path().join("conf.yaml");
+    std::fs::write(&file, descriptor).unwrap();
+    canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
+    let running = |service: &str| {
+        eventually(SETTLE, "the instance to run", || {
+            canopy_json(&root.url, &["get", "instances", "-n", "ops"])
+                .iter()
+                .find(|i| i["service"] == service && i["state"] == "Running")
+                .map(|i| i["id"].as_str().unwrap().to_string())
+        })
+    };
+    let boxed = running("box");
+    let shown = canopy_ok(
+        &root.url,
+        &[
+            "exec",
+            &boxed,
+            "--",
+            "cat",
+            "/etc/app/app.conf",
+            "/run/secrets/token",
+        ],
+    );
+    assert_eq!(shown, "greeting = hej\ntok-1");
+    let id = canopy_ok(&root.url, &["exec", &boxed, "--", "id", "-u"]);
+    assert_eq!(
+        id, "65534\n",
+        "read by the unprivileged user the container runs as"
+    );
+    let write = support::canopy(
+        &root.url,
+        &[
+            "exec",
+            &boxed,
+            "--",
+            "sh",
+            "-c",
+            "echo x > /etc/app/app.conf",
+        ],
+    );
+    assert!(!write.status.success(), "the file is read-only: {write:?}");
+    let mounts = canopy_ok(&root.url, &["exec", &boxed, "--", "cat", "/proc/mounts"]);
+    let line = mounts
+        .lines()
+        .find(|l| l.contains(" /run/secrets/token "))
+        .unwrap_or_else(|| panic!("the secret is a mount of its own: {mounts}"));
+    assert!(line.contains(" ro,"), "{line}");
+
+    let job = running("job");
+    let logs = eventually(SETTLE, "the process printed its files", || {
+        let logs = canopy_ok(&root.url, &["logs", &job]);
+        logs.contains("tok-1").then_some(logs)
+    });
+    assert_eq!(logs, "greeting = hej\ntok-1\n");
+
+    // The files live in the node's data dir (the workload's, not listed by private_files).
+    let files_dir = node.dir.join("@files");
+    assert!(files_dir.join(&boxed).join("run/secrets/token").is_file());
+    canopy_ok(&root.url, &["delete", "application", "conf", "-n", "ops"]);
+    eventually(SETTLE, "no file left behind", || {
+        std::fs::read_dir(&files_dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true)
+            .then_some(())
+    });
+}

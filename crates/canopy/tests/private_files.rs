@@ -18,7 +18,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 fn is_image_content(path: &Path) -> bool {
     path.components().any(|c| {
         let c = c.as_os_str();
-        c == "@rootfs" || c == "layers"
+        c == "@rootfs" || c == "layers" || c == "@files"
     })
 }
 

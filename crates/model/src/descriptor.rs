@@ -136,6 +136,9 @@ pub struct ServiceSpec {
     /// Environment variables whose values come from a key of a Secret of the namespace.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_env: BTreeMap<String, crate::SecretKeyRef>,
+    /// Read-only files the instances see: inline content or a key of a Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::FileSpec>,
     /// The user the workload runs as, privileged mode, added capabilities.
     #[serde(default, skip_serializing_if = "SecurityContext::is_empty")]
     pub security_context: SecurityContext,

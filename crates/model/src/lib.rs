@@ -3,6 +3,7 @@
 
 mod descriptor;
 mod error;
+pub mod files;
 pub mod integer;
 mod lifecycle;
 pub mod limits;
@@ -24,6 +25,7 @@ mod yaml_bounds;
 
 pub use descriptor::*;
 pub use error::{DescriptorError, FieldError};
+pub use files::{FILES_ENV, FileSpec};
 pub use lifecycle::*;
 pub use limits::*;
 pub use oakestra::{is_oakestra_sla, parse_oakestra};

@@ -71,6 +71,28 @@ fn secret_env() -> Value {
         "additionalProperties": {"$ref": "#/components/schemas/SecretKeyRef"}})
 }
 
+/// Exactly one of `content` and `secret` is set (not null) in each file.
+fn files() -> Value {
+    let one = |set: &str, unset: &str| {
+        json!({"properties": {set: {"not": {"type": "null"}}, unset: {"type": "null"}},
+            "required": [set]})
+    };
+    json!({"type": "array", "maxItems": crate::files::MAX_FILES,
+        "items": {"allOf": [reference("FileSpec"),
+            {"oneOf": [one("content", "secret"), one("secret", "content")]}]}})
+}
+
+/// Absolute and normal; the reserved prefixes are left to validation.
+fn file_path() -> Value {
+    json!({"type": "string", "maxLength": 1024, "pattern": r"^(/[^/\x00]+)+$",
+        "not": {"anyOf": [{"pattern": r"/\.\.?(/|$)"},
+            {"pattern": r"^/(proc|sys|dev|etc/resolv\.conf)(/|$)"}]}})
+}
+
+fn file_content() -> Value {
+    nullable(json!({"type": "string", "maxLength": crate::files::MAX_FILE_CONTENT}))
+}
+
 /// A secret's keys and values, as `SecretInput::validate` checks them (the values' total
 /// size aside).
 fn secret_data() -> Value {
@@ -135,11 +157,15 @@ fn runtime_branches() -> Value {
             "module": absent, "command": program},
          "required": ["runtime", "image"]},
         {"properties": {"runtime": {"const": "wasm"}, "module": {"type": "string"},
-            "image": absent, "command": {"maxItems": 0}, "securityContext": no_user},
+            "image": absent, "command": {"maxItems": 0}, "securityContext": no_user,
+            "files": {"maxItems": 0}},
          "required": ["runtime", "module"]},
         {"properties": {"runtime": {"const": "process"}, "image": absent, "module": absent,
             "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]},
             "securityContext": no_container_privilege},
+         // A process's files are in the node's private data dir: not for another user.
+         "anyOf": [{"properties": {"files": {"maxItems": 0}}},
+            {"properties": {"securityContext": {"properties": {"runAsUser": absent}}}}],
          "required": ["runtime", "command"]},
     ]})
 }
@@ -384,6 +410,9 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("PortSpec", "hostPort", host_port()),
         ("ServiceSpec", "imagePullSecret", optional_dns_label()),
         ("ServiceSpec", "secretEnv", secret_env()),
+        ("ServiceSpec", "files", files()),
+        ("FileSpec", "path", file_path()),
+        ("FileSpec", "content", file_content()),
         ("SecretKeyRef", "name", dns_label()),
         ("SecretKeyRef", "key", secret_key()),
         ("SecretInput", "data", secret_data()),

@@ -66,6 +66,15 @@ impl ServiceSpec {
                 keys: vec![reference.key.clone()],
             });
         }
+        for (i, file) in self.files.iter().enumerate() {
+            if let Some(reference) = &file.secret {
+                refs.push(SecretReference {
+                    field: format!("files[{i}].secret"),
+                    secret: reference.name.clone(),
+                    keys: vec![reference.key.clone()],
+                });
+            }
+        }
         refs
     }
 

@@ -187,6 +187,7 @@ impl Validator {
         }
         self.errors
             .extend(crate::secret_refs::check_references(p, svc));
+        self.errors.extend(crate::files::check_files(p, svc));
         if svc.runtime != RuntimeKind::Wasm && svc.module.is_some() {
             self.err(
                 format!("{p}.module"),

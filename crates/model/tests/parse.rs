@@ -584,6 +584,7 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     image_pull_secret: None,
                     security_context: Default::default(),
                     secret_env: Default::default(),
+                    files: Vec::new(),
                     labels: Default::default(),
                     annotations: Default::default(),
                 }

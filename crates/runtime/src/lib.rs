@@ -8,6 +8,7 @@
 mod cgroup;
 mod error;
 mod exec;
+mod files;
 mod follow;
 mod hooks;
 mod identity;
@@ -25,6 +26,7 @@ mod supervise;
 pub use canopy_net::{CniConfig, NetworkHook, PortMapping};
 pub use cgroup::CgroupVersion;
 pub use error::{Fault, RuntimeError};
+pub use files::{FilesPrestart, PreparedFiles};
 pub use follow::{LogChunks, LogFollower, Output as LogOutput, previous_paths};
 pub use hooks::Hooks;
 pub use oci::{ImageConfig, OciOptions, OciRuntime};

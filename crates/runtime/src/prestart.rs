@@ -20,6 +20,8 @@ pub struct Prepared {
     pub network: Option<PreparedNetwork>,
     /// The image's root filesystem, from the image hook.
     pub image: Option<PreparedImage>,
+    /// The service's files, from the files hook.
+    pub files: Option<crate::files::PreparedFiles>,
 }
 
 /// A network namespace made for the instance, with its address and published ports.

@@ -295,6 +295,12 @@ impl ProcessRuntime {
         let mut env = self.base_env.clone();
         env.extend(svc.env.clone());
         env.extend(spec.env.clone());
+        if let Some(files) = &spec.prepared.files {
+            env.insert(
+                canopy_model::FILES_ENV.to_string(),
+                files.root.display().to_string(),
+            );
+        }
         let working_dir = svc.working_dir.as_deref().map(Path::new);
         if let Some(wd) = working_dir
             && !wd.is_dir()

@@ -304,6 +304,7 @@ impl Mapper {
             // Oakestra's SLA has no privilege settings: its workloads get Canopy's defaults.
             security_context: Default::default(),
             secret_env: Default::default(),
+            files: Vec::new(),
             labels: BTreeMap::new(),
             annotations,
         };

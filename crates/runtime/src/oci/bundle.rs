@@ -38,6 +38,8 @@ pub(crate) struct BundleInput<'a> {
     pub netns: Option<&'a Path>,
     /// Host files bind-mounted over paths in the container (`/etc/hosts`, ...).
     pub files: Vec<(PathBuf, &'static str)>,
+    /// The service's own files (its `files`), bind-mounted read-only: (host, container path).
+    pub service_files: &'a [(PathBuf, String)],
     /// Also limit memory+swap (the node has a swap controller).
     pub limit_swap: bool,
 }
@@ -233,6 +235,17 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
                 .map_err(&err)?,
         );
     }
+    for (source, dest) in input.service_files {
+        mounts.push(
+            MountBuilder::default()
+                .destination(dest)
+                .typ("bind")
+                .source(source.clone())
+                .options(["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"].map(String::from))
+                .build()
+                .map_err(&err)?,
+        );
+    }
 
     let mut resources = LinuxResourcesBuilder::default().devices(vec![
         // Deny every device; runc and crun then allow the standard ones (null, zero, ...).
@@ -403,6 +416,7 @@ mod tests {
             cgroups_path: "/canopy/n1/web-0".to_string(),
             netns: Some(&netns),
             files: vec![(dir.path().join("hosts"), "/etc/hosts")],
+            service_files: &[(dir.path().join("app.yaml"), "/etc/app/app.yaml".to_string())],
             limit_swap: true,
         };
         let spec = build_spec(&input).expect("spec");
@@ -427,6 +441,16 @@ mod tests {
         let mounts = json["mounts"].as_array().expect("mounts");
         assert!(mounts.iter().any(|m| m["destination"] == "/etc/hosts"));
         assert!(mounts.iter().any(|m| m["destination"] == "/proc"));
+        let file = mounts
+            .iter()
+            .find(|m| m["destination"] == "/etc/app/app.yaml")
+            .expect("the service's file is mounted");
+        assert!(
+            file["options"]
+                .as_array()
+                .expect("options")
+                .contains(&"ro".into())
+        );
         let caps = json["process"]["capabilities"]["bounding"]
             .as_array()
             .expect("caps");

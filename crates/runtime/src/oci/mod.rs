@@ -381,6 +381,11 @@ impl OciRuntime {
             cgroups_path: format!("/{parent}/{id}"),
             netns: net.map(|(ns, _)| ns),
             files: binds,
+            service_files: spec
+                .prepared
+                .files
+                .as_ref()
+                .map_or(&[][..], |f| f.mounts.as_slice()),
             limit_swap: self.cgroups.as_ref().is_some_and(Cgroups::swap_accounting),
         })?;
         let config_path = dir.join(CONFIG_FILE);

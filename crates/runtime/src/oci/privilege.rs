@@ -212,6 +212,7 @@ mod tests {
             cgroups_path: "/canopy/n1/web-0".to_string(),
             netns: None,
             files: Vec::new(),
+            service_files: &[],
             limit_swap: false,
         };
         let json = serde_json::to_value(build_spec(&input).expect("spec")).expect("json");
