@@ -110,7 +110,10 @@ mod tests {
         let a = app(json!([{"name": "f", "runtime": "wasm", "module": "f.wasm",
             "wasm": {"preopens": [{"hostPath": "/etc", "guestPath": "/etc"}]}}]));
         let errors = privilege_errors(&a, false);
-        assert_eq!(paths(&errors), ["spec.services[0].wasm.preopens[0].hostPath"]);
+        assert_eq!(
+            paths(&errors),
+            ["spec.services[0].wasm.preopens[0].hostPath"]
+        );
         assert!(errors[0].reason.contains(REASON), "{errors:?}");
         assert!(privilege_errors(&a, true).is_empty());
     }

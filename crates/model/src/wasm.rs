@@ -73,7 +73,10 @@ pub(crate) fn errors(module: &str, options: Option<&WasmOptions>) -> Vec<(String
     }
     for (i, p) in o.preopens.iter().enumerate() {
         if !p.host_path.starts_with('/') {
-            err(&format!("preopens[{i}].hostPath"), "must be an absolute path");
+            err(
+                &format!("preopens[{i}].hostPath"),
+                "must be an absolute path",
+            );
         }
         if p.guest_path.is_empty() || p.guest_path.chars().any(|c| c <= '\u{1f}' || c == '\u{7f}') {
             err(
@@ -96,7 +99,10 @@ mod tests {
     use super::*;
 
     fn paths(module: &str, o: &WasmOptions) -> Vec<String> {
-        errors(module, Some(o)).into_iter().map(|(p, _)| p).collect()
+        errors(module, Some(o))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
     }
 
     #[test]

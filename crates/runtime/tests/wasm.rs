@@ -165,7 +165,10 @@ async fn args_and_env_reach_the_module() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime(dir.path());
     let m = module_file(dir.path(), "echo", &echo());
-    let svc = service(&m, json!({"args": ["--threshold", "0.75"], "env": {"MODE": "fast"}}));
+    let svc = service(
+        &m,
+        json!({"args": ["--threshold", "0.75"], "env": {"MODE": "fast"}}),
+    );
     let exit = run_to_end(&rt, "echo", svc).await;
     assert!(exit.success(), "{exit:?}");
     let out = rt.logs("echo", 100).await.expect("logs");
@@ -181,7 +184,10 @@ async fn a_non_zero_exit_is_reported() {
     let rt = runtime(dir.path());
     let m = module_file(dir.path(), "exit3", &exits(3));
     let exit = run_to_end(&rt, "exit3", service(&m, json!({}))).await;
-    assert_eq!((exit.code, exit.reason.as_str()), (Some(3), "exited with code 3"));
+    assert_eq!(
+        (exit.code, exit.reason.as_str()),
+        (Some(3), "exited with code 3")
+    );
     assert!(!exit.success());
 }
 
@@ -201,7 +207,9 @@ async fn an_endless_loop_is_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime(dir.path());
     let m = module_file(dir.path(), "loop", &endless());
-    rt.start(&spec("loop", service(&m, json!({})))).await.expect("start");
+    rt.start(&spec("loop", service(&m, json!({}))))
+        .await
+        .expect("start");
     // It computes (its CPU clock moves) and the agent's own threads stay free meanwhile.
     let deadline = Instant::now() + LONG;
     while rt.stats("loop").await.expect("stats").cpu_usage_ns < 20_000_000 {
@@ -212,7 +220,11 @@ async fn an_endless_loop_is_stopped() {
     rt.stop("loop", Duration::from_secs(5)).await.expect("stop");
     let exit = rt.wait("loop").await.expect("wait");
     assert_eq!(exit.reason, "stopped");
-    assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
     assert!(rt.stats("loop").await.is_err(), "no stats once ended");
 }
 
@@ -264,7 +276,10 @@ async fn only_declared_directories_can_be_read() {
     let m = module_file(dir.path(), "cat", &cat("note.txt"));
     let exit = run_to_end(&rt, "declared", service(&m, preopen.clone())).await;
     assert!(exit.success(), "{exit:?}");
-    assert_eq!(rt.logs("declared", 5).await.expect("logs"), "from the host\n");
+    assert_eq!(
+        rt.logs("declared", 5).await.expect("logs"),
+        "from the host\n"
+    );
 
     // Nothing preopened: there is no directory to open anything under (EBADF, 8).
     let exit = run_to_end(&rt, "undeclared", service(&m, json!({}))).await;
@@ -276,7 +291,8 @@ async fn only_declared_directories_can_be_read() {
     assert_eq!(rt.logs("escape", 5).await.expect("logs"), "");
 
     // A declared directory that does not exist fails the start, naming the field.
-    let missing = json!({"wasm": {"preopens": [{"hostPath": "/nonexistent-dir", "guestPath": "/x"}]}});
+    let missing =
+        json!({"wasm": {"preopens": [{"hostPath": "/nonexistent-dir", "guestPath": "/x"}]}});
     let e = rt
         .start(&spec("missing", service(&m, missing)))
         .await
@@ -289,9 +305,12 @@ async fn a_cpu_rate_throttles_and_never_kills() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime(dir.path());
     let m = module_file(dir.path(), "loop", &endless());
-    rt.start(&spec("slow", service(&m, json!({"resources": {"cpu": "100m"}}))))
-        .await
-        .expect("start");
+    rt.start(&spec(
+        "slow",
+        service(&m, json!({"resources": {"cpu": "100m"}})),
+    ))
+    .await
+    .expect("start");
     let began = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let wall = began.elapsed();
@@ -310,7 +329,9 @@ async fn instances_do_not_survive_their_runtime_and_say_so() {
     let done = module_file(dir.path(), "exit0", &exits(0));
     {
         let rt = runtime(dir.path());
-        rt.start(&spec("looping", service(&m, json!({})))).await.expect("start");
+        rt.start(&spec("looping", service(&m, json!({}))))
+            .await
+            .expect("start");
         run_to_end(&rt, "finished", service(&done, json!({}))).await;
     }
     let rt = runtime(dir.path());
@@ -318,10 +339,15 @@ async fn instances_do_not_survive_their_runtime_and_say_so() {
     found.sort_by(|a, b| a.id.cmp(&b.id));
     let ids: Vec<(&str, bool)> = found.iter().map(|r| (r.id.as_str(), r.running)).collect();
     assert_eq!(ids, [("finished", false), ("looping", false)]);
-    assert_eq!(rt.wait("looping").await.expect("wait").reason, AGENT_RESTARTED);
+    assert_eq!(
+        rt.wait("looping").await.expect("wait").reason,
+        AGENT_RESTARTED
+    );
     assert!(rt.wait("finished").await.expect("wait").success());
     // Started again, it runs (its compiled module comes from the disk cache).
-    rt.start(&spec("looping", service(&m, json!({})))).await.expect("restart");
+    rt.start(&spec("looping", service(&m, json!({}))))
+        .await
+        .expect("restart");
     rt.remove("looping").await.expect("remove");
     assert!(!dir.path().join("state/looping").exists());
 }
@@ -330,7 +356,9 @@ type Body = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
 
 /// Serves what `body` holds over plain HTTP on loopback to every request; returns the URL.
 async fn serve(body: Body) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
@@ -365,7 +393,10 @@ async fn url_modules_are_checked_against_their_digest() {
     let good = service(&url, json!({"wasm": {"sha256": sha256(&wasm)}}));
     assert!(run_to_end(&rt, "url", good).await.success());
     // The last line of stdout, then of stderr.
-    assert_eq!(rt.logs("url", 1).await.expect("logs"), "hello from wasm\noops\n");
+    assert_eq!(
+        rt.logs("url", 1).await.expect("logs"),
+        "hello from wasm\noops\n"
+    );
 
     let wrong = service(&url, json!({"wasm": {"sha256": "0".repeat(64)}}));
     let e = rt.start(&spec("wrong", wrong)).await.expect_err("digest");
@@ -398,10 +429,16 @@ async fn a_url_without_digest_pins_its_first_download() {
     assert_eq!(events.lock().expect("events").len(), 1);
     // The URL serving something else later is refused against the pin.
     *body.lock().expect("body") = wat::parse_str(exits(0)).expect("assemble");
-    let kept = dir.path().join(format!("state/@modules/{}.wasm", sha256(&first)));
+    let kept = dir
+        .path()
+        .join(format!("state/@modules/{}.wasm", sha256(&first)));
     std::fs::remove_file(kept).expect("drop the kept download");
     let e = rt.start(&spec("moved", pinned)).await.expect_err("pin");
-    assert!(e.to_string().contains(&format!("expected {}", sha256(&first))), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("expected {}", sha256(&first))),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -412,9 +449,15 @@ async fn starts_fail_clearly() {
         .start(&spec("oci", service("registry.local/filter:1", json!({}))))
         .await
         .expect_err("oci");
-    assert!(e.to_string().contains("OCI artifacts are not supported"), "{e}");
+    assert!(
+        e.to_string().contains("OCI artifacts are not supported"),
+        "{e}"
+    );
     let bad = module_file(dir.path(), "bad", "(module (func $f (result i32)))");
-    let e = rt.start(&spec("bad", service(&bad, json!({})))).await.expect_err("invalid");
+    let e = rt
+        .start(&spec("bad", service(&bad, json!({}))))
+        .await
+        .expect_err("invalid");
     assert!(matches!(e, RuntimeError::InvalidSpec { .. }), "{e}");
     let e = rt
         .start(&spec("none", service("/nonexistent/m.wasm", json!({}))))

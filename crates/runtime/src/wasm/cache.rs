@@ -37,7 +37,8 @@ impl Compiled {
     }
 
     fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", self.fingerprint))
+        self.dir
+            .join(format!("{digest}-{}.cwasm", self.fingerprint))
     }
 
     /// The compiled module of `wasm` (whose sha256 is `digest`): from memory, from disk, or
@@ -96,7 +97,9 @@ impl Compiled {
             .and_then(|bytes| super::source::write_atomic(path, &bytes).map_err(|e| e.to_string()));
         match written {
             Ok(()) => self.collect(),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "compiled module not cached"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "compiled module not cached")
+            }
         }
     }
 

@@ -110,7 +110,9 @@ impl CpuBudget {
         }
         let owed = -self.tokens;
         let sleep_ns = owed * 1_000_000_000 / i128::from(self.ns_per_sec);
-        Some(Duration::from_nanos(u64::try_from(sleep_ns).unwrap_or(u64::MAX)))
+        Some(Duration::from_nanos(
+            u64::try_from(sleep_ns).unwrap_or(u64::MAX),
+        ))
     }
 }
 

@@ -137,7 +137,9 @@ impl WasmRuntime {
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Instance>>> {
-        self.instances.lock().unwrap_or_else(PoisonError::into_inner)
+        self.instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn get(&self, id: &str) -> Result<Arc<Instance>, RuntimeError> {
@@ -184,7 +186,10 @@ impl WasmRuntime {
                 pid: 0,
             });
         }
-        let loaded = self.sources.load(&svc.name, module, svc.wasm.as_ref()).await?;
+        let loaded = self
+            .sources
+            .load(&svc.name, module, svc.wasm.as_ref())
+            .await?;
         if let Some(warning) = &loaded.warning {
             self.tell(id, warning);
         }
@@ -224,15 +229,8 @@ impl WasmRuntime {
         let prepared = run::prepare(self.engine.engine(), launch, &meters)?;
         let mut command = vec![module.to_string()];
         command.extend(svc.args.iter().cloned());
-        let persisted = PersistedState::new(
-            id,
-            spec.generation,
-            0,
-            0,
-            command,
-            None,
-            Default::default(),
-        );
+        let persisted =
+            PersistedState::new(id, spec.generation, 0, 0, command, None, Default::default());
         state::write_atomic(&dir, &persisted)?;
 
         let handle = self.handle()?;

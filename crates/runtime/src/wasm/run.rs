@@ -126,7 +126,11 @@ pub(crate) async fn run(
         let instance = linker.instantiate_async(&mut store, &module).await?;
         let start = instance
             .get_typed_func::<(), ()>(&mut store, "_start")
-            .map_err(|_| wasmtime::format_err!("the module exports no _start function (it is not a WASI command)"))?;
+            .map_err(|_| {
+                wasmtime::format_err!(
+                    "the module exports no _start function (it is not a WASI command)"
+                )
+            })?;
         start.call_async(&mut store, ()).await
     };
     // One clock: charged per poll here, read mid-poll by the epoch callback and by stats.
@@ -142,7 +146,10 @@ pub(crate) async fn run(
                     code: None,
                     signal: None,
                     oom_killed: false,
-                    reason: format!("killed: ran past its wall-clock limit of {}s", limit.as_secs()),
+                    reason: format!(
+                        "killed: ran past its wall-clock limit of {}s",
+                        limit.as_secs()
+                    ),
                 };
             }
         },

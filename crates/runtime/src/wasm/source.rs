@@ -262,7 +262,11 @@ mod tests {
             Ok(Source::Url("https://x.org/m.wasm".into()))
         );
         assert!(parse("file://rel/m.wasm").unwrap_err().contains("absolute"));
-        assert!(parse("ftp://x/m").unwrap_err().contains("unsupported scheme"));
+        assert!(
+            parse("ftp://x/m")
+                .unwrap_err()
+                .contains("unsupported scheme")
+        );
         assert!(parse("registry.local/m:1").unwrap_err().contains("OCI"));
         assert_eq!(
             parse("examples/wasm/filter.wat"),
