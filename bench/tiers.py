@@ -203,6 +203,8 @@ class Hierarchy:
         """A one-service application of this hierarchy's runtime, sleeping."""
         if self.runtime == "container":
             return container_app(name, self.image, replicas)
+        if self.runtime == "wasm":
+            return wasm_app(name, replicas)
         return process_app(name, replicas)
 
     def stop(self):
@@ -348,6 +350,15 @@ def process_app(name, replicas=1, command="sleep 3600", resources="{cpu: 10m, me
         f"    command: [/bin/sh, -c, '{command}', canopy-bench-workload]\n"
         f"    replicas: {replicas}\n    resources: {resources}\n"
     )
+
+
+def wasm_app(name, replicas=1, resources="{cpu: 10m, memory: 8Mi}"):
+    """A wasm application whose module (bench/wasm/idle.wat, assembled by the node) sleeps."""
+    module = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wasm", "idle.wat")
+    return ("apiVersion: canopy.dev/v1\nkind: Application\n"
+            f"metadata: {{name: {name}}}\nspec:\n  services:\n"
+            f"  - name: work\n    runtime: wasm\n    module: {module}\n"
+            f"    replicas: {replicas}\n    resources: {resources}\n")
 
 
 def container_app(name, image, replicas):

@@ -16,7 +16,7 @@ use canopy_root::api::guard::AllowedHosts;
 use canopy_root::api::rate_limit::{Rate, RateLimits};
 use canopy_runtime::{
     CniConfig, FilesPrestart, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart,
-    ProcessOptions, ProcessRuntime, Runtime,
+    ProcessOptions, ProcessRuntime, Runtime, WasmRuntime, WasmRuntimeOptions,
 };
 use canopy_store::RedbStore;
 use canopy_tier::Timing;
@@ -436,6 +436,15 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
     let process = ProcessRuntime::new(args.data.join("process"), options)
         .context("starting the process runtime")?;
     let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(process)];
+    // Modules run inside the agent: nothing to install, any architecture.
+    let wasm = WasmRuntimeOptions {
+        keep_logs_on_remove: true,
+        ..WasmRuntimeOptions::default()
+    };
+    match WasmRuntime::new(args.data.join("wasm"), wasm) {
+        Ok(wasm) => runtimes.push(Arc::new(wasm)),
+        Err(e) => tracing::warn!("wasm is not available on this node: {e}"),
+    }
     // Last, so a start that fails earlier (a pull) writes no secret to disk.
     let files: Arc<dyn Prestart> = Arc::new(FilesPrestart::new(args.data.join("@files")));
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();

@@ -99,6 +99,9 @@ pub struct ServiceSpec {
     /// Module path, URL or OCI reference, for `wasm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// The module's digest, preopened directories and time limit, for `wasm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<crate::WasmOptions>,
     /// Program and its first arguments, for `process`; overrides the entrypoint for `container`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,

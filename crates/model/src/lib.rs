@@ -21,6 +21,7 @@ mod selector;
 mod status;
 mod usage;
 mod validate;
+mod wasm;
 mod yaml_bounds;
 
 pub use descriptor::*;
@@ -45,4 +46,5 @@ pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
 pub use usage::{InstanceDetails, Usage};
 pub use validate::{validate_application, validate_dns_label};
+pub use wasm::{Preopen, WasmOptions, is_url_module};
 pub use yaml_bounds::{YamlBoundError, check_yaml_bounds};

@@ -31,6 +31,13 @@ pub fn privilege_errors(app: &Application, trusted: bool) -> Vec<FieldError> {
                 "the process runtime (no isolation)",
             ));
         }
+        let preopens = svc.wasm.iter().flat_map(|w| w.preopens.iter());
+        for (d, dir) in preopens.enumerate() {
+            errors.push(refuse(
+                format!("{p}.wasm.preopens[{d}].hostPath"),
+                &format!("host directory {} for a wasm module", dir.host_path),
+            ));
+        }
         let sc = &svc.security_context;
         if sc.run_as_user == Some(0) {
             errors.push(refuse(
@@ -96,6 +103,19 @@ mod tests {
     fn a_wasm_module_is_allowed_anywhere() {
         let a = app(json!([{"name": "f", "runtime": "wasm", "module": "f.wasm"}]));
         assert!(privilege_errors(&a, false).is_empty());
+    }
+
+    #[test]
+    fn a_wasm_module_s_host_directories_need_trust() {
+        let a = app(json!([{"name": "f", "runtime": "wasm", "module": "f.wasm",
+            "wasm": {"preopens": [{"hostPath": "/etc", "guestPath": "/etc"}]}}]));
+        let errors = privilege_errors(&a, false);
+        assert_eq!(
+            paths(&errors),
+            ["spec.services[0].wasm.preopens[0].hostPath"]
+        );
+        assert!(errors[0].reason.contains(REASON), "{errors:?}");
+        assert!(privilege_errors(&a, true).is_empty());
     }
 
     #[test]

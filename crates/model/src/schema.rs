@@ -154,13 +154,15 @@ fn runtime_branches() -> Value {
     no_user["properties"]["runAsGroup"] = absent.clone();
     json!({"oneOf": [
         {"properties": {"runtime": {"const": "container"}, "image": {"type": "string"},
-            "module": absent, "command": program},
+            "module": absent, "wasm": absent, "command": program},
          "required": ["runtime", "image"]},
-        {"properties": {"runtime": {"const": "wasm"}, "module": {"type": "string"},
+        {"if": {"properties": {"module": {"type": "string", "pattern": "^https?://"}}, "required": ["module"]},
+         "then": {"required": ["wasm"], "properties": {"wasm": wasm_digest_rule()}},
+         "properties": {"runtime": {"const": "wasm"}, "module": {"type": "string"},
             "image": absent, "command": {"maxItems": 0}, "securityContext": no_user,
             "files": {"maxItems": 0}},
          "required": ["runtime", "module"]},
-        {"properties": {"runtime": {"const": "process"}, "image": absent, "module": absent,
+        {"properties": {"runtime": {"const": "process"}, "image": absent, "module": absent, "wasm": absent,
             "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]},
             "securityContext": no_container_privilege},
          // A process's files are in the node's private data dir: not for another user.
@@ -168,6 +170,35 @@ fn runtime_branches() -> Value {
             {"properties": {"securityContext": {"properties": {"runAsUser": absent}}}}],
          "required": ["runtime", "command"]},
     ]})
+}
+
+/// A URL module's `wasm` names its digest or asks for the first download's to be pinned.
+fn wasm_digest_rule() -> Value {
+    json!({"anyOf": [
+        {"required": ["sha256"], "properties": {"sha256": {"type": "string"}}},
+        {"required": ["pinFirstFetch"], "properties": {"pinFirstFetch": {"const": true}}},
+    ]})
+}
+
+fn sha256() -> Value {
+    nullable(json!({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}))
+}
+
+fn timeout_seconds() -> Value {
+    nullable(json!({"type": "integer", "minimum": 1}))
+}
+
+fn preopens() -> Value {
+    json!({"type": "array", "maxItems": crate::wasm::MAX_PREOPENS,
+        "items": reference("Preopen")})
+}
+
+fn host_path() -> Value {
+    json!({"type": "string", "pattern": "^/"})
+}
+
+fn guest_path() -> Value {
+    json!({"type": "string", "minLength": 1, "pattern": "^[^\\u0000-\\u001f\\u007f]+$"})
 }
 
 fn capabilities() -> Value {
@@ -439,6 +470,11 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("SpreadConstraint", "maxPerNode", at_least_one()),
         ("SpreadConstraint", "maxPerCluster", at_least_one()),
         ("TrustConstraint", "minScore", score()),
+        ("WasmOptions", "sha256", sha256()),
+        ("WasmOptions", "timeoutSeconds", timeout_seconds()),
+        ("WasmOptions", "preopens", preopens()),
+        ("Preopen", "hostPath", host_path()),
+        ("Preopen", "guestPath", guest_path()),
     ]
 }
 

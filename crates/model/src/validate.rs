@@ -168,7 +168,12 @@ impl Validator {
             },
             RuntimeKind::Wasm => match &svc.module {
                 None => self.err(format!("{p}.module"), "is required for runtime wasm"),
-                Some(module) => self.reference(&format!("{p}.module"), module),
+                Some(module) => {
+                    self.reference(&format!("{p}.module"), module);
+                    for (path, reason) in crate::wasm::errors(module, svc.wasm.as_ref()) {
+                        self.err(format!("{p}.wasm.{path}"), reason);
+                    }
+                }
             },
             RuntimeKind::Process => {
                 if svc.command.is_empty() {
@@ -188,6 +193,12 @@ impl Validator {
         self.errors
             .extend(crate::secret_refs::check_references(p, svc));
         self.errors.extend(crate::files::check_files(p, svc));
+        if svc.runtime != RuntimeKind::Wasm && svc.wasm.is_some() {
+            self.err(
+                format!("{p}.wasm"),
+                format!("only applies to runtime wasm, not {runtime}"),
+            );
+        }
         if svc.runtime != RuntimeKind::Wasm && svc.module.is_some() {
             self.err(
                 format!("{p}.module"),

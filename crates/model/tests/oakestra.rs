@@ -315,6 +315,13 @@ fn wasm_one_shot_environment_and_multi_ports() {
         "applications[0].microservices[0].cmd",
         "passed as its arguments"
     ));
+    // Its code URL has no digest: the node pins its first download's, and says so here.
+    assert_eq!(svc.wasm.as_ref().map(|w| w.pin_first_fetch), Some(true));
+    assert!(has(
+        &p.warnings,
+        "applications[0].microservices[0].code",
+        "pins the digest of its first download"
+    ));
 }
 
 #[test]

@@ -561,6 +561,7 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     image: (runtime == RuntimeKind::Container)
                         .then(|| "registry.example.org/app:1".to_string()),
                     module: (runtime == RuntimeKind::Wasm).then(|| "file:///m.wasm".to_string()),
+                    wasm: None,
                     command: if runtime == RuntimeKind::Process {
                         vec!["/bin/app".into()]
                     } else {

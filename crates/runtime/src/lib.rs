@@ -1,6 +1,7 @@
 //! Node runtimes behind one trait (Nomad's task-driver shape): the `process` runtime
-//! (native commands in their own session, logs in files, limits in cgroups v1 or v2) and the
-//! `container` runtime ([`OciRuntime`]: OCI bundles run by runc or crun). Both keep
+//! (native commands in their own session, logs in files, limits in cgroups v1 or v2), the
+//! `container` runtime ([`OciRuntime`]: OCI bundles run by runc or crun) and the `wasm`
+//! runtime ([`WasmRuntime`]: WebAssembly modules run by wasmtime inside the agent). The native ones keep
 //! per-instance state on disk so a restarted agent re-adopts its workloads. What a runtime
 //! does not make itself (a container's root filesystem, its network namespace) the node's
 //! prestart hooks ([`Prestart`], run as a chain by [`Hooks`]) prepare around it.
@@ -22,6 +23,7 @@ mod process;
 mod retention;
 mod state;
 mod supervise;
+mod wasm;
 
 pub use canopy_net::{CniConfig, NetworkHook, PortMapping};
 pub use cgroup::CgroupVersion;
@@ -33,6 +35,7 @@ pub use oci::{ImageConfig, OciOptions, OciRuntime};
 pub use prestart::{NetworkPrestart, Prepared, PreparedImage, PreparedNetwork, Prestart, Progress};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use supervise::{LogPaths, validate_id};
+pub use wasm::{AGENT_RESTARTED, WasmRuntime, WasmRuntimeOptions};
 
 use async_trait::async_trait;
 use canopy_model::{RuntimeKind, ServiceSpec};

@@ -132,6 +132,12 @@ impl Mapper {
                     );
                     args = cmd.into_iter().chain(args).collect();
                 }
+                if code.as_deref().is_some_and(crate::is_url_module) {
+                    self.warn(
+                        format!("{path}.code"),
+                        "has no sha256: the node pins the digest of its first download",
+                    );
+                }
                 (None, code, Vec::new())
             }
             _ => (code, None, cmd),
@@ -283,6 +289,14 @@ impl Mapper {
             name,
             runtime: runtime.unwrap_or(RuntimeKind::Container),
             image,
+            // Its `code` URL has no digest: the node pins the first download's.
+            wasm: module
+                .as_deref()
+                .is_some_and(crate::is_url_module)
+                .then(|| crate::WasmOptions {
+                    pin_first_fetch: true,
+                    ..Default::default()
+                }),
             module,
             command,
             args,
