@@ -63,8 +63,7 @@ impl Driver {
                 ],
             }),
         );
-        ClientBuilder::rustls()
-            .expect("a TLS connector (unused: chromedriver is plain HTTP on loopback)")
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
             .connect(&self.url)
             .await
@@ -239,7 +238,6 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
     });
     let node_name = node["name"].as_str().unwrap().to_string();
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&shots).unwrap();
     let driver = Driver::start(dir.path());
@@ -250,18 +248,36 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
     };
 
     // Log in.
-    page.client.goto(&up.url).await.expect("the dashboard loads");
-    page.until(SETTLE, "the login form", "return !document.getElementById('login').hidden;", vec![])
-        .await;
+    page.client
+        .goto(&up.url)
+        .await
+        .expect("the dashboard loads");
+    page.until(
+        SETTLE,
+        "the login form",
+        "return !document.getElementById('login').hidden;",
+        vec![],
+    )
+    .await;
     page.step("login").await;
     page.type_into("#login-password", "not the password").await;
     page.click("#login-submit").await;
-    page.until(SETTLE, "a refused login", "return document.getElementById('login-error').textContent;", vec![])
-        .await;
+    page.until(
+        SETTLE,
+        "a refused login",
+        "return document.getElementById('login-error').textContent;",
+        vec![],
+    )
+    .await;
     page.type_into("#login-password", password.trim()).await;
     page.click("#login-submit").await;
-    page.until(SETTLE, "the main view", "return !document.getElementById('main').hidden;", vec![])
-        .await;
+    page.until(
+        SETTLE,
+        "the main view",
+        "return !document.getElementById('main').hidden;",
+        vec![],
+    )
+    .await;
     assert!(page.text_of("#whoami").await.starts_with("admin"));
     // Set once: a reload of the page would lose it.
     page.client
@@ -273,11 +289,26 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
     page.click("#tabs button[data-view=nodes]").await;
     let key = format!("local/{node_name}");
     let nodes = page
-        .rows_until("nodes", &format!("cells.Name === {:?}", node_name), 1, "the node")
+        .rows_until(
+            "nodes",
+            &format!("cells.Name === {:?}", node_name),
+            1,
+            "the node",
+        )
         .await;
     assert_eq!(nodes[0]["key"], key.as_str());
-    assert!(nodes[0]["cells"]["State"].as_str().unwrap().starts_with("Ready"));
-    assert!(nodes[0]["cells"]["Runtimes"].as_str().unwrap().contains("process"));
+    assert!(
+        nodes[0]["cells"]["State"]
+            .as_str()
+            .unwrap()
+            .starts_with("Ready")
+    );
+    assert!(
+        nodes[0]["cells"]["Runtimes"]
+            .as_str()
+            .unwrap()
+            .contains("process")
+    );
     page.step("nodes").await;
     page.click("#tabs button[data-view=overview]").await;
     let chip = format!(
@@ -305,7 +336,11 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
     // A broken descriptor: the field error names the path, at its line.
     page.click("#tabs button[data-view=editor]").await;
     let broken = descriptor(&marker, "lots");
-    let line = broken.lines().position(|l| l.contains("replicas:")).unwrap() + 1;
+    let line = broken
+        .lines()
+        .position(|l| l.contains("replicas:"))
+        .unwrap()
+        + 1;
     page.client
         .execute(
             "const t = document.getElementById('editor-text'); t.value = arguments[0]; t.dispatchEvent(new Event('input'));",
@@ -327,7 +362,9 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
         "{error}"
     );
     assert_eq!(error["line"], line.to_string().as_str(), "{error}");
-    let gutter = page.text_of(&format!("#editor-gutter span.bad[data-line=\"{line}\"]")).await;
+    let gutter = page
+        .text_of(&format!("#editor-gutter span.bad[data-line=\"{line}\"]"))
+        .await;
     assert_eq!(gutter, line.to_string(), "the gutter marks the line");
     page.step("field-error").await;
 
@@ -347,9 +384,14 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
     page.step("applied").await;
     page.click("#tabs button[data-view=instances]").await;
     let running = format!("cells.Application === {APP:?} && cells.State === 'Running'");
-    let instances = page.rows_until("instances", &running, 2, "2 running instances").await;
+    let instances = page
+        .rows_until("instances", &running, 2, "2 running instances")
+        .await;
     assert_eq!(
-        page.client.execute("return window.notReloaded === true;", vec![]).await.unwrap(),
+        page.client
+            .execute("return window.notReloaded === true;", vec![])
+            .await
+            .unwrap(),
         json!(true),
         "the page was not reloaded"
     );
@@ -358,7 +400,8 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
 
     // Logs: a line the workload prints.
     let id = instances[0]["key"].as_str().unwrap().to_string();
-    page.click(&format!(".vrow[data-key={id:?}] button[data-action=logs]")).await;
+    page.click(&format!(".vrow[data-key={id:?}] button[data-action=logs]"))
+        .await;
     page.until(
         SETTLE,
         "the workload's line in the logs",
@@ -368,11 +411,23 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
     .await;
     page.step("logs").await;
 
+    page.click("#drawer-close").await;
+
     // Exec: a command in the instance, through the WebSocket.
-    page.click(&format!(".vrow[data-key={id:?}] button[data-action=exec]")).await;
-    page.until(SETTLE, "the exec session", "return document.getElementById('terminal-status').textContent.startsWith('running');", vec![])
+    page.click(&format!(".vrow[data-key={id:?}] button[data-action=exec]"))
         .await;
-    page.type_into("#terminal-input", "echo exec-$((6*7)) $CANOPY_INSTANCE\u{E007}").await;
+    page.until(
+        SETTLE,
+        "the exec session",
+        "return document.getElementById('terminal-status').textContent.startsWith('running');",
+        vec![],
+    )
+    .await;
+    page.type_into(
+        "#terminal-input",
+        "echo exec-$((6*7)) $CANOPY_INSTANCE\u{E007}",
+    )
+    .await;
     page.until(
         SETTLE,
         "the command's output",
@@ -381,19 +436,27 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
     )
     .await;
     page.type_into("#terminal-input", "exit 3\u{E007}").await;
-    page.until(SETTLE, "the exit code", "return document.getElementById('terminal-status').dataset.exit === '3';", vec![])
-        .await;
+    page.until(
+        SETTLE,
+        "the exit code",
+        "return document.getElementById('terminal-status').dataset.exit === '3';",
+        vec![],
+    )
+    .await;
     page.step("exec").await;
     page.click("#drawer-close").await;
 
     // Scale to 3.
     page.click("#tabs button[data-view=services]").await;
-    page.click(&format!(".vrow[data-key=\"default/{APP}/greeter\"] button[data-action=scale]"))
-        .await;
+    page.click(&format!(
+        ".vrow[data-key=\"default/{APP}/greeter\"] button[data-action=scale]"
+    ))
+    .await;
     page.type_into("#scale-replicas", "3").await;
     page.click("#scale-submit").await;
     page.click("#tabs button[data-view=instances]").await;
-    page.rows_until("instances", &running, 3, "3 running instances").await;
+    page.rows_until("instances", &running, 3, "3 running instances")
+        .await;
     page.step("scaled").await;
 
     // Delete (the button asks for a second click).
@@ -401,10 +464,16 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
     let delete = format!(".vrow[data-key=\"default/{APP}\"] button[data-action=delete]");
     page.click(&delete).await;
     page.click(&delete).await;
-    page.rows_until("applications", &format!("cells.Name === {APP:?}"), 0, "the application gone")
-        .await;
+    page.rows_until(
+        "applications",
+        &format!("cells.Name === {APP:?}"),
+        0,
+        "the application gone",
+    )
+    .await;
     page.click("#tabs button[data-view=instances]").await;
-    page.rows_until("instances", &running, 0, "no running instances").await;
+    page.rows_until("instances", &running, 0, "no running instances")
+        .await;
     page.step("deleted").await;
 
     // Teardown: the session ends Chromium, the driver's drop chromedriver; nothing is left.

@@ -150,7 +150,10 @@ mod tests {
     fn unknown_files_are_404_and_tags_follow_content() {
         let none = HeaderMap::new();
         assert_eq!(serve("nope.js", &none).status(), StatusCode::NOT_FOUND);
-        assert_eq!(serve("../Cargo.toml", &none).status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            serve("../Cargo.toml", &none).status(),
+            StatusCode::NOT_FOUND
+        );
         let fresh = serve("app.js", &none);
         assert_eq!(fresh.status(), StatusCode::OK);
         let mut revalidate = HeaderMap::new();

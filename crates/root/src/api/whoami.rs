@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn a_developer_of_one_namespace_deploys_there_and_reads_the_infrastructure() {
-        let who = describe(&principal(vec![Grant::in_namespace(Role::Developer, "team")]));
+        let who = describe(&principal(vec![Grant::in_namespace(
+            Role::Developer,
+            "team",
+        )]));
         assert_eq!(who.namespaced["deploy"], ["team"]);
         assert_eq!(who.namespaced["exec"], ["team"]);
         assert_eq!(who.installation, ["readInfrastructure"]);
