@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 /// `x` allowed (an answer other than 401 and 403), `-` refused with 403.
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/version", "xxxxxx"),
+    ("GET", "/api/v1/whoami", "xxxxxx"),
     ("POST", "/api/v1/apply", "x-x---"),
     ("GET", "/api/v1/applications", "xxx-x-"),
     ("POST", "/api/v1/applications", "x-x---"),
@@ -42,6 +43,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/instances/{id}", "xxx---"),
     ("GET", "/api/v1/instances/{id}/logs", "xxx-x-"),
     ("POST", "/api/v1/instances/{id}/exec", "x-x---"),
+    ("GET", "/api/v1/instances/{id}/exec", "x-x---"),
     ("POST", "/api/v1/instances/{id}/port-forward", "x-x---"),
     ("GET", "/api/v1/events", "xxxxxx"),
     ("GET", "/api/v1/clusters", "xxxxxx"),

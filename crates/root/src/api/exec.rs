@@ -42,6 +42,15 @@ pub async fn exec(
     let instance = state.desired.get_instance(&id).await?;
     crate::auth::caller(&request)?.require(crate::auth::Action::Exec, Some(&instance.namespace))?;
     let Query(pairs) = query?;
+    let kind = Kind::Exec(exec_request(&pairs)?);
+    let on_upgrade = upgrade_of(&mut request)?;
+    let pipe = open(&state, &instance, kind).await?;
+    Ok(switch(on_upgrade, pipe, id))
+}
+
+/// The command of an exec request's query (`command=` each, `tty`, `cols`, `rows`), shared
+/// by this endpoint and its WebSocket variant (`exec_ws`).
+pub(super) fn exec_request(pairs: &[(String, String)]) -> Result<pb::ExecRequest, ApiError> {
     let command: Vec<String> = pairs
         .iter()
         .filter(|(k, _)| k == "command")
@@ -62,15 +71,12 @@ pub async fn exec(
             "exec needs a command (`command=` query parameters)",
         ));
     }
-    let on_upgrade = upgrade_of(&mut request)?;
-    let kind = Kind::Exec(pb::ExecRequest {
+    Ok(pb::ExecRequest {
         command,
         tty,
         cols,
         rows,
-    });
-    let pipe = open(&state, &instance, kind).await?;
-    Ok(switch(on_upgrade, pipe, id))
+    })
 }
 
 /// The connection's upgrade to [`PROTOCOL`], or a 400 when the client did not ask for one.

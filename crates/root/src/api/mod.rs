@@ -5,9 +5,11 @@ mod applications;
 pub mod audit;
 mod body;
 mod contract;
+mod dashboard;
 pub mod error;
 mod events;
 mod exec;
+pub(crate) mod exec_ws;
 mod forward;
 pub mod guard;
 mod infrastructure;
@@ -21,6 +23,7 @@ mod selectors;
 mod streams;
 mod users;
 mod version;
+mod whoami;
 mod workloads;
 
 use crate::auth::{self, Accounts};
@@ -80,7 +83,7 @@ impl
         applications::apply, applications::create, applications::list, applications::get,
         applications::replace, applications::delete,
         workloads::list_services, workloads::get_service, workloads::scale,
-        workloads::list_instances, workloads::get_instance, streams::logs, exec::exec, forward::port_forward,
+        workloads::list_instances, workloads::get_instance, streams::logs, exec::exec, exec_ws::exec_ws, forward::port_forward,
         workloads::list_clusters, workloads::list_nodes,
         infrastructure::get_cluster, infrastructure::get_node, infrastructure::cordon,
         infrastructure::uncordon, infrastructure::drain, infrastructure::label_node,
@@ -88,7 +91,7 @@ impl
         joins::create_token, joins::delete_cluster, joins::delete_node,
         namespaces::list, namespaces::get, namespaces::put, namespaces::delete,
         events::events, audit::list, version::version, healthz, readyz,
-        login::login, login::refresh, api_tokens::list, api_tokens::revoke,
+        login::login, login::refresh, whoami::whoami, api_tokens::list, api_tokens::revoke,
         users::list, users::create, users::show, users::delete, users::grant, users::revoke,
         secrets::list, secrets::get_one, secrets::put, secrets::delete,
     ),
@@ -150,13 +153,17 @@ pub fn router(
             get(workloads::get_instance).delete(infrastructure::delete_instance),
         )
         .route("/instances/{id}/logs", get(streams::logs))
-        .route("/instances/{id}/exec", post(exec::exec))
+        .route(
+            "/instances/{id}/exec",
+            post(exec::exec).get(exec_ws::exec_ws),
+        )
         .route("/instances/{id}/port-forward", post(forward::port_forward))
         .route("/clusters", get(workloads::list_clusters))
         .route("/tokens", post(joins::create_token).get(api_tokens::list))
         .route("/tokens/{id}", axum::routing::delete(api_tokens::revoke))
         .route("/login", post(login::login))
         .route("/login/refresh", post(login::refresh))
+        .route("/whoami", get(whoami::whoami))
         .merge(users::routes())
         .route("/nodes", get(workloads::list_nodes))
         .route("/namespaces", get(namespaces::list))
@@ -195,6 +202,7 @@ pub fn router(
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(dashboard::routes())
         .merge(
             SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", contract::document()),
         )

@@ -26,6 +26,7 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/login", Public),
     ("POST", "/api/v1/login/refresh", Public),
     ("GET", "/api/v1/version", Authenticated),
+    ("GET", "/api/v1/whoami", Authenticated),
     ("POST", "/api/v1/apply", Namespaced(Deploy)),
     ("GET", "/api/v1/applications", Namespaced(Read)),
     ("POST", "/api/v1/applications", Namespaced(Deploy)),
@@ -64,6 +65,8 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ),
     ("GET", "/api/v1/instances/{id}/logs", Namespaced(Read)),
     ("POST", "/api/v1/instances/{id}/exec", Namespaced(Exec)),
+    // The WebSocket variant of exec, for browsers.
+    ("GET", "/api/v1/instances/{id}/exec", Namespaced(Exec)),
     (
         "POST",
         "/api/v1/instances/{id}/port-forward",

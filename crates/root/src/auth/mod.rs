@@ -172,11 +172,11 @@ pub async fn authenticate(
 }
 
 fn bearer(request: &Request) -> Option<String> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        // A browser's WebSocket cannot set the header: it offers the token as a subprotocol.
+        return crate::api::exec_ws::subprotocol_token(request.headers());
+    };
+    let value = value.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
