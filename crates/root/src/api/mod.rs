@@ -16,6 +16,7 @@ mod login;
 mod namespaces;
 pub mod rate_limit;
 pub mod rules;
+mod rollouts;
 mod secrets;
 mod selectors;
 mod streams;
@@ -91,6 +92,7 @@ impl
         login::login, login::refresh, api_tokens::list, api_tokens::revoke,
         users::list, users::create, users::show, users::delete, users::grant, users::revoke,
         secrets::list, secrets::get_one, secrets::put, secrets::delete,
+        rollouts::status, rollouts::pause, rollouts::resume, rollouts::undo,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
@@ -168,6 +170,7 @@ pub fn router(
         )
         .merge(infrastructure::routes())
         .merge(secrets::routes())
+        .merge(rollouts::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))
         .route("/version", get(version::version))

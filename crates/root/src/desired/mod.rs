@@ -10,12 +10,15 @@ mod operator;
 mod reconcile;
 mod removal;
 mod replicas;
+mod rollout;
+mod rollouts;
 mod secrets;
 mod views;
 
 pub use instances::{InstanceChange, InstanceFilter};
 pub use labels::ServiceKey;
 pub use namespaces::{Namespace, NamespaceSpec};
+pub use rollouts::{RevisionSummary, RolloutStatus, UndoRequest};
 pub use operator::{with_cluster_settings, with_node_settings};
 
 use crate::keys;
