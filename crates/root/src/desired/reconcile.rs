@@ -206,6 +206,7 @@ fn pace(
             current,
             ready: instance.ready && instance.shown_state() == InstanceState::Running,
             stopping,
+            placed: instance.cluster.is_some(),
         });
         index_of.push(index);
     }

@@ -18,6 +18,8 @@ pub struct Seen {
     pub ready: bool,
     /// Being stopped.
     pub stopping: bool,
+    /// Placed somewhere: stopped when retired, where one never placed is simply forgotten.
+    pub placed: bool,
 }
 
 /// What the step does, by index into the instances it was given.
@@ -67,12 +69,13 @@ pub fn step(instances: &[Seen], bounds: Bounds, missing: usize) -> Step {
         .iter()
         .filter(|s| !s.stopping || bounds.hold_stopping)
         .count();
-    // Those retired now stop counting at once, unless stopping ones are held.
-    let total = if bounds.hold_stopping {
-        live
-    } else {
-        live - retire.len()
-    };
+    // Those retired now stop counting at once, unless stopping ones are held (and these
+    // stop first: only what was never placed is gone at once).
+    let gone = retire
+        .iter()
+        .filter(|&&i| !bounds.hold_stopping || !instances[i].placed)
+        .count();
+    let total = live - gone;
     let ceiling = (bounds.replicas + bounds.surge) as usize;
     let create = missing.min(ceiling.saturating_sub(total));
     retire.sort_unstable();
@@ -87,6 +90,7 @@ mod tests {
         current: false,
         ready: true,
         stopping: false,
+        placed: true,
     };
     const OLD_UNREADY: Seen = Seen {
         ready: false,
@@ -100,11 +104,18 @@ mod tests {
         current: true,
         ready: false,
         stopping: false,
+        placed: true,
     };
     const STOPPING: Seen = Seen {
         current: false,
         ready: false,
         stopping: true,
+        placed: true,
+    };
+    const OLD_UNPLACED: Seen = Seen {
+        ready: false,
+        placed: false,
+        ..OLD_READY
     };
 
     fn rolling(replicas: u32, surge: u32, unavailable: u32) -> Bounds {
@@ -222,6 +233,17 @@ mod tests {
             ..rolling(3, 0, 1)
         });
         assert_eq!((fewest, most), (2, 3));
+    }
+
+    #[test]
+    fn old_instances_never_placed_are_replaced_at_once() {
+        let held = Bounds {
+            hold_stopping: true,
+            ..rolling(3, 1, 0)
+        };
+        let step = step(&[OLD_UNPLACED; 3], held, 3);
+        assert_eq!(step.retire, [0, 1, 2]);
+        assert_eq!(step.create, 3);
     }
 
     #[test]
