@@ -175,7 +175,10 @@ fn a_startup_probe_holds_liveness_off_and_readiness_decides_ready() {
             .as_str()
             .is_some_and(|id| flags.join(id).exists());
         if slow["state"] == "Running" && !flag {
-            assert_eq!(slow["ready"], false, "ready before its startup probe passed");
+            assert_eq!(
+                slow["ready"], false,
+                "ready before its startup probe passed"
+            );
             seen_unready = true;
         }
         assert_eq!(restarts(&slow), 0, "restarted while starting up: {slow}");

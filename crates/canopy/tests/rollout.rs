@@ -123,10 +123,7 @@ fn sample_until_rolled(bed: &Testbed, old: &BTreeSet<String>) -> (usize, String)
         let instances = bed.instances();
         let serving = instances.iter().filter(|i| ready(i)).count();
         fewest = fewest.min(serving);
-        let live: Vec<&Value> = instances
-            .iter()
-            .filter(|i| i["desired"] == "Run")
-            .collect();
+        let live: Vec<&Value> = instances.iter().filter(|i| i["desired"] == "Run").collect();
         let new: BTreeSet<&str> = live
             .iter()
             .filter_map(|i| i["templateHash"].as_str())
@@ -186,16 +183,26 @@ fn a_paused_rollout_stands_still_until_resumed_and_undo_goes_back() {
     // Paused before the change: nothing of the new revision starts, the old ones stay.
     let paused = bed.rollout("pause");
     assert!(paused.contains("Paused"), "{paused}");
-    bed.apply(2, "    strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n");
-    holds_for(Duration::from_secs(3), "the paused rollout stands still", || {
-        let instances = bed.instances();
-        hashes(&instances) == first && instances.iter().filter(|i| ready(i)).count() == 4
-    });
+    bed.apply(
+        2,
+        "    strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n",
+    );
+    holds_for(
+        Duration::from_secs(3),
+        "the paused rollout stands still",
+        || {
+            let instances = bed.instances();
+            hashes(&instances) == first && instances.iter().filter(|i| ready(i)).count() == 4
+        },
+    );
     let resumed = bed.rollout("resume");
     assert!(!resumed.contains("Paused"), "{resumed}");
     // No unavailability allowed: all four stay ready throughout.
     let (fewest, second) = sample_until_rolled(&bed, &first);
-    assert_eq!(fewest, 4, "maxUnavailable 0 let an instance go before its successor was ready");
+    assert_eq!(
+        fewest, 4,
+        "maxUnavailable 0 let an instance go before its successor was ready"
+    );
 
     // Undo: back to the first revision's spec, as a new revision.
     let undone = bed.rollout("undo");

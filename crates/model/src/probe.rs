@@ -27,16 +27,28 @@ pub struct Probe {
     #[serde(default, deserialize_with = "crate::integer::integral")]
     pub initial_delay_seconds: u32,
     /// Seconds between probes.
-    #[serde(default = "default_period", deserialize_with = "crate::integer::integral")]
+    #[serde(
+        default = "default_period",
+        deserialize_with = "crate::integer::integral"
+    )]
     pub period_seconds: u32,
     /// Seconds a probe may take before it counts as failed.
-    #[serde(default = "default_timeout", deserialize_with = "crate::integer::integral")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::integer::integral"
+    )]
     pub timeout_seconds: u32,
     /// Passes in a row that make a failing probe pass (1 for liveness and startup).
-    #[serde(default = "default_success", deserialize_with = "crate::integer::integral")]
+    #[serde(
+        default = "default_success",
+        deserialize_with = "crate::integer::integral"
+    )]
     pub success_threshold: u32,
     /// Failures in a row that make a passing probe fail.
-    #[serde(default = "default_failure", deserialize_with = "crate::integer::integral")]
+    #[serde(
+        default = "default_failure",
+        deserialize_with = "crate::integer::integral"
+    )]
     pub failure_threshold: u32,
 }
 
@@ -188,7 +200,10 @@ fn check(
     if let Some(http) = &probe.http_get {
         if !http.path.starts_with('/') {
             err("httpGet.path", "must start with '/'".into());
-        } else if http.path.chars().any(|c| c.is_whitespace() || c.is_control())
+        } else if http
+            .path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
             || http.path.chars().count() > crate::limits::MAX_STRING_LEN
         {
             err(

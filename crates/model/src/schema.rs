@@ -446,7 +446,11 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("ServiceSpec", "strategy", strategy()),
         ("Probe", "exec", optional_reference_to("ExecAction")),
         ("Probe", "httpGet", optional_reference_to("HttpGetAction")),
-        ("Probe", "tcpSocket", optional_reference_to("TcpSocketAction")),
+        (
+            "Probe",
+            "tcpSocket",
+            optional_reference_to("TcpSocketAction"),
+        ),
         ("Probe", "initialDelaySeconds", probe_seconds(0, 0)),
         ("Probe", "periodSeconds", probe_seconds(1, 10)),
         ("Probe", "timeoutSeconds", probe_seconds(1, 1)),

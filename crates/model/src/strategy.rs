@@ -72,7 +72,10 @@ impl RolloutStrategy {
             return (0, replicas.max(1));
         }
         let rolling = self.rolling_update.clone().unwrap_or_default();
-        let surge = rolling.max_surge.unwrap_or(DEFAULT_SHARE).of(replicas, true);
+        let surge = rolling
+            .max_surge
+            .unwrap_or(DEFAULT_SHARE)
+            .of(replicas, true);
         let unavailable = rolling
             .max_unavailable
             .unwrap_or(DEFAULT_SHARE)
@@ -215,13 +218,16 @@ mod tests {
         assert_eq!(rolling("2", "\"50%\"").bounds(5), (2, 2));
         assert_eq!(rolling("\"0%\"", "0").bounds(5), (0, 1));
         assert_eq!(rolling("\"100%\"", "\"100%\"").bounds(3), (3, 3));
-        let recreate: RolloutStrategy = serde_json::from_value(serde_json::json!({"type": "Recreate"})).unwrap();
+        let recreate: RolloutStrategy =
+            serde_json::from_value(serde_json::json!({"type": "Recreate"})).unwrap();
         assert_eq!(recreate.bounds(4), (0, 4));
     }
 
     #[test]
     fn bad_shares_are_refused_and_good_ones_round_trip() {
-        for bad in ["\"25\"", "\"101%\"", "\"-1%\"", "-1", "1.5", "\"%\"", "\"05%\""] {
+        for bad in [
+            "\"25\"", "\"101%\"", "\"-1%\"", "-1", "1.5", "\"%\"", "\"05%\"",
+        ] {
             let value: serde_json::Value = serde_json::from_str(bad).unwrap();
             assert!(
                 serde_json::from_value::<IntOrPercent>(value).is_err(),

@@ -53,7 +53,10 @@ fn probes_parse_with_kubernetes_defaults() {
         (2, 2)
     );
     let startup = spec.startup_probe.as_ref().expect("startup");
-    assert_eq!(startup.handler(), Some(ProbeHandler::TcpSocket { port: 8080 }));
+    assert_eq!(
+        startup.handler(),
+        Some(ProbeHandler::TcpSocket { port: 8080 })
+    );
     let strategy = spec.strategy.as_ref().expect("strategy");
     assert_eq!(strategy.bounds(20), (2, 2));
     // The strategy says how to roll, not what runs: it leaves the template hash alone.
@@ -135,7 +138,9 @@ fn every_probe_and_strategy_rule_names_its_field() {
             .iter()
             .any(|e| e.path == *path && e.reason.contains(reason));
         if !hit || errors.len() != 1 {
-            failures.push(format!("{extra}: expected only {path}: …{reason}…, got {errors:#?}"));
+            failures.push(format!(
+                "{extra}: expected only {path}: …{reason}…, got {errors:#?}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -146,7 +151,10 @@ fn a_module_has_nothing_to_exec_in() {
     let text = "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {name: app}\nspec:\n  services:\n\
                 \x20 - name: filter\n    runtime: wasm\n    module: file:///m.wasm\n\
                 \x20   livenessProbe: {exec: {command: [/bin/true]}}\n";
-    let errors = parse_descriptor(text).err().map(|e| e.errors).unwrap_or_default();
+    let errors = parse_descriptor(text)
+        .err()
+        .map(|e| e.errors)
+        .unwrap_or_default();
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!(errors[0].path, "spec.services[0].livenessProbe.exec");
 }

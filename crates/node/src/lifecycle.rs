@@ -314,10 +314,8 @@ mod tests {
     #[test]
     fn a_probed_instance_is_ready_only_when_its_probes_say_so() {
         let mut probed = record();
-        probed.workload.spec.readiness_probe = serde_json::from_value(
-            serde_json::json!({"tcpSocket": {"port": 80}}),
-        )
-        .ok();
+        probed.workload.spec.readiness_probe =
+            serde_json::from_value(serde_json::json!({"tcpSocket": {"port": 80}})).ok();
         let mut local = Local::admitted(probed.clone(), 1);
         assert!(local.set_ready(true).is_err(), "not running yet");
         assert!(local.running(Some(3), 2).is_ok());

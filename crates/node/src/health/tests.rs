@@ -1,7 +1,8 @@
 use super::*;
 
 fn spec(probes: serde_json::Value) -> ServiceSpec {
-    let mut value = serde_json::json!({"name": "s", "runtime": "process", "command": ["/bin/true"]});
+    let mut value =
+        serde_json::json!({"name": "s", "runtime": "process", "command": ["/bin/true"]});
     if let (Some(into), Some(from)) = (value.as_object_mut(), probes.as_object()) {
         into.extend(from.clone());
     }

@@ -18,8 +18,8 @@ mod views;
 pub use instances::{InstanceChange, InstanceFilter};
 pub use labels::ServiceKey;
 pub use namespaces::{Namespace, NamespaceSpec};
-pub use rollouts::{RevisionSummary, RolloutStatus, UndoRequest};
 pub use operator::{with_cluster_settings, with_node_settings};
+pub use rollouts::{RevisionSummary, RolloutStatus, UndoRequest};
 
 use crate::keys;
 use crate::records::ApplicationRecord;

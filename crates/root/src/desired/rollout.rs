@@ -181,7 +181,10 @@ mod tests {
                     let (fewest, most, _) = simulate(replicas, bounds);
                     let floor = replicas.saturating_sub(unavailable) as usize;
                     assert!(fewest >= floor, "{bounds:?}: {fewest} ready");
-                    assert!(most <= (replicas + surge) as usize, "{bounds:?}: {most} live");
+                    assert!(
+                        most <= (replicas + surge) as usize,
+                        "{bounds:?}: {most} live"
+                    );
                 }
             }
         }
@@ -228,10 +231,13 @@ mod tests {
         assert_eq!(step(&[STOPPING], bounds, 1).create, 0);
         // Gone: the new one starts.
         assert_eq!(step(&[], bounds, 1).create, 1);
-        let (fewest, most, _) = simulate(3, Bounds {
-            hold_stopping: true,
-            ..rolling(3, 0, 1)
-        });
+        let (fewest, most, _) = simulate(
+            3,
+            Bounds {
+                hold_stopping: true,
+                ..rolling(3, 0, 1)
+            },
+        );
         assert_eq!((fewest, most), (2, 3));
     }
 

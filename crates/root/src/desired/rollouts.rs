@@ -43,7 +43,11 @@ impl RolloutRecord {
     /// moves to the end with a new number, as `kubectl rollout undo` does). Whether it
     /// changed.
     pub fn observe(&mut self, spec: &ServiceSpec, hash: &str, now: OffsetDateTime) -> bool {
-        if self.revisions.last().is_some_and(|r| r.template_hash == hash) {
+        if self
+            .revisions
+            .last()
+            .is_some_and(|r| r.template_hash == hash)
+        {
             return false;
         }
         let next = self.revisions.last().map_or(1, |r| r.revision + 1);
@@ -269,12 +273,12 @@ impl Desired {
         };
         let Some(target) = target.cloned() else {
             return Err(RootError::BadRequest(match to {
-                Some(number) => format!(
-                    "service {namespace}/{application}/{service} has no revision {number}"
-                ),
-                None => format!(
-                    "service {namespace}/{application}/{service} has no previous revision"
-                ),
+                Some(number) => {
+                    format!("service {namespace}/{application}/{service} has no revision {number}")
+                }
+                None => {
+                    format!("service {namespace}/{application}/{service} has no previous revision")
+                }
             }));
         };
         let key = keys::application(namespace, application);

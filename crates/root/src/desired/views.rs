@@ -36,7 +36,11 @@ fn service_status(
             i.namespace == namespace && i.application == application && i.service == spec.name
         })
         .collect();
-    let mut status = tally(&spec.name, spec.replicas, own.iter().map(|i| i.shown_state()));
+    let mut status = tally(
+        &spec.name,
+        spec.replicas,
+        own.iter().map(|i| i.shown_state()),
+    );
     status.ready = own
         .iter()
         .filter(|i| i.ready && i.shown_state() == canopy_model::InstanceState::Running)

@@ -33,8 +33,7 @@ impl Federation {
                 let before = (instance.ready, instance.state);
                 let change = intake(instance, cluster, &report, now);
                 // What a rollout waits for: readiness, an end, a removal.
-                if change == InstanceChange::Delete || before != (instance.ready, instance.state)
-                {
+                if change == InstanceChange::Delete || before != (instance.ready, instance.state) {
                     paced = Some((instance.namespace.clone(), instance.application.clone()));
                 }
                 change
