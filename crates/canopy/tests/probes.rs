@@ -88,7 +88,12 @@ fn a_failing_liveness_or_startup_probe_restarts_and_a_passing_one_does_not() {
         &flags,
         &marker,
         "touch $F; exec sleep 600",
-        &flag_probe("livenessProbe", &flags, "      failureThreshold: 1\n"),
+        // A second for its first touch, then one failure would restart it.
+        &flag_probe(
+            "livenessProbe",
+            &flags,
+            "      failureThreshold: 1\n      initialDelaySeconds: 1\n",
+        ),
     ));
     // Never starts up: its startup probe gives up.
     yaml.push_str(&service(
