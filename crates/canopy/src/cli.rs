@@ -132,6 +132,8 @@ pub enum Command {
         #[command(flatten)]
         scope: Scope,
     },
+    /// Follow, pause, resume or undo a service's rolling update (`APP/SERVICE`).
+    Rollout(crate::rollout::RolloutArgs),
     /// Print an instance's output (`INSTANCE`), or that of every instance of a service
     /// (`APP/SERVICE`, each line prefixed with `[instance]`), streamed from its node.
     Logs(crate::streams::LogsArgs),

@@ -93,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             replicas,
             scope,
         } => scale(&client.connect()?, &service, replicas, &scope).await,
+        Command::Rollout(args) => crate::rollout::run(args).await,
         Command::Logs(args) => crate::streams::logs(args).await,
         Command::Exec(args) => crate::exec::exec(args).await,
         Command::PortForward(args) => crate::forward::port_forward(args).await,
@@ -181,13 +182,13 @@ pub(crate) fn application_table(apps: &[ApplicationView], wide: bool) -> Table {
     let mut table = Table::new(headers);
     for app in apps {
         let status = &app.status;
-        let running: u32 = status.services.iter().map(|s| s.running).sum();
+        let ready: u32 = status.services.iter().map(|s| s.ready).sum();
         let desired: u32 = status.services.iter().map(|s| s.desired).sum();
         let mut row = vec![
             app.application.metadata.namespace.clone(),
             app.application.metadata.name.clone(),
             status.services.len().to_string(),
-            format!("{running}/{desired}"),
+            format!("{ready}/{desired}"),
             status.generation.to_string(),
             age(status.created_at),
         ];
@@ -210,7 +211,7 @@ pub(crate) fn service_table(services: &[ServiceView], wide: bool) -> Table {
             service.namespace.clone(),
             format!("{}/{}", service.application, service.name),
             service.runtime.as_str().to_string(),
-            format!("{}/{}", service.status.running, service.status.desired),
+            format!("{}/{}", service.status.ready, service.status.desired),
             service.status.pending.to_string(),
         ];
         if wide {
@@ -228,7 +229,7 @@ pub(crate) fn service_table(services: &[ServiceView], wide: bool) -> Table {
 
 pub(crate) fn instance_table(instances: &[Instance], wide: bool) -> Table {
     let mut headers = vec![
-        "ID", "SERVICE", "STATE", "CLUSTER", "NODE", "RESTARTS", "AGE", "REASON",
+        "ID", "SERVICE", "STATE", "READY", "CLUSTER", "NODE", "RESTARTS", "AGE", "REASON",
     ];
     if wide {
         headers.extend(["NAMESPACE", "REPLICA", "PID", "IP", "PORTS", "RUNTIME"]);
@@ -239,6 +240,8 @@ pub(crate) fn instance_table(instances: &[Instance], wide: bool) -> Table {
             instance.id.clone(),
             format!("{}/{}", instance.application, instance.service),
             instance.display_state().to_string(),
+            // Running and passing its readiness probe, if it has one.
+            if instance.ready { "true" } else { "false" }.to_string(),
             or_dash(instance.cluster.as_ref()),
             or_dash(instance.node.as_ref()),
             instance.restarts.to_string(),

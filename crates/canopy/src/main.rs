@@ -22,6 +22,7 @@ mod namespaces;
 mod operations;
 mod output;
 mod overlay;
+mod rollout;
 mod secret_verbs;
 mod sim;
 mod sse;

@@ -314,6 +314,7 @@ mod tests {
             name: "web".into(),
             desired,
             running,
+            ready: running,
             pending,
             other,
         };

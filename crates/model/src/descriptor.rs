@@ -126,6 +126,18 @@ pub struct ServiceSpec {
     pub ports: Vec<PortSpec>,
     #[serde(default)]
     pub restart_policy: RestartPolicy,
+    /// Restarts the instance (by `restartPolicy`) when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<crate::Probe>,
+    /// Ready (given traffic, counted as available) only while it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<crate::Probe>,
+    /// Holds the other probes off until it passes once; restarts when it keeps failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<crate::Probe>,
+    /// How a changed spec replaces the instances; a rolling update when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<crate::RolloutStrategy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<Constraint>,
     /// What placement optimises for this service; `binPack` when absent.
@@ -163,9 +175,11 @@ impl ServiceSpec {
     /// A fingerprint of everything that shapes one instance (all but `replicas`): instances
     /// made from an older spec have another hash and are replaced, as Kubernetes does with
     /// its pod-template hash. FNV-1a over the canonical JSON: stable across runs and builds.
+    /// The `strategy` says how to roll, not what runs: it is left out too.
     pub fn template_hash(&self) -> String {
         let template = ServiceSpec {
             replicas: 0,
+            strategy: None,
             ..self.clone()
         };
         let bytes = serde_json::to_vec(&template).unwrap_or_default();

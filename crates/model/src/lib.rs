@@ -12,6 +12,7 @@ mod operator;
 mod parse;
 pub mod patterns;
 pub mod privilege;
+mod probe;
 pub mod quantity;
 pub mod schema;
 mod secret;
@@ -19,6 +20,7 @@ mod secret_refs;
 pub mod security;
 mod selector;
 mod status;
+mod strategy;
 mod usage;
 mod validate;
 mod wasm;
@@ -33,6 +35,10 @@ pub use oakestra::{is_oakestra_sla, parse_oakestra};
 pub use operator::{LabelEdit, OperatorSettings};
 pub use parse::{DescriptorFormat, ParsedDescriptor, parse_descriptor, to_json, to_yaml};
 pub use privilege::privilege_errors;
+pub use probe::{
+    ExecAction, HttpGetAction, MAX_PROBE_SECONDS, MAX_PROBE_THRESHOLD, Probe, ProbeHandler,
+    TcpSocketAction,
+};
 pub use quantity::{Mebibytes, Millicores, QuantityError};
 pub use secret::{
     KIND_SECRET, MAX_SECRET_BYTES, MAX_SECRET_KEYS, SecretInfo, SecretInput, SecretValues,
@@ -44,6 +50,7 @@ pub use secret_refs::{
 pub use security::{Capabilities, SecurityContext};
 pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
+pub use strategy::{IntOrPercent, RollingUpdate, RolloutStrategy, StrategyKind};
 pub use usage::{InstanceDetails, Usage};
 pub use validate::{validate_application, validate_dns_label};
 pub use wasm::{Preopen, WasmOptions, is_url_module};

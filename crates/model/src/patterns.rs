@@ -59,6 +59,11 @@ pub fn word() -> String {
     format!("^[^{SPACE_OR_CONTROL}]+$")
 }
 
+/// An HTTP path: '/' then anything but whitespace and control characters.
+pub fn http_path() -> String {
+    format!("^/[^{SPACE_OR_CONTROL}]*$")
+}
+
 /// Free text (command words, environment and annotation values): no NUL.
 pub fn text() -> String {
     r"^[^\u0000]*$".to_string()

@@ -149,6 +149,8 @@ fn runtime_branches() -> Value {
     // Privileged mode and capabilities are containers' own; a module has no user either.
     let no_container_privilege = json!({"properties": {"privileged": {"const": false},
         "capabilities": {"properties": {"add": {"maxItems": 0}}}}});
+    // A module has nothing to exec in.
+    let no_exec = json!({"properties": {"exec": absent}});
     let mut no_user = no_container_privilege.clone();
     no_user["properties"]["runAsUser"] = absent.clone();
     no_user["properties"]["runAsGroup"] = absent.clone();
@@ -160,7 +162,8 @@ fn runtime_branches() -> Value {
          "then": {"required": ["wasm"], "properties": {"wasm": wasm_digest_rule()}},
          "properties": {"runtime": {"const": "wasm"}, "module": {"type": "string"},
             "image": absent, "command": {"maxItems": 0}, "securityContext": no_user,
-            "files": {"maxItems": 0}},
+            "files": {"maxItems": 0},
+            "livenessProbe": no_exec, "readinessProbe": no_exec, "startupProbe": no_exec},
          "required": ["runtime", "module"]},
         {"properties": {"runtime": {"const": "process"}, "image": absent, "module": absent, "wasm": absent,
             "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]},
@@ -407,6 +410,71 @@ fn to_service() -> Value {
     optional_dns_label()
 }
 
+/// Exactly one handler; liveness and startup probes pass on one success.
+fn probe(single_success: bool) -> Value {
+    let handlers = ["exec", "httpGet", "tcpSocket"];
+    let branches: Vec<Value> = handlers
+        .iter()
+        .map(|handler| {
+            let mut properties = serde_json::Map::new();
+            for other in handlers {
+                let rule = if other == *handler {
+                    json!({"not": {"type": "null"}})
+                } else {
+                    json!({"type": "null"})
+                };
+                properties.insert(other.to_string(), rule);
+            }
+            json!({"properties": properties, "required": [handler]})
+        })
+        .collect();
+    let mut rules = vec![reference("Probe"), json!({"oneOf": branches})];
+    if single_success {
+        rules.push(json!({"properties": {"successThreshold": {"const": 1}}}));
+    }
+    nullable(json!({"allOf": rules}))
+}
+
+fn probe_seconds(min: u32, default: u32) -> Value {
+    json!({"type": "integer", "minimum": min, "maximum": crate::MAX_PROBE_SECONDS, "default": default})
+}
+
+fn probe_threshold(default: u32) -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": crate::MAX_PROBE_THRESHOLD, "default": default})
+}
+
+fn probe_command() -> Value {
+    json!({"type": "array", "minItems": 1, "maxItems": MAX_COMMAND_WORDS,
+        "items": {"type": "string", "pattern": patterns::text(), "maxLength": MAX_STRING_LEN}})
+}
+
+fn probe_path() -> Value {
+    json!({"type": "string", "pattern": patterns::http_path(), "maxLength": MAX_STRING_LEN, "default": "/"})
+}
+
+fn optional_reference_to(name: &str) -> Value {
+    nullable(reference(name))
+}
+
+/// A count, or a percentage from 0 % to 100 %.
+fn share() -> Value {
+    nullable(json!({"oneOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS},
+        {"type": "string", "pattern": "^(100|[1-9]?[0-9])%$"},
+    ]}))
+}
+
+/// `rollingUpdate` only with `type: RollingUpdate`; not both shares zero.
+fn strategy() -> Value {
+    let zero = json!({"enum": [0, "0%"]});
+    nullable(json!({"allOf": [reference("RolloutStrategy"),
+        {"not": {"properties": {"type": {"const": "Recreate"}, "rollingUpdate": {"type": "object"}},
+            "required": ["type", "rollingUpdate"]}},
+        {"not": {"properties": {"rollingUpdate": {"properties": {"maxSurge": zero, "maxUnavailable": zero},
+            "required": ["maxSurge", "maxUnavailable"]}}, "required": ["rollingUpdate"]}},
+    ]}))
+}
+
 /// Every refined field: (component, property, schema).
 fn refinements() -> Vec<(&'static str, &'static str, Value)> {
     vec![
@@ -429,6 +497,28 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("ServiceSpec", "ports", ports()),
         ("ServiceSpec", "constraints", constraints()),
         ("ServiceSpec", "labels", labels()),
+        ("ServiceSpec", "livenessProbe", probe(true)),
+        ("ServiceSpec", "readinessProbe", probe(false)),
+        ("ServiceSpec", "startupProbe", probe(true)),
+        ("ServiceSpec", "strategy", strategy()),
+        ("Probe", "exec", optional_reference_to("ExecAction")),
+        ("Probe", "httpGet", optional_reference_to("HttpGetAction")),
+        (
+            "Probe",
+            "tcpSocket",
+            optional_reference_to("TcpSocketAction"),
+        ),
+        ("Probe", "initialDelaySeconds", probe_seconds(0, 0)),
+        ("Probe", "periodSeconds", probe_seconds(1, 10)),
+        ("Probe", "timeoutSeconds", probe_seconds(1, 1)),
+        ("Probe", "successThreshold", probe_threshold(1)),
+        ("Probe", "failureThreshold", probe_threshold(3)),
+        ("ExecAction", "command", probe_command()),
+        ("HttpGetAction", "path", probe_path()),
+        ("HttpGetAction", "port", port()),
+        ("TcpSocketAction", "port", port()),
+        ("RollingUpdate", "maxSurge", share()),
+        ("RollingUpdate", "maxUnavailable", share()),
         ("ServiceSpec", "annotations", annotations()),
         ("Capabilities", "add", capabilities()),
         ("Resources", "cpu", cpu()),

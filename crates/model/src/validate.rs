@@ -134,6 +134,8 @@ impl Validator {
         self.env(&format!("{p}.env"), &svc.env);
         self.errors
             .extend(crate::security::validate_security(p, svc));
+        self.errors.extend(crate::probe::probe_errors(p, svc));
+        self.errors.extend(crate::strategy::strategy_errors(p, svc));
         if svc.replicas > MAX_REPLICAS {
             self.err(
                 format!("{p}.replicas"),

@@ -12,6 +12,7 @@ mod assign;
 mod details;
 mod exec;
 mod forward;
+mod health;
 pub mod hollow;
 pub mod images;
 mod lifecycle;

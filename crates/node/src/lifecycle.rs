@@ -52,16 +52,18 @@ impl Local {
 
     /// Found still running after an agent restart.
     pub fn readopted(record: Record, pid: Option<u32>, at_ms: i64) -> Local {
-        Local {
+        let mut local = Local {
             pid,
-            ready: true,
             ..Local::new(
                 record,
                 InstanceState::Running,
                 "re-adopted after agent restart",
                 at_ms,
             )
-        }
+        };
+        // Probed instances are ready again once their probes say so.
+        local.ready = !local.probed_ready();
+        local
     }
 
     /// Assigned before an agent restart but not found running: its supervisor decides.
@@ -149,7 +151,26 @@ impl Local {
     pub fn running(&mut self, pid: Option<u32>, at_ms: i64) -> Result<(), IllegalTransition> {
         self.go(InstanceState::Running, "started".into(), at_ms)?;
         self.pid = pid;
-        self.ready = true;
+        self.ready = !self.probed_ready();
+        Ok(())
+    }
+
+    /// Whether readiness waits for probes (a readiness or startup probe) rather than
+    /// following from Running.
+    fn probed_ready(&self) -> bool {
+        let spec = &self.record.workload.spec;
+        spec.readiness_probe.is_some() || spec.startup_probe.is_some()
+    }
+
+    /// What its probes say; only a running instance can be ready.
+    pub fn set_ready(&mut self, ready: bool) -> Result<(), IllegalTransition> {
+        if self.state != InstanceState::Running {
+            return Err(IllegalTransition {
+                from: self.state,
+                to: InstanceState::Running,
+            });
+        }
+        self.ready = ready;
         Ok(())
     }
 
@@ -288,6 +309,22 @@ mod tests {
             // A finished instance can still be revoked (and is then removed).
             assert!(local.terminating("revoked", 5).is_ok(), "{state}");
         }
+    }
+
+    #[test]
+    fn a_probed_instance_is_ready_only_when_its_probes_say_so() {
+        let mut probed = record();
+        probed.workload.spec.readiness_probe =
+            serde_json::from_value(serde_json::json!({"tcpSocket": {"port": 80}})).ok();
+        let mut local = Local::admitted(probed.clone(), 1);
+        assert!(local.set_ready(true).is_err(), "not running yet");
+        assert!(local.running(Some(3), 2).is_ok());
+        assert!(!local.ready());
+        assert!(local.set_ready(true).is_ok());
+        assert!(local.ready());
+        assert!(local.backing_off(exited(1), Duration::ZERO, 1, 3).is_ok());
+        assert!(!local.ready());
+        assert!(!Local::readopted(probed, Some(4), 4).ready());
     }
 
     #[test]

@@ -35,12 +35,12 @@ impl Agent {
             let began = Instant::now();
             let exit = if start {
                 match self.start_once(runtime.as_ref(), &spec, &op).await {
-                    Start::Running => wait(runtime.as_ref(), &id).await,
+                    Start::Running => self.run_to_end(runtime.as_ref(), &spec).await,
                     Start::Failed(exit) => exit,
                     Start::Gone => return,
                 }
             } else {
-                wait(runtime.as_ref(), &id).await
+                self.run_to_end(runtime.as_ref(), &spec).await
             };
             let ended = termination(exit, OffsetDateTime::now_utc());
             match tracker.on_end(&ended, began.elapsed()) {
@@ -69,6 +69,27 @@ impl Agent {
                     }
                     start = true;
                 }
+            }
+        }
+    }
+
+    /// Waits for this run to end; with probes, a failed liveness (or startup) probe ends
+    /// it first: it is stopped, and its restart policy decides what follows.
+    async fn run_to_end(&self, runtime: &dyn Runtime, spec: &InstanceSpec) -> Exit {
+        let id = spec.id.as_str();
+        let Some(health) = crate::health::Health::of(&spec.service) else {
+            return wait(runtime, id).await;
+        };
+        tokio::select! {
+            exit = wait(runtime, id) => exit,
+            why = self.watch_health(runtime, id, spec.generation, health) => {
+                tracing::info!(instance = id, reason = %why, "unhealthy: stopping it");
+                if let Err(e) = runtime.stop(id, self.config.stop_grace).await {
+                    tracing::warn!(instance = id, error = %e, "stopping an unhealthy instance failed");
+                }
+                let mut exit = wait(runtime, id).await;
+                exit.reason = format!("{why} ({})", exit.reason);
+                exit
             }
         }
     }

@@ -13,6 +13,13 @@ pub const NAMESPACES: &str = "/namespaces/";
 /// Secrets, values sealed; not in the event stream (see [`kind_of`]).
 pub const SECRETS: &str = "/secrets/";
 
+/// Each service's rollout: revision history and pause.
+pub const ROLLOUTS: &str = "/rollouts/";
+
+pub fn rollout(namespace: &str, application: &str, service: &str) -> String {
+    format!("{ROLLOUTS}{namespace}/{application}/{service}")
+}
+
 pub fn application(namespace: &str, name: &str) -> String {
     format!("{APPLICATIONS}{namespace}/{name}")
 }

@@ -49,6 +49,9 @@ pub struct ServiceStatus {
     pub name: String,
     pub desired: u32,
     pub running: u32,
+    /// Running and passing their readiness probes (where they have one): available.
+    #[serde(default)]
+    pub ready: u32,
     pub pending: u32,
     /// Instances in any other live state (scheduled, starting, terminating).
     pub other: u32,

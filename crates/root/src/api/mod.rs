@@ -17,6 +17,7 @@ mod joins;
 mod login;
 mod namespaces;
 pub mod rate_limit;
+mod rollouts;
 pub mod rules;
 mod secrets;
 mod selectors;
@@ -94,6 +95,7 @@ impl
         login::login, login::refresh, whoami::whoami, api_tokens::list, api_tokens::revoke,
         users::list, users::create, users::show, users::delete, users::grant, users::revoke,
         secrets::list, secrets::get_one, secrets::put, secrets::delete,
+        rollouts::status, rollouts::pause, rollouts::resume, rollouts::undo,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
@@ -175,6 +177,7 @@ pub fn router(
         )
         .merge(infrastructure::routes())
         .merge(secrets::routes())
+        .merge(rollouts::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))
         .route("/version", get(version::version))

@@ -56,6 +56,26 @@ pub const RULES: &[(&str, &str, Rule)] = &[
         "/api/v1/services/{namespace}/{application}/{name}/scale",
         Namespaced(Deploy),
     ),
+    (
+        "GET",
+        "/api/v1/services/{namespace}/{application}/{name}/rollout",
+        Namespaced(Read),
+    ),
+    (
+        "POST",
+        "/api/v1/services/{namespace}/{application}/{name}/rollout/pause",
+        Namespaced(Deploy),
+    ),
+    (
+        "POST",
+        "/api/v1/services/{namespace}/{application}/{name}/rollout/resume",
+        Namespaced(Deploy),
+    ),
+    (
+        "POST",
+        "/api/v1/services/{namespace}/{application}/{name}/rollout/undo",
+        Namespaced(Deploy),
+    ),
     ("GET", "/api/v1/instances", Namespaced(Read)),
     ("GET", "/api/v1/instances/{id}", Namespaced(Read)),
     (

@@ -10,6 +10,8 @@ mod operator;
 mod reconcile;
 mod removal;
 mod replicas;
+mod rollout;
+mod rollouts;
 mod secrets;
 mod views;
 
@@ -17,6 +19,7 @@ pub use instances::{InstanceChange, InstanceFilter};
 pub use labels::ServiceKey;
 pub use namespaces::{Namespace, NamespaceSpec};
 pub use operator::{with_cluster_settings, with_node_settings};
+pub use rollouts::{RevisionSummary, RolloutStatus, UndoRequest};
 
 use crate::keys;
 use crate::records::ApplicationRecord;

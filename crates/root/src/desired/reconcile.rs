@@ -1,10 +1,11 @@
 //! Reconciliation: bringing an application's instances in line with its spec, creating the
 //! missing replicas and retiring the surplus ones.
 
-use super::{CAS_ATTEMPTS, Desired, InstanceFilter, RootError, replicas, to_json};
+use super::rollout::{self, Bounds, Seen};
+use super::{CAS_ATTEMPTS, Desired, InstanceFilter, RootError, replicas, rollouts, to_json};
 use crate::keys;
 use crate::records::ApplicationRecord;
-use canopy_model::{Instance, InstanceState, ServiceSpec};
+use canopy_model::{Instance, InstanceState, ServiceSpec, StrategyKind};
 use canopy_store::{Op, Precondition, Revision, StoreError, StoreExt};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,11 +86,44 @@ impl Desired {
         let mut ops = Vec::new();
         for (service, entries) in services {
             let wanted = desired.get(service);
-            let plan = replicas::plan(
-                &entries.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+            let refs: Vec<&Instance> = entries.iter().map(|(i, _)| i).collect();
+            let mut plan = replicas::plan(
+                &refs,
                 wanted.map_or(0, |(spec, _)| spec.replicas),
                 wanted.map(|(_, hash)| hash.as_str()),
             );
+            match wanted {
+                Some((spec, hash)) if record.is_some() => {
+                    let (mut rollout, at) = self.rollout_record(namespace, name, service).await?;
+                    let mut changed = rollout.observe(spec, hash, now);
+                    if changed && rollout.pause_reason.as_deref() != Some(rollouts::USER_PAUSE) {
+                        // A new spec is a new attempt: a pause the rollout took itself ends.
+                        rollout.paused = false;
+                        rollout.pause_reason = None;
+                    }
+                    let rolling = refs.iter().any(|i| &i.template_hash != hash);
+                    if let Some(why) = rollouts::failing(&refs, hash).filter(|_| rolling)
+                        && !rollout.paused
+                    {
+                        rollout.paused = true;
+                        rollout.pause_reason = Some(format!("paused: {why}"));
+                        changed = true;
+                    }
+                    if changed {
+                        ops.push(Self::rollout_put(namespace, name, service, &rollout, at)?);
+                    }
+                    pace(&mut plan, &refs, spec, hash, rollout.paused);
+                }
+                _ => {
+                    let key = keys::rollout(namespace, name, service);
+                    if let Some((_, at)) = self.store.get_json::<serde_json::Value>(&key).await? {
+                        ops.push(Op::Delete {
+                            key,
+                            precondition: Precondition::ModRevision(at),
+                        });
+                    }
+                }
+            }
             for index in plan.delete {
                 let (instance, revision) = entries[index];
                 ops.push(delete_instance(instance, *revision));
@@ -127,6 +161,66 @@ impl Desired {
         }
         Ok(())
     }
+}
+
+/// Paces the replacement of old instances by the service's strategy: of the old ones the
+/// plan retires, only those the rollout step allows go now, and only as many new ones are
+/// made as it allows (ended and surplus instances go as planned).
+fn pace(
+    plan: &mut replicas::Plan,
+    instances: &[&Instance],
+    spec: &ServiceSpec,
+    hash: &str,
+    paused: bool,
+) {
+    let strategy = spec.strategy.clone().unwrap_or_default();
+    let (mut surge, mut unavailable) = strategy.bounds(spec.replicas);
+    // A host port is held by one instance per node: stop the old one, then start the new.
+    let host_port = spec.ports.iter().any(|p| p.host_port.is_some());
+    if host_port {
+        surge = 0;
+        unavailable = unavailable.max(1);
+    }
+    // While old instances remain (or still stop), stopping ones count too: a new instance
+    // then starts where an old one has gone, not beside it on a node it still holds.
+    let rolling = instances
+        .iter()
+        .any(|i| i.template_hash != hash && !i.shown_state().is_final());
+    let bounds = Bounds {
+        replicas: spec.replicas,
+        surge,
+        unavailable,
+        hold_stopping: host_port || rolling || strategy.kind == StrategyKind::Recreate,
+        paused,
+    };
+    let retired: BTreeSet<usize> = plan.retire.iter().copied().collect();
+    let mut seen = Vec::new();
+    let mut index_of = Vec::new();
+    for (index, instance) in instances.iter().enumerate() {
+        if instance.shown_state().is_final() {
+            continue;
+        }
+        let current = instance.template_hash == hash;
+        let stopping = instance.is_stopping() || (current && retired.contains(&index));
+        seen.push(Seen {
+            current,
+            ready: instance.ready && instance.shown_state() == InstanceState::Running,
+            stopping,
+            placed: instance.cluster.is_some(),
+        });
+        index_of.push(index);
+    }
+    let step = rollout::step(&seen, bounds, plan.create.len());
+    let paced: BTreeSet<usize> = seen
+        .iter()
+        .zip(&index_of)
+        .filter(|(s, _)| !s.current && !s.stopping)
+        .map(|(_, index)| *index)
+        .collect();
+    let allowed: BTreeSet<usize> = step.retire.iter().map(|&i| index_of[i]).collect();
+    plan.retire
+        .retain(|index| !paced.contains(index) || allowed.contains(index));
+    plan.create.truncate(step.create);
 }
 
 fn delete_instance(instance: &Instance, revision: Revision) -> Op {

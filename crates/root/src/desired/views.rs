@@ -30,16 +30,22 @@ fn service_status(
     spec: &ServiceSpec,
     instances: &[Instance],
 ) -> crate::records::ServiceStatus {
-    tally(
+    let own: Vec<&Instance> = instances
+        .iter()
+        .filter(|i| {
+            i.namespace == namespace && i.application == application && i.service == spec.name
+        })
+        .collect();
+    let mut status = tally(
         &spec.name,
         spec.replicas,
-        instances
-            .iter()
-            .filter(|i| {
-                i.namespace == namespace && i.application == application && i.service == spec.name
-            })
-            .map(Instance::shown_state),
-    )
+        own.iter().map(|i| i.shown_state()),
+    );
+    status.ready = own
+        .iter()
+        .filter(|i| i.ready && i.shown_state() == canopy_model::InstanceState::Running)
+        .count() as u32;
+    status
 }
 
 pub(super) fn service_view(

@@ -20,6 +20,7 @@ impl Federation {
     ) -> Result<(), RootError> {
         let mut stale = false;
         let mut known = false;
+        let mut paced = None;
         let now = OffsetDateTime::now_utc();
         self.desired
             .observe_instance(&report.id, |instance| {
@@ -29,9 +30,18 @@ impl Federation {
                 if stale {
                     return InstanceChange::None;
                 }
-                intake(instance, cluster, &report, now)
+                let before = (instance.ready, instance.state);
+                let change = intake(instance, cluster, &report, now);
+                // What a rollout waits for: readiness, an end, a removal.
+                if change == InstanceChange::Delete || before != (instance.ready, instance.state) {
+                    paced = Some((instance.namespace.clone(), instance.application.clone()));
+                }
+                change
             })
             .await?;
+        if let Some(application) = paced {
+            self.reconcile_soon(application);
+        }
         if (stale || !known) && !report.is_gone() {
             downlink.revoke(&Revocation::new(
                 &report.id,

@@ -74,6 +74,8 @@ pub struct Federation {
     /// The operator's cluster settings (labels), merged into summaries when placing.
     cluster_settings: std::sync::RwLock<BTreeMap<String, canopy_model::OperatorSettings>>,
     usage: std::sync::RwLock<usage::UsageByNode>,
+    /// Applications whose instances changed in a way their rollouts wait for.
+    to_reconcile: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 /// How often pending instances are retried even when nothing announced a change.
@@ -97,7 +99,17 @@ impl Federation {
             wake: Notify::new(),
             cluster_settings: Default::default(),
             usage: Default::default(),
+            to_reconcile: Default::default(),
         })
+    }
+
+    /// Reconciles `application` (namespace, name) in the next pass: a rollout step follows
+    /// an instance's readiness or end.
+    fn reconcile_soon(&self, application: (String, String)) {
+        if let Ok(mut set) = self.to_reconcile.lock() {
+            set.insert(application);
+        }
+        self.wake();
     }
 
     pub fn tier_service(self: &Arc<Self>) -> pb::tier_server::TierServer<TierService<ClusterSide>> {
@@ -136,6 +148,15 @@ impl Federation {
     }
 
     async fn pass(&self) {
+        let applications = match self.to_reconcile.lock() {
+            Ok(mut set) => std::mem::take(&mut *set),
+            Err(_) => Default::default(),
+        };
+        for (namespace, name) in applications {
+            if let Err(e) = self.desired.reconcile_application(&namespace, &name).await {
+                tracing::warn!(application = %name, error = %e, "reconciling after a change failed");
+            }
+        }
         if let Err(e) = self.schedule().await {
             tracing::error!(error = %e, "scheduling pass failed");
         }
