@@ -22,6 +22,7 @@ mod namespaces;
 mod operations;
 mod output;
 mod overlay;
+mod root_store;
 mod secret_verbs;
 mod sim;
 mod sse;
