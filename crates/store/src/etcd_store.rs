@@ -17,6 +17,7 @@
 //! A [`Fence`] adds one compare to every write: the leader key must still be the one this
 //! replica created. A leader whose lease expired (paused, partitioned) then cannot write.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ use crate::{Entry, Op, Precondition, Revision, Store, StoreError, WatchStream};
 
 /// Entries per range request of a listing (each page is read at the listing's revision).
 const LIST_PAGE: i64 = 1000;
+/// Between attempts of a request no member took (times the attempt).
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Where and how to reach etcd.
 #[derive(Debug, Clone)]
@@ -94,6 +97,8 @@ pub struct Fence {
 pub struct EtcdStore {
     client: Client,
     endpoints: Arc<str>,
+    /// Attempts after the first for a request that found no member to connect to.
+    retries: u32,
     fence: Option<Fence>,
     /// Dropped with the last clone of the store: its watch streams then end with `Closed`.
     open: Arc<tokio::sync::watch::Sender<()>>,
@@ -121,6 +126,7 @@ impl EtcdStore {
             .map_err(|e| backend(&endpoints, e))?;
         let store = EtcdStore {
             client,
+            retries: u32::try_from(options.endpoints.len() * 2).unwrap_or(u32::MAX),
             endpoints,
             fence: None,
             open: Arc::new(tokio::sync::watch::Sender::new(())),
@@ -150,14 +156,33 @@ impl EtcdStore {
         backend(&self.endpoints, e)
     }
 
+    /// Runs one request, again on another member while the one picked refuses connections:
+    /// such a request never reached etcd, so repeating it cannot apply it twice. (The
+    /// client's balancer keeps a dead member among its choices.)
+    pub(crate) async fn call<T, F, Fut>(&self, request: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match request(self.client.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) if attempt < self.retries && never_sent(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
     /// Drops the history up to `revision` (Canopy numbering), as an operator's compaction:
     /// afterwards a watch accepts `after >= revision`, as with redb's retained history.
     pub async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.client
-            .kv_client()
-            .compact(to_etcd(revision), None)
-            .await
-            .map_err(|e| self.fail(e))?;
+        let revision = to_etcd(revision);
+        self.call(|mut c| async move { c.compact(revision, None).await })
+            .await?;
         Ok(())
     }
 
@@ -201,11 +226,11 @@ impl EtcdStore {
             .collect();
         let txn = Txn::new().when(compares).and_then(writes).or_else(reads);
         let response = self
-            .client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(|e| self.fail(e))?;
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         let revision = header_revision(response.header());
         if response.succeeded() {
             return Ok((revision, response.op_responses()));
@@ -258,17 +283,13 @@ impl Store for EtcdStore {
             return Ok(None);
         }
         let response = self
-            .client
-            .kv_client()
-            .get(key, None)
-            .await
-            .map_err(|e| self.fail(e))?;
+            .call(|mut c| async move { c.get(key, None).await })
+            .await?;
         response.kvs().first().map(entry).transpose()
     }
 
     async fn list(&self, prefix: &str) -> Result<(Vec<Entry>, Revision), StoreError> {
         let (start, end) = prefix_range(prefix);
-        let mut kv = self.client.kv_client();
         let mut entries = Vec::new();
         let mut from = start;
         let mut at = 0i64;
@@ -278,10 +299,12 @@ impl Store for EtcdStore {
                 // Later pages read the first page's snapshot: one consistent listing.
                 options = options.with_revision(at);
             }
-            let response = kv
-                .get(from.clone(), Some(options))
-                .await
-                .map_err(|e| self.fail(e))?;
+            let response = self
+                .call(|mut c| {
+                    let (from, options) = (from.clone(), options.clone());
+                    async move { c.get(from, Some(options)).await }
+                })
+                .await?;
             if at == 0 {
                 at = response.header().map_or(0, |h| h.revision());
             }
@@ -340,12 +363,20 @@ impl Store for EtcdStore {
     async fn revision(&self) -> Result<Revision, StoreError> {
         // A count-only read of one key: the answer's header carries the store revision.
         let response = self
-            .client
-            .kv_client()
-            .get("/", Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(|e| self.fail(e))?;
+            .call(|mut c| async move { c.get("/", Some(GetOptions::new().with_count_only())).await })
+            .await?;
         Ok(header_revision(response.header()))
+    }
+}
+
+/// A connection that could not be made: the request was not sent.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable && status.message().contains("connect")
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
     }
 }
 

@@ -32,11 +32,11 @@ pub(crate) async fn start(
         .with_range(end)
         .with_start_revision(start_revision);
     let mut stream = store
-        .client()
-        .watch_client()
-        .watch(key, Some(options))
-        .await
-        .map_err(|e| store.fail(e))?;
+        .call(|c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.watch_client().watch(key, Some(options)).await }
+        })
+        .await?;
     let created = next_message(store, &mut stream).await?;
     if created.compact_revision() != 0 {
         return Err(compacted(after, created.compact_revision()));
@@ -86,10 +86,16 @@ async fn history_is_compacted(store: &EtcdStore, revision: i64) -> Result<bool, 
     let probe = GetOptions::new()
         .with_count_only()
         .with_revision(revision.max(1));
-    match store.client().kv_client().get("/", Some(probe)).await {
+    let answer = store
+        .call(|mut c| {
+            let probe = probe.clone();
+            async move { c.get("/", Some(probe)).await }
+        })
+        .await;
+    match answer {
         Ok(_) => Ok(false),
-        Err(e) if e.to_string().contains("compacted") => Ok(true),
-        Err(e) => Err(store.fail(e)),
+        Err(StoreError::Backend(message)) if message.contains("compacted") => Ok(true),
+        Err(e) => Err(e),
     }
 }
 
@@ -97,11 +103,11 @@ async fn history_is_compacted(store: &EtcdStore, revision: i64) -> Result<bool, 
 async fn compaction_revision(store: &EtcdStore) -> Result<i64, StoreError> {
     let options = WatchOptions::new().with_start_revision(1);
     let mut stream = store
-        .client()
-        .watch_client()
-        .watch("/", Some(options))
-        .await
-        .map_err(|e| store.fail(e))?;
+        .call(|c| {
+            let options = options.clone();
+            async move { c.watch_client().watch("/", Some(options)).await }
+        })
+        .await?;
     loop {
         let message = next_message(store, &mut stream).await?;
         if message.compact_revision() != 0 {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -43,13 +43,11 @@ async fn campaign(
     role: &watch::Sender<Role>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
-    let client = store.client().clone();
     let sent = Instant::now();
-    let lease = client
-        .lease_client()
-        .grant(ttl_seconds(config.ttl), None)
-        .await
-        .map_err(|e| store.fail(e))?
+    let ttl = ttl_seconds(config.ttl);
+    let lease = store
+        .call(|mut c| async move { c.lease_grant(ttl, None).await })
+        .await?
         .id();
     let key = config.key.as_str();
     let txn = Txn::new()
@@ -60,15 +58,16 @@ async fn campaign(
             Some(PutOptions::new().with_lease(lease)),
         )])
         .or_else([TxnOp::get(key, None)]);
-    let answer = client
-        .kv_client()
-        .txn(txn)
-        .await
-        .map_err(|e| store.fail(e))?;
+    let answer = store
+        .call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await?;
     let revision = answer.header().map_or(0, |h| h.revision());
     if !answer.succeeded() {
         // Someone else leads: follow until the key goes, then try again.
-        let _ = client.lease_client().revoke(lease).await;
+        revoke(store, lease).await;
         let leader = answer.op_responses().into_iter().find_map(|r| match r {
             TxnOpResponse::Get(get) => get
                 .kvs()
@@ -87,16 +86,15 @@ async fn campaign(
         tracing::info!(id = %config.id, "won the leader election");
         role.send_replace(Role::Leader { fence });
     }
-    let outcome = lead(&client, store, term, lease, key, revision, stop).await;
+    let outcome = lead(store, term, lease, key, revision, stop).await;
     role.send_replace(Role::Follower { leader: None });
     // Whatever ended the term, let etcd know at once (another replica then wins sooner).
-    let _ = client.lease_client().revoke(lease).await;
+    revoke(store, lease).await;
     outcome
 }
 
 /// Renews the lease and watches the key until the term ends.
 async fn lead(
-    client: &Client,
     store: &EtcdStore,
     term: &mut Term,
     lease: i64,
@@ -104,16 +102,10 @@ async fn lead(
     created: i64,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
-    let (mut keeper, mut renewals) = client
-        .lease_client()
-        .keep_alive(lease)
-        .await
-        .map_err(|e| store.fail(e))?;
-    let mut changes = client
-        .watch_client()
-        .watch(key, Some(WatchOptions::new().with_start_revision(created + 1)))
-        .await
-        .map_err(|e| store.fail(e))?;
+    let (mut keeper, mut renewals) = store
+        .call(|mut c| async move { c.lease_keep_alive(lease).await })
+        .await?;
+    let mut changes = watch_key(store, key, created + 1).await?;
     let mut renew = tokio::time::interval(term.renew_every());
     let mut sent = Instant::now();
     loop {
@@ -166,12 +158,7 @@ async fn follow(
     role: &watch::Sender<Role>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
-    let mut changes = store
-        .client()
-        .watch_client()
-        .watch(key, Some(WatchOptions::new().with_start_revision(seen + 1)))
-        .await
-        .map_err(|e| store.fail(e))?;
+    let mut changes = watch_key(store, key, seen + 1).await?;
     loop {
         let message = tokio::select! {
             _ = stop.changed() => return Ok(()),
@@ -192,6 +179,29 @@ async fn follow(
             }
         }
     }
+}
+
+async fn revoke(store: &EtcdStore, lease: i64) {
+    if let Err(e) = store
+        .call(|mut c| async move { c.lease_revoke(lease).await })
+        .await
+    {
+        tracing::debug!(error = %e, "lease not revoked; it expires by itself");
+    }
+}
+
+async fn watch_key(
+    store: &EtcdStore,
+    key: &str,
+    from: i64,
+) -> Result<etcd_client::WatchStream, StoreError> {
+    let options = WatchOptions::new().with_start_revision(from);
+    store
+        .call(|mut c| {
+            let options = options.clone();
+            async move { c.watch(key, Some(options)).await }
+        })
+        .await
 }
 
 /// etcd leases count whole seconds: round up, at least one.
