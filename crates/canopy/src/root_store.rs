@@ -68,7 +68,11 @@ pub fn elect(
                 // One line per change, for operators and tests.
                 println!(
                     "canopy root: {}",
-                    if now.is_leader() { "leader" } else { "follower" }
+                    if now.is_leader() {
+                        "leader"
+                    } else {
+                        "follower"
+                    }
                 );
             }
             if leading.send(now.is_leader()).is_err() {

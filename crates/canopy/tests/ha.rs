@@ -99,7 +99,12 @@ fn a_killed_leader_root_is_replaced_within_5_s_and_the_state_stays() {
     let hello = examples().join("hello-process.yaml");
     canopy_ok(&roots[1].url, &["apply", "-f", hello.to_str().unwrap()]);
     for root in &roots {
-        assert_eq!(application_names(root), ["hello"], "as {} sees it", root.url);
+        assert_eq!(
+            application_names(root),
+            ["hello"],
+            "as {} sees it",
+            root.url
+        );
     }
     assert_eq!(leader(&etcd).as_deref(), Some(roots[0].url.as_str()));
 
@@ -126,12 +131,19 @@ fn a_killed_leader_root_is_replaced_within_5_s_and_the_state_stays() {
     // One etcd member of three dies: the replicas keep serving reads and writes.
     etcd.kill(2);
     let third = write_app(dir.path(), "third");
-    eventually(Duration::from_secs(10), "a write with one etcd member dead", || {
-        support::canopy(&roots[other].url, &["apply", "-f", &third])
-            .status
-            .success()
-            .then_some(())
-    });
-    assert_eq!(application_names(&roots[next]), ["hello", "second", "third"]);
+    eventually(
+        Duration::from_secs(10),
+        "a write with one etcd member dead",
+        || {
+            support::canopy(&roots[other].url, &["apply", "-f", &third])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        application_names(&roots[next]),
+        ["hello", "second", "third"]
+    );
     eprintln!("leader replaced after {took:?}");
 }

@@ -294,7 +294,9 @@ impl Store for EtcdStore {
         let mut from = start;
         let mut at = 0i64;
         loop {
-            let mut options = GetOptions::new().with_range(end.clone()).with_limit(LIST_PAGE);
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LIST_PAGE);
             if at != 0 {
                 // Later pages read the first page's snapshot: one consistent listing.
                 options = options.with_revision(at);
@@ -363,7 +365,9 @@ impl Store for EtcdStore {
     async fn revision(&self) -> Result<Revision, StoreError> {
         // A count-only read of one key: the answer's header carries the store revision.
         let response = self
-            .call(|mut c| async move { c.get("/", Some(GetOptions::new().with_count_only())).await })
+            .call(
+                |mut c| async move { c.get("/", Some(GetOptions::new().with_count_only())).await },
+            )
             .await?;
         Ok(header_revision(response.header()))
     }
@@ -446,7 +450,10 @@ mod tests {
             "etcd://a:1/x",
         ] {
             let err = EtcdOptions::from_url(bad).unwrap_err();
-            assert!(matches!(err, StoreError::InvalidArgument(_)), "{bad}: {err}");
+            assert!(
+                matches!(err, StoreError::InvalidArgument(_)),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -464,6 +471,9 @@ mod tests {
         assert_eq!(prefix_range(""), (vec![0], vec![0]));
         assert_eq!(prefix_range("/a"), (b"/a".to_vec(), b"/b".to_vec()));
         let (start, end) = prefix_range("a\u{7f}");
-        assert_eq!((start.as_slice(), end.as_slice()), (&b"a\x7f"[..], &b"a\x80"[..]));
+        assert_eq!(
+            (start.as_slice(), end.as_slice()),
+            (&b"a\x7f"[..], &b"a\x80"[..])
+        );
     }
 }

@@ -62,7 +62,12 @@ impl Term {
     }
 
     /// etcd answered a renewal sent at `sent` with `ttl` left (`None`: the lease is gone).
-    pub fn renewed(&mut self, sent: Instant, ttl: Option<Duration>, now: Instant) -> Option<Action> {
+    pub fn renewed(
+        &mut self,
+        sent: Instant,
+        ttl: Option<Duration>,
+        now: Instant,
+    ) -> Option<Action> {
         match (&mut self.state, ttl) {
             (State::Leading { valid_until, .. }, Some(ttl)) if !ttl.is_zero() => {
                 // The answer may report less than the configured TTL; trust the smaller one.
@@ -129,10 +134,7 @@ mod tests {
         let t0 = Instant::now();
         let mut term = Term::new(TTL);
         assert!(!term.acting(t0));
-        assert_eq!(
-            term.won(fence(), t0),
-            Some(Action::StartActing(fence()))
-        );
+        assert_eq!(term.won(fence(), t0), Some(Action::StartActing(fence())));
         assert!(term.acting(t0 + TTL - MARGIN - Duration::from_millis(1)));
         assert!(!term.acting(t0 + TTL - MARGIN));
         assert_eq!(term.tick(t0 + Duration::from_secs(1)), None);

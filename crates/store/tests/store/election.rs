@@ -39,12 +39,21 @@ async fn one_leader_and_a_successor_when_it_resigns() {
     let store = etcd_store(&cluster).await;
     let a = start(&store, "http://a");
     let mut a_role = a.role();
-    role_where(&mut a_role, Duration::from_secs(5), "leader a", Role::is_leader).await;
+    role_where(
+        &mut a_role,
+        Duration::from_secs(5),
+        "leader a",
+        Role::is_leader,
+    )
+    .await;
     let b = start(&store, "http://b");
     let mut b_role = b.role();
-    let seen = role_where(&mut b_role, Duration::from_secs(5), "b following a", |r| {
-        matches!(r, Role::Follower { leader: Some(l) } if l == "http://a")
-    })
+    let seen = role_where(
+        &mut b_role,
+        Duration::from_secs(5),
+        "b following a",
+        |r| matches!(r, Role::Follower { leader: Some(l) } if l == "http://a"),
+    )
     .await;
     assert!(!seen.is_leader());
     assert!(a_role.borrow().is_leader(), "a leads while b follows");
@@ -55,7 +64,13 @@ async fn one_leader_and_a_successor_when_it_resigns() {
 
     let resigned = Instant::now();
     a.resign().await;
-    role_where(&mut b_role, Duration::from_secs(5), "leader b", Role::is_leader).await;
+    role_where(
+        &mut b_role,
+        Duration::from_secs(5),
+        "leader b",
+        Role::is_leader,
+    )
+    .await;
     // Resigning revokes the lease: b does not wait for it to expire.
     assert!(resigned.elapsed() < TTL, "took {:?}", resigned.elapsed());
     b.resign().await;
@@ -68,8 +83,13 @@ async fn a_leader_whose_key_vanishes_stops_and_its_writes_are_fenced() {
     let store = etcd_store(&cluster).await;
     let a = start(&store, "http://a");
     let mut a_role = a.role();
-    let Role::Leader { fence } =
-        role_where(&mut a_role, Duration::from_secs(5), "leader a", Role::is_leader).await
+    let Role::Leader { fence } = role_where(
+        &mut a_role,
+        Duration::from_secs(5),
+        "leader a",
+        Role::is_leader,
+    )
+    .await
     else {
         unreachable!()
     };
@@ -81,13 +101,24 @@ async fn a_leader_whose_key_vanishes_stops_and_its_writes_are_fenced() {
 
     // What an expired lease does: the key is deleted behind the leader's back. It stops at
     // once and campaigns again, under a new key revision.
-    store.delete("/ha/leader", Precondition::None).await.unwrap();
-    role_where(&mut a_role, Duration::from_secs(5), "a stepping down", |r| {
-        !r.is_leader()
-    })
+    store
+        .delete("/ha/leader", Precondition::None)
+        .await
+        .unwrap();
+    role_where(
+        &mut a_role,
+        Duration::from_secs(5),
+        "a stepping down",
+        |r| !r.is_leader(),
+    )
     .await;
-    let Role::Leader { fence: next } =
-        role_where(&mut a_role, Duration::from_secs(5), "a leading again", Role::is_leader).await
+    let Role::Leader { fence: next } = role_where(
+        &mut a_role,
+        Duration::from_secs(5),
+        "a leading again",
+        Role::is_leader,
+    )
+    .await
     else {
         unreachable!()
     };
@@ -107,12 +138,21 @@ async fn a_leader_that_cannot_reach_etcd_stops_within_its_term() {
     let store = etcd_store(&cluster).await;
     let a = start(&store, "http://a");
     let mut a_role = a.role();
-    role_where(&mut a_role, Duration::from_secs(5), "leader a", Role::is_leader).await;
+    role_where(
+        &mut a_role,
+        Duration::from_secs(5),
+        "leader a",
+        Role::is_leader,
+    )
+    .await;
     let cut = Instant::now();
     cluster.kill(0);
-    role_where(&mut a_role, TTL + Duration::from_secs(1), "a stepping down", |r| {
-        !r.is_leader()
-    })
+    role_where(
+        &mut a_role,
+        TTL + Duration::from_secs(1),
+        "a stepping down",
+        |r| !r.is_leader(),
+    )
     .await;
     // Before its lease could have expired on etcd.
     assert!(cut.elapsed() < TTL, "stopped after {:?}", cut.elapsed());

@@ -92,7 +92,10 @@ async fn fenced_writes_fail_once_the_leader_key_changed() {
     put(&fenced, "/apps/x", "from a").await;
 
     // Another replica takes over: the key is deleted (lease expiry) and created again.
-    store.delete("/ha/leader", Precondition::None).await.unwrap();
+    store
+        .delete("/ha/leader", Precondition::None)
+        .await
+        .unwrap();
     store
         .put("/ha/leader", b"b".to_vec(), Precondition::Absent)
         .await
@@ -185,9 +188,12 @@ async fn the_store_survives_one_dead_member_of_three() {
     let mut seen = vec![before];
     let mut resume_from = before;
     while seen.len() < 21 {
-        match tokio::time::timeout(Duration::from_secs(20), futures::StreamExt::next(&mut watch))
-            .await
-            .expect("watch stalled")
+        match tokio::time::timeout(
+            Duration::from_secs(20),
+            futures::StreamExt::next(&mut watch),
+        )
+        .await
+        .expect("watch stalled")
         {
             Some(Ok(event)) => {
                 resume_from = event.revision();

@@ -3,8 +3,7 @@ use std::sync::Arc;
 use canopy_store::{Op, Precondition, RedbOptions, Store, StoreError, WatchEvent};
 
 use crate::{
-    Backend, assert_all_drained, assert_drained, next_event, next_item, temp_store,
-    temp_store_with,
+    Backend, assert_all_drained, assert_drained, next_event, next_item, temp_store, temp_store_with,
 };
 
 async fn put(store: &impl Store, key: &str, value: &str) -> u64 {
