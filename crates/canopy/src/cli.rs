@@ -190,6 +190,14 @@ pub struct DaemonArgs {
     /// Directory for the state (created if missing).
     #[arg(long, default_value = "canopy-data")]
     pub data: PathBuf,
+    /// Where the root keeps its state: `redb` (a file in --data) or
+    /// `etcd://HOST:PORT[,HOST:PORT...]` (an etcd cluster that several roots can share; they
+    /// elect a leader, the only one that schedules).
+    #[arg(long, value_name = "URL", default_value = "redb")]
+    pub store: String,
+    /// The leader lease's time to live with an etcd store: how long a dead leader is waited for.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    pub leader_ttl: f64,
     /// Mark this namespace trusted at every start (created if missing), so its applications
     /// may run as root, privileged or with the process runtime; repeat for several.
     /// `canopy up` always trusts `default`.

@@ -198,10 +198,10 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn open_root(args: &DaemonArgs) -> anyhow::Result<(Root, TcpListener)> {
-    let store = open_store(&args.data, "root.redb")?;
+    let store = crate::root_store::open(args).await?;
     let sealing = canopy_tier::sealing::SealingKey::load_or_create(&args.data)
         .context("loading the root's secret key")?;
-    let root = Root::open_sealed(Arc::new(store), args.timing.timing(), sealing)
+    let root = Root::open_sealed(store.store.clone(), args.timing.timing(), sealing)
         .await
         .context("recovering the desired state")?
         .with_api_config(api_config(&args.api)?);
@@ -212,6 +212,7 @@ async fn open_root(args: &DaemonArgs) -> anyhow::Result<(Root, TcpListener)> {
             .with_context(|| format!("marking namespace {namespace} trusted"))?;
     }
     let listener = bind(args.listen).await?;
+    let root = crate::root_store::elect(root, &store, args, &listener)?;
     tracing::info!(address = %listener.local_addr()?, data = %args.data.display(), "root orchestrator serving");
     Ok((root, listener))
 }
@@ -625,7 +626,7 @@ async fn local_ip_towards(url: &str) -> Option<IpAddr> {
     socket.local_addr().ok().map(|a| a.ip())
 }
 
-fn open_store(dir: &Path, file: &str) -> anyhow::Result<RedbStore> {
+pub(crate) fn open_store(dir: &Path, file: &str) -> anyhow::Result<RedbStore> {
     create_private_dir(dir)?;
     let path = dir.join(file);
     let store = RedbStore::open(&path)

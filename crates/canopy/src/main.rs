@@ -23,6 +23,7 @@ mod operations;
 mod output;
 mod overlay;
 mod rollout;
+mod root_store;
 mod secret_verbs;
 mod sim;
 mod sse;

@@ -8,6 +8,7 @@ pub mod desired;
 pub mod federation;
 pub mod instances;
 pub mod keys;
+mod leadership;
 pub mod records;
 pub mod tls;
 
@@ -34,6 +35,8 @@ pub struct Root {
     accounts: Arc<auth::Accounts>,
     /// The first admin's password when this open created it (the first start).
     initial_password: Option<auth::InitialPassword>,
+    /// Whether this replica is the elected leader (several roots on one etcd); `None`: alone.
+    leadership: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Root {
@@ -69,6 +72,7 @@ impl Root {
             api_config: api::ApiConfig::default(),
             accounts: Arc::new(accounts),
             initial_password,
+            leadership: None,
         })
     }
 
@@ -91,6 +95,12 @@ impl Root {
     /// Sets how the API guards itself (allowed host names, rate limits).
     pub fn with_api_config(mut self, config: api::ApiConfig) -> Root {
         self.api_config = config;
+        self
+    }
+
+    /// Schedules only while `leader` is true (replicas on a shared store elect one leader).
+    pub fn with_leadership(mut self, leader: tokio::sync::watch::Receiver<bool>) -> Root {
+        self.leadership = Some(leader);
         self
     }
 
@@ -153,7 +163,14 @@ impl Root {
         for<'a> api::ClientAddr: Connected<IncomingStream<'a, L>>,
     {
         let stopping = self.stopping.clone();
-        let scheduler = tokio::spawn(self.federation.clone().run(self.stopping.subscribe()));
+        let scheduler = match self.leadership.clone() {
+            None => tokio::spawn(self.federation.clone().run(self.stopping.subscribe())),
+            Some(leader) => tokio::spawn(leadership::schedule_while_leader(
+                self.federation.clone(),
+                leader,
+                self.stopping.subscribe(),
+            )),
+        };
         let service = self
             .router()
             .into_make_service_with_connect_info::<api::ClientAddr>();

@@ -3,8 +3,8 @@
 //! [`Store`] is a small etcd-like key-value interface: a store-wide [`Revision`] bumped once per
 //! committed write, per-key create/mod revisions and versions, compare-and-swap preconditions,
 //! all-or-nothing transactions and prefix watches that replay retained history before following
-//! live writes. [`RedbStore`] is the embedded, single-file backend; an etcd backend can implement
-//! the same trait.
+//! live writes. [`RedbStore`] is the embedded, single-file backend; [`EtcdStore`] keeps the same
+//! state on an etcd cluster shared by several root replicas, and [`election`] elects their leader.
 //!
 //! [`StoreExt`] adds JSON (de)serialisation on top of any store, including `Arc<dyn Store>`.
 
@@ -17,9 +17,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 mod codec;
+pub mod election;
+mod etcd_store;
+mod etcd_watch;
 mod redb_store;
 mod watch;
 
+pub use etcd_store::{EtcdOptions, EtcdStore, Fence};
 pub use redb_store::{RedbOptions, RedbStore};
 
 /// Store-wide revision: strictly increasing, bumped once per committed write or transaction.
@@ -147,6 +151,9 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("store is closed")]
     Closed,
+    /// A fenced write of a leader that is no longer the leader; nothing was written.
+    #[error("not the leader any more: {0}")]
+    Fenced(String),
 }
 
 fn describe_found(found: Option<Revision>) -> String {

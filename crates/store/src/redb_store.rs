@@ -442,7 +442,7 @@ fn init(db: &Database) -> Result<(), StoreError> {
 }
 
 /// Rejects requests that are invalid whatever the state, before they reach the writer.
-fn validate(ops: &[Op]) -> Result<(), StoreError> {
+pub(crate) fn validate(ops: &[Op]) -> Result<(), StoreError> {
     let mut keys = std::collections::HashSet::with_capacity(ops.len());
     for op in ops {
         let key = op.key();

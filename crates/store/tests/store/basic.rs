@@ -3,7 +3,7 @@ use std::sync::Arc;
 use canopy_store::{Entry, Op, Precondition, RedbStore, Store, StoreError, StoreExt};
 use serde::{Deserialize, Serialize};
 
-use crate::{next_event, temp_store};
+use crate::{Backend, next_event};
 
 fn put(key: &str, value: &[u8], precondition: Precondition) -> Op {
     Op::Put {
@@ -24,9 +24,8 @@ fn keys(entries: &[Entry]) -> Vec<&str> {
     entries.iter().map(|e| e.key.as_str()).collect()
 }
 
-#[tokio::test]
-async fn revisions_versions_and_create_revision() {
-    let (_dir, store) = temp_store();
+async fn revisions_versions_and_create_revision(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     assert_eq!(store.revision().await.unwrap(), 0);
     assert_eq!(store.get("/a").await.unwrap(), None);
 
@@ -97,9 +96,8 @@ async fn revisions_versions_and_create_revision() {
     assert_eq!(store.revision().await.unwrap(), 5);
 }
 
-#[tokio::test]
-async fn list_is_a_plain_string_prefix_in_key_order() {
-    let (_dir, store) = temp_store();
+async fn list_is_a_plain_string_prefix_in_key_order(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     for key in [
         "/apps/b",
         "/apps/ab",
@@ -142,9 +140,8 @@ async fn list_is_a_plain_string_prefix_in_key_order() {
     assert_eq!(revision, 9);
 }
 
-#[tokio::test]
-async fn compare_and_swap() {
-    let (_dir, store) = temp_store();
+async fn compare_and_swap(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     let r1 = store
         .put("/k", b"1".to_vec(), Precondition::Absent)
         .await
@@ -226,9 +223,8 @@ async fn compare_and_swap() {
     assert_eq!(store.revision().await.unwrap(), r2 + 1);
 }
 
-#[tokio::test]
-async fn txn_is_all_or_nothing_with_one_revision() {
-    let (_dir, store) = temp_store();
+async fn txn_is_all_or_nothing_with_one_revision(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     store
         .put("/y", b"y".to_vec(), Precondition::None)
         .await
@@ -285,9 +281,8 @@ async fn txn_is_all_or_nothing_with_one_revision() {
     crate::assert_drained(&store, &mut watch, "/sentinel").await;
 }
 
-#[tokio::test]
-async fn invalid_requests_are_rejected_before_writing() {
-    let (_dir, store) = temp_store();
+async fn invalid_requests_are_rejected_before_writing(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     let err = store
         .txn(vec![
             put("/a", b"1", Precondition::None),
@@ -395,9 +390,8 @@ async fn reopen_keeps_entries_revision_and_history() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_get_distinct_consecutive_revisions() {
-    let (_dir, store) = temp_store();
+async fn concurrent_writers_get_distinct_consecutive_revisions(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     let store = Arc::new(store);
     let mut tasks = Vec::new();
     for task in 0..16 {
@@ -434,9 +428,8 @@ struct App {
     replicas: u32,
 }
 
-#[tokio::test]
-async fn json_helpers_work_through_dyn_store() {
-    let (_dir, store) = temp_store();
+async fn json_helpers_work_through_dyn_store(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     let store: Arc<dyn Store> = Arc::new(store);
     let app = App {
         name: "web".into(),
@@ -520,3 +513,13 @@ async fn deferred_writes_are_seen_at_once_and_kept_across_a_clean_close() {
     let store = RedbStore::open(&path).unwrap();
     assert_eq!(store.get("/d/a").await.unwrap().unwrap().value, b"1");
 }
+
+crate::conformance!(
+    revisions_versions_and_create_revision,
+    list_is_a_plain_string_prefix_in_key_order,
+    compare_and_swap,
+    txn_is_all_or_nothing_with_one_revision,
+    invalid_requests_are_rejected_before_writing,
+    concurrent_writers_get_distinct_consecutive_revisions,
+    json_helpers_work_through_dyn_store,
+);

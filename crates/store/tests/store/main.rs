@@ -1,17 +1,82 @@
-//! Integration tests of the redb backend on real files in temporary directories.
+//! Integration tests of the store: one conformance suite run against both backends (redb on
+//! real files in temporary directories, etcd as a real `etcd` process on loopback), and the
+//! tests of what only one backend has (redb's files and history limits, etcd's members).
 
 mod basic;
 mod crash;
 mod durability;
+mod election;
+mod etcd;
+#[path = "../support/etcd.rs"]
+pub mod etcd_cluster;
 mod model;
 mod watch;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use canopy_store::{
-    Op, Precondition, RedbOptions, RedbStore, Store, StoreError, WatchEvent, WatchStream,
+    EtcdOptions, EtcdStore, Op, Precondition, RedbOptions, RedbStore, Store, StoreError,
+    WatchEvent, WatchStream,
 };
 use futures::StreamExt;
+
+/// The backend a conformance test body runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Redb,
+    /// A fresh single-member etcd per test: revisions start at 0 as with redb.
+    Etcd,
+}
+
+/// Keeps a backend's files or processes alive for as long as the test holds it.
+pub struct Guard(#[allow(dead_code)] Box<dyn std::any::Any + Send>);
+
+impl Backend {
+    pub async fn open(self) -> (Guard, Arc<dyn Store>) {
+        match self {
+            Backend::Redb => {
+                let (dir, store) = temp_store();
+                (Guard(Box::new(dir)), Arc::new(store))
+            }
+            Backend::Etcd => {
+                let cluster = etcd_cluster::EtcdCluster::start(1);
+                let store = etcd_store(&cluster).await;
+                (Guard(Box::new(cluster)), Arc::new(store))
+            }
+        }
+    }
+}
+
+pub async fn etcd_store(cluster: &etcd_cluster::EtcdCluster) -> EtcdStore {
+    EtcdStore::connect(EtcdOptions::new(cluster.endpoints()))
+        .await
+        .expect("connect to the test etcd")
+}
+
+/// Runs each named body, an `async fn(Backend)` of the invoking module, once per backend:
+/// as `MODULE::redb::NAME` and `MODULE::etcd::NAME`.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod redb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Redb).await
+                }
+            )*
+        }
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Etcd).await
+                }
+            )*
+        }
+    };
+}
 
 pub fn temp_store() -> (tempfile::TempDir, RedbStore) {
     temp_store_with(RedbOptions::default())

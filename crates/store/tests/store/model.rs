@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use canopy_store::{Entry, Op, Precondition, RedbStore, Revision, Store, StoreError, WatchEvent};
+use canopy_store::{Entry, Op, Precondition, Revision, Store, StoreError, WatchEvent};
 use proptest::prelude::*;
 
-use crate::{assert_all_drained, next_event};
+use crate::{Backend, assert_all_drained, next_event};
 
 const KEYS: [&str; 5] = ["/a", "/a/b", "/ab", "/b", "/b/c"];
 
@@ -152,9 +152,8 @@ impl Model {
     }
 }
 
-async fn run(steps: Vec<Step>, watch_from: f64) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path().join("model.redb")).unwrap();
+async fn run(backend: Backend, steps: Vec<Step>, watch_from: f64) -> Result<(), TestCaseError> {
+    let (_guard, store) = backend.open().await;
     let mut model = Model::default();
     // Opened before any write: sees everything live.
     let mut live = store.watch("", 0).await.unwrap();
@@ -261,12 +260,29 @@ async fn run(steps: Vec<Step>, watch_from: f64) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn run_on(backend: Backend, steps: Vec<Step>, watch_from: f64) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(backend, steps, watch_from))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn store_matches_model(steps in proptest::collection::vec(step(), 0..40), watch_from in 0.0f64..=1.0) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(run(steps, watch_from))?;
+    fn redb_store_matches_model(steps in proptest::collection::vec(step(), 0..40), watch_from in 0.0f64..=1.0) {
+        run_on(Backend::Redb, steps, watch_from)?;
+    }
+}
+
+proptest! {
+    // A fresh etcd process per case: fewer cases, the same generator.
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn etcd_store_matches_model(steps in proptest::collection::vec(step(), 0..40), watch_from in 0.0f64..=1.0) {
+        run_on(Backend::Etcd, steps, watch_from)?;
     }
 }

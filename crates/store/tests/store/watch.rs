@@ -3,7 +3,7 @@ use std::sync::Arc;
 use canopy_store::{Op, Precondition, RedbOptions, Store, StoreError, WatchEvent};
 
 use crate::{
-    assert_all_drained, assert_drained, next_event, next_item, temp_store, temp_store_with,
+    Backend, assert_all_drained, assert_drained, next_event, next_item, temp_store, temp_store_with,
 };
 
 async fn put(store: &impl Store, key: &str, value: &str) -> u64 {
@@ -13,9 +13,8 @@ async fn put(store: &impl Store, key: &str, value: &str) -> u64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn replays_history_then_follows_live_writes() {
-    let (_dir, store) = temp_store();
+async fn replays_history_then_follows_live_writes(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     for i in 1..=5 {
         put(&store, &format!("/k/{i}"), "v").await;
     }
@@ -56,15 +55,13 @@ async fn replays_history_then_follows_live_writes() {
 
 /// Watchers start while a writer is busy: each must see exactly the revisions after its start,
 /// across the history/live boundary, once each and in order.
-async fn no_gap_while_writing(options: RedbOptions) {
+async fn no_gap_while_writing(store: Arc<dyn Store>) {
     const WRITES: u64 = 300;
-    let (_dir, store) = temp_store_with(options);
-    let store = Arc::new(store);
     let writer = tokio::spawn({
         let store = store.clone();
         async move {
             for i in 1..=WRITES {
-                put(&*store, &format!("/w/{i}"), "v").await;
+                put(&store, &format!("/w/{i}"), "v").await;
             }
         }
     });
@@ -87,18 +84,20 @@ async fn no_gap_while_writing(options: RedbOptions) {
         }
     }
     let mut streams: Vec<_> = watchers.iter_mut().map(|(_, w)| w).collect();
-    assert_all_drained(&*store, &mut streams, &["/w/sentinel"]).await;
+    assert_all_drained(&store, &mut streams, &["/w/sentinel"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_gap_or_duplicate_between_history_and_live() {
-    no_gap_while_writing(RedbOptions::default()).await;
+async fn no_gap_or_duplicate_between_history_and_live(backend: Backend) {
+    let (_dir, store) = backend.open().await;
+    no_gap_while_writing(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_gap_when_watchers_lag_behind_the_broadcast() {
     // A tiny broadcast buffer and small history pages force the re-read path constantly.
-    no_gap_while_writing(RedbOptions::default().broadcast_capacity(1).page_events(7)).await;
+    let (_dir, store) =
+        temp_store_with(RedbOptions::default().broadcast_capacity(1).page_events(7));
+    no_gap_while_writing(Arc::new(store)).await;
 }
 
 #[tokio::test]
@@ -225,9 +224,8 @@ async fn watcher_that_falls_behind_compaction_ends_with_compacted() {
     assert!(next_item(&mut watch).await.is_none());
 }
 
-#[tokio::test]
-async fn watchers_filter_by_prefix_independently() {
-    let (_dir, store) = temp_store();
+async fn watchers_filter_by_prefix_independently(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     let mut apps = store.watch("/apps/", 0).await.unwrap();
     let mut apps_a = store.watch("/apps/a", 0).await.unwrap();
     let mut nodes = store.watch("/nodes/", 0).await.unwrap();
@@ -290,9 +288,8 @@ async fn watchers_filter_by_prefix_independently() {
     .await;
 }
 
-#[tokio::test]
-async fn watch_after_a_future_revision_skips_until_then() {
-    let (_dir, store) = temp_store();
+async fn watch_after_a_future_revision_skips_until_then(backend: Backend) {
+    let (_dir, store) = backend.open().await;
     put(&store, "/a", "1").await;
     let mut watch = store.watch("", 3).await.unwrap();
     put(&store, "/a", "2").await;
@@ -315,3 +312,10 @@ async fn watch_ends_with_closed_when_the_store_is_dropped() {
     ));
     assert!(next_item(&mut watch).await.is_none());
 }
+
+crate::conformance!(
+    replays_history_then_follows_live_writes,
+    no_gap_or_duplicate_between_history_and_live,
+    watchers_filter_by_prefix_independently,
+    watch_after_a_future_revision_skips_until_then,
+);

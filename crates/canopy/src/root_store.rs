@@ -1,0 +1,88 @@
+//! The root's state store, chosen by `--store`: the data dir's redb file, or an etcd cluster
+//! shared by several roots, which then elect the one that schedules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use canopy_root::Root;
+use canopy_store::election::{Election, ElectionConfig};
+use canopy_store::{EtcdOptions, EtcdStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::DaemonArgs;
+
+pub struct RootStore {
+    pub store: Arc<dyn Store>,
+    etcd: Option<EtcdStore>,
+}
+
+pub async fn open(args: &DaemonArgs) -> anyhow::Result<RootStore> {
+    if args.store == "redb" {
+        let store = crate::daemon::open_store(&args.data, "root.redb")?;
+        return Ok(RootStore {
+            store: Arc::new(store),
+            etcd: None,
+        });
+    }
+    let options = EtcdOptions::from_url(&args.store).context("--store")?;
+    // The data dir still holds this replica's own files (its secret key, the first password).
+    crate::files::create_private_dir(&args.data)?;
+    let etcd = EtcdStore::connect(options)
+        .await
+        .with_context(|| format!("connecting to the state store {}", args.store))?;
+    tracing::info!(store = %args.store, "state on etcd");
+    Ok(RootStore {
+        store: Arc::new(etcd.clone()),
+        etcd: Some(etcd),
+    })
+}
+
+/// With an etcd store, joins the election under this replica's API address and lets the root
+/// schedule only while it leads.
+pub fn elect(
+    root: Root,
+    store: &RootStore,
+    args: &DaemonArgs,
+    listener: &TcpListener,
+) -> anyhow::Result<Root> {
+    let Some(etcd) = &store.etcd else {
+        return Ok(root);
+    };
+    if !(args.leader_ttl.is_finite() && args.leader_ttl >= 1.0) {
+        anyhow::bail!("--leader-ttl must be at least 1 second");
+    }
+    let address = listener.local_addr().context("reading the bound address")?;
+    let config = ElectionConfig::new(format!("http://{address}"))
+        .ttl(Duration::from_secs_f64(args.leader_ttl));
+    let election = Election::start(etcd.clone(), config);
+    let (leading, leader) = watch::channel(false);
+    let mut role = election.role();
+    tokio::spawn(async move {
+        // Owns the election: it resigns when the root no longer listens.
+        let _election = election;
+        loop {
+            let now = role.borrow_and_update().clone();
+            if now.is_leader() != *leading.borrow() {
+                // One line per change, for operators and tests.
+                println!(
+                    "canopy root: {}",
+                    if now.is_leader() {
+                        "leader"
+                    } else {
+                        "follower"
+                    }
+                );
+            }
+            if leading.send(now.is_leader()).is_err() {
+                return;
+            }
+            tokio::select! {
+                changed = role.changed() => if changed.is_err() { return },
+                _ = leading.closed() => return,
+            }
+        }
+    });
+    Ok(root.with_leadership(leader))
+}
