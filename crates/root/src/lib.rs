@@ -8,6 +8,7 @@ pub mod desired;
 pub mod federation;
 pub mod instances;
 pub mod keys;
+pub mod metrics;
 pub mod records;
 pub mod tls;
 
@@ -34,6 +35,8 @@ pub struct Root {
     accounts: Arc<auth::Accounts>,
     /// The first admin's password when this open created it (the first start).
     initial_password: Option<auth::InitialPassword>,
+    /// Other tiers' series served with the root's at `/metrics` (`canopy up`).
+    more_metrics: Vec<Arc<dyn canopy_tier::metrics::Exposition>>,
 }
 
 impl Root {
@@ -69,6 +72,7 @@ impl Root {
             api_config: api::ApiConfig::default(),
             accounts: Arc::new(accounts),
             initial_password,
+            more_metrics: Vec::new(),
         })
     }
 
@@ -110,14 +114,25 @@ impl Root {
         &self.federation
     }
 
+    /// Serves `source`'s series at the API's `/metrics` after the root's own (`canopy up`
+    /// adds its cluster's and node's).
+    pub fn with_more_metrics(mut self, source: Arc<dyn canopy_tier::metrics::Exposition>) -> Root {
+        self.more_metrics.push(source);
+        self
+    }
+
     /// The public API.
     pub fn router(&self) -> axum::Router {
+        let mut sources: Vec<Arc<dyn canopy_tier::metrics::Exposition>> =
+            vec![Arc::new(self.federation.exposition())];
+        sources.extend(self.more_metrics.iter().cloned());
         api::router(
             self.desired.clone(),
             self.federation.clone(),
             self.accounts.clone(),
             self.stopping.subscribe(),
             &self.api_config,
+            Arc::new(canopy_tier::metrics::Chain(sources)),
         )
     }
 

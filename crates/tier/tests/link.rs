@@ -1,11 +1,14 @@
 //! A real link (gRPC over loopback) between a parent and a child: assignments sent back to back
-//! reach the child in batches, in order, and a revoke between them keeps its place.
+//! reach the child in batches, in order, and a revoke between them keeps its place; both
+//! ends count heartbeats, bytes and reconnects.
 
 use canopy_tier::child::{self, Child};
+use canopy_tier::metrics::{self, LinkCounters, LinkMetrics, PeerTier, sample_value};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::{Assignment, Hello, Message, Revocation, Timing, Workload, pb};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use prometheus_client::registry::Registry;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tonic::Status;
@@ -249,5 +252,114 @@ async fn a_child_busy_with_its_assignments_still_heartbeats() {
     tokio::time::timeout(Duration::from_secs(5), handled)
         .await
         .expect("the handler finishes once released");
+    link.close().await;
+}
+
+/// Ends a child's first link at once (the child reconnects), counting into its metrics.
+struct MeteredParent {
+    links: Arc<LinkMetrics>,
+    hellos: Mutex<usize>,
+    changed: Notify,
+}
+
+impl Parent for MeteredParent {
+    async fn on_hello(&self, _hello: Hello, downlink: Downlink) -> Result<(), Status> {
+        let mut hellos = self.hellos.lock().unwrap();
+        *hellos += 1;
+        if *hellos == 1 {
+            assert!(downlink.end(Status::unavailable("go away once")));
+        }
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    async fn on_message(&self, _child: &str, _message: Message) {
+        self.changed.notify_one();
+    }
+
+    async fn on_goodbye(&self, _child: &str, _link: u64) {}
+
+    fn link_counters(&self, child: &str) -> LinkCounters {
+        self.links.counters(child, PeerTier::node)
+    }
+}
+
+struct MeteredChild(Arc<LinkMetrics>);
+
+impl Child for MeteredChild {
+    async fn hello(&self) -> Hello {
+        Recorder::default().hello().await
+    }
+
+    async fn on_assigns(&self, _assigns: Vec<Assignment>) {}
+
+    async fn on_revoke(&self, _revoke: Revocation) {}
+
+    fn link_counters(&self) -> LinkCounters {
+        self.0.counters("parent", PeerTier::cluster)
+    }
+}
+
+#[tokio::test]
+async fn both_ends_count_heartbeats_bytes_and_the_reconnect() {
+    let timing = Timing {
+        heartbeat: Duration::from_millis(50),
+        deadline: Duration::from_millis(2000),
+    };
+    let mut parent_registry = metrics::registry("parent", &[]);
+    let parent = Arc::new(MeteredParent {
+        links: LinkMetrics::register(&mut parent_registry),
+        hellos: Mutex::new(0),
+        changed: Notify::new(),
+    });
+    let mut child_registry = metrics::registry("child", &[]);
+    let child = Arc::new(MeteredChild(LinkMetrics::register(&mut child_registry)));
+    let link = Link::open(serve(parent.clone(), timing), child.clone());
+    let text = |registry: &Registry| {
+        let mut text = String::new();
+        metrics::encode(registry, &mut text).unwrap();
+        text
+    };
+    let value = |registry: &Registry, name: &str, labels: &[(&str, &str)]| {
+        sample_value(&text(registry), name, labels).unwrap_or(0.0)
+    };
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while *parent.hellos.lock().unwrap() < 2
+            || value(&parent_registry, "parent_link_heartbeats_total", &[]) < 3.0
+        {
+            let changed = parent.changed.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no second link heartbeating: {} hellos\n{}\n{}",
+            parent.hellos.lock().unwrap(),
+            text(&parent_registry),
+            text(&child_registry)
+        )
+    });
+    let node = [("peer_tier", "node")];
+    let up = [("peer", "parent"), ("peer_tier", "cluster")];
+    assert_eq!(value(&parent_registry, "parent_link_reconnects_total", &node), 1.0);
+    assert_eq!(value(&child_registry, "child_link_reconnects_total", &up), 1.0);
+    assert_eq!(value(&parent_registry, "parent_link_up", &node), 1.0);
+    assert_eq!(value(&child_registry, "child_link_up", &up), 1.0);
+    assert!(value(&child_registry, "child_link_heartbeats_total", &up) >= 3.0);
+    for (registry, prefix) in [(&parent_registry, "parent"), (&child_registry, "child")] {
+        for direction in ["sent", "received"] {
+            let bytes = value(
+                registry,
+                &format!("{prefix}_link_bytes_total"),
+                &[("direction", direction)],
+            );
+            assert!(bytes > 0.0, "{prefix} {direction}: {}", text(registry));
+        }
+    }
+    // What one end sent the other received, up to the messages still in flight.
+    let sent = value(&child_registry, "child_link_bytes_total", &[("direction", "sent")]);
+    let received = value(&parent_registry, "parent_link_bytes_total", &[("direction", "received")]);
+    assert!(received <= sent && received > sent / 2.0, "{received} of {sent}");
     link.close().await;
 }

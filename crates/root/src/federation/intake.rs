@@ -21,6 +21,7 @@ impl Federation {
         let mut stale = false;
         let mut known = false;
         let now = OffsetDateTime::now_utc();
+        let mut first_run = None;
         self.desired
             .observe_instance(&report.id, |instance| {
                 known = true;
@@ -29,9 +30,20 @@ impl Federation {
                 if stale {
                     return InstanceChange::None;
                 }
-                intake(instance, cluster, &report, now)
+                let was = instance.state;
+                let change = intake(instance, cluster, &report, now);
+                if was != InstanceState::Running
+                    && instance.state == InstanceState::Running
+                    && instance.restarts == 0
+                {
+                    first_run = Some(instance.clone());
+                }
+                change
             })
             .await?;
+        if let Some(instance) = first_run {
+            self.metrics.placed(&instance, now);
+        }
         if (stale || !known) && !report.is_gone() {
             downlink.revoke(&Revocation::new(
                 &report.id,

@@ -74,6 +74,7 @@ pub struct Federation {
     /// The operator's cluster settings (labels), merged into summaries when placing.
     cluster_settings: std::sync::RwLock<BTreeMap<String, canopy_model::OperatorSettings>>,
     usage: std::sync::RwLock<usage::UsageByNode>,
+    metrics: Arc<crate::metrics::RootMetrics>,
 }
 
 /// How often pending instances are retried even when nothing announced a change.
@@ -97,7 +98,16 @@ impl Federation {
             wake: Notify::new(),
             cluster_settings: Default::default(),
             usage: Default::default(),
+            metrics: Default::default(),
         })
+    }
+
+    /// The root's series, over the instance cache (`/metrics`).
+    pub fn exposition(&self) -> crate::metrics::RootExposition {
+        crate::metrics::RootExposition {
+            metrics: self.metrics.clone(),
+            instances: self.instances.clone(),
+        }
     }
 
     pub fn tier_service(self: &Arc<Self>) -> pb::tier_server::TierServer<TierService<ClusterSide>> {
