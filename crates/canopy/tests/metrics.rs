@@ -21,7 +21,9 @@ const REPLICAS: usize = 2;
 /// `GET path` on `address` over HTTP/1.0 (no chunked answers): the status and the body.
 fn get(address: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n{auth}\r\n");
     stream.write_all(request.as_bytes()).ok()?;
@@ -88,7 +90,8 @@ impl Prometheus {
                 if child.try_wait().expect("waitable").is_some() {
                     return Some(false);
                 }
-                get(&address, "/-/ready", None).map(|(status, _)| status == 200)
+                get(&address, "/-/ready", None)
+                    .map(|(status, _)| status == 200)
                     .filter(|ready| *ready)
             });
             if ready {
@@ -151,15 +154,26 @@ fn prometheus_scrapes_every_tier_and_sees_a_deployment_move_the_series() {
     let created = canopy_ok(
         &root.url,
         &[
-            "token", "create", "--role", "viewer", "--namespace", "default", "--ttl", "1h",
-            "-o", "json",
+            "token",
+            "create",
+            "--role",
+            "viewer",
+            "--namespace",
+            "default",
+            "--ttl",
+            "1h",
+            "-o",
+            "json",
         ],
     );
     let created: Value = serde_json::from_str(&created).expect("a token as JSON");
     let token = created["token"].as_str().expect("a token").to_string();
     let (status, text) = get(&root_address, "/metrics", Some(&token)).expect("answers");
     assert_eq!(status, 200, "{text}");
-    assert!(text.contains("# TYPE canopy_root_instances gauge"), "{text}");
+    assert!(
+        text.contains("# TYPE canopy_root_instances gauge"),
+        "{text}"
+    );
 
     let config = dir.path().join("prometheus.yml");
     let target = |job: &str, address: &str, auth: &str| {
@@ -190,9 +204,8 @@ fn prometheus_scrapes_every_tier_and_sees_a_deployment_move_the_series() {
             .then_some(())
     });
     // Before the deployment nothing runs.
-    let running = |tier: &str| {
-        prometheus.sum(&format!("canopy_{tier}_instances{{state=\"Running\"}}"))
-    };
+    let running =
+        |tier: &str| prometheus.sum(&format!("canopy_{tier}_instances{{state=\"Running\"}}"));
     eventually(SETTLE, "the Running gauges scraped at 0", || {
         (running("root") == Some(0.0)
             && running("cluster") == Some(0.0)
@@ -212,15 +225,22 @@ fn prometheus_scrapes_every_tier_and_sees_a_deployment_move_the_series() {
         ),
     )
     .expect("descriptor");
-    canopy_ok(&root.url, &["apply", "-f", &descriptor.display().to_string()]);
+    canopy_ok(
+        &root.url,
+        &["apply", "-f", &descriptor.display().to_string()],
+    );
 
     let replicas = REPLICAS as f64;
-    eventually(SETTLE, "Running instances on every tier in Prometheus", || {
-        (running("root") == Some(replicas)
-            && running("cluster") == Some(replicas)
-            && running("node") == Some(replicas))
-        .then_some(())
-    });
+    eventually(
+        SETTLE,
+        "Running instances on every tier in Prometheus",
+        || {
+            (running("root") == Some(replicas)
+                && running("cluster") == Some(replicas)
+                && running("node") == Some(replicas))
+            .then_some(())
+        },
+    );
     let at_least = |query: &str, least: f64| {
         eventually(SETTLE, query, || {
             prometheus.sum(query).filter(|v| *v >= least).map(|_| ())
@@ -242,16 +262,16 @@ fn prometheus_scrapes_every_tier_and_sees_a_deployment_move_the_series() {
         1.0,
     );
     at_least("canopy_root_link_heartbeats_total{peer=\"c0\"}", 1.0);
-    at_least("canopy_node_link_heartbeats_total{peer_tier=\"cluster\"}", 1.0);
+    at_least(
+        "canopy_node_link_heartbeats_total{peer_tier=\"cluster\"}",
+        1.0,
+    );
     at_least("canopy_cluster_link_heartbeats_total{peer=\"n0\"}", 1.0);
     at_least(
         "canopy_root_link_bytes_total{peer=\"c0\",direction=\"sent\"}",
         1.0,
     );
-    at_least(
-        "canopy_node_link_bytes_total{direction=\"received\"}",
-        1.0,
-    );
+    at_least("canopy_node_link_bytes_total{direction=\"received\"}", 1.0);
     at_least("canopy_node_link_up", 1.0);
     at_least("canopy_cluster_nodes{state=\"Ready\"}", 1.0);
     // The placement latency is a real duration: positive, and under the test's wait.
@@ -286,7 +306,10 @@ fn prometheus_scrapes_every_tier_and_sees_a_deployment_move_the_series() {
         .collect();
     assert!(scraped.len() > 20, "{scraped:?}");
     let undocumented: Vec<&&str> = scraped.iter().filter(|n| !documented(n)).collect();
-    assert!(undocumented.is_empty(), "scraped, not in docs/metrics.md: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "scraped, not in docs/metrics.md: {undocumented:?}"
+    );
     let dashboard = std::fs::read_to_string(docs.join("grafana-dashboard.json"))
         .expect("docs/grafana-dashboard.json");
     let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
@@ -303,7 +326,10 @@ fn prometheus_scrapes_every_tier_and_sees_a_deployment_move_the_series() {
     }
     assert!(!queried.is_empty());
     let unknown: Vec<&String> = queried.iter().filter(|n| !documented(n)).collect();
-    assert!(unknown.is_empty(), "the dashboard queries undocumented series: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries undocumented series: {unknown:?}"
+    );
     drop(prometheus);
     drop(node);
 }

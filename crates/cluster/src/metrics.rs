@@ -145,7 +145,10 @@ mod tests {
         metrics.encode(&state, &mut text).unwrap();
         let value = |name, labels: &[(&str, &str)]| sample_value(&text, name, labels);
         assert_eq!(
-            value("canopy_cluster_scheduling_attempts_total", &[("cluster", "c0")]),
+            value(
+                "canopy_cluster_scheduling_attempts_total",
+                &[("cluster", "c0")]
+            ),
             Some(3.0),
             "{text}"
         );

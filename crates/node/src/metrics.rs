@@ -220,7 +220,9 @@ impl NodeMetrics {
         let labels = RuntimeLabels {
             runtime: kind.into(),
         };
-        self.start.get_or_create(&labels).observe(took.as_secs_f64());
+        self.start
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
     }
 
     /// A usage sample: each running instance's use (instances gone since drop out).
@@ -331,7 +333,10 @@ mod tests {
             .unwrap();
         let value = |name, labels: &[(&str, &str)]| sample_value(&text, name, labels);
         assert_eq!(
-            value("canopy_node_instances", &[("state", "Running"), ("node", "n1")]),
+            value(
+                "canopy_node_instances",
+                &[("state", "Running"), ("node", "n1")]
+            ),
             Some(2.0),
             "{text}"
         );
@@ -343,13 +348,22 @@ mod tests {
             Some(1.0),
             "{text}"
         );
-        assert_eq!(value("canopy_node_image_pull_seconds_count", &[]), Some(2.0));
-        assert_eq!(value("canopy_node_image_pull_bytes_total", &[]), Some(4096.0));
+        assert_eq!(
+            value("canopy_node_image_pull_seconds_count", &[]),
+            Some(2.0)
+        );
+        assert_eq!(
+            value("canopy_node_image_pull_bytes_total", &[]),
+            Some(4096.0)
+        );
         assert_eq!(
             value("canopy_node_image_pulls_total", &[("result", "failed")]),
             Some(1.0)
         );
-        assert_eq!(value("canopy_node_capacity_cpu_millicores", &[]), Some(2000.0));
+        assert_eq!(
+            value("canopy_node_capacity_cpu_millicores", &[]),
+            Some(2000.0)
+        );
         assert_eq!(value("canopy_node_cpu_millicores", &[]), Some(60.0));
         assert_eq!(
             value("canopy_node_instance_memory_bytes", &[("instance", "b")]),

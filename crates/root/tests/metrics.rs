@@ -35,7 +35,10 @@ async fn metrics_need_a_token_of_any_role_and_count_pending_instances() {
         .await;
     let (status, content_type, text) = scrape(&server, Some(&viewer)).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
     assert_eq!(
         sample_value(&text, "canopy_root_instances", &[("state", "Pending")]),
         Some(0.0),
@@ -62,7 +65,10 @@ async fn metrics_need_a_token_of_any_role_and_count_pending_instances() {
             assert!(attempts >= failures, "{text}");
             break;
         }
-        assert!(Instant::now() < deadline, "no pending instance counted: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "no pending instance counted: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,8 +1,8 @@
 //! The child's end of a link: dial, hello, heartbeats and deltas, reconnect with backoff.
 
+use crate::metrics::LinkCounters;
 pub use crate::outbox::{Outbox, Uplink, uplink};
 use crate::pb::{self, up};
-use crate::metrics::LinkCounters;
 use crate::session::{Assignment, Hello, Revocation};
 use crate::streams::{End, Frame, Pipe, forward_inbound};
 use crate::trust::{self, Identity, TrustError};

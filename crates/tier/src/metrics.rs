@@ -96,7 +96,9 @@ pub async fn answer(
 }
 
 /// The tier at the other end of a link.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue)]
+#[derive(
+    Debug, Clone, Copy, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue,
+)]
 #[allow(non_camel_case_types)]
 pub enum PeerTier {
     root,
@@ -110,7 +112,9 @@ struct LinkLabels {
     peer_tier: PeerTier,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue)]
+#[derive(
+    Debug, Clone, Copy, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue,
+)]
 #[allow(non_camel_case_types)]
 enum Direction {
     sent,
@@ -154,7 +158,7 @@ impl LinkMetrics {
         );
         registry.register(
             "link_up",
-            "Whether the link to this peer is up (1) or down (0)",
+            "Links up with this peer: 1 while up, 0 while down",
             metrics.up.clone(),
         );
         metrics
@@ -295,25 +299,45 @@ mod tests {
         assert!(text.contains("# TYPE canopy_cluster_link_heartbeats_total counter"));
         let value = |name, labels: &[(&str, &str)]| sample_value(&text, name, labels);
         let root_peer = [("peer", "root"), ("peer_tier", "root"), ("cluster", "c0")];
-        assert_eq!(value("canopy_cluster_link_heartbeats_total", &root_peer), Some(2.0), "{text}");
-        assert_eq!(value("canopy_cluster_link_up", &root_peer), Some(1.0), "{text}");
         assert_eq!(
-            value("canopy_cluster_link_bytes_total", &[("peer", "root"), ("direction", "sent")]),
+            value("canopy_cluster_link_heartbeats_total", &root_peer),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            value("canopy_cluster_link_up", &root_peer),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(
+                "canopy_cluster_link_bytes_total",
+                &[("peer", "root"), ("direction", "sent")]
+            ),
             Some(40.0),
             "{text}"
         );
         assert_eq!(
-            value("canopy_cluster_link_bytes_total", &[("peer", "n1"), ("direction", "received")]),
+            value(
+                "canopy_cluster_link_bytes_total",
+                &[("peer", "n1"), ("direction", "received")]
+            ),
             Some(7.0),
             "{text}"
         );
         assert_eq!(
-            value("canopy_cluster_link_bytes_total", &[("peer", "n1"), ("direction", "sent")]),
+            value(
+                "canopy_cluster_link_bytes_total",
+                &[("peer", "n1"), ("direction", "sent")]
+            ),
             Some(0.0),
             "{text}"
         );
         assert_eq!(value("canopy_cluster_link_up", &[("peer", "nobody")]), None);
-        assert!(!text.contains("# EOF"), "the 0.0.4 text format has no EOF marker");
+        assert!(
+            !text.contains("# EOF"),
+            "the 0.0.4 text format has no EOF marker"
+        );
     }
 
     #[test]
@@ -331,9 +355,17 @@ mod tests {
         scheduling.failed(failure_reason(&explanation));
         let mut text = String::new();
         encode(&registry, &mut text).unwrap();
-        assert_eq!(sample_value(&text, "canopy_root_scheduling_attempts_total", &[]), Some(3.0), "{text}");
         assert_eq!(
-            sample_value(&text, "canopy_root_scheduling_failures_total", &[("reason", "insufficient cpu")]),
+            sample_value(&text, "canopy_root_scheduling_attempts_total", &[]),
+            Some(3.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample_value(
+                &text,
+                "canopy_root_scheduling_failures_total",
+                &[("reason", "insufficient cpu")]
+            ),
             Some(1.0),
             "{text}"
         );

@@ -243,7 +243,9 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
         if counters.received.get() > 0 {
             counters.reconnects.inc();
         }
-        counters.up.set(1);
+        // Counted up and down: a child that reconnects before its old link has ended
+        // has two links for a moment.
+        counters.up.inc();
         counters.received.inc_by(hello_bytes);
         let downlink = Downlink {
             link: self.next_link.fetch_add(1, Ordering::Relaxed),
@@ -296,7 +298,7 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
                     }
                 }
             }
-            counters.up.set(0);
+            counters.up.dec();
             parent.on_goodbye(&child, downlink.link).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
