@@ -278,6 +278,10 @@ pub struct ClusterArgs {
     pub timing: TimingArgs,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no token: bind it
+    /// where only your scrapers reach). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -310,6 +314,10 @@ pub struct NodeArgs {
     pub probe: ProbeArgs,
     #[command(flatten)]
     pub overlay: crate::overlay::OverlayArgs,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no token: bind it
+    /// where only your scrapers reach). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// How a node joins its cluster the first time (`canopy token create --join node`).

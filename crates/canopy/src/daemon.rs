@@ -75,6 +75,7 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         &stop,
     )
     .await?;
+    serve_metrics(args.metrics_listen, Arc::new(cluster.exposition()), &stop).await?;
     run_cluster(cluster, listener, stop).await
 }
 
@@ -92,6 +93,7 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let agent = open_node(&args, credentials).await?;
     crate::overlay::attach(&agent, &args.overlay, &args.name, &args.cluster).await;
     start_node_probing(&agent, &args, &stop).await?;
+    serve_metrics(args.metrics_listen, Arc::new(agent.exposition()), &stop).await?;
     println!("canopy node {} linking to {}", args.name, args.cluster);
     agent.run(stop).await.context("running the node agent")?;
     Ok(())
@@ -151,6 +153,7 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
         join: NodeJoinArgs::default(),
         probe: ProbeArgs::default(),
         overlay: Default::default(),
+        metrics_listen: None,
     };
     let node_credentials = crate::local_join::local_node_credentials(
         &cluster,
@@ -170,6 +173,10 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
     start_node_probing(&agent, &node_args, &stop).await?;
+    // One scrape target for the three tiers: the API's `/metrics` serves them all.
+    let root = root
+        .with_more_metrics(Arc::new(cluster.exposition()))
+        .with_more_metrics(Arc::new(agent.exposition()));
     // Before the address is announced: whoever waits for it can use the CLI at once.
     let logged_in = crate::first_admin::log_in_locally(&root, &api_url).await;
     announce_api(&listener, tls.is_some())?;
@@ -449,7 +456,8 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
     // Last, so a start that fails earlier (a pull) writes no secret to disk.
     let files: Arc<dyn Prestart> = Arc::new(FilesPrestart::new(args.data.join("@files")));
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
-    match container_runtime(args) {
+    let metrics = Arc::new(canopy_node::metrics::NodeMetrics::new(&args.name, capacity));
+    match container_runtime(args, metrics.pulls()) {
         Ok((containers, images, network)) => {
             runtimes.push(Arc::new(containers));
             // The pull first: a namespace and lease are not held while an image downloads.
@@ -477,9 +485,36 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
         carbon_g_per_kwh: args.placement.carbon_intensity,
         coordinate: None,
     };
-    Agent::open_with_hooks(config, runtimes, hooks)
+    Agent::open_observed(config, runtimes, hooks, metrics)
         .await
         .context("recovering the node's instances")
+}
+
+/// Serves `source` on `--metrics-listen` until `stop`, when one is given.
+async fn serve_metrics(
+    address: Option<SocketAddr>,
+    source: Arc<dyn canopy_tier::metrics::Exposition>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Some(address) = address else {
+        return Ok(());
+    };
+    let listener = bind(address).await?;
+    // Not "listening on": scripts read that phrase as the tier's own address.
+    println!(
+        "canopy metrics served at http://{}/metrics",
+        listener.local_addr().context("reading the bound address")?
+    );
+    let mut stop = stop.clone();
+    let serving = canopy_tier::metrics::serve(listener, source, async move {
+        canopy_tier::stopped(&mut stop).await
+    });
+    tokio::spawn(async move {
+        if let Err(e) = serving.await {
+            tracing::error!(error = %e, "serving metrics failed");
+        }
+    });
+    Ok(())
 }
 
 /// How often a node drops cached images that no instance uses.
@@ -490,6 +525,7 @@ const IMAGE_GC_PERIOD: Duration = Duration::from_secs(600);
 /// the CNI network.
 fn container_runtime(
     args: &NodeArgs,
+    pulls: canopy_node::metrics::PullMetrics,
 ) -> anyhow::Result<(OciRuntime, Arc<RegistryImages>, NetworkPrestart)> {
     let containers: &ContainerArgs = &args.containers;
     let mut config = ImageStoreConfig::new(args.data.join("images"));
@@ -516,7 +552,8 @@ fn container_runtime(
     .context("starting the container network")?;
     let images = Arc::new(
         RegistryImages::new(store, credentials, &state.join("@rootfs"))
-            .context("opening the root filesystems' directory")?,
+            .context("opening the root filesystems' directory")?
+            .observed_by(pulls),
     );
     let runtime = OciRuntime::new(state, options).context("starting the container runtime")?;
     let collector = images.clone();

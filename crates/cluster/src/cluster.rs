@@ -60,6 +60,7 @@ pub struct Cluster {
     /// Its nodes' tokens, certificates and revocations, under its intermediate CA (none in
     /// a cluster whose nodes link in cleartext, as in tests and simulations).
     pub(crate) enrolment: OnceLock<Arc<canopy_tier::trust::Enrolment>>,
+    pub(crate) metrics: crate::metrics::ClusterMetrics,
 }
 
 fn now() -> Now {
@@ -99,6 +100,7 @@ impl Cluster {
             state.node_settings = node_settings;
         }
         let (uplink, outbox) = child::uplink();
+        let metrics = crate::metrics::ClusterMetrics::new(&config.name);
         Ok(Arc::new(Cluster {
             config,
             store,
@@ -113,6 +115,7 @@ impl Cluster {
             wan: OnceLock::new(),
             remote_peers: std::sync::Mutex::new(Vec::new()),
             enrolment: OnceLock::new(),
+            metrics,
         }))
     }
 
@@ -126,6 +129,11 @@ impl Cluster {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// This cluster's series (`--metrics-listen`, or the root's `/metrics` under `canopy up`).
+    pub fn exposition(self: &Arc<Self>) -> crate::metrics::ClusterExposition {
+        crate::metrics::ClusterExposition(self.clone())
     }
 
     /// The gRPC service nodes link to.
@@ -175,6 +183,7 @@ impl Cluster {
         }
         let mut effects = Effects::default();
         let result = decide(&mut state, now(), &mut effects);
+        self.metrics.placed(&effects.placements);
         self.execute(effects).await;
         result
     }

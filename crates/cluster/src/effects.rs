@@ -20,6 +20,8 @@ pub struct Effects {
     pub up: Vec<StatusReport>,
     /// Nodes joined or were lost: the root should hear of the membership soon.
     pub membership_changed: bool,
+    /// Placements tried and why the failed ones failed (counted, never sent).
+    pub placements: crate::metrics::Placements,
 }
 
 #[derive(Debug, Clone, PartialEq)]

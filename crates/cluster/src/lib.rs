@@ -16,6 +16,7 @@ mod intake;
 mod interest;
 mod links;
 mod membership;
+pub mod metrics;
 mod moves;
 mod peers;
 mod placed;

@@ -2,6 +2,7 @@
 
 use crate::cluster::Cluster;
 use canopy_tier::child::Child;
+use canopy_tier::metrics::{LinkCounters, PeerTier};
 use canopy_tier::parent::{Downlink, Parent};
 use canopy_tier::{Assignment, Hello, Message, Revocation, Timing, pb};
 use std::sync::Arc;
@@ -46,6 +47,10 @@ impl Parent for NodeSide {
 
     async fn on_goodbye(&self, node: &str, link: u64) {
         self.0.unlink_node(node, link).await;
+    }
+
+    fn link_counters(&self, node: &str) -> LinkCounters {
+        self.0.metrics.links.counters(node, PeerTier::node)
     }
 }
 
@@ -99,6 +104,10 @@ impl Child for RootSide {
 
     async fn on_remove_node(&self, name: String) -> Result<(), String> {
         self.0.remove_node(&name).await
+    }
+
+    fn link_counters(&self) -> LinkCounters {
+        self.0.metrics.links.counters("root", PeerTier::root)
     }
 
     async fn on_link(&self, up: Option<Timing>) {

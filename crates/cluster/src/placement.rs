@@ -51,9 +51,12 @@ impl ClusterState {
         };
         let mut request = Request::new(&placed.workload.spec, &placed.refused);
         request.context = Some(&context);
+        fx.placements.attempts += 1;
         match place_on_node_explained(&request, &self.views) {
             Ok(placement) => self.bind(id, &placement, now, fx),
             Err(explanation) => {
+                let why = canopy_tier::metrics::failure_reason(&explanation);
+                fx.placements.failures.push(why.to_string());
                 // Nodes that refused it said why: the root (and the user) hear it verbatim.
                 let reason = match placed.refused.is_empty() {
                     true => format!("cluster {}: {explanation}", self.name()),

@@ -12,6 +12,7 @@ use canopy_runtime::{
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Registry credentials the node holds, by registry host (`host[:port]`), for services that
 /// bring none of their own.
@@ -24,6 +25,8 @@ pub struct RegistryImages {
     dir: PathBuf,
     /// The image behind each instance's root filesystem made and not yet released.
     in_use: Mutex<BTreeMap<String, String>>,
+    /// Where pulls are counted (the node's metrics), once given.
+    pulls: Option<crate::metrics::PullMetrics>,
 }
 
 impl RegistryImages {
@@ -43,7 +46,14 @@ impl RegistryImages {
             credentials,
             dir,
             in_use: Mutex::new(BTreeMap::new()),
+            pulls: None,
         })
+    }
+
+    /// Counts each pull's time, bytes and result in `pulls` (`NodeMetrics::pulls`).
+    pub fn observed_by(mut self, pulls: crate::metrics::PullMetrics) -> RegistryImages {
+        self.pulls = Some(pulls);
+        self
     }
 
     fn in_use(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
@@ -112,19 +122,39 @@ impl Prestart for RegistryImages {
         // Each start gets a fresh root filesystem, as a restarted pod does.
         self.release(&spec.id).await?;
         let credentials = self.credentials_for(spec, image);
+        // Downloaded bytes: each layer fetched reports its size once when complete.
+        let downloaded = AtomicU64::new(0);
+        let cached_image = AtomicBool::new(false);
         let report = |event: PullProgress| match event {
             PullProgress::Resolving { reference } => progress(&format!("resolving {reference}")),
-            PullProgress::Done { digest, cached } => progress(&format!(
-                "image {digest} {}",
-                if cached { "cached" } else { "pulled" }
-            )),
+            PullProgress::Layer {
+                bytes,
+                total,
+                cached: false,
+                ..
+            } if bytes == total => {
+                downloaded.fetch_add(bytes, Ordering::Relaxed);
+            }
+            PullProgress::Done { digest, cached } => {
+                cached_image.store(cached, Ordering::Relaxed);
+                progress(&format!(
+                    "image {digest} {}",
+                    if cached { "cached" } else { "pulled" }
+                ))
+            }
             _ => {}
         };
-        let pulled = self
-            .store
-            .pull(image, credentials.as_ref(), &report)
-            .await
-            .map_err(|e| failed(image, e))?;
+        let pulling = std::time::Instant::now();
+        let pulled = self.store.pull(image, credentials.as_ref(), &report).await;
+        if let Some(pulls) = &self.pulls {
+            pulls.pulled(
+                pulling.elapsed(),
+                downloaded.load(Ordering::Relaxed),
+                pulled.is_ok(),
+                cached_image.load(Ordering::Relaxed),
+            );
+        }
+        let pulled = pulled.map_err(|e| failed(image, e))?;
         let made = self
             .store
             .create_rootfs(&pulled, &self.instance_dir(&spec.id))

@@ -16,6 +16,7 @@ mod health;
 pub mod hollow;
 pub mod images;
 mod lifecycle;
+pub mod metrics;
 mod overlay;
 mod prestart;
 mod probing;
@@ -139,6 +140,7 @@ pub struct Agent {
     usage: std::sync::Mutex<UsageReports>,
     /// Service names, DNS and proxy, once attached.
     overlay: std::sync::OnceLock<overlay::Attached>,
+    metrics: Arc<metrics::NodeMetrics>,
 }
 
 #[derive(Default)]
@@ -167,6 +169,18 @@ impl Agent {
         config: NodeConfig,
         runtimes: Vec<Arc<dyn Runtime>>,
         hooks: Vec<Arc<dyn Prestart>>,
+    ) -> Result<Arc<Agent>, NodeError> {
+        let metrics = Arc::new(metrics::NodeMetrics::new(&config.name, config.capacity));
+        Agent::open_observed(config, runtimes, hooks, metrics).await
+    }
+
+    /// [`Agent::open_with_hooks`] counting into `metrics` (made first, so that the image
+    /// hook can count its pulls there too).
+    pub async fn open_observed(
+        config: NodeConfig,
+        runtimes: Vec<Arc<dyn Runtime>>,
+        hooks: Vec<Arc<dyn Prestart>>,
+        metrics: Arc<metrics::NodeMetrics>,
     ) -> Result<Arc<Agent>, NodeError> {
         std::fs::create_dir_all(&config.data).map_err(|source| NodeError::StateFile {
             path: config.data.clone(),
@@ -242,6 +256,7 @@ impl Agent {
             outbox: std::sync::Mutex::new(Some(outbox)),
             usage: Default::default(),
             overlay: Default::default(),
+            metrics,
         });
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));
@@ -249,6 +264,11 @@ impl Agent {
         agent.forward_runtime_events(progress);
         tokio::spawn(sample_usage(Arc::downgrade(&agent)));
         Ok(agent)
+    }
+
+    /// This node's series (`--metrics-listen`, or the root's `/metrics` under `canopy up`).
+    pub fn exposition(self: &Arc<Self>) -> metrics::NodeExposition {
+        metrics::NodeExposition(self.clone())
     }
 
     /// Takes part in latency probing with `prober` (whose loop the caller runs): its address
@@ -398,6 +418,11 @@ impl Child for ClusterSide {
         self.0.on_overlay_routes(routes);
     }
 
+    fn link_counters(&self) -> canopy_tier::metrics::LinkCounters {
+        let cluster = &self.0.config.cluster;
+        (self.0.metrics.links).counters(cluster, canopy_tier::metrics::PeerTier::cluster)
+    }
+
     async fn on_link(&self, up: Option<Timing>) {
         if up.is_some() {
             self.0.on_overlay_link();
@@ -421,28 +446,44 @@ async fn sample_usage(agent: std::sync::Weak<Agent>) {
     loop {
         every.tick().await;
         let Some(agent) = agent.upgrade() else { return };
-        let running: Vec<(String, Arc<dyn Runtime>)> = {
+        let running: Vec<(String, Arc<dyn Runtime>, String)> = {
             let instances = agent.instances.lock().await;
             instances
                 .iter()
                 .filter(|(_, l)| l.state() == canopy_model::InstanceState::Running)
                 .filter_map(|(id, l)| {
-                    let runtime = agent.runtimes.get(&l.record.workload.spec.runtime)?;
+                    let workload = &l.record.workload;
+                    let runtime = agent.runtimes.get(&workload.spec.runtime)?;
+                    let service = format!(
+                        "{}/{}/{}",
+                        workload.namespace, workload.application, workload.service
+                    );
                     runtime
                         .capabilities()
                         .stats
-                        .then(|| (id.clone(), runtime.clone()))
+                        .then(|| (id.clone(), runtime.clone(), service))
                 })
                 .collect()
         };
         let mut stats = BTreeMap::new();
-        for (id, runtime) in running {
+        let mut services = BTreeMap::new();
+        for (id, runtime, service) in running {
             if let Ok(sample) = runtime.stats(&id).await {
+                services.insert(id.clone(), service);
                 stats.insert(id, sample);
             }
         }
         let mut reports = agent.usage.lock().unwrap_or_else(|p| p.into_inner());
         let now = reports.sampler.sample(stats, std::time::Instant::now());
+        let sampled: Vec<metrics::Sampled<'_>> = now
+            .iter()
+            .map(|(id, usage)| metrics::Sampled {
+                id,
+                service: services.remove(id).unwrap_or_default(),
+                usage: *usage,
+            })
+            .collect();
+        agent.metrics.sampled(&sampled);
         if usage::noticeably_changed(reports.sent.as_ref(), &now) {
             reports.sent = Some(now.clone());
             reports.pending = Some(now);

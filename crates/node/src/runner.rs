@@ -107,8 +107,10 @@ impl Agent {
         if !self.is_current(id, generation).await {
             return Start::Gone;
         }
+        let starting = std::time::Instant::now();
         let error = match self.start_prepared(runtime, spec).await {
             Ok((started, prepared)) => {
+                self.metrics.started(runtime.kind(), starting.elapsed());
                 let digest = prepared.image.as_ref().map(|i| i.digest.clone());
                 // The digest is kept with the assignment: a re-adopting agent knows it.
                 let persist = digest.is_some();

@@ -170,6 +170,16 @@ impl InstanceCache {
         index.collect(index.by_state.get(&state).into_iter().flatten())
     }
 
+    /// How many instances users see in each state (`/metrics`).
+    pub fn count_by_state(&self) -> Vec<(InstanceState, usize)> {
+        let index = self.read();
+        index
+            .by_state
+            .iter()
+            .map(|(state, ids)| (*state, ids.len()))
+            .collect()
+    }
+
     pub fn on_cluster(&self, cluster: &str) -> Vec<Instance> {
         let index = self.read();
         index.collect(index.by_cluster.get(cluster).into_iter().flatten())

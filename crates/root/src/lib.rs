@@ -9,6 +9,7 @@ pub mod federation;
 pub mod instances;
 pub mod keys;
 mod leadership;
+pub mod metrics;
 pub mod records;
 pub mod tls;
 
@@ -37,6 +38,8 @@ pub struct Root {
     initial_password: Option<auth::InitialPassword>,
     /// Whether this replica is the elected leader (several roots on one etcd); `None`: alone.
     leadership: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Other tiers' series served with the root's at `/metrics` (`canopy up`).
+    more_metrics: Vec<Arc<dyn canopy_tier::metrics::Exposition>>,
 }
 
 impl Root {
@@ -73,6 +76,7 @@ impl Root {
             accounts: Arc::new(accounts),
             initial_password,
             leadership: None,
+            more_metrics: Vec::new(),
         })
     }
 
@@ -120,14 +124,25 @@ impl Root {
         &self.federation
     }
 
+    /// Serves `source`'s series at the API's `/metrics` after the root's own (`canopy up`
+    /// adds its cluster's and node's).
+    pub fn with_more_metrics(mut self, source: Arc<dyn canopy_tier::metrics::Exposition>) -> Root {
+        self.more_metrics.push(source);
+        self
+    }
+
     /// The public API.
     pub fn router(&self) -> axum::Router {
+        let mut sources: Vec<Arc<dyn canopy_tier::metrics::Exposition>> =
+            vec![Arc::new(self.federation.exposition())];
+        sources.extend(self.more_metrics.iter().cloned());
         api::router(
             self.desired.clone(),
             self.federation.clone(),
             self.accounts.clone(),
             self.stopping.subscribe(),
             &self.api_config,
+            Arc::new(canopy_tier::metrics::Chain(sources)),
         )
     }
 

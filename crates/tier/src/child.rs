@@ -1,5 +1,6 @@
 //! The child's end of a link: dial, hello, heartbeats and deltas, reconnect with backoff.
 
+use crate::metrics::LinkCounters;
 pub use crate::outbox::{Outbox, Uplink, uplink};
 use crate::pb::{self, up};
 use crate::session::{Assignment, Hello, Revocation};
@@ -72,6 +73,10 @@ pub trait Child: Send + Sync + 'static {
     /// The link came up (with the parent's timing) or went down.
     fn on_link(&self, _up: Option<Timing>) -> impl Future<Output = ()> + Send {
         async {}
+    }
+    /// Where the link counts its heartbeats, reconnects and bytes (nowhere by default).
+    fn link_counters(&self) -> LinkCounters {
+        LinkCounters::default()
     }
 }
 
@@ -170,12 +175,14 @@ pub async fn run<C: Child>(
         )))
     });
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let counters = child.link_counters();
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            result = session(&endpoint, trusted.as_deref(), &child, &outbox) => result,
+            result = session(&endpoint, trusted.as_deref(), &child, &outbox, &counters) => result,
             _ = crate::stopped(&mut stop) => return Ok(()),
         };
+        counters.up.set(0);
         child.on_link(None).await;
         match result {
             Ok(()) => tracing::info!(%parent, "parent closed the link"),
@@ -271,6 +278,7 @@ async fn session<C: Child>(
     trusted: Option<&Trusted>,
     child: &Arc<C>,
     outbox: &Outbox,
+    counters: &LinkCounters,
 ) -> Result<(), SessionError> {
     let channel = match trusted {
         Some(trusted) => {
@@ -289,11 +297,23 @@ async fn session<C: Child>(
     outbox.clear();
     let hello = child.hello().await.to_pb();
     let (tx, rx) = mpsc::channel::<pb::Up>(1024);
-    let mut sender = Sender { tx, seq: 0 };
+    let mut sender = Sender {
+        tx,
+        seq: 0,
+        counters: counters.clone(),
+    };
     sender.send(up::Body::Hello(hello)).await?;
     let mut inbound = client.link(ReceiverStream::new(rx)).await?.into_inner();
 
-    let timing = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+    let first = tokio::time::timeout(Duration::from_secs(10), inbound.message()).await;
+    if let Ok(Ok(Some(down))) = &first {
+        // Heard from in an earlier session of this process: this link is a reconnect.
+        if counters.received.get() > 0 {
+            counters.reconnects.inc();
+        }
+        counters.received(down);
+    }
+    let timing = match first {
         Ok(Ok(Some(pb::Down {
             body: Some(pb::down::Body::Welcome(welcome)),
             ..
@@ -305,6 +325,7 @@ async fn session<C: Child>(
         Ok(Ok(_)) => return Err(SessionError::NoWelcome("first message was not a welcome")),
         Err(_) => return Err(SessionError::NoWelcome("no answer within 10 s")),
     };
+    counters.up.set(1);
     child.on_link(Some(timing)).await;
     // Heartbeats and deltas go out from their own task, so a child busy with what it was
     // sent (a node admitting hundreds of assignments) still heartbeats and reports.
@@ -315,7 +336,7 @@ async fn session<C: Child>(
         timing.heartbeat,
     )));
     tokio::select! {
-        result = read_loop(&mut inbound, child, &client, outbox) => {
+        result = read_loop(&mut inbound, child, &client, outbox, counters) => {
             writer.0.abort();
             // Once it has stopped, the outbox is free for the next session.
             let _ = (&mut writer.0).await;
@@ -341,11 +362,13 @@ async fn read_loop<C: Child>(
     child: &Arc<C>,
     client: &TierClient,
     outbox: &Outbox,
+    counters: &LinkCounters,
 ) -> Result<(), SessionError> {
     loop {
         let Some(message) = inbound.message().await? else {
             return Ok(());
         };
+        counters.received(&message);
         // Assignments already received go to the child as one batch; the first other
         // message after them is handled next, in order.
         let mut body = message.body;
@@ -361,7 +384,10 @@ async fn read_loop<C: Child>(
             }
             match inbound.message().now_or_never() {
                 None => break,
-                Some(Ok(Some(next))) => body = next.body,
+                Some(Ok(Some(next))) => {
+                    counters.received(&next);
+                    body = next.body
+                }
                 // The stream ended or failed: what arrived before still counts.
                 Some(end) => {
                     child.on_assigns(assigns).await;
@@ -444,6 +470,7 @@ async fn write_loop<C: Child>(
             _ = heartbeat.tick() => {
                 let beat = child.heartbeat().await;
                 sender.send(up::Body::Heartbeat(beat)).await?;
+                sender.counters.heartbeats.inc();
             }
             _ = outbox.ready.notified() => {}
         }
@@ -453,16 +480,19 @@ async fn write_loop<C: Child>(
 struct Sender {
     tx: mpsc::Sender<pb::Up>,
     seq: u64,
+    counters: LinkCounters,
 }
 
 impl Sender {
     async fn send(&mut self, body: up::Body) -> Result<(), SessionError> {
         self.seq += 1;
+        let message = pb::Up {
+            seq: self.seq,
+            body: Some(body),
+        };
+        self.counters.sent(&message);
         self.tx
-            .send(pb::Up {
-                seq: self.seq,
-                body: Some(body),
-            })
+            .send(message)
             .await
             .map_err(|_| SessionError::Closed)
     }

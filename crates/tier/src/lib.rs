@@ -9,6 +9,7 @@
 mod answers;
 pub mod child;
 mod convert;
+pub mod metrics;
 mod operator;
 pub mod outbox;
 pub mod parent;

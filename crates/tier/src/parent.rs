@@ -2,6 +2,7 @@
 
 use crate::Timing;
 use crate::answers::{ANSWER_DEADLINE, Answers, AskError};
+use crate::metrics::LinkCounters;
 use crate::pb::{self, down, up};
 use crate::session::{Assignment, Hello, Message, Revocation};
 use crate::streams::{CLAIM_DEADLINE, Frame, Pending, Pipe, StreamError, forward_inbound};
@@ -25,6 +26,11 @@ pub trait Parent: Send + Sync + 'static {
     /// The link with this id ended (closed, failed, or silent past the deadline). A newer
     /// link of the same child may already be up: compare `link`.
     fn on_goodbye(&self, child: &str, link: u64) -> impl Future<Output = ()> + Send;
+    /// Where the link with `child` counts its heartbeats, reconnects and bytes (nowhere
+    /// by default). Asked once per link.
+    fn link_counters(&self, _child: &str) -> LinkCounters {
+        LinkCounters::default()
+    }
 }
 
 /// Sends messages down one link.
@@ -36,6 +42,7 @@ pub struct Downlink {
     pending: Arc<Pending>,
     answers: Arc<Answers>,
     child: Arc<str>,
+    counters: LinkCounters,
 }
 
 /// Messages queued for a child beyond this mean it is not reading; they are dropped and the
@@ -136,12 +143,12 @@ impl Downlink {
 
     fn send(&self, body: down::Body) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.tx
-            .try_send(Ok(pb::Down {
-                seq,
-                body: Some(body),
-            }))
-            .is_ok()
+        let message = pb::Down {
+            seq,
+            body: Some(body),
+        };
+        self.counters.sent(&message);
+        self.tx.try_send(Ok(message)).is_ok()
     }
 }
 
@@ -223,6 +230,7 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
             }
             Err(_) => return Err(Status::deadline_exceeded("no hello within the deadline")),
         };
+        let hello_bytes = prost::Message::encoded_len(&hello) as u64;
         let hello = Hello::from_pb(hello).map_err(|e| Status::invalid_argument(e.to_string()))?;
         crate::session::authenticate(&hello, peer.as_ref()).map_err(|e| {
             tracing::warn!(error = %e, "refused a hello");
@@ -230,6 +238,15 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
         })?;
         let child = hello.name().to_string();
         let (tx, rx) = mpsc::channel(DOWNLINK_CAPACITY);
+        let counters = self.parent.link_counters(&child);
+        // A child heard from before (since this parent started) is linking again.
+        if counters.received.get() > 0 {
+            counters.reconnects.inc();
+        }
+        // Counted up and down: a child that reconnects before its old link has ended
+        // has two links for a moment.
+        counters.up.inc();
+        counters.received.inc_by(hello_bytes);
         let downlink = Downlink {
             link: self.next_link.fetch_add(1, Ordering::Relaxed),
             tx,
@@ -237,6 +254,7 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
             pending: self.pending.clone(),
             answers: self.answers.clone(),
             child: Arc::from(child.as_str()),
+            counters: counters.clone(),
         };
         downlink.send(down::Body::Welcome(pb::Welcome {
             heartbeat_interval_ms: self.timing.heartbeat.as_millis() as u64,
@@ -247,7 +265,14 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
         let answers = self.answers.clone();
         tokio::spawn(async move {
             loop {
-                match tokio::time::timeout(deadline, inbound.message()).await {
+                let message = tokio::time::timeout(deadline, inbound.message()).await;
+                if let Ok(Ok(Some(received))) = &message {
+                    counters.received(received);
+                    if matches!(received.body, Some(up::Body::Heartbeat(_))) {
+                        counters.heartbeats.inc();
+                    }
+                }
+                match message {
                     Ok(Ok(Some(pb::Up {
                         body: Some(up::Body::Answer(answer)),
                         ..
@@ -273,6 +298,7 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
                     }
                 }
             }
+            counters.up.dec();
             parent.on_goodbye(&child, downlink.link).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))

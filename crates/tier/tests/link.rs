@@ -1,9 +1,12 @@
 //! A real link (gRPC over loopback) between a parent and a child: assignments sent back to back
-//! reach the child in batches, in order, and a revoke between them keeps its place.
+//! reach the child in batches, in order, and a revoke between them keeps its place; both
+//! ends count heartbeats, bytes and reconnects.
 
 use canopy_tier::child::{self, Child};
+use canopy_tier::metrics::{self, LinkCounters, LinkMetrics, PeerTier, sample_value};
 use canopy_tier::parent::{Downlink, Parent, TierService};
 use canopy_tier::{Assignment, Hello, Message, Revocation, Timing, Workload, pb};
+use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -249,5 +252,137 @@ async fn a_child_busy_with_its_assignments_still_heartbeats() {
     tokio::time::timeout(Duration::from_secs(5), handled)
         .await
         .expect("the handler finishes once released");
+    link.close().await;
+}
+
+/// Counts its links' hellos and messages into its metrics; keeps each link's downlink, as
+/// real parents do (a link whose downlinks are all dropped ends).
+struct MeteredParent {
+    links: Arc<LinkMetrics>,
+    hellos: Mutex<Vec<Downlink>>,
+    changed: Notify,
+}
+
+impl Parent for MeteredParent {
+    async fn on_hello(&self, _hello: Hello, downlink: Downlink) -> Result<(), Status> {
+        self.hellos.lock().unwrap().push(downlink);
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    async fn on_message(&self, _child: &str, _message: Message) {
+        self.changed.notify_one();
+    }
+
+    async fn on_goodbye(&self, _child: &str, _link: u64) {}
+
+    fn link_counters(&self, child: &str) -> LinkCounters {
+        self.links.counters(child, PeerTier::node)
+    }
+}
+
+struct MeteredChild(Arc<LinkMetrics>);
+
+impl Child for MeteredChild {
+    async fn hello(&self) -> Hello {
+        Recorder::default().hello().await
+    }
+
+    async fn on_assigns(&self, _assigns: Vec<Assignment>) {}
+
+    async fn on_revoke(&self, _revoke: Revocation) {}
+
+    fn link_counters(&self) -> LinkCounters {
+        self.0.counters("parent", PeerTier::cluster)
+    }
+}
+
+#[tokio::test]
+async fn both_ends_count_heartbeats_bytes_and_the_reconnect() {
+    let timing = Timing {
+        heartbeat: Duration::from_millis(50),
+        deadline: Duration::from_millis(2000),
+    };
+    let mut parent_registry = metrics::registry("parent", &[]);
+    let parent = Arc::new(MeteredParent {
+        links: LinkMetrics::register(&mut parent_registry),
+        hellos: Mutex::new(Vec::new()),
+        changed: Notify::new(),
+    });
+    let mut child_registry = metrics::registry("child", &[]);
+    let child = Arc::new(MeteredChild(LinkMetrics::register(&mut child_registry)));
+    let address = serve(parent.clone(), timing);
+    // A first link, closed by the child; the second is a reconnect to both ends.
+    let link = Link::open(address, child.clone());
+    let text = |registry: &Registry| {
+        let mut text = String::new();
+        metrics::encode(registry, &mut text).unwrap();
+        text
+    };
+    let value = |registry: &Registry, name: &str, labels: &[(&str, &str)]| {
+        sample_value(&text(registry), name, labels).unwrap_or(0.0)
+    };
+    let heartbeats = |least: f64| {
+        let (parent, parent_registry) = (&parent, &parent_registry);
+        async move {
+            while value(parent_registry, "parent_link_heartbeats_total", &[]) < least {
+                let changed = parent.changed.notified();
+                let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), heartbeats(2.0))
+        .await
+        .expect("heartbeats on the first link");
+    link.close().await;
+    let link = Link::open(address, child.clone());
+    tokio::time::timeout(Duration::from_secs(20), heartbeats(5.0))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no second link heartbeating: {} hellos\n{}\n{}",
+                parent.hellos.lock().unwrap().len(),
+                text(&parent_registry),
+                text(&child_registry)
+            )
+        });
+    let node = [("peer_tier", "node")];
+    let up = [("peer", "parent"), ("peer_tier", "cluster")];
+    assert_eq!(
+        value(&parent_registry, "parent_link_reconnects_total", &node),
+        1.0
+    );
+    assert_eq!(
+        value(&child_registry, "child_link_reconnects_total", &up),
+        1.0
+    );
+    assert!(value(&parent_registry, "parent_link_up", &node) >= 1.0);
+    assert_eq!(value(&child_registry, "child_link_up", &up), 1.0);
+    assert!(value(&child_registry, "child_link_heartbeats_total", &up) >= 3.0);
+    for (registry, prefix) in [(&parent_registry, "parent"), (&child_registry, "child")] {
+        for direction in ["sent", "received"] {
+            let bytes = value(
+                registry,
+                &format!("{prefix}_link_bytes_total"),
+                &[("direction", direction)],
+            );
+            assert!(bytes > 0.0, "{prefix} {direction}: {}", text(registry));
+        }
+    }
+    // What one end sent the other received, up to the messages still in flight.
+    let sent = value(
+        &child_registry,
+        "child_link_bytes_total",
+        &[("direction", "sent")],
+    );
+    let received = value(
+        &parent_registry,
+        "parent_link_bytes_total",
+        &[("direction", "received")],
+    );
+    assert!(
+        received <= sent && received > sent / 2.0,
+        "{received} of {sent}"
+    );
     link.close().await;
 }

@@ -92,6 +92,8 @@ pub struct Daemon {
     /// A cluster's name and its root's API, where its nodes' tokens are made.
     pub name: String,
     pub root_api: String,
+    /// `http://127.0.0.1:PORT/metrics` of a daemon started with `--metrics-listen`.
+    pub metrics_url: String,
 }
 
 impl Daemon {
@@ -116,14 +118,20 @@ impl Daemon {
         let mut tier_url = String::new();
         // A root prints its tier listener's address after the API's.
         let is_root = args.iter().any(|a| a == "root");
-        if listens {
+        let mut metrics_url = String::new();
+        let wants_metrics = args.iter().any(|a| a == "--metrics-listen");
+        if listens || wants_metrics {
             // Printed once serving; no polling or sleeping needed.
-            while url.is_empty() || (is_root && tier_url.is_empty()) {
+            while (listens && (url.is_empty() || (is_root && tier_url.is_empty())))
+                || (wants_metrics && metrics_url.is_empty())
+            {
                 let line = lines
                     .next()
                     .expect("daemon printed its address before exiting")
                     .expect("readable stdout");
-                if let Some(address) = line.strip_prefix("canopy tier listening on ") {
+                if let Some(address) = line.strip_prefix("canopy metrics served at ") {
+                    metrics_url = address.trim().to_string();
+                } else if let Some(address) = line.strip_prefix("canopy tier listening on ") {
                     tier_url = address.trim().to_string();
                 } else if let Some((_, address)) = line.split_once(" listening on ") {
                     url = address.trim().to_string();
@@ -148,6 +156,7 @@ impl Daemon {
             args: args.to_vec(),
             name: String::new(),
             root_api: String::new(),
+            metrics_url,
         }
     }
 

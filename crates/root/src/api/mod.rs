@@ -119,6 +119,7 @@ pub fn router(
     accounts: Arc<Accounts>,
     stopping: tokio::sync::watch::Receiver<bool>,
     config: &ApiConfig,
+    metrics: Arc<dyn canopy_tier::metrics::Exposition>,
 ) -> Router {
     let state = AppState {
         desired,
@@ -201,6 +202,14 @@ pub fn router(
             Arc::new(rate_limit::Limiter::new(config.rate_limits)),
             rate_limit::limit,
         ));
+    // Prometheus text at `/metrics`, for any role's token (its rule is in `rules`).
+    let metrics = Router::new()
+        .route("/metrics", get(canopy_tier::metrics::answer))
+        .with_state(metrics)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
@@ -215,6 +224,7 @@ pub fn router(
             canopy_model::limits::MAX_DESCRIPTOR_BYTES + 64 * 1024,
         ))
         .with_state(state)
+        .merge(metrics)
 }
 
 async fn not_found() -> ApiError {

@@ -197,9 +197,21 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ),
 ];
 
+/// Routes outside `/api/v1` that need a token, by their full path. `/metrics` shows no
+/// namespace's data (counts, latencies, link traffic), so any role may scrape it, as
+/// Kubernetes lets a token with the `/metrics` non-resource grant do.
+pub const TOP_LEVEL_RULES: &[(&str, &str, Rule)] =
+    &[("GET", "/metrics", Installation(ReadInfrastructure))];
+
 /// The rule of a request, by its method and matched route (with or without the `/api/v1`
 /// prefix, as the nested router reports it).
 pub fn rule_for(method: &Method, matched: &str) -> Option<Rule> {
+    if let Some((_, _, rule)) = TOP_LEVEL_RULES
+        .iter()
+        .find(|(m, path, _)| *m == method.as_str() && *path == matched)
+    {
+        return Some(*rule);
+    }
     let full = if matched.starts_with("/api/v1") {
         matched.to_string()
     } else {
@@ -213,6 +225,14 @@ pub fn rule_for(method: &Method, matched: &str) -> Option<Rule> {
 
 /// The methods that have a rule on `matched` (with or without the prefix).
 pub fn methods_for(matched: &str) -> Vec<&'static str> {
+    let top: Vec<&'static str> = TOP_LEVEL_RULES
+        .iter()
+        .filter(|(_, path, _)| *path == matched)
+        .map(|(method, _, _)| *method)
+        .collect();
+    if !top.is_empty() {
+        return top;
+    }
     let full = if matched.starts_with("/api/v1") {
         matched.to_string()
     } else {
@@ -271,6 +291,11 @@ mod tests {
         assert_eq!(rule_for(&Method::POST, "/audit"), None);
         assert_eq!(rule_for(&Method::GET, "/api/v1/nowhere"), None);
         assert_eq!(methods_for("/tokens"), ["POST", "GET"]);
+        assert_eq!(
+            rule_for(&Method::GET, "/metrics"),
+            Some(Installation(ReadInfrastructure))
+        );
+        assert_eq!(methods_for("/metrics"), ["GET"]);
         assert!(methods_for("/nowhere").is_empty());
     }
 }

@@ -22,6 +22,7 @@ impl Federation {
         let mut known = false;
         let mut paced = None;
         let now = OffsetDateTime::now_utc();
+        let mut first_run = None;
         self.desired
             .observe_instance(&report.id, |instance| {
                 known = true;
@@ -36,11 +37,20 @@ impl Federation {
                 if change == InstanceChange::Delete || before != (instance.ready, instance.state) {
                     paced = Some((instance.namespace.clone(), instance.application.clone()));
                 }
+                if before.1 != InstanceState::Running
+                    && instance.state == InstanceState::Running
+                    && instance.restarts == 0
+                {
+                    first_run = Some(instance.clone());
+                }
                 change
             })
             .await?;
         if let Some(application) = paced {
             self.reconcile_soon(application);
+        }
+        if let Some(instance) = first_run {
+            self.metrics.placed(&instance, now);
         }
         if (stale || !known) && !report.is_gone() {
             downlink.revoke(&Revocation::new(

@@ -32,6 +32,10 @@ impl Parent for ClusterSide {
             tracing::info!(cluster, "cluster link closed");
         }
     }
+
+    fn link_counters(&self, cluster: &str) -> canopy_tier::metrics::LinkCounters {
+        (self.0.metrics.links).counters(cluster, canopy_tier::metrics::PeerTier::cluster)
+    }
 }
 
 impl Federation {

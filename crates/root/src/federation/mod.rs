@@ -76,6 +76,7 @@ pub struct Federation {
     usage: std::sync::RwLock<usage::UsageByNode>,
     /// Applications whose instances changed in a way their rollouts wait for.
     to_reconcile: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
+    metrics: Arc<crate::metrics::RootMetrics>,
 }
 
 /// How often pending instances are retried even when nothing announced a change.
@@ -100,6 +101,7 @@ impl Federation {
             cluster_settings: Default::default(),
             usage: Default::default(),
             to_reconcile: Default::default(),
+            metrics: Default::default(),
         })
     }
 
@@ -110,6 +112,14 @@ impl Federation {
             set.insert(application);
         }
         self.wake();
+    }
+
+    /// The root's series, over the instance cache (`/metrics`).
+    pub fn exposition(&self) -> crate::metrics::RootExposition {
+        crate::metrics::RootExposition {
+            metrics: self.metrics.clone(),
+            instances: self.instances.clone(),
+        }
     }
 
     pub fn tier_service(self: &Arc<Self>) -> pb::tier_server::TierServer<TierService<ClusterSide>> {

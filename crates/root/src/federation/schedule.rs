@@ -114,6 +114,7 @@ impl Federation {
             };
             let mut request = Request::new(&spec, &refused);
             request.context = Some(&context);
+            self.metrics.scheduling.attempted(1);
             match place_on_cluster(&request, &views) {
                 Ok(index) => {
                     // Later decisions of this pass see this one's reservation and spread.
@@ -127,6 +128,9 @@ impl Federation {
                     chosen.insert(instance.id.clone(), (cluster, spec, values));
                 }
                 Err(explanation) => {
+                    self.metrics
+                        .scheduling
+                        .failed(canopy_tier::metrics::failure_reason(&explanation));
                     // Say why the clusters that were asked refused, not only that they did.
                     let reason = match refusal_reasons {
                         Some(reasons) if !reasons.is_empty() => {
