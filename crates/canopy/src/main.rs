@@ -23,6 +23,7 @@ mod operations;
 mod output;
 mod overlay;
 mod secret_verbs;
+mod service_wide;
 mod sim;
 mod sse;
 mod streams;

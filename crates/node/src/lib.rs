@@ -37,6 +37,7 @@ use canopy_tier::pb;
 use canopy_tier::probe::Prober;
 use canopy_tier::{Assignment, Hello, Revocation, Timing, location_to_pb, unix_ms};
 use lifecycle::Local;
+pub use canopy_net::overlay::{claim_range, release_range};
 pub use overlay::OverlaySettings;
 use statefile::StateFile;
 use std::collections::BTreeMap;

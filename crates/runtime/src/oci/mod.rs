@@ -22,6 +22,7 @@
 mod bundle;
 mod cli;
 mod privilege;
+mod resolv;
 mod seccomp;
 mod seccomp_profile;
 
@@ -180,21 +181,6 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The host's resolver config minus loopback nameservers (unreachable from the container).
-fn resolv_conf() -> String {
-    fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            !(w.next() == Some("nameserver")
-                && w.next()
-                    .and_then(|a| a.parse::<IpAddr>().ok())
-                    .is_some_and(|a| a.is_loopback()))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
 
 impl OciRuntime {
     /// A runtime keeping its containers under `state_dir` (created if missing). Fails when
@@ -361,7 +347,14 @@ impl OciRuntime {
         }
         let files = [
             ("hosts", hosts, "/etc/hosts"),
-            ("resolv.conf", resolv_conf(), "/etc/resolv.conf"),
+            (
+                "resolv.conf",
+                resolv::resolv_conf(
+                    &fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                    net.and_then(|_| spec.env.get("CANOPY_DNS")?.parse().ok()),
+                ),
+                "/etc/resolv.conf",
+            ),
             ("hostname", format!("{hostname}\n"), "/etc/hostname"),
         ];
         let mut binds = Vec::new();
