@@ -93,7 +93,11 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let range = crate::overlay::attach(&agent, &args.overlay, &args.name, &args.cluster).await;
     start_node_probing(&agent, &args, &stop).await?;
     println!("canopy node {} linking to {}", args.name, args.cluster);
-    let ran = agent.clone().run(stop).await.context("running the node agent");
+    let ran = agent
+        .clone()
+        .run(stop)
+        .await
+        .context("running the node agent");
     crate::overlay::detach(&agent, range).await;
     ran
 }

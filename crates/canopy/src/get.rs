@@ -195,7 +195,9 @@ async fn list(client: &Client, request: &Request<'_>) -> anyhow::Result<Listing>
                 let instances: Vec<Instance> =
                     client.get(&format!("/api/v1/instances?{query}")).await?;
                 return Ok(Listing {
-                    table: Some(crate::service_wide::service_wide_table(&services, &instances)),
+                    table: Some(crate::service_wide::service_wide_table(
+                        &services, &instances,
+                    )),
                     keys: services.iter().map(key).collect(),
                     documents: Vec::new(),
                     document: String::new(),

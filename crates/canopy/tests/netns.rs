@@ -394,7 +394,10 @@ fn closest_picks_the_instance_behind_the_faster_link() {
     canopy_ok(&root.url, &["uncordon", "near"]);
     std::fs::write(&file, server_app(&www, 2, &marker)).unwrap();
     canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
-    assert_eq!(eventually(SETTLE, "replica 1 running", || placed(1)), "near");
+    assert_eq!(
+        eventually(SETTLE, "replica 1 running", || placed(1)),
+        "near"
+    );
 
     let dns: std::net::SocketAddr = format!("127.203.{}.1:53", tag % 250).parse().unwrap();
     let closest = eventually(SETTLE, "closest. resolved", || {

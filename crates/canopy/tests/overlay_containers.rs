@@ -123,7 +123,10 @@ spec:
     );
 
     // The container's resolver is its node's DNS, reached through its gateway.
-    let resolv = canopy_ok(&root.url, &["exec", &client, "--", "cat", "/etc/resolv.conf"]);
+    let resolv = canopy_ok(
+        &root.url,
+        &["exec", &client, "--", "cat", "/etc/resolv.conf"],
+    );
     assert_eq!(
         resolv.lines().find(|l| l.starts_with("nameserver")),
         Some(format!("nameserver {}", range.dns()).as_str()),
@@ -131,22 +134,11 @@ spec:
     );
 
     // By name, from inside the client's network namespace, through the proxy.
-    let page = eventually(SETTLE, "the server's page by name", || {
-        let out = canopy(
-            &root.url,
-            &[
-                "exec",
-                &client,
-                "--",
-                "wget",
-                "-qO-",
-                "http://server.web.default.canopy:8080/",
-            ],
-        );
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    });
+    let page = exec_until(
+        &root.url,
+        &client,
+        "wget -qO- http://server.web.default.canopy:8080/",
+    );
     assert_eq!(page, format!("served by {server}\n"));
 
     // The wide listing names the service and where its instance is.
@@ -166,14 +158,27 @@ spec:
     // An unknown service is NXDOMAIN for the container too.
     let unknown = canopy(
         &root.url,
-        &["exec", &client, "--", "nslookup", "nosuch.web.default.canopy"],
+        &[
+            "exec",
+            &client,
+            "--",
+            "nslookup",
+            "nosuch.web.default.canopy",
+        ],
     );
     assert!(!unknown.status.success(), "{unknown:?}");
 
     // Every service of the application is in the environment with its name's address.
     let env = canopy_ok(
         &root.url,
-        &["exec", &client, "--", "sh", "-c", "echo $CANOPY_SVC_SERVER_ADDR"],
+        &[
+            "exec",
+            &client,
+            "--",
+            "sh",
+            "-c",
+            "echo $CANOPY_SVC_SERVER_ADDR",
+        ],
     );
     let server_addr = env.trim().to_string();
     assert!(
@@ -182,7 +187,14 @@ spec:
     );
     let page = canopy_ok(
         &root.url,
-        &["exec", &client, "--", "wget", "-qO-", &format!("http://{server_addr}/")],
+        &[
+            "exec",
+            &client,
+            "--",
+            "wget",
+            "-qO-",
+            &format!("http://{server_addr}/"),
+        ],
     );
     assert_eq!(page, format!("served by {server}\n"));
 
@@ -227,15 +239,11 @@ spec:
     std::fs::write(&sla_file, sla.to_string()).unwrap();
     canopy_ok(&root.url, &["apply", "-f", sla_file.to_str().unwrap()]);
     let caller = eventually(SETTLE, "the SLA's caller running", || running("caller"));
-    let page = eventually(SETTLE, "the backend at its rr_ip", || {
-        let out = canopy(
-            &root.url,
-            &["exec", &caller, "--", "wget", "-qO-", &format!("http://{rr_ip}:8080/")],
-        );
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    });
+    let page = exec_until(
+        &root.url,
+        &caller,
+        &format!("wget -qO- http://{rr_ip}:8080/"),
+    );
     assert_eq!(page, "backend at the rr_ip\n");
     assert!(
         local_routes().contains(&format!("local {rr_ip} dev lo")),
@@ -263,7 +271,9 @@ struct FixedRoute(String);
 impl Drop for FixedRoute {
     fn drop(&mut self) {
         let _ = Command::new("ip")
-            .args(["route", "del", "local", &self.0, "dev", "lo", "table", "local"])
+            .args([
+                "route", "del", "local", &self.0, "dev", "lo", "table", "local",
+            ])
             .output();
     }
 }
@@ -274,4 +284,37 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Runs `command` in container `id` until it succeeds (its output) or [`SETTLE`] passes
+/// (then fails with what it and the container's resolver said last).
+fn exec_until(server: &str, id: &str, command: &str) -> String {
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let out = canopy(server, &["exec", id, "--", "sh", "-c", command]);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if std::time::Instant::now() > deadline {
+            let resolver = canopy(
+                server,
+                &[
+                    "exec",
+                    id,
+                    "--",
+                    "sh",
+                    "-c",
+                    "cat /etc/resolv.conf; nslookup server.web.default.canopy; ip route",
+                ],
+            );
+            panic!(
+                "{command} kept failing: {}{}\nthe container's resolver: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&resolver.stdout),
+                String::from_utf8_lossy(&resolver.stderr),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

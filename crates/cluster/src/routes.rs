@@ -51,7 +51,12 @@ impl ClusterState {
                 continue;
             }
             if !known {
-                declared = w.spec.ports.iter().map(|p| port(p.port, p.port, p)).collect();
+                declared = w
+                    .spec
+                    .ports
+                    .iter()
+                    .map(|p| port(p.port, p.port, p))
+                    .collect();
                 fixed = fixed_addresses(&w.spec.annotations)
                     .into_iter()
                     .map(|(address, policy)| pb::FixedAddress {
@@ -150,7 +155,13 @@ impl ClusterState {
             .values()
             .map(|p| &p.workload)
             .filter(|w| w.namespace == namespace && w.application == application)
-            .map(|w| (w.namespace.clone(), w.application.clone(), w.service.clone()))
+            .map(|w| {
+                (
+                    w.namespace.clone(),
+                    w.application.clone(),
+                    w.service.clone(),
+                )
+            })
             .collect();
         keys.sort();
         keys.dedup();

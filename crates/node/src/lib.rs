@@ -30,6 +30,7 @@ mod usage;
 
 use admission::NodeFacts;
 use canopy_model::{GeoPoint, IllegalTransition, NetworkCoordinate, ResourceAmounts, RuntimeKind};
+pub use canopy_net::overlay::{claim_range, release_range};
 use canopy_runtime::{Prestart, Runtime};
 use canopy_sched::demand;
 use canopy_tier::child::{self, Child, Outbox, Uplink};
@@ -37,7 +38,6 @@ use canopy_tier::pb;
 use canopy_tier::probe::Prober;
 use canopy_tier::{Assignment, Hello, Revocation, Timing, location_to_pb, unix_ms};
 use lifecycle::Local;
-pub use canopy_net::overlay::{claim_range, release_range};
 pub use overlay::OverlaySettings;
 use statefile::StateFile;
 use std::collections::BTreeMap;

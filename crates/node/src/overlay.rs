@@ -73,9 +73,10 @@ impl Agent {
                     .filter_map(endpoint_from_pb)
                     .collect()
             });
-            attached
-                .overlay
-                .set_ports(name.clone(), service.ports.iter().filter_map(port_from_pb).collect());
+            attached.overlay.set_ports(
+                name.clone(),
+                service.ports.iter().filter_map(port_from_pb).collect(),
+            );
             let fixed: Vec<(Ipv4Addr, Policy)> =
                 service.addresses.iter().filter_map(fixed_from_pb).collect();
             attached.overlay.set_routes(name.clone(), endpoints);
@@ -87,12 +88,20 @@ impl Agent {
 
     /// Makes a service's fixed addresses local to the host (once each), then listens on
     /// them.
-    fn fix_addresses(&self, attached: &Attached, name: ServiceName, fixed: Vec<(Ipv4Addr, Policy)>) {
+    fn fix_addresses(
+        &self,
+        attached: &Attached,
+        name: ServiceName,
+        fixed: Vec<(Ipv4Addr, Policy)>,
+    ) {
         let overlay = attached.overlay.clone();
         let claimed = attached.claimed.clone();
         tokio::spawn(async move {
             for (address, _) in &fixed {
-                let new = !claimed.lock().unwrap_or_else(|p| p.into_inner()).contains(address);
+                let new = !claimed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(address);
                 if new {
                     match overlay::claim_address(*address).await {
                         Ok(()) => {
@@ -117,11 +126,10 @@ impl Agent {
         let Some(attached) = self.overlay.get() else {
             return;
         };
-        let claimed: Vec<Ipv4Addr> = std::mem::take(
-            &mut *attached.claimed.lock().unwrap_or_else(|p| p.into_inner()),
-        )
-        .into_iter()
-        .collect();
+        let claimed: Vec<Ipv4Addr> =
+            std::mem::take(&mut *attached.claimed.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
         for address in claimed {
             if let Err(e) = overlay::release_address(address).await {
                 tracing::warn!(%address, error = %e, "a fixed address's route stays");

@@ -25,7 +25,11 @@ impl Agent {
                     let runtime = self.runtimes.get(&spec.runtime).cloned()?;
                     let tracker = Tracker::new(spec.restart_policy, local.record.restarts);
                     let w = &local.record.workload;
-                    let names = (w.namespace.clone(), w.application.clone(), w.service.clone());
+                    let names = (
+                        w.namespace.clone(),
+                        w.application.clone(),
+                        w.service.clone(),
+                    );
                     let spec = self.spec_of(&id, local);
                     Some((runtime, spec, names, tracker, local.op.clone()))
                 })

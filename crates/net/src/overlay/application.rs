@@ -25,7 +25,10 @@ impl ServiceAddress {
                 c => c.to_ascii_uppercase(),
             })
             .collect();
-        (format!("CANOPY_SVC_{service}_ADDR"), self.address.to_string())
+        (
+            format!("CANOPY_SVC_{service}_ADDR"),
+            self.address.to_string(),
+        )
     }
 }
 

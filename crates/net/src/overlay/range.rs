@@ -18,14 +18,7 @@ fn route_args(network: Ipv4Addr, verb: &str) -> Vec<String> {
 
 fn local_route(prefix: &str, verb: &str) -> Vec<String> {
     [
-        "route",
-        verb,
-        "local",
-        prefix,
-        "dev",
-        "lo",
-        "table",
-        "local",
+        "route", verb, "local", prefix, "dev", "lo", "table", "local",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -181,7 +181,6 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-
 impl OciRuntime {
     /// A runtime keeping its containers under `state_dir` (created if missing). Fails when
     /// the OCI runtime binary is missing, saying what to install.
@@ -361,6 +360,10 @@ impl OciRuntime {
         for (name, content, dest) in files {
             let p = dir.join(name);
             fs::write(&p, content).map_err(|e| RuntimeError::io("write", &p, e))?;
+            // World-readable whatever the agent's umask: a non-root workload reads them.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
+                .map_err(|e| RuntimeError::io("make readable", &p, e))?;
             binds.push((p, dest));
         }
         let cgroup = self.cgroups.as_ref().map(|c| c.instance(id));

@@ -29,7 +29,8 @@ pub(super) fn resolv_conf(host: &str, node_dns: Option<IpAddr>) -> String {
 mod tests {
     use super::*;
 
-    const HOST: &str = "search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\noptions ndots:2\n";
+    const HOST: &str =
+        "search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\noptions ndots:2\n";
 
     #[test]
     fn the_node_s_dns_replaces_the_host_s_nameservers() {
