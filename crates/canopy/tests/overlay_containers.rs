@@ -134,10 +134,13 @@ spec:
     );
 
     // By name, from inside the client's network namespace, through the proxy.
+    // busybox-static's own wget cannot resolve (its static glibc crashes in getaddrinfo),
+    // so the name is resolved by busybox nslookup, through the same resolv.conf.
     let page = exec_until(
         &root.url,
         &client,
-        "wget -qO- http://server.web.default.canopy:8080/",
+        "ip=$(nslookup server.web.default.canopy | awk '/^Address/ {a=$2} END {print a}') \
+         && wget -qO- http://$ip:8080/",
     );
     assert_eq!(page, format!("served by {server}\n"));
 
