@@ -188,16 +188,10 @@ spec:
         server_addr.starts_with(&range.0[..range.0.len() - 1]) && server_addr.ends_with(":8080"),
         "CANOPY_SVC_SERVER_ADDR={server_addr:?}"
     );
-    let page = canopy_ok(
+    let page = exec_until(
         &root.url,
-        &[
-            "exec",
-            &client,
-            "--",
-            "wget",
-            "-qO-",
-            &format!("http://{server_addr}/"),
-        ],
+        &client,
+        &format!("wget -qO- http://{server_addr}/"),
     );
     assert_eq!(page, format!("served by {server}\n"));
 
