@@ -91,12 +91,17 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     )
     .await?;
     let agent = open_node(&args, credentials).await?;
-    crate::overlay::attach(&agent, &args.overlay, &args.name, &args.cluster).await;
+    let range = crate::overlay::attach(&agent, &args.overlay, &args.name, &args.cluster).await;
     start_node_probing(&agent, &args, &stop).await?;
     serve_metrics(args.metrics_listen, Arc::new(agent.exposition()), &stop).await?;
     println!("canopy node {} linking to {}", args.name, args.cluster);
-    agent.run(stop).await.context("running the node agent")?;
-    Ok(())
+    let ran = agent
+        .clone()
+        .run(stop)
+        .await
+        .context("running the node agent");
+    crate::overlay::detach(&agent, range).await;
+    ran
 }
 
 /// Root, one cluster and one node in this process, linked over loopback exactly as separate
@@ -194,7 +199,11 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     println!("  try:       canopy apply -f examples/hello-process.yaml && canopy get instances");
     let node_task = tokio::spawn({
         let stop = stop.clone();
-        async move { agent.run(stop).await }
+        async move {
+            let ran = agent.clone().run(stop).await;
+            crate::overlay::detach(&agent, None).await;
+            ran
+        }
     });
     serve_root(root, listener, tls, stop).await?;
     tier_task.await.context("tier listener task")??;

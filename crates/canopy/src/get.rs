@@ -190,9 +190,20 @@ async fn list(client: &Client, request: &Request<'_>) -> anyhow::Result<Listing>
                 let (app, service) = split_service(name)?;
                 services.retain(|s| s.application == app && s.name == service);
             }
-            render(&services, output, service_table, |s| {
-                format!("{}/{}/{}", s.namespace, s.application, s.name)
-            })
+            let key = |s: &ServiceView| format!("{}/{}/{}", s.namespace, s.application, s.name);
+            if output == OutputFormat::Wide {
+                let instances: Vec<Instance> =
+                    client.get(&format!("/api/v1/instances?{query}")).await?;
+                return Ok(Listing {
+                    table: Some(crate::service_wide::service_wide_table(
+                        &services, &instances,
+                    )),
+                    keys: services.iter().map(key).collect(),
+                    documents: Vec::new(),
+                    document: String::new(),
+                });
+            }
+            render(&services, output, service_table, key)
         }
         Kind::Instance => {
             let mut instances: Vec<Instance> =

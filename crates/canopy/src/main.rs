@@ -25,6 +25,7 @@ mod overlay;
 mod rollout;
 mod root_store;
 mod secret_verbs;
+mod service_wide;
 mod sim;
 mod sse;
 mod streams;

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 #[derive(Debug, Args, Clone)]
 pub struct OverlayArgs {
-    /// The /24 on loopback this node's service addresses come from (`127.A.B.0`; its first
-    /// address answers DNS), `auto` (derived from the node's name) or `off`.
+    /// The /24 this node's service addresses come from (its first address answers DNS):
+    /// on loopback (`127.A.B.0`, reached by processes only), off loopback (e.g. `100.64.7.0`,
+    /// made local to the host with one route, reached by containers through their gateway
+    /// too), `auto` (on loopback, derived from the node's name) or `off`.
     #[arg(long, default_value = "auto")]
     pub overlay_network: String,
     /// Port of the node's DNS for service names.
@@ -31,16 +33,22 @@ impl Default for OverlayArgs {
 }
 
 /// Starts the node's DNS and proxy as `args` say. A node whose overlay cannot start (its
-/// DNS port taken) still runs its workloads: it says so and goes on without names.
-pub async fn attach(agent: &Arc<Agent>, args: &OverlayArgs, name: &str, cluster: &str) {
+/// DNS port taken) still runs its workloads: it says so and goes on without names. Returns
+/// the range made local to the host, which [`detach`] releases when the node stops.
+pub async fn attach(
+    agent: &Arc<Agent>,
+    args: &OverlayArgs,
+    name: &str,
+    cluster: &str,
+) -> Option<Ipv4Addr> {
     let network = match args.overlay_network.as_str() {
-        "off" => return,
+        "off" => return None,
         "auto" => derived_network(name),
         given => match given.parse::<Ipv4Addr>() {
             Ok(ip) => ip,
             Err(e) => {
                 eprintln!("canopy node {name}: --overlay-network {given}: {e}; overlay off");
-                return;
+                return None;
             }
         },
     };
@@ -54,12 +62,29 @@ pub async fn attach(agent: &Arc<Agent>, args: &OverlayArgs, name: &str, cluster:
         address: address.to_string(),
         resolv_conf: "/etc/resolv.conf".into(),
     };
+    if let Err(e) = canopy_node::claim_range(network).await {
+        tracing::warn!(error = %e, "the overlay range cannot be made local; no service names");
+        eprintln!("canopy node {name}: service names off: {e}");
+        return None;
+    }
     match agent.attach_overlay(settings).await {
         Ok(dns) => tracing::info!(%dns, %address, "service names answered"),
         Err(e) => {
             tracing::warn!(error = %e, "the node's DNS cannot start; no service names here");
             eprintln!("canopy node {name}: service names off: DNS: {e}");
         }
+    }
+    Some(network)
+}
+
+/// Releases the range [`attach`] made local and the fixed addresses the node took, once
+/// the node has stopped.
+pub async fn detach(agent: &Agent, range: Option<Ipv4Addr>) {
+    agent.detach_overlay().await;
+    if let Some(network) = range
+        && let Err(e) = canopy_node::release_range(network).await
+    {
+        tracing::warn!(error = %e, "the overlay range's route stays");
     }
 }
 

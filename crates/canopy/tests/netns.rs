@@ -247,3 +247,179 @@ spec:
     }
     drop(nodes);
 }
+
+const PORT: u16 = 18090;
+
+/// `canopy node NAME` inside network namespace `ns`, linked to the cluster through the
+/// host's address on its link.
+fn start_netns_node(ns: &str, host_ip: &str, cluster: &Daemon, dir: &Path, name: &str) -> Daemon {
+    let mut args = strings(&[
+        "netns",
+        "exec",
+        ns,
+        support::CANOPY,
+        "node",
+        "--cluster",
+        &format!("https://{host_ip}:{}", cluster.port()),
+        "--data",
+        &dir.join(name).display().to_string(),
+        "--name",
+        name,
+        "--probe-interval",
+        "0.2",
+        "--labels",
+        "role=server",
+    ]);
+    args.extend(support::node_join_args(cluster, name));
+    Daemon::start_program("ip", &args, false)
+}
+
+/// `name`'s A record from the DNS at `server`.
+fn resolve(server: std::net::SocketAddr, name: &str) -> Option<std::net::Ipv4Addr> {
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let mut query = Message::new();
+    query
+        .set_id(77)
+        .set_recursion_desired(true)
+        .add_query(Query::query(Name::from_ascii(name).ok()?, RecordType::A));
+    socket.send_to(&query.to_vec().ok()?, server).ok()?;
+    let mut buffer = [0u8; 1500];
+    let read = socket.recv(&mut buffer).ok()?;
+    let answer = Message::from_vec(&buffer[..read]).ok()?;
+    if answer.response_code() != ResponseCode::NoError {
+        return None;
+    }
+    answer.answers().iter().find_map(|r| match r.data() {
+        RData::A(a) => Some(a.0),
+        _ => None,
+    })
+}
+
+/// The replica that answers one HTTP GET through `address`.
+fn fetch(address: std::net::Ipv4Addr) -> Option<String> {
+    use std::io::{Read, Write};
+    let target = std::net::SocketAddr::from((address, PORT));
+    let mut stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply
+        .lines()
+        .find(|l| l.starts_with("replica-"))
+        .map(str::to_string)
+}
+
+fn server_app(www: &Path, replicas: u32, marker: &str) -> String {
+    let www = www.display();
+    format!(
+        "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: app}}\nspec:\n  services:\n\
+         \x20 - name: server\n    runtime: process\n    replicas: {replicas}\n    restartPolicy: never\n\
+         \x20   resources: {{cpu: 10m, memory: 8Mi}}\n    ports: [{{port: {PORT}}}]\n\
+         \x20   constraints:\n    - nodeSelector: [{{key: role, operator: In, values: [server]}}]\n\
+         \x20   - spread: {{maxPerNode: 1}}\n\
+         \x20   command: [/bin/sh, -c, 'd={www}/$CANOPY_INSTANCE; mkdir -p $d; echo replica-$CANOPY_REPLICA > $d/index.html; busybox httpd -f -p $CANOPY_NODE_ADDRESS:{PORT} -h $d; true', {marker}]\n"
+    )
+}
+
+/// `closest.` across namespaces: replica 0 of a service runs behind an 80 ms link, replica
+/// 1 behind a 10 ms one; a client node on the host resolves `closest.` and its connections
+/// go to replica 1 (ordering by replica would give 0), while `rr.` reaches both.
+#[test]
+fn closest_picks_the_instance_behind_the_faster_link() {
+    require();
+    let tag = std::process::id() % 1000;
+    let network = Network::create(tag, &[10.0, 80.0]);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("canopy-closest-{tag}");
+    let _cleanup = KillOnDrop(marker.clone());
+    let root = start_root(dir.path());
+    let cluster = start_cluster(
+        dir.path(),
+        &root,
+        "c0",
+        &["--listen", "0.0.0.0:0", "--probe-interval", "0.2"],
+    );
+    let near = start_netns_node(
+        &network.namespaces[0],
+        &network.host_ips[0],
+        &cluster,
+        dir.path(),
+        "near",
+    );
+    let far = start_netns_node(
+        &network.namespaces[1],
+        &network.host_ips[1],
+        &cluster,
+        dir.path(),
+        "far",
+    );
+    let client_range = format!("127.203.{}.0", tag % 250);
+    let mut args = strings(&[
+        "node",
+        "--cluster",
+        &format!("https://127.0.0.1:{}", cluster.port()),
+        "--data",
+        &dir.path().join("client").display().to_string(),
+        "--name",
+        "client",
+        "--probe-interval",
+        "0.2",
+        "--overlay-network",
+        &client_range,
+    ]);
+    args.extend(support::node_join_args(&cluster, "client"));
+    let client = Daemon::start(&args, false);
+    eventually(SETTLE, "3 ready nodes", || {
+        let nodes = canopy_json(&root.url, &["get", "nodes"]);
+        (nodes.iter().filter(|n| n["state"] == "Ready").count() == 3).then_some(())
+    });
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let file = dir.path().join("app.yaml");
+    let placed = |replica: u64| {
+        canopy_json(&root.url, &["get", "instances"])
+            .into_iter()
+            .find(|i| i["replica"] == replica && i["state"] == "Running")
+            .and_then(|i| Some(i["node"].as_str()?.to_string()))
+    };
+    // Replica 0 on the far node (the near one cordoned), then replica 1 on the near one.
+    canopy_ok(&root.url, &["cordon", "near"]);
+    std::fs::write(&file, server_app(&www, 1, &marker)).unwrap();
+    canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(eventually(SETTLE, "replica 0 running", || placed(0)), "far");
+    canopy_ok(&root.url, &["uncordon", "near"]);
+    std::fs::write(&file, server_app(&www, 2, &marker)).unwrap();
+    canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        eventually(SETTLE, "replica 1 running", || placed(1)),
+        "near"
+    );
+
+    let dns: std::net::SocketAddr = format!("127.203.{}.1:53", tag % 250).parse().unwrap();
+    let closest = eventually(SETTLE, "closest. resolved", || {
+        resolve(dns, "closest.server.app.default.canopy")
+    });
+    // Once the coordinates tell the links apart (they start unknown), every connection.
+    eventually(SETTLE, "closest. reaching the near replica", || {
+        (fetch(closest).as_deref() == Some("replica-1")).then_some(())
+    });
+    for n in 0..20 {
+        assert_eq!(
+            fetch(closest).as_deref(),
+            Some("replica-1"),
+            "connection {n} through closest."
+        );
+    }
+    let rr = resolve(dns, "rr.server.app.default.canopy").expect("rr. resolves");
+    let seen: std::collections::BTreeSet<String> = (0..10).filter_map(|_| fetch(rr)).collect();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["replica-0", "replica-1"],
+        "rr. reaches both replicas"
+    );
+    drop((client, near, far));
+}

@@ -47,6 +47,16 @@ impl ClusterState {
                 fresh.push(key);
             }
         }
+        // A whole application's services: sent now, whatever the node had.
+        for app in &interest.applications {
+            for key in self.services_of(&app.namespace, &app.application) {
+                let nodes = self.interests.by_service.entry(key.clone()).or_default();
+                nodes.insert(node.to_string(), until);
+                if !fresh.contains(&key) {
+                    fresh.push(key);
+                }
+            }
+        }
         let mut routes = Vec::new();
         for key in fresh {
             let current = self.routes_for(&key, node, &self.interests.addresses);

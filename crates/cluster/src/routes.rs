@@ -2,6 +2,7 @@
 //! at the address that node can reach it on, with the estimated round trip from that node.
 
 use crate::state::ClusterState;
+use canopy_model::oakestra::{AddressPolicy, fixed_addresses};
 use canopy_model::{InstanceState, RuntimeKind};
 use canopy_tier::{coordinate_from_pb, pb};
 use std::collections::BTreeMap;
@@ -37,6 +38,8 @@ impl ClusterState {
         node_addresses: &BTreeMap<String, String>,
     ) -> pb::ServiceRoutes {
         let mut known = false;
+        let mut declared = Vec::new();
+        let mut fixed = Vec::new();
         let mut endpoints = Vec::new();
         let from = self
             .nodes
@@ -47,13 +50,32 @@ impl ClusterState {
             if (&w.namespace, &w.application, &w.service) != (&service.0, &service.1, &service.2) {
                 continue;
             }
+            if !known {
+                declared = w
+                    .spec
+                    .ports
+                    .iter()
+                    .map(|p| port(p.port, p.port, p))
+                    .collect();
+                fixed = fixed_addresses(&w.spec.annotations)
+                    .into_iter()
+                    .map(|(address, policy)| pb::FixedAddress {
+                        address: address.to_string(),
+                        policy: match policy {
+                            AddressPolicy::RoundRobin => "rr".to_string(),
+                            AddressPolicy::Closest => "closest".to_string(),
+                            AddressPolicy::Replica(n) => n.to_string(),
+                        },
+                    })
+                    .collect();
+            }
             known = true;
+            if !routable(placed) {
+                continue;
+            }
             let Some(node) = placed.node.as_deref() else {
                 continue;
             };
-            if placed.state != InstanceState::Running || !placed.ready {
-                continue;
-            }
             let node_address = node_addresses.get(node).filter(|a| !a.is_empty());
             let own = placed.details.addresses.first();
             let process = w.spec.runtime == RuntimeKind::Process;
@@ -121,8 +143,35 @@ impl ClusterState {
             name: Some(name_of(service)),
             known,
             endpoints,
+            ports: declared,
+            addresses: fixed,
         }
     }
+
+    /// The services of one application placed in this cluster.
+    pub fn services_of(&self, namespace: &str, application: &str) -> Vec<ServiceKey> {
+        let mut keys: Vec<ServiceKey> = self
+            .instances
+            .values()
+            .map(|p| &p.workload)
+            .filter(|w| w.namespace == namespace && w.application == application)
+            .map(|w| {
+                (
+                    w.namespace.clone(),
+                    w.application.clone(),
+                    w.service.clone(),
+                )
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+/// The one place that decides which instances get traffic: running and ready ones.
+fn routable(placed: &crate::placed::Placed) -> bool {
+    placed.node.is_some() && placed.state == InstanceState::Running && placed.ready
 }
 
 fn port(port: u16, target: u16, spec: &canopy_model::PortSpec) -> pb::PortRoute {

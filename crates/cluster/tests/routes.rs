@@ -100,6 +100,7 @@ fn ask(
         services: services.iter().map(|s| name(s)).collect(),
         address: address.into(),
         renewal,
+        applications: Vec::new(),
     };
     state.node_interest(node, interest, now, &mut fx);
     fx
@@ -207,4 +208,45 @@ fn interest_not_renewed_lapses_and_no_routes_follow() {
     assert!(routes(&fx).is_empty(), "{:?}", routes(&fx));
     let fx = ask(&mut state, client, &["web"], "127.0.0.11", false, renewed);
     assert_eq!(routes(&fx).len(), 1);
+}
+
+#[test]
+fn an_application_s_services_are_sent_with_their_ports_before_any_instance_is_ready() {
+    let now = start();
+    let (mut state, _) = cluster(now);
+    let mut fx = Effects::default();
+    let interest = pb::Interest {
+        applications: vec![name("")],
+        ..pb::Interest::default()
+    };
+    state.node_interest("b", interest, now, &mut fx);
+    let sent: Vec<&pb::ServiceRoutes> = fx
+        .to_nodes
+        .iter()
+        .filter_map(|(node, m)| match m {
+            ToNode::Routes(r) if node == "b" => Some(r),
+            _ => None,
+        })
+        .flat_map(|r| &r.services)
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].name, Some(name("web")));
+    assert!(sent[0].known && sent[0].endpoints.is_empty());
+    let ports: Vec<(u32, u32, &str)> = sent[0]
+        .ports
+        .iter()
+        .map(|p| (p.port, p.target, p.protocol.as_str()))
+        .collect();
+    assert_eq!(ports, [(8080, 8080, "tcp")]);
+    // Another application of the namespace has nothing here.
+    let mut fx = Effects::default();
+    let other = pb::Interest {
+        applications: vec![pb::ServiceName {
+            application: "other".into(),
+            ..name("")
+        }],
+        ..pb::Interest::default()
+    };
+    state.node_interest("b", other, now, &mut fx);
+    assert!(fx.to_nodes.is_empty(), "{:?}", fx.to_nodes);
 }

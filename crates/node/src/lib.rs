@@ -32,6 +32,7 @@ mod usage;
 
 use admission::NodeFacts;
 use canopy_model::{GeoPoint, IllegalTransition, NetworkCoordinate, ResourceAmounts, RuntimeKind};
+pub use canopy_net::overlay::{claim_range, release_range};
 use canopy_runtime::{Prestart, Runtime};
 use canopy_sched::demand;
 use canopy_tier::child::{self, Child, Outbox, Uplink};

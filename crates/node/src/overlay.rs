@@ -2,7 +2,7 @@
 //! become interest sent up, routes coming down feed the DNS and the proxy.
 
 use crate::Agent;
-use canopy_net::overlay::{self, Endpoint, Overlay, PortRoute, ServiceName};
+use canopy_net::overlay::{self, Endpoint, Overlay, Policy, PortRoute, ServiceName};
 use canopy_tier::pb;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -28,11 +28,15 @@ impl Agent {
     ) -> std::io::Result<SocketAddr> {
         let uplink = self.uplink.clone();
         let address = settings.address.clone();
-        let ask: overlay::Ask = Arc::new(move |services: Vec<ServiceName>, renewal| {
+        let ask: overlay::Ask = Arc::new(move |names: Vec<ServiceName>, renewal| {
+            // A name without its service asks for the whole application.
+            let (applications, services): (Vec<_>, Vec<_>) =
+                names.iter().partition(|n| n.service.is_empty());
             uplink.interest(pb::Interest {
-                services: services.iter().map(name_to_pb).collect(),
+                services: services.into_iter().map(name_to_pb).collect(),
                 address: address.clone(),
                 renewal,
+                applications: applications.into_iter().map(name_to_pb).collect(),
             });
         });
         let node_overlay = Overlay::new(settings.network, ask);
@@ -48,6 +52,7 @@ impl Agent {
             overlay: node_overlay,
             dns,
             address: settings.address,
+            claimed: Default::default(),
         });
         Ok(dns)
     }
@@ -68,7 +73,67 @@ impl Agent {
                     .filter_map(endpoint_from_pb)
                     .collect()
             });
-            attached.overlay.set_routes(name, endpoints);
+            attached.overlay.set_ports(
+                name.clone(),
+                service.ports.iter().filter_map(port_from_pb).collect(),
+            );
+            let fixed: Vec<(Ipv4Addr, Policy)> =
+                service.addresses.iter().filter_map(fixed_from_pb).collect();
+            attached.overlay.set_routes(name.clone(), endpoints);
+            if !fixed.is_empty() {
+                self.fix_addresses(attached, name, fixed);
+            }
+        }
+    }
+
+    /// Makes a service's fixed addresses local to the host (once each), then listens on
+    /// them.
+    fn fix_addresses(
+        &self,
+        attached: &Attached,
+        name: ServiceName,
+        fixed: Vec<(Ipv4Addr, Policy)>,
+    ) {
+        let overlay = attached.overlay.clone();
+        let claimed = attached.claimed.clone();
+        tokio::spawn(async move {
+            for (address, _) in &fixed {
+                let new = !claimed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(address);
+                if new {
+                    match overlay::claim_address(*address).await {
+                        Ok(()) => {
+                            claimed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(*address);
+                        }
+                        Err(e) => tracing::warn!(%address, error = %e, "fixed address not local"),
+                    }
+                }
+            }
+            let taken = overlay.set_fixed(&name, &fixed);
+            if taken.len() < fixed.len() {
+                tracing::warn!(%name, "a fixed address is another service's; left out");
+            }
+        });
+    }
+
+    /// Releases the fixed addresses made local (when the node stops).
+    pub async fn detach_overlay(&self) {
+        let Some(attached) = self.overlay.get() else {
+            return;
+        };
+        let claimed: Vec<Ipv4Addr> =
+            std::mem::take(&mut *attached.claimed.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        for address in claimed {
+            if let Err(e) = overlay::release_address(address).await {
+                tracing::warn!(%address, error = %e, "a fixed address's route stays");
+            }
         }
     }
 
@@ -77,6 +142,26 @@ impl Agent {
         if let Some(attached) = self.overlay.get() {
             attached.overlay.resync();
         }
+    }
+
+    /// `CANOPY_SVC_<SERVICE>_ADDR` for each service of the workload's application (its plain
+    /// name's address here and its first port), asked from the cluster as it starts.
+    pub(crate) async fn overlay_service_env(
+        &self,
+        namespace: &str,
+        application: &str,
+        service: &str,
+    ) -> Vec<(String, String)> {
+        let Some(attached) = self.overlay.get() else {
+            return Vec::new();
+        };
+        attached
+            .overlay
+            .application_addresses(namespace, application, service)
+            .await
+            .iter()
+            .map(|a| a.env())
+            .collect()
     }
 
     /// What workloads are told of the overlay.
@@ -97,6 +182,8 @@ pub(crate) struct Attached {
     overlay: Overlay,
     dns: SocketAddr,
     address: String,
+    /// Fixed addresses made local to the host, released when the node stops.
+    claimed: Arc<std::sync::Mutex<std::collections::BTreeSet<Ipv4Addr>>>,
 }
 
 fn name_to_pb(name: &ServiceName) -> pb::ServiceName {
@@ -118,17 +205,7 @@ fn name_from_pb(name: &pb::ServiceName) -> ServiceName {
 /// None for an endpoint whose address does not parse (nothing could be sent there).
 fn endpoint_from_pb(endpoint: &pb::Endpoint) -> Option<Endpoint> {
     let address: IpAddr = endpoint.address.parse().ok()?;
-    let ports = endpoint
-        .ports
-        .iter()
-        .filter_map(|p| {
-            Some(PortRoute {
-                port: u16::try_from(p.port).ok()?,
-                target: u16::try_from(p.target).ok()?,
-                udp: p.protocol == "udp",
-            })
-        })
-        .collect();
+    let ports = endpoint.ports.iter().filter_map(port_from_pb).collect();
     Some(Endpoint {
         instance: endpoint.instance_id.clone(),
         replica: endpoint.replica,
@@ -137,4 +214,21 @@ fn endpoint_from_pb(endpoint: &pb::Endpoint) -> Option<Endpoint> {
         ports,
         rtt_ms: (endpoint.rtt_ms >= 0.0).then_some(endpoint.rtt_ms),
     })
+}
+
+fn port_from_pb(p: &pb::PortRoute) -> Option<PortRoute> {
+    Some(PortRoute {
+        port: u16::try_from(p.port).ok()?,
+        target: u16::try_from(p.target).ok()?,
+        udp: p.protocol == "udp",
+    })
+}
+
+fn fixed_from_pb(fixed: &pb::FixedAddress) -> Option<(Ipv4Addr, Policy)> {
+    let policy = match fixed.policy.as_str() {
+        "rr" => Policy::RoundRobin,
+        "closest" => Policy::Closest,
+        n => Policy::Replica(n.parse().ok()?),
+    };
+    Some((fixed.address.parse().ok()?, policy))
 }

@@ -24,14 +24,34 @@ impl Agent {
                     let spec = &local.record.workload.spec;
                     let runtime = self.runtimes.get(&spec.runtime).cloned()?;
                     let tracker = Tracker::new(spec.restart_policy, local.record.restarts);
-                    Some((runtime, self.spec_of(&id, local), tracker, local.op.clone()))
+                    let w = &local.record.workload;
+                    let names = (
+                        w.namespace.clone(),
+                        w.application.clone(),
+                        w.service.clone(),
+                    );
+                    let spec = self.spec_of(&id, local);
+                    Some((runtime, spec, names, tracker, local.op.clone()))
                 })
         };
-        let Some((runtime, spec, mut tracker, op)) = found else {
+        let Some((runtime, mut spec, (namespace, application, service), mut tracker, op)) = found
+        else {
             return;
         };
         let mut start = !adopted;
+        let mut service_env = false;
         loop {
+            // Before the first start (an adopted instance has its environment already):
+            // outside the lock, as the cluster is asked, which takes a round trip.
+            if start && !service_env {
+                service_env = true;
+                for (var, value) in self
+                    .overlay_service_env(&namespace, &application, &service)
+                    .await
+                {
+                    spec.env.entry(var).or_insert(value);
+                }
+            }
             let began = Instant::now();
             let exit = if start {
                 match self.start_once(runtime.as_ref(), &spec, &op).await {

@@ -34,12 +34,15 @@
 //! **reported** as a warning at its Oakestra path; nothing is dropped silently. Fields that
 //! hold Oakestra's documented default (`0`, `""`, `[]`, `false`, `{}`) carry no information
 //! and are accepted without annotation.
+//! The kept `addresses` (`rr_ip`, `closest_ip`, `instances[].instance_ip`) are read back
+//! by the overlay ([`fixed_addresses`]) as virtual addresses with their policies.
 //!
 //! Errors and warnings use Oakestra's paths: `applications[0].microservices[1].virtualization`.
 //! Errors found by native validation after mapping are translated back to the Oakestra field
 //! where there is one (`...microservices[1].memory` for `resources.memory`), and otherwise to
 //! the microservice (or application) with the native field named in the reason.
 
+mod addresses;
 mod annotations;
 mod constraints;
 mod names;
@@ -47,6 +50,7 @@ mod origin;
 mod service;
 mod values;
 
+pub use addresses::{ADDRESSES_ANNOTATION, AddressPolicy, fixed_addresses};
 pub use annotations::ANNOTATION_PREFIX;
 pub use names::normalise_name;
 

@@ -53,7 +53,7 @@ const KEPT_SERVICE_FIELDS: &[(&str, &str)] = &[
     ("state", "Canopy does not restore state files"),
     (
         "addresses",
-        "Canopy addresses services by name (<service>.<app>.<namespace>.canopy), not by fixed IPs",
+        "the overlay honours rr_ip, closest_ip and instances[].instance_ip as virtual addresses on the nodes of the application's workloads",
     ),
     ("added_files", "Canopy does not fetch added files"),
     (

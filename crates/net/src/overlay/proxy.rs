@@ -13,34 +13,39 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The [`Listen`] that opens real listeners, TCP or UDP (on the tokio runtime it is
-/// called on).
+/// called on). The socket is bound before it returns, so a name's address answers as soon
+/// as the DNS gave it out; serving goes on in a task.
 pub fn listener() -> Listen {
     Arc::new(
         |overlay: Overlay, address: Ipv4Addr, port: u16, udp: bool| {
-            tokio::spawn(async move {
-                let bind = SocketAddr::from((address, port));
-                let opened = if udp {
-                    match UdpSocket::bind(bind).await {
-                        Ok(socket) => {
-                            super::udp::relay(overlay.clone(), socket, address, port).await;
-                            return;
-                        }
-                        Err(e) => e,
-                    }
-                } else {
-                    match TcpListener::bind(bind).await {
-                        Ok(listener) => {
-                            serve(overlay.clone(), listener, address, port).await;
-                            return;
-                        }
-                        Err(e) => e,
-                    }
-                };
-                tracing::warn!(%bind, udp, error = %opened, "cannot open a service listener");
+            let bind = SocketAddr::from((address, port));
+            let opened = if udp {
+                bind_udp(bind).map(|socket| {
+                    tokio::spawn(super::udp::relay(overlay.clone(), socket, address, port));
+                })
+            } else {
+                bind_tcp(bind).map(|listener| {
+                    tokio::spawn(serve(overlay.clone(), listener, address, port));
+                })
+            };
+            if let Err(e) = opened {
+                tracing::warn!(%bind, udp, error = %e, "cannot open a service listener");
                 overlay.listener_failed(address, port, udp);
-            });
+            }
         },
     )
+}
+
+fn bind_tcp(bind: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(bind)?;
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
+fn bind_udp(bind: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(bind)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
 }
 
 async fn serve(overlay: Overlay, listener: TcpListener, address: Ipv4Addr, port: u16) {

@@ -3,7 +3,7 @@
 //! asks it to resolve, the proxy asks it where a new connection goes.
 
 use super::name::{self, Policy, ServiceName};
-use super::policy::{self, Endpoint};
+use super::policy::{self, Endpoint, PortRoute};
 use super::vips::VirtualAddresses;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,24 +38,31 @@ pub type Listen = Arc<dyn Fn(Overlay, Ipv4Addr, u16, bool) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Overlay {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     state: Mutex<State>,
-    changed: Notify,
-    ask: Ask,
+    pub(super) changed: Notify,
+    pub(super) ask: Ask,
     listen: Mutex<Option<Listen>>,
 }
 
-struct State {
+pub(super) struct State {
     /// `None`: the cluster knows no such service.
-    services: BTreeMap<ServiceName, Option<Vec<Endpoint>>>,
-    vips: VirtualAddresses,
+    pub(super) services: BTreeMap<ServiceName, Option<Vec<Endpoint>>>,
+    /// The ports each service declares, as its cluster sent them.
+    pub(super) declared: BTreeMap<ServiceName, Vec<PortRoute>>,
+    /// Route messages received so far (an answer is any later one).
+    pub(super) updates: u64,
+    pub(super) vips: VirtualAddresses,
     turns: BTreeMap<(ServiceName, Policy), u64>,
     /// (address, port, udp) listened on.
     listening: std::collections::BTreeSet<(Ipv4Addr, u16, bool)>,
-    used: BTreeMap<ServiceName, Instant>,
+    pub(super) used: BTreeMap<ServiceName, Instant>,
+    /// Services whose addresses workloads were given in their environment: their routes
+    /// never lapse (the workload may dial them at any time).
+    pub(super) pinned: std::collections::BTreeSet<ServiceName>,
 }
 
 impl Overlay {
@@ -65,10 +72,13 @@ impl Overlay {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     services: BTreeMap::new(),
+                    declared: BTreeMap::new(),
+                    updates: 0,
                     vips: VirtualAddresses::new(network),
                     turns: BTreeMap::new(),
                     listening: Default::default(),
                     used: BTreeMap::new(),
+                    pinned: Default::default(),
                 }),
                 changed: Notify::new(),
                 ask,
@@ -87,7 +97,7 @@ impl Overlay {
         *self.inner.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(listen);
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -130,22 +140,34 @@ impl Overlay {
 
     /// The cluster's word on `name`: its ready endpoints, or `None` for no such service.
     pub fn set_routes(&self, name: ServiceName, endpoints: Option<Vec<Endpoint>>) {
-        self.lock().services.insert(name.clone(), endpoints);
+        {
+            let mut state = self.lock();
+            state.services.insert(name.clone(), endpoints);
+            state.updates += 1;
+        }
         self.open_listeners(&name);
         self.inner.changed.notify_waiters();
     }
 
+    /// The ports `name` declares (its routes replace them as they come).
+    pub fn set_ports(&self, name: ServiceName, ports: Vec<PortRoute>) {
+        self.lock().declared.insert(name, ports);
+    }
+
     /// Opens a listener for each port of `name` on each of its addresses, once.
-    fn open_listeners(&self, name: &ServiceName) {
+    pub(super) fn open_listeners(&self, name: &ServiceName) {
         let new: Vec<(Ipv4Addr, u16, bool)> = {
             let mut state = self.lock();
+            let declared = state.declared.get(name).into_iter().flatten();
             let ports: std::collections::BTreeSet<(u16, bool)> = state
                 .services
                 .get(name)
                 .and_then(|e| e.as_ref())
                 .into_iter()
                 .flatten()
-                .flat_map(|e| e.ports.iter().map(|p| (p.port, p.udp)))
+                .flat_map(|e| e.ports.iter())
+                .chain(declared)
+                .map(|p| (p.port, p.udp))
                 .collect();
             let addresses: Vec<Ipv4Addr> = state.vips.of_service(name).collect();
             let wanted: Vec<(Ipv4Addr, u16, bool)> = addresses
@@ -202,7 +224,9 @@ impl Overlay {
         let stale: Vec<ServiceName> = state
             .used
             .iter()
-            .filter(|(_, at)| now.saturating_duration_since(**at) > INTEREST_TTL)
+            .filter(|(name, at)| {
+                now.saturating_duration_since(**at) > INTEREST_TTL && !state.pinned.contains(*name)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in &stale {

@@ -12,6 +12,8 @@ pub struct VirtualAddresses {
     network: [u8; 3],
     by_name: BTreeMap<(ServiceName, Policy), Ipv4Addr>,
     by_address: BTreeMap<Ipv4Addr, (ServiceName, Policy)>,
+    /// Addresses fixed by the service's descriptor (Oakestra's), outside the range.
+    fixed: BTreeMap<Ipv4Addr, (ServiceName, Policy)>,
 }
 
 /// The host part of the node's DNS address.
@@ -27,6 +29,7 @@ impl VirtualAddresses {
             network: [a, b, c],
             by_name: BTreeMap::new(),
             by_address: BTreeMap::new(),
+            fixed: BTreeMap::new(),
         }
     }
 
@@ -58,15 +61,34 @@ impl VirtualAddresses {
     }
 
     pub fn lookup(&self, address: Ipv4Addr) -> Option<&(ServiceName, Policy)> {
-        self.by_address.get(&address)
+        self.by_address
+            .get(&address)
+            .or_else(|| self.fixed.get(&address))
     }
 
-    /// The addresses given to any policy of `name`.
+    /// Fixes `address` to (`name`, `policy`); false when another service has it.
+    pub fn fix(&mut self, address: Ipv4Addr, name: &ServiceName, policy: Policy) -> bool {
+        if self.by_address.contains_key(&address)
+            || self.fixed.get(&address).is_some_and(|(n, _)| n != name)
+        {
+            return false;
+        }
+        self.fixed.insert(address, (name.clone(), policy));
+        true
+    }
+
+    /// The addresses given to any policy of `name`, fixed ones too.
     pub fn of_service<'a>(&'a self, name: &'a ServiceName) -> impl Iterator<Item = Ipv4Addr> + 'a {
+        let fixed = self
+            .fixed
+            .iter()
+            .filter(move |(_, (n, _))| n == name)
+            .map(|(address, _)| *address);
         self.by_name
             .iter()
             .filter(move |((n, _), _)| n == name)
             .map(|(_, address)| *address)
+            .chain(fixed)
     }
 }
 
@@ -98,6 +120,17 @@ mod tests {
             Some(&(name("a"), Policy::Replica(2)))
         );
         assert_eq!(vips.of_service(&name("a")).count(), 2);
+    }
+
+    #[test]
+    fn a_fixed_address_belongs_to_one_service() {
+        let mut vips = VirtualAddresses::new(Ipv4Addr::new(127, 77, 3, 0));
+        let fixed = Ipv4Addr::new(10, 30, 0, 1);
+        assert!(vips.fix(fixed, &name("a"), Policy::RoundRobin));
+        assert!(vips.fix(fixed, &name("a"), Policy::RoundRobin));
+        assert!(!vips.fix(fixed, &name("b"), Policy::RoundRobin));
+        assert_eq!(vips.lookup(fixed), Some(&(name("a"), Policy::RoundRobin)));
+        assert_eq!(vips.of_service(&name("a")).collect::<Vec<_>>(), [fixed]);
     }
 
     #[test]

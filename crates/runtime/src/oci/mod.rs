@@ -22,6 +22,7 @@
 mod bundle;
 mod cli;
 mod privilege;
+mod resolv;
 mod seccomp;
 mod seccomp_profile;
 
@@ -177,22 +178,6 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().nth(4))
         .filter(|m| *m == prefix || m.starts_with(&format!("{prefix}/")))
         .map(str::to_string)
-        .collect()
-}
-
-/// The host's resolver config minus loopback nameservers (unreachable from the container).
-fn resolv_conf() -> String {
-    fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            !(w.next() == Some("nameserver")
-                && w.next()
-                    .and_then(|a| a.parse::<IpAddr>().ok())
-                    .is_some_and(|a| a.is_loopback()))
-        })
-        .map(|l| format!("{l}\n"))
         .collect()
 }
 
@@ -361,13 +346,24 @@ impl OciRuntime {
         }
         let files = [
             ("hosts", hosts, "/etc/hosts"),
-            ("resolv.conf", resolv_conf(), "/etc/resolv.conf"),
+            (
+                "resolv.conf",
+                resolv::resolv_conf(
+                    &fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                    net.and_then(|_| spec.env.get("CANOPY_DNS")?.parse().ok()),
+                ),
+                "/etc/resolv.conf",
+            ),
             ("hostname", format!("{hostname}\n"), "/etc/hostname"),
         ];
         let mut binds = Vec::new();
         for (name, content, dest) in files {
             let p = dir.join(name);
             fs::write(&p, content).map_err(|e| RuntimeError::io("write", &p, e))?;
+            // World-readable whatever the agent's umask: a non-root workload reads them.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
+                .map_err(|e| RuntimeError::io("make readable", &p, e))?;
             binds.push((p, dest));
         }
         let cgroup = self.cgroups.as_ref().map(|c| c.instance(id));
