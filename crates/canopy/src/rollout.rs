@@ -25,6 +25,7 @@ pub enum RolloutCommand {
     Undo {
         #[command(flatten)]
         target: Target,
+        /// The revision to go back to (see `rollout status`); the previous one when absent.
         #[arg(long)]
         to_revision: Option<u64>,
     },
@@ -36,6 +37,7 @@ pub struct Target {
     pub client: ClientArgs,
     /// The service, as `APPLICATION/SERVICE`.
     pub service: String,
+    /// The application's namespace.
     #[arg(short, long, default_value = canopy_model::DEFAULT_NAMESPACE)]
     pub namespace: String,
 }

@@ -37,6 +37,7 @@ fn worth(instance: &Instance) -> u8 {
 pub fn plan(instances: &[&Instance], replicas: u32, template: Option<&str>) -> Plan {
     let mut plan = Plan::default();
     let mut candidates = Vec::new();
+    let mut ended = Vec::new();
     for (index, instance) in instances.iter().enumerate() {
         match instance.state {
             InstanceState::Terminated => plan.delete.push(index),
@@ -46,8 +47,14 @@ pub fn plan(instances: &[&Instance], replicas: u32, template: Option<&str>) -> P
                 let current = template == Some(instance.template_hash.as_str());
                 if current && !state.is_final() {
                     candidates.push(index);
+                } else if current
+                    && matches!(state, InstanceState::Succeeded | InstanceState::Failed)
+                {
+                    // Ended as its restart policy says (a one-shot run): its ordinal is
+                    // done, not missing, until the spec changes or the replicas go down.
+                    ended.push(index);
                 } else {
-                    // An old spec's, or one that ended (its node still holds its state).
+                    // An old spec's, or one lost with its node.
                     plan.retire.push(index);
                 }
             }
@@ -61,6 +68,9 @@ pub fn plan(instances: &[&Instance], replicas: u32, template: Option<&str>) -> P
             .then(a.created_at.cmp(&b.created_at))
             .then(a.replica.cmp(&b.replica))
     });
+    // Ended ones are worth the least: kept only where no live instance has their place.
+    ended.sort_by_key(|&i| (instances[i].created_at, instances[i].replica));
+    candidates.extend(ended);
     let kept: Vec<usize> = candidates.iter().copied().take(replicas as usize).collect();
     plan.retire
         .extend(candidates.iter().copied().skip(replicas as usize));
@@ -186,10 +196,29 @@ mod tests {
             asked_to_stop,
         ];
         let plan = planned(&instances, 2);
-        assert_eq!(plan.retire, [0, 1]);
+        assert_eq!(plan.retire, [0]);
         assert_eq!(plan.delete, [3]);
-        assert!(plan.keep.is_empty());
-        assert_eq!(plan.create, [0, 1]);
+        assert_eq!(plan.keep, [(1, 0)], "a failed run holds its ordinal");
+        assert_eq!(plan.create, [1]);
+    }
+
+    #[test]
+    fn ended_runs_hold_their_ordinals_but_lost_ones_are_replaced() {
+        use InstanceState::*;
+        let instances = [
+            instance(0, Succeeded, 10),
+            instance(1, Lost, 10),
+            instance(2, Failed, 10),
+        ];
+        let plan = planned(&instances, 3);
+        assert_eq!(plan.keep, [(0, 0), (2, 2)]);
+        assert_eq!(plan.retire, [1]);
+        assert_eq!(plan.create, [1]);
+        // Scaled down, an ended run goes before a live one.
+        let live = [instance(0, Succeeded, 10), instance(1, Running, 10)];
+        let plan = planned(&live, 1);
+        assert_eq!(plan.retire, [0]);
+        assert_eq!(plan.keep, [(1, 0)]);
     }
 
     #[test]
