@@ -1,20 +1,28 @@
-//! The root's state store, chosen by `--store`: the data dir's redb file, or an etcd cluster
-//! shared by several roots, which then elect the one that schedules.
+//! The root's state store, chosen by `--store`: the data dir's redb file, or (built with the
+//! `etcd` feature) an etcd cluster shared by several roots, which then elect the one that
+//! schedules.
 
 use std::sync::Arc;
+#[cfg(feature = "etcd")]
 use std::time::Duration;
 
+#[cfg(feature = "etcd")]
 use anyhow::Context;
 use canopy_root::Root;
+#[cfg(feature = "etcd")]
 use canopy_store::election::{Election, ElectionConfig};
-use canopy_store::{EtcdOptions, EtcdStore, Store};
+use canopy_store::Store;
+#[cfg(feature = "etcd")]
+use canopy_store::{EtcdOptions, EtcdStore};
 use tokio::net::TcpListener;
+#[cfg(feature = "etcd")]
 use tokio::sync::watch;
 
 use crate::cli::DaemonArgs;
 
 pub struct RootStore {
     pub store: Arc<dyn Store>,
+    #[cfg(feature = "etcd")]
     etcd: Option<EtcdStore>,
 }
 
@@ -23,9 +31,25 @@ pub async fn open(args: &DaemonArgs) -> anyhow::Result<RootStore> {
         let store = crate::daemon::open_store(&args.data, "root.redb")?;
         return Ok(RootStore {
             store: Arc::new(store),
+            #[cfg(feature = "etcd")]
             etcd: None,
         });
     }
+    open_etcd(args).await
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(args: &DaemonArgs) -> anyhow::Result<RootStore> {
+    anyhow::bail!(
+        "--store {}: this canopy was built without etcd support; build it with \
+         `cargo build --release -p canopy --features etcd` (needs protoc: Debian's \
+         protobuf-compiler and libprotobuf-dev)",
+        args.store
+    )
+}
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(args: &DaemonArgs) -> anyhow::Result<RootStore> {
     let options = EtcdOptions::from_url(&args.store).context("--store")?;
     // The data dir still holds this replica's own files (its secret key, the first password).
     crate::files::create_private_dir(&args.data)?;
@@ -39,8 +63,20 @@ pub async fn open(args: &DaemonArgs) -> anyhow::Result<RootStore> {
     })
 }
 
+/// Without etcd support a root is alone: it always schedules.
+#[cfg(not(feature = "etcd"))]
+pub fn elect(
+    root: Root,
+    _store: &RootStore,
+    _args: &DaemonArgs,
+    _listener: &TcpListener,
+) -> anyhow::Result<Root> {
+    Ok(root)
+}
+
 /// With an etcd store, joins the election under this replica's API address and lets the root
 /// schedule only while it leads.
+#[cfg(feature = "etcd")]
 pub fn elect(
     root: Root,
     store: &RootStore,

@@ -3,8 +3,9 @@
 //! [`Store`] is a small etcd-like key-value interface: a store-wide [`Revision`] bumped once per
 //! committed write, per-key create/mod revisions and versions, compare-and-swap preconditions,
 //! all-or-nothing transactions and prefix watches that replay retained history before following
-//! live writes. [`RedbStore`] is the embedded, single-file backend; [`EtcdStore`] keeps the same
-//! state on an etcd cluster shared by several root replicas, and [`election`] elects their leader.
+//! live writes. [`RedbStore`] is the embedded, single-file backend; with the `etcd` feature,
+//! `EtcdStore` keeps the same state on an etcd cluster shared by several root replicas, and
+//! `election` elects their leader (a feature because etcd-client's build needs `protoc`).
 //!
 //! [`StoreExt`] adds JSON (de)serialisation on top of any store, including `Arc<dyn Store>`.
 
@@ -17,12 +18,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 mod codec;
+#[cfg(feature = "etcd")]
 pub mod election;
+#[cfg(feature = "etcd")]
 mod etcd_store;
+#[cfg(feature = "etcd")]
 mod etcd_watch;
 mod redb_store;
 mod watch;
 
+#[cfg(feature = "etcd")]
 pub use etcd_store::{EtcdOptions, EtcdStore, Fence};
 pub use redb_store::{RedbOptions, RedbStore};
 
