@@ -9,9 +9,9 @@ use std::time::Duration;
 #[cfg(feature = "etcd")]
 use anyhow::Context;
 use canopy_root::Root;
+use canopy_store::Store;
 #[cfg(feature = "etcd")]
 use canopy_store::election::{Election, ElectionConfig};
-use canopy_store::Store;
 #[cfg(feature = "etcd")]
 use canopy_store::{EtcdOptions, EtcdStore};
 use tokio::net::TcpListener;
