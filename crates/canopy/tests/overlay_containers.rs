@@ -104,15 +104,25 @@ spec:
 "#,
         registry = registry.port
     );
-    let file = dir.path().join("web.yaml");
-    std::fs::write(&file, descriptor).unwrap();
-    canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
     let running = |service: &str| {
         canopy_json(&root.url, &["get", "instances"])
             .into_iter()
             .find(|i| i["service"] == service && i["state"] == "Running")
             .and_then(|i| Some(i["id"].as_str()?.to_string()))
     };
+    // The server first: `CANOPY_SVC_*` holds the services the node's cluster knows when an
+    // instance first starts (as Kubernetes' service variables, those made before the pod).
+    let file = dir.path().join("web.yaml");
+    let server_only = descriptor
+        .split("    - name: client")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    std::fs::write(&file, server_only).unwrap();
+    canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
+    eventually(SETTLE, "the server running", || running("server"));
+    std::fs::write(&file, descriptor).unwrap();
+    canopy_ok(&root.url, &["apply", "-f", file.to_str().unwrap()]);
     let (server, client) = eventually(SETTLE, "server and client running", || {
         Some((running("server")?, running("client")?))
     });
