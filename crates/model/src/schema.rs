@@ -176,8 +176,9 @@ fn runtime_branches() -> Value {
 }
 
 /// A URL module's `wasm` names its digest or asks for the first download's to be pinned.
+/// An object (not null: `required` holds for anything else) with a digest or a pin.
 fn wasm_digest_rule() -> Value {
-    json!({"anyOf": [
+    json!({"type": "object", "anyOf": [
         {"required": ["sha256"], "properties": {"sha256": {"type": "string"}}},
         {"required": ["pinFirstFetch"], "properties": {"pinFirstFetch": {"const": true}}},
     ]})

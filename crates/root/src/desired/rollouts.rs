@@ -272,7 +272,9 @@ impl Desired {
             None => rollout.revisions.iter().rev().nth(1),
         };
         let Some(target) = target.cloned() else {
-            return Err(RootError::BadRequest(match to {
+            // The state, not the request, lacks it: a conflict (409), as for any request
+            // that is well formed but does not fit what exists.
+            return Err(RootError::Conflict(match to {
                 Some(number) => {
                     format!("service {namespace}/{application}/{service} has no revision {number}")
                 }
