@@ -67,6 +67,31 @@ impl ContainerNode {
     }
 }
 
+/// A registry, a root, cluster `c0` and one container node named after `prefix`, the node
+/// offering containers (fields drop in order: the node and its residue before the rest).
+struct Hierarchy {
+    node: ContainerNode,
+    _cluster: Daemon,
+    root: Daemon,
+    registry: Registry,
+}
+
+impl Hierarchy {
+    fn start(dir: &Path, prefix: &str) -> Hierarchy {
+        let registry = Registry::start();
+        let root = start_root(dir);
+        let cluster = start_cluster(dir, &root, "c0", &[]);
+        let node = ContainerNode::start(dir, &cluster, &registry, prefix);
+        wait_for_containers(&root.url);
+        Hierarchy {
+            node,
+            _cluster: cluster,
+            root,
+            registry,
+        }
+    }
+}
+
 #[test]
 fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind() {
     require();
@@ -493,12 +518,9 @@ fn a_container_outlives_its_killed_agent_and_once_readopted_its_revoke_leaves_no
 #[test]
 fn logs_and_exec_reach_a_container_through_the_tiers() {
     require();
-    let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let root = start_root(dir.path());
-    let cluster = start_cluster(dir.path(), &root, "c0", &[]);
-    let _node = ContainerNode::start(dir.path(), &cluster, &registry, "streams");
-    wait_for_containers(&root.url);
+    let bed = Hierarchy::start(dir.path(), "streams");
+    let (root, registry) = (&bed.root, &bed.registry);
     let descriptor = format!(
         r#"apiVersion: canopy.dev/v1
 kind: Application
@@ -587,12 +609,9 @@ fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
 #[test]
 fn an_untrusted_namespace_refuses_privilege_and_a_trusted_one_runs_it() {
     require();
-    let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let root = start_root(dir.path());
-    let cluster = start_cluster(dir.path(), &root, "c0", &[]);
-    let _node = ContainerNode::start(dir.path(), &cluster, &registry, "privilege");
-    wait_for_containers(&root.url);
+    let bed = Hierarchy::start(dir.path(), "privilege");
+    let (root, registry) = (&bed.root, &bed.registry);
     canopy_ok(&root.url, &["create", "namespace", "dev"]);
     let image = format!("127.0.0.1:{}/busybox:latest", registry.port);
     let write = |name: &str, text: String| {
@@ -694,12 +713,9 @@ spec:
 #[test]
 fn files_reach_a_container_read_only_and_a_process_under_canopy_files() {
     require();
-    let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let root = start_root(dir.path());
-    let cluster = start_cluster(dir.path(), &root, "c0", &[]);
-    let node = ContainerNode::start(dir.path(), &cluster, &registry, "files");
-    wait_for_containers(&root.url);
+    let bed = Hierarchy::start(dir.path(), "files");
+    let (root, registry) = (&bed.root, &bed.registry);
     canopy_ok(&root.url, &["create", "namespace", "ops", "--trusted"]);
     canopy_ok(
         &root.url,
@@ -795,7 +811,7 @@ spec:
     assert_eq!(logs, "greeting = hej\ntok-1\n");
 
     // The files live in the node's data dir (the workload's, not listed by private_files).
-    let files_dir = node.dir.join("@files");
+    let files_dir = bed.node.dir.join("@files");
     assert!(files_dir.join(&boxed).join("run/secrets/token").is_file());
     canopy_ok(&root.url, &["delete", "application", "conf", "-n", "ops"]);
     eventually(SETTLE, "no file left behind", || {
