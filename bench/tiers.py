@@ -160,8 +160,9 @@ class Hierarchy:
             registry, self.registry_pid = start_registry(f"{self.dir}/registry")
             self.image = f"{registry}/busybox:latest"
             node_args += ["--insecure-registry", registry]
+        # `process` workloads need a trusted namespace (the default one is not, under `canopy root`).
         self.root = Tier(["root", "--listen", "127.0.0.1:0", "--tier-listen", "127.0.0.1:0",
-                          "--data", f"{self.dir}/root", *timing])
+                          "--data", f"{self.dir}/root", "--trusted-namespace", "default", *timing])
         self.cluster = joined_cluster(self.root, "bench", f"{self.dir}/cluster", timing)
         for i, name in enumerate(self.node_names):
             extra = list(node_args)
