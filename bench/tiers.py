@@ -11,6 +11,7 @@ import platform
 import queue
 import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -124,6 +125,91 @@ def node_token(root_url, cluster, name=None, uses=None, within=30):
         if time.monotonic() > deadline:
             raise RuntimeError(f"no node token for {cluster}: {done.stderr.strip()}")
         time.sleep(0.1)
+
+
+class HollowContinuum:
+    """A root and one cluster orchestrator (release processes on loopback, 1 s heartbeats) with
+    `nodes` hollow node agents in one `canopy sim` process, all joined; `joined_s` is how long
+    the nodes took to be Ready. The cluster serves its metrics on `metrics_port`."""
+
+    TIMING = ["--heartbeat-ms", "1000", "--deadline-ms", "5000"]
+
+    def __init__(self, work, nodes):
+        self.tiers = []
+        try:
+            self.root = self._add(Tier(["root", "--listen", "127.0.0.1:0", "--tier-listen", "127.0.0.1:0",
+                                        "--data", f"{work}/root", *self.TIMING]))
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.metrics_port = s.getsockname()[1]
+            self.cluster = self._add(joined_cluster(
+                self.root, "scale", f"{work}/cluster",
+                [*self.TIMING, "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]))
+            host, port = self.root.url.removeprefix("http://").split(":")
+            self.host, self.port = host, int(port)
+            began = time.monotonic()
+            token, ca_hash = node_token(self.root.url, "scale", uses=nodes)
+            self.sim = self._add(Tier(["sim", "--cluster", self.cluster.url, "--nodes", str(nodes),
+                                       "--data", f"{work}/hollow", "--token", token, "--ca-hash", ca_hash],
+                                      listens=False))
+            deadline = time.monotonic() + 300
+            while sum(1 for n in api_request(self.host, self.port, "GET", "/api/v1/nodes")
+                      if n.get("state") == "Ready") < nodes:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{nodes} hollow nodes were not all Ready within 300 s")
+                time.sleep(0.5)
+            self.joined_s = time.monotonic() - began
+        except BaseException:
+            self.stop()
+            raise
+
+    def _add(self, tier):
+        self.tiers.append(tier)
+        return tier
+
+    def apply(self, body, content_type="application/yaml"):
+        """POSTs a descriptor; returns when the root answered (2xx, or raises)."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        conn.request("POST", "/api/v1/apply", body=body,
+                     headers={"content-type": content_type, **auth_headers(self.host, self.port)})
+        status = conn.getresponse().status
+        conn.close()
+        if status >= 300:
+            raise RuntimeError(f"apply answered {status}")
+
+    def stop(self):
+        for tier in reversed(self.tiers):
+            tier.stop()
+        self.tiers = []
+
+
+def scrape(host, port, headers, times):
+    """Median seconds to the last byte of `GET /metrics` over `times` scrapes, and its size."""
+    took, size = [], 0
+    for _ in range(times):
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        start = time.perf_counter()
+        conn.request("GET", "/metrics", headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        took.append(time.perf_counter() - start)
+        conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"/metrics on {host}:{port} answered {response.status}")
+        size = len(body)
+    series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
+    return statistics.median(took), size, series
+
+
+def hollow_app(replicas, name="scale"):
+    """An application of `replicas` containers for hollow nodes (they run nothing)."""
+    return (
+        "apiVersion: canopy.dev/v1\nkind: Application\n"
+        f"metadata: {{name: {name}}}\nspec:\n  services:\n"
+        "  - name: work\n    runtime: container\n    image: registry.invalid/hollow:1\n"
+        f"    replicas: {replicas}\n    objective: spread\n"
+        "    resources: {cpu: 100m, memory: 64Mi}\n"
+    )
 
 
 class SkipBench(Exception):

@@ -20,6 +20,7 @@ pub mod metrics;
 mod overlay;
 mod prestart;
 mod probing;
+mod proxy_metrics;
 mod pty;
 mod report;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! `--metrics-listen`, or with the root's under `canopy up`.
 
 use canopy_model::{INSTANCE_STATES, InstanceState, ResourceAmounts, RuntimeKind, Usage};
+use crate::proxy_metrics::ProxyMetrics;
 use canopy_tier::metrics::{self, BoxFuture, Exposition, LinkMetrics};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -107,6 +108,8 @@ pub struct NodeMetrics {
     instance_cpu: Family<InstanceLabels, Gauge>,
     instance_memory: Family<InstanceLabels, Gauge>,
     pub links: Arc<LinkMetrics>,
+    /// What the overlay proxy carries, per service (the overlay's meter).
+    pub proxy: Arc<ProxyMetrics>,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -197,6 +200,7 @@ impl NodeMetrics {
             instance_memory.clone(),
         );
         let links = LinkMetrics::register(&mut registry);
+        let proxy = ProxyMetrics::register(&mut registry);
         NodeMetrics {
             registry,
             instances,
@@ -207,6 +211,7 @@ impl NodeMetrics {
             instance_cpu,
             instance_memory,
             links,
+            proxy,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The semantic overlay's node-local part: service names and their policies, the node's
-//! DNS for them, virtual addresses and the L4 proxy behind them. Relays, encryption and
+//! DNS for them, virtual addresses and the L4 proxy behind them, with what it carries per
+//! service. Relays, encryption and
 //! cross-cluster routes are planned.
 
 mod application;
@@ -9,6 +10,7 @@ mod policy;
 mod proxy;
 mod range;
 mod table;
+mod traffic;
 mod udp;
 mod upstream;
 mod vips;
@@ -20,6 +22,7 @@ pub use policy::{Endpoint, PortRoute, candidates, choose};
 pub use proxy::{CONNECT_TIMEOUT, listener};
 pub use range::{claim_address, claim_range, needs_route, release_address, release_range};
 pub use table::{ASK_DEADLINE, Ask, INTEREST_TTL, Listen, Overlay, RENEW_PERIOD, Resolved};
+pub use traffic::{Meter, Outcome, SharedMeter};
 pub use udp::FLOW_IDLE;
 pub use upstream::nameservers;
 pub use vips::VirtualAddresses;

@@ -2,11 +2,15 @@
 //! new TCP connection goes where the overlay's policy says at that moment, so route changes
 //! apply to the next connection; an instance that refuses is skipped for the next candidate,
 //! and a connection nothing can take is reset at once. UDP is relayed per flow (`udp`).
+//! Each connection and its bytes are counted per service (`traffic`).
 
+use super::name::ServiceName;
 use super::table::{Listen, Overlay};
+use super::traffic::{Outcome, SharedMeter};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// How long one attempt to reach an instance may take before the next one is tried.
@@ -51,10 +55,12 @@ fn bind_udp(bind: SocketAddr) -> std::io::Result<UdpSocket> {
 async fn serve(overlay: Overlay, listener: TcpListener, address: Ipv4Addr, port: u16) {
     loop {
         match listener.accept().await {
-            Ok((client, _)) => {
-                let targets = overlay.targets(address, port, false);
-                tokio::spawn(forward(client, targets));
-            }
+            Ok((client, _)) => match overlay.route(address, port, false) {
+                Some((service, targets)) => {
+                    tokio::spawn(forward(client, service, targets, overlay.meter()));
+                }
+                None => reset(client),
+            },
             Err(e) => {
                 tracing::debug!(%address, port, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -63,23 +69,189 @@ async fn serve(overlay: Overlay, listener: TcpListener, address: Ipv4Addr, port:
     }
 }
 
-async fn forward(mut client: TcpStream, targets: Vec<SocketAddr>) {
+async fn forward(
+    mut client: TcpStream,
+    service: ServiceName,
+    targets: Vec<SocketAddr>,
+    meter: SharedMeter,
+) {
     let _ = client.set_nodelay(true);
     for target in targets {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
             Ok(Ok(mut upstream)) => {
+                meter.opened(&service, Outcome::Forwarded);
                 let _ = upstream.set_nodelay(true);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                let mut counted = Counted::default();
+                let _ = counted.copy(&mut client, &mut upstream).await;
+                meter.carried(&service, counted.to_service, counted.from_service);
                 return;
             }
             Ok(Err(e)) => tracing::debug!(%target, error = %e, "instance refused"),
             Err(_) => tracing::debug!(%target, "instance did not answer in time"),
         }
     }
+    meter.opened(&service, Outcome::Refused);
     reset(client);
+}
+
+/// The bytes of one proxied connection, each way, also when it ends in an error (a reset
+/// after data still carried that data).
+#[derive(Default)]
+struct Counted {
+    to_service: u64,
+    from_service: u64,
+}
+
+impl Counted {
+    async fn copy(&mut self, client: &mut TcpStream, upstream: &mut TcpStream) -> std::io::Result<()> {
+        let (mut client_read, mut client_write) = client.split();
+        let (mut upstream_read, mut upstream_write) = upstream.split();
+        let (to_service, from_service) = (&mut self.to_service, &mut self.from_service);
+        let up = async {
+            let copied = copy_counting(&mut client_read, &mut upstream_write, to_service).await;
+            let _ = upstream_write.shutdown().await;
+            copied
+        };
+        let down = async {
+            let copied = copy_counting(&mut upstream_read, &mut client_write, from_service).await;
+            let _ = client_write.shutdown().await;
+            copied
+        };
+        // The first error ends both directions, as `copy_bidirectional` does.
+        tokio::try_join!(up, down).map(|_| ())
+    }
+}
+
+async fn copy_counting<R, W>(from: &mut R, to: &mut W, count: &mut u64) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = from.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        to.write_all(&buffer[..read]).await?;
+        *count += read as u64;
+    }
 }
 
 /// Closes with RST, not FIN: the client sees a refused service at once, not an empty reply.
 fn reset(client: TcpStream) {
     let _ = client.set_zero_linger();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::traffic::Recorded;
+    use crate::overlay::{Ask, Endpoint, PortRoute, Resolved};
+    use std::net::IpAddr;
+    use std::sync::Mutex;
+
+    /// A real TCP server that answers each connection with `reply` after reading `ask`
+    /// bytes.
+    async fn server(ask: usize, reply: &'static [u8]) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut asked = vec![0u8; ask];
+                    stream.read_exact(&mut asked).await.unwrap();
+                    stream.write_all(reply).await.unwrap();
+                });
+            }
+        });
+        port
+    }
+
+    fn endpoint(target: u16) -> Endpoint {
+        Endpoint {
+            instance: "web-0".into(),
+            replica: 0,
+            node: "n".into(),
+            address: IpAddr::from([127, 0, 0, 1]),
+            ports: vec![PortRoute {
+                port: 80,
+                target,
+                udp: false,
+            }],
+            rtt_ms: None,
+        }
+    }
+
+    /// An overlay on `network`/24 whose cluster answers every ask with `endpoints`.
+    fn overlay(network: Ipv4Addr, endpoints: Vec<Endpoint>) -> Overlay {
+        let slot: Arc<Mutex<Option<Overlay>>> = Arc::default();
+        let reach = slot.clone();
+        let ask: Ask = Arc::new(move |names: Vec<crate::overlay::ServiceName>, _| {
+            if let Some(overlay) = reach.lock().unwrap().clone() {
+                for name in names {
+                    overlay.set_routes(name, Some(endpoints.clone()));
+                }
+            }
+        });
+        let overlay = Overlay::new(network, ask);
+        overlay.set_listen(listener());
+        *slot.lock().unwrap() = Some(overlay.clone());
+        overlay
+    }
+
+    async fn dial(service: SocketAddr) -> TcpStream {
+        // The listener opens in its own task: the first attempts may find it not yet bound.
+        for _ in 0..50 {
+            if let Ok(stream) = TcpStream::connect(service).await {
+                return stream;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the service listener never opened");
+    }
+
+    #[tokio::test]
+    async fn connections_and_bytes_are_counted_per_service_and_refusals_apart() {
+        let meter = Arc::new(Recorded::default());
+        let live = overlay(Ipv4Addr::new(127, 94, 0, 0), vec![endpoint(server(5, b"hello back").await)]);
+        live.set_meter(meter.clone());
+        let Resolved::Address(vip) = live.resolve("web.shop.default.canopy").await else {
+            panic!("the name resolves");
+        };
+        let mut stream = dial(SocketAddr::from((vip, 80))).await;
+        stream.write_all(b"hello").await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"hello back");
+        drop(stream);
+        let name = "web.shop.default.canopy";
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while meter.of(name).3 < 10 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(meter.of(name), (1, 0, 5, 10), "one connection, 5 bytes up, 10 back");
+
+        // A port nothing listens on behind the name: the connection is reset and counted.
+        let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_port = dead.local_addr().unwrap().port();
+        drop(dead);
+        let gone = overlay(Ipv4Addr::new(127, 95, 0, 0), vec![endpoint(dead_port)]);
+        let refused_meter = Arc::new(Recorded::default());
+        gone.set_meter(refused_meter.clone());
+        let Resolved::Address(vip) = gone.resolve("db.shop.default.canopy").await else {
+            panic!("the name resolves");
+        };
+        let mut stream = dial(SocketAddr::from((vip, 80))).await;
+        let mut answer = Vec::new();
+        assert!(
+            stream.read_to_end(&mut answer).await.is_err() || answer.is_empty(),
+            "nothing answers"
+        );
+        let name = "db.shop.default.canopy";
+        while refused_meter.of(name).1 == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(refused_meter.of(name), (0, 1, 0, 0));
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::name::{self, Policy, ServiceName};
 use super::policy::{self, Endpoint, PortRoute};
+use super::traffic::{SharedMeter, Unmetered};
 use super::vips::VirtualAddresses;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -46,6 +47,7 @@ pub(super) struct Inner {
     pub(super) changed: Notify,
     pub(super) ask: Ask,
     listen: Mutex<Option<Listen>>,
+    meter: Mutex<SharedMeter>,
 }
 
 pub(super) struct State {
@@ -83,6 +85,7 @@ impl Overlay {
                 changed: Notify::new(),
                 ask,
                 listen: Mutex::new(None),
+                meter: Mutex::new(Arc::new(Unmetered)),
             }),
         }
     }
@@ -95,6 +98,19 @@ impl Overlay {
     /// How listeners are opened for the ports of the addresses handed out.
     pub fn set_listen(&self, listen: Listen) {
         *self.inner.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(listen);
+    }
+
+    /// Who counts what the proxy carries (the node's metrics).
+    pub fn set_meter(&self, meter: SharedMeter) {
+        *self.inner.meter.lock().unwrap_or_else(|p| p.into_inner()) = meter;
+    }
+
+    pub(super) fn meter(&self) -> SharedMeter {
+        self.inner
+            .meter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -200,22 +216,33 @@ impl Overlay {
     /// Where a new connection (or UDP flow) to `address:port` should go, best first (the
     /// next ones are tried when the first refuses). Empty when no instance is ready.
     pub fn targets(&self, address: Ipv4Addr, port: u16, udp: bool) -> Vec<SocketAddr> {
+        self.route(address, port, udp)
+            .map(|(_, targets)| targets)
+            .unwrap_or_default()
+    }
+
+    /// [`Overlay::targets`] with the service the address stands for (`None`: an address
+    /// this node never gave out).
+    pub fn route(
+        &self,
+        address: Ipv4Addr,
+        port: u16,
+        udp: bool,
+    ) -> Option<(ServiceName, Vec<SocketAddr>)> {
         let mut state = self.lock();
-        let Some((name, policy)) = state.vips.lookup(address).cloned() else {
-            return Vec::new();
-        };
+        let (name, policy) = state.vips.lookup(address).cloned()?;
         state.used.insert(name.clone(), Instant::now());
         let turn = state.turns.entry((name.clone(), policy)).or_default();
         let this_turn = *turn;
         *turn += 1;
-        let endpoints = match state.services.get(&name) {
-            Some(Some(endpoints)) => endpoints,
-            _ => return Vec::new(),
+        let targets = match state.services.get(&name) {
+            Some(Some(endpoints)) => policy::candidates(policy, endpoints, this_turn)
+                .into_iter()
+                .filter_map(|e| e.target(port, udp))
+                .collect(),
+            _ => Vec::new(),
         };
-        policy::candidates(policy, endpoints, this_turn)
-            .into_iter()
-            .filter_map(|e| e.target(port, udp))
-            .collect()
+        Some((name, targets))
     }
 
     /// The services used within [`INTEREST_TTL`] (to renew), dropping the others' routes.

@@ -3,7 +3,9 @@
 //! socket, so replies find their way back) until nothing came back for [`FLOW_IDLE`]; the
 //! next datagram then starts a new flow, under the routes of that moment.
 
+use super::name::ServiceName;
 use super::table::Overlay;
+use super::traffic::{Outcome, SharedMeter};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,14 @@ use tokio::net::UdpSocket;
 /// A flow with no reply for this long is forgotten.
 pub const FLOW_IDLE: Duration = Duration::from_secs(30);
 
-type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>;
+type Flows = Arc<Mutex<HashMap<SocketAddr, Flow>>>;
+
+/// A client's flow: its own upstream socket, and the service it counts for.
+#[derive(Clone)]
+struct Flow {
+    upstream: Arc<UdpSocket>,
+    service: Arc<ServiceName>,
+}
 
 /// Relays datagrams sent to `address:port` on `socket`, for as long as the socket works.
 pub(crate) async fn relay(overlay: Overlay, socket: UdpSocket, address: Ipv4Addr, port: u16) {
@@ -34,36 +43,49 @@ pub(crate) async fn relay(overlay: Overlay, socket: UdpSocket, address: Ipv4Addr
             .unwrap_or_else(|p| p.into_inner())
             .get(&client)
             .cloned();
-        let upstream = match existing {
-            Some(upstream) => upstream,
+        let meter = overlay.meter();
+        let flow = match existing {
+            Some(flow) => flow,
             None => {
-                let Some(target) = overlay.targets(address, port, true).into_iter().next() else {
+                let Some((service, targets)) = overlay.route(address, port, true) else {
+                    continue;
+                };
+                let Some(target) = targets.into_iter().next() else {
                     // No instance ready: dropped, as a datagram to nowhere is.
+                    meter.opened(&service, Outcome::Refused);
                     continue;
                 };
                 match open_flow(target).await {
                     Ok(upstream) => {
+                        meter.opened(&service, Outcome::Forwarded);
+                        let flow = Flow {
+                            upstream,
+                            service: Arc::new(service),
+                        };
                         flows
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(client, upstream.clone());
+                            .insert(client, flow.clone());
                         tokio::spawn(replies(
                             socket.clone(),
-                            upstream.clone(),
+                            flow.clone(),
                             client,
                             flows.clone(),
+                            meter.clone(),
                         ));
-                        upstream
+                        flow
                     }
                     Err(e) => {
                         tracing::debug!(%target, error = %e, "cannot open a UDP flow");
+                        meter.opened(&service, Outcome::Refused);
                         continue;
                     }
                 }
             }
         };
-        if let Err(e) = upstream.send(&buffer[..read]).await {
-            tracing::debug!(%client, error = %e, "UDP send to the instance failed");
+        match flow.upstream.send(&buffer[..read]).await {
+            Ok(sent) => meter.carried(&flow.service, sent as u64, 0),
+            Err(e) => tracing::debug!(%client, error = %e, "UDP send to the instance failed"),
         }
     }
 }
@@ -83,15 +105,19 @@ async fn open_flow(target: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
 /// idles out or the instance is gone (a refused send ends it too).
 async fn replies(
     socket: Arc<UdpSocket>,
-    upstream: Arc<UdpSocket>,
+    flow: Flow,
     client: SocketAddr,
     flows: Flows,
+    meter: SharedMeter,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
-    while let Ok(Ok(read)) = tokio::time::timeout(FLOW_IDLE, upstream.recv(&mut buffer)).await {
+    while let Ok(Ok(read)) =
+        tokio::time::timeout(FLOW_IDLE, flow.upstream.recv(&mut buffer)).await
+    {
         if socket.send_to(&buffer[..read], client).await.is_err() {
             break;
         }
+        meter.carried(&flow.service, 0, read as u64);
     }
     flows
         .lock()

@@ -5,7 +5,7 @@
 //! the process for 15 s, its node and cluster were declared unreachable and every workload was
 //! restarted. And `--tls-cert/--tls-key`: the API over TLS while the local cluster still links.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,7 +1,7 @@
 //! A cluster that refused an instance is asked again only after the root's refusal cooldown
 //! (5 s): end to end, with real `canopy` processes.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! kernels have no `sch_netem`): it works on every kernel with /dev/net/tun. Needs root,
 //! iproute2 and python3; without them the test fails and says what is missing (CI has them).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

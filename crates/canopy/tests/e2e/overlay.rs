@@ -3,7 +3,7 @@
 //! replica), a fourth runs a client that resolves the plain name and fetches through the
 //! proxy; the test dials the virtual addresses too, from the client's node.
 
-mod support;
+use crate::support;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};

@@ -1,7 +1,7 @@
 //! Scheduling end to end, with real `canopy` processes: soft constraints converging when a
 //! better node appears, and placement over hollow nodes (`canopy sim`) by network coordinates.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

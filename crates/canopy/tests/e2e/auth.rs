@@ -2,7 +2,7 @@
 //! password file is private, and the verbs of user management and API tokens work on a real
 //! root with what each role may and may not do.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -2,9 +2,9 @@
 //! leader; when it is killed with SIGKILL another takes over within 5 s, and the state written
 //! through any replica is still there.
 
-#[path = "../../store/tests/support/etcd.rs"]
+#[path = "../../../store/tests/support/etcd.rs"]
 mod etcd_cluster;
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

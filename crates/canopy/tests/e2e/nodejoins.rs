@@ -4,7 +4,7 @@
 //! squatting join is refused with a clear error, and the member node's instances are
 //! untouched.
 
-mod support;
+use crate::support;
 
 use canopy_tier::trust::{self, Identity};
 use serde_json::Value;

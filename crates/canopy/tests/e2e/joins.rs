@@ -2,7 +2,7 @@
 //! TLS. Every refused join, foreign or revoked certificate, and squatting hello is refused
 //! with a clear error, and the real member's instances are untouched.
 
-mod support;
+use crate::support;
 
 use canopy_tier::trust::{self, Identity};
 use serde_json::Value;

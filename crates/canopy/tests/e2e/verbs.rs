@@ -2,7 +2,7 @@
 //! root, a cluster and a node as separate processes, running process workloads): `get -l`,
 //! `get -w`, `events -w`, `wait`, `diff`, `apply --dry-run`, `version` and `config`.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -4,7 +4,7 @@
 //! Running with no reload, follow logs, exec, scale, delete. Assertions read the DOM; a
 //! screenshot of each step goes to `target/tmp/dashboard/`.
 
-mod support;
+use crate::support;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! last of which leaves every node listed. The root runs in this process over a redb store
 //! whose watch counts the reports: each one is a single write of `/clusters/NAME`.
 
-mod support;
+use crate::support;
 
 use canopy_model::{MemberState, NodeInfo};
 use canopy_root::{Root, Timing};

@@ -3,7 +3,7 @@
 //! Real `canopy` processes; the node's fault is real too: its agent runs out of file
 //! descriptors (its RLIMIT_NOFILE lowered with `prlimit` to what it already holds).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::Path;

@@ -3,9 +3,8 @@
 //! runc and the CNI plugins. Needs root and those tools: without them the test fails and says
 //! what is missing (CI runs as root, and scripts/test installs the tools).
 
-#[path = "support/registry.rs"]
-mod registry;
-mod support;
+use crate::support::registry;
+use crate::support;
 
 use registry::{Registry, Residue, free_subnet, mounts_under, require};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! `get cluster|node NAME`, `cordon`, `uncordon`, `drain`, `delete instance`, `label` and
 //! `top`.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! The `canopy` binary end to end: a real `canopy up` daemon and the client verbs against it.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The hierarchy end to end: a real `canopy root`, two `canopy cluster` and four `canopy node`
 //! processes on loopback, running real processes; tiers are SIGKILLed and restarted.
 
-mod support;
+use crate::support;
 
 use rustix::process::Signal;
 use serde_json::Value;

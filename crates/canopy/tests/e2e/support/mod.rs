@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod joins;
+pub mod registry;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -4,7 +4,7 @@
 //! restarted under `on-failure`; a restarted node agent starts its modules again at once,
 //! counted as restarts (in-process instances cannot outlive their agent).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Session streams end to end: a real root, cluster and node on loopback; `canopy logs`
 //! (and `exec`) reach the workload through the tiers, never directly.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -3,7 +3,7 @@
 //! directory 0700. Container root filesystems and image layers keep the image's modes and
 //! are not walked.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};

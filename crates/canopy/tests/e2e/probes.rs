@@ -2,7 +2,7 @@
 //! probe restarts its instance by its restart policy, a startup probe holds liveness off
 //! until it passes, and an instance is ready only while its readiness probe passes.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 //! Running from 0 to the replicas, placement latencies and start latencies counted,
 //! scheduling attempts made, heartbeats and bytes over the links.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! policies with their backoff, and a gracefully stopped `canopy up` whose successor
 //! re-adopts what runs.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,0 +1,33 @@
+//! Canopy end to end: every test starts real `canopy` processes (tiers, workloads, registries,
+//! browsers, Prometheus, etcd) through `support`. One test binary rather than one per file: each
+//! binary links the whole workspace, so one link instead of dozens saves minutes of CI and
+//! gigabytes of disk; nextest still runs every test in a process of its own.
+
+mod support;
+
+mod api_hardening;
+mod auth;
+mod cli;
+mod containers;
+mod dashboard;
+mod faults;
+#[cfg(feature = "etcd")]
+mod ha;
+mod hierarchy;
+mod joins;
+mod lifecycle;
+mod membership;
+mod metrics;
+mod netns;
+mod nodejoins;
+mod operations;
+mod overlay;
+mod overlay_containers;
+mod private_files;
+mod probes;
+mod refusals;
+mod scheduling;
+mod secrets;
+mod streams;
+mod verbs;
+mod wasm;
