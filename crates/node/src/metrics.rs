@@ -3,8 +3,8 @@
 //! (from the usage sampler), service proxy traffic, and the link to its cluster. Served on
 //! `--metrics-listen`, or with the root's under `canopy up`.
 
-use canopy_model::{INSTANCE_STATES, InstanceState, ResourceAmounts, RuntimeKind, Usage};
 use crate::proxy_metrics::ProxyMetrics;
+use canopy_model::{INSTANCE_STATES, InstanceState, ResourceAmounts, RuntimeKind, Usage};
 use canopy_tier::metrics::{self, BoxFuture, Exposition, LinkMetrics};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;

@@ -3,8 +3,8 @@
 //! runc and the CNI plugins. Needs root and those tools: without them the test fails and says
 //! what is missing (CI runs as root, and scripts/test installs the tools).
 
-use crate::support::registry;
 use crate::support;
+use crate::support::registry;
 
 use registry::{Registry, Residue, free_subnet, mounts_under, require};
 use serde_json::Value;

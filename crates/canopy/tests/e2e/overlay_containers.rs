@@ -4,8 +4,8 @@
 //! node's proxy. Needs root, runc, the CNI plugins and the registry tools, as the other
 //! container tests (CI has them); a lack fails the test.
 
-use crate::support::registry;
 use crate::support;
+use crate::support::registry;
 
 use registry::{Registry, Residue, free_subnet, require};
 use std::process::Command;

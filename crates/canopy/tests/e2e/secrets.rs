@@ -6,8 +6,8 @@
 //! cluster's store, the node's state file): zero hits. Without the secret the pull fails
 //! with a clear reason; with it the container runs, and a `secretEnv` variable reaches it.
 
-use crate::support::registry;
 use crate::support;
+use crate::support::registry;
 
 use registry::{Registry, Residue, free_subnet, require};
 use serde_json::Value;

@@ -103,7 +103,11 @@ struct Counted {
 }
 
 impl Counted {
-    async fn copy(&mut self, client: &mut TcpStream, upstream: &mut TcpStream) -> std::io::Result<()> {
+    async fn copy(
+        &mut self,
+        client: &mut TcpStream,
+        upstream: &mut TcpStream,
+    ) -> std::io::Result<()> {
         let (mut client_read, mut client_write) = client.split();
         let (mut upstream_read, mut upstream_write) = upstream.split();
         let (to_service, from_service) = (&mut self.to_service, &mut self.from_service);
@@ -214,7 +218,10 @@ mod tests {
     #[tokio::test]
     async fn connections_and_bytes_are_counted_per_service_and_refusals_apart() {
         let meter = Arc::new(Recorded::default());
-        let live = overlay(Ipv4Addr::new(127, 94, 0, 0), vec![endpoint(server(5, b"hello back").await)]);
+        let live = overlay(
+            Ipv4Addr::new(127, 94, 0, 0),
+            vec![endpoint(server(5, b"hello back").await)],
+        );
         live.set_meter(meter.clone());
         let Resolved::Address(vip) = live.resolve("web.shop.default.canopy").await else {
             panic!("the name resolves");
@@ -230,7 +237,11 @@ mod tests {
         while meter.of(name).3 < 10 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(meter.of(name), (1, 0, 5, 10), "one connection, 5 bytes up, 10 back");
+        assert_eq!(
+            meter.of(name),
+            (1, 0, 5, 10),
+            "one connection, 5 bytes up, 10 back"
+        );
 
         // A port nothing listens on behind the name: the connection is reset and counted.
         let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -111,8 +111,7 @@ async fn replies(
     meter: SharedMeter,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
-    while let Ok(Ok(read)) =
-        tokio::time::timeout(FLOW_IDLE, flow.upstream.recv(&mut buffer)).await
+    while let Ok(Ok(read)) = tokio::time::timeout(FLOW_IDLE, flow.upstream.recv(&mut buffer)).await
     {
         if socket.send_to(&buffer[..read], client).await.is_err() {
             break;
