@@ -202,14 +202,14 @@ def scrape(host, port, headers, times):
 
 
 def hollow_app(replicas, name="scale"):
-    """An application of `replicas` containers for hollow nodes (they run nothing)."""
-    return (
-        "apiVersion: canopy.dev/v1\nkind: Application\n"
-        f"metadata: {{name: {name}}}\nspec:\n  services:\n"
-        "  - name: work\n    runtime: container\n    image: registry.invalid/hollow:1\n"
-        f"    replicas: {replicas}\n    objective: spread\n"
-        "    resources: {cpu: 100m, memory: 64Mi}\n"
-    )
+    """An application of `replicas` containers for hollow nodes (they run nothing), in services
+    of at most 1,000 replicas each (the descriptor limit)."""
+    services = ""
+    for index, start in enumerate(range(0, replicas, 1000)):
+        services += (f"  - name: work{index or ''}\n    runtime: container\n    image: registry.invalid/hollow:1\n"
+                     f"    replicas: {min(1000, replicas - start)}\n    objective: spread\n"
+                     "    resources: {cpu: 100m, memory: 64Mi}\n")
+    return f"apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: {name}}}\nspec:\n  services:\n" + services
 
 
 class SkipBench(Exception):
