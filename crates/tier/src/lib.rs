@@ -19,6 +19,7 @@ pub mod session;
 mod status;
 pub mod streams;
 pub mod trust;
+pub mod version;
 mod waiters;
 pub mod wire;
 

@@ -231,6 +231,11 @@ impl<P: Parent> pb::tier_server::Tier for TierService<P> {
             Err(_) => return Err(Status::deadline_exceeded("no hello within the deadline")),
         };
         let hello_bytes = prost::Message::encoded_len(&hello) as u64;
+        if let Err(e) = crate::version::compatible(crate::version::VERSION, &hello.version) {
+            let name = hello.member.as_ref().map(|m| m.name.as_str()).unwrap_or("");
+            tracing::warn!(child = %name, error = %e, "refused a hello");
+            return Err(Status::failed_precondition(format!("{name}: {e}")));
+        }
         let hello = Hello::from_pb(hello).map_err(|e| Status::invalid_argument(e.to_string()))?;
         crate::session::authenticate(&hello, peer.as_ref()).map_err(|e| {
             tracing::warn!(error = %e, "refused a hello");

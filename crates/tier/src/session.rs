@@ -101,6 +101,7 @@ impl Hello {
                 .map(pb::InstanceStatus::from)
                 .collect(),
             nodes: self.nodes.clone(),
+            version: crate::version::VERSION.to_string(),
         }
     }
 

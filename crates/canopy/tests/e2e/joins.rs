@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 use support::{
     Daemon, KillOnDrop, canopy, canopy_json, canopy_ok, eventually, join_token, joins, link_as,
-    start_cluster, start_node, start_root, strings,
+    link_as_version, start_cluster, start_node, start_root, strings,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -192,6 +192,31 @@ fn refused_joins_and_foreign_links_leave_the_member_and_its_instances_untouched(
         "c9",
     );
 
+    assert!(cluster_ready(&root, "c0"));
+    assert_eq!(running(&root), before, "c0's instances are untouched");
+
+    // Versions: c0's own certificate, but a hello from a newer canopy than the root, one
+    // without a version, or (where this version has one) one two minor versions older, is
+    // refused naming both versions, before it could replace c0's link.
+    let own = Identity::load(&dir.path().join("c0")).unwrap().unwrap();
+    let this = canopy_tier::version::VERSION;
+    let (major, minor) = {
+        let mut parts = this.split('.').map(|p| p.parse::<u64>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap())
+    };
+    let mut versions = vec![format!("{major}.{}.0", minor + 1), String::new()];
+    if minor >= 2 {
+        versions.push(format!("{major}.{}.0", minor - 2));
+    } else if major >= 1 {
+        versions.push(format!("{}.{minor}.0", major - 1));
+    }
+    for version in &versions {
+        let refused = link_as_version(&root.tier_url, own.client_config().unwrap(), "c0", version)
+            .expect_err("an incompatible version");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+        assert!(refused.message().contains(this), "{refused}");
+        assert!(refused.message().contains(version.as_str()), "{refused}");
+    }
     assert!(cluster_ready(&root, "c0"));
     assert_eq!(running(&root), before, "c0's instances are untouched");
 

@@ -519,6 +519,16 @@ pub fn link_as(
     config: std::sync::Arc<rustls::ClientConfig>,
     name: &str,
 ) -> Result<(), tonic::Status> {
+    link_as_version(tier_url, config, name, canopy_tier::version::VERSION)
+}
+
+/// [`link_as`], the hello claiming canopy `version`.
+pub fn link_as_version(
+    tier_url: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    name: &str,
+    version: &str,
+) -> Result<(), tonic::Status> {
     use canopy_tier::pb;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -536,6 +546,7 @@ pub fn link_as(
                     name: name.to_string(),
                     ..Default::default()
                 }),
+                version: version.to_string(),
                 ..Default::default()
             })),
         };
