@@ -568,6 +568,9 @@ def write_results(path, bench, figures):
     doc = {"bench": bench, "command": shlex.join(command),
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "commit": commit(), "machine": machine(), "figures": figures}
+    # What the figures' reader must know about the conditions (a busy machine), shown with them.
+    if os.environ.get("BENCH_NOTE"):
+        doc["note"] = os.environ["BENCH_NOTE"]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)

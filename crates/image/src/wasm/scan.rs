@@ -51,10 +51,16 @@ impl Layer {
                 hasher: Sha256::new(),
             },
         );
-        let magic = reader.fill_buf().ctx("read layer", blob)?;
-        if magic.starts_with(&[0x1f, 0x8b]) {
+        let (gzip, zstd) = {
+            let magic = reader.fill_buf().ctx("read layer", blob)?;
+            (
+                magic.starts_with(&[0x1f, 0x8b]),
+                magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+            )
+        };
+        if gzip {
             Ok(Layer::Gzip(flate2::read::MultiGzDecoder::new(reader)))
-        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if zstd {
             Err(ImageError::Unsupported(format!(
                 "layer {digest} is zstd-compressed, which this store does not read yet"
             )))
