@@ -6,6 +6,7 @@
 //! whose module is an OCI reference runs the artifact pushed to a real registry.
 
 #[path = "support/registry.rs"]
+#[allow(dead_code)] // the registry only: no containers here
 mod registry;
 mod support;
 

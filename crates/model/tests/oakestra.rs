@@ -287,6 +287,8 @@ fn wasm_one_shot_and_environment() {
     m["cmd"] = json!(["--fast"]);
     m["one_shot"] = json!(true);
     m["environment"] = json!(["A=1", "B=x=y"]);
+    // A module has no sockets: no port (see the test below).
+    m["port"] = json!("");
     let p = parse(&v).unwrap();
     let svc = &p.applications[0].spec.services[0];
     assert_eq!(svc.runtime, RuntimeKind::Wasm);
