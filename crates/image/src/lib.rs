@@ -350,7 +350,11 @@ impl ImageStore {
             })
             .await?
         };
-        if let Some(layer) = record.layers.iter().find(|l| wasm::is_wasm_layer(&l.media_type)) {
+        if let Some(layer) = record
+            .layers
+            .iter()
+            .find(|l| wasm::is_wasm_layer(&l.media_type))
+        {
             return Err(ImageError::Unsupported(format!(
                 "{} is a WebAssembly artifact (layer media type {}): run it with runtime wasm",
                 image.reference, layer.media_type

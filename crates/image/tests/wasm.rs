@@ -104,11 +104,18 @@ async fn an_artifact_s_layer_is_its_module_for_both_media_type_generations() {
     let dest = cache.path().join("unused.wasm");
     for (repo, bytes) in [("wasm-artifact", MODULE), ("wasm-legacy", &legacy[..])] {
         let module = module_of(&store, reg, repo, &dest).await;
-        assert_eq!(module.layer, sha256(bytes), "{repo}: the layer is the module");
+        assert_eq!(
+            module.layer,
+            sha256(bytes),
+            "{repo}: the layer is the module"
+        );
         assert_eq!(module.file, None);
         assert_eq!(std::fs::read(&module.path).unwrap(), bytes, "{repo}");
         assert_eq!(sha256_file(&module.path), module.layer);
-        assert!(!dest.exists(), "an artifact's module is used from the cache");
+        assert!(
+            !dest.exists(),
+            "an artifact's module is used from the cache"
+        );
     }
 
     // It is no container image.
@@ -128,7 +135,10 @@ async fn an_artifact_s_layer_is_its_module_for_both_media_type_generations() {
         .join("blobs/sha256")
         .join(&sha256(MODULE)["sha256:".len()..]);
     std::fs::write(&blob, b"\0asm\x01\0\0\x09").unwrap();
-    let e = store.wasm_module(&image, &dest).await.expect_err("tampered");
+    let e = store
+        .wasm_module(&image, &dest)
+        .await
+        .expect_err("tampered");
     assert!(matches!(e, ImageError::DigestMismatch { .. }), "{e}");
 }
 
@@ -166,7 +176,10 @@ async fn a_plain_image_s_visible_wasm_file_is_copied_out() {
         .pull(&reg.reference("wasm-image"), None, &quiet)
         .await
         .unwrap();
-    let e = store.wasm_module(&image, &dest).await.expect_err("tampered");
+    let e = store
+        .wasm_module(&image, &dest)
+        .await
+        .expect_err("tampered");
     assert!(matches!(e, ImageError::DigestMismatch { .. }), "{e}");
 }
 
@@ -187,7 +200,10 @@ async fn the_entrypoint_names_the_module_among_several() {
         .pull(&reg.reference("wasm-several"), None, &quiet)
         .await
         .unwrap();
-    let e = store.wasm_module(&image, &dest).await.expect_err("ambiguous");
+    let e = store
+        .wasm_module(&image, &dest)
+        .await
+        .expect_err("ambiguous");
     let text = e.to_string();
     assert!(
         text.contains("/app/a.wasm, /app/b.wasm") && text.contains("entrypoint"),

@@ -150,7 +150,8 @@ fn runtime_branches() -> Value {
     let no_container_privilege = json!({"properties": {"privileged": {"const": false},
         "capabilities": {"properties": {"add": {"maxItems": 0}}}}});
     // A module has nothing to exec in, and no socket to probe (WASI preview 1 has none).
-    let module_probe = json!({"properties": {"exec": absent, "httpGet": absent, "tcpSocket": absent}});
+    let module_probe =
+        json!({"properties": {"exec": absent, "httpGet": absent, "tcpSocket": absent}});
     let mut no_user = no_container_privilege.clone();
     no_user["properties"]["runAsUser"] = absent.clone();
     no_user["properties"]["runAsGroup"] = absent.clone();

@@ -141,10 +141,20 @@ mod tests {
 
     #[test]
     fn oci_modules_are_what_is_neither_a_url_nor_a_file() {
-        for oci in ["registry.local:5000/filter:1", "ghcr.io/o/m@sha256:ab", "filter"] {
+        for oci in [
+            "registry.local:5000/filter:1",
+            "ghcr.io/o/m@sha256:ab",
+            "filter",
+        ] {
             assert!(is_oci_module(oci), "{oci}");
         }
-        for not in ["https://x/m.wasm", "file:///m.wasm", "/opt/m", "m.wasm", "d/m.wat"] {
+        for not in [
+            "https://x/m.wasm",
+            "file:///m.wasm",
+            "/opt/m",
+            "m.wasm",
+            "d/m.wat",
+        ] {
             assert!(!is_oci_module(not), "{not}");
         }
     }

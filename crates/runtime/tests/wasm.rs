@@ -499,7 +499,10 @@ async fn a_pulled_module_runs_and_an_artifact_must_hash_to_its_layer() {
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
     assert!(
-        rt.logs("pulled", 10).await.expect("logs").contains("hello from wasm"),
+        rt.logs("pulled", 10)
+            .await
+            .expect("logs")
+            .contains("hello from wasm"),
         "output of the pulled module"
     );
     // A file of a plain image: its layer is a tar, so only the store checked it.

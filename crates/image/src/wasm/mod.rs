@@ -197,7 +197,10 @@ mod tests {
 
     #[test]
     fn the_entrypoint_names_the_module_else_the_only_one_is_taken() {
-        let found = vec![(1, PathBuf::from("app/a.wasm")), (0, PathBuf::from("b.wasm"))];
+        let found = vec![
+            (1, PathBuf::from("app/a.wasm")),
+            (0, PathBuf::from("b.wasm")),
+        ];
         assert_eq!(
             choose("r", &found, Some("/app/a.wasm")).unwrap(),
             (1, PathBuf::from("app/a.wasm"))
@@ -205,7 +208,10 @@ mod tests {
         assert!(choose("r", &found, Some("/c.wasm")).is_err());
         let several = choose("r", &found, None).unwrap_err().to_string();
         assert!(several.contains("/app/a.wasm, /b.wasm"), "{several}");
-        assert_eq!(choose("r", &found[1..], None).unwrap().1, PathBuf::from("b.wasm"));
+        assert_eq!(
+            choose("r", &found[1..], None).unwrap().1,
+            PathBuf::from("b.wasm")
+        );
         assert!(choose("r", &[], None).is_err());
 
         let mut config = crate::ImageConfig {

@@ -119,7 +119,8 @@ pub(super) fn wasm_files(blobs: &[(PathBuf, String)]) -> Result<Vec<(usize, Path
     let mut opaque: HashSet<PathBuf> = HashSet::new();
     let mut found: Vec<(usize, PathBuf)> = Vec::new();
     for (i, (blob, digest)) in blobs.iter().enumerate().rev() {
-        let (mut layer_seen, mut layer_hidden, mut layer_opaque) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut layer_seen, mut layer_hidden, mut layer_opaque) =
+            (Vec::new(), Vec::new(), Vec::new());
         let mut archive = tar::Archive::new(Layer::open(blob, digest)?);
         for entry in archive.entries().map_err(|e| corrupt(digest, e))? {
             let entry = entry.map_err(|e| corrupt(digest, e))?;
