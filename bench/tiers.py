@@ -160,8 +160,11 @@ class Hierarchy:
             registry, self.registry_pid = start_registry(f"{self.dir}/registry")
             self.image = f"{registry}/busybox:latest"
             node_args += ["--insecure-registry", registry]
+        # `default` trusted: the process runtime (no isolation) runs only in trusted namespaces.
+        # The API's per-client rate limits (20 writes/s) are lifted: the samples come faster.
         self.root = Tier(["root", "--listen", "127.0.0.1:0", "--tier-listen", "127.0.0.1:0",
-                          "--data", f"{self.dir}/root", *timing])
+                          "--data", f"{self.dir}/root", "--trusted-namespace", "default",
+                          "--rate-limit", "1000000", "--write-rate-limit", "1000000", *timing])
         self.cluster = joined_cluster(self.root, "bench", f"{self.dir}/cluster", timing)
         for i, name in enumerate(self.node_names):
             extra = list(node_args)
