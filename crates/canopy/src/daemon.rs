@@ -466,11 +466,15 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
     let files: Arc<dyn Prestart> = Arc::new(FilesPrestart::new(args.data.join("@files")));
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
     let metrics = Arc::new(canopy_node::metrics::NodeMetrics::new(&args.name, capacity));
-    match container_runtime(args, metrics.pulls()) {
-        Ok((containers, images, network)) => {
+    // The pull first: a namespace and lease are not held while an image downloads. Wasm
+    // modules from registries need it too, with or without containers.
+    match registry_images(args, metrics.pulls()) {
+        Ok(images) => hooks.push(images),
+        Err(e) => tracing::warn!("no image store on this node: {e:#}"),
+    }
+    match container_runtime(args) {
+        Ok((containers, network)) => {
             runtimes.push(Arc::new(containers));
-            // The pull first: a namespace and lease are not held while an image downloads.
-            hooks.push(images);
             hooks.push(Arc::new(network));
         }
         // A node without runc still runs processes; the cluster then sends it no containers.
@@ -532,10 +536,12 @@ const IMAGE_GC_PERIOD: Duration = Duration::from_secs(600);
 /// The OCI runtime (runc or crun), and the hooks the agent runs around it: the image
 /// (pulled with the registry-backed image store into a root filesystem per instance) and
 /// the CNI network.
-fn container_runtime(
+/// The node's image store as the image hook (root filesystems, wasm modules from registries),
+/// collected now and then.
+fn registry_images(
     args: &NodeArgs,
     pulls: canopy_node::metrics::PullMetrics,
-) -> anyhow::Result<(OciRuntime, Arc<RegistryImages>, NetworkPrestart)> {
+) -> anyhow::Result<Arc<RegistryImages>> {
     let containers: &ContainerArgs = &args.containers;
     let mut config = ImageStoreConfig::new(args.data.join("images"));
     config.insecure_registries = containers.insecure_registries.clone();
@@ -544,6 +550,25 @@ fn container_runtime(
         Some(path) => read_credentials(path)?,
         None => NodeCredentials::new(),
     };
+    let images = Arc::new(
+        RegistryImages::new(store, credentials, &args.data.join("containers/@rootfs"))
+            .context("opening the root filesystems' directory")?
+            .observed_by(pulls),
+    );
+    let collector = images.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(IMAGE_GC_PERIOD);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            collector.collect_garbage().await;
+        }
+    });
+    Ok(images)
+}
+
+fn container_runtime(args: &NodeArgs) -> anyhow::Result<(OciRuntime, NetworkPrestart)> {
+    let containers: &ContainerArgs = &args.containers;
     let options = OciOptions {
         runtime_binary: containers.oci_runtime.clone(),
         cgroup_parent: format!("canopy/{}", args.name),
@@ -559,22 +584,8 @@ fn container_runtime(
         &state.join("@cni"),
     )
     .context("starting the container network")?;
-    let images = Arc::new(
-        RegistryImages::new(store, credentials, &state.join("@rootfs"))
-            .context("opening the root filesystems' directory")?
-            .observed_by(pulls),
-    );
     let runtime = OciRuntime::new(state, options).context("starting the container runtime")?;
-    let collector = images.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(IMAGE_GC_PERIOD);
-        every.tick().await;
-        loop {
-            every.tick().await;
-            collector.collect_garbage().await;
-        }
-    });
-    Ok((runtime, images, NetworkPrestart::new(network)))
+    Ok((runtime, NetworkPrestart::new(network)))
 }
 
 /// `{"host:port": {"username": ..., "password": ...}}`, the descriptor's own credentials shape.

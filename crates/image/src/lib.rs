@@ -14,6 +14,9 @@
 //! - **GC**: [`ImageStore::gc`] drops images not named in its keep list and not under a live
 //!   overlay root filesystem, and every blob and unpacked layer nothing left refers to.
 //!
+//! - **WebAssembly**: wasm OCI artifacts pull like images; [`ImageStore::wasm_module`] finds
+//!   the module of an artifact or of a plain image holding a `.wasm` file (which file is taken is documented there).
+//!
 //! Plain HTTP is used only for registries listed in `insecure_registries`.
 
 mod error;
@@ -22,6 +25,7 @@ mod registry;
 mod rootfs;
 mod store;
 mod unpack;
+mod wasm;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -39,6 +43,7 @@ use tokio::sync::{Mutex, OnceCell, RwLock, broadcast};
 
 pub use error::{ImageError, Result};
 pub use platform::Platform;
+pub use wasm::{WASM_CONFIG_MEDIA_TYPES, WASM_LAYER_MEDIA_TYPES, WasmModule};
 
 use registry::Registry;
 use store::{LayerRecord, ManifestRecord, RefRecord, RootfsRecord, Store, sha256_hex};
@@ -345,6 +350,16 @@ impl ImageStore {
             })
             .await?
         };
+        if let Some(layer) = record
+            .layers
+            .iter()
+            .find(|l| wasm::is_wasm_layer(&l.media_type))
+        {
+            return Err(ImageError::Unsupported(format!(
+                "{} is a WebAssembly artifact (layer media type {}): run it with runtime wasm",
+                image.reference, layer.media_type
+            )));
+        }
         let dest = std::path::absolute(dest).map_err(|e| ImageError::io("resolve", dest, e))?;
         if dest.join("rootfs").exists() {
             return Err(ImageError::io(
@@ -577,9 +592,17 @@ async fn pull_image(
     let config_bytes = tokio::fs::read(&config_path)
         .await
         .map_err(|e| ImageError::io("read", &config_path, e))?;
-    let config = store::parse_config(&config_bytes, &config_desc.digest)?;
+    // A wasm artifact's config says little a runtime needs (and the older kind may be empty).
+    let wasm_config = wasm::is_wasm_config(&config_desc.media_type);
+    let config = match store::parse_config(&config_bytes, &config_desc.digest) {
+        Err(_) if wasm_config => ImageConfig::default(),
+        parsed => parsed?,
+    };
     let platform = &inner.config.platform;
-    if !config.architecture.is_empty() && config.architecture != platform.architecture {
+    if !wasm_config
+        && !config.architecture.is_empty()
+        && config.architecture != platform.architecture
+    {
         tracing::warn!(
             reference = %whole,
             image = %config.architecture,
@@ -664,7 +687,8 @@ fn check_layer_media_type(media_type: &str, digest: &str) -> Result<()> {
         "application/vnd.docker.image.rootfs.diff.tar.gzip",
         "application/vnd.docker.image.rootfs.diff.tar",
     ];
-    if OK.contains(&media_type) {
+    // Wasm layers are kept as they are: only `wasm_module` reads them, `create_rootfs` refuses.
+    if OK.contains(&media_type) || wasm::is_wasm_layer(media_type) {
         Ok(())
     } else {
         Err(ImageError::Unsupported(format!(

@@ -53,5 +53,5 @@ pub use status::*;
 pub use strategy::{IntOrPercent, RollingUpdate, RolloutStrategy, StrategyKind};
 pub use usage::{InstanceDetails, Usage};
 pub use validate::{validate_application, validate_dns_label};
-pub use wasm::{Preopen, WasmOptions, is_url_module};
+pub use wasm::{Preopen, WasmOptions, is_oci_module, is_url_module};
 pub use yaml_bounds::{YamlBoundError, check_yaml_bounds};

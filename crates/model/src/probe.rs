@@ -197,6 +197,14 @@ fn check(
             }
         }
     }
+    if runtime == crate::RuntimeKind::Wasm {
+        if probe.http_get.is_some() {
+            err("httpGet", crate::wasm::NO_SOCKETS.into());
+        }
+        if probe.tcp_socket.is_some() {
+            err("tcpSocket", crate::wasm::NO_SOCKETS.into());
+        }
+    }
     if let Some(http) = &probe.http_get {
         if !http.path.starts_with('/') {
             err("httpGet.path", "must start with '/'".into());

@@ -149,8 +149,9 @@ fn runtime_branches() -> Value {
     // Privileged mode and capabilities are containers' own; a module has no user either.
     let no_container_privilege = json!({"properties": {"privileged": {"const": false},
         "capabilities": {"properties": {"add": {"maxItems": 0}}}}});
-    // A module has nothing to exec in.
-    let no_exec = json!({"properties": {"exec": absent}});
+    // A module has nothing to exec in, and no socket to probe (WASI preview 1 has none).
+    let module_probe =
+        json!({"properties": {"exec": absent, "httpGet": absent, "tcpSocket": absent}});
     let mut no_user = no_container_privilege.clone();
     no_user["properties"]["runAsUser"] = absent.clone();
     no_user["properties"]["runAsGroup"] = absent.clone();
@@ -162,8 +163,8 @@ fn runtime_branches() -> Value {
          "then": {"required": ["wasm"], "properties": {"wasm": wasm_digest_rule()}},
          "properties": {"runtime": {"const": "wasm"}, "module": {"type": "string"},
             "image": absent, "command": {"maxItems": 0}, "securityContext": no_user,
-            "files": {"maxItems": 0},
-            "livenessProbe": no_exec, "readinessProbe": no_exec, "startupProbe": no_exec},
+            "files": {"maxItems": 0}, "ports": {"maxItems": 0},
+            "livenessProbe": module_probe, "readinessProbe": module_probe, "startupProbe": module_probe},
          "required": ["runtime", "module"]},
         {"properties": {"runtime": {"const": "process"}, "image": absent, "module": absent, "wasm": absent,
             "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]},

@@ -175,6 +175,9 @@ impl Validator {
                     for (path, reason) in crate::wasm::errors(module, svc.wasm.as_ref()) {
                         self.err(format!("{p}.wasm.{path}"), reason);
                     }
+                    for i in 0..svc.ports.len() {
+                        self.err(format!("{p}.ports[{i}]"), crate::wasm::NO_SOCKETS);
+                    }
                 }
             },
             RuntimeKind::Process => {

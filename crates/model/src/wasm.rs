@@ -51,6 +51,22 @@ pub fn is_url_module(module: &str) -> bool {
     module.starts_with("http://") || module.starts_with("https://")
 }
 
+/// Whether a module location names an OCI artifact or image in a registry: anything that is
+/// neither a URL (`scheme://`), an absolute path, nor a relative `*.wasm`/`*.wat` file.
+pub fn is_oci_module(module: &str) -> bool {
+    !(module.contains("://")
+        || module.starts_with('/')
+        || module.ends_with(".wasm")
+        || module.ends_with(".wat"))
+}
+
+/// Why a wasm service cannot declare ports or socket probes: wasmtime-wasi's preview 1, the
+/// API modules get, has no sockets (only preview 2 components have them, and the node does
+/// not run components yet).
+pub(crate) const NO_SOCKETS: &str = "does not apply to runtime wasm: modules get no sockets \
+     (WASI preview 1 has none; components with WASI sockets are not run yet), so nothing of \
+     theirs listens";
+
 /// Validation errors of `options` as (path under `wasm`, reason), for a service whose
 /// module is `module`; each rule is also in the schema (`schema.rs`).
 pub(crate) fn errors(module: &str, options: Option<&WasmOptions>) -> Vec<(String, String)> {
@@ -121,6 +137,26 @@ mod tests {
             ..WasmOptions::default()
         };
         assert_eq!(paths("https://x.org/m.wasm", &bad), ["sha256"]);
+    }
+
+    #[test]
+    fn oci_modules_are_what_is_neither_a_url_nor_a_file() {
+        for oci in [
+            "registry.local:5000/filter:1",
+            "ghcr.io/o/m@sha256:ab",
+            "filter",
+        ] {
+            assert!(is_oci_module(oci), "{oci}");
+        }
+        for not in [
+            "https://x/m.wasm",
+            "file:///m.wasm",
+            "/opt/m",
+            "m.wasm",
+            "d/m.wat",
+        ] {
+            assert!(!is_oci_module(not), "{not}");
+        }
     }
 
     #[test]

@@ -279,7 +279,7 @@ fn minimal_sla_and_defaults() {
 }
 
 #[test]
-fn wasm_one_shot_environment_and_multi_ports() {
+fn wasm_one_shot_and_environment() {
     let mut v = sla();
     let m = ms(&mut v);
     m["virtualization"] = json!("wasm");
@@ -287,7 +287,8 @@ fn wasm_one_shot_environment_and_multi_ports() {
     m["cmd"] = json!(["--fast"]);
     m["one_shot"] = json!(true);
     m["environment"] = json!(["A=1", "B=x=y"]);
-    m["port"] = json!("8080:80; 53/udp ;9000:90/tcp;");
+    // A module has no sockets: no port (see the test below).
+    m["port"] = json!("");
     let p = parse(&v).unwrap();
     let svc = &p.applications[0].spec.services[0];
     assert_eq!(svc.runtime, RuntimeKind::Wasm);
@@ -297,19 +298,6 @@ fn wasm_one_shot_environment_and_multi_ports() {
     assert!(svc.command.is_empty());
     assert_eq!(svc.restart_policy, RestartPolicy::Never);
     assert_eq!(svc.env["B"], "x=y");
-    let ports: Vec<(u16, Protocol, Option<u16>)> = svc
-        .ports
-        .iter()
-        .map(|p| (p.port, p.protocol, p.host_port))
-        .collect();
-    assert_eq!(
-        ports,
-        [
-            (80, Protocol::Tcp, Some(8080)),
-            (53, Protocol::Udp, Some(53)),
-            (90, Protocol::Tcp, Some(9000))
-        ]
-    );
     assert!(has(
         &p.warnings,
         "applications[0].microservices[0].cmd",
@@ -322,6 +310,39 @@ fn wasm_one_shot_environment_and_multi_ports() {
         "applications[0].microservices[0].code",
         "pins the digest of its first download"
     ));
+}
+
+#[test]
+fn multi_ports_map_and_a_wasm_service_with_ports_is_refused_at_its_port() {
+    let mut v = sla();
+    ms(&mut v)["port"] = json!("8080:80; 53/udp ;9000:90/tcp;");
+    let p = parse(&v).unwrap();
+    let ports: Vec<(u16, Protocol, Option<u16>)> = p.applications[0].spec.services[0]
+        .ports
+        .iter()
+        .map(|p| (p.port, p.protocol, p.host_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (80, Protocol::Tcp, Some(8080)),
+            (53, Protocol::Udp, Some(53)),
+            (90, Protocol::Tcp, Some(9000))
+        ]
+    );
+    // A module gets no sockets: the SLA's port is refused where the SLA wrote it.
+    let m = ms(&mut v);
+    m["virtualization"] = json!("wasm");
+    m["code"] = json!("https://example.org/f.wasm");
+    let errors = errors(&v);
+    assert!(
+        has(
+            &errors,
+            "applications[0].microservices[0].port",
+            "entry \"8080:80\": does not apply to runtime wasm"
+        ),
+        "{errors:#?}"
+    );
 }
 
 #[test]

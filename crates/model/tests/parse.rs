@@ -545,8 +545,10 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     RuntimeKind::Process,
                 ][runtime];
                 // Unique per (port, protocol) and host port: derive from the index in the list.
+                // A module has no sockets, so no ports (validation refuses them).
                 let ports = ports
                     .into_iter()
+                    .filter(|_| runtime != RuntimeKind::Wasm)
                     .enumerate()
                     .map(|(i, (_, udp, host))| PortSpec {
                         name: Some(format!("p{i}")),

@@ -169,3 +169,31 @@ fn a_share_that_is_not_a_count_or_percentage_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_module_has_no_sockets_to_publish_or_probe() {
+    let text = "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {name: app}\nspec:\n  services:\n\
+                \x20 - name: filter\n    runtime: wasm\n    module: registry.local/filter:1\n\
+                \x20   ports: [{port: 80}, {port: 53, protocol: udp, hostPort: 5353}]\n\
+                \x20   readinessProbe: {httpGet: {path: /, port: 80}}\n\
+                \x20   livenessProbe: {tcpSocket: {port: 80}}\n";
+    let errors = parse_descriptor(text)
+        .err()
+        .map(|e| e.errors)
+        .unwrap_or_default();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.services[0].ports[0]",
+            "spec.services[0].ports[1]",
+            "spec.services[0].livenessProbe.tcpSocket",
+            "spec.services[0].readinessProbe.httpGet",
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().all(|e| e.reason.contains("no sockets")),
+        "{errors:#?}"
+    );
+}

@@ -1,7 +1,8 @@
 //! The image prestart hook: pulls through the node's image store (registry,
 //! content-addressed cache) and makes each instance's root filesystem from it, in a
 //! directory of the instance's own (`<dir>/<id>/rootfs`, an overlay over the cached
-//! layers), for runtimes that run OCI images from a prepared root filesystem.
+//! layers), for runtimes that run OCI images from a prepared root filesystem. Wasm modules
+//! named by OCI references come through the same store (`wasm_modules.rs`).
 
 use async_trait::async_trait;
 use canopy_image::{Credentials, ImageStore, PullProgress};
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub type NodeCredentials = BTreeMap<String, Credentials>;
 
 pub struct RegistryImages {
-    store: ImageStore,
+    pub(crate) store: ImageStore,
     credentials: NodeCredentials,
     /// Each instance's root filesystem is made in `<dir>/<id>`.
     dir: PathBuf,
@@ -56,7 +57,7 @@ impl RegistryImages {
         self
     }
 
-    fn in_use(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+    pub(crate) fn in_use(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
         self.in_use.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -73,7 +74,7 @@ impl RegistryImages {
 
     /// The service's own credentials (its `imagePullSecret`, resolved by the root) win over
     /// the node's for the image's registry.
-    fn credentials_for(&self, spec: &InstanceSpec, image: &str) -> Option<Credentials> {
+    pub(crate) fn credentials_for(&self, spec: &InstanceSpec, image: &str) -> Option<Credentials> {
         if let Some((username, password)) = spec.service.pull_credentials(&spec.secrets) {
             return Some(Credentials::new(&username, &password));
         }
@@ -81,46 +82,14 @@ impl RegistryImages {
         self.credentials.get(registry).cloned()
     }
 
-    /// Where instance `id`'s root filesystem is made.
-    pub fn instance_dir(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
-    }
-}
-
-fn failed(image: &str, error: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Image {
-        image: image.to_string(),
-        reason: error.to_string(),
-    }
-}
-
-#[async_trait]
-impl Prestart for RegistryImages {
-    fn name(&self) -> &str {
-        "image"
-    }
-
-    fn wanted_by(&self, caps: &Capabilities) -> bool {
-        caps.image_rootfs
-    }
-
-    async fn prepare(
+    /// Pulls `image` for `spec` (its credentials, else the node's), counted in the node's
+    /// metrics and reported as progress.
+    pub(crate) async fn pull_counted(
         &self,
         spec: &InstanceSpec,
-        prepared: &mut Prepared,
+        image: &str,
         progress: Progress<'_>,
-    ) -> Result<(), RuntimeError> {
-        validate_id(&spec.id)?;
-        let svc = &spec.service;
-        let image = svc.image.as_deref().unwrap_or_default();
-        if image.is_empty() {
-            return Err(RuntimeError::InvalidSpec {
-                service: svc.name.clone(),
-                reason: "image is required for a container".to_string(),
-            });
-        }
-        // Each start gets a fresh root filesystem, as a restarted pod does.
-        self.release(&spec.id).await?;
+    ) -> Result<canopy_image::Image, RuntimeError> {
         let credentials = self.credentials_for(spec, image);
         // Downloaded bytes: each layer fetched reports its size once when complete.
         let downloaded = AtomicU64::new(0);
@@ -154,7 +123,53 @@ impl Prestart for RegistryImages {
                 cached_image.load(Ordering::Relaxed),
             );
         }
-        let pulled = pulled.map_err(|e| failed(image, e))?;
+        pulled.map_err(|e| failed(image, e))
+    }
+
+    /// Where instance `id`'s root filesystem is made.
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+}
+
+pub(crate) fn failed(image: &str, error: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Image {
+        image: image.to_string(),
+        reason: error.to_string(),
+    }
+}
+
+#[async_trait]
+impl Prestart for RegistryImages {
+    fn name(&self) -> &str {
+        "image"
+    }
+
+    fn wanted_by(&self, caps: &Capabilities) -> bool {
+        caps.image_rootfs || caps.oci_modules
+    }
+
+    async fn prepare(
+        &self,
+        spec: &InstanceSpec,
+        prepared: &mut Prepared,
+        progress: Progress<'_>,
+    ) -> Result<(), RuntimeError> {
+        validate_id(&spec.id)?;
+        let svc = &spec.service;
+        if svc.runtime == canopy_model::RuntimeKind::Wasm {
+            return self.prepare_module(spec, prepared, progress).await;
+        }
+        let image = svc.image.as_deref().unwrap_or_default();
+        if image.is_empty() {
+            return Err(RuntimeError::InvalidSpec {
+                service: svc.name.clone(),
+                reason: "image is required for a container".to_string(),
+            });
+        }
+        // Each start gets a fresh root filesystem, as a restarted pod does.
+        self.release(&spec.id).await?;
+        let pulled = self.pull_counted(spec, image, progress).await?;
         let made = self
             .store
             .create_rootfs(&pulled, &self.instance_dir(&spec.id))
@@ -180,6 +195,7 @@ impl Prestart for RegistryImages {
     async fn release(&self, id: &str) -> Result<(), RuntimeError> {
         validate_id(id)?;
         self.in_use().remove(id);
+        self.release_module(id)?;
         let dest = self.instance_dir(id);
         self.store
             .remove_rootfs(&dest)

@@ -30,6 +30,7 @@ mod runner;
 mod statefile;
 mod streams;
 mod usage;
+mod wasm_modules;
 
 use admission::NodeFacts;
 use canopy_model::{GeoPoint, IllegalTransition, NetworkCoordinate, ResourceAmounts, RuntimeKind};

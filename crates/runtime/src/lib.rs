@@ -32,7 +32,9 @@ pub use files::{FilesPrestart, PreparedFiles};
 pub use follow::{LogChunks, LogFollower, Output as LogOutput, previous_paths};
 pub use hooks::Hooks;
 pub use oci::{ImageConfig, OciOptions, OciRuntime};
-pub use prestart::{NetworkPrestart, Prepared, PreparedImage, PreparedNetwork, Prestart, Progress};
+pub use prestart::{
+    NetworkPrestart, Prepared, PreparedImage, PreparedModule, PreparedNetwork, Prestart, Progress,
+};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use supervise::{LogPaths, validate_id};
 pub use wasm::{AGENT_RESTARTED, WasmRuntime, WasmRuntimeOptions};
@@ -148,6 +150,9 @@ pub struct Capabilities {
     /// Runs OCI images from a root filesystem prepared for it ([`Prepared::image`]), so the
     /// node's image hook pulls the image and makes it one.
     pub image_rootfs: bool,
+    /// Runs wasm modules named by OCI references, pulled for it by the node's image hook
+    /// ([`Prepared::module`]).
+    pub oci_modules: bool,
 }
 
 impl Capabilities {
@@ -162,6 +167,7 @@ impl Capabilities {
             logs: self.logs || other.logs,
             limits: self.limits || other.limits,
             image_rootfs: self.image_rootfs || other.image_rootfs,
+            oci_modules: self.oci_modules || other.oci_modules,
         }
     }
 }

@@ -22,6 +22,20 @@ pub struct Prepared {
     pub image: Option<PreparedImage>,
     /// The service's files, from the files hook.
     pub files: Option<crate::files::PreparedFiles>,
+    /// A wasm module pulled from a registry (`module` an OCI reference), from the image hook.
+    pub module: Option<PreparedModule>,
+}
+
+/// A wasm module the image hook pulled: an artifact's layer, or a file of a plain image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedModule {
+    /// The module's bytes on the node.
+    pub path: PathBuf,
+    /// The digest (`sha256:…`) of the layer holding it, verified by the store.
+    pub layer: String,
+    /// Its path in a plain image (`/app/filter.wasm`); `None` when the layer is the module
+    /// (an artifact), which then must hash to `layer`.
+    pub file: Option<String>,
 }
 
 /// A network namespace made for the instance, with its address and published ports.

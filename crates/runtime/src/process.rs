@@ -474,6 +474,7 @@ impl Runtime for ProcessRuntime {
             logs: true,
             limits: self.cgroups.is_some(),
             image_rootfs: false,
+            oci_modules: false,
         }
     }
 

@@ -3,7 +3,8 @@
 
 use canopy_model::ServiceSpec;
 use canopy_runtime::{
-    AGENT_RESTARTED, InstanceSpec, Runtime, RuntimeError, WasmRuntime, WasmRuntimeOptions,
+    AGENT_RESTARTED, InstanceSpec, PreparedModule, Runtime, RuntimeError, WasmRuntime,
+    WasmRuntimeOptions,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -449,10 +450,8 @@ async fn starts_fail_clearly() {
         .start(&spec("oci", service("registry.local/filter:1", json!({}))))
         .await
         .expect_err("oci");
-    assert!(
-        e.to_string().contains("OCI artifacts are not supported"),
-        "{e}"
-    );
+    // The node's image hook pulls OCI references; a runtime without one says so.
+    assert!(e.to_string().contains("no image store"), "{e}");
     let bad = module_file(dir.path(), "bad", "(module (func $f (result i32)))");
     let e = rt
         .start(&spec("bad", service(&bad, json!({}))))
@@ -464,4 +463,50 @@ async fn starts_fail_clearly() {
         .await
         .expect_err("missing");
     assert!(e.to_string().contains("/nonexistent/m.wasm"), "{e}");
+}
+
+/// What the node's image hook hands over for an OCI reference: an artifact's module is
+/// checked against its layer digest, a plain image's file runs as it is.
+#[tokio::test]
+async fn a_pulled_module_runs_and_an_artifact_must_hash_to_its_layer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(dir.path());
+    let wasm = wat::parse_str(hello()).expect("assemble");
+    let path = dir.path().join("blob");
+    std::fs::write(&path, &wasm).expect("write module");
+    let pulled = |layer: String, file: Option<&str>| {
+        let mut s = spec("pulled", service("registry.local/hello:1", json!({})));
+        s.prepared.module = Some(PreparedModule {
+            path: path.clone(),
+            layer,
+            file: file.map(str::to_string),
+        });
+        s
+    };
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let e = rt
+        .start(&pulled(wrong.clone(), None))
+        .await
+        .expect_err("a layer digest the module does not have");
+    assert!(e.to_string().contains(&wrong), "{e}");
+
+    rt.start(&pulled(format!("sha256:{}", sha256(&wasm)), None))
+        .await
+        .expect("start the artifact's module");
+    let exit = tokio::time::timeout(LONG, rt.wait("pulled"))
+        .await
+        .expect("ends in time")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        rt.logs("pulled", 10)
+            .await
+            .expect("logs")
+            .contains("hello from wasm"),
+        "output of the pulled module"
+    );
+    // A file of a plain image: its layer is a tar, so only the store checked it.
+    rt.start(&pulled(wrong, Some("/app/hello.wasm")))
+        .await
+        .expect("start the image's module");
 }

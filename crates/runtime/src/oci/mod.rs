@@ -585,6 +585,7 @@ impl Runtime for OciRuntime {
             logs: true,
             limits: true,
             image_rootfs: true,
+            oci_modules: false,
         }
     }
 

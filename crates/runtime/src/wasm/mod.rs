@@ -3,37 +3,41 @@
 //! (never the agent's), yielding at every epoch tick, so a looping or trapping module never
 //! stalls the agent. Output goes to the same `stdout.log`/`stderr.log` as other runtimes.
 //!
+//! A module comes from a file, an http(s) URL or a registry (an OCI reference, pulled by the
+//! node's image hook: [`Capabilities::oci_modules`]); see `source.rs`. Starting is `start.rs`,
+//! one run `run.rs`.
+//!
 //! In-process instances cannot outlive their agent: after an agent restart `recover`
 //! reports each one as ended ("the node agent restarted"), and the agent's restart policy
-//! starts it again at once, counted as a restart.
+//! starts it again at once, counted as a restart (`recover.rs`).
 
 mod cache;
 mod engine;
 mod limits;
+mod recover;
 mod run;
 mod source;
+mod start;
 
-use crate::state::{self, PersistedState};
-use crate::supervise::{LogPaths, log_paths, open_logs, read_logs, rotate_logs, validate_id};
+pub use recover::AGENT_RESTARTED;
+
+use crate::state;
+use crate::supervise::{LogPaths, log_paths, read_logs, rotate_logs, validate_id};
 use crate::{
     Capabilities, Events, Exit, InstanceSpec, KEPT_LOGS_BUDGET, Recovered, Runtime, RuntimeError,
     Started, Stats,
 };
 use async_trait::async_trait;
 use canopy_model::RuntimeKind;
-use run::{Launch, Meters, StoreData};
+use run::{Meters, StoreData};
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
-
-/// Why a recovered instance is not running: it ran inside the previous agent.
-pub const AGENT_RESTARTED: &str =
-    "stopped when the node agent restarted (wasm instances run inside the agent)";
 
 /// Settings of a [`WasmRuntime`].
 #[derive(Debug, Clone)]
@@ -160,157 +164,6 @@ impl WasmRuntime {
             events(id, text);
         }
     }
-
-    async fn start_locked(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
-        let id = spec.id.as_str();
-        validate_id(id)?;
-        let svc = &spec.service;
-        let invalid = |reason: String| RuntimeError::InvalidSpec {
-            service: svc.name.clone(),
-            reason,
-        };
-        if svc.runtime != RuntimeKind::Wasm {
-            return Err(invalid(format!(
-                "it asks for the {} runtime, not wasm",
-                svc.runtime.as_str()
-            )));
-        }
-        let Some(module) = svc.module.as_deref() else {
-            return Err(invalid("module is required".to_string()));
-        };
-        if let Some(prev) = self.table().get(id)
-            && !prev.exited()
-        {
-            return Err(RuntimeError::AlreadyRunning {
-                id: id.to_string(),
-                pid: 0,
-            });
-        }
-        let loaded = self
-            .sources
-            .load(&svc.name, module, svc.wasm.as_ref())
-            .await?;
-        if let Some(warning) = &loaded.warning {
-            self.tell(id, warning);
-        }
-        let (compiled, engine, digest) = (
-            self.compiled.clone(),
-            self.engine.engine().clone(),
-            loaded.digest.clone(),
-        );
-        let module_code = self
-            .handle()?
-            .spawn_blocking(move || compiled.get(&engine, &digest, &loaded.wasm))
-            .await
-            .map_err(|e| invalid(format!("compiling module {module}: {e}")))?
-            .map_err(|e| invalid(format!("module {module} does not compile: {e}")))?;
-
-        let dir = self.state_dir.join(id);
-        fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create", &dir, e))?;
-        crate::follow::keep_previous_run(&log_paths(&dir));
-        let (stdout, stderr) = open_logs(&dir)?;
-        let mut env: Vec<(String, String)> = svc.env.clone().into_iter().collect();
-        env.retain(|(k, _)| !spec.env.contains_key(k));
-        env.extend(spec.env.clone());
-        let options = svc.wasm.clone().unwrap_or_default();
-        let launch = Launch {
-            service: svc.name.clone(),
-            program: module.to_string(),
-            args: svc.args.clone(),
-            env,
-            preopens: options.preopens,
-            memory_bytes: svc.resources.memory.0.saturating_mul(1 << 20),
-            millicores: svc.resources.cpu.0,
-            wall_clock_limit: options.timeout_seconds.map(Duration::from_secs),
-            stdout,
-            stderr,
-        };
-        let meters = Arc::new(Meters::default());
-        let prepared = run::prepare(self.engine.engine(), launch, &meters)?;
-        let mut command = vec![module.to_string()];
-        command.extend(svc.args.iter().cloned());
-        let persisted =
-            PersistedState::new(id, spec.generation, 0, 0, command, None, Default::default());
-        state::write_atomic(&dir, &persisted)?;
-
-        let handle = self.handle()?;
-        let (tx, rx) = watch::channel(None);
-        let running = handle.spawn(run::run(
-            self.linker.clone(),
-            module_code,
-            prepared,
-            meters.clone(),
-        ));
-        let abort = running.abort_handle();
-        let state_dir = dir.clone();
-        handle.spawn(async move {
-            let exit = match running.await {
-                Ok(exit) => exit,
-                Err(e) if e.is_cancelled() => stopped(),
-                Err(e) => Exit {
-                    code: None,
-                    signal: None,
-                    oom_killed: false,
-                    reason: format!("the runtime failed running it: {e}"),
-                },
-            };
-            let mut persisted = persisted;
-            persisted.exit = Some(exit.clone());
-            if let Err(e) = state::write_atomic(&state_dir, &persisted) {
-                tracing::warn!(error = %e, "cannot record a wasm instance's exit");
-            }
-            let _ = tx.send(Some(exit));
-        });
-        self.table().insert(
-            id.to_string(),
-            Arc::new(Instance {
-                dir,
-                exit: rx,
-                task: Some(abort),
-                meters,
-                rotate_lock: Arc::new(Mutex::new(())),
-            }),
-        );
-        tracing::info!(id, generation = spec.generation, module, "started");
-        Ok(Started { pid: None })
-    }
-
-    /// The instance under `dir` as the previous agent left it.
-    fn recovered(&self, id: &str, dir: &Path) -> Result<Recovered, RuntimeError> {
-        let st = state::read(dir)?;
-        let exit = st.exit.unwrap_or_else(|| Exit {
-            code: None,
-            signal: None,
-            oom_killed: false,
-            reason: AGENT_RESTARTED.to_string(),
-        });
-        let (_tx, rx) = watch::channel(Some(exit));
-        self.table().insert(
-            id.to_string(),
-            Arc::new(Instance {
-                dir: dir.to_path_buf(),
-                exit: rx,
-                task: None,
-                meters: Arc::new(Meters::default()),
-                rotate_lock: Arc::new(Mutex::new(())),
-            }),
-        );
-        Ok(Recovered {
-            id: id.to_string(),
-            generation: st.generation,
-            pid: None,
-            running: false,
-        })
-    }
-}
-
-fn stopped() -> Exit {
-    Exit {
-        code: None,
-        signal: None,
-        oom_killed: false,
-        reason: "stopped".to_string(),
-    }
 }
 
 impl Drop for WasmRuntime {
@@ -334,6 +187,7 @@ impl Runtime for WasmRuntime {
             stats: true,
             logs: true,
             limits: true,
+            oci_modules: true,
             ..Capabilities::default()
         }
     }
@@ -432,21 +286,6 @@ impl Runtime for WasmRuntime {
     }
 
     async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError> {
-        let entries = fs::read_dir(&self.state_dir)
-            .map_err(|e| RuntimeError::io("read", &self.state_dir, e))?;
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            let dir = entry.path();
-            // `@modules`, `@compiled`, and kept logs of removed instances are not instances.
-            if validate_id(&id).is_err() || !dir.join(state::STATE_FILE).is_file() {
-                continue;
-            }
-            match self.recovered(&id, &dir) {
-                Ok(r) => out.push(r),
-                Err(e) => tracing::warn!(id, error = %e, "unreadable wasm instance state"),
-            }
-        }
-        Ok(out)
+        self.recover_all()
     }
 }

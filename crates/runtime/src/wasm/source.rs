@@ -1,10 +1,12 @@
 //! Where a module comes from: a file on the node (`/path`, `file:///path`, or a relative
 //! `*.wasm`/`*.wat` path from the agent's working directory; `.wat` text is assembled here,
-//! so no wasm toolchain is needed) or an http(s) URL checked against the
+//! so no wasm toolchain is needed), an http(s) URL checked against the
 //! service's `wasm.sha256` (or, for a URL without one, against the digest its first download
-//! pinned on this node). Downloads are kept by digest, so a restart does not download again.
+//! pinned on this node), or an OCI reference (anything else), which the node's image hook
+//! pulls and hands over as [`PreparedModule`] (an artifact's module must hash to its layer's
+//! digest). Downloads are kept by digest, so a restart does not download again.
 
-use crate::RuntimeError;
+use crate::{PreparedModule, RuntimeError};
 use canopy_model::WasmOptions;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -22,9 +24,11 @@ const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 pub(crate) enum Source {
     File(PathBuf),
     Url(String),
+    /// Pulled by the node's image hook, never by the runtime.
+    Oci,
 }
 
-/// Parses `module`; an OCI reference (anything else) is not supported by this node yet.
+/// Parses `module`.
 pub(crate) fn parse(module: &str) -> Result<Source, String> {
     if let Some(path) = module.strip_prefix("file://") {
         return parse_path(path);
@@ -42,13 +46,11 @@ pub(crate) fn parse(module: &str) -> Result<Source, String> {
     }
     // A relative file is the agent's (e.g. `canopy up` run in a checkout); an OCI
     // reference never ends in `.wasm` or `.wat`.
-    if module.ends_with(".wasm") || module.ends_with(".wat") {
-        return Ok(Source::File(PathBuf::from(module)));
+    if canopy_model::is_oci_module(module) {
+        Ok(Source::Oci)
+    } else {
+        Ok(Source::File(PathBuf::from(module)))
     }
-    Err(format!(
-        "module {module}: OCI artifacts are not supported by this node's wasm runtime yet; \
-         give a path on the node (`.wasm` or `.wat`) or an http(s) URL with wasm.sha256"
-    ))
 }
 
 fn parse_path(path: &str) -> Result<Source, String> {
@@ -85,12 +87,14 @@ impl Sources {
         })
     }
 
-    /// Loads `module` for service `service` (its errors name the service).
+    /// Loads `module` for service `service` (its errors name the service); `pulled` is what
+    /// the image hook made of an OCI reference.
     pub(crate) async fn load(
         &self,
         service: &str,
         module: &str,
         options: Option<&WasmOptions>,
+        pulled: Option<&PreparedModule>,
     ) -> Result<Loaded, RuntimeError> {
         let invalid = |reason: String| RuntimeError::InvalidSpec {
             service: service.to_string(),
@@ -108,6 +112,26 @@ impl Sources {
                     && *want != sha256_hex(&raw)
                 {
                     return Err(mismatch(&sha256_hex(&raw), want));
+                }
+                (raw, None)
+            }
+            Source::Oci => {
+                let Some(pulled) = pulled else {
+                    return Err(invalid(format!(
+                        "module {module} is an OCI reference, and this node has no image store \
+                         to pull it with"
+                    )));
+                };
+                let raw = read_file(&pulled.path)?;
+                let got = sha256_hex(&raw);
+                // An artifact's layer is the module: the same digest, checked again here.
+                if pulled.file.is_none() && pulled.layer != format!("sha256:{got}") {
+                    return Err(mismatch(&got, &pulled.layer));
+                }
+                if let Some(want) = &expected
+                    && *want != got
+                {
+                    return Err(mismatch(&got, want));
                 }
                 (raw, None)
             }
@@ -267,7 +291,7 @@ mod tests {
                 .unwrap_err()
                 .contains("unsupported scheme")
         );
-        assert!(parse("registry.local/m:1").unwrap_err().contains("OCI"));
+        assert_eq!(parse("registry.local/m:1"), Ok(Source::Oci));
         assert_eq!(
             parse("examples/wasm/filter.wat"),
             Ok(Source::File("examples/wasm/filter.wat".into()))
