@@ -21,8 +21,10 @@ impl Agent {
         };
         let side = Arc::new(ClusterSide(self.clone()));
         loop {
+            // The guard `wait_for` returns is not held: it is not `Send`.
+            let answers = async { reachable.wait_for(|up| *up).await.is_ok() };
             tokio::select! {
-                answered = reachable.wait_for(|up| *up) => if answered.is_err() {
+                answered = answers => if !answered {
                     return Ok(());
                 },
                 _ = canopy_tier::stopped(&mut stop) => return Ok(()),
@@ -37,9 +39,12 @@ impl Agent {
                 unlinked,
             );
             tokio::pin!(link);
+            let silent = async {
+                let _ = reachable.wait_for(|up| !*up).await;
+            };
             let stopping = tokio::select! {
                 ended = &mut link => return ended.map_err(NodeError::from),
-                _ = reachable.wait_for(|up| !*up) => false,
+                _ = silent => false,
                 _ = canopy_tier::stopped(&mut stop) => true,
             };
             let _ = unlink.send(true);

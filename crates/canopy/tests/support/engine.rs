@@ -179,6 +179,19 @@ impl Engine {
         }
         let _ = child.kill();
         let _ = child.wait();
+        // What an engine that did not stop cleanly may leave: its containerd and shims,
+        // known by this engine's own directory in their command lines.
+        let dir = self.dir.path().display().to_string();
+        let left = run("pgrep", &["-f", &format!("containerd.*{dir}")]);
+        for pid in String::from_utf8_lossy(&left.stdout).split_whitespace() {
+            if let Some(pid) = pid
+                .parse::<i32>()
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
     }
 }
 

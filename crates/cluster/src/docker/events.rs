@@ -19,7 +19,6 @@ use tokio::sync::watch;
 /// The current run of an instance, as the runtime tracks it.
 pub(crate) struct Tracked {
     pub container: String,
-    pub generation: u64,
     /// When this run was started (ns since the epoch): events of the container's earlier
     /// runs are not this run's.
     pub since_nanos: i64,

@@ -215,7 +215,6 @@ impl Runtime for DockerRuntime {
             id.to_string(),
             Tracked {
                 container: container.clone(),
-                generation: spec.generation,
                 since_nanos: now_nanos(),
                 exit,
                 oom: false,
@@ -320,7 +319,6 @@ impl Runtime for DockerRuntime {
                 id.clone(),
                 Tracked {
                     container,
-                    generation,
                     since_nanos: 0,
                     exit,
                     oom: false,
