@@ -293,7 +293,8 @@ pub struct ClusterArgs {
 }
 
 fn parse_driver(text: &str) -> Result<canopy_cluster::DriverKind, String> {
-    text.parse().map_err(|e: canopy_cluster::DriverError| e.to_string())
+    text.parse()
+        .map_err(|e: canopy_cluster::DriverError| e.to_string())
 }
 
 #[derive(Debug, Args)]

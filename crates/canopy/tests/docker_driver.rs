@@ -18,9 +18,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
-use support::{
-    Daemon, canopy_json, canopy_ok, eventually, start_cluster, start_root, strings,
-};
+use support::{Daemon, canopy_json, canopy_ok, eventually, start_cluster, start_root, strings};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -69,11 +67,15 @@ spec:
 
 /// The one instance, once it runs in `cluster`.
 fn running_in(server: &str, cluster: &str) -> Value {
-    eventually(SETTLE, &format!("the instance running in {cluster}"), || {
-        canopy_json(server, &["get", "instances"])
-            .into_iter()
-            .find(|i| i["state"] == "Running" && i["cluster"] == cluster)
-    })
+    eventually(
+        SETTLE,
+        &format!("the instance running in {cluster}"),
+        || {
+            canopy_json(server, &["get", "instances"])
+                .into_iter()
+                .find(|i| i["state"] == "Running" && i["cluster"] == cluster)
+        },
+    )
 }
 
 /// A Docker-driven cluster `dk` whose member the root sees Ready.
@@ -185,13 +187,22 @@ fn a_docker_cluster_runs_limits_heals_and_readopts_an_application() {
         (!logs.is_empty()).then_some(logs)
     });
     assert_eq!(logs, "serving\n");
-    let greeting = canopy_ok(&root.url, &["exec", &id, "--", "sh", "-c", "echo $GREETING"]);
-    assert_eq!(greeting, "hej\n", "exec runs in the container, through the engine");
+    let greeting = canopy_ok(
+        &root.url,
+        &["exec", &id, "--", "sh", "-c", "echo $GREETING"],
+    );
+    assert_eq!(
+        greeting, "hej\n",
+        "exec runs in the container, through the engine"
+    );
     let failing = support::canopy(&root.url, &["exec", &id, "--", "sh", "-c", "exit 7"]);
     assert_eq!(failing.status.code(), Some(7), "{failing:?}");
 
     // Killed behind Canopy's back: its restart policy (always) starts it again.
-    let started = container["State"]["StartedAt"].as_str().unwrap().to_string();
+    let started = container["State"]["StartedAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
     engine.docker_ok(&["kill", &container_id]);
     let healed = eventually(SETTLE, "the killed container started again", || {
         let instance = running_in(&root.url, "dk");
@@ -201,7 +212,11 @@ fn a_docker_cluster_runs_limits_heals_and_readopts_an_application() {
             && again["State"]["StartedAt"] != started.as_str())
         .then_some(again)
     });
-    assert_eq!(healed["Id"], container_id.as_str(), "the same container again");
+    assert_eq!(
+        healed["Id"],
+        container_id.as_str(),
+        "the same container again"
+    );
     eventually(SETTLE, "httpd answering again", || {
         http_get(host_port).filter(|a| a.contains("hello from docker"))
     });
@@ -217,17 +232,23 @@ fn a_docker_cluster_runs_limits_heals_and_readopts_an_application() {
     });
     let readopted = running_in(&root.url, "dk");
     assert_eq!(readopted["id"], id.as_str());
-    assert_eq!(readopted["restarts"], restarts, "not restarted: {readopted}");
+    assert_eq!(
+        readopted["restarts"], restarts,
+        "not restarted: {readopted}"
+    );
     let after = container_of(&engine, &id);
     assert_eq!(after["Id"], container_id.as_str(), "the same container ID");
-    assert_eq!(after["State"]["StartedAt"], started.as_str(), "never restarted");
+    assert_eq!(
+        after["State"]["StartedAt"],
+        started.as_str(),
+        "never restarted"
+    );
     assert!(http_get(host_port).is_some_and(|a| a.contains("hello from docker")));
 
     canopy_ok(&root.url, &["delete", "application", "web"]);
     eventually(SETTLE, "the container removed with its instance", || {
         let left = engine.docker_ok(&["ps", "-aq", "--filter", "label=canopy.cluster=dk"]);
-        (left.is_empty() && canopy_json(&root.url, &["get", "instances"]).is_empty())
-            .then_some(())
+        (left.is_empty() && canopy_json(&root.url, &["get", "instances"]).is_empty()).then_some(())
     });
 }
 

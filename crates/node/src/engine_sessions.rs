@@ -136,7 +136,10 @@ impl Agent {
         }
         match exec.control.exit_code().await {
             Some(code) => End::exited(code),
-            None => End::error("unavailable", "the engine did not say how the command ended"),
+            None => End::error(
+                "unavailable",
+                "the engine did not say how the command ended",
+            ),
         }
     }
 }

@@ -218,7 +218,9 @@ pub trait Runtime: Send + Sync + 'static {
         _request: LogRequest,
         _to: tokio::sync::mpsc::Sender<(LogOutput, Vec<u8>)>,
     ) -> Result<(), RuntimeError> {
-        Err(RuntimeError::Unsupported { what: "engine logs" })
+        Err(RuntimeError::Unsupported {
+            what: "engine logs",
+        })
     }
     /// Starts `command` inside running instance `id` through its engine (on a terminal of
     /// `cols` x `rows` with `tty`).
@@ -228,6 +230,8 @@ pub trait Runtime: Send + Sync + 'static {
         _command: &[String],
         _tty: Option<(u16, u16)>,
     ) -> Result<EngineExec, RuntimeError> {
-        Err(RuntimeError::Unsupported { what: "engine exec" })
+        Err(RuntimeError::Unsupported {
+            what: "engine exec",
+        })
     }
 }

@@ -228,7 +228,10 @@ mod tests {
         let exit = exit_of(&state, false);
         assert_eq!(exit.code, Some(137));
         assert!(exit.oom_killed && !exit.success());
-        assert_eq!(exit.reason, "out of memory (container exited with code 137)");
+        assert_eq!(
+            exit.reason,
+            "out of memory (container exited with code 137)"
+        );
         let clean = exit_of(
             &ContainerState {
                 exit_code: Some(0),

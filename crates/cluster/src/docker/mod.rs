@@ -15,7 +15,6 @@ use canopy_model::ResourceAmounts;
 pub use runtime::DockerRuntime;
 use spec::Owner;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -38,8 +37,9 @@ fn socket_path(endpoint: &str) -> Result<&str, DriverError> {
         .filter(|path| path.starts_with('/'))
         .ok_or_else(|| DriverError::Endpoint {
             endpoint: endpoint.to_string(),
-            reason: "the docker driver speaks to an engine's unix socket: give unix:///path/docker.sock"
-                .to_string(),
+            reason:
+                "the docker driver speaks to an engine's unix socket: give unix:///path/docker.sock"
+                    .to_string(),
         })
 }
 
@@ -60,7 +60,13 @@ fn member_name(engine: &str) -> String {
     let cleaned: String = engine
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let cleaned = cleaned.trim_matches('-');
     if cleaned.is_empty() {
@@ -116,7 +122,10 @@ impl ClusterDriver for DockerDriver {
             })?;
         let name = member_name(info.name.as_deref().unwrap_or_default());
         let cpus = info.ncpu.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-        let memory = info.mem_total.and_then(|m| u64::try_from(m).ok()).unwrap_or(0);
+        let memory = info
+            .mem_total
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(0);
         let mut labels = self.labels.clone();
         labels.insert("canopy.driver".to_string(), "docker".to_string());
         if let Some(version) = info.server_version {
@@ -183,7 +192,11 @@ mod tests {
             socket_path("unix:///run/d/docker.sock").ok(),
             Some("/run/d/docker.sock")
         );
-        for bad in ["tcp://127.0.0.1:2375", "unix://relative", "/run/docker.sock"] {
+        for bad in [
+            "tcp://127.0.0.1:2375",
+            "unix://relative",
+            "/run/docker.sock",
+        ] {
             let error = socket_path(bad).expect_err(bad).to_string();
             assert!(error.contains("unix:///path"), "{error}");
         }

@@ -42,9 +42,7 @@ pub(crate) fn engine_error(op: &'static str, id: &str, e: bollard::errors::Error
 /// The HTTP status the engine answered with, when it answered.
 pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
     match e {
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
-            Some(*status_code)
-        }
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
 }
@@ -140,7 +138,9 @@ impl DockerRuntime {
         let user = spec::user_of(spec, image_user.as_deref());
         let names = (
             spec.env.get("CANOPY_NAMESPACE").map_or("", String::as_str),
-            spec.env.get("CANOPY_APPLICATION").map_or("", String::as_str),
+            spec.env
+                .get("CANOPY_APPLICATION")
+                .map_or("", String::as_str),
             spec.env.get("CANOPY_SERVICE").map_or("", String::as_str),
         );
         let body = spec::create_body(spec, &self.owner, user, names)?;
@@ -235,7 +235,10 @@ impl Runtime for DockerRuntime {
             .map(|t| t.exit.subscribe())
             .ok_or_else(|| RuntimeError::NotFound { id: id.to_string() })?;
         let shutdown = || RuntimeError::Shutdown { id: id.to_string() };
-        let ended = exit.wait_for(Option::is_some).await.map_err(|_| shutdown())?;
+        let ended = exit
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| shutdown())?;
         ended.clone().ok_or_else(shutdown)
     }
 
@@ -327,7 +330,10 @@ impl Runtime for DockerRuntime {
             recovered.push(Recovered {
                 id,
                 generation,
-                pid: state.pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0),
+                pid: state
+                    .pid
+                    .and_then(|p| u32::try_from(p).ok())
+                    .filter(|p| *p > 0),
                 running,
             });
         }

@@ -23,7 +23,11 @@ fn output_of(piece: EngineOutput) -> Option<(LogOutput, Vec<u8>)> {
     }
 }
 
-pub(crate) async fn stats(docker: &Docker, id: &str, container: &str) -> Result<Stats, RuntimeError> {
+pub(crate) async fn stats(
+    docker: &Docker,
+    id: &str,
+    container: &str,
+) -> Result<Stats, RuntimeError> {
     let options = StatsOptionsBuilder::new()
         .stream(false)
         .one_shot(true)

@@ -118,10 +118,14 @@ pub fn create_body(
         let key = port_key(port.port, port.protocol);
         exposed.push(key.clone());
         if let Some(host_port) = port.host_port {
-            bindings.entry(key).or_default().get_or_insert_with(Vec::new).push(PortBinding {
-                host_ip: None,
-                host_port: Some(host_port.to_string()),
-            });
+            bindings
+                .entry(key)
+                .or_default()
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: None,
+                    host_port: Some(host_port.to_string()),
+                });
         }
     }
     let memory = i64::try_from(service.resources.memory.0.saturating_mul(1024 * 1024)).ok();
@@ -138,8 +142,7 @@ pub fn create_body(
             maximum_retry_count: None,
         }),
         privileged: security.privileged.then_some(true),
-        cap_add: (!security.capabilities.add.is_empty())
-            .then(|| security.capabilities.add.clone()),
+        cap_add: (!security.capabilities.add.is_empty()).then(|| security.capabilities.add.clone()),
         ..HostConfig::default()
     };
     Ok(ContainerCreateBody {
@@ -209,7 +212,10 @@ mod tests {
         // Canopy's own variables win over the service's.
         assert_eq!(
             body.env,
-            Some(vec!["A=1".to_string(), "CANOPY_INSTANCE=web-0-abc".to_string()])
+            Some(vec![
+                "A=1".to_string(),
+                "CANOPY_INSTANCE=web-0-abc".to_string()
+            ])
         );
         assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
         assert_eq!(body.cmd, Some(vec!["-f".to_string()]));
@@ -229,19 +235,23 @@ mod tests {
         assert_eq!(user_of(&plain, Some("root")), "65534:65534");
         assert_eq!(user_of(&plain, Some("0:0")), "65534:65534");
         assert_eq!(user_of(&plain, Some("www")), "www");
-        let asked = spec(serde_json::json!({"name": "w", "runtime": "container", "image": "i",
-            "securityContext": {"runAsUser": 1000, "runAsGroup": 7}}));
+        let asked = spec(
+            serde_json::json!({"name": "w", "runtime": "container", "image": "i",
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 7}}),
+        );
         assert_eq!(user_of(&asked, Some("www")), "1000:7");
-        let uid_only = spec(serde_json::json!({"name": "w", "runtime": "container", "image": "i",
-            "securityContext": {"runAsUser": 0}}));
+        let uid_only = spec(
+            serde_json::json!({"name": "w", "runtime": "container", "image": "i",
+            "securityContext": {"runAsUser": 0}}),
+        );
         assert_eq!(user_of(&uid_only, None), "0");
     }
 
     #[test]
     fn a_container_without_an_image_is_refused_with_the_reason() {
         let spec = spec(serde_json::json!({"name": "w", "runtime": "container"}));
-        let error = create_body(&spec, &owner(), String::new(), ("n", "a", "w"))
-            .expect_err("no image");
+        let error =
+            create_body(&spec, &owner(), String::new(), ("n", "a", "w")).expect_err("no image");
         assert!(error.to_string().contains("needs an image"), "{error}");
     }
 }
