@@ -282,6 +282,19 @@ pub struct ClusterArgs {
     /// where only your scrapers reach). Off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Who runs the cluster's instances: `canopy` (node agents that join it) or `docker`
+    /// (the Docker Engine at --endpoint, as the cluster's one member; see docs/drivers.md).
+    #[arg(long, default_value = "canopy", value_parser = parse_driver)]
+    pub driver: canopy_cluster::DriverKind,
+    /// The foreign orchestrator's API, for --driver docker: `unix:///path/docker.sock`
+    /// [default: unix:///var/run/docker.sock].
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+fn parse_driver(text: &str) -> Result<canopy_cluster::DriverKind, String> {
+    text.parse()
+        .map_err(|e: canopy_cluster::DriverError| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -56,6 +56,8 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
         args.ca_hash.as_deref(),
     )
     .await?;
+    // Reached before anything is announced: an engine that does not answer ends the start.
+    let driver = crate::drivers::connect(&args).await?;
     let listener = bind(args.listen).await?;
     announce_nodes(&listener)?;
     let cluster = open_cluster(
@@ -76,7 +78,10 @@ pub async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
     )
     .await?;
     serve_metrics(args.metrics_listen, Arc::new(cluster.exposition()), &stop).await?;
-    run_cluster(cluster, listener, stop).await
+    match driver {
+        Some(driver) => crate::drivers::run(cluster, listener, driver, &args, stop).await,
+        None => run_cluster(cluster, listener, stop).await,
+    }
 }
 
 pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
@@ -415,7 +420,7 @@ async fn open_cluster(
     Ok(cluster)
 }
 
-async fn run_cluster(
+pub(crate) async fn run_cluster(
     cluster: Arc<Cluster>,
     listener: TcpListener,
     stop: watch::Receiver<bool>,

@@ -8,6 +8,7 @@ mod config_verbs;
 mod create;
 mod daemon;
 mod diff;
+mod drivers;
 mod duration;
 mod events;
 mod exec;

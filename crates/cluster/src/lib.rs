@@ -10,6 +10,8 @@
 
 mod cluster;
 mod config;
+pub mod docker;
+pub mod driver;
 mod effects;
 mod failure;
 mod intake;
@@ -31,6 +33,7 @@ mod usage;
 mod views;
 
 pub use cluster::Cluster;
+pub use driver::{ClusterDriver, DriverError, DriverKind, ForeignMember};
 pub use effects::{Effects, ToNode};
 pub use links::NodeSide;
 pub use placed::{Move, Placed};

@@ -37,6 +37,9 @@ impl Agent {
                 format!("the {} runtime cannot exec", runtime.kind().as_str()),
             );
         }
+        if runtime.engine_sessions() {
+            return self.engine_exec(runtime, id, &request, pipe).await;
+        }
         let cmd = match runtime
             .exec_command(id, &request.command, request.tty)
             .await

@@ -10,8 +10,10 @@
 pub mod admission;
 mod assign;
 mod details;
+mod engine_sessions;
 mod exec;
 mod forward;
+mod gated;
 mod health;
 pub mod hollow;
 pub mod images;
@@ -364,7 +366,7 @@ impl Agent {
     }
 }
 
-struct ClusterSide(Arc<Agent>);
+pub(crate) struct ClusterSide(pub(crate) Arc<Agent>);
 
 impl Child for ClusterSide {
     async fn hello(&self) -> Hello {

@@ -50,6 +50,11 @@ impl Agent {
     }
 
     async fn stream_logs(&self, id: &str, request: pb::LogsRequest, pipe: &mut Pipe) -> End {
+        if let Some(runtime) = self.runtime_of(id).await
+            && runtime.engine_sessions()
+        {
+            return self.engine_logs(runtime, id, &request, pipe).await;
+        }
         let paths = match self.log_paths(id).await {
             Ok(paths) if request.previous => previous_paths(&paths),
             Ok(paths) => paths,

@@ -7,6 +7,7 @@
 //! prestart hooks ([`Prestart`], run as a chain by [`Hooks`]) prepare around it.
 
 mod cgroup;
+mod engine;
 mod error;
 mod exec;
 mod files;
@@ -27,6 +28,7 @@ mod wasm;
 
 pub use canopy_net::{CniConfig, NetworkHook, PortMapping};
 pub use cgroup::CgroupVersion;
+pub use engine::{EngineExec, ExecControl, LogRequest};
 pub use error::{Fault, RuntimeError};
 pub use files::{FilesPrestart, PreparedFiles};
 pub use follow::{LogChunks, LogFollower, Output as LogOutput, previous_paths};
@@ -209,4 +211,33 @@ pub trait Runtime: Send + Sync + 'static {
     }
     /// After the agent restarts: every instance under the state dir, re-adopted without restarting it.
     async fn recover(&self) -> Result<Vec<Recovered>, RuntimeError>;
+    /// Whether its engine serves logs and exec itself ([`Runtime::engine_logs`],
+    /// [`Runtime::engine_exec`]) instead of log files and commands on the node.
+    fn engine_sessions(&self) -> bool {
+        false
+    }
+    /// Sends the logs of `id` to `to` as its engine keeps them, until they end (or, with
+    /// `follow`, until the instance ends or `to` is closed).
+    async fn engine_logs(
+        &self,
+        _id: &str,
+        _request: LogRequest,
+        _to: tokio::sync::mpsc::Sender<(LogOutput, Vec<u8>)>,
+    ) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Unsupported {
+            what: "engine logs",
+        })
+    }
+    /// Starts `command` inside running instance `id` through its engine (on a terminal of
+    /// `cols` x `rows` with `tty`).
+    async fn engine_exec(
+        &self,
+        _id: &str,
+        _command: &[String],
+        _tty: Option<(u16, u16)>,
+    ) -> Result<EngineExec, RuntimeError> {
+        Err(RuntimeError::Unsupported {
+            what: "engine exec",
+        })
+    }
 }

@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod containers;
 mod dashboard;
+mod docker_driver;
 mod faults;
 #[cfg(feature = "etcd")]
 mod ha;

@@ -33,6 +33,9 @@ pub(crate) async fn run(
 }
 
 async fn exec(runtime: &dyn Runtime, id: &str, command: &[String]) -> Result<(), String> {
+    if runtime.engine_sessions() {
+        return engine_exec(runtime, id, command).await;
+    }
     let mut command = runtime
         .exec_command(id, command, false)
         .await
@@ -51,6 +54,21 @@ async fn exec(runtime: &dyn Runtime, id: &str, command: &[String]) -> Result<(),
         Ok(())
     } else {
         Err(format!("command {status}"))
+    }
+}
+
+/// A command probe run by the instance's engine (the Docker Engine's exec).
+async fn engine_exec(runtime: &dyn Runtime, id: &str, command: &[String]) -> Result<(), String> {
+    let mut exec = runtime
+        .engine_exec(id, command, None)
+        .await
+        .map_err(|e| format!("cannot exec: {e}"))?;
+    drop(exec.input);
+    while exec.output.recv().await.is_some() {}
+    match exec.control.exit_code().await {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("command exited with code {code}")),
+        None => Err("the engine did not say how the command ended".to_string()),
     }
 }
 

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod joins;
 pub mod registry;
 

@@ -1,0 +1,314 @@
+//! The docker cluster driver against a real Docker Engine (Debian's docker.io `dockerd`,
+//! started by the test with its own roots, socket and bridge): `canopy cluster --driver
+//! docker` takes an application from the root, the engine runs it with Canopy's limits and
+//! labels, a killed container is healed by its restart policy, a restarted cluster
+//! orchestrator re-adopts the same containers, and an engine that stops has its instances
+//! replaced by the root in a Canopy-native cluster. Needs root, dockerd and the registry's
+//! tools: without them the test fails and says what is missing.
+
+use crate::support::engine;
+use crate::support::registry;
+use crate::support;
+
+use engine::Engine;
+use registry::{Registry, Residue, free_subnet, require};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+use support::{Daemon, canopy_json, canopy_ok, eventually, start_cluster, start_root, strings};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// busybox httpd as `web/httpd`, published on `host_port`, restarted whenever it ends.
+fn apply_web(server: &str, dir: &Path, registry: &Registry, host_port: u16) {
+    let descriptor = format!(
+        r#"apiVersion: canopy.dev/v1
+kind: Application
+metadata: {{name: web}}
+spec:
+  services:
+    - name: httpd
+      runtime: container
+      image: 127.0.0.1:{registry}/busybox:latest
+      command: [sh, -c, "echo serving; mkdir -p /dev/shm/www && echo hello from docker > /dev/shm/www/index.html && exec httpd -f -p 8080 -h /dev/shm/www"]
+      env: {{GREETING: hej}}
+      ports: [{{port: 8080, hostPort: {host_port}}}]
+      restartPolicy: always
+      resources: {{cpu: 250m, memory: 64Mi}}
+"#,
+        registry = registry.port
+    );
+    let file = dir.join("web.yaml");
+    std::fs::write(&file, descriptor).unwrap();
+    canopy_ok(server, &["apply", "-f", file.to_str().unwrap()]);
+}
+
+/// The one instance, once it runs in `cluster`.
+fn running_in(server: &str, cluster: &str) -> Value {
+    eventually(
+        SETTLE,
+        &format!("the instance running in {cluster}"),
+        || {
+            canopy_json(server, &["get", "instances"])
+                .into_iter()
+                .find(|i| i["state"] == "Running" && i["cluster"] == cluster)
+        },
+    )
+}
+
+/// A Docker-driven cluster `dk` whose member the root sees Ready.
+fn start_docker_cluster(dir: &Path, root: &Daemon, engine: &Engine) -> Daemon {
+    let endpoint = engine.endpoint();
+    let cluster = start_cluster(
+        dir,
+        root,
+        "dk",
+        &["--driver", "docker", "--endpoint", &endpoint],
+    );
+    eventually(SETTLE, "the engine as a Ready member of dk", || {
+        canopy_json(&root.url, &["get", "nodes"])
+            .into_iter()
+            .find(|n| n["cluster"] == "dk" && n["state"] == "Ready")
+    });
+    cluster
+}
+
+/// The engine's container for instance `id`: its inspect document.
+fn container_of(engine: &Engine, id: &str) -> Value {
+    let listed = engine.docker_ok(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label=canopy.instance={id}"),
+    ]);
+    let ids: Vec<&str> = listed.split_whitespace().collect();
+    assert_eq!(ids.len(), 1, "one container for instance {id}: {ids:?}");
+    let inspected: Vec<Value> =
+        serde_json::from_str(&engine.docker_ok(&["inspect", ids[0]])).expect("inspect JSON");
+    inspected.into_iter().next().expect("one container")
+}
+
+/// A root that waits 10 s for a silent cluster: the docker cluster's orchestrator restarts
+/// within that, so its instances are its own again rather than replaced.
+fn start_patient_root(dir: &Path) -> Daemon {
+    let data = dir.join("root").display().to_string();
+    let args = strings(&[
+        "root",
+        "--listen",
+        "127.0.0.1:0",
+        "--tier-listen",
+        "127.0.0.1:0",
+        "--data",
+        &data,
+        "--trusted-namespace",
+        "default",
+        "--heartbeat-ms",
+        "200",
+        "--deadline-ms",
+        "10000",
+    ]);
+    Daemon::start(&args, true)
+}
+
+#[test]
+fn a_docker_cluster_runs_limits_heals_and_readopts_an_application() {
+    require();
+    let engine = Engine::start();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = start_patient_root(dir.path());
+    let mut cluster = start_docker_cluster(dir.path(), &root, &engine);
+    let node = canopy_json(&root.url, &["get", "nodes"])
+        .into_iter()
+        .find(|n| n["cluster"] == "dk")
+        .unwrap();
+    let info = engine.docker_ok(&["info", "--format", "{{.NCPU}} {{.MemTotal}}"]);
+    let (cpus, memory) = info.split_once(' ').expect("NCPU and MemTotal");
+    assert_eq!(
+        node["capacity"]["cpuMillis"].as_u64(),
+        Some(cpus.parse::<u64>().unwrap() * 1000),
+        "capacity from the engine's info: {node}"
+    );
+    assert_eq!(
+        node["capacity"]["memoryMib"].as_u64(),
+        Some(memory.parse::<u64>().unwrap() / (1024 * 1024)),
+        "{node}"
+    );
+    assert_eq!(node["runtimes"], serde_json::json!(["container"]), "{node}");
+
+    let host_port = free_port();
+    apply_web(&root.url, dir.path(), &registry, host_port);
+    let instance = running_in(&root.url, "dk");
+    let id = instance["id"].as_str().unwrap().to_string();
+    let container = container_of(&engine, &id);
+    let container_id = container["Id"].as_str().unwrap().to_string();
+    let host = &container["HostConfig"];
+    assert_eq!(host["NanoCpus"], 250_000_000, "{host}");
+    assert_eq!(host["Memory"], 64 << 20, "{host}");
+    assert_eq!(
+        host["PortBindings"]["8080/tcp"][0]["HostPort"],
+        host_port.to_string(),
+        "{host}"
+    );
+    let labels = &container["Config"]["Labels"];
+    assert_eq!(labels["canopy.instance"], id.as_str(), "{labels}");
+    assert_eq!(labels["canopy.cluster"], "dk", "{labels}");
+    assert_eq!(labels["canopy.service"], "httpd", "{labels}");
+    assert_eq!(container["Config"]["User"], "65534:65534");
+    let answer = eventually(SETTLE, "httpd answering through the engine's port", || {
+        http_get(host_port).filter(|a| a.contains("hello from docker"))
+    });
+    assert!(answer.starts_with("HTTP/1."), "{answer}");
+    let logs = eventually(SETTLE, "the container's first line", || {
+        let logs = canopy_ok(&root.url, &["logs", &id]);
+        (!logs.is_empty()).then_some(logs)
+    });
+    assert_eq!(logs, "serving\n");
+    let greeting = canopy_ok(
+        &root.url,
+        &["exec", &id, "--", "sh", "-c", "echo $GREETING"],
+    );
+    assert_eq!(
+        greeting, "hej\n",
+        "exec runs in the container, through the engine"
+    );
+    let failing = support::canopy(&root.url, &["exec", &id, "--", "sh", "-c", "exit 7"]);
+    assert_eq!(failing.status.code(), Some(7), "{failing:?}");
+
+    // Killed behind Canopy's back: its restart policy (always) starts it again.
+    let started = container["State"]["StartedAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    engine.docker_ok(&["kill", &container_id]);
+    let healed = eventually(SETTLE, "the killed container started again", || {
+        let instance = running_in(&root.url, "dk");
+        let again = container_of(&engine, &id);
+        (instance["restarts"].as_u64() >= Some(1)
+            && again["State"]["Running"] == true
+            && again["State"]["StartedAt"] != started.as_str())
+        .then_some(again)
+    });
+    assert_eq!(
+        healed["Id"],
+        container_id.as_str(),
+        "the same container again"
+    );
+    eventually(SETTLE, "httpd answering again", || {
+        http_get(host_port).filter(|a| a.contains("hello from docker"))
+    });
+
+    // The cluster orchestrator restarts: it re-adopts the running container, untouched.
+    let started = healed["State"]["StartedAt"].as_str().unwrap().to_string();
+    let restarts = running_in(&root.url, "dk")["restarts"].clone();
+    cluster.restart();
+    eventually(SETTLE, "the member linked again", || {
+        canopy_json(&root.url, &["get", "nodes"])
+            .into_iter()
+            .find(|n| n["cluster"] == "dk" && n["state"] == "Ready")
+    });
+    let readopted = running_in(&root.url, "dk");
+    assert_eq!(readopted["id"], id.as_str());
+    assert_eq!(
+        readopted["restarts"], restarts,
+        "not restarted: {readopted}"
+    );
+    let after = container_of(&engine, &id);
+    assert_eq!(after["Id"], container_id.as_str(), "the same container ID");
+    assert_eq!(
+        after["State"]["StartedAt"],
+        started.as_str(),
+        "never restarted"
+    );
+    assert!(http_get(host_port).is_some_and(|a| a.contains("hello from docker")));
+
+    canopy_ok(&root.url, &["delete", "application", "web"]);
+    eventually(SETTLE, "the container removed with its instance", || {
+        let left = engine.docker_ok(&["ps", "-aq", "--filter", "label=canopy.cluster=dk"]);
+        (left.is_empty() && canopy_json(&root.url, &["get", "instances"]).is_empty()).then_some(())
+    });
+}
+
+/// A Canopy node running containers from the registry, with what it leaves removed on drop.
+struct ContainerNode {
+    _agent: Daemon,
+    _residue: Residue,
+}
+
+impl ContainerNode {
+    fn start(data: &Path, cluster: &Daemon, registry: &Registry) -> ContainerNode {
+        let dir = data.join("node");
+        let subnet = free_subnet();
+        let name = format!("native-{}", std::process::id());
+        let residue = Residue::new(&dir, &name, &subnet);
+        let registry_address = format!("127.0.0.1:{}", registry.port);
+        let extra = [
+            "--insecure-registry",
+            &registry_address,
+            "--container-subnet",
+            &subnet,
+        ];
+        ContainerNode {
+            _agent: support::start_node(&dir, cluster, &name, &extra),
+            _residue: residue,
+        }
+    }
+}
+
+#[test]
+fn an_engine_that_stops_has_its_instances_replaced_in_a_canopy_cluster() {
+    require();
+    let mut engine = Engine::start();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = start_root(dir.path());
+    let _docker_cluster = start_docker_cluster(dir.path(), &root, &engine);
+    // Placed while the docker cluster is the only one.
+    apply_web(&root.url, dir.path(), &registry, free_port());
+    let first = running_in(&root.url, "dk");
+    container_of(&engine, first["id"].as_str().unwrap());
+
+    let native = start_cluster(dir.path(), &root, "c0", &[]);
+    let _node = ContainerNode::start(dir.path(), &native, &registry);
+    eventually(SETTLE, "the native node Ready", || {
+        canopy_json(&root.url, &["get", "nodes"])
+            .into_iter()
+            .find(|n| n["cluster"] == "c0" && n["state"] == "Ready")
+    });
+
+    engine.stop();
+    let replaced = running_in(&root.url, "c0");
+    assert_eq!(replaced["service"], "httpd", "{replaced}");
+    let member = eventually(SETTLE, "the engine's member unreachable", || {
+        canopy_json(&root.url, &["get", "nodes"])
+            .into_iter()
+            .find(|n| n["cluster"] == "dk" && n["state"] != "Ready")
+    });
+    assert_eq!(member["state"], "Unreachable", "{member}");
+    let instances = canopy_json(&root.url, &["get", "instances"]);
+    assert!(
+        instances.iter().all(|i| i["cluster"] != "dk"),
+        "nothing left on the stopped engine: {instances:?}"
+    );
+}
