@@ -18,6 +18,7 @@ pub mod schema;
 mod secret;
 mod secret_refs;
 pub mod security;
+pub mod tosca;
 mod selector;
 mod status;
 mod strategy;
