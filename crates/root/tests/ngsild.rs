@@ -76,12 +76,12 @@ async fn each_role_sees_its_namespaces_with_queries_paging_and_counts() {
     assert!(own.iter().all(|e| e["service"]["object"] == service), "{own:?}");
 
     // What ngsildclient asks first: a count of nothing.
-    let response = get(&server, "/ngsi-ld/v1/entities?type=None&limit=0&count=true", Some(&developer)).await;
+    let response = get(&server, "/ngsi-ld/v1/entities?type=None&limit=0&count=true", Some(developer.as_str())).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["ngsild-results-count"], "0");
     assert!(response.headers()["link"].to_str().unwrap().contains("/ngsi-ld/v1/jsonldContexts/canopy"));
 
-    let paged = get(&server, "/ngsi-ld/v1/entities?type=ServiceComponent&limit=2&offset=1&count=true", Some(&developer)).await;
+    let paged = get(&server, "/ngsi-ld/v1/entities?type=ServiceComponent&limit=2&offset=1&count=true", Some(developer.as_str())).await;
     assert_eq!(paged.headers()["ngsild-results-count"], "3");
     let page: Vec<Value> = paged.json().await.unwrap();
     assert_eq!(ids(&page), ids(&own)[1..3].to_vec());
@@ -112,10 +112,10 @@ async fn each_role_sees_its_namespaces_with_queries_paging_and_counts() {
     assert_eq!(entity["type"], "Service");
     assert_eq!(entity["@context"][0], "/ngsi-ld/v1/jsonldContexts/canopy");
     let theirs = format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Service:{OTHER}:shop:web");
-    problem(get(&server, &theirs, Some(&developer)).await, StatusCode::NOT_FOUND, "ResourceNotFound").await;
-    assert_eq!(get(&server, &theirs, Some(&admin)).await.status(), StatusCode::OK);
+    problem(get(&server, &theirs, Some(developer.as_str())).await, StatusCode::NOT_FOUND, "ResourceNotFound").await;
+    assert_eq!(get(&server, &theirs, Some(admin.as_str())).await.status(), StatusCode::OK);
 
-    let types: Value = get(&server, "/ngsi-ld/v1/types", Some(&developer)).await.json().await.unwrap();
+    let types: Value = get(&server, "/ngsi-ld/v1/types", Some(developer.as_str())).await.json().await.unwrap();
     assert_eq!(types["typeList"], json!(["Service", "ServiceComponent"]), "{types}");
 
     let context = get(&server, "/ngsi-ld/v1/jsonldContexts/canopy", None).await;
@@ -165,7 +165,7 @@ async fn every_ngsi_ld_route_by_role() {
             .replace("/entities/urn:ngsi-ld:Subscription:none", "/entities/urn:ngsi-ld:Domain:none");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let body = (method == Method::POST).then(|| ("application/json", "{}".to_string()));
-        for token in [server.admin.as_str(), &viewer, &operator] {
+        for token in [server.admin.as_str(), viewer.as_str(), operator.as_str()] {
             let status = server.send(method.clone(), &concrete, Some(token), body.clone()).await.status();
             assert!(status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN, "{method} {concrete}: {status}");
         }
@@ -255,15 +255,15 @@ async fn subscriptions_notify_their_owner_of_what_it_may_read() {
     // Each sees its own subscriptions; the admin everyone's.
     let list = |token: String| {
         let server = &server;
-        async move { get(server, "/ngsi-ld/v1/subscriptions", Some(&token)).await.json::<Vec<Value>>().await.unwrap() }
+        async move { get(server, "/ngsi-ld/v1/subscriptions", Some(token.as_str())).await.json::<Vec<Value>>().await.unwrap() }
     };
     assert_eq!(list(developer.clone()).await.len(), 1);
     assert_eq!(list(server.admin.clone()).await.len(), 2);
     let admins = list(server.admin.clone()).await;
     let admin_id = admins.iter().map(|s| s["id"].as_str().unwrap()).find(|id| !location.ends_with(id)).unwrap().to_string();
     let theirs = format!("/ngsi-ld/v1/subscriptions/{admin_id}");
-    problem(get(&server, &theirs, Some(&developer)).await, StatusCode::NOT_FOUND, "ResourceNotFound").await;
-    let mine: Value = get(&server, &location, Some(&developer)).await.json().await.unwrap();
+    problem(get(&server, &theirs, Some(developer.as_str())).await, StatusCode::NOT_FOUND, "ResourceNotFound").await;
+    let mine: Value = get(&server, &location, Some(developer.as_str())).await.json().await.unwrap();
     assert_eq!(mine["status"], "active");
     assert_eq!(mine["watchedAttributes"], json!(["replicas"]));
 
@@ -275,8 +275,8 @@ async fn subscriptions_notify_their_owner_of_what_it_may_read() {
     let body = problem(refused, StatusCode::BAD_REQUEST, "BadRequestData").await;
     assert!(body["detail"].as_str().unwrap().contains("expiresAt"), "{body}");
 
-    let deleted = server.send(Method::DELETE, &location, Some(&developer), None).await;
+    let deleted = server.send(Method::DELETE, &location, Some(developer.as_str()), None).await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    assert_eq!(get(&server, &location, Some(&developer)).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(server.send(Method::DELETE, &theirs, Some(&developer), None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(get(&server, &location, Some(developer.as_str())).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(server.send(Method::DELETE, &theirs, Some(developer.as_str()), None).await.status(), StatusCode::NOT_FOUND);
 }

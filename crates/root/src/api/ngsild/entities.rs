@@ -19,7 +19,8 @@ use std::collections::HashMap;
 const DEFAULT_LIMIT: usize = 20;
 /// The most entities one page holds (Orion-LD's limit too).
 pub const MAX_LIMIT: usize = 1000;
-pub const COUNT_HEADER: &str = "NGSILD-Results-Count";
+/// `NGSILD-Results-Count` (header names are case-insensitive; `http` spells them lowercase).
+pub const COUNT_HEADER: &str = "ngsild-results-count";
 
 /// A listing's parameters, checked.
 #[derive(Debug, Default)]

@@ -59,7 +59,10 @@ impl Notifier {
         }
     }
 
-    /// Until the root stops (`Ok`) or the watch fails (`Err`: list and watch again).
+    /// Until the root stops (`Ok`) or the watch fails (`Err`: list and watch again). While
+    /// there is no subscription it keeps no view (so a root nobody subscribed to does no
+    /// work per change); the first change after one appears (its own creation) sets the
+    /// view that later changes are compared with.
     async fn follow(
         &self,
         stopping: &mut watch::Receiver<bool>,
@@ -68,7 +71,11 @@ impl Notifier {
     ) -> Result<(), RootError> {
         let store = self.desired.store().clone();
         let revision = store.revision().await?;
-        let mut known = by_id(view::continuum(&self.desired).await?);
+        let mut known = if stored(store.as_ref()).await?.is_empty() {
+            None
+        } else {
+            Some(by_id(view::continuum(&self.desired).await?))
+        };
         let mut changes = store.watch("/", revision).await?;
         loop {
             let next = tokio::select! {
@@ -78,24 +85,31 @@ impl Notifier {
             let Some(first) = next else {
                 return Err(RootError::Store(canopy_store::StoreError::Closed));
             };
-            let mut relevant = shapes_entities(&first?);
+            let mut relevant = matters(&first?);
             // Changes that arrived together are judged once.
             while let Some(Some(next)) = changes.next().now_or_never() {
-                relevant |= shapes_entities(&next?);
+                relevant |= matters(&next?);
             }
             if !relevant {
                 continue;
             }
+            let subscriptions = stored(store.as_ref()).await?;
+            if subscriptions.is_empty() {
+                known = None;
+                continue;
+            }
             let now = view::continuum(&self.desired).await?;
+            let Some(before) = known.replace(by_id(now.clone())) else {
+                continue;
+            };
             let changed: Vec<Change> = now
-                .iter()
-                .filter(|s| known.get(&s.entity.id).map(|k| &k.entity) != Some(&s.entity))
+                .into_iter()
+                .filter(|s| before.get(&s.entity.id).map(|k| &k.entity) != Some(&s.entity))
                 .map(|s| Change {
-                    before: known.get(&s.entity.id).map(|k| k.entity.clone()),
-                    after: s.clone(),
+                    before: before.get(&s.entity.id).map(|k| k.entity.clone()),
+                    after: s,
                 })
                 .collect();
-            known = by_id(now);
             let leading = self.leader.as_ref().is_none_or(|l| *l.borrow());
             if changed.is_empty() || !leading {
                 continue;
@@ -111,19 +125,20 @@ impl Notifier {
                 }
             }
             if let Some(client) = http.as_ref() {
-                self.deliver(&changed, client, sends).await?;
+                self.deliver(&subscriptions, &changed, client, sends).await?;
             }
         }
     }
 
     async fn deliver(
         &self,
+        subscriptions: &[SubscriptionRecord],
         changed: &[Change],
         http: &reqwest::Client,
         sends: &Arc<Semaphore>,
     ) -> Result<(), RootError> {
-        for record in stored(self.desired.store().as_ref()).await? {
-            let Some(readable) = self.readable(&record).await? else {
+        for record in subscriptions {
+            let Some(readable) = self.readable(record).await? else {
                 continue;
             };
             let subscription = &record.subscription;
@@ -136,7 +151,7 @@ impl Notifier {
             if data.is_empty() {
                 continue;
             }
-            let (content_type, body, link) = notification(&record, &data);
+            let (content_type, body, link) = notification(record, &data);
             let Ok(permit) = sends.clone().acquire_owned().await else {
                 return Ok(());
             };
@@ -190,12 +205,13 @@ fn by_id(all: Vec<Scoped>) -> HashMap<String, Scoped> {
     all.into_iter().map(|s| (s.entity.id.clone(), s)).collect()
 }
 
-/// Whether a change of this key can change an entity.
-fn shapes_entities(change: &WatchEvent) -> bool {
+/// Whether a change of this key can change an entity, or the subscriptions.
+fn matters(change: &WatchEvent) -> bool {
     let key = change.key();
     keys::kind_of(key).is_some()
         || key.starts_with(keys::OPERATOR_NODES)
         || key.starts_with(keys::OPERATOR_CLUSTERS)
+        || key.starts_with(keys::NGSILD_SUBSCRIPTIONS)
 }
 
 /// The notification's content type, body and `Link` header (JSON only).

@@ -10,13 +10,13 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const ERRORS: &str = "https://uri.etsi.org/ngsi-ld/errors/";
 /// The largest error body rewritten (Canopy's are a few hundred bytes).
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -110,11 +110,18 @@ pub async fn as_problem_details(request: Request, next: Next) -> Response {
         return Problem::from_canopy(parts.status, "internal", "the error could not be read".into())
             .into_response();
     };
-    let Ok(error) = serde_json::from_slice::<ErrorBody>(&bytes) else {
-        // Already ProblemDetails (the handlers' own), or another body: left as it is.
-        return Response::from_parts(parts, Body::from(bytes));
+    let problem = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(error) => Problem::from_canopy(parts.status, &error.code, error.message),
+        // The handlers' own ProblemDetails: left as they are.
+        Err(_) if serde_json::from_slice::<Problem>(&bytes).is_ok() => {
+            return Response::from_parts(parts, Body::from(bytes));
+        }
+        // A bare status from the router (e.g. a method no route takes).
+        Err(_) => {
+            let reason = parts.status.canonical_reason().unwrap_or("error");
+            Problem::from_canopy(parts.status, "http", reason.to_string())
+        }
     };
-    let problem = Problem::from_canopy(parts.status, &error.code, error.message);
     let Ok(encoded) = serde_json::to_vec(&problem) else {
         return Response::from_parts(parts, Body::from(bytes));
     };

@@ -74,7 +74,7 @@ struct Parser<'a> {
     depth: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn rest(&self) -> &str {
         &self.text[self.at..]
     }
@@ -192,8 +192,9 @@ impl Parser<'_> {
     }
 
     /// The value text up to the next `;`, `|` or `)` outside quotes.
-    fn operand_text(&mut self) -> &str {
-        let rest = self.rest();
+    fn operand_text(&mut self) -> &'a str {
+        let text: &'a str = self.text;
+        let rest = &text[self.at..];
         let mut quoted = false;
         let mut end = rest.len();
         for (i, c) in rest.char_indices() {
@@ -208,7 +209,7 @@ impl Parser<'_> {
         }
         let start = self.at;
         self.at += end;
-        &self.text[start..start + end]
+        &text[start..start + end]
     }
 }
 
