@@ -132,7 +132,7 @@ fn a_service_counts_its_replicas() {
     let view: ServiceView = serde_json::from_value(json!({
         "namespace": "team-a", "application": "shop", "name": "web", "runtime": "container",
         "artifact": "registry/web:1",
-        "spec": {"name": "web", "image": "registry/web:1"},
+        "spec": {"name": "web", "runtime": "container", "image": "registry/web:1"},
         "status": {"name": "web", "desired": 3, "running": 2, "ready": 1, "pending": 1, "other": 0}
     }))
     .unwrap();

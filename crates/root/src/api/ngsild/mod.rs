@@ -18,7 +18,11 @@ pub use notifier::Notifier;
 
 use super::AppState;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+
+/// The largest subscription accepted (each is kept in the store and matched on every change).
+const MAX_SUBSCRIPTION_BYTES: usize = 64 * 1024;
 
 /// The routes, by their full paths (the authorisation rules name them so).
 pub fn routes() -> Router<AppState> {
@@ -40,6 +44,7 @@ pub fn routes() -> Router<AppState> {
             "/ngsi-ld/v1/subscriptions/{id}",
             get(subscriptions::get_one).delete(subscriptions::delete),
         )
+        .layer(DefaultBodyLimit::max(MAX_SUBSCRIPTION_BYTES))
 }
 
 /// The layer that turns the shared middleware's errors into ProblemDetails.
