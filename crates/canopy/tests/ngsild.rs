@@ -29,7 +29,11 @@ fn pinned_version() -> String {
     std::fs::read_to_string(&requirements)
         .expect("the pinned requirements")
         .lines()
-        .find_map(|line| line.trim().strip_prefix("ngsildclient==").map(str::to_string))
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("ngsildclient==")
+                .map(str::to_string)
+        })
         .expect("requirements.txt pins ngsildclient==X.Y.Z")
 }
 
@@ -140,7 +144,11 @@ fn ngsildclient_lists_gets_and_is_notified_across_a_root_restart() {
     assert_eq!(nodes.len(), 1, "{subscribed}");
     assert_eq!(nodes[0]["id"], "urn:ngsi-ld:InfrastructureElement:edge:n1");
     assert_eq!(nodes[0]["domain"]["object"], "urn:ngsi-ld:Domain:edge");
-    assert!(value(&nodes[0], "cpuCores").as_f64().unwrap() > 0.0, "{}", nodes[0]);
+    assert!(
+        value(&nodes[0], "cpuCores").as_f64().unwrap() > 0.0,
+        "{}",
+        nodes[0]
+    );
     let components = subscribed["components"].as_array().unwrap();
     assert_eq!(components.len(), 1, "{subscribed}");
     assert_eq!(value(&components[0], "serviceComponentStatus"), "Running");
@@ -149,15 +157,24 @@ fn ngsildclient_lists_gets_and_is_notified_across_a_root_restart() {
         "urn:ngsi-ld:InfrastructureElement:edge:n1"
     );
     assert_eq!(subscribed["one"]["id"], components[0]["id"]);
-    assert_eq!(subscribed["one"]["service"]["object"], "urn:ngsi-ld:Service:default:sensors:reader");
+    assert_eq!(
+        subscribed["one"]["service"]["object"],
+        "urn:ngsi-ld:Service:default:sensors:reader"
+    );
     let subscription = subscribed["subscription"].as_str().unwrap().to_string();
-    assert!(subscription.starts_with("urn:ngsi-ld:Subscription:"), "{subscription}");
+    assert!(
+        subscription.starts_with("urn:ngsi-ld:Subscription:"),
+        "{subscription}"
+    );
 
     canopy_ok(&root.url, &["scale", "sensors/reader", "--replicas", "2"]);
     let notified = script.step("notified");
     assert_eq!(notified["content_type"], "application/ld+json");
     assert_eq!(notified["notification"]["type"], "Notification");
-    assert_eq!(notified["notification"]["subscriptionId"], subscription.as_str());
+    assert_eq!(
+        notified["notification"]["subscriptionId"],
+        subscription.as_str()
+    );
     drop(script);
     running(&root.url, 2);
 
@@ -167,9 +184,15 @@ fn ngsildclient_lists_gets_and_is_notified_across_a_root_restart() {
     let mut script = Script::start(&[&root.url, &token, "resume", &subscription, &port]);
     let listening = script.step("listening");
     assert_eq!(listening["subscription"]["id"], subscription.as_str());
-    assert_eq!(listening["subscription"]["watchedAttributes"][0], "serviceComponentStatus");
+    assert_eq!(
+        listening["subscription"]["watchedAttributes"][0],
+        "serviceComponentStatus"
+    );
     running(&root.url, 2);
     canopy_ok(&root.url, &["scale", "sensors/reader", "--replicas", "3"]);
     let notified = script.step("notified");
-    assert_eq!(notified["notification"]["subscriptionId"], subscription.as_str());
+    assert_eq!(
+        notified["notification"]["subscriptionId"],
+        subscription.as_str()
+    );
 }

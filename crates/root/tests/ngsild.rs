@@ -67,21 +67,52 @@ async fn each_role_sees_its_namespaces_with_queries_paging_and_counts() {
         .await;
     let admin = server.admin.clone();
 
-    let all = entities(&server, "/ngsi-ld/v1/entities?type=ServiceComponent&limit=100", &admin).await;
+    let all = entities(
+        &server,
+        "/ngsi-ld/v1/entities?type=ServiceComponent&limit=100",
+        &admin,
+    )
+    .await;
     assert_eq!(all.len(), 4, "{all:?}");
-    let own = entities(&server, "/ngsi-ld/v1/entities?type=ServiceComponent", &developer).await;
+    let own = entities(
+        &server,
+        "/ngsi-ld/v1/entities?type=ServiceComponent",
+        &developer,
+    )
+    .await;
     assert_eq!(own.len(), 3, "{own:?}");
-    assert!(own.iter().all(|e| e["namespace"]["value"] == OWN), "{own:?}");
+    assert!(
+        own.iter().all(|e| e["namespace"]["value"] == OWN),
+        "{own:?}"
+    );
     let service = format!("urn:ngsi-ld:Service:{OWN}:shop:web");
-    assert!(own.iter().all(|e| e["service"]["object"] == service), "{own:?}");
+    assert!(
+        own.iter().all(|e| e["service"]["object"] == service),
+        "{own:?}"
+    );
 
     // What ngsildclient asks first: a count of nothing.
-    let response = get(&server, "/ngsi-ld/v1/entities?type=None&limit=0&count=true", Some(developer.as_str())).await;
+    let response = get(
+        &server,
+        "/ngsi-ld/v1/entities?type=None&limit=0&count=true",
+        Some(developer.as_str()),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["ngsild-results-count"], "0");
-    assert!(response.headers()["link"].to_str().unwrap().contains("/ngsi-ld/v1/jsonldContexts/canopy"));
+    assert!(
+        response.headers()["link"]
+            .to_str()
+            .unwrap()
+            .contains("/ngsi-ld/v1/jsonldContexts/canopy")
+    );
 
-    let paged = get(&server, "/ngsi-ld/v1/entities?type=ServiceComponent&limit=2&offset=1&count=true", Some(developer.as_str())).await;
+    let paged = get(
+        &server,
+        "/ngsi-ld/v1/entities?type=ServiceComponent&limit=2&offset=1&count=true",
+        Some(developer.as_str()),
+    )
+    .await;
     assert_eq!(paged.headers()["ngsild-results-count"], "3");
     let page: Vec<Value> = paged.json().await.unwrap();
     assert_eq!(ids(&page), ids(&own)[1..3].to_vec());
@@ -93,7 +124,12 @@ async fn each_role_sees_its_namespaces_with_queries_paging_and_counts() {
     assert_eq!(services[0]["replicas"]["value"], 3);
     assert!(services[0].get("runtime").is_none(), "attrs projects");
 
-    let key_values = entities(&server, "/ngsi-ld/v1/entities?type=Service&options=keyValues", &developer).await;
+    let key_values = entities(
+        &server,
+        "/ngsi-ld/v1/entities?type=Service&options=keyValues",
+        &developer,
+    )
+    .await;
     assert_eq!(key_values[0]["replicas"], 3, "{key_values:?}");
 
     // One entity, as JSON-LD; another namespace's is as absent as a missing one.
@@ -112,11 +148,27 @@ async fn each_role_sees_its_namespaces_with_queries_paging_and_counts() {
     assert_eq!(entity["type"], "Service");
     assert_eq!(entity["@context"][0], "/ngsi-ld/v1/jsonldContexts/canopy");
     let theirs = format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Service:{OTHER}:shop:web");
-    problem(get(&server, &theirs, Some(developer.as_str())).await, StatusCode::NOT_FOUND, "ResourceNotFound").await;
-    assert_eq!(get(&server, &theirs, Some(admin.as_str())).await.status(), StatusCode::OK);
+    problem(
+        get(&server, &theirs, Some(developer.as_str())).await,
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    )
+    .await;
+    assert_eq!(
+        get(&server, &theirs, Some(admin.as_str())).await.status(),
+        StatusCode::OK
+    );
 
-    let types: Value = get(&server, "/ngsi-ld/v1/types", Some(developer.as_str())).await.json().await.unwrap();
-    assert_eq!(types["typeList"], json!(["Service", "ServiceComponent"]), "{types}");
+    let types: Value = get(&server, "/ngsi-ld/v1/types", Some(developer.as_str()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        types["typeList"],
+        json!(["Service", "ServiceComponent"]),
+        "{types}"
+    );
 
     let context = get(&server, "/ngsi-ld/v1/jsonldContexts/canopy", None).await;
     assert_eq!(context.status(), StatusCode::OK, "the context is public");
@@ -128,13 +180,49 @@ async fn each_role_sees_its_namespaces_with_queries_paging_and_counts() {
 async fn errors_are_problem_details() {
     let server = Server::start().await;
     let admin = Some(server.admin.as_str());
-    let body = problem(get(&server, "/ngsi-ld/v1/entities?type=Domain", None).await, StatusCode::UNAUTHORIZED, "urn:canopy:error:unauthenticated").await;
-    assert!(body["detail"].as_str().unwrap().contains("Bearer"), "{body}");
-    let body = problem(get(&server, "/ngsi-ld/v1/entities?q=a%3D%3D", admin).await, StatusCode::BAD_REQUEST, "InvalidRequest").await;
-    assert!(body["detail"].as_str().unwrap().contains("needs a value"), "{body}");
-    problem(get(&server, "/ngsi-ld/v1/entities?limit=5000", admin).await, StatusCode::BAD_REQUEST, "BadRequestData").await;
-    problem(get(&server, "/ngsi-ld/v1/entities?limit=x", admin).await, StatusCode::BAD_REQUEST, "BadRequestData").await;
-    problem(get(&server, "/ngsi-ld/v1/entities/urn:ngsi-ld:Domain:nowhere", admin).await, StatusCode::NOT_FOUND, "ResourceNotFound").await;
+    let body = problem(
+        get(&server, "/ngsi-ld/v1/entities?type=Domain", None).await,
+        StatusCode::UNAUTHORIZED,
+        "urn:canopy:error:unauthenticated",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("Bearer"),
+        "{body}"
+    );
+    let body = problem(
+        get(&server, "/ngsi-ld/v1/entities?q=a%3D%3D", admin).await,
+        StatusCode::BAD_REQUEST,
+        "InvalidRequest",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("needs a value"),
+        "{body}"
+    );
+    problem(
+        get(&server, "/ngsi-ld/v1/entities?limit=5000", admin).await,
+        StatusCode::BAD_REQUEST,
+        "BadRequestData",
+    )
+    .await;
+    problem(
+        get(&server, "/ngsi-ld/v1/entities?limit=x", admin).await,
+        StatusCode::BAD_REQUEST,
+        "BadRequestData",
+    )
+    .await;
+    problem(
+        get(
+            &server,
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Domain:nowhere",
+            admin,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    )
+    .await;
     let html = server
         .http
         .get(server.url("/ngsi-ld/v1/entities"))
@@ -145,9 +233,19 @@ async fn errors_are_problem_details() {
         .unwrap();
     problem(html, StatusCode::NOT_ACCEPTABLE, "NotAcceptable").await;
     let write = server
-        .send(Method::PATCH, "/ngsi-ld/v1/entities/urn:ngsi-ld:Domain:x", admin, Some(("application/json", "{}".into())))
+        .send(
+            Method::PATCH,
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Domain:x",
+            admin,
+            Some(("application/json", "{}".into())),
+        )
         .await;
-    problem(write, StatusCode::METHOD_NOT_ALLOWED, "OperationNotSupported").await;
+    problem(
+        write,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "OperationNotSupported",
+    )
+    .await;
 }
 
 /// Every NGSI-LD route of the rules table: allowed to every role (each reads somewhere),
@@ -162,14 +260,26 @@ async fn every_ngsi_ld_route_by_role() {
     for (method, path, rule) in NGSI_LD_RULES {
         let concrete = path
             .replace("{id}", "urn:ngsi-ld:Subscription:none")
-            .replace("/entities/urn:ngsi-ld:Subscription:none", "/entities/urn:ngsi-ld:Domain:none");
+            .replace(
+                "/entities/urn:ngsi-ld:Subscription:none",
+                "/entities/urn:ngsi-ld:Domain:none",
+            );
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let body = (method == Method::POST).then(|| ("application/json", "{}".to_string()));
         for token in [server.admin.as_str(), viewer.as_str(), operator.as_str()] {
-            let status = server.send(method.clone(), &concrete, Some(token), body.clone()).await.status();
-            assert!(status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN, "{method} {concrete}: {status}");
+            let status = server
+                .send(method.clone(), &concrete, Some(token), body.clone())
+                .await
+                .status();
+            assert!(
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                "{method} {concrete}: {status}"
+            );
         }
-        let anonymous = server.send(method.clone(), &concrete, None, body.clone()).await.status();
+        let anonymous = server
+            .send(method.clone(), &concrete, None, body.clone())
+            .await
+            .status();
         if *rule == Rule::Public {
             assert_eq!(anonymous, StatusCode::OK, "{method} {concrete}");
         } else {
@@ -185,7 +295,9 @@ async fn endpoint() -> (String, mpsc::UnboundedReceiver<Value>) {
         .route(
             "/notify",
             axum::routing::post(
-                |axum::extract::State(sender): axum::extract::State<mpsc::UnboundedSender<Value>>,
+                |axum::extract::State(sender): axum::extract::State<
+                    mpsc::UnboundedSender<Value>,
+                >,
                  axum::Json(body): axum::Json<Value>| async move {
                     let _ = sender.send(body);
                     StatusCode::OK
@@ -208,7 +320,12 @@ async fn next(notifications: &mut mpsc::UnboundedReceiver<Value>) -> Value {
 
 async fn subscribe(server: &Server, token: &str, body: Value) -> (StatusCode, reqwest::Response) {
     let response = server
-        .send(Method::POST, "/ngsi-ld/v1/subscriptions/", Some(token), Some(("application/ld+json", body.to_string())))
+        .send(
+            Method::POST,
+            "/ngsi-ld/v1/subscriptions/",
+            Some(token),
+            Some(("application/ld+json", body.to_string())),
+        )
         .await;
     (response.status(), response)
 }
@@ -236,7 +353,10 @@ async fn subscriptions_notify_their_owner_of_what_it_may_read() {
     let (status, created) = subscribe(&server, &developer, on_replicas(&own_url)).await;
     assert_eq!(status, StatusCode::CREATED);
     let location = created.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.starts_with("/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:"), "{location}");
+    assert!(
+        location.starts_with("/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:"),
+        "{location}"
+    );
     let (status, _) = subscribe(&server, &server.admin, on_replicas(&admin_url)).await;
     assert_eq!(status, StatusCode::CREATED);
 
@@ -248,35 +368,89 @@ async fn subscriptions_notify_their_owner_of_what_it_may_read() {
     // The developer's endpoint hears of its namespace only: the change in the other one
     // came first, and was not sent.
     let own = next(&mut own_notifications).await;
-    assert_eq!(own["subscriptionId"], location.rsplit('/').next().unwrap(), "{own}");
-    assert_eq!(own["data"], json!([{"id": format!("urn:ngsi-ld:Service:{OWN}:shop:web"),
-        "type": "Service", "replicas": 4, "namespace": OWN}]), "{own}");
+    assert_eq!(
+        own["subscriptionId"],
+        location.rsplit('/').next().unwrap(),
+        "{own}"
+    );
+    assert_eq!(
+        own["data"],
+        json!([{"id": format!("urn:ngsi-ld:Service:{OWN}:shop:web"),
+        "type": "Service", "replicas": 4, "namespace": OWN}]),
+        "{own}"
+    );
 
     // Each sees its own subscriptions; the admin everyone's.
     let list = |token: String| {
         let server = &server;
-        async move { get(server, "/ngsi-ld/v1/subscriptions", Some(token.as_str())).await.json::<Vec<Value>>().await.unwrap() }
+        async move {
+            get(server, "/ngsi-ld/v1/subscriptions", Some(token.as_str()))
+                .await
+                .json::<Vec<Value>>()
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(list(developer.clone()).await.len(), 1);
     assert_eq!(list(server.admin.clone()).await.len(), 2);
     let admins = list(server.admin.clone()).await;
-    let admin_id = admins.iter().map(|s| s["id"].as_str().unwrap()).find(|id| !location.ends_with(id)).unwrap().to_string();
+    let admin_id = admins
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .find(|id| !location.ends_with(id))
+        .unwrap()
+        .to_string();
     let theirs = format!("/ngsi-ld/v1/subscriptions/{admin_id}");
-    problem(get(&server, &theirs, Some(developer.as_str())).await, StatusCode::NOT_FOUND, "ResourceNotFound").await;
-    let mine: Value = get(&server, &location, Some(developer.as_str())).await.json().await.unwrap();
+    problem(
+        get(&server, &theirs, Some(developer.as_str())).await,
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    )
+    .await;
+    let mine: Value = get(&server, &location, Some(developer.as_str()))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mine["status"], "active");
     assert_eq!(mine["watchedAttributes"], json!(["replicas"]));
 
-    let (status, _) = subscribe(&server, &developer, json!({"entities": [{"type": "Service"}],
-        "notification": {"endpoint": {"uri": "ftp://x/"}}})).await;
+    let (status, _) = subscribe(
+        &server,
+        &developer,
+        json!({"entities": [{"type": "Service"}],
+        "notification": {"endpoint": {"uri": "ftp://x/"}}}),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (_, refused) = subscribe(&server, &developer, json!({"entities": [{"type": "Service"}],
-        "expiresAt": "2030-01-01T00:00:00Z", "notification": {"endpoint": {"uri": "http://x/"}}})).await;
+    let (_, refused) = subscribe(
+        &server,
+        &developer,
+        json!({"entities": [{"type": "Service"}],
+        "expiresAt": "2030-01-01T00:00:00Z", "notification": {"endpoint": {"uri": "http://x/"}}}),
+    )
+    .await;
     let body = problem(refused, StatusCode::BAD_REQUEST, "BadRequestData").await;
-    assert!(body["detail"].as_str().unwrap().contains("expiresAt"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("expiresAt"),
+        "{body}"
+    );
 
-    let deleted = server.send(Method::DELETE, &location, Some(developer.as_str()), None).await;
+    let deleted = server
+        .send(Method::DELETE, &location, Some(developer.as_str()), None)
+        .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    assert_eq!(get(&server, &location, Some(developer.as_str())).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(server.send(Method::DELETE, &theirs, Some(developer.as_str()), None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&server, &location, Some(developer.as_str()))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server
+            .send(Method::DELETE, &theirs, Some(developer.as_str()), None)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 }

@@ -33,7 +33,11 @@ fn mebibytes(value: &Value) -> Option<u64> {
                 .or_else(|| s.strip_suffix("Mi"))
                 .unwrap_or(s)
                 .trim();
-            digits.parse::<f64>().ok().filter(|v| *v >= 0.0).map(|v| v.ceil() as u64)
+            digits
+                .parse::<f64>()
+                .ok()
+                .filter(|v| *v >= 0.0)
+                .map(|v| v.ceil() as u64)
         }
         _ => None,
     }
@@ -69,7 +73,13 @@ impl Mapper {
                 "host" => self.host(value, &format!("{path}.host"), s),
                 "network" => self.network(value, &format!("{path}.network"), s),
                 _ if value.is_null() => {}
-                _ => self.keep(&mut s.annotations, &format!("{path}.{key}"), &format!("requirements.{key}"), value, "not an aeriOS requirement"),
+                _ => self.keep(
+                    &mut s.annotations,
+                    &format!("{path}.{key}"),
+                    &format!("requirements.{key}"),
+                    value,
+                    "not an aeriOS requirement",
+                ),
             }
         }
     }
@@ -77,7 +87,13 @@ impl Mapper {
     fn host(&mut self, value: &Value, path: &str, s: &mut Service) {
         let Some(filter) = value.get("node_filter") else {
             if !value.is_null() {
-                self.keep(&mut s.annotations, path, "requirements.host", value, "no node_filter");
+                self.keep(
+                    &mut s.annotations,
+                    path,
+                    "requirements.host",
+                    value,
+                    "no node_filter",
+                );
             }
             return;
         };
@@ -93,13 +109,21 @@ impl Mapper {
                 for (i, capability) in list.iter().enumerate() {
                     let cap_path = format!("{path}.capabilities[{i}].host.properties");
                     match capability.pointer("/host/properties") {
-                        Some(Value::Object(properties)) => self.capabilities(properties, &cap_path, s),
-                        _ => self.error(format!("{path}.capabilities[{i}]"), "expected {host: {properties: {...}}}"),
+                        Some(Value::Object(properties)) => {
+                            self.capabilities(properties, &cap_path, s)
+                        }
+                        _ => self.error(
+                            format!("{path}.capabilities[{i}]"),
+                            "expected {host: {properties: {...}}}",
+                        ),
                     }
                 }
             }
             Some(Value::Null) | None => {}
-            Some(other) => self.error(format!("{path}.capabilities"), format!("expected an array, found {}", kind(other))),
+            Some(other) => self.error(
+                format!("{path}.capabilities"),
+                format!("expected an array, found {}", kind(other)),
+            ),
         }
     }
 
@@ -111,15 +135,26 @@ impl Mapper {
         for (key, value) in properties {
             let field = format!("{path}.{key}");
             if key != "id" {
-                self.keep(&mut s.annotations, &field, &format!("node_filter.{key}"), value, "not an aeriOS node filter");
+                self.keep(
+                    &mut s.annotations,
+                    &field,
+                    &format!("node_filter.{key}"),
+                    value,
+                    "not an aeriOS node filter",
+                );
                 continue;
             }
             let Some(element) = value.as_str().and_then(|v| v.strip_prefix(ELEMENT_URN)) else {
-                self.error(field, format!("expected {ELEMENT_URN}[<domain>:]<node>, found {value}"));
+                self.error(
+                    field,
+                    format!("expected {ELEMENT_URN}[<domain>:]<node>, found {value}"),
+                );
                 continue;
             };
             let direct = match element.rsplit_once(':') {
-                Some((domain, node)) => json!({"cluster": normalise_name(domain), "nodes": [normalise_name(node)]}),
+                Some((domain, node)) => {
+                    json!({"cluster": normalise_name(domain), "nodes": [normalise_name(node)]})
+                }
                 None => json!({"nodes": [normalise_name(element)]}),
             };
             s.constraints.push(json!({"direct": direct}));
@@ -133,23 +168,39 @@ impl Mapper {
                 "cpu_arch" => match value.get("equal").and_then(Value::as_str) {
                     Some(arch) => match architecture(arch) {
                         Some(native) => s.constraints.push(json!({"arch": [native]})),
-                        None => self.error(format!("{field}.equal"), format!("unknown architecture {arch:?}: x86_64, arm64 or arm32")),
+                        None => self.error(
+                            format!("{field}.equal"),
+                            format!("unknown architecture {arch:?}: x86_64, arm64 or arm32"),
+                        ),
                     },
                     None => self.error(field, "expected {equal: ARCH}"),
                 },
                 "mem_size" => match value.get("greater_or_equal").and_then(mebibytes) {
                     Some(mib) => {
-                        s.spec.insert("resources".into(), json!({"memory": format!("{mib}Mi")}));
+                        s.spec
+                            .insert("resources".into(), json!({"memory": format!("{mib}Mi")}));
                     }
                     None => self.error(field, "expected {greater_or_equal: \"<n> MB\"}"),
                 },
-                "domain_id" => match value.get("equal").and_then(Value::as_str).and_then(|d| d.strip_prefix(DOMAIN_URN)) {
-                    Some(domain) => s.constraints.push(json!({"clusters": [normalise_name(domain)]})),
+                "domain_id" => match value
+                    .get("equal")
+                    .and_then(Value::as_str)
+                    .and_then(|d| d.strip_prefix(DOMAIN_URN))
+                {
+                    Some(domain) => s
+                        .constraints
+                        .push(json!({"clusters": [normalise_name(domain)]})),
                     None => self.error(field, format!("expected {{equal: {DOMAIN_URN}<domain>}}")),
                 },
                 "area" => self.area(value, &field, s),
                 _ if value.is_null() => {}
-                _ => self.keep(&mut s.annotations, &field, &format!("host.{key}"), value, "Canopy does not place by it"),
+                _ => self.keep(
+                    &mut s.annotations,
+                    &field,
+                    &format!("host.{key}"),
+                    value,
+                    "Canopy does not place by it",
+                ),
             }
         }
     }
@@ -165,14 +216,18 @@ impl Mapper {
                     .collect()
             });
         let Some(points) = points.filter(|p: &Vec<(f64, f64)>| !p.is_empty()) else {
-            self.error(format!("{path}.coordinates"), "expected a list of [longitude, latitude] points");
+            self.error(
+                format!("{path}.coordinates"),
+                "expected a list of [longitude, latitude] points",
+            );
             return;
         };
         let ((lat, lon), radius) = enclosing_circle(&points);
         // A polygon of one point (or of repeated ones) still needs room for a node there.
         let radius = (radius * 1000.0).ceil() / 1000.0;
         let radius = radius.max(0.001);
-        s.constraints.push(json!({"geo": {"location": {"lat": lat, "lon": lon}, "radiusKm": radius}}));
+        s.constraints
+            .push(json!({"geo": {"location": {"lat": lat, "lon": lon}, "radiusKm": radius}}));
         self.warn(path, format!("the polygon is approximated by the circle around it ({radius} km around {lat:.5}, {lon:.5})"));
     }
 
@@ -181,24 +236,42 @@ impl Mapper {
             self.error(format!("{path}.properties"), "expected {ports: {...}}");
             return;
         };
-        let expose = properties.get("exposePorts").and_then(boolean).unwrap_or(false);
+        let expose = properties
+            .get("exposePorts")
+            .and_then(boolean)
+            .unwrap_or(false);
         for (key, value) in properties {
             match key.as_str() {
                 "ports" | "exposePorts" => {}
-                _ => self.keep(&mut s.annotations, &format!("{path}.properties.{key}"), &format!("network.{key}"), value, "not an aeriOS network field"),
+                _ => self.keep(
+                    &mut s.annotations,
+                    &format!("{path}.properties.{key}"),
+                    &format!("network.{key}"),
+                    value,
+                    "not an aeriOS network field",
+                ),
             }
         }
         let Some(ports) = properties.get("ports").and_then(Value::as_object) else {
-            self.error(format!("{path}.properties.ports"), "expected an object of named ports");
+            self.error(
+                format!("{path}.properties.ports"),
+                "expected an object of named ports",
+            );
             return;
         };
         for (name, port) in ports {
             let port_path = format!("{path}.properties.ports.{name}");
             // The front end's own examples write both `{properties: {...}}` and the bare form.
             let spec = port.get("properties").unwrap_or(port);
-            let number = spec.get("source").and_then(Value::as_u64).filter(|p| (1..=65535).contains(p));
+            let number = spec
+                .get("source")
+                .and_then(Value::as_u64)
+                .filter(|p| (1..=65535).contains(p));
             let Some(number) = number else {
-                self.error(format!("{port_path}.source"), "expected a port number from 1 to 65535");
+                self.error(
+                    format!("{port_path}.source"),
+                    "expected a port number from 1 to 65535",
+                );
                 continue;
             };
             let protocols: Vec<&str> = match spec.get("protocol") {
@@ -209,10 +282,17 @@ impl Mapper {
             for protocol in &protocols {
                 let protocol = protocol.to_ascii_lowercase();
                 if protocol != "tcp" && protocol != "udp" {
-                    self.error(format!("{port_path}.protocol"), format!("expected tcp or udp, found {protocol:?}"));
+                    self.error(
+                        format!("{port_path}.protocol"),
+                        format!("expected tcp or udp, found {protocol:?}"),
+                    );
                     continue;
                 }
-                let port_name = if protocols.len() == 1 { normalise_name(name) } else { normalise_name(&format!("{name}-{protocol}")) };
+                let port_name = if protocols.len() == 1 {
+                    normalise_name(name)
+                } else {
+                    normalise_name(&format!("{name}-{protocol}"))
+                };
                 let mut entry = json!({"name": port_name, "port": number, "protocol": protocol});
                 if expose {
                     entry["hostPort"] = json!(number);

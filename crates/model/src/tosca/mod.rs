@@ -170,14 +170,24 @@ impl Mapper {
     }
 
     /// Keeps `value` (found at `path`) in `annotations` under `aerios.eu/<field>`, and says so.
-    fn keep(&mut self, annotations: &mut Map<String, Value>, path: &str, field: &str, value: &Value, why: &str) {
+    fn keep(
+        &mut self,
+        annotations: &mut Map<String, Value>,
+        path: &str,
+        field: &str,
+        value: &Value,
+        why: &str,
+    ) {
         let key = annotation_key(field);
         let kept = match value {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
         annotations.insert(key.clone(), Value::String(kept));
-        self.warn(path, format!("no native equivalent ({why}); kept in annotation {key}"));
+        self.warn(
+            path,
+            format!("no native equivalent ({why}); kept in annotation {key}"),
+        );
     }
 
     fn object<'a>(&mut self, value: &'a Value, path: &str) -> Option<&'a Map<String, Value>> {
@@ -211,7 +221,10 @@ impl Mapper {
                     annotations.insert("description".into(), Value::String(d.trim().to_string()));
                 }
                 Value::String(_) | Value::Null => {}
-                other => self.error("description", format!("expected a string, found {}", kind(other))),
+                other => self.error(
+                    "description",
+                    format!("expected a string, found {}", kind(other)),
+                ),
             }
         }
         for (key, value) in root {
@@ -230,7 +243,10 @@ impl Mapper {
                 return None;
             }
             Some(other) => {
-                self.error("node_templates", format!("expected an object, found {}", kind(other)));
+                self.error(
+                    "node_templates",
+                    format!("expected an object, found {}", kind(other)),
+                );
                 return None;
             }
         };
@@ -253,7 +269,10 @@ impl Mapper {
             Ok(app) => Some((app, origins)),
             Err(e) => {
                 // A value the mapping passed on as it was, of a type the native field refuses.
-                let error = translate(FieldError::new(e.path().to_string(), e.inner().to_string()), &origins);
+                let error = translate(
+                    FieldError::new(e.path().to_string(), e.inner().to_string()),
+                    &origins,
+                );
                 self.errors.push(error);
                 None
             }
@@ -289,7 +308,10 @@ impl Mapper {
                 let name = normalise_name(&raw);
                 if name != raw {
                     annotations.insert(annotation_key("template_name"), Value::String(raw.clone()));
-                    self.warn("metadata.template_name", format!("{raw:?} read as {name:?}"));
+                    self.warn(
+                        "metadata.template_name",
+                        format!("{raw:?} read as {name:?}"),
+                    );
                 }
                 name
             }
@@ -306,7 +328,10 @@ impl Mapper {
             }
         };
         let namespace = namespace.unwrap_or_else(|| {
-            self.warn("metadata.namespace", format!("missing; using namespace {DEFAULT_NAMESPACE:?}"));
+            self.warn(
+                "metadata.namespace",
+                format!("missing; using namespace {DEFAULT_NAMESPACE:?}"),
+            );
             DEFAULT_NAMESPACE.to_string()
         });
         (name, namespace)

@@ -25,8 +25,10 @@ impl Mapper {
         let mut s = Service::default();
         let name = normalise_name(template);
         if name != template {
-            s.annotations
-                .insert(annotation_key("node_template"), Value::String(template.to_string()));
+            s.annotations.insert(
+                annotation_key("node_template"),
+                Value::String(template.to_string()),
+            );
         }
         match obj.get("type") {
             Some(Value::String(t)) if t == NODE_TYPE => {}
@@ -41,7 +43,12 @@ impl Mapper {
             .and_then(|i| i.pointer("/Standard/create/implementation"))
             .and_then(Value::as_str)
             .map(str::to_string);
-        self.artifact(obj.get("artifacts"), implementation.as_deref(), &path, &mut s);
+        self.artifact(
+            obj.get("artifacts"),
+            implementation.as_deref(),
+            &path,
+            &mut s,
+        );
         if let Some(interfaces) = obj.get("interfaces") {
             self.interfaces(interfaces, &format!("{path}.interfaces"), &mut s);
         }
@@ -72,24 +79,38 @@ impl Mapper {
         }
         for (key, value) in obj {
             if !NODE_FIELDS.contains(&key.as_str()) && !value.is_null() {
-                self.keep(&mut s.annotations, &format!("{path}.{key}"), key, value, "not an aeriOS node template field");
+                self.keep(
+                    &mut s.annotations,
+                    &format!("{path}.{key}"),
+                    key,
+                    value,
+                    "not an aeriOS node template field",
+                );
             }
         }
         s.spec.insert("name".into(), Value::String(name));
         s.spec.insert("runtime".into(), json!("container"));
         if !s.constraints.is_empty() {
-            s.spec.insert("constraints".into(), Value::Array(s.constraints));
+            s.spec
+                .insert("constraints".into(), Value::Array(s.constraints));
         }
         if !s.ports.is_empty() {
             s.spec.insert("ports".into(), Value::Array(s.ports));
         }
         if !s.annotations.is_empty() {
-            s.spec.insert("annotations".into(), Value::Object(s.annotations));
+            s.spec
+                .insert("annotations".into(), Value::Object(s.annotations));
         }
         Some(Value::Object(s.spec))
     }
 
-    fn artifact(&mut self, artifacts: Option<&Value>, implementation: Option<&str>, path: &str, s: &mut Service) {
+    fn artifact(
+        &mut self,
+        artifacts: Option<&Value>,
+        implementation: Option<&str>,
+        path: &str,
+        s: &mut Service,
+    ) {
         let path = format!("{path}.artifacts");
         let Some(artifacts) = artifacts else {
             self.error(&path, "is required: the container image");
@@ -112,7 +133,13 @@ impl Mapper {
         };
         for (name, value) in artifacts {
             if *name != chosen {
-                self.keep(&mut s.annotations, &format!("{path}.{name}"), &format!("artifacts.{name}"), value, "not the implementation");
+                self.keep(
+                    &mut s.annotations,
+                    &format!("{path}.{name}"),
+                    &format!("artifacts.{name}"),
+                    value,
+                    "not the implementation",
+                );
             }
         }
         let path = format!("{path}.{chosen}");
@@ -123,7 +150,10 @@ impl Mapper {
             Some(Value::String(t)) if t == IMAGE_TYPE => {}
             other => self.error(
                 format!("{path}.type"),
-                format!("Canopy runs {IMAGE_TYPE} artifacts only, found {}", other.map_or("nothing".to_string(), Value::to_string)),
+                format!(
+                    "Canopy runs {IMAGE_TYPE} artifacts only, found {}",
+                    other.map_or("nothing".to_string(), Value::to_string)
+                ),
             ),
         }
         let file = match artifact.get("file") {
@@ -133,10 +163,15 @@ impl Mapper {
                 return;
             }
         };
-        let repository = artifact.get("repository").and_then(Value::as_str).unwrap_or("");
+        let repository = artifact
+            .get("repository")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let image = if repository.is_empty()
             || repository == DOCKER_HUB
-            || file.to_ascii_lowercase().starts_with(&repository.to_ascii_lowercase())
+            || file
+                .to_ascii_lowercase()
+                .starts_with(&repository.to_ascii_lowercase())
         {
             file
         } else {
@@ -151,7 +186,11 @@ impl Mapper {
         }
         s.spec.insert("image".into(), Value::String(lowered));
         for credential in ["username", "password"] {
-            if artifact.get(credential).and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
+            if artifact
+                .get(credential)
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_empty())
+            {
                 self.error(
                     format!("{path}.{credential}"),
                     "registry credentials are not accepted in a descriptor: create a secret and name it in the service's imagePullSecret",
@@ -162,9 +201,21 @@ impl Mapper {
             match key.as_str() {
                 "type" | "file" | "repository" | "username" | "password" => {}
                 "isPrivate" if boolean(value) == Some(false) => {}
-                "isPrivate" => self.keep(&mut s.annotations, &format!("{path}.isPrivate"), "isPrivate", value, "name the registry's secret in imagePullSecret"),
+                "isPrivate" => self.keep(
+                    &mut s.annotations,
+                    &format!("{path}.isPrivate"),
+                    "isPrivate",
+                    value,
+                    "name the registry's secret in imagePullSecret",
+                ),
                 _ if value.is_null() => {}
-                _ => self.keep(&mut s.annotations, &format!("{path}.{key}"), &format!("artifact.{key}"), value, "not an aeriOS artifact field"),
+                _ => self.keep(
+                    &mut s.annotations,
+                    &format!("{path}.{key}"),
+                    &format!("artifact.{key}"),
+                    value,
+                    "not an aeriOS artifact field",
+                ),
             }
         }
     }
@@ -175,7 +226,13 @@ impl Mapper {
         };
         for (name, value) in interfaces {
             if name != "Standard" {
-                self.keep(&mut s.annotations, &format!("{path}.{name}"), &format!("interfaces.{name}"), value, "only Standard.create is run");
+                self.keep(
+                    &mut s.annotations,
+                    &format!("{path}.{name}"),
+                    &format!("interfaces.{name}"),
+                    value,
+                    "only Standard.create is run",
+                );
                 continue;
             }
             let Some(operations) = self.object(value, &format!("{path}.Standard")) else {
@@ -184,7 +241,13 @@ impl Mapper {
             for (operation, value) in operations {
                 let op_path = format!("{path}.Standard.{operation}");
                 if operation != "create" {
-                    self.keep(&mut s.annotations, &op_path, &format!("interfaces.Standard.{operation}"), value, "only create is run");
+                    self.keep(
+                        &mut s.annotations,
+                        &op_path,
+                        &format!("interfaces.Standard.{operation}"),
+                        value,
+                        "only create is run",
+                    );
                     continue;
                 }
                 let Some(create) = self.object(value, &op_path) else {
@@ -194,7 +257,13 @@ impl Mapper {
                     match key.as_str() {
                         "implementation" => {}
                         "inputs" => self.inputs(value, &format!("{op_path}.inputs"), s),
-                        _ => self.keep(&mut s.annotations, &format!("{op_path}.{key}"), &format!("create.{key}"), value, "not an aeriOS create field"),
+                        _ => self.keep(
+                            &mut s.annotations,
+                            &format!("{op_path}.{key}"),
+                            &format!("create.{key}"),
+                            value,
+                            "not an aeriOS create field",
+                        ),
                     }
                 }
             }
@@ -226,7 +295,13 @@ impl Mapper {
                     s.spec.insert("args".into(), Value::Array(args));
                 }
                 _ if value.is_null() => {}
-                _ => self.keep(&mut s.annotations, &list_path, &format!("inputs.{key}"), value, "not an aeriOS input"),
+                _ => self.keep(
+                    &mut s.annotations,
+                    &list_path,
+                    &format!("inputs.{key}"),
+                    value,
+                    "not an aeriOS input",
+                ),
             }
         }
     }
@@ -237,7 +312,10 @@ impl Mapper {
             Value::Array(items) => items,
             Value::Null => return Vec::new(),
             other => {
-                self.error(path, format!("expected a list of {{NAME: VALUE}}, found {}", kind(other)));
+                self.error(
+                    path,
+                    format!("expected a list of {{NAME: VALUE}}, found {}", kind(other)),
+                );
                 return Vec::new();
             }
         };
@@ -251,7 +329,10 @@ impl Mapper {
             for (name, value) in map {
                 match text(value) {
                     Some(value) => pairs.push((name.clone(), value)),
-                    None => self.error(format!("{item_path}.{name}"), format!("expected a scalar, found {}", kind(value))),
+                    None => self.error(
+                        format!("{item_path}.{name}"),
+                        format!("expected a scalar, found {}", kind(value)),
+                    ),
                 }
             }
         }

@@ -29,21 +29,31 @@ fn the_published_two_component_service_maps_onto_two_container_services() {
 
     assert_eq!(nginx.name, "nginx-component");
     assert_eq!(nginx.image.as_deref(), Some("nginx:latest"));
-    assert_eq!(nginx.annotations["aerios.eu/node_template"], "nginx_component");
+    assert_eq!(
+        nginx.annotations["aerios.eu/node_template"],
+        "nginx_component"
+    );
     assert_eq!(
         nginx.env["SOME_NGINX_ENV_VARIABLE"],
         "SOME_NGINX_ENV_VARIABLE_VALUE"
     );
-    let ports: Vec<(u16, Option<u16>)> = nginx.ports.iter().map(|p| (p.port, p.host_port)).collect();
+    let ports: Vec<(u16, Option<u16>)> =
+        nginx.ports.iter().map(|p| (p.port, p.host_port)).collect();
     assert_eq!(ports, [(80, None), (443, None)]);
-    let direct = nginx.constraints[0].direct.as_ref().expect("a direct placement");
+    let direct = nginx.constraints[0]
+        .direct
+        .as_ref()
+        .expect("a direct placement");
     assert_eq!(direct.nodes, ["ncsrd-w2"]);
     assert_eq!(direct.cluster, None);
 
     assert_eq!(mosquitto.image.as_deref(), Some("eclipse-mosquitto:latest"));
     assert_eq!(mosquitto.resources.memory.0, 4096);
     assert!(
-        mosquitto.constraints.iter().any(|c| c.arch.as_deref() == Some(&["amd64".to_string()][..])),
+        mosquitto
+            .constraints
+            .iter()
+            .any(|c| c.arch.as_deref() == Some(&["amd64".to_string()][..])),
         "{:?}",
         mosquitto.constraints
     );
@@ -59,7 +69,10 @@ fn the_published_two_component_service_maps_onto_two_container_services() {
     assert!(warned(&parsed, &format!("{base}.cpu_usage")).contains("aerios.eu/host.cpu_usage"));
     assert!(warned(&parsed, &format!("{base}.realtime")).contains("kept in annotation"));
     assert!(warned(&parsed, &format!("{base}.area")).contains("approximated"));
-    assert_eq!(mosquitto.annotations["aerios.eu/host.cpu_usage"], r#"{"less_or_equal":0.5}"#);
+    assert_eq!(
+        mosquitto.annotations["aerios.eu/host.cpu_usage"],
+        r#"{"less_or_equal":0.5}"#
+    );
     assert!(warned(&parsed, "metadata.template_name").contains("after its node templates"));
 }
 
@@ -80,14 +93,21 @@ fn the_front_ends_own_example_maps_domains_jobs_arguments_and_published_ports() 
     let published: Vec<Option<u16>> = auto.ports.iter().map(|p| p.host_port).collect();
     assert_eq!(published, [Some(80), Some(443)], "exposePorts: True");
     assert!(
-        auto.constraints.iter().any(|c| c.clusters.as_deref() == Some(&["ncsrd".to_string()][..])),
+        auto.constraints
+            .iter()
+            .any(|c| c.clusters.as_deref() == Some(&["ncsrd".to_string()][..])),
         "{:?}",
         auto.constraints
     );
-    assert_eq!(auto.restart_policy, crate::RestartPolicy::Always, "isJob: False");
+    assert_eq!(
+        auto.restart_policy,
+        crate::RestartPolicy::Always,
+        "isJob: False"
+    );
     for kept in ["energy_efficiency", "green", "cpu_usage", "realtime"] {
         assert!(
-            auto.annotations.contains_key(&format!("aerios.eu/host.{kept}")),
+            auto.annotations
+                .contains_key(&format!("aerios.eu/host.{kept}")),
             "{kept}: {:?}",
             auto.annotations
         );
@@ -134,7 +154,9 @@ node_templates:
     assert!(at("node_templates.db.artifacts.img.username").contains("secret"));
     let arch = "node_templates.db.requirements[0].host.node_filter.capabilities[0].host.properties.cpu_arch.equal";
     assert!(at(arch).contains("sparc"));
-    assert!(at("node_templates.db.requirements[1].network.properties.ports.p.source").contains("65535"));
+    assert!(
+        at("node_templates.db.requirements[1].network.properties.ports.p.source").contains("65535")
+    );
     // No secret value in any error.
     assert!(errors.iter().all(|e| !e.reason.contains("hunter2")));
 }
@@ -153,12 +175,17 @@ node_templates:
 "#;
     let errors = parse_descriptor(too_big).expect_err("refused").errors;
     assert!(
-        errors.iter().any(|e| e.path == "node_templates.huge" && e.reason.starts_with("resources.memory")),
+        errors
+            .iter()
+            .any(|e| e.path == "node_templates.huge" && e.reason.starts_with("resources.memory")),
         "{errors:?}"
     );
     let fine = too_big.replace("99999999999 MB", "256 MB");
     let parsed = parse_descriptor(&fine).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(parsed.applications[0].metadata.name, "big-app");
     assert_eq!(parsed.applications[0].metadata.namespace, "team-a");
-    assert_eq!(parsed.applications[0].spec.services[0].resources.memory.0, 256);
+    assert_eq!(
+        parsed.applications[0].spec.services[0].resources.memory.0,
+        256
+    );
 }

@@ -169,7 +169,13 @@ mod tests {
     fn every_attribute_the_mapping_writes_has_a_term() {
         let document = document();
         let terms = document["@context"][0].as_object().unwrap();
-        for term in ["Domain", "hostname", "serviceComponentStatus", "labels", "restarts"] {
+        for term in [
+            "Domain",
+            "hostname",
+            "serviceComponentStatus",
+            "labels",
+            "restarts",
+        ] {
             assert!(terms.contains_key(term), "{term}");
         }
         assert_eq!(document["@context"][1], CORE_CONTEXT);

@@ -49,9 +49,11 @@ fn list(value: Option<&String>) -> Option<Vec<String>> {
 fn number(params: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, Problem> {
     match params.get(name) {
         None => Ok(default),
-        Some(text) => text
-            .parse()
-            .map_err(|_| Problem::bad_request(format!("{name} must be a non-negative integer, got {text:?}"))),
+        Some(text) => text.parse().map_err(|_| {
+            Problem::bad_request(format!(
+                "{name} must be a non-negative integer, got {text:?}"
+            ))
+        }),
     }
 }
 
@@ -75,7 +77,9 @@ impl Selection {
         let key_values = options.iter().any(|o| o == "keyValues")
             || params.get("format").is_some_and(|f| f == "keyValues");
         let q = match params.get("q") {
-            Some(text) => Some(query::parse(text).map_err(|e| Problem::invalid(format!("q: {e}")))?),
+            Some(text) => {
+                Some(query::parse(text).map_err(|e| Problem::invalid(format!("q: {e}")))?)
+            }
             None => None,
         };
         let id_pattern = match params.get("idPattern") {
@@ -167,7 +171,14 @@ pub async fn query_entities(
         .iter()
         .skip(selection.offset)
         .take(selection.limit)
-        .map(|s| body(&s.entity, selection.attrs.as_deref(), selection.key_values, format))
+        .map(|s| {
+            body(
+                &s.entity,
+                selection.attrs.as_deref(),
+                selection.key_values,
+                format,
+            )
+        })
         .collect();
     let mut response = context::finish(format, Value::Array(page));
     if selection.count

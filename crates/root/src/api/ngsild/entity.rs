@@ -24,8 +24,10 @@ impl Entity {
 
     /// Adds a Property holding `value`.
     pub fn property(&mut self, name: &str, value: impl Into<Value>) -> &mut Entity {
-        self.attributes
-            .insert(name.to_string(), json!({"type": "Property", "value": value.into()}));
+        self.attributes.insert(
+            name.to_string(),
+            json!({"type": "Property", "value": value.into()}),
+        );
         self
     }
 
@@ -95,7 +97,10 @@ mod tests {
             Some(&json!("urn:ngsi-ld:Organization:x"))
         );
         let full = entity.to_json(None, None);
-        assert_eq!(full["location"]["value"]["coordinates"], json!([11.5, 48.1]));
+        assert_eq!(
+            full["location"]["value"]["coordinates"],
+            json!([11.5, 48.1])
+        );
         assert!(full.get("@context").is_none());
         let only = entity.to_json(Some(&["name".to_string()]), Some(&json!(["ctx"])));
         assert_eq!(

@@ -96,7 +96,10 @@ pub fn cluster(cluster: &ClusterInfo) -> Scoped {
 }
 
 pub fn node(node: &NodeInfo) -> Scoped {
-    let mut e = Entity::new(INFRASTRUCTURE_ELEMENT, element_id(&node.cluster, &node.name));
+    let mut e = Entity::new(
+        INFRASTRUCTURE_ELEMENT,
+        element_id(&node.cluster, &node.name),
+    );
     // The model's status words: an unreachable node is `Disabled`, a cordoned one `Maintenance`.
     let state = match (node.state, node.unschedulable) {
         (MemberState::Unreachable, _) => "Disabled",
@@ -166,7 +169,11 @@ pub fn instance(instance: &Instance) -> Scoped {
     let mut e = Entity::new(SERVICE_COMPONENT, component_id(&instance.id));
     e.relationship(
         "service",
-        service_id(&instance.namespace, &instance.application, &instance.service),
+        service_id(
+            &instance.namespace,
+            &instance.application,
+            &instance.service,
+        ),
     )
     .property("serviceComponentStatus", instance.display_state())
     .property("namespace", instance.namespace.as_str())

@@ -123,7 +123,12 @@ fn an_instance_is_a_service_component_of_its_service_in_its_namespace() {
     }))
     .unwrap();
     let scoped = instance(&pending);
-    assert!(!scoped.entity.attributes.contains_key("infrastructureElement"));
+    assert!(
+        !scoped
+            .entity
+            .attributes
+            .contains_key("infrastructureElement")
+    );
     assert!(!scoped.entity.attributes.contains_key("domain"));
 }
 

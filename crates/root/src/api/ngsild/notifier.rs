@@ -125,7 +125,8 @@ impl Notifier {
                 }
             }
             if let Some(client) = http.as_ref() {
-                self.deliver(&subscriptions, &changed, client, sends).await?;
+                self.deliver(&subscriptions, &changed, client, sends)
+                    .await?;
             }
         }
     }

@@ -107,8 +107,12 @@ pub async fn as_problem_details(request: Request, next: Next) -> Response {
     }
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BYTES).await else {
-        return Problem::from_canopy(parts.status, "internal", "the error could not be read".into())
-            .into_response();
+        return Problem::from_canopy(
+            parts.status,
+            "internal",
+            "the error could not be read".into(),
+        )
+        .into_response();
     };
     let problem = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(error) => Problem::from_canopy(parts.status, &error.code, error.message),

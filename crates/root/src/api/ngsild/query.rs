@@ -292,15 +292,17 @@ fn compare(value: &Value, op: Op, operand: &Operand) -> bool {
         (Op::Unequal, Operand::Range(low, high)) => !in_range(value, low, high),
         (Op::Matches, Operand::Pattern(re)) => value.as_str().is_some_and(|s| re.is_match(s)),
         (Op::NotMatches, Operand::Pattern(re)) => value.as_str().is_none_or(|s| !re.is_match(s)),
-        (_, Operand::Values(one)) => one.first().and_then(|v| order(value, v)).is_some_and(
-            |ordering| match op {
-                Op::Less => ordering.is_lt(),
-                Op::LessOrEqual => ordering.is_le(),
-                Op::Greater => ordering.is_gt(),
-                Op::GreaterOrEqual => ordering.is_ge(),
-                _ => false,
-            },
-        ),
+        (_, Operand::Values(one)) => {
+            one.first()
+                .and_then(|v| order(value, v))
+                .is_some_and(|ordering| match op {
+                    Op::Less => ordering.is_lt(),
+                    Op::LessOrEqual => ordering.is_le(),
+                    Op::Greater => ordering.is_gt(),
+                    Op::GreaterOrEqual => ordering.is_ge(),
+                    _ => false,
+                })
+        }
         _ => false,
     }
 }

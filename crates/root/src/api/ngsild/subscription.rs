@@ -34,11 +34,7 @@ pub struct Subscription {
     pub is_active: bool,
     pub notification: NotificationParams,
     /// The context the client sent (kept, answered back; Canopy's terms are fixed).
-    #[serde(
-        rename = "@context",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "@context", default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
 }
 
@@ -109,14 +105,18 @@ pub fn problems(subscription: &Subscription) -> Vec<String> {
     if let Some(id) = &subscription.id
         && !is_uri(id)
     {
-        problems.push(format!("id must be a URI such as urn:ngsi-ld:Subscription:x, got {id:?}"));
+        problems.push(format!(
+            "id must be a URI such as urn:ngsi-ld:Subscription:x, got {id:?}"
+        ));
     }
     if subscription.entities.is_empty() && subscription.watched_attributes.is_empty() {
         problems.push("entities or watchedAttributes must be present".into());
     }
     for (i, selector) in subscription.entities.iter().enumerate() {
         if selector.id.is_none() && selector.id_pattern.is_none() && selector.kind.is_none() {
-            problems.push(format!("entities[{i}] selects nothing: give type, id or idPattern"));
+            problems.push(format!(
+                "entities[{i}] selects nothing: give type, id or idPattern"
+            ));
         }
         if let Some(p) = &selector.id_pattern
             && let Err(e) = pattern(p)
@@ -174,9 +174,8 @@ pub fn notifies(subscription: &Subscription, before: Option<&Entity>, after: &En
     if !selected {
         return false;
     }
-    let changed = |name: &String| {
-        before.and_then(|b| b.attributes.get(name)) != after.attributes.get(name)
-    };
+    let changed =
+        |name: &String| before.and_then(|b| b.attributes.get(name)) != after.attributes.get(name);
     let watched_changed = if subscription.watched_attributes.is_empty() {
         before.is_none_or(|b| b.attributes != after.attributes)
     } else {

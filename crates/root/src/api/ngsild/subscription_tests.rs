@@ -56,7 +56,10 @@ fn without_watched_attributes_any_change_notifies_and_q_narrows() {
     assert!(notifies(&s, Some(&component("Starting", 0)), &running));
     assert!(notifies(&s, Some(&running), &component("Running", 1)));
     assert!(!notifies(&s, Some(&running), &running), "nothing changed");
-    assert!(!notifies(&s, None, &component("Failed", 0)), "q does not hold");
+    assert!(
+        !notifies(&s, None, &component("Failed", 0)),
+        "q does not hold"
+    );
 }
 
 #[test]

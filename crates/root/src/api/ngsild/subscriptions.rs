@@ -29,7 +29,9 @@ pub async fn all(state: &AppState) -> Result<Vec<SubscriptionRecord>, StoreError
     stored(state.desired.store().as_ref()).await
 }
 
-pub async fn stored(store: &dyn canopy_store::Store) -> Result<Vec<SubscriptionRecord>, StoreError> {
+pub async fn stored(
+    store: &dyn canopy_store::Store,
+) -> Result<Vec<SubscriptionRecord>, StoreError> {
     let (items, _) = store
         .list_json::<SubscriptionRecord>(keys::NGSILD_SUBSCRIPTIONS)
         .await?;
