@@ -103,10 +103,7 @@ impl Selection {
         self.types
             .as_ref()
             .is_none_or(|types| types.iter().any(|t| t == entity.kind))
-            && self
-                .ids
-                .as_ref()
-                .is_none_or(|ids| ids.iter().any(|id| *id == entity.id))
+            && self.ids.as_ref().is_none_or(|ids| ids.contains(&entity.id))
             && self
                 .id_pattern
                 .as_ref()

@@ -311,7 +311,8 @@ fn equal(value: &Value, wanted: &Value) -> bool {
     match (value, wanted) {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         // A bare `true` or `5` also matches the string "true" or "5".
-        (Value::String(a), Value::Bool(_) | Value::Number(_)) => *a == wanted.to_string(),
+        (Value::String(a), Value::Bool(b)) => a == if *b { "true" } else { "false" },
+        (Value::String(a), Value::Number(n)) => a.parse::<f64>().ok() == n.as_f64(),
         _ => value == wanted,
     }
 }
