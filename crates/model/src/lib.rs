@@ -21,6 +21,7 @@ pub mod security;
 mod selector;
 mod status;
 mod strategy;
+pub mod tosca;
 mod usage;
 mod validate;
 mod wasm;

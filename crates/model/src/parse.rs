@@ -8,6 +8,9 @@
 //! * **Oakestra SLA** (v2), in JSON (or YAML): recognised by a top-level `sla_version` or
 //!   `applications` key, mapped to native applications by [`crate::oakestra`]. An SLA must be
 //!   the only document of its input.
+//! * **aeriOS TOSCA** (Simple Profile 1.3), in YAML (or JSON): recognised by a top-level
+//!   `tosca_definitions_version` or `node_templates` key, mapped to one native application
+//!   by [`crate::tosca`]; the only document of its input too.
 //!
 //! Text whose first non-blank character is `{` or `[` is read as JSON (with serde_json, for
 //! exact JSON errors); anything else as YAML. Input above [`MAX_DESCRIPTOR_BYTES`] is refused
@@ -28,6 +31,8 @@
 //! * Map keys render as `.key` for plain words and `["key"]` otherwise.
 //! * Oakestra: paths in the SLA's own field names, e.g.
 //!   `applications[0].microservices[1].virtualization` (see [`crate::oakestra`]).
+//! * aeriOS TOSCA: paths in the TOSCA document's names, e.g.
+//!   `node_templates.web.artifacts.image.type` (see [`crate::tosca`]).
 //!
 //! Type and shape errors (including unknown fields, which the native types deny) carry the
 //! path of the offending field and, where the parser knows it, the line and column.
@@ -36,6 +41,7 @@ use crate::descriptor::Application;
 use crate::error::{DescriptorError, FieldError};
 use crate::limits::{MAX_APPLICATIONS_PER_DESCRIPTOR, MAX_DESCRIPTOR_BYTES};
 use crate::oakestra;
+use crate::tosca;
 use crate::validate::{key_path, validate_application};
 use crate::yaml_bounds::check_yaml_bounds;
 use serde::{Deserialize, Serialize};
@@ -49,6 +55,8 @@ pub enum DescriptorFormat {
     Native,
     /// An Oakestra SLA (v2), mapped onto the native model.
     Oakestra,
+    /// An Eclipse aeriOS TOSCA service descriptor, mapped onto the native model.
+    Tosca,
 }
 
 /// A descriptor that parsed and validated.
@@ -115,6 +123,9 @@ fn parse_json(text: &str) -> Result<ParsedDescriptor, DescriptorError> {
     match &value {
         serde_json::Value::Object(_) if oakestra::is_oakestra_sla(&value) => {
             return oakestra::parse_oakestra(&value);
+        }
+        serde_json::Value::Object(_) if tosca::is_tosca(&value) => {
+            return tosca::parse_tosca(&value);
         }
         serde_json::Value::Object(_) => {
             multi = false;
@@ -200,7 +211,18 @@ fn parse_yaml(text: &str) -> Result<ParsedDescriptor, DescriptorError> {
     let mut errors = Vec::new();
     for (i, value) in &values {
         let path = doc_prefix(multi, *i).trim_end_matches('.').to_string();
-        if yaml_is_oakestra(value) {
+        if yaml_is_tosca(value) {
+            if multi {
+                errors.push(FieldError::new(
+                    path,
+                    "an aeriOS TOSCA descriptor must be the only document of its input",
+                ));
+            } else {
+                let json = serde_json::to_value(value)
+                    .map_err(|e| single("", format!("cannot read the TOSCA descriptor: {e}")))?;
+                return tosca::parse_tosca(&json);
+            }
+        } else if yaml_is_oakestra(value) {
             if multi {
                 errors.push(FieldError::new(
                     path,
@@ -474,4 +496,10 @@ fn yaml_is_oakestra(value: &yaml_serde::Value) -> bool {
     value
         .as_mapping()
         .is_some_and(|m| m.contains_key("sla_version") || m.contains_key("applications"))
+}
+
+fn yaml_is_tosca(value: &yaml_serde::Value) -> bool {
+    value.as_mapping().is_some_and(|m| {
+        m.contains_key("tosca_definitions_version") || m.contains_key("node_templates")
+    })
 }

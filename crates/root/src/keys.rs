@@ -13,6 +13,9 @@ pub const NAMESPACES: &str = "/namespaces/";
 /// Secrets, values sealed; not in the event stream (see [`kind_of`]).
 pub const SECRETS: &str = "/secrets/";
 
+/// NGSI-LD subscriptions (`api::ngsild`), by id; not in the event stream.
+pub const NGSILD_SUBSCRIPTIONS: &str = "/ngsild/subscriptions/";
+
 /// Each service's rollout: revision history and pause.
 pub const ROLLOUTS: &str = "/rollouts/";
 

@@ -186,6 +186,15 @@ impl Root {
                 self.stopping.subscribe(),
             )),
         };
+        // Subscriptions' notifications (`/ngsi-ld/v1/subscriptions`), sent by the leader.
+        let notifier = tokio::spawn(
+            api::ngsild::Notifier {
+                desired: self.desired.clone(),
+                accounts: self.accounts.clone(),
+                leader: self.leadership.clone(),
+            }
+            .run(self.stopping.subscribe()),
+        );
         let service = self
             .router()
             .into_make_service_with_connect_info::<api::ClientAddr>();
@@ -197,6 +206,7 @@ impl Root {
             .await;
         self.stopping.send_replace(true);
         let _ = scheduler.await;
+        let _ = notifier.await;
         served
     }
 }

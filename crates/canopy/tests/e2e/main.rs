@@ -20,6 +20,7 @@ mod lifecycle;
 mod membership;
 mod metrics;
 mod netns;
+mod ngsild;
 mod nodejoins;
 mod operations;
 mod overlay;

@@ -177,6 +177,7 @@ impl Runtime for DockerRuntime {
             limits: true,
             // The engine pulls and unpacks images itself: no image hook around it.
             image_rootfs: false,
+            oci_modules: false,
         }
     }
 

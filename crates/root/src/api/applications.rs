@@ -40,7 +40,7 @@ pub struct ApplyQuery {
         (Descriptor = "application/json"), (Descriptor = "application/yaml"),
         (Descriptor = "application/x-yaml"), (Descriptor = "text/yaml"),
         (Descriptor = "text/x-yaml")),
-        description = "Native descriptor (JSON or YAML: one application, a JSON array of them, or several YAML documents) or an Oakestra SLA v2"),
+        description = "Native descriptor (JSON or YAML: one application, a JSON array of them, or several YAML documents), an Oakestra SLA v2 or an aeriOS TOSCA descriptor"),
     responses(
         (status = 200, body = ApplyResult),
         (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field), or a body that is not UTF-8"),

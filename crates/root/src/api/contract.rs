@@ -206,7 +206,7 @@ fn flatten_application_view(schemas: &mut serde_json::Map<String, Value>) {
 fn descriptor() -> Value {
     let application = json!({"$ref": "#/components/schemas/Application"});
     json!({
-        "description": "One application, or several (a JSON array; in YAML, several documents). An Oakestra SLA v2 is also read.",
+        "description": "One application, or several (a JSON array; in YAML, several documents). An Oakestra SLA v2 or an aeriOS TOSCA service descriptor is also read.",
         "oneOf": [
             application,
             {"type": "array", "minItems": 1,

@@ -16,6 +16,7 @@ mod infrastructure;
 mod joins;
 mod login;
 mod namespaces;
+pub mod ngsild;
 pub mod rate_limit;
 mod rollouts;
 pub mod rules;
@@ -129,6 +130,7 @@ pub fn router(
         audit: Arc::new(audit::AuditLog::default()),
         accounts,
     };
+    let limiter = Arc::new(rate_limit::Limiter::new(config.rate_limits));
     let api = Router::new()
         .route("/apply", post(applications::apply))
         .route(
@@ -199,9 +201,26 @@ pub fn router(
             audit::audit,
         ))
         .layer(middleware::from_fn_with_state(
-            Arc::new(rate_limit::Limiter::new(config.rate_limits)),
+            limiter.clone(),
             rate_limit::limit,
         ));
+    // The NGSI-LD view: the same rules table, guard, audit and rate limit, with its errors
+    // as ProblemDetails.
+    let ngsi_ld = ngsild::routes()
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn(ngsild::as_problem_details))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(config.allowed_hosts.clone()),
+            guard::guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.audit.clone(),
+            audit::audit,
+        ))
+        .layer(middleware::from_fn_with_state(limiter, rate_limit::limit));
     // Prometheus text at `/metrics`, for any role's token (its rule is in `rules`).
     let metrics = Router::new()
         .route("/metrics", get(canopy_tier::metrics::answer))
@@ -212,6 +231,7 @@ pub fn router(
         ));
     Router::new()
         .nest("/api/v1", api)
+        .merge(ngsi_ld)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(dashboard::routes())

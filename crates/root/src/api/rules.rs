@@ -203,12 +203,32 @@ pub const RULES: &[(&str, &str, Rule)] = &[
 pub const TOP_LEVEL_RULES: &[(&str, &str, Rule)] =
     &[("GET", "/metrics", Installation(ReadInfrastructure))];
 
+/// The NGSI-LD view (`api::ngsild`), by full path: reading is `Read` somewhere (each
+/// caller sees the infrastructure and its namespaces' services and instances); a
+/// subscription is its creator's and notifies what it may read; the `@context` document is
+/// public, as JSON-LD processors fetch it without credentials.
+pub const NGSI_LD_RULES: &[(&str, &str, Rule)] = &[
+    ("GET", "/ngsi-ld/v1/entities", Namespaced(Read)),
+    ("GET", "/ngsi-ld/v1/entities/{id}", Namespaced(Read)),
+    ("GET", "/ngsi-ld/v1/types", Namespaced(Read)),
+    ("GET", "/ngsi-ld/v1/jsonldContexts/canopy", Public),
+    ("GET", "/ngsi-ld/v1/subscriptions", Namespaced(Read)),
+    ("POST", "/ngsi-ld/v1/subscriptions", Namespaced(Read)),
+    ("POST", "/ngsi-ld/v1/subscriptions/", Namespaced(Read)),
+    ("GET", "/ngsi-ld/v1/subscriptions/{id}", Namespaced(Read)),
+    ("DELETE", "/ngsi-ld/v1/subscriptions/{id}", Namespaced(Read)),
+];
+
+/// The rules outside `/api/v1`, which are matched by their full path.
+fn full_path_rules() -> impl Iterator<Item = &'static (&'static str, &'static str, Rule)> {
+    TOP_LEVEL_RULES.iter().chain(NGSI_LD_RULES)
+}
+
 /// The rule of a request, by its method and matched route (with or without the `/api/v1`
 /// prefix, as the nested router reports it).
 pub fn rule_for(method: &Method, matched: &str) -> Option<Rule> {
-    if let Some((_, _, rule)) = TOP_LEVEL_RULES
-        .iter()
-        .find(|(m, path, _)| *m == method.as_str() && *path == matched)
+    if let Some((_, _, rule)) =
+        full_path_rules().find(|(m, path, _)| *m == method.as_str() && *path == matched)
     {
         return Some(*rule);
     }
@@ -225,8 +245,7 @@ pub fn rule_for(method: &Method, matched: &str) -> Option<Rule> {
 
 /// The methods that have a rule on `matched` (with or without the prefix).
 pub fn methods_for(matched: &str) -> Vec<&'static str> {
-    let top: Vec<&'static str> = TOP_LEVEL_RULES
-        .iter()
+    let top: Vec<&'static str> = full_path_rules()
         .filter(|(_, path, _)| *path == matched)
         .map(|(method, _, _)| *method)
         .collect();
@@ -296,6 +315,19 @@ mod tests {
             Some(Installation(ReadInfrastructure))
         );
         assert_eq!(methods_for("/metrics"), ["GET"]);
+        assert_eq!(
+            rule_for(&Method::GET, "/ngsi-ld/v1/entities"),
+            Some(Namespaced(Read))
+        );
+        assert_eq!(
+            rule_for(&Method::GET, "/ngsi-ld/v1/jsonldContexts/canopy"),
+            Some(Public)
+        );
+        assert_eq!(
+            methods_for("/ngsi-ld/v1/subscriptions/{id}"),
+            ["GET", "DELETE"]
+        );
+        assert_eq!(rule_for(&Method::PATCH, "/ngsi-ld/v1/entities/{id}"), None);
         assert!(methods_for("/nowhere").is_empty());
     }
 }
