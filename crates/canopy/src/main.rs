@@ -23,6 +23,7 @@ mod operations;
 mod output;
 mod overlay;
 mod rollout;
+mod run;
 mod root_store;
 mod secret_verbs;
 mod service_wide;

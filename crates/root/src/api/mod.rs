@@ -18,6 +18,7 @@ mod login;
 mod namespaces;
 pub mod rate_limit;
 mod rollouts;
+mod runs;
 pub mod rules;
 mod secrets;
 mod selectors;
@@ -95,7 +96,7 @@ impl
         login::login, login::refresh, whoami::whoami, api_tokens::list, api_tokens::revoke,
         users::list, users::create, users::show, users::delete, users::grant, users::revoke,
         secrets::list, secrets::get_one, secrets::put, secrets::delete,
-        rollouts::status, rollouts::pause, rollouts::resume, rollouts::undo,
+        rollouts::status, rollouts::pause, rollouts::resume, rollouts::undo, runs::start,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
@@ -179,6 +180,7 @@ pub fn router(
         .merge(infrastructure::routes())
         .merge(secrets::routes())
         .merge(rollouts::routes())
+        .merge(runs::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))
         .route("/version", get(version::version))

@@ -236,7 +236,8 @@ impl Desired {
                 ..InstanceFilter::default()
             })
             .await?;
-        Ok(view_of(record, &instances))
+        let jobs = self.job_records().await?;
+        Ok(view_of(record, &instances, &jobs))
     }
 
     pub async fn list_applications(
@@ -250,9 +251,10 @@ impl Desired {
                 ..InstanceFilter::default()
             })
             .await?;
+        let jobs = self.job_records().await?;
         Ok(records
             .into_iter()
-            .map(|record| view_of(record, &instances))
+            .map(|record| view_of(record, &instances, &jobs))
             .collect())
     }
 
@@ -269,6 +271,7 @@ impl Desired {
                 ..InstanceFilter::default()
             })
             .await?;
+        let jobs = self.job_records().await?;
         Ok(records
             .iter()
             .filter(|r| application.is_none_or(|a| a == r.application.metadata.name))
@@ -279,7 +282,9 @@ impl Desired {
                     .spec
                     .services
                     .iter()
-                    .map(|spec| service_view(&metadata.namespace, &metadata.name, spec, &instances))
+                    .map(|spec| {
+                        service_view(&metadata.namespace, &metadata.name, spec, &instances, &jobs)
+                    })
             })
             .collect())
     }
