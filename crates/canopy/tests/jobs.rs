@@ -192,6 +192,12 @@ fn a_failing_job_stops_at_its_backoff_limit() {
     assert!(described.contains("Job:         1"), "{described}");
     let table = canopy_ok(&daemon.url, &["get", "services"]);
     assert!(table.contains("Failed 0/1"), "{table}");
+    let table = canopy_ok(&daemon.url, &["get", "instances"]);
+    let row = table.lines().find(|l| l.contains(id.as_str())).unwrap();
+    assert!(
+        row.contains("Failed") && row.contains("exited with code 1"),
+        "{table}"
+    );
 }
 
 #[test]

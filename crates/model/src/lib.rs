@@ -15,6 +15,7 @@ pub mod patterns;
 pub mod privilege;
 mod probe;
 pub mod quantity;
+pub mod quota;
 pub mod schema;
 mod secret;
 mod secret_refs;
@@ -42,6 +43,7 @@ pub use probe::{
     TcpSocketAction,
 };
 pub use quantity::{Mebibytes, Millicores, QuantityError};
+pub use quota::Quota;
 pub use secret::{
     KIND_SECRET, MAX_SECRET_BYTES, MAX_SECRET_KEYS, SecretInfo, SecretInput, SecretValues,
     validate_secret_key,

@@ -543,6 +543,15 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("JobSpec", "ttlSecondsAfterFinished", job_seconds(0)),
         ("JobSpec", "schedule", schedule()),
         ("RunRequest", "args", args()),
+        ("Quota", "cpu", nullable(cpu())),
+        ("Quota", "memory", nullable(memory())),
+        (
+            "Quota",
+            "instances",
+            nullable(
+                json!({"type": "integer", "minimum": 0, "maximum": crate::quota::MAX_QUOTA_INSTANCES}),
+            ),
+        ),
         ("Probe", "exec", optional_reference_to("ExecAction")),
         ("Probe", "httpGet", optional_reference_to("HttpGetAction")),
         (

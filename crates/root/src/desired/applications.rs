@@ -201,7 +201,12 @@ impl Desired {
                     not_found("service", format!("{namespace}/{application}/{service}"))
                 })?;
             if spec.replicas != replicas {
+                let more = replicas > spec.replicas;
                 spec.replicas = replicas;
+                // Scaling down is always allowed, even over a quota set later.
+                if more {
+                    self.admit_quota(&record.application).await?;
+                }
                 record.generation += 1;
                 record.updated_at = OffsetDateTime::now_utc();
                 let value = to_json(&record)?;
