@@ -508,10 +508,7 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
                 "Last exit:   {}",
                 or_dash(last.map(|t| format!("{} ({})", t.reason, age(t.at))))
             );
-            println!(
-                "Exit code:   {}",
-                or_dash(last.and_then(|t| t.exit_code))
-            );
+            println!("Exit code:   {}", or_dash(last.and_then(|t| t.exit_code)));
             println!("Created:     {}", timestamp(instance.created_at));
             println!("Events:");
             let mut table = Table::new(vec!["  AGE", "STATE", "REASON"]);

@@ -71,7 +71,10 @@ pub fn namespace_table(namespaces: &[Namespace], _wide: bool) -> Table {
             namespace.name.clone(),
             namespace.trusted.to_string(),
             age(namespace.created_at),
-            namespace.quota.as_ref().map_or_else(|| "-".to_string(), quota_cell),
+            namespace
+                .quota
+                .as_ref()
+                .map_or_else(|| "-".to_string(), quota_cell),
         ]);
     }
     table

@@ -66,7 +66,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tokio::time::sleep(POLL).await;
     };
     let output = client
-        .get_streaming(&format!("/api/v1/instances/{}/logs?follow=false", encode(&id)))
+        .get_streaming(&format!(
+            "/api/v1/instances/{}/logs?follow=false",
+            encode(&id)
+        ))
         .await?
         .bytes()
         .await

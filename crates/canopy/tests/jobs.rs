@@ -74,7 +74,10 @@ fn most_at_once(runs: &[(u32, u128, Option<u128>)]) -> usize {
 
 /// `status.job` of `application/service`.
 fn job_status(server: &str, application: &str, service: &str) -> Value {
-    api_get(server, &format!("/api/v1/services/default/{application}/{service}"))["status"]["job"]
+    api_get(
+        server,
+        &format!("/api/v1/services/default/{application}/{service}"),
+    )["status"]["job"]
         .clone()
 }
 
@@ -120,7 +123,10 @@ fn a_job_runs_its_completions_with_at_most_parallelism_at_once() {
     let mut indexes: Vec<u32> = runs.iter().map(|r| r.0).collect();
     indexes.sort();
     assert_eq!(indexes, [0, 1, 2, 3, 4]);
-    assert!(runs.iter().all(|r| r.2.is_some()), "every run ended: {runs:?}");
+    assert!(
+        runs.iter().all(|r| r.2.is_some()),
+        "every run ended: {runs:?}"
+    );
     assert_eq!(most_at_once(&runs), 2, "parallelism 2, used: {runs:?}");
 
     let instances = instances_of(&daemon.url, "batch");
@@ -173,7 +179,10 @@ fn a_failing_job_stops_at_its_backoff_limit() {
     });
     let reason = status["reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("BackoffLimitExceeded"), "{status}");
-    assert_eq!(status["failed"], 3, "backoffLimit 2: the third failure ends it");
+    assert_eq!(
+        status["failed"], 3,
+        "backoffLimit 2: the third failure ends it"
+    );
     // No fourth run, however long one waits.
     holds_for(Duration::from_secs(3), "three runs only", || {
         runs(&stamps).len() == 3 && instances_of(&daemon.url, "broken").len() == 3
@@ -238,7 +247,10 @@ fn a_job_past_its_deadline_is_stopped_and_a_finished_one_removed_after_its_time_
     });
     let quick = job_status(&daemon.url, "jobs", "quick");
     assert_eq!(quick["phase"], "Complete", "{quick}");
-    assert_eq!(quick["succeeded"], 1, "counted after its runs went: {quick}");
+    assert_eq!(
+        quick["succeeded"], 1,
+        "counted after its runs went: {quick}"
+    );
     assert_eq!(runs(&quick_stamps).len(), 1, "and not run again");
 
     // slow: failed at its deadline, its run stopped.
@@ -258,7 +270,11 @@ fn a_job_past_its_deadline_is_stopped_and_a_finished_one_removed_after_its_time_
     eventually(SETTLE, "slow's run stopped", || {
         support::pids_with(&marker).is_empty().then_some(())
     });
-    assert_eq!(job_status(&daemon.url, "jobs", "slow")["number"], 1, "no second job");
+    assert_eq!(
+        job_status(&daemon.url, "jobs", "slow")["number"],
+        1,
+        "no second job"
+    );
 }
 
 /// A function on demand: nothing runs until `canopy run`, which prints the run's output
@@ -293,7 +309,10 @@ fn canopy_run_starts_a_job_with_its_arguments_and_returns_its_output() {
         "Waiting"
     );
 
-    let out = canopy_ok(&daemon.url, &["run", "fn/echo", "--", "0", "hello", "world"]);
+    let out = canopy_ok(
+        &daemon.url,
+        &["run", "fn/echo", "--", "0", "hello", "world"],
+    );
     assert_eq!(out.trim(), "got 0 hello world", "{out}");
 
     let failed = support::canopy(&daemon.url, &["run", "fn/echo", "--", "3", "bad"]);

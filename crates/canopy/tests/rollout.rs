@@ -25,7 +25,8 @@ const DNS: &str = "127.201.0.1:53";
 fn app_yaml(www: &Path, marker: &str, version: u32) -> String {
     let www = www.display();
     // The page says `unready` until the readiness file exists; both change together, the
-    // page first, so whatever passes the probe already answers `ready`.
+    // page first, so whatever passes the probe already answers `ready`. Three failures in a
+    // row make a replica unready: one slow answer on a loaded machine does not.
     format!(
         "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: app}}\nspec:\n  services:\n\
          \x20 - name: web\n    runtime: process\n    replicas: 4\n\
@@ -33,7 +34,7 @@ fn app_yaml(www: &Path, marker: &str, version: u32) -> String {
          \x20   env: {{VERSION: \"{version}\"}}\n\
          \x20   constraints:\n    - spread: {{maxPerNode: 1}}\n\
          \x20   readinessProbe:\n      httpGet: {{path: /ready, port: {PORT}}}\n\
-         \x20     periodSeconds: 1\n      failureThreshold: 1\n\
+         \x20     periodSeconds: 1\n      failureThreshold: 3\n\
          \x20   command: [/bin/sh, -c, 'd={www}/$CANOPY_INSTANCE; mkdir -p $d; echo unready-$VERSION-$CANOPY_INSTANCE > $d/index.html; (sleep 2; echo ready-$VERSION-$CANOPY_INSTANCE > $d/index.html; touch $d/ready) & busybox httpd -f -p $CANOPY_NODE_ADDRESS:{PORT} -h $d; true', {marker}]\n"
     )
 }
@@ -153,8 +154,11 @@ fn a_rolling_update_keeps_three_of_four_ready_and_routes_only_to_ready_replicas(
     eventually(SETTLE, "version 2 through the proxy", || {
         let pages = pages.lock().unwrap();
         let tail = pages.iter().rev().take(10).collect::<Vec<_>>();
-        (tail.len() == 10 && tail.iter().all(|p| p.as_deref().is_ok_and(|p| p.starts_with("ready-2-"))))
-            .then_some(())
+        (tail.len() == 10
+            && tail
+                .iter()
+                .all(|p| p.as_deref().is_ok_and(|p| p.starts_with("ready-2-"))))
+        .then_some(())
     });
     stop.store(true, Ordering::SeqCst);
     let samples = sampler.join().unwrap();
@@ -173,7 +177,10 @@ fn a_rolling_update_keeps_three_of_four_ready_and_routes_only_to_ready_replicas(
         .filter_map(|p| p.as_ref().ok())
         .filter(|p| p.starts_with("unready-"))
         .collect();
-    assert!(unready.is_empty(), "routed to unready replicas: {unready:?}");
+    assert!(
+        unready.is_empty(),
+        "routed to unready replicas: {unready:?}"
+    );
     let served = |version: &str| {
         pages
             .iter()

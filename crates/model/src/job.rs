@@ -22,16 +22,10 @@ pub const MAX_HISTORY_LIMIT: u32 = 100;
 pub struct JobSpec {
     /// Successful runs that complete the job; each run has its own index (`CANOPY_REPLICA`),
     /// from 0, and an index is done once one of its runs succeeded.
-    #[serde(
-        default = "default_one",
-        deserialize_with = "crate::integer::integral"
-    )]
+    #[serde(default = "default_one", deserialize_with = "crate::integer::integral")]
     pub completions: u32,
     /// Runs at most at once.
-    #[serde(
-        default = "default_one",
-        deserialize_with = "crate::integer::integral"
-    )]
+    #[serde(default = "default_one", deserialize_with = "crate::integer::integral")]
     pub parallelism: u32,
     /// Failed runs (and restarts in place, with `restartPolicy: on-failure`) tolerated: one
     /// more fails the job.
@@ -70,10 +64,7 @@ pub struct JobSpec {
     )]
     pub successful_jobs_history_limit: u32,
     /// Failed jobs of a schedule kept.
-    #[serde(
-        default = "default_one",
-        deserialize_with = "crate::integer::integral"
-    )]
+    #[serde(default = "default_one", deserialize_with = "crate::integer::integral")]
     pub failed_jobs_history_limit: u32,
     /// Starts no job by itself: each `canopy run` (`POST .../runs`) starts one, with its
     /// own arguments (a function on demand). The history limits apply.

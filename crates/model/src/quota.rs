@@ -56,7 +56,7 @@ impl Requests {
         total
     }
 
-    pub fn add(self, more: Requests) -> Requests {
+    pub fn plus(self, more: Requests) -> Requests {
         Requests {
             cpu: self.cpu + more.cpu,
             memory: self.memory + more.memory,
@@ -192,7 +192,10 @@ mod tests {
         let errors = over_quota(&quota, more, &app);
         let reasons: Vec<&str> = errors.iter().map(|e| e.reason.as_str()).collect();
         assert_eq!(errors.len(), 2, "{reasons:?}");
-        assert!(reasons[0].contains("cpu quota: requests 2000m, 2001m in use"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("cpu quota: requests 2000m, 2001m in use"),
+            "{reasons:?}"
+        );
         assert!(reasons[0].contains("quota 4000m"));
         assert!(reasons[1].contains("instances quota: requests 2, 3 in use"));
         assert!(errors.iter().all(|e| e.path == "spec.services"));

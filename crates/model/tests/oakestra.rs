@@ -299,7 +299,10 @@ fn wasm_one_shot_environment_and_multi_ports() {
     assert_eq!(svc.restart_policy, RestartPolicy::Never);
     // A job of one run that is not retried: what one-shot did before jobs existed.
     let job = svc.job.as_ref().expect("one_shot is a job");
-    assert_eq!((job.completions, job.parallelism, job.backoff_limit), (1, 1, 0));
+    assert_eq!(
+        (job.completions, job.parallelism, job.backoff_limit),
+        (1, 1, 0)
+    );
     assert_eq!(svc.env["B"], "x=y");
     let ports: Vec<(u16, Protocol, Option<u16>)> = svc
         .ports

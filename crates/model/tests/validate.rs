@@ -943,13 +943,18 @@ fn job_rules_name_their_fields() {
         ("spec.services[1].job.completions", "from 1 to"),
         ("spec.services[1].job.parallelism", "from 1 to"),
         ("spec.services[1].job.backoffLimit", "from 0 to"),
-        ("spec.services[1].job.successfulJobsHistoryLimit", "from 0 to"),
+        (
+            "spec.services[1].job.successfulJobsHistoryLimit",
+            "from 0 to",
+        ),
         ("spec.services[1].job.activeDeadlineSeconds", "from 1 to"),
         ("spec.services[1].job.ttlSecondsAfterFinished", "at most"),
         ("spec.services[1].job.schedule", "minute \"61\""),
     ] {
         assert!(
-            paths.iter().any(|p| p.starts_with(path) && p.contains(says)),
+            paths
+                .iter()
+                .any(|p| p.starts_with(path) && p.contains(says)),
             "{path} ({says}) not in {paths:?}"
         );
     }

@@ -275,11 +275,16 @@ async fn a_quota_refuses_what_would_exceed_it_with_the_numbers_and_scaling_down_
         .collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
-        reasons[0].contains("cpu quota: requests 1000m, 1500m in use by its other applications, quota 2000m"),
+        reasons[0].contains(
+            "cpu quota: requests 1000m, 1500m in use by its other applications, quota 2000m"
+        ),
         "{reasons:?}"
     );
     assert!(reasons[1].contains("memory quota"), "{reasons:?}");
-    assert!(reasons[2].contains("instances quota: requests 2, 3 in use"), "{reasons:?}");
+    assert!(
+        reasons[2].contains("instances quota: requests 2, 3 in use"),
+        "{reasons:?}"
+    );
     assert!(paths(&body).iter().all(|p| p == "spec.services"));
     // One replica more fits; changing an application counts it once, not twice.
     let (status, body) = server.apply(&sized("two", 1)).await;

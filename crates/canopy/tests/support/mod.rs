@@ -281,11 +281,16 @@ pub fn api_get(url: &str, path: &str) -> Value {
         "GET {path} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n",
         token_for(url)
     );
-    stream.write_all(request.as_bytes()).expect("the request is sent");
+    stream
+        .write_all(request.as_bytes())
+        .expect("the request is sent");
     let mut reply = String::new();
     stream.read_to_string(&mut reply).expect("the API answers");
     let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}\n{body}");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "GET {path}: {head}\n{body}"
+    );
     serde_json::from_str(body).expect("a JSON body")
 }
 

@@ -282,14 +282,9 @@ impl Desired {
             .filter(|r| application.is_none_or(|a| a == r.application.metadata.name))
             .flat_map(|record| {
                 let metadata = &record.application.metadata;
-                record
-                    .application
-                    .spec
-                    .services
-                    .iter()
-                    .map(|spec| {
-                        service_view(&metadata.namespace, &metadata.name, spec, &instances, &jobs)
-                    })
+                record.application.spec.services.iter().map(|spec| {
+                    service_view(&metadata.namespace, &metadata.name, spec, &instances, &jobs)
+                })
             })
             .collect())
     }

@@ -40,7 +40,8 @@ fn to_chrono(at: OffsetDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 fn from_chrono(at: chrono::DateTime<chrono::Utc>) -> Option<OffsetDateTime> {
-    let nanos = i128::from(at.timestamp()) * 1_000_000_000 + i128::from(at.timestamp_subsec_nanos());
+    let nanos =
+        i128::from(at.timestamp()) * 1_000_000_000 + i128::from(at.timestamp_subsec_nanos());
     OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
 }
 
@@ -180,7 +181,13 @@ mod tests {
 
     #[test]
     fn every_schedule_the_descriptor_accepts_parses() {
-        for text in ["* * * * *", "59 23 31 12 6", "0,30 */2 1 1,7 0", "@weekly", "@monthly"] {
+        for text in [
+            "* * * * *",
+            "59 23 31 12 6",
+            "0,30 */2 1 1,7 0",
+            "@weekly",
+            "@monthly",
+        ] {
             assert_eq!(canopy_model::job::check_schedule(text), Ok(()));
             assert!(Schedule::parse(text).is_ok(), "{text}");
         }
@@ -241,7 +248,11 @@ mod tests {
         let step = plan(None, ConcurrencyPolicy::Allow, &jobs, 2, 1);
         assert_eq!(step.forget, [1, 2]);
         let none_kept = plan(None, ConcurrencyPolicy::Allow, &jobs, 0, 0);
-        assert_eq!(none_kept.forget, [1, 2, 3, 4, 5], "a running job is never dropped");
+        assert_eq!(
+            none_kept.forget,
+            [1, 2, 3, 4, 5],
+            "a running job is never dropped"
+        );
     }
 
     /// A minute-by-minute walk with an injected clock: the job fires at each due minute,

@@ -146,7 +146,10 @@ fn ends(
     let (outcome, reason) = if counts.succeeded >= spec.completions {
         (
             Outcome::Complete,
-            format!("{} of {} runs succeeded", counts.succeeded, spec.completions),
+            format!(
+                "{} of {} runs succeeded",
+                counts.succeeded, spec.completions
+            ),
         )
     } else if counts.failed > spec.backoff_limit {
         (
@@ -269,7 +272,12 @@ mod tests {
         let spec = job(3, 3, 1);
         let one = [run(0, Failed), run(1, Active), run(2, Active)];
         assert_eq!(step(&spec, T0, None, &one, at(1)).finished, None);
-        let two = [run(0, Failed), run(0, Failed), run(1, Active), run(2, Active)];
+        let two = [
+            run(0, Failed),
+            run(0, Failed),
+            run(1, Active),
+            run(2, Active),
+        ];
         let step = step(&spec, T0, None, &two, at(2));
         let finished = step.finished.expect("failed");
         assert_eq!(finished.outcome, Outcome::Failed);

@@ -98,16 +98,28 @@ pub struct JobStatus {
     pub active: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<OffsetDateTime>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<OffsetDateTime>,
     /// Jobs kept (a cron job's history and the running ones).
     pub jobs: u32,
     /// When the schedule fires next (cron jobs).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_schedule: Option<OffsetDateTime>,
 }
@@ -203,7 +215,12 @@ impl Desired {
                     })
                 })
             })
-            .map(|r| (r.application.metadata.namespace, r.application.metadata.name))
+            .map(|r| {
+                (
+                    r.application.metadata.namespace,
+                    r.application.metadata.name,
+                )
+            })
             .collect();
         for (namespace, name) in timed {
             if let Err(e) = self.reconcile_application(&namespace, &name).await {

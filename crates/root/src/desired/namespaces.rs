@@ -194,7 +194,7 @@ impl Desired {
             .iter()
             .filter(|r| r.application.metadata.name != app.metadata.name)
             .fold(Requests::default(), |sum, r| {
-                sum.add(Requests::of(&r.application))
+                sum.plus(Requests::of(&r.application))
             });
         Ok(over_quota(quota, others, app))
     }

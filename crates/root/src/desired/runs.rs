@@ -47,7 +47,10 @@ impl Desired {
                 Some((stored, revision)) if stored.template_hash == hash => {
                     (stored, Precondition::ModRevision(revision))
                 }
-                Some((_, revision)) => (JobRecord::new(&hash, now), Precondition::ModRevision(revision)),
+                Some((_, revision)) => (
+                    JobRecord::new(&hash, now),
+                    Precondition::ModRevision(revision),
+                ),
                 None => (JobRecord::new(&hash, now), Precondition::Absent),
             };
             let number = jobs.begin(now, None, Some(request.args.clone()));
@@ -73,6 +76,10 @@ impl Desired {
         .into_iter()
         .filter(|i| i.job == Some(number))
         .min_by_key(|i| i.replica)
-        .ok_or_else(|| RootError::Conflict(format!("job {number} of {application}/{service} started no run")))
+        .ok_or_else(|| {
+            RootError::Conflict(format!(
+                "job {number} of {application}/{service} started no run"
+            ))
+        })
     }
 }

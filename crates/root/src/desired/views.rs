@@ -1,8 +1,8 @@
 //! The views the API returns: an application or a service with the status of its instances.
 
-use crate::records::{ApplicationRecord, ApplicationStatus, ApplicationView, ServiceView, tally};
 use super::jobs::{JobRecords, job_status};
 use crate::keys;
+use crate::records::{ApplicationRecord, ApplicationStatus, ApplicationView, ServiceView, tally};
 use canopy_model::{Instance, RuntimeKind, ServiceSpec};
 
 pub(super) fn view_of(
