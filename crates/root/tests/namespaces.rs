@@ -315,4 +315,13 @@ async fn a_quota_refuses_what_would_exceed_it_with_the_numbers_and_scaling_down_
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(paths(&body), ["quota.instances"]);
+    // An object or nothing: not an array, which serde would read as the fields in order.
+    let (status, body) = server
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/team",
+            Some(json!({"quota": [null, null]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }

@@ -50,8 +50,25 @@ pub struct NamespaceSpec {
     pub trusted: bool,
     /// CPU, memory and instances its applications may request in total; unbounded when
     /// absent. Checked when an application is applied or scaled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "quota_object"
+    )]
     pub quota: Option<Quota>,
+}
+
+/// A quota only as a JSON object (or null): serde alone would also read a struct from an
+/// array.
+fn quota_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Quota>, D::Error> {
+    match Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(object) => serde_json::from_value(serde_json::Value::Object(object))
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 fn view(name: &str, record: NamespaceRecord) -> Namespace {
