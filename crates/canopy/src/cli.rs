@@ -134,6 +134,9 @@ pub enum Command {
     },
     /// Follow, pause, resume or undo a service's rolling update (`APP/SERVICE`).
     Rollout(crate::rollout::RolloutArgs),
+    /// Start a job of a job service with these arguments (`canopy run APP/SERVICE -- ARGS`),
+    /// print its output and exit with its exit code: a function on demand.
+    Run(crate::run::RunArgs),
     /// Print an instance's output (`INSTANCE`), or that of every instance of a service
     /// (`APP/SERVICE`, each line prefixed with `[instance]`), streamed from its node.
     Logs(crate::streams::LogsArgs),

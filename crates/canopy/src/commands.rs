@@ -94,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             scope,
         } => scale(&client.connect()?, &service, replicas, &scope).await,
         Command::Rollout(args) => crate::rollout::run(args).await,
+        Command::Run(args) => crate::run::run(args).await,
         Command::Logs(args) => crate::streams::logs(args).await,
         Command::Exec(args) => crate::exec::exec(args).await,
         Command::PortForward(args) => crate::forward::port_forward(args).await,
@@ -211,7 +212,11 @@ pub(crate) fn service_table(services: &[ServiceView], wide: bool) -> Table {
             service.namespace.clone(),
             format!("{}/{}", service.application, service.name),
             service.runtime.as_str().to_string(),
-            format!("{}/{}", service.status.ready, service.status.desired),
+            match &service.status.job {
+                // A job's progress: its phase and the indexes done.
+                Some(job) => format!("{} {}/{}", job.phase, job.succeeded, job.completions),
+                None => format!("{}/{}", service.status.ready, service.status.desired),
+            },
             service.status.pending.to_string(),
         ];
         if wide {
@@ -225,6 +230,21 @@ pub(crate) fn service_table(services: &[ServiceView], wide: bool) -> Table {
         table.row(row);
     }
     table
+}
+
+/// A job service's latest job in one line of `describe`.
+fn job_line(job: &canopy_root::desired::JobStatus) -> String {
+    let mut line = format!(
+        "Job:         #{} {}: {}/{} succeeded, {} failed, {} active",
+        job.number, job.phase, job.succeeded, job.completions, job.failed, job.active
+    );
+    if let Some(reason) = &job.reason {
+        line.push_str(&format!(" ({reason})"));
+    }
+    if let Some(next) = job.next_schedule {
+        line.push_str(&format!("; next scheduled {}", timestamp(next)));
+    }
+    line
 }
 
 pub(crate) fn instance_table(instances: &[Instance], wide: bool) -> Table {
@@ -435,10 +455,13 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             println!("Namespace:   {}", view.namespace);
             println!("Runtime:     {}", view.runtime.as_str());
             println!("Artifact:    {}", view.artifact);
-            println!(
-                "Replicas:    {} desired, {} running, {} pending",
-                view.status.desired, view.status.running, view.status.pending
-            );
+            match &view.status.job {
+                Some(job) => println!("{}", job_line(job)),
+                None => println!(
+                    "Replicas:    {} desired, {} running, {} pending",
+                    view.status.desired, view.status.running, view.status.pending
+                ),
+            }
             println!("Instances:");
             if instances.is_empty() {
                 println!("  <none>");
@@ -456,6 +479,9 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
             println!("Namespace:   {}", instance.namespace);
             println!("Service:     {}/{}", instance.application, instance.service);
             println!("Replica:     {}", instance.replica);
+            if let Some(job) = instance.job {
+                println!("Job:         {job}");
+            }
             println!("Generation:  {}", instance.generation);
             println!("State:       {}", instance.display_state());
             println!("Reason:      {}", or_dash(instance.reason.as_ref()));
@@ -482,6 +508,7 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
                 "Last exit:   {}",
                 or_dash(last.map(|t| format!("{} ({})", t.reason, age(t.at))))
             );
+            println!("Exit code:   {}", or_dash(last.and_then(|t| t.exit_code)));
             println!("Created:     {}", timestamp(instance.created_at));
             println!("Events:");
             let mut table = Table::new(vec!["  AGE", "STATE", "REASON"]);

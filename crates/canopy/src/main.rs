@@ -25,6 +25,7 @@ mod output;
 mod overlay;
 mod rollout;
 mod root_store;
+mod run;
 mod secret_verbs;
 mod service_wide;
 mod sim;

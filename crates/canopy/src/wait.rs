@@ -18,7 +18,8 @@ pub struct WaitArgs {
     #[command(flatten)]
     pub client: ClientArgs,
     /// What to wait for: `state=STATE` (an instance's state, e.g. `Running`, `Succeeded`,
-    /// `CrashLoopBackOff`; services and applications are `Running` once every replica runs)
+    /// `CrashLoopBackOff`; services and applications are `Running` once every replica runs,
+    /// a job service `Complete` or `Failed` once its latest job ended)
     /// or `delete` (the resource is gone).
     #[arg(long = "for", value_parser = parse_condition)]
     pub condition: Condition,
@@ -155,8 +156,12 @@ impl Target {
     }
 }
 
-/// A service is Running when exactly its desired replicas run and nothing else is under way.
+/// A service is Running when exactly its desired replicas run and nothing else is under way;
+/// a job service is in its latest job's phase (`Active`, `Complete`, `Failed`).
 pub fn service_state(status: &ServiceStatus) -> String {
+    if let Some(job) = &status.job {
+        return job.phase.clone();
+    }
     if status.running == status.desired && status.pending == 0 && status.other == 0 {
         "Running".to_string()
     } else {
@@ -207,7 +212,8 @@ async fn observe(client: &Client, target: &Target) -> anyhow::Result<Option<Stri
                     .status
                     .services
                     .iter()
-                    .filter(|s| service_state(s) != "Running")
+                    // A job ends rather than runs: waited on as a service.
+                    .filter(|s| s.job.is_none() && service_state(s) != "Running")
                     .collect();
                 match waiting.first() {
                     None => "Running".to_string(),
@@ -317,6 +323,7 @@ mod tests {
             ready: running,
             pending,
             other,
+            job: None,
         };
         assert_eq!(service_state(&status(3, 3, 0, 0)), "Running");
         assert_eq!(service_state(&status(0, 0, 0, 0)), "Running");

@@ -126,6 +126,10 @@ pub struct ServiceSpec {
     pub ports: Vec<PortSpec>,
     #[serde(default)]
     pub restart_policy: RestartPolicy,
+    /// Makes the service a job: runs that end, `completions` of them successful, optionally
+    /// on a cron `schedule`. `replicas`, `strategy` and `restartPolicy: always` do not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::JobSpec>,
     /// Restarts the instance (by `restartPolicy`) when it fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness_probe: Option<crate::Probe>,
@@ -172,6 +176,19 @@ pub struct ServiceSpec {
 }
 
 impl ServiceSpec {
+    /// The restart policy its node runs it with: a job's runs end, so `always` (the
+    /// default) means `never` there.
+    pub fn run_restart_policy(&self) -> RestartPolicy {
+        match (self.restart_policy, &self.job) {
+            (RestartPolicy::Always, Some(_)) => RestartPolicy::Never,
+            (policy, _) => policy,
+        }
+    }
+
+    pub fn is_job(&self) -> bool {
+        self.job.is_some()
+    }
+
     /// A fingerprint of everything that shapes one instance (all but `replicas`): instances
     /// made from an older spec have another hash and are replaced, as Kubernetes does with
     /// its pod-template hash. FNV-1a over the canonical JSON: stable across runs and builds.

@@ -5,6 +5,7 @@ mod descriptor;
 mod error;
 pub mod files;
 pub mod integer;
+pub mod job;
 mod lifecycle;
 pub mod limits;
 pub mod oakestra;
@@ -14,6 +15,7 @@ pub mod patterns;
 pub mod privilege;
 mod probe;
 pub mod quantity;
+pub mod quota;
 pub mod schema;
 mod secret;
 mod secret_refs;
@@ -30,6 +32,7 @@ mod yaml_bounds;
 pub use descriptor::*;
 pub use error::{DescriptorError, FieldError};
 pub use files::{FILES_ENV, FileSpec};
+pub use job::{ConcurrencyPolicy, JobSpec, RunRequest};
 pub use lifecycle::*;
 pub use limits::*;
 pub use oakestra::{is_oakestra_sla, parse_oakestra};
@@ -41,6 +44,7 @@ pub use probe::{
     TcpSocketAction,
 };
 pub use quantity::{Mebibytes, Millicores, QuantityError};
+pub use quota::Quota;
 pub use secret::{
     KIND_SECRET, MAX_SECRET_BYTES, MAX_SECRET_KEYS, SecretInfo, SecretInput, SecretValues,
     validate_secret_key,
@@ -53,6 +57,6 @@ pub use selector::{Requirement, Selector, SelectorError, service_labels};
 pub use status::*;
 pub use strategy::{IntOrPercent, RollingUpdate, RolloutStrategy, StrategyKind};
 pub use usage::{InstanceDetails, Usage};
-pub use validate::{validate_application, validate_dns_label};
+pub use validate::{validate_application, validate_dns_label, validate_words};
 pub use wasm::{Preopen, WasmOptions, is_oci_module, is_url_module};
 pub use yaml_bounds::{YamlBoundError, check_yaml_bounds};

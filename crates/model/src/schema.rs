@@ -477,6 +477,18 @@ fn strategy() -> Value {
     ]}))
 }
 
+fn job_count(min: u32, max: u32, default: u32) -> Value {
+    json!({"type": "integer", "minimum": min, "maximum": max, "default": default})
+}
+
+fn job_seconds(min: u64) -> Value {
+    nullable(json!({"type": "integer", "minimum": min, "maximum": crate::job::MAX_JOB_SECONDS}))
+}
+
+fn schedule() -> Value {
+    nullable(json!({"type": "string", "pattern": patterns::schedule()}))
+}
+
 /// Every refined field: (component, property, schema).
 fn refinements() -> Vec<(&'static str, &'static str, Value)> {
     vec![
@@ -503,6 +515,44 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("ServiceSpec", "readinessProbe", probe(false)),
         ("ServiceSpec", "startupProbe", probe(true)),
         ("ServiceSpec", "strategy", strategy()),
+        (
+            "JobSpec",
+            "completions",
+            job_count(1, crate::job::MAX_COMPLETIONS, 1),
+        ),
+        (
+            "JobSpec",
+            "parallelism",
+            job_count(1, crate::job::MAX_COMPLETIONS, 1),
+        ),
+        (
+            "JobSpec",
+            "backoffLimit",
+            job_count(0, crate::job::MAX_BACKOFF_LIMIT, 6),
+        ),
+        (
+            "JobSpec",
+            "successfulJobsHistoryLimit",
+            job_count(0, crate::job::MAX_HISTORY_LIMIT, 3),
+        ),
+        (
+            "JobSpec",
+            "failedJobsHistoryLimit",
+            job_count(0, crate::job::MAX_HISTORY_LIMIT, 1),
+        ),
+        ("JobSpec", "activeDeadlineSeconds", job_seconds(1)),
+        ("JobSpec", "ttlSecondsAfterFinished", job_seconds(0)),
+        ("JobSpec", "schedule", schedule()),
+        ("RunRequest", "args", args()),
+        ("Quota", "cpu", nullable(cpu())),
+        ("Quota", "memory", nullable(memory())),
+        (
+            "Quota",
+            "instances",
+            nullable(
+                json!({"type": "integer", "minimum": 0, "maximum": crate::quota::MAX_QUOTA_INSTANCES}),
+            ),
+        ),
         ("Probe", "exec", optional_reference_to("ExecAction")),
         ("Probe", "httpGet", optional_reference_to("HttpGetAction")),
         (

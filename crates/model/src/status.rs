@@ -33,6 +33,13 @@ pub struct Instance {
     /// instance whose spec changed since is replaced.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template_hash: String,
+    /// For a run of a job service: which of its jobs it belongs to (1 for a job without a
+    /// schedule, counting up with each scheduled start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<u64>,
+    /// A run started on demand: its arguments, in place of its service's `args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
     /// What its owner wants: set by the root alone (a stop is asked here, never by
     /// changing `state`).
     #[serde(default)]
@@ -310,6 +317,8 @@ mod tests {
             replica: 0,
             generation: 1,
             template_hash: String::new(),
+            job: None,
+            args: None,
             desired: Desired::Run,
             state: InstanceState::BackOff,
             reason: None,

@@ -21,6 +21,14 @@ pub fn validate_application(app: &Application) -> Vec<FieldError> {
     v.errors
 }
 
+/// The problems of a list of command words (`args` of a run) at `path`, as a service's
+/// `args` are checked.
+pub fn validate_words(path: &str, words: &[String]) -> Vec<FieldError> {
+    let mut v = Validator::default();
+    v.words(path, words);
+    v.errors
+}
+
 /// Why `value` is not a DNS label (RFC 1035: lowercase `a-z`, `0-9` and `-`, starting with
 /// a letter, ending with a letter or digit, at most 63 characters), or `Ok` if it is one.
 pub fn validate_dns_label(value: &str) -> Result<(), String> {
@@ -136,6 +144,7 @@ impl Validator {
             .extend(crate::security::validate_security(p, svc));
         self.errors.extend(crate::probe::probe_errors(p, svc));
         self.errors.extend(crate::strategy::strategy_errors(p, svc));
+        self.errors.extend(crate::job::job_errors(p, svc));
         if svc.replicas > MAX_REPLICAS {
             self.err(
                 format!("{p}.replicas"),

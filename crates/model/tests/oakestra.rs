@@ -154,6 +154,7 @@ fn example_maps_to_the_expected_native_model() {
         }]
     );
     assert_eq!(det.restart_policy, RestartPolicy::Always);
+    assert_eq!(det.job, None, "a service that is not one-shot is no job");
     let to_point = det.constraints[0].latency.as_ref().unwrap();
     assert_eq!(to_point.max_ms, 30.0);
     assert_eq!(
@@ -297,6 +298,12 @@ fn wasm_one_shot_and_environment() {
     assert_eq!(svc.args, ["--fast"]);
     assert!(svc.command.is_empty());
     assert_eq!(svc.restart_policy, RestartPolicy::Never);
+    // A job of one run that is not retried: what one-shot did before jobs existed.
+    let job = svc.job.as_ref().expect("one_shot is a job");
+    assert_eq!(
+        (job.completions, job.parallelism, job.backoff_limit),
+        (1, 1, 0)
+    );
     assert_eq!(svc.env["B"], "x=y");
     assert!(has(
         &p.warnings,

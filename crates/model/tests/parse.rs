@@ -582,6 +582,7 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     replicas,
                     ports,
                     restart_policy,
+                    job: None,
                     liveness_probe: None,
                     readiness_probe: None,
                     startup_probe: None,

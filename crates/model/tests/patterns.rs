@@ -15,6 +15,7 @@ static MEMORY: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::size(MAX_ME
 static STORAGE: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::size(MAX_STORAGE_MIB, true)));
 static LABEL_VALUE: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::label_value()));
 static WORD: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::word()));
+static SCHEDULE: LazyLock<Regex> = LazyLock::new(|| compile(&patterns::schedule()));
 
 fn compile(pattern: &str) -> Regex {
     regex::RegexBuilder::new(pattern)
@@ -153,5 +154,15 @@ proptest! {
         let accepted = !word.trim().is_empty()
             && !word.chars().any(|c| c.is_whitespace() || c.is_control());
         prop_assert_eq!(pattern.is_match(&word), accepted, "{:?}", word);
+    }
+
+    #[test]
+    fn schedule_pattern_is_the_check(
+        fields in prop::collection::vec("\\*|\\*/[0-9]{1,3}|[0-9]{1,3}(,[0-9]{1,3}){0,2}|@[a-z]{4,8}|[0-9]-[0-9]", 1..7),
+    ) {
+        let schedule = fields.join(" ");
+        let pattern = &*SCHEDULE;
+        let accepted = canopy_model::job::check_schedule(&schedule).is_ok();
+        prop_assert_eq!(pattern.is_match(&schedule), accepted, "{:?}", schedule);
     }
 }

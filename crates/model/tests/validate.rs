@@ -919,3 +919,66 @@ fn objective_parses_in_camel_case() {
         Some(canopy_model::Objective::Energy)
     );
 }
+
+#[test]
+fn job_rules_name_their_fields() {
+    let mut app = baseline();
+    app.spec.services[1].job = Some(JobSpec {
+        completions: 0,
+        parallelism: job::MAX_COMPLETIONS + 1,
+        backoff_limit: job::MAX_BACKOFF_LIMIT + 1,
+        active_deadline_seconds: Some(0),
+        ttl_seconds_after_finished: Some(job::MAX_JOB_SECONDS + 1),
+        schedule: Some("61 * * * *".into()),
+        concurrency_policy: ConcurrencyPolicy::Forbid,
+        successful_jobs_history_limit: job::MAX_HISTORY_LIMIT + 1,
+        failed_jobs_history_limit: 0,
+        on_demand: false,
+    });
+    let paths: Vec<String> = validate_application(&app)
+        .into_iter()
+        .map(|e| format!("{}: {}", e.path, e.reason))
+        .collect();
+    for (path, says) in [
+        ("spec.services[1].job.completions", "from 1 to"),
+        ("spec.services[1].job.parallelism", "from 1 to"),
+        ("spec.services[1].job.backoffLimit", "from 0 to"),
+        (
+            "spec.services[1].job.successfulJobsHistoryLimit",
+            "from 0 to",
+        ),
+        ("spec.services[1].job.activeDeadlineSeconds", "from 1 to"),
+        ("spec.services[1].job.ttlSecondsAfterFinished", "at most"),
+        ("spec.services[1].job.schedule", "minute \"61\""),
+    ] {
+        assert!(
+            paths
+                .iter()
+                .any(|p| p.starts_with(path) && p.contains(says)),
+            "{path} ({says}) not in {paths:?}"
+        );
+    }
+    assert_eq!(paths.len(), 7, "{paths:?}");
+
+    // The defaults, a schedule and a policy as YAML spells them are valid.
+    let text = r#"
+apiVersion: canopy.dev/v1
+kind: Application
+metadata: { name: nightly }
+spec:
+  services:
+    - name: report
+      runtime: process
+      command: [/bin/true]
+      restartPolicy: never
+      job: { completions: 3, parallelism: 2, schedule: "@daily", concurrencyPolicy: Replace }
+"#;
+    let parsed = parse_descriptor(text).expect("a cron job validates");
+    let job = parsed.applications[0].spec.services[0].job.clone().unwrap();
+    assert_eq!(job.backoff_limit, 6);
+    assert_eq!(job.concurrency_policy, ConcurrencyPolicy::Replace);
+    assert_eq!(job.successful_jobs_history_limit, 3);
+    let unknown = text.replace("concurrencyPolicy: Replace", "concurrency: Replace");
+    let error = parse_descriptor(&unknown).expect_err("an unknown job field");
+    assert!(error.to_string().contains("concurrency"), "{error}");
+}

@@ -23,7 +23,7 @@ impl Agent {
                 .and_then(|local| {
                     let spec = &local.record.workload.spec;
                     let runtime = self.runtimes.get(&spec.runtime).cloned()?;
-                    let tracker = Tracker::new(spec.restart_policy, local.record.restarts);
+                    let tracker = Tracker::new(spec.run_restart_policy(), local.record.restarts);
                     let w = &local.record.workload;
                     let names = (
                         w.namespace.clone(),

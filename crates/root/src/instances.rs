@@ -262,6 +262,8 @@ mod tests {
             replica: 0,
             generation: 1,
             template_hash: String::new(),
+            job: None,
+            args: None,
             desired: Default::default(),
             state,
             reason: None,

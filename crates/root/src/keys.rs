@@ -23,6 +23,13 @@ pub fn rollout(namespace: &str, application: &str, service: &str) -> String {
     format!("{ROLLOUTS}{namespace}/{application}/{service}")
 }
 
+/// Each job service's jobs: their numbers, starts and ends.
+pub const JOBS: &str = "/jobs/";
+
+pub fn job(namespace: &str, application: &str, service: &str) -> String {
+    format!("{JOBS}{namespace}/{application}/{service}")
+}
+
 pub fn application(namespace: &str, name: &str) -> String {
     format!("{APPLICATIONS}{namespace}/{name}")
 }

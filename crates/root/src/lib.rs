@@ -113,8 +113,20 @@ impl Root {
     pub async fn trust_namespace(&self, name: &str) -> Result<(), RootError> {
         canopy_model::validate_dns_label(name)
             .map_err(|reason| RootError::BadRequest(format!("namespace {name:?}: {reason}")))?;
+        // A quota an admin set stays.
+        let quota = match self.desired.get_namespace(name).await {
+            Ok(namespace) => namespace.quota,
+            Err(RootError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
         self.desired
-            .put_namespace(name, desired::NamespaceSpec { trusted: true })
+            .put_namespace(
+                name,
+                desired::NamespaceSpec {
+                    trusted: true,
+                    quota,
+                },
+            )
             .await
             .map(|_| ())
     }

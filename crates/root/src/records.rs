@@ -55,6 +55,9 @@ pub struct ServiceStatus {
     pub pending: u32,
     /// Instances in any other live state (scheduled, starting, terminating).
     pub other: u32,
+    /// A job service's latest job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::desired::JobStatus>,
 }
 
 /// A service as the API shows it, flattened out of its application.

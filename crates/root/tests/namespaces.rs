@@ -237,3 +237,91 @@ async fn a_namespace_name_must_be_a_dns_label() {
         .await;
     assert!(status.is_client_error(), "{status}");
 }
+
+fn sized(name: &str, replicas: u32) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": "team"},
+        "spec": {"services": [
+            {"name": "web", "runtime": "container", "image": "busybox", "replicas": replicas,
+             "resources": {"cpu": "500m", "memory": "256Mi"}},
+        ]},
+    })
+}
+
+#[tokio::test]
+async fn a_quota_refuses_what_would_exceed_it_with_the_numbers_and_scaling_down_always_passes() {
+    let server = start().await;
+    let (status, made) = server
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/team",
+            Some(json!({"quota": {"cpu": "2", "memory": "1Gi", "instances": 4}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["quota"]["instances"], 4, "{made}");
+
+    // 1500m, 768Mi, 3 instances: fits.
+    let (status, body) = server.apply(&sized("one", 3)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Another 1000m / 512Mi / 2 would make 2500m, 1280Mi, 5: three resources over.
+    let (status, body) = server.apply(&sized("two", 2)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let reasons: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].contains(
+            "cpu quota: requests 1000m, 1500m in use by its other applications, quota 2000m"
+        ),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("memory quota"), "{reasons:?}");
+    assert!(
+        reasons[2].contains("instances quota: requests 2, 3 in use"),
+        "{reasons:?}"
+    );
+    assert!(paths(&body).iter().all(|p| p == "spec.services"));
+    // One replica more fits; changing an application counts it once, not twice.
+    let (status, body) = server.apply(&sized("two", 1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.apply(&sized("one", 3)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Scaling past it is refused; scaling down passes.
+    let scale = |replicas: u32| {
+        server.send(
+            reqwest::Method::POST,
+            "/api/v1/services/team/one/web/scale",
+            Some(json!({"replicas": replicas})),
+        )
+    };
+    let (status, body) = scale(4).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = scale(1).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A quota out of bounds names its field.
+    let (status, body) = server
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/team",
+            Some(json!({"quota": {"instances": 2_000_000}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(paths(&body), ["quota.instances"]);
+    // An object or nothing: not an array, which serde would read as the fields in order.
+    let (status, body) = server
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/team",
+            Some(json!({"quota": [null, null]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}

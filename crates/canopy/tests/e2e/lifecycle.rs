@@ -8,26 +8,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use support::{
-    Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, fast_timing, holds_for, runs_instance,
-    strings,
-};
+use support::{KillOnDrop, canopy_json, eventually, holds_for, runs_instance};
 
 const SETTLE: Duration = Duration::from_secs(30);
-
-/// `canopy up` on a random loopback port with its state in `data`.
-fn up(data: &Path) -> Daemon {
-    let mut args = strings(&["up", "--listen", "127.0.0.1:0", "--data"]);
-    args.push(data.display().to_string());
-    args.extend(fast_timing());
-    Daemon::start(&args, true)
-}
-
-fn apply(server: &str, dir: &Path, yaml: &str) {
-    let file = dir.join("app.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    canopy_ok(server, &["apply", "-f", file.to_str().unwrap()]);
-}
 
 /// The instances by service name (one replica each).
 fn by_service(server: &str) -> BTreeMap<String, Value> {
@@ -65,7 +48,7 @@ fn restart_policies_restart_with_growing_backoff_or_leave_the_exit_be() {
     std::fs::create_dir_all(&stamps).unwrap();
     let marker = format!("canopy-policies-{}", std::process::id());
     let _cleanup = KillOnDrop(marker.clone());
-    let daemon = up(&dir.path().join("data"));
+    let daemon = support::up(&dir.path().join("data"));
     let service = |name: &str, policy: &str, code: u32| {
         format!(
             "    - name: {name}\n      runtime: process\n      command: [/bin/sh, -c, 'date +%s%N >> {s}/$CANOPY_INSTANCE; exit {code}', {marker}]\n      resources: {{cpu: 10m, memory: 8Mi}}\n      restartPolicy: {policy}\n",
@@ -84,7 +67,7 @@ fn restart_policies_restart_with_growing_backoff_or_leave_the_exit_be() {
     ] {
         yaml.push_str(&service(name, policy, code));
     }
-    apply(&daemon.url, dir.path(), &yaml);
+    support::apply(&daemon.url, dir.path(), &yaml);
 
     // Backoffs 200, 400, 800 and 1600 ms: five starts within about 3 s.
     let restarted = eventually(SETTLE, "5 starts of each restarting service", || {
@@ -179,8 +162,8 @@ fn a_gracefully_stopped_up_leaves_its_processes_and_the_next_readopts_them() {
     let data = dir.path().join("data");
     let marker = format!("canopy-readopt-{}", std::process::id());
     let _cleanup = KillOnDrop(marker.clone());
-    let mut daemon = up(&data);
-    apply(
+    let mut daemon = support::up(&data);
+    support::apply(
         &daemon.url,
         dir.path(),
         &format!(
@@ -215,7 +198,7 @@ fn a_gracefully_stopped_up_leaves_its_processes_and_the_next_readopts_them() {
         || before.iter().all(|(id, (pid, _))| runs_instance(*pid, id)),
     );
 
-    let daemon = up(&data);
+    let daemon = support::up(&data);
     let (after, _) = running(&daemon.url);
     assert_eq!(before, after, "the same processes, never restarted");
     // Adopted for real: the new agent supervises them (one that dies is restarted by it).

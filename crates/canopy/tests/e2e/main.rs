@@ -15,6 +15,7 @@ mod faults;
 #[cfg(feature = "etcd")]
 mod ha;
 mod hierarchy;
+mod jobs;
 mod joins;
 mod lifecycle;
 mod membership;
@@ -28,6 +29,7 @@ mod overlay_containers;
 mod private_files;
 mod probes;
 mod refusals;
+mod rollout;
 mod scheduling;
 mod secrets;
 mod streams;

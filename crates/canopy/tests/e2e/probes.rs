@@ -8,22 +8,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use support::{Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, fast_timing, strings};
+use support::{KillOnDrop, canopy_json, canopy_ok, eventually};
 
 const SETTLE: Duration = Duration::from_secs(40);
-
-fn up(data: &Path) -> Daemon {
-    let mut args = strings(&["up", "--listen", "127.0.0.1:0", "--data"]);
-    args.push(data.display().to_string());
-    args.extend(fast_timing());
-    Daemon::start(&args, true)
-}
-
-fn apply(server: &str, dir: &Path, yaml: &str) {
-    let file = dir.join("app.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    canopy_ok(server, &["apply", "-f", file.to_str().unwrap()]);
-}
 
 fn by_service(server: &str) -> BTreeMap<String, Value> {
     canopy_json(server, &["get", "instances"])
@@ -70,7 +57,7 @@ fn a_failing_liveness_or_startup_probe_restarts_and_a_passing_one_does_not() {
     std::fs::create_dir_all(&flags).unwrap();
     let marker = format!("canopy-liveness-{}", std::process::id());
     let _cleanup = KillOnDrop(marker.clone());
-    let daemon = up(&dir.path().join("data"));
+    let daemon = support::up(&dir.path().join("data"));
     let mut yaml = String::from(
         "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {name: probes}\nspec:\n  services:\n",
     );
@@ -103,7 +90,7 @@ fn a_failing_liveness_or_startup_probe_restarts_and_a_passing_one_does_not() {
         "exec sleep 600",
         &flag_probe("startupProbe", &flags, "      failureThreshold: 2\n"),
     ));
-    apply(&daemon.url, dir.path(), &yaml);
+    support::apply(&daemon.url, dir.path(), &yaml);
 
     let restarted = eventually(SETTLE, "flaky and stuck restarted by their probes", || {
         let instances = by_service(&daemon.url);
@@ -138,7 +125,7 @@ fn a_startup_probe_holds_liveness_off_and_readiness_decides_ready() {
     std::fs::create_dir_all(&flags).unwrap();
     let marker = format!("canopy-startup-{}", std::process::id());
     let _cleanup = KillOnDrop(marker.clone());
-    let daemon = up(&dir.path().join("data"));
+    let daemon = support::up(&dir.path().join("data"));
     let mut yaml = String::from(
         "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {name: probes}\nspec:\n  services:\n",
     );
@@ -169,7 +156,7 @@ fn a_startup_probe_holds_liveness_off_and_readiness_decides_ready() {
             "      failureThreshold: 1\n      successThreshold: 1\n",
         ),
     ));
-    apply(&daemon.url, dir.path(), &yaml);
+    support::apply(&daemon.url, dir.path(), &yaml);
 
     // Running but not started yet: not ready, and not restarted.
     let mut seen_unready = false;

@@ -18,7 +18,7 @@
 //! | `storage`, MiB | `resources.storage` |
 //! | `port` `"host[:container][/tcp\|/udp]"`, `;`-separated | `ports` (a lone number is both the host and the container port, as in Oakestra's net manager) |
 //! | `environment` `["K=V"]` | `env` |
-//! | `one_shot: true` | `restartPolicy: never` |
+//! | `one_shot: true` | `restartPolicy: never` and `job: {backoffLimit: 0}` (one run, not retried) |
 //! | constraint `direct` (`node` as `"n1;n2"`, `cluster`) | `direct` |
 //! | constraint `geo` (`location` `"lat,lon"`, `threshold` km) | `geo` |
 //! | constraint `latency` (`location`, `threshold` ms) | `latency.toPoint` |

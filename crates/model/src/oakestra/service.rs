@@ -312,6 +312,12 @@ impl Mapper {
             replicas: 1,
             ports,
             restart_policy,
+            // A one-shot service runs once, and a failed run is not retried: a job of one
+            // run with no retry (its `restartPolicy: never` kept, as before jobs existed).
+            job: (restart_policy == RestartPolicy::Never).then(|| crate::JobSpec {
+                backoff_limit: 0,
+                ..Default::default()
+            }),
             liveness_probe: None,
             readiness_probe: None,
             startup_probe: None,

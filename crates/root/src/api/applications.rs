@@ -44,7 +44,7 @@ pub struct ApplyQuery {
     responses(
         (status = 200, body = ApplyResult),
         (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field), or a body that is not UTF-8"),
-        (status = 403, body = ErrorBody, description = "The namespace is not trusted for what the descriptor asks (`details` names each field: root user, privileged, extra capabilities, the process runtime)"),
+        (status = 403, body = ErrorBody, description = "The namespace is not trusted for what the descriptor asks (`details` names each field: root user, privileged, extra capabilities, the process runtime), or it would exceed the namespace's quota (`details` says by how much)"),
         (status = 404, body = ErrorBody, description = "The namespace does not exist"),
         (status = 409, body = ErrorBody, description = "The application changed concurrently, or a lowercased name collides with another application"),
         (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
@@ -86,7 +86,7 @@ pub async fn apply(
     responses(
         (status = 201, body = ApplicationView),
         (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field), or a body that is not UTF-8"),
-        (status = 403, body = ErrorBody, description = "The namespace is not trusted for what the descriptor asks (`details` names each field)"),
+        (status = 403, body = ErrorBody, description = "The namespace is not trusted for what the descriptor asks (`details` names each field), or it would exceed the namespace's quota"),
         (status = 404, body = ErrorBody, description = "The namespace does not exist"),
         (status = 409, body = ErrorBody, description = "The application exists"),
         (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),
@@ -160,7 +160,7 @@ pub async fn get(
         (status = 200, body = ApplicationView, description = "Replaced"),
         (status = 201, body = ApplicationView, description = "Created"),
         (status = 400, body = ErrorBody, description = "Invalid descriptor (`details` names every offending field; metadata that does not match the path), or a body that is not UTF-8"),
-        (status = 403, body = ErrorBody, description = "The namespace is not trusted for what the descriptor asks (`details` names each field: root user, privileged, extra capabilities, the process runtime)"),
+        (status = 403, body = ErrorBody, description = "The namespace is not trusted for what the descriptor asks (`details` names each field: root user, privileged, extra capabilities, the process runtime), or it would exceed the namespace's quota (`details` says by how much)"),
         (status = 404, body = ErrorBody, description = "The namespace does not exist"),
         (status = 409, body = ErrorBody, description = "The application changed concurrently, or a lowercased name collides with another application"),
         (status = 413, body = ErrorBody, description = "Body larger than the descriptor limit"),

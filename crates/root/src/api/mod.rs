@@ -20,6 +20,7 @@ pub mod ngsild;
 pub mod rate_limit;
 mod rollouts;
 pub mod rules;
+mod runs;
 mod secrets;
 mod selectors;
 mod streams;
@@ -96,7 +97,7 @@ impl
         login::login, login::refresh, whoami::whoami, api_tokens::list, api_tokens::revoke,
         users::list, users::create, users::show, users::delete, users::grant, users::revoke,
         secrets::list, secrets::get_one, secrets::put, secrets::delete,
-        rollouts::status, rollouts::pause, rollouts::resume, rollouts::undo,
+        rollouts::status, rollouts::pause, rollouts::resume, rollouts::undo, runs::start,
     ),
     components(schemas(ErrorBody, canopy_model::FieldError, ChangeEvent)),
     tags(
@@ -181,6 +182,7 @@ pub fn router(
         .merge(infrastructure::routes())
         .merge(secrets::routes())
         .merge(rollouts::routes())
+        .merge(runs::routes())
         .route("/events", get(events::events))
         .route("/audit", get(audit::list))
         .route("/version", get(version::version))

@@ -76,6 +76,11 @@ pub const RULES: &[(&str, &str, Rule)] = &[
         "/api/v1/services/{namespace}/{application}/{name}/rollout/undo",
         Namespaced(Deploy),
     ),
+    (
+        "POST",
+        "/api/v1/services/{namespace}/{application}/{name}/runs",
+        Namespaced(Deploy),
+    ),
     ("GET", "/api/v1/instances", Namespaced(Read)),
     ("GET", "/api/v1/instances/{id}", Namespaced(Read)),
     (

@@ -118,6 +118,7 @@ pub async fn get_service(
     request_body = ScaleRequest,
     responses((status = 200, body = ServiceView),
         (status = 400, body = ErrorBody, description = "Malformed JSON, more replicas than allowed, or a path segment that is not UTF-8"),
+        (status = 403, body = ErrorBody, description = "More replicas than the namespace's quota allows (`details` says by how much)"),
         (status = 404, body = ErrorBody, description = "No such service"),
         (status = 409, body = ErrorBody, description = "The application kept changing concurrently"),
         (status = 413, body = ErrorBody, description = "Body too large"),

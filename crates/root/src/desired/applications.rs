@@ -201,7 +201,12 @@ impl Desired {
                     not_found("service", format!("{namespace}/{application}/{service}"))
                 })?;
             if spec.replicas != replicas {
+                let more = replicas > spec.replicas;
                 spec.replicas = replicas;
+                // Scaling down is always allowed, even over a quota set later.
+                if more {
+                    self.admit_quota(&record.application).await?;
+                }
                 record.generation += 1;
                 record.updated_at = OffsetDateTime::now_utc();
                 let value = to_json(&record)?;
@@ -236,7 +241,8 @@ impl Desired {
                 ..InstanceFilter::default()
             })
             .await?;
-        Ok(view_of(record, &instances))
+        let jobs = self.job_records().await?;
+        Ok(view_of(record, &instances, &jobs))
     }
 
     pub async fn list_applications(
@@ -250,9 +256,10 @@ impl Desired {
                 ..InstanceFilter::default()
             })
             .await?;
+        let jobs = self.job_records().await?;
         Ok(records
             .into_iter()
-            .map(|record| view_of(record, &instances))
+            .map(|record| view_of(record, &instances, &jobs))
             .collect())
     }
 
@@ -269,17 +276,15 @@ impl Desired {
                 ..InstanceFilter::default()
             })
             .await?;
+        let jobs = self.job_records().await?;
         Ok(records
             .iter()
             .filter(|r| application.is_none_or(|a| a == r.application.metadata.name))
             .flat_map(|record| {
                 let metadata = &record.application.metadata;
-                record
-                    .application
-                    .spec
-                    .services
-                    .iter()
-                    .map(|spec| service_view(&metadata.namespace, &metadata.name, spec, &instances))
+                record.application.spec.services.iter().map(|spec| {
+                    service_view(&metadata.namespace, &metadata.name, spec, &instances, &jobs)
+                })
             })
             .collect())
     }

@@ -3,7 +3,10 @@
 
 mod applications;
 mod clusters;
+mod cron;
 mod instances;
+mod job;
+mod jobs;
 mod labels;
 mod namespaces;
 mod operator;
@@ -12,10 +15,13 @@ mod removal;
 mod replicas;
 mod rollout;
 mod rollouts;
+mod runs;
 mod secrets;
 mod views;
 
 pub use instances::{InstanceChange, InstanceFilter};
+pub use job::{Finished, Outcome};
+pub use jobs::{JobEntry, JobRecord, JobStatus};
 pub use labels::ServiceKey;
 pub use namespaces::{Namespace, NamespaceSpec};
 pub use operator::{with_cluster_settings, with_node_settings};

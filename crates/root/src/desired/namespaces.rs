@@ -7,7 +7,8 @@
 
 use super::{Desired, RootError, not_found, to_json};
 use crate::keys;
-use canopy_model::{Application, DEFAULT_NAMESPACE, DescriptorError, privilege_errors};
+use canopy_model::quota::{Requests, over_quota};
+use canopy_model::{Application, DEFAULT_NAMESPACE, DescriptorError, Quota, privilege_errors};
 use canopy_store::{Precondition, StoreError, StoreExt};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -18,6 +19,8 @@ use utoipa::ToSchema;
 #[serde(rename_all = "camelCase")]
 struct NamespaceRecord {
     trusted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    quota: Option<Quota>,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
 }
@@ -30,6 +33,9 @@ pub struct Namespace {
     /// Whether its applications may run as root, privileged, with extra capabilities or
     /// with the `process` runtime.
     pub trusted: bool,
+    /// What its applications may request in total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -42,12 +48,34 @@ pub struct NamespaceSpec {
     /// Allow what escapes a container's isolation; false when absent.
     #[serde(default)]
     pub trusted: bool,
+    /// CPU, memory and instances its applications may request in total; unbounded when
+    /// absent. Checked when an application is applied or scaled.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "quota_object"
+    )]
+    pub quota: Option<Quota>,
+}
+
+/// A quota only as a JSON object (or null): serde alone would also read a struct from an
+/// array.
+fn quota_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Quota>, D::Error> {
+    match Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(object) => serde_json::from_value(serde_json::Value::Object(object))
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 fn view(name: &str, record: NamespaceRecord) -> Namespace {
     Namespace {
         name: name.to_string(),
         trusted: record.trusted,
+        quota: record.quota,
         created_at: record.created_at,
     }
 }
@@ -62,8 +90,16 @@ impl Desired {
         let key = keys::namespace(name);
         let existing = self.store.get_json::<NamespaceRecord>(&key).await?;
         let created = existing.is_none();
+        let errors = spec
+            .quota
+            .map(|quota| canopy_model::quota::quota_errors("quota", &quota))
+            .unwrap_or_default();
+        if !errors.is_empty() {
+            return Err(RootError::Invalid(DescriptorError { errors }));
+        }
         let record = NamespaceRecord {
             trusted: spec.trusted,
+            quota: spec.quota,
             created_at: existing.map_or_else(OffsetDateTime::now_utc, |(r, _)| r.created_at),
         };
         self.store
@@ -76,6 +112,7 @@ impl Desired {
     pub async fn ensure_namespace(&self, name: &str) -> Result<(), RootError> {
         let record = NamespaceRecord {
             trusted: false,
+            quota: None,
             created_at: OffsetDateTime::now_utc(),
         };
         match self
@@ -135,13 +172,47 @@ impl Desired {
 
     /// Whether `app` may live in its namespace: the namespace exists (else not found) and
     /// allows every privilege the application asks for (else forbidden, naming each field).
+    /// Within its namespace's quota too (else forbidden, with the numbers).
     pub(super) async fn admit(&self, app: &Application) -> Result<(), RootError> {
         let namespace = self.get_namespace(&app.metadata.namespace).await?;
-        let errors = privilege_errors(app, namespace.trusted);
+        let mut errors = privilege_errors(app, namespace.trusted);
+        if let Some(quota) = &namespace.quota {
+            errors.extend(self.quota_errors(quota, app).await?);
+        }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(RootError::Forbidden(DescriptorError { errors }))
         }
+    }
+
+    /// Whether `app` fits its namespace's quota beside the namespace's other applications.
+    pub(super) async fn admit_quota(&self, app: &Application) -> Result<(), RootError> {
+        let namespace = self.get_namespace(&app.metadata.namespace).await?;
+        let errors = match &namespace.quota {
+            Some(quota) => self.quota_errors(quota, app).await?,
+            None => Vec::new(),
+        };
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RootError::Forbidden(DescriptorError { errors }))
+        }
+    }
+
+    async fn quota_errors(
+        &self,
+        quota: &Quota,
+        app: &Application,
+    ) -> Result<Vec<canopy_model::FieldError>, RootError> {
+        let others = self
+            .records(Some(&app.metadata.namespace))
+            .await?
+            .iter()
+            .filter(|r| r.application.metadata.name != app.metadata.name)
+            .fold(Requests::default(), |sum, r| {
+                sum.plus(Requests::of(&r.application))
+            });
+        Ok(over_quota(quota, others, app))
     }
 }

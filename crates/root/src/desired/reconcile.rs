@@ -86,6 +86,13 @@ impl Desired {
         let mut ops = Vec::new();
         for (service, entries) in services {
             let wanted = desired.get(service);
+            // A job's runs follow its job core, not the replica planner.
+            if let (Some(record), Some((spec, _))) = (&record, wanted)
+                && let Some(job) = &spec.job
+            {
+                ops.extend(self.job_ops(record, spec, job, &entries, now).await?);
+                continue;
+            }
             let refs: Vec<&Instance> = entries.iter().map(|(i, _)| i).collect();
             let mut plan = replicas::plan(
                 &refs,
@@ -115,12 +122,18 @@ impl Desired {
                     pace(&mut plan, &refs, spec, hash, rollout.paused);
                 }
                 _ => {
-                    let key = keys::rollout(namespace, name, service);
-                    if let Some((_, at)) = self.store.get_json::<serde_json::Value>(&key).await? {
-                        ops.push(Op::Delete {
-                            key,
-                            precondition: Precondition::ModRevision(at),
-                        });
+                    for key in [
+                        keys::rollout(namespace, name, service),
+                        keys::job(namespace, name, service),
+                    ] {
+                        if let Some((_, at)) =
+                            self.store.get_json::<serde_json::Value>(&key).await?
+                        {
+                            ops.push(Op::Delete {
+                                key,
+                                precondition: Precondition::ModRevision(at),
+                            });
+                        }
                     }
                 }
             }
@@ -223,7 +236,7 @@ fn pace(
     plan.create.truncate(step.create);
 }
 
-fn delete_instance(instance: &Instance, revision: Revision) -> Op {
+pub(super) fn delete_instance(instance: &Instance, revision: Revision) -> Op {
     Op::Delete {
         key: keys::instance(&instance.id),
         precondition: Precondition::ModRevision(revision),
@@ -233,7 +246,7 @@ fn delete_instance(instance: &Instance, revision: Revision) -> Op {
 /// An instance no longer wanted (scaled away, or made from an older spec, whose replacement is
 /// created at once): one that no cluster holds is simply forgotten; one a cluster holds is
 /// to stop, and stays until its cluster confirms it stopped.
-fn retire(
+pub(super) fn retire(
     mut instance: Instance,
     revision: Revision,
     now: OffsetDateTime,
@@ -249,7 +262,7 @@ fn retire(
     })
 }
 
-fn new_instance(
+pub(super) fn new_instance(
     record: &ApplicationRecord,
     spec: &ServiceSpec,
     replica: u32,
@@ -264,6 +277,8 @@ fn new_instance(
         replica,
         generation: record.generation,
         template_hash: spec.template_hash(),
+        job: None,
+        args: None,
         desired: canopy_model::Desired::Run,
         state: InstanceState::Pending,
         reason: None,

@@ -114,6 +114,8 @@ mod tests {
             replica,
             generation: 1,
             template_hash: "t".into(),
+            job: None,
+            args: None,
             desired: Desired::Run,
             state,
             reason: None,

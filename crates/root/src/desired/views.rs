@@ -1,16 +1,22 @@
 //! The views the API returns: an application or a service with the status of its instances.
 
+use super::jobs::{JobRecords, job_status};
+use crate::keys;
 use crate::records::{ApplicationRecord, ApplicationStatus, ApplicationView, ServiceView, tally};
 use canopy_model::{Instance, RuntimeKind, ServiceSpec};
 
-pub(super) fn view_of(record: ApplicationRecord, instances: &[Instance]) -> ApplicationView {
+pub(super) fn view_of(
+    record: ApplicationRecord,
+    instances: &[Instance],
+    jobs: &JobRecords,
+) -> ApplicationView {
     let metadata = &record.application.metadata;
     let services = record
         .application
         .spec
         .services
         .iter()
-        .map(|spec| service_status(&metadata.namespace, &metadata.name, spec, instances))
+        .map(|spec| service_status(&metadata.namespace, &metadata.name, spec, instances, jobs))
         .collect();
     ApplicationView {
         status: ApplicationStatus {
@@ -29,6 +35,7 @@ fn service_status(
     application: &str,
     spec: &ServiceSpec,
     instances: &[Instance],
+    jobs: &JobRecords,
 ) -> crate::records::ServiceStatus {
     let own: Vec<&Instance> = instances
         .iter()
@@ -45,6 +52,12 @@ fn service_status(
         .iter()
         .filter(|i| i.ready && i.shown_state() == canopy_model::InstanceState::Running)
         .count() as u32;
+    if let Some(job) = &spec.job {
+        let record = jobs.get(&keys::job(namespace, application, &spec.name));
+        status.job = Some(job_status(spec, job, record, &own));
+        // A job wants its runs, not replicas.
+        status.desired = job.completions;
+    }
     status
 }
 
@@ -53,6 +66,7 @@ pub(super) fn service_view(
     application: &str,
     spec: &ServiceSpec,
     instances: &[Instance],
+    jobs: &JobRecords,
 ) -> ServiceView {
     let artifact = match spec.runtime {
         RuntimeKind::Container => spec.image.clone().unwrap_or_default(),
@@ -65,7 +79,7 @@ pub(super) fn service_view(
         name: spec.name.clone(),
         runtime: spec.runtime,
         artifact,
-        status: service_status(namespace, application, spec, instances),
+        status: service_status(namespace, application, spec, instances, jobs),
         spec: spec.clone(),
     }
 }

@@ -144,7 +144,13 @@ impl Federation {
         loop {
             tokio::select! {
                 _ = self.wake.notified() => self.pass().await,
-                _ = retry.tick() => self.pass().await,
+                _ = retry.tick() => {
+                    // Jobs on a schedule, a deadline or a time to live move with the clock.
+                    if let Err(e) = self.desired.reconcile_timed_jobs().await {
+                        tracing::warn!(error = %e, "reconciling timed jobs failed");
+                    }
+                    self.pass().await
+                }
                 _ = peers.tick() => peers::send_to_all(&*self.links.lock().await),
                 _ = detector.tick() => self.detect_failures().await,
                 _ = canopy_tier::stopped(&mut stop) => return,
@@ -190,12 +196,17 @@ fn transition(
 }
 
 fn workload(instance: &Instance, spec: &ServiceSpec) -> Workload {
+    let mut spec = spec.clone();
+    // A run started on demand runs with its own arguments.
+    if let Some(args) = &instance.args {
+        spec.args.clone_from(args);
+    }
     Workload {
         namespace: instance.namespace.clone(),
         application: instance.application.clone(),
         service: instance.service.clone(),
         replica: instance.replica,
-        spec: spec.clone(),
+        spec,
     }
 }
 

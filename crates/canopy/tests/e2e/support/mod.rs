@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod engine;
 pub mod joins;
 pub mod registry;
@@ -250,6 +251,49 @@ pub fn fast_timing() -> Vec<String> {
         "--deadline-ms",
         &DEADLINE.as_millis().to_string(),
     ])
+}
+
+/// `canopy up` (root, cluster and node in one process, `default` trusted) on a random
+/// loopback port with its state in `data`.
+pub fn up(data: &Path) -> Daemon {
+    let mut args = strings(&["up", "--listen", "127.0.0.1:0", "--data"]);
+    args.push(data.display().to_string());
+    args.extend(fast_timing());
+    Daemon::start(&args, true)
+}
+
+/// `canopy apply` of `yaml` (written to `dir/app.yaml`) against `server`.
+pub fn apply(server: &str, dir: &Path, yaml: &str) {
+    let file = dir.join("app.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    canopy_ok(server, &["apply", "-f", file.to_str().unwrap()]);
+}
+
+/// `GET path` of the API at `url` (`http://127.0.0.1:PORT`) with this test's token, its
+/// JSON body; without a client process, for sampling often.
+pub fn api_get(url: &str, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("the API listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    // HTTP/1.0: the answer ends with the connection, never chunked.
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n",
+        token_for(url)
+    );
+    stream
+        .write_all(request.as_bytes())
+        .expect("the request is sent");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("the API answers");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "GET {path}: {head}\n{body}"
+    );
+    serde_json::from_str(body).expect("a JSON body")
 }
 
 /// `canopy root` on a random loopback port, its state in `dir/root`.
