@@ -361,6 +361,10 @@ pub struct ContainerArgs {
     /// OCI runtime for containers: `runc` or `crun` (a name in PATH, or a path).
     #[arg(long, default_value = "runc")]
     pub oci_runtime: String,
+    /// gVisor's runsc, for services with `sandbox: gvisor`: offered when a probe sandbox
+    /// starts at the node's start; `none` turns it off.
+    #[arg(long, default_value = "runsc")]
+    pub gvisor_runtime: String,
     /// Registry (`host:port`) reached over plain HTTP instead of HTTPS. May be repeated.
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
@@ -376,6 +380,7 @@ impl Default for ContainerArgs {
     fn default() -> Self {
         ContainerArgs {
             oci_runtime: "runc".into(),
+            gvisor_runtime: "runsc".into(),
             insecure_registries: Vec::new(),
             registry_credentials: None,
             container_subnet: "10.88.0.0/24".into(),

@@ -323,7 +323,13 @@ pub(crate) fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
         "AGE",
     ];
     if wide {
-        headers.extend(["LOCATION", "COORDINATE(ms)", "RUNTIMES", "LABELS"]);
+        headers.extend([
+            "LOCATION",
+            "COORDINATE(ms)",
+            "RUNTIMES",
+            "SANDBOXES",
+            "LABELS",
+        ]);
     }
     let mut table = Table::new(headers);
     for node in nodes {
@@ -354,12 +360,25 @@ pub(crate) fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
                     .map(|r| r.as_str())
                     .collect::<Vec<_>>()
                     .join(","),
+                sandboxes(&node.sandboxes),
                 labels(&node.labels),
             ]);
         }
         table.row(row);
     }
     table
+}
+
+/// What a node offers besides the shared kernel: "gvisor", or "-".
+fn sandboxes(sandboxes: &[canopy_model::Sandbox]) -> String {
+    if sandboxes.is_empty() {
+        return "-".to_string();
+    }
+    sandboxes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn labels(labels: &std::collections::BTreeMap<String, String>) -> String {

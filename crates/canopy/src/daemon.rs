@@ -16,6 +16,7 @@ use canopy_root::api::guard::AllowedHosts;
 use canopy_root::api::rate_limit::{Rate, RateLimits};
 use canopy_runtime::{
     CniConfig, FilesPrestart, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart,
+    SandboxedContainers,
     ProcessOptions, ProcessRuntime, Runtime, WasmRuntime, WasmRuntimeOptions,
 };
 use canopy_store::RedbStore;
@@ -466,7 +467,7 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
     let files: Arc<dyn Prestart> = Arc::new(FilesPrestart::new(args.data.join("@files")));
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
     let metrics = Arc::new(canopy_node::metrics::NodeMetrics::new(&args.name, capacity));
-    match container_runtime(args, metrics.pulls()) {
+    match container_runtime(args, metrics.pulls()).await {
         Ok((containers, images, network)) => {
             runtimes.push(Arc::new(containers));
             // The pull first: a namespace and lease are not held while an image downloads.
@@ -529,13 +530,13 @@ async fn serve_metrics(
 /// How often a node drops cached images that no instance uses.
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(600);
 
-/// The OCI runtime (runc or crun), and the hooks the agent runs around it: the image
-/// (pulled with the registry-backed image store into a root filesystem per instance) and
-/// the CNI network.
-fn container_runtime(
+/// The OCI runtime (runc or crun, and runsc for `sandbox: gvisor` where its probe starts),
+/// and the hooks the agent runs around it: the image (pulled with the registry-backed image
+/// store into a root filesystem per instance) and the CNI network.
+async fn container_runtime(
     args: &NodeArgs,
     pulls: canopy_node::metrics::PullMetrics,
-) -> anyhow::Result<(OciRuntime, Arc<RegistryImages>, NetworkPrestart)> {
+) -> anyhow::Result<(SandboxedContainers, Arc<RegistryImages>, NetworkPrestart)> {
     let containers: &ContainerArgs = &args.containers;
     let mut config = ImageStoreConfig::new(args.data.join("images"));
     config.insecure_registries = containers.insecure_registries.clone();
@@ -564,7 +565,12 @@ fn container_runtime(
             .context("opening the root filesystems' directory")?
             .observed_by(pulls),
     );
+    let gvisor = gvisor_runtime(&containers.gvisor_runtime, &state, &options).await;
     let runtime = OciRuntime::new(state, options).context("starting the container runtime")?;
+    let mut runtime = SandboxedContainers::new(runtime);
+    if let Some(gvisor) = gvisor {
+        runtime = runtime.with_gvisor(gvisor);
+    }
     let collector = images.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(IMAGE_GC_PERIOD);
@@ -575,6 +581,37 @@ fn container_runtime(
         }
     });
     Ok((runtime, images, NetworkPrestart::new(network)))
+}
+
+/// How long the gVisor probe sandbox may take to start and exit (it takes ≈ 0.2 s).
+const GVISOR_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// runsc as a second OCI runtime (state under `<containers>/@gvisor`) when a probe sandbox
+/// starts; otherwise the node offers no gVisor sandbox and says why.
+async fn gvisor_runtime(binary: &str, state: &Path, shared: &OciOptions) -> Option<OciRuntime> {
+    if binary.is_empty() || binary == "none" {
+        return None;
+    }
+    let dir = state.join("@gvisor");
+    let probe = canopy_runtime::probe_gvisor(binary, &dir.join("@probe"), GVISOR_PROBE_TIMEOUT)
+        .await
+        .and_then(|path| {
+            let options = OciOptions {
+                runtime_binary: path.display().to_string(),
+                ..shared.clone()
+            };
+            OciRuntime::new(dir, options)
+        });
+    match probe {
+        Ok(runtime) => {
+            tracing::info!("gVisor sandbox offered (runsc probe started)");
+            Some(runtime)
+        }
+        Err(e) => {
+            tracing::info!("gVisor sandbox not offered: {e}");
+            None
+        }
+    }
 }
 
 /// `{"host:port": {"username": ..., "password": ...}}`, the descriptor's own credentials shape.

@@ -96,6 +96,9 @@ pub struct ServiceSpec {
     /// OCI image reference, for `container`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Runs the container in a sandbox (`gvisor`) instead of on the node's shared kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::Sandbox>,
     /// Module path, URL or OCI reference, for `wasm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,

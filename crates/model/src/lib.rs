@@ -14,6 +14,7 @@ pub mod patterns;
 pub mod privilege;
 mod probe;
 pub mod quantity;
+mod sandbox;
 pub mod schema;
 mod secret;
 mod secret_refs;
@@ -40,6 +41,7 @@ pub use probe::{
     TcpSocketAction,
 };
 pub use quantity::{Mebibytes, Millicores, QuantityError};
+pub use sandbox::Sandbox;
 pub use secret::{
     KIND_SECRET, MAX_SECRET_BYTES, MAX_SECRET_KEYS, SecretInfo, SecretInput, SecretValues,
     validate_secret_key,

@@ -142,7 +142,8 @@ fn replicas() -> Value {
     json!({"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS, "default": 1})
 }
 
-/// The artifact each runtime needs, and the fields it must not have.
+/// The artifact each runtime needs, and the fields it must not have (a `sandbox` wraps a
+/// container only).
 fn runtime_branches() -> Value {
     let program = json!({"prefixItems": [{"pattern": patterns::non_blank()}]});
     let absent = json!({"type": "null"});
@@ -161,11 +162,11 @@ fn runtime_branches() -> Value {
         {"if": {"properties": {"module": {"type": "string", "pattern": "^https?://"}}, "required": ["module"]},
          "then": {"required": ["wasm"], "properties": {"wasm": wasm_digest_rule()}},
          "properties": {"runtime": {"const": "wasm"}, "module": {"type": "string"},
-            "image": absent, "command": {"maxItems": 0}, "securityContext": no_user,
+            "image": absent, "sandbox": absent, "command": {"maxItems": 0}, "securityContext": no_user,
             "files": {"maxItems": 0},
             "livenessProbe": no_exec, "readinessProbe": no_exec, "startupProbe": no_exec},
          "required": ["runtime", "module"]},
-        {"properties": {"runtime": {"const": "process"}, "image": absent, "module": absent, "wasm": absent,
+        {"properties": {"runtime": {"const": "process"}, "image": absent, "sandbox": absent, "module": absent, "wasm": absent,
             "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]},
             "securityContext": no_container_privilege},
          // A process's files are in the node's private data dir: not for another user.

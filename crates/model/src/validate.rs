@@ -195,6 +195,7 @@ impl Validator {
         self.errors
             .extend(crate::secret_refs::check_references(p, svc));
         self.errors.extend(crate::files::check_files(p, svc));
+        self.errors.extend(crate::sandbox::sandbox_errors(p, svc));
         if svc.runtime != RuntimeKind::Wasm && svc.wasm.is_some() {
             self.err(
                 format!("{p}.wasm"),

@@ -560,6 +560,7 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     runtime,
                     image: (runtime == RuntimeKind::Container)
                         .then(|| "registry.example.org/app:1".to_string()),
+                    sandbox: None,
                     module: (runtime == RuntimeKind::Wasm).then(|| "file:///m.wasm".to_string()),
                     wasm: None,
                     command: if runtime == RuntimeKind::Process {

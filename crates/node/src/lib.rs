@@ -240,6 +240,7 @@ impl Agent {
                 .iter()
                 .map(|(kind, h)| (*kind, h.capabilities))
                 .collect(),
+            sandboxes: runtimes.values().flat_map(|r| r.sandboxes()).collect(),
             capacity: config.capacity,
             labels: config.labels.clone(),
         };
@@ -346,6 +347,7 @@ impl Agent {
                 .keys()
                 .map(|k| k.as_str().to_string())
                 .collect(),
+            sandboxes: canopy_tier::sandboxes_to_pb(&self.facts.sandboxes),
             capacity: Some(self.config.capacity.into()),
             allocated: Some(allocated.into()),
             labels: self.config.labels.clone().into_iter().collect(),

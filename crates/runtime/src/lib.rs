@@ -1,6 +1,7 @@
 //! Node runtimes behind one trait (Nomad's task-driver shape): the `process` runtime
 //! (native commands in their own session, logs in files, limits in cgroups v1 or v2), the
-//! `container` runtime ([`OciRuntime`]: OCI bundles run by runc or crun) and the `wasm`
+//! `container` runtime ([`OciRuntime`]: OCI bundles run by runc or crun, or by gVisor's
+//! runsc in a sandbox, [`SandboxedContainers`]) and the `wasm`
 //! runtime ([`WasmRuntime`]: WebAssembly modules run by wasmtime inside the agent). The native ones keep
 //! per-instance state on disk so a restarted agent re-adopts its workloads. What a runtime
 //! does not make itself (a container's root filesystem, its network namespace) the node's
@@ -31,14 +32,14 @@ pub use error::{Fault, RuntimeError};
 pub use files::{FilesPrestart, PreparedFiles};
 pub use follow::{LogChunks, LogFollower, Output as LogOutput, previous_paths};
 pub use hooks::Hooks;
-pub use oci::{ImageConfig, OciOptions, OciRuntime};
+pub use oci::{ImageConfig, OciOptions, OciRuntime, SandboxedContainers, probe_gvisor};
 pub use prestart::{NetworkPrestart, Prepared, PreparedImage, PreparedNetwork, Prestart, Progress};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use supervise::{LogPaths, validate_id};
 pub use wasm::{AGENT_RESTARTED, WasmRuntime, WasmRuntimeOptions};
 
 use async_trait::async_trait;
-use canopy_model::{RuntimeKind, ServiceSpec};
+use canopy_model::{RuntimeKind, Sandbox, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -172,6 +173,10 @@ impl Capabilities {
 pub trait Runtime: Send + Sync + 'static {
     fn kind(&self) -> RuntimeKind;
     fn capabilities(&self) -> Capabilities;
+    /// Sandboxes it can run instances in (`sandbox: gvisor`); none by default.
+    fn sandboxes(&self) -> Vec<Sandbox> {
+        Vec::new()
+    }
     /// Where to send start progress; runtimes with nothing to say ignore it.
     fn set_events(&self, _events: Events) {}
     /// Starts the instance; its state is on disk before this returns.

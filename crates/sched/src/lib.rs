@@ -36,7 +36,7 @@ pub use select::{
 pub use summary::summarise;
 pub use vivaldi::{Coordinate, Vivaldi};
 
-use canopy_model::{GeoPoint, ResourceAmounts, RuntimeKind, ServiceSpec};
+use canopy_model::{GeoPoint, ResourceAmounts, RuntimeKind, Sandbox, ServiceSpec};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Label holding a node's GPU model when [`NodeView::gpu_model`] is not set.
@@ -99,6 +99,8 @@ pub struct NodeView {
     pub ready: bool,
     pub arch: String,
     pub runtimes: Vec<RuntimeKind>,
+    /// Sandboxes its containers can run in (a probe sandbox started there).
+    pub sandboxes: Vec<Sandbox>,
     pub labels: BTreeMap<String, String>,
     pub location: Option<GeoPoint>,
     pub capacity: ResourceAmounts,
@@ -129,6 +131,7 @@ impl Default for NodeView {
             ready: false,
             arch: String::new(),
             runtimes: Vec::new(),
+            sandboxes: Vec::new(),
             labels: BTreeMap::new(),
             location: None,
             capacity: ResourceAmounts::default(),
@@ -153,6 +156,8 @@ pub struct ClusterView {
     pub ready: bool,
     pub arches: Vec<String>,
     pub runtimes: Vec<RuntimeKind>,
+    /// Sandboxes some ready node of it offers.
+    pub sandboxes: Vec<Sandbox>,
     /// The cluster's own labels (cluster selectors).
     pub labels: BTreeMap<String, String>,
     /// Centre of the cluster's nodes (or the cluster's declared location).
@@ -190,6 +195,7 @@ impl Default for ClusterView {
             ready: false,
             arches: Vec::new(),
             runtimes: Vec::new(),
+            sandboxes: Vec::new(),
             labels: BTreeMap::new(),
             location: None,
             capacity: ResourceAmounts::default(),

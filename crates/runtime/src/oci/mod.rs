@@ -1,5 +1,6 @@
 //! The `container` runtime: an OCI bundle per instance (`config.json` from oci-spec) run
-//! by runc or crun, limits in the instance's cgroup. It makes neither the root filesystem
+//! by runc or crun, or by gVisor's runsc for `sandbox: gvisor` ([`SandboxedContainers`]
+//! routes each container to its OCI runtime), limits in the instance's cgroup. It makes neither the root filesystem
 //! nor the network: the node's prestart hooks do ([`crate::Prepared`]: the image hook's
 //! root filesystem, which `root.path` names, and the network hook's namespace, which the
 //! container joins); without a prepared network a container has a namespace with only `lo`.
@@ -22,7 +23,9 @@
 mod bundle;
 mod cli;
 mod privilege;
+mod probe;
 mod resolv;
+mod sandboxes;
 mod seccomp;
 mod seccomp_profile;
 
@@ -60,6 +63,9 @@ const RUNTIME_LOG: &str = "runtime.log";
 const SHIM: &str = r#""$@"; c=$?; echo "$c" > "$0.tmp" && mv -f "$0.tmp" "$0"; exit "$c""#;
 const START_POLL: Duration = Duration::from_millis(5);
 
+pub use probe::probe_gvisor;
+pub use sandboxes::SandboxedContainers;
+
 /// What an image says about running it (the OCI image config's `config` object).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {
@@ -75,7 +81,8 @@ pub struct ImageConfig {
 /// Settings of an [`OciRuntime`].
 #[derive(Debug, Clone)]
 pub struct OciOptions {
-    /// `runc` (default) or `crun`: a name looked up in PATH (and the sbin dirs) or a path.
+    /// `runc` (default), `crun` or `runsc` (gVisor): a name looked up in PATH (and the sbin
+    /// dirs) or a path.
     pub runtime_binary: String,
     /// Instance groups go to `<hierarchy>/<cgroup_parent>/<id>` (e.g. `canopy/<node>`).
     pub cgroup_parent: String,
@@ -401,7 +408,9 @@ impl OciRuntime {
         rotate_logs(dir, self.opts.max_log_bytes, &rotate_lock);
         let pid_file = dir.join(PID_FILE);
         let runtime_log = dir.join(RUNTIME_LOG);
-        let run_args = self.cli.run_args(dir, &pid_file, &runtime_log, id);
+        let run_args = self
+            .cli
+            .run_args(dir, &pid_file, &runtime_log, id, net.is_some());
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(SHIM)
@@ -703,7 +712,7 @@ impl Runtime for OciRuntime {
         if inst.exited() {
             return Err(RuntimeError::NotRunning { id: id.to_string() });
         }
-        Ok(self.cli.exec_command(id, command, tty))
+        self.cli.exec_command(id, command, tty)
     }
 
     fn log_paths(&self, id: &str) -> Result<LogPaths, RuntimeError> {
