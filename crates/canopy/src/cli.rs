@@ -365,6 +365,10 @@ pub struct ContainerArgs {
     /// starts at the node's start; `none` turns it off.
     #[arg(long, default_value = "runsc")]
     pub gvisor_runtime: String,
+    /// qemu for microVMs (`runtime: vm`): offered when a probe guest runs at the node's
+    /// start (under KVM where it is fast enough, else TCG); `none` turns them off.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: String,
     /// Registry (`host:port`) reached over plain HTTP instead of HTTPS. May be repeated.
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
@@ -381,6 +385,7 @@ impl Default for ContainerArgs {
         ContainerArgs {
             oci_runtime: "runc".into(),
             gvisor_runtime: "runsc".into(),
+            qemu: "qemu-system-x86_64".into(),
             insecure_registries: Vec::new(),
             registry_credentials: None,
             container_subnet: "10.88.0.0/24".into(),

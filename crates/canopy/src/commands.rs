@@ -360,7 +360,7 @@ pub(crate) fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
                     .map(|r| r.as_str())
                     .collect::<Vec<_>>()
                     .join(","),
-                sandboxes(&node.sandboxes),
+                sandboxes(node),
                 labels(&node.labels),
             ]);
         }
@@ -369,16 +369,17 @@ pub(crate) fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
     table
 }
 
-/// What a node offers besides the shared kernel: "gvisor", or "-".
-fn sandboxes(sandboxes: &[canopy_model::Sandbox]) -> String {
-    if sandboxes.is_empty() {
+/// What a node offers besides the shared kernel: "gvisor", "vm:kvm" or "vm:tcg" (its VMs'
+/// acceleration), or "-".
+fn sandboxes(node: &canopy_model::NodeInfo) -> String {
+    let mut offered: Vec<&str> = node.sandboxes.iter().map(|s| s.as_str()).collect();
+    if node.runtimes.contains(&canopy_model::RuntimeKind::Vm) {
+        offered.push(if node.kvm { "vm:kvm" } else { "vm:tcg" });
+    }
+    if offered.is_empty() {
         return "-".to_string();
     }
-    sandboxes
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+    offered.join(",")
 }
 
 fn labels(labels: &std::collections::BTreeMap<String, String>) -> String {

@@ -16,7 +16,7 @@ use canopy_root::api::guard::AllowedHosts;
 use canopy_root::api::rate_limit::{Rate, RateLimits};
 use canopy_runtime::{
     CniConfig, FilesPrestart, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart,
-    SandboxedContainers,
+    SandboxedContainers, VmRuntime, VmRuntimeOptions,
     ProcessOptions, ProcessRuntime, Runtime, WasmRuntime, WasmRuntimeOptions,
 };
 use canopy_store::RedbStore;
@@ -463,6 +463,9 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
         Ok(wasm) => runtimes.push(Arc::new(wasm)),
         Err(e) => tracing::warn!("wasm is not available on this node: {e}"),
     }
+    if let Some(vm) = vm_runtime(args).await {
+        runtimes.push(Arc::new(vm));
+    }
     // Last, so a start that fails earlier (a pull) writes no secret to disk.
     let files: Arc<dyn Prestart> = Arc::new(FilesPrestart::new(args.data.join("@files")));
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
@@ -581,6 +584,38 @@ async fn container_runtime(
         }
     });
     Ok((runtime, images, NetworkPrestart::new(network)))
+}
+
+/// MicroVMs under qemu when it is installed and runs a probe guest (KVM where the probe
+/// found it working, TCG otherwise); `--qemu none` turns them off.
+async fn vm_runtime(args: &NodeArgs) -> Option<VmRuntime> {
+    let qemu = &args.containers.qemu;
+    if qemu.is_empty() || qemu == "none" {
+        return None;
+    }
+    let options = VmRuntimeOptions {
+        qemu_binary: qemu.clone(),
+        process: ProcessOptions {
+            cgroup_parent: format!("canopy/{}", args.name),
+            keep_logs_on_remove: true,
+            ..ProcessOptions::default()
+        },
+    };
+    match VmRuntime::new(args.data.join("vm"), options).await {
+        Ok(vm) => {
+            let probe = vm.acceleration();
+            tracing::info!(
+                acceleration = probe.acceleration.as_str(),
+                "microVMs offered: {}",
+                probe.reason
+            );
+            Some(vm)
+        }
+        Err(e) => {
+            tracing::info!("microVMs not offered: {e}");
+            None
+        }
+    }
 }
 
 /// How long the gVisor probe sandbox may take to start and exit (it takes ≈ 0.2 s).

@@ -24,6 +24,7 @@ mod status;
 mod strategy;
 mod usage;
 mod validate;
+mod vm;
 mod wasm;
 mod yaml_bounds;
 
@@ -55,5 +56,6 @@ pub use status::*;
 pub use strategy::{IntOrPercent, RollingUpdate, RolloutStrategy, StrategyKind};
 pub use usage::{InstanceDetails, Usage};
 pub use validate::{validate_application, validate_dns_label};
+pub use vm::{MAX_VM_CMDLINE, VmOptions};
 pub use wasm::{Preopen, WasmOptions, is_url_module};
 pub use yaml_bounds::{YamlBoundError, check_yaml_bounds};

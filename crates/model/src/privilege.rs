@@ -3,7 +3,7 @@
 //! gets what Kubernetes' `restricted` Pod Security level and Nomad's default drivers allow:
 //! no root user, no privileged mode, no capability beyond Docker's default set and no
 //! `process` runtime (a native command has no isolation at all, like Nomad's
-//! disabled-by-default `raw_exec`). Pure: the namespace's trust is passed in.
+//! disabled-by-default `raw_exec`), and no VM booting a file of the node. Pure: the namespace's trust is passed in.
 
 use crate::descriptor::{Application, RuntimeKind};
 use crate::error::FieldError;
@@ -30,6 +30,18 @@ pub fn privilege_errors(app: &Application, trusted: bool) -> Vec<FieldError> {
                 format!("{p}.runtime"),
                 "the process runtime (no isolation)",
             ));
+        }
+        // A guest reads the file it boots: a node path would hand it any file of the node.
+        if let Some(vm) = &svc.vm {
+            let files = [("kernel", Some(&vm.kernel)), ("initramfs", vm.initramfs.as_ref())];
+            for (field, location) in files {
+                if let Some(path) = location.filter(|l| !crate::is_url_module(l)) {
+                    errors.push(refuse(
+                        format!("{p}.vm.{field}"),
+                        &format!("booting node file {path} (give an http(s) URL with its sha256)"),
+                    ));
+                }
+            }
         }
         let preopens = svc.wasm.iter().flat_map(|w| w.preopens.iter());
         for (d, dir) in preopens.enumerate() {

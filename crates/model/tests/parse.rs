@@ -563,6 +563,7 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     sandbox: None,
                     module: (runtime == RuntimeKind::Wasm).then(|| "file:///m.wasm".to_string()),
                     wasm: None,
+                    vm: None,
                     command: if runtime == RuntimeKind::Process {
                         vec!["/bin/app".into()]
                     } else {

@@ -18,6 +18,8 @@ pub struct NodeFacts {
     pub capabilities: BTreeMap<RuntimeKind, Capabilities>,
     /// Sandboxes its containers can run in (a probe sandbox started).
     pub sandboxes: Vec<Sandbox>,
+    /// Its VMs run under KVM.
+    pub kvm: bool,
     pub capacity: ResourceAmounts,
     /// Read for the GPU model (`gpu.model`), as the scheduler reads it.
     pub labels: BTreeMap<String, String>,
@@ -30,6 +32,8 @@ pub enum Refusal {
     Runtime { node: String, runtime: &'static str },
     #[error("sandbox {sandbox} is not available on node {node}")]
     Sandbox { node: String, sandbox: &'static str },
+    #[error("node {node} runs VMs without KVM (emulated), and the service requires KVM")]
+    NoKvm { node: String },
     #[error("runtime {runtime} on node {node} cannot publish host ports (no container network)")]
     NoHostPorts { node: String, runtime: &'static str },
     #[error("host port {port}/{protocol} is already published on node {node}")]
@@ -77,6 +81,7 @@ impl<'a> Ledger<'a> {
                 ready: true,
                 runtimes: facts.runtimes.clone(),
                 sandboxes: facts.sandboxes.clone(),
+                kvm: facts.kvm,
                 labels: facts.labels.clone(),
                 capacity: facts.capacity,
                 ..NodeView::default()
@@ -108,6 +113,9 @@ impl<'a> Ledger<'a> {
                 node: node.clone(),
                 runtime: candidate.runtime.as_str(),
             });
+        }
+        if candidate.vm.as_ref().is_some_and(|vm| vm.require_kvm) && !self.facts.kvm {
+            return Err(Refusal::NoKvm { node: node.clone() });
         }
         if let Some(sandbox) = candidate.sandbox
             && !self.facts.sandboxes.contains(&sandbox)
@@ -232,6 +240,7 @@ mod tests {
             runtimes: vec![RuntimeKind::Process, RuntimeKind::Container],
             capabilities: BTreeMap::new(),
             sandboxes: Vec::new(),
+            kvm: false,
             capacity: ResourceAmounts {
                 cpu_millis,
                 memory_mib,

@@ -101,6 +101,8 @@ pub struct NodeView {
     pub runtimes: Vec<RuntimeKind>,
     /// Sandboxes its containers can run in (a probe sandbox started there).
     pub sandboxes: Vec<Sandbox>,
+    /// Its VMs run under KVM (else emulated, or no VMs).
+    pub kvm: bool,
     pub labels: BTreeMap<String, String>,
     pub location: Option<GeoPoint>,
     pub capacity: ResourceAmounts,
@@ -132,6 +134,7 @@ impl Default for NodeView {
             arch: String::new(),
             runtimes: Vec::new(),
             sandboxes: Vec::new(),
+            kvm: false,
             labels: BTreeMap::new(),
             location: None,
             capacity: ResourceAmounts::default(),
@@ -158,6 +161,8 @@ pub struct ClusterView {
     pub runtimes: Vec<RuntimeKind>,
     /// Sandboxes some ready node of it offers.
     pub sandboxes: Vec<Sandbox>,
+    /// Some ready node of it runs VMs under KVM.
+    pub kvm: bool,
     /// The cluster's own labels (cluster selectors).
     pub labels: BTreeMap<String, String>,
     /// Centre of the cluster's nodes (or the cluster's declared location).
@@ -196,6 +201,7 @@ impl Default for ClusterView {
             arches: Vec::new(),
             runtimes: Vec::new(),
             sandboxes: Vec::new(),
+            kvm: false,
             labels: BTreeMap::new(),
             location: None,
             capacity: ResourceAmounts::default(),

@@ -42,6 +42,7 @@ pub fn summarise(name: &str, nodes: &[NodeView]) -> ClusterView {
         arches.insert(node.arch.clone());
         runtimes.extend(node.runtimes.iter().copied());
         sandboxes.extend(node.sandboxes.iter().copied());
+        view.kvm |= node.kvm;
         for (key, value) in &node.labels {
             node_labels
                 .entry(key.clone())

@@ -169,6 +169,7 @@ pub fn node_view(member: &pb::Member, ready: bool, allocated: ResourceAmounts) -
         arch: member.arch.clone(),
         runtimes: runtimes_from_pb(&member.runtimes),
         sandboxes: sandboxes_from_pb(&member.sandboxes),
+        kvm: member.kvm,
         labels: member.labels.clone().into_iter().collect(),
         location: location_from_pb(member),
         capacity: resources(member.capacity.as_ref()),
@@ -215,6 +216,7 @@ pub fn summary_to_pb(view: &ClusterView) -> pb::Member {
             .map(|r| r.as_str().to_string())
             .collect(),
         sandboxes: sandboxes_to_pb(&view.sandboxes),
+        kvm: view.kvm,
         capacity: Some(view.capacity.into()),
         allocated: Some(view.allocated.into()),
         labels: view.labels.clone().into_iter().collect(),
@@ -263,6 +265,7 @@ pub fn summary_from_pb(member: &pb::Member) -> ClusterView {
             .collect(),
         runtimes: runtimes_from_pb(&member.runtimes),
         sandboxes: sandboxes_from_pb(&member.sandboxes),
+        kvm: member.kvm,
         labels: member.labels.clone().into_iter().collect(),
         location: location_from_pb(member),
         capacity: resources(member.capacity.as_ref()),

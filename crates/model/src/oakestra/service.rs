@@ -303,6 +303,7 @@ impl Mapper {
                     ..Default::default()
                 }),
             module,
+            vm: None,
             command,
             args,
             env,

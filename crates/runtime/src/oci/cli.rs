@@ -112,6 +112,7 @@ pub(crate) fn find_binary(binary: &str) -> Result<PathBuf, RuntimeError> {
     let missing = || RuntimeError::RuntimeNotInstalled {
         hint: match name.as_str() {
             "runc" | "crun" | "runsc" => format!("apt-get install {name}"),
+            "qemu-system-x86_64" => "apt-get install qemu-system-x86".to_string(),
             _ => format!("install it or give its full path (looked for {binary:?})"),
         },
         binary: name.clone(),

@@ -63,6 +63,7 @@ const RUNTIME_LOG: &str = "runtime.log";
 const SHIM: &str = r#""$@"; c=$?; echo "$c" > "$0.tmp" && mv -f "$0.tmp" "$0"; exit "$c""#;
 const START_POLL: Duration = Duration::from_millis(5);
 
+pub(crate) use cli::find_binary;
 pub use probe::probe_gvisor;
 pub use sandboxes::SandboxedContainers;
 

@@ -51,7 +51,7 @@ impl Filterable for NodeView {
         refused_or_ready(p, &self.name, self.ready)?;
         cordon::node(self)?;
         runtime::check(p, &self.runtimes)?;
-        sandbox::check(p, &self.sandboxes)
+        sandbox::check(p, &self.sandboxes, self.kvm)
     }
 
     /// What the node has room for: resources, and its free host ports.
@@ -79,7 +79,7 @@ impl Filterable for ClusterView {
     fn basic(&self, p: &Prepared) -> Result<(), Reason> {
         refused_or_ready(p, &self.name, self.ready)?;
         runtime::check(p, &self.runtimes)?;
-        sandbox::check(p, &self.sandboxes)
+        sandbox::check(p, &self.sandboxes, self.kvm)
     }
 
     fn resources(&self, p: &Prepared) -> Result<(), Reason> {
