@@ -180,6 +180,10 @@ spec:
             .find(|i| i["service"] == "httpd" && i["state"] == "Running")
     });
     let id = instance["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        instance["details"]["runtime"], "container (gvisor)",
+        "{instance}"
+    );
     let logs = eventually(SETTLE, "the container's first line in its log", || {
         let logs = canopy_ok(&root.url, &["logs", &id]);
         logs.contains("sandboxed httpd up").then_some(logs)

@@ -131,6 +131,22 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_booting_node_files_needs_trust_but_urls_do_not() {
+        let digest = "a".repeat(64);
+        let a = app(json!([
+            {"name": "local", "runtime": "vm", "vm": {"kernel": "/boot/vmlinuz", "initramfs": "/etc/shadow"}},
+            {"name": "remote", "runtime": "vm", "vm": {"kernel": "https://x.org/k", "kernelSha256": digest}},
+        ]));
+        let errors = privilege_errors(&a, false);
+        assert_eq!(
+            paths(&errors),
+            ["spec.services[0].vm.kernel", "spec.services[0].vm.initramfs"]
+        );
+        assert!(errors[1].reason.contains("/etc/shadow"), "{errors:?}");
+        assert!(privilege_errors(&a, true).is_empty());
+    }
+
+    #[test]
     fn a_non_root_user_and_default_capabilities_are_allowed() {
         let a = app(json!([container(json!({
             "runAsUser": 1000, "runAsGroup": 1000,

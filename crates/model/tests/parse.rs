@@ -93,7 +93,7 @@ fn bad_enum_value_names_the_choices() {
     assert!(
         errs[0]
             .reason
-            .contains("unknown variant `docker`, expected one of `container`, `wasm`, `process`")
+            .contains("unknown variant `docker`, expected one of `container`, `wasm`, `process`, `vm`")
     );
 }
 
