@@ -161,7 +161,15 @@ fn container_finish(cli: Cli, dir: PathBuf) -> Finish {
             } else {
                 "exited; code unknown"
             };
-            make_exit(code, signal, oom, unknown)
+            let mut exit = make_exit(code, signal, oom, unknown);
+            // What the OCI runtime said when it failed after the container's process
+            // existed (runsc looks for the program only once its sandbox runs).
+            if !exit.success()
+                && let Some(message) = cli::last_log_error(&dir.join(RUNTIME_LOG))
+            {
+                exit.reason = format!("{}; {}: {message}", exit.reason, cli.name);
+            }
+            exit
         })
     })
 }
@@ -397,6 +405,13 @@ impl OciRuntime {
             .map_err(|e| RuntimeError::io("encode", &config_path, std::io::Error::other(e)))?;
         fs::write(&config_path, json).map_err(|e| RuntimeError::io("write", &config_path, e))?;
 
+        // runsc deletes at exit the groups it made, and their OOM counters with them; the
+        // groups it finds it leaves, so they are made here (and removed by `remove`).
+        if self.cli.flavor == cli::Flavor::Runsc
+            && let Some(cg) = &cgroup
+        {
+            cg.create(&svc.resources)?;
+        }
         // The group is new (the previous container was deleted): counters start at zero.
         let oom_base = match &cgroup {
             Some(cg) if cg.exists() => cg.oom_counters(),
