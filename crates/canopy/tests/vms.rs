@@ -28,7 +28,10 @@ fn require() {
             .args(["-c", &format!("command -v {tool}")])
             .output()
             .is_ok_and(|o| o.status.success());
-        assert!(found, "vms: {tool} is not installed (scripts/test installs it)");
+        assert!(
+            found,
+            "vms: {tool} is not installed (scripts/test installs it)"
+        );
     }
 }
 
@@ -76,7 +79,9 @@ fn serve(dir: PathBuf) -> u16 {
                                 .as_bytes(),
                         )
                         .and_then(|()| stream.write_all(&body)),
-                    None => stream.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+                    None => {
+                        stream.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    }
                 };
             });
         }
@@ -99,7 +104,11 @@ struct CgroupResidue(PathBuf);
 
 impl Drop for CgroupResidue {
     fn drop(&mut self) {
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let parent = hierarchy.path().join(&self.0);
             for group in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
                 let _ = std::fs::remove_dir(group.path());
@@ -144,7 +153,10 @@ fn a_microvm_boots_logs_its_console_is_readopted_and_powers_off_cleanly() {
             .then_some(())
     });
     let wide = canopy_ok(&root.url, &["get", "nodes", "-o", "wide"]);
-    let row = wide.lines().find(|l| l.starts_with(&name)).unwrap_or_default();
+    let row = wide
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_default();
     assert!(
         row.contains("vm:tcg") || row.contains("vm:kvm"),
         "the node's row names its VMs' acceleration: {wide}"
@@ -187,8 +199,14 @@ spec:
         let logs = canopy_ok(&root.url, &["logs", &id]);
         logs.contains("canopy microvm up: ").then_some(logs)
     });
-    assert!(logs.contains("Linux version"), "the kernel's boot messages: {logs}");
-    assert!(instance_cgroup_exists(&name, &id), "qemu runs in the instance's cgroup");
+    assert!(
+        logs.contains("Linux version"),
+        "the kernel's boot messages: {logs}"
+    );
+    assert!(
+        instance_cgroup_exists(&name, &id),
+        "qemu runs in the instance's cgroup"
+    );
 
     // The agent dies and comes back: the same qemu is re-adopted, not restarted.
     node.restart();
@@ -197,14 +215,18 @@ spec:
         "the same qemu running while the agent restarts",
         || start_time(pid) == Some(started),
     );
-    let readopted = eventually(SETTLE, "the restarted node Ready with the VM running", || {
-        let ready = canopy_json(&root.url, &["get", "nodes"])
-            .iter()
-            .any(|n| n["name"] == name.as_str() && n["state"] == "Ready");
-        canopy_json(&root.url, &["get", "instances"])
-            .into_iter()
-            .find(|i| ready && i["id"] == id.as_str() && i["state"] == "Running")
-    });
+    let readopted = eventually(
+        SETTLE,
+        "the restarted node Ready with the VM running",
+        || {
+            let ready = canopy_json(&root.url, &["get", "nodes"])
+                .iter()
+                .any(|n| n["name"] == name.as_str() && n["state"] == "Ready");
+            canopy_json(&root.url, &["get", "instances"])
+                .into_iter()
+                .find(|i| ready && i["id"] == id.as_str() && i["state"] == "Running")
+        },
+    );
     assert_eq!(readopted["pid"].as_u64(), Some(pid), "{readopted}");
     assert_eq!(readopted["restarts"].as_u64(), Some(0), "{readopted}");
     assert_eq!(start_time(pid), Some(started), "the same qemu process");
@@ -220,11 +242,8 @@ spec:
             .map(|d| d.count())
             .unwrap_or(0);
         let state = node_dir.join("vm").join(&id).join("state.json").exists();
-        (start_time(pid).is_none()
-            && sockets == 0
-            && !state
-            && !instance_cgroup_exists(&name, &id))
-        .then_some(())
+        (start_time(pid).is_none() && sockets == 0 && !state && !instance_cgroup_exists(&name, &id))
+            .then_some(())
     });
     // The guest powered off on the ACPI button (its console, kept on the node, says so),
     // not by a signal.

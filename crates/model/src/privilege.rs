@@ -33,7 +33,10 @@ pub fn privilege_errors(app: &Application, trusted: bool) -> Vec<FieldError> {
         }
         // A guest reads the file it boots: a node path would hand it any file of the node.
         if let Some(vm) = &svc.vm {
-            let files = [("kernel", Some(&vm.kernel)), ("initramfs", vm.initramfs.as_ref())];
+            let files = [
+                ("kernel", Some(&vm.kernel)),
+                ("initramfs", vm.initramfs.as_ref()),
+            ];
             for (field, location) in files {
                 if let Some(path) = location.filter(|l| !crate::is_url_module(l)) {
                     errors.push(refuse(
@@ -140,7 +143,10 @@ mod tests {
         let errors = privilege_errors(&a, false);
         assert_eq!(
             paths(&errors),
-            ["spec.services[0].vm.kernel", "spec.services[0].vm.initramfs"]
+            [
+                "spec.services[0].vm.kernel",
+                "spec.services[0].vm.initramfs"
+            ]
         );
         assert!(errors[1].reason.contains("/etc/shadow"), "{errors:?}");
         assert!(privilege_errors(&a, true).is_empty());

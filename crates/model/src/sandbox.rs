@@ -74,7 +74,11 @@ mod tests {
         let errors = sandbox_errors("spec.services[0]", &wrong);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, "spec.services[0].sandbox");
-        assert!(errors[0].reason.contains("runtime container only, not process"));
+        assert!(
+            errors[0]
+                .reason
+                .contains("runtime container only, not process")
+        );
     }
 
     #[test]

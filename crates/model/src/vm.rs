@@ -110,18 +110,46 @@ pub(crate) fn vm_errors(p: &str, svc: &ServiceSpec) -> Vec<FieldError> {
     }
     // What the guest cannot be given yet, or has no place for.
     let refused = [
-        (!svc.command.is_empty(), "command", "the guest's command line is vm.cmdline"),
-        (!svc.args.is_empty(), "args", "the guest's command line is vm.cmdline"),
-        (svc.working_dir.is_some(), "workingDir", "a guest has no host working directory"),
-        (!svc.env.is_empty(), "env", "a guest has no host environment"),
-        (!svc.secret_env.is_empty(), "secretEnv", "a guest has no host environment"),
-        (!svc.files.is_empty(), "files", "files for guests are planned"),
+        (
+            !svc.command.is_empty(),
+            "command",
+            "the guest's command line is vm.cmdline",
+        ),
+        (
+            !svc.args.is_empty(),
+            "args",
+            "the guest's command line is vm.cmdline",
+        ),
+        (
+            svc.working_dir.is_some(),
+            "workingDir",
+            "a guest has no host working directory",
+        ),
+        (
+            !svc.env.is_empty(),
+            "env",
+            "a guest has no host environment",
+        ),
+        (
+            !svc.secret_env.is_empty(),
+            "secretEnv",
+            "a guest has no host environment",
+        ),
+        (
+            !svc.files.is_empty(),
+            "files",
+            "files for guests are planned",
+        ),
         (
             !svc.ports.is_empty(),
             "ports",
             "a guest's network device (a tap on the node's bridge) is planned; ports cannot reach it yet",
         ),
-        (svc.image_pull_secret.is_some(), "imagePullSecret", "a vm pulls no image"),
+        (
+            svc.image_pull_secret.is_some(),
+            "imagePullSecret",
+            "a vm pulls no image",
+        ),
         (
             svc.security_context.run_as_user.is_some(),
             "securityContext.runAsUser",
@@ -132,9 +160,21 @@ pub(crate) fn vm_errors(p: &str, svc: &ServiceSpec) -> Vec<FieldError> {
             "securityContext.runAsGroup",
             "a guest's users are its own",
         ),
-        (svc.liveness_probe.is_some(), "livenessProbe", "probes into guests need their network (planned)"),
-        (svc.readiness_probe.is_some(), "readinessProbe", "probes into guests need their network (planned)"),
-        (svc.startup_probe.is_some(), "startupProbe", "probes into guests need their network (planned)"),
+        (
+            svc.liveness_probe.is_some(),
+            "livenessProbe",
+            "probes into guests need their network (planned)",
+        ),
+        (
+            svc.readiness_probe.is_some(),
+            "readinessProbe",
+            "probes into guests need their network (planned)",
+        ),
+        (
+            svc.startup_probe.is_some(),
+            "startupProbe",
+            "probes into guests need their network (planned)",
+        ),
     ];
     for (present, field, why) in refused {
         if present {
@@ -176,7 +216,11 @@ mod tests {
         }));
         assert_eq!(
             paths(&bad),
-            ["s.vm.kernelSha256", "s.vm.initramfs", "s.vm.initramfsSha256"]
+            [
+                "s.vm.kernelSha256",
+                "s.vm.initramfs",
+                "s.vm.initramfsSha256"
+            ]
         );
         let none = service(serde_json::json!({"name": "guest", "runtime": "vm"}));
         assert_eq!(paths(&none), ["s.vm"]);

@@ -1123,14 +1123,7 @@ async fn command_line_and_bundle(name: &str) {
     let dir = state.path().join(&id).display().to_string();
     let log = format!("{dir}/runtime.log");
     let pid_file = format!("{dir}/container.pid");
-    let mut want = vec![
-        "--root",
-        &root,
-        "--log",
-        &log,
-        "--log-format",
-        "json",
-    ];
+    let mut want = vec!["--root", &root, "--log", &log, "--log-format", "json"];
     // gVisor joins no namespace of its own making: without the node's it has no network.
     if name == "runsc" {
         want.push("--network=none");

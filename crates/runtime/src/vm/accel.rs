@@ -102,7 +102,9 @@ async fn run_probe(
     let started = Instant::now();
     let child = cmd.spawn().map_err(|e| format!("qemu: {e}"))?;
     match tokio::time::timeout(deadline, child.wait_with_output()).await {
-        Err(_) => Err(format!("the probe guest did not finish within {deadline:?}")),
+        Err(_) => Err(format!(
+            "the probe guest did not finish within {deadline:?}"
+        )),
         Ok(Err(e)) => Err(format!("qemu: {e}")),
         Ok(Ok(out)) if out.status.code() == Some(PROBE_EXIT) => Ok(started.elapsed()),
         Ok(Ok(out)) => Err(format!(

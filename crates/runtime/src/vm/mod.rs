@@ -181,9 +181,8 @@ impl VmRuntime {
             .collect();
         service.args = Vec::new();
         // The guest gets `memory`; qemu's own memory is on top, in the same cgroup.
-        service.resources.memory = Mebibytes(
-            svc.resources.memory.0 + qemu::memory_overhead_mib(acceleration),
-        );
+        service.resources.memory =
+            Mebibytes(svc.resources.memory.0 + qemu::memory_overhead_mib(acceleration));
         Ok(InstanceSpec {
             service,
             ..spec.clone()
@@ -238,7 +237,10 @@ impl Runtime for VmRuntime {
         if !grace.is_zero() {
             match qmp::system_powerdown(&self.qmp_socket(id), QMP_TIMEOUT).await {
                 Ok(()) => {
-                    if tokio::time::timeout(grace, self.inner.wait(id)).await.is_ok() {
+                    if tokio::time::timeout(grace, self.inner.wait(id))
+                        .await
+                        .is_ok()
+                    {
                         return self.inner.stop(id, Duration::ZERO).await;
                     }
                     tracing::info!(id, ?grace, "the guest did not power off: signalling qemu");

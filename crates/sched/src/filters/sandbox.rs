@@ -26,7 +26,8 @@ mod tests {
     use canopy_model::ServiceSpec;
 
     fn spec(sandbox: Option<&str>) -> ServiceSpec {
-        let mut json = serde_json::json!({"name": "web", "runtime": "container", "image": "busybox"});
+        let mut json =
+            serde_json::json!({"name": "web", "runtime": "container", "image": "busybox"});
         if let Some(s) = sandbox {
             json["sandbox"] = s.into();
         }
