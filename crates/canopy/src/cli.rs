@@ -377,6 +377,14 @@ pub struct ContainerArgs {
     /// OCI runtime for containers: `runc` or `crun` (a name in PATH, or a path).
     #[arg(long, default_value = "runc")]
     pub oci_runtime: String,
+    /// gVisor's runsc, for services with `sandbox: gvisor`: offered when a probe sandbox
+    /// starts at the node's start; `none` turns it off.
+    #[arg(long, default_value = "runsc")]
+    pub gvisor_runtime: String,
+    /// qemu for microVMs (`runtime: vm`): offered when a probe guest runs at the node's
+    /// start (under KVM where it is fast enough, else TCG); `none` turns them off.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: String,
     /// Registry (`host:port`) reached over plain HTTP instead of HTTPS. May be repeated.
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
@@ -392,6 +400,8 @@ impl Default for ContainerArgs {
     fn default() -> Self {
         ContainerArgs {
             oci_runtime: "runc".into(),
+            gvisor_runtime: "runsc".into(),
+            qemu: "qemu-system-x86_64".into(),
             insecure_registries: Vec::new(),
             registry_credentials: None,
             container_subnet: "10.88.0.0/24".into(),

@@ -343,7 +343,13 @@ pub(crate) fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
         "AGE",
     ];
     if wide {
-        headers.extend(["LOCATION", "COORDINATE(ms)", "RUNTIMES", "LABELS"]);
+        headers.extend([
+            "LOCATION",
+            "COORDINATE(ms)",
+            "RUNTIMES",
+            "SANDBOXES",
+            "LABELS",
+        ]);
     }
     let mut table = Table::new(headers);
     for node in nodes {
@@ -374,12 +380,26 @@ pub(crate) fn node_table(nodes: &[NodeInfo], wide: bool) -> Table {
                     .map(|r| r.as_str())
                     .collect::<Vec<_>>()
                     .join(","),
+                sandboxes(node),
                 labels(&node.labels),
             ]);
         }
         table.row(row);
     }
     table
+}
+
+/// What a node offers besides the shared kernel: "gvisor", "vm:kvm" or "vm:tcg" (its VMs'
+/// acceleration), or "-".
+fn sandboxes(node: &canopy_model::NodeInfo) -> String {
+    let mut offered: Vec<&str> = node.sandboxes.iter().map(|s| s.as_str()).collect();
+    if node.runtimes.contains(&canopy_model::RuntimeKind::Vm) {
+        offered.push(if node.kvm { "vm:kvm" } else { "vm:tcg" });
+    }
+    if offered.is_empty() {
+        return "-".to_string();
+    }
+    offered.join(",")
 }
 
 fn labels(labels: &std::collections::BTreeMap<String, String>) -> String {

@@ -16,7 +16,8 @@ use canopy_root::api::guard::AllowedHosts;
 use canopy_root::api::rate_limit::{Rate, RateLimits};
 use canopy_runtime::{
     CniConfig, FilesPrestart, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart,
-    ProcessOptions, ProcessRuntime, Runtime, WasmRuntime, WasmRuntimeOptions,
+    ProcessOptions, ProcessRuntime, Runtime, SandboxedContainers, VmRuntime, VmRuntimeOptions,
+    WasmRuntime, WasmRuntimeOptions,
 };
 use canopy_store::RedbStore;
 use canopy_tier::Timing;
@@ -467,6 +468,9 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
         Ok(wasm) => runtimes.push(Arc::new(wasm)),
         Err(e) => tracing::warn!("wasm is not available on this node: {e}"),
     }
+    if let Some(vm) = vm_runtime(args).await {
+        runtimes.push(Arc::new(vm));
+    }
     // Last, so a start that fails earlier (a pull) writes no secret to disk.
     let files: Arc<dyn Prestart> = Arc::new(FilesPrestart::new(args.data.join("@files")));
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
@@ -477,7 +481,7 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
         Ok(images) => hooks.push(images),
         Err(e) => tracing::warn!("no image store on this node: {e:#}"),
     }
-    match container_runtime(args) {
+    match container_runtime(args).await {
         Ok((containers, network)) => {
             runtimes.push(Arc::new(containers));
             hooks.push(Arc::new(network));
@@ -538,9 +542,6 @@ async fn serve_metrics(
 /// How often a node drops cached images that no instance uses.
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(600);
 
-/// The OCI runtime (runc or crun), and the hooks the agent runs around it: the image
-/// (pulled with the registry-backed image store into a root filesystem per instance) and
-/// the CNI network.
 /// The node's image store as the image hook (root filesystems, wasm modules from registries),
 /// collected now and then.
 fn registry_images(
@@ -572,7 +573,11 @@ fn registry_images(
     Ok(images)
 }
 
-fn container_runtime(args: &NodeArgs) -> anyhow::Result<(OciRuntime, NetworkPrestart)> {
+/// The OCI runtime (runc or crun, and runsc for `sandbox: gvisor` where its probe starts),
+/// and the network hook the agent runs around it (CNI).
+async fn container_runtime(
+    args: &NodeArgs,
+) -> anyhow::Result<(SandboxedContainers, NetworkPrestart)> {
     let containers: &ContainerArgs = &args.containers;
     let options = OciOptions {
         runtime_binary: containers.oci_runtime.clone(),
@@ -589,8 +594,76 @@ fn container_runtime(args: &NodeArgs) -> anyhow::Result<(OciRuntime, NetworkPres
         &state.join("@cni"),
     )
     .context("starting the container network")?;
+    let gvisor = gvisor_runtime(&containers.gvisor_runtime, &state, &options).await;
     let runtime = OciRuntime::new(state, options).context("starting the container runtime")?;
+    let mut runtime = SandboxedContainers::new(runtime);
+    if let Some(gvisor) = gvisor {
+        runtime = runtime.with_gvisor(gvisor);
+    }
     Ok((runtime, NetworkPrestart::new(network)))
+}
+
+/// MicroVMs under qemu when it is installed and runs a probe guest (KVM where the probe
+/// found it working, TCG otherwise); `--qemu none` turns them off.
+async fn vm_runtime(args: &NodeArgs) -> Option<VmRuntime> {
+    let qemu = &args.containers.qemu;
+    if qemu.is_empty() || qemu == "none" {
+        return None;
+    }
+    let options = VmRuntimeOptions {
+        qemu_binary: qemu.clone(),
+        process: ProcessOptions {
+            cgroup_parent: format!("canopy/{}", args.name),
+            keep_logs_on_remove: true,
+            ..ProcessOptions::default()
+        },
+    };
+    match VmRuntime::new(args.data.join("vm"), options).await {
+        Ok(vm) => {
+            let probe = vm.acceleration();
+            tracing::info!(
+                acceleration = probe.acceleration.as_str(),
+                "microVMs offered: {}",
+                probe.reason
+            );
+            Some(vm)
+        }
+        Err(e) => {
+            tracing::info!("microVMs not offered: {e}");
+            None
+        }
+    }
+}
+
+/// How long the gVisor probe sandbox may take to start and exit (it takes ≈ 0.2 s).
+const GVISOR_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// runsc as a second OCI runtime (state under `<containers>/@gvisor`) when a probe sandbox
+/// starts; otherwise the node offers no gVisor sandbox and says why.
+async fn gvisor_runtime(binary: &str, state: &Path, shared: &OciOptions) -> Option<OciRuntime> {
+    if binary.is_empty() || binary == "none" {
+        return None;
+    }
+    let dir = state.join("@gvisor");
+    let probe = canopy_runtime::probe_gvisor(binary, &dir.join("@probe"), GVISOR_PROBE_TIMEOUT)
+        .await
+        .and_then(|path| {
+            let options = OciOptions {
+                runtime_binary: path.display().to_string(),
+                ..shared.clone()
+            };
+            OciRuntime::new(dir, options)
+        });
+    match probe {
+        Ok(runtime) => {
+            tracing::info!("gVisor sandbox offered (runsc probe started)");
+            Some(runtime)
+        }
+        Err(e) => {
+            tracing::info!("gVisor sandbox not offered: {e}");
+            None
+        }
+    }
 }
 
 /// `{"host:port": {"username": ..., "password": ...}}`, the descriptor's own credentials shape.

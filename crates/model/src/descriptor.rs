@@ -62,6 +62,8 @@ pub enum RuntimeKind {
     Wasm,
     /// A native command.
     Process,
+    /// A guest kernel booted as a microVM under qemu (`vm`).
+    Vm,
 }
 
 impl RuntimeKind {
@@ -70,6 +72,7 @@ impl RuntimeKind {
             RuntimeKind::Container => "container",
             RuntimeKind::Wasm => "wasm",
             RuntimeKind::Process => "process",
+            RuntimeKind::Vm => "vm",
         }
     }
 }
@@ -82,6 +85,7 @@ impl std::str::FromStr for RuntimeKind {
             "container" => Ok(RuntimeKind::Container),
             "wasm" => Ok(RuntimeKind::Wasm),
             "process" => Ok(RuntimeKind::Process),
+            "vm" => Ok(RuntimeKind::Vm),
             other => Err(format!("unknown runtime {other:?}")),
         }
     }
@@ -96,12 +100,18 @@ pub struct ServiceSpec {
     /// OCI image reference, for `container`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Runs the container in a sandbox (`gvisor`) instead of on the node's shared kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::Sandbox>,
     /// Module path, URL or OCI reference, for `wasm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
     /// The module's digest, preopened directories and time limit, for `wasm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm: Option<crate::WasmOptions>,
+    /// The guest's kernel, initramfs and command line, for `vm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<crate::VmOptions>,
     /// Program and its first arguments, for `process`; overrides the entrypoint for `container`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,

@@ -16,6 +16,7 @@ pub mod privilege;
 mod probe;
 pub mod quantity;
 pub mod quota;
+mod sandbox;
 pub mod schema;
 mod secret;
 mod secret_refs;
@@ -26,6 +27,7 @@ mod strategy;
 pub mod tosca;
 mod usage;
 mod validate;
+mod vm;
 mod wasm;
 mod yaml_bounds;
 
@@ -45,6 +47,7 @@ pub use probe::{
 };
 pub use quantity::{Mebibytes, Millicores, QuantityError};
 pub use quota::Quota;
+pub use sandbox::Sandbox;
 pub use secret::{
     KIND_SECRET, MAX_SECRET_BYTES, MAX_SECRET_KEYS, SecretInfo, SecretInput, SecretValues,
     validate_secret_key,
@@ -58,5 +61,6 @@ pub use status::*;
 pub use strategy::{IntOrPercent, RollingUpdate, RolloutStrategy, StrategyKind};
 pub use usage::{InstanceDetails, Usage};
 pub use validate::{validate_application, validate_dns_label, validate_words};
+pub use vm::{MAX_VM_CMDLINE, VmOptions};
 pub use wasm::{Preopen, WasmOptions, is_oci_module, is_url_module};
 pub use yaml_bounds::{YamlBoundError, check_yaml_bounds};

@@ -3,7 +3,7 @@
 //! gets what Kubernetes' `restricted` Pod Security level and Nomad's default drivers allow:
 //! no root user, no privileged mode, no capability beyond Docker's default set and no
 //! `process` runtime (a native command has no isolation at all, like Nomad's
-//! disabled-by-default `raw_exec`). Pure: the namespace's trust is passed in.
+//! disabled-by-default `raw_exec`), and no VM booting a file of the node. Pure: the namespace's trust is passed in.
 
 use crate::descriptor::{Application, RuntimeKind};
 use crate::error::FieldError;
@@ -30,6 +30,21 @@ pub fn privilege_errors(app: &Application, trusted: bool) -> Vec<FieldError> {
                 format!("{p}.runtime"),
                 "the process runtime (no isolation)",
             ));
+        }
+        // A guest reads the file it boots: a node path would hand it any file of the node.
+        if let Some(vm) = &svc.vm {
+            let files = [
+                ("kernel", Some(&vm.kernel)),
+                ("initramfs", vm.initramfs.as_ref()),
+            ];
+            for (field, location) in files {
+                if let Some(path) = location.filter(|l| !crate::is_url_module(l)) {
+                    errors.push(refuse(
+                        format!("{p}.vm.{field}"),
+                        &format!("booting node file {path} (give an http(s) URL with its sha256)"),
+                    ));
+                }
+            }
         }
         let preopens = svc.wasm.iter().flat_map(|w| w.preopens.iter());
         for (d, dir) in preopens.enumerate() {
@@ -115,6 +130,25 @@ mod tests {
             ["spec.services[0].wasm.preopens[0].hostPath"]
         );
         assert!(errors[0].reason.contains(REASON), "{errors:?}");
+        assert!(privilege_errors(&a, true).is_empty());
+    }
+
+    #[test]
+    fn a_vm_booting_node_files_needs_trust_but_urls_do_not() {
+        let digest = "a".repeat(64);
+        let a = app(json!([
+            {"name": "local", "runtime": "vm", "vm": {"kernel": "/boot/vmlinuz", "initramfs": "/etc/shadow"}},
+            {"name": "remote", "runtime": "vm", "vm": {"kernel": "https://x.org/k", "kernelSha256": digest}},
+        ]));
+        let errors = privilege_errors(&a, false);
+        assert_eq!(
+            paths(&errors),
+            [
+                "spec.services[0].vm.kernel",
+                "spec.services[0].vm.initramfs"
+            ]
+        );
+        assert!(errors[1].reason.contains("/etc/shadow"), "{errors:?}");
         assert!(privilege_errors(&a, true).is_empty());
     }
 

@@ -142,7 +142,8 @@ fn replicas() -> Value {
     json!({"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS, "default": 1})
 }
 
-/// The artifact each runtime needs, and the fields it must not have.
+/// The artifact each runtime needs, and the fields it must not have (a `sandbox` wraps a
+/// container only).
 fn runtime_branches() -> Value {
     let program = json!({"prefixItems": [{"pattern": patterns::non_blank()}]});
     let absent = json!({"type": "null"});
@@ -157,23 +158,58 @@ fn runtime_branches() -> Value {
     no_user["properties"]["runAsGroup"] = absent.clone();
     json!({"oneOf": [
         {"properties": {"runtime": {"const": "container"}, "image": {"type": "string"},
-            "module": absent, "wasm": absent, "command": program},
+            "module": absent, "wasm": absent, "vm": absent, "command": program},
          "required": ["runtime", "image"]},
         {"if": {"properties": {"module": {"type": "string", "pattern": "^https?://"}}, "required": ["module"]},
          "then": {"required": ["wasm"], "properties": {"wasm": wasm_digest_rule()}},
          "properties": {"runtime": {"const": "wasm"}, "module": {"type": "string"},
-            "image": absent, "command": {"maxItems": 0}, "securityContext": no_user,
+            "image": absent, "sandbox": absent, "vm": absent, "command": {"maxItems": 0}, "securityContext": no_user,
             "files": {"maxItems": 0}, "ports": {"maxItems": 0},
             "livenessProbe": module_probe, "readinessProbe": module_probe, "startupProbe": module_probe},
          "required": ["runtime", "module"]},
-        {"properties": {"runtime": {"const": "process"}, "image": absent, "module": absent, "wasm": absent,
+        {"properties": {"runtime": {"const": "process"}, "image": absent, "sandbox": absent, "vm": absent, "module": absent, "wasm": absent,
             "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]},
             "securityContext": no_container_privilege},
          // A process's files are in the node's private data dir: not for another user.
          "anyOf": [{"properties": {"files": {"maxItems": 0}}},
             {"properties": {"securityContext": {"properties": {"runAsUser": absent}}}}],
          "required": ["runtime", "command"]},
+        vm_branch(&absent, &no_user),
     ]})
+}
+
+/// A microVM: a kernel and nothing that needs a host process or a guest network (yet);
+/// an http(s) kernel or initramfs names its digest.
+fn vm_branch(absent: &Value, no_user: &Value) -> Value {
+    let url = json!({"type": "string", "pattern": "^https?://"});
+    let digest_rule = |field: &str| {
+        json!({"if": {"properties": {field: url}, "required": [field]},
+               "then": {"required": [format!("{field}Sha256")]}})
+    };
+    let vm = json!({"type": "object",
+        "allOf": [digest_rule("kernel"), digest_rule("initramfs"),
+            {"if": {"properties": {"initramfs": absent}}, "then": {"properties": {"initramfsSha256": absent}}}]});
+    json!({"properties": {"runtime": {"const": "vm"}, "vm": vm,
+            "image": absent, "module": absent, "wasm": absent, "sandbox": absent,
+            "command": {"maxItems": 0}, "args": {"maxItems": 0}, "workingDir": absent,
+            "env": {"maxProperties": 0}, "secretEnv": {"maxProperties": 0},
+            "files": {"maxItems": 0}, "ports": {"maxItems": 0}, "imagePullSecret": absent,
+            "securityContext": no_user,
+            "livenessProbe": absent, "readinessProbe": absent, "startupProbe": absent},
+        "required": ["runtime", "vm"]})
+}
+
+fn vm_location() -> Value {
+    json!({"type": "string", "pattern": "^(/|https?://)", "maxLength": MAX_STRING_LEN})
+}
+
+fn optional_vm_location() -> Value {
+    nullable(vm_location())
+}
+
+fn vm_cmdline() -> Value {
+    nullable(json!({"type": "string", "maxLength": crate::MAX_VM_CMDLINE,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}))
 }
 
 /// A URL module's `wasm` names its digest or asks for the first download's to be pinned.
@@ -613,6 +649,11 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("SpreadConstraint", "maxPerCluster", at_least_one()),
         ("TrustConstraint", "minScore", score()),
         ("WasmOptions", "sha256", sha256()),
+        ("VmOptions", "kernel", vm_location()),
+        ("VmOptions", "kernelSha256", sha256()),
+        ("VmOptions", "initramfs", optional_vm_location()),
+        ("VmOptions", "initramfsSha256", sha256()),
+        ("VmOptions", "cmdline", vm_cmdline()),
         ("WasmOptions", "timeoutSeconds", timeout_seconds()),
         ("WasmOptions", "preopens", preopens()),
         ("Preopen", "hostPath", host_path()),

@@ -263,6 +263,12 @@ pub struct NodeInfo {
     pub state: MemberState,
     pub arch: String,
     pub runtimes: Vec<crate::RuntimeKind>,
+    /// Sandboxes its containers can run in (`gvisor`), once a probe sandbox started there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sandboxes: Vec<crate::Sandbox>,
+    /// Its VMs (runtime `vm`) run under KVM; false: emulated (TCG), or no VMs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kvm: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<crate::GeoPoint>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -189,6 +189,8 @@ impl Validator {
                     }
                 }
             },
+            // The kernel and what a guest cannot have: `vm_errors`.
+            RuntimeKind::Vm => {}
             RuntimeKind::Process => {
                 if svc.command.is_empty() {
                     self.err(
@@ -207,6 +209,8 @@ impl Validator {
         self.errors
             .extend(crate::secret_refs::check_references(p, svc));
         self.errors.extend(crate::files::check_files(p, svc));
+        self.errors.extend(crate::sandbox::sandbox_errors(p, svc));
+        self.errors.extend(crate::vm::vm_errors(p, svc));
         if svc.runtime != RuntimeKind::Wasm && svc.wasm.is_some() {
             self.err(
                 format!("{p}.wasm"),

@@ -840,3 +840,52 @@ fn namespaces_that_are_no_dns_label_are_refused_with_their_path() {
         );
     }
 }
+
+/// Oakestra's documentation of its gVisor runtime gives this SLA ("simply use `runsc` as
+/// virtualization type"); it runs as a container in Canopy's gVisor sandbox.
+#[test]
+fn oakestra_gvisor_sla_runs_in_the_gvisor_sandbox() {
+    let sla = json!({
+      "sla_version": "v2.0",
+      "customerID": "Admin",
+      "applications": [{
+          "applicationID": "",
+          "application_name": "clientsrvr",
+          "application_namespace": "test",
+          "application_desc": "Simple demo with curl client and Nginx server",
+          "microservices": [{
+              "microserviceID": "",
+              "microservice_name": "nginx",
+              "microservice_namespace": "test",
+              "virtualization": "runsc",
+              "cmd": [],
+              "memory": 100,
+              "vcpus": 1,
+              "vgpus": 0,
+              "vtpus": 0,
+              "bandwidth_in": 0,
+              "bandwidth_out": 0,
+              "storage": 0,
+              "code": "docker.io/library/nginx:latest",
+              "state": "",
+              "port": "",
+              "addresses": {"rr_ip": "10.30.55.55", "rr_ip_v6": "fdff:2000::55:55"},
+              "added_files": []
+          }]
+      }]
+    });
+    let parsed = parse(&sla).expect("the gVisor SLA of Oakestra's docs is accepted");
+    let svc = &parsed.applications[0].spec.services[0];
+    assert_eq!(svc.runtime, RuntimeKind::Container);
+    assert_eq!(svc.sandbox, Some(canopy_model::Sandbox::Gvisor));
+    assert_eq!(svc.image.as_deref(), Some("docker.io/library/nginx:latest"));
+    // A plain container SLA asks for no sandbox.
+    let plain = parse(&sla_with("container")).expect("plain");
+    assert_eq!(plain.applications[0].spec.services[0].sandbox, None);
+}
+
+fn sla_with(virtualization: &str) -> Value {
+    let mut v = sla();
+    ms(&mut v)["virtualization"] = json!(virtualization);
+    v
+}

@@ -90,11 +90,9 @@ fn json_type_error_has_path_and_position() {
 fn bad_enum_value_names_the_choices() {
     let errs = errors(&HELLO.replace("runtime: process", "runtime: docker"));
     assert_eq!(errs[0].path, "spec.services[0].runtime");
-    assert!(
-        errs[0]
-            .reason
-            .contains("unknown variant `docker`, expected one of `container`, `wasm`, `process`")
-    );
+    assert!(errs[0].reason.contains(
+        "unknown variant `docker`, expected one of `container`, `wasm`, `process`, `vm`"
+    ));
 }
 
 #[test]
@@ -562,8 +560,10 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     runtime,
                     image: (runtime == RuntimeKind::Container)
                         .then(|| "registry.example.org/app:1".to_string()),
+                    sandbox: None,
                     module: (runtime == RuntimeKind::Wasm).then(|| "file:///m.wasm".to_string()),
                     wasm: None,
+                    vm: None,
                     command: if runtime == RuntimeKind::Process {
                         vec!["/bin/app".into()]
                     } else {

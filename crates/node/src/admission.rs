@@ -3,7 +3,7 @@
 //! Resources go through the scheduler's own node filter (cpu, memory, gpus, gpu model,
 //! storage), so the node and its cluster never disagree on what fits.
 
-use canopy_model::{Protocol, ResourceAmounts, RuntimeKind, ServiceSpec};
+use canopy_model::{Protocol, ResourceAmounts, RuntimeKind, Sandbox, ServiceSpec};
 use canopy_runtime::Capabilities;
 use canopy_sched::{NodeView, Prepared, Request, demand, filters, free};
 use std::collections::{BTreeMap, HashSet};
@@ -16,6 +16,10 @@ pub struct NodeFacts {
     /// What each runtime can do with the node's hooks around it (a runtime left out is
     /// not checked for them).
     pub capabilities: BTreeMap<RuntimeKind, Capabilities>,
+    /// Sandboxes its containers can run in (a probe sandbox started).
+    pub sandboxes: Vec<Sandbox>,
+    /// Its VMs run under KVM.
+    pub kvm: bool,
     pub capacity: ResourceAmounts,
     /// Read for the GPU model (`gpu.model`), as the scheduler reads it.
     pub labels: BTreeMap<String, String>,
@@ -26,6 +30,10 @@ pub struct NodeFacts {
 pub enum Refusal {
     #[error("runtime {runtime} is not available on node {node}")]
     Runtime { node: String, runtime: &'static str },
+    #[error("sandbox {sandbox} is not available on node {node}")]
+    Sandbox { node: String, sandbox: &'static str },
+    #[error("node {node} runs VMs without KVM (emulated), and the service requires KVM")]
+    NoKvm { node: String },
     #[error("runtime {runtime} on node {node} cannot publish host ports (no container network)")]
     NoHostPorts { node: String, runtime: &'static str },
     #[error("host port {port}/{protocol} is already published on node {node}")]
@@ -72,6 +80,8 @@ impl<'a> Ledger<'a> {
                 name: facts.name.clone(),
                 ready: true,
                 runtimes: facts.runtimes.clone(),
+                sandboxes: facts.sandboxes.clone(),
+                kvm: facts.kvm,
                 labels: facts.labels.clone(),
                 capacity: facts.capacity,
                 ..NodeView::default()
@@ -102,6 +112,17 @@ impl<'a> Ledger<'a> {
             return Err(Refusal::Runtime {
                 node: node.clone(),
                 runtime: candidate.runtime.as_str(),
+            });
+        }
+        if candidate.vm.as_ref().is_some_and(|vm| vm.require_kvm) && !self.facts.kvm {
+            return Err(Refusal::NoKvm { node: node.clone() });
+        }
+        if let Some(sandbox) = candidate.sandbox
+            && !self.facts.sandboxes.contains(&sandbox)
+        {
+            return Err(Refusal::Sandbox {
+                node: node.clone(),
+                sandbox: sandbox.as_str(),
             });
         }
         // A runtime with a network of its own publishes ports only when the node can.
@@ -218,6 +239,8 @@ mod tests {
             name: "edge-1".into(),
             runtimes: vec![RuntimeKind::Process, RuntimeKind::Container],
             capabilities: BTreeMap::new(),
+            sandboxes: Vec::new(),
+            kvm: false,
             capacity: ResourceAmounts {
                 cpu_millis,
                 memory_mib,
@@ -259,6 +282,25 @@ mod tests {
             Ok(()) => "admitted".into(),
             Err(refusal) => refusal.to_string(),
         }
+    }
+
+    #[test]
+    fn a_sandbox_the_node_does_not_offer_is_refused() {
+        let gvisor = spec(serde_json::json!({
+            "runtime": "container", "image": "busybox", "command": [], "sandbox": "gvisor"
+        }));
+        let plain = node(1_000, 1_000, 0);
+        let results = admit_batch(&plain, std::iter::empty(), [&gvisor]);
+        assert_eq!(
+            text(&results[0]),
+            "sandbox gvisor is not available on node edge-1"
+        );
+        let offering = NodeFacts {
+            sandboxes: vec![Sandbox::Gvisor],
+            ..node(1_000, 1_000, 0)
+        };
+        let results = admit_batch(&offering, std::iter::empty(), [&gvisor]);
+        assert_eq!(text(&results[0]), "admitted");
     }
 
     #[test]

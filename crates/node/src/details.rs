@@ -8,10 +8,14 @@ use canopy_runtime::PreparedNetwork;
 pub(crate) struct Details(InstanceDetails);
 
 impl Details {
-    /// Before it starts: only its runtime is known.
+    /// Before it starts: only its runtime (and sandbox: `container (gvisor)`) is known.
     pub fn of(spec: &ServiceSpec) -> Details {
+        let runtime = spec.runtime.as_str();
         Details(InstanceDetails {
-            runtime: Some(spec.runtime.as_str().to_string()),
+            runtime: Some(match spec.sandbox {
+                Some(sandbox) => format!("{runtime} ({})", sandbox.as_str()),
+                None => runtime.to_string(),
+            }),
             ..InstanceDetails::default()
         })
     }
@@ -51,6 +55,12 @@ mod tests {
         let spec = serde_json::json!({"name": "s", "runtime": "container", "image": "x"});
         let mut details = Details::of(&serde_json::from_value(spec).unwrap());
         assert_eq!(details.current().runtime.as_deref(), Some("container"));
+        let gvisor = serde_json::json!({"name": "s", "runtime": "container", "image": "x", "sandbox": "gvisor"});
+        let sandboxed = Details::of(&serde_json::from_value(gvisor).unwrap());
+        assert_eq!(
+            sandboxed.current().runtime.as_deref(),
+            Some("container (gvisor)")
+        );
         let network = PreparedNetwork {
             netns: "/run/netns/x".into(),
             ip: Some("10.88.0.7".parse().unwrap()),

@@ -244,6 +244,8 @@ impl Agent {
                 .iter()
                 .map(|(kind, h)| (*kind, h.capabilities))
                 .collect(),
+            sandboxes: runtimes.values().flat_map(|r| r.sandboxes()).collect(),
+            kvm: runtimes.values().any(|r| r.kvm()),
             capacity: config.capacity,
             labels: config.labels.clone(),
         };
@@ -350,6 +352,8 @@ impl Agent {
                 .keys()
                 .map(|k| k.as_str().to_string())
                 .collect(),
+            sandboxes: canopy_tier::sandboxes_to_pb(&self.facts.sandboxes),
+            kvm: self.facts.kvm,
             capacity: Some(self.config.capacity.into()),
             allocated: Some(allocated.into()),
             labels: self.config.labels.clone().into_iter().collect(),

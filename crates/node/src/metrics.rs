@@ -27,6 +27,7 @@ enum RuntimeLabel {
     process,
     container,
     wasm,
+    vm,
 }
 
 impl From<RuntimeKind> for RuntimeLabel {
@@ -35,6 +36,7 @@ impl From<RuntimeKind> for RuntimeLabel {
             RuntimeKind::Process => RuntimeLabel::process,
             RuntimeKind::Container => RuntimeLabel::container,
             RuntimeKind::Wasm => RuntimeLabel::wasm,
+            RuntimeKind::Vm => RuntimeLabel::vm,
         }
     }
 }

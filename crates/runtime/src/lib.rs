@@ -1,7 +1,9 @@
 //! Node runtimes behind one trait (Nomad's task-driver shape): the `process` runtime
 //! (native commands in their own session, logs in files, limits in cgroups v1 or v2), the
-//! `container` runtime ([`OciRuntime`]: OCI bundles run by runc or crun) and the `wasm`
-//! runtime ([`WasmRuntime`]: WebAssembly modules run by wasmtime inside the agent). The native ones keep
+//! `container` runtime ([`OciRuntime`]: OCI bundles run by runc or crun, or by gVisor's
+//! runsc in a sandbox, [`SandboxedContainers`]) and the `wasm`
+//! runtime ([`WasmRuntime`]: WebAssembly modules run by wasmtime inside the agent) and
+//! the `vm` runtime ([`VmRuntime`]: guest kernels booted as microVMs by qemu). The native ones keep
 //! per-instance state on disk so a restarted agent re-adopts its workloads. What a runtime
 //! does not make itself (a container's root filesystem, its network namespace) the node's
 //! prestart hooks ([`Prestart`], run as a chain by [`Hooks`]) prepare around it.
@@ -24,6 +26,7 @@ mod process;
 mod retention;
 mod state;
 mod supervise;
+mod vm;
 mod wasm;
 
 pub use canopy_net::{CniConfig, NetworkHook, PortMapping};
@@ -33,16 +36,17 @@ pub use error::{Fault, RuntimeError};
 pub use files::{FilesPrestart, PreparedFiles};
 pub use follow::{LogChunks, LogFollower, Output as LogOutput, previous_paths};
 pub use hooks::Hooks;
-pub use oci::{ImageConfig, OciOptions, OciRuntime};
+pub use oci::{ImageConfig, OciOptions, OciRuntime, SandboxedContainers, probe_gvisor};
 pub use prestart::{
     NetworkPrestart, Prepared, PreparedImage, PreparedModule, PreparedNetwork, Prestart, Progress,
 };
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use supervise::{LogPaths, validate_id};
+pub use vm::{Acceleration, AccelerationProbe, VmRuntime, VmRuntimeOptions, probe_acceleration};
 pub use wasm::{AGENT_RESTARTED, WasmRuntime, WasmRuntimeOptions};
 
 use async_trait::async_trait;
-use canopy_model::{RuntimeKind, ServiceSpec};
+use canopy_model::{RuntimeKind, Sandbox, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -180,6 +184,14 @@ impl Capabilities {
 pub trait Runtime: Send + Sync + 'static {
     fn kind(&self) -> RuntimeKind;
     fn capabilities(&self) -> Capabilities;
+    /// Sandboxes it can run instances in (`sandbox: gvisor`); none by default.
+    fn sandboxes(&self) -> Vec<Sandbox> {
+        Vec::new()
+    }
+    /// Runs its guests under KVM (the `vm` runtime, where the probe found KVM working).
+    fn kvm(&self) -> bool {
+        false
+    }
     /// Where to send start progress; runtimes with nothing to say ignore it.
     fn set_events(&self, _events: Events) {}
     /// Starts the instance; its state is on disk before this returns.

@@ -36,7 +36,7 @@ pub use select::{
 pub use summary::summarise;
 pub use vivaldi::{Coordinate, Vivaldi};
 
-use canopy_model::{GeoPoint, ResourceAmounts, RuntimeKind, ServiceSpec};
+use canopy_model::{GeoPoint, ResourceAmounts, RuntimeKind, Sandbox, ServiceSpec};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Label holding a node's GPU model when [`NodeView::gpu_model`] is not set.
@@ -99,6 +99,10 @@ pub struct NodeView {
     pub ready: bool,
     pub arch: String,
     pub runtimes: Vec<RuntimeKind>,
+    /// Sandboxes its containers can run in (a probe sandbox started there).
+    pub sandboxes: Vec<Sandbox>,
+    /// Its VMs run under KVM (else emulated, or no VMs).
+    pub kvm: bool,
     pub labels: BTreeMap<String, String>,
     pub location: Option<GeoPoint>,
     pub capacity: ResourceAmounts,
@@ -129,6 +133,8 @@ impl Default for NodeView {
             ready: false,
             arch: String::new(),
             runtimes: Vec::new(),
+            sandboxes: Vec::new(),
+            kvm: false,
             labels: BTreeMap::new(),
             location: None,
             capacity: ResourceAmounts::default(),
@@ -153,6 +159,10 @@ pub struct ClusterView {
     pub ready: bool,
     pub arches: Vec<String>,
     pub runtimes: Vec<RuntimeKind>,
+    /// Sandboxes some ready node of it offers.
+    pub sandboxes: Vec<Sandbox>,
+    /// Some ready node of it runs VMs under KVM.
+    pub kvm: bool,
     /// The cluster's own labels (cluster selectors).
     pub labels: BTreeMap<String, String>,
     /// Centre of the cluster's nodes (or the cluster's declared location).
@@ -190,6 +200,8 @@ impl Default for ClusterView {
             ready: false,
             arches: Vec::new(),
             runtimes: Vec::new(),
+            sandboxes: Vec::new(),
+            kvm: false,
             labels: BTreeMap::new(),
             location: None,
             capacity: ResourceAmounts::default(),

@@ -176,5 +176,6 @@ fn runtime_reason(runtime: RuntimeKind) -> &'static str {
         RuntimeKind::Container => "runtime container not supported",
         RuntimeKind::Wasm => "runtime wasm not supported",
         RuntimeKind::Process => "runtime process not supported",
+        RuntimeKind::Vm => "runtime vm not supported",
     }
 }

@@ -18,6 +18,7 @@ pub fn summarise(name: &str, nodes: &[NodeView]) -> ClusterView {
     };
     let mut arches = BTreeSet::new();
     let mut runtimes = BTreeSet::new();
+    let mut sandboxes = BTreeSet::new();
     let mut node_labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut gpu_models = BTreeSet::new();
     let mut max_free = ResourceAmounts::default();
@@ -40,6 +41,8 @@ pub fn summarise(name: &str, nodes: &[NodeView]) -> ClusterView {
         max_free.storage_mib = max_free.storage_mib.max(f.storage_mib);
         arches.insert(node.arch.clone());
         runtimes.extend(node.runtimes.iter().copied());
+        sandboxes.extend(node.sandboxes.iter().copied());
+        view.kvm |= node.kvm;
         for (key, value) in &node.labels {
             node_labels
                 .entry(key.clone())
@@ -63,6 +66,7 @@ pub fn summarise(name: &str, nodes: &[NodeView]) -> ClusterView {
     view.host_ports_taken_everywhere = Some(taken_everywhere.unwrap_or_default());
     view.arches = arches.into_iter().collect();
     view.runtimes = runtimes.into_iter().collect();
+    view.sandboxes = sandboxes.into_iter().collect();
     view.node_labels = Some(node_labels);
     view.gpu_models = Some(gpu_models);
     view.node_count = Some(count);

@@ -92,6 +92,15 @@ pub fn runtimes_from_pb(names: &[String]) -> Vec<canopy_model::RuntimeKind> {
     names.iter().filter_map(|name| name.parse().ok()).collect()
 }
 
+/// Sandbox names as members report them; names this build does not know are skipped.
+pub fn sandboxes_from_pb(names: &[String]) -> Vec<canopy_model::Sandbox> {
+    names.iter().filter_map(|name| name.parse().ok()).collect()
+}
+
+pub fn sandboxes_to_pb(sandboxes: &[canopy_model::Sandbox]) -> Vec<String> {
+    sandboxes.iter().map(|s| s.as_str().to_string()).collect()
+}
+
 pub fn resources(r: Option<&pb::Resources>) -> ResourceAmounts {
     r.copied().map(ResourceAmounts::from).unwrap_or_default()
 }
@@ -159,6 +168,8 @@ pub fn node_view(member: &pb::Member, ready: bool, allocated: ResourceAmounts) -
         ready,
         arch: member.arch.clone(),
         runtimes: runtimes_from_pb(&member.runtimes),
+        sandboxes: sandboxes_from_pb(&member.sandboxes),
+        kvm: member.kvm,
         labels: member.labels.clone().into_iter().collect(),
         location: location_from_pb(member),
         capacity: resources(member.capacity.as_ref()),
@@ -204,6 +215,8 @@ pub fn summary_to_pb(view: &ClusterView) -> pb::Member {
             .iter()
             .map(|r| r.as_str().to_string())
             .collect(),
+        sandboxes: sandboxes_to_pb(&view.sandboxes),
+        kvm: view.kvm,
         capacity: Some(view.capacity.into()),
         allocated: Some(view.allocated.into()),
         labels: view.labels.clone().into_iter().collect(),
@@ -251,6 +264,8 @@ pub fn summary_from_pb(member: &pb::Member) -> ClusterView {
             .map(str::to_string)
             .collect(),
         runtimes: runtimes_from_pb(&member.runtimes),
+        sandboxes: sandboxes_from_pb(&member.sandboxes),
+        kvm: member.kvm,
         labels: member.labels.clone().into_iter().collect(),
         location: location_from_pb(member),
         capacity: resources(member.capacity.as_ref()),

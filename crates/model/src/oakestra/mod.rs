@@ -8,7 +8,7 @@
 //! | `application_name`, `application_namespace` | `metadata.name`, `metadata.namespace` (lowercased, the one normalisation; the original is kept in annotation `oakestra.io/application_name`, with a warning; whatever is still no DNS label, such as `../../etc` or 300 characters, is refused with its SLA path) |
 //! | `application_desc` | annotation `description` |
 //! | `microservice_name` | service `name` (normalised likewise; original in `oakestra.io/microservice_name`) |
-//! | `virtualization` `container` (or `docker`), `wasm` | `runtime` `container`, `wasm`; anything else (`unikernel`, `vm`) is an error |
+//! | `virtualization` `container` (or `docker`), `runsc`, `wasm` | `runtime` `container`; `container` with `sandbox: gvisor`; `wasm`; anything else (`unikernel`, `vm`) is an error |
 //! | `code` | `image` (container) or `module` (wasm) |
 //! | `cmd` | `command` (container; it replaces the image's entrypoint as in Oakestra), `args` (wasm) |
 //! | `args` | `args` |

@@ -5,6 +5,7 @@ use super::Mapper;
 use super::constraints::Target;
 use super::origin::ServiceOrigin;
 use super::values::{has_value, kind};
+use crate::Sandbox;
 use crate::descriptor::{PortSpec, Protocol, Resources, RestartPolicy, RuntimeKind, ServiceSpec};
 use crate::quantity::{Mebibytes, Millicores};
 use serde_json::Value;
@@ -96,14 +97,17 @@ impl Mapper {
             &mut annotations,
         );
 
-        let runtime = match self.string(obj, "virtualization", path).as_deref() {
-            Some("container") | Some("docker") => Some(RuntimeKind::Container),
+        let virtualization = self.string(obj, "virtualization", path);
+        // Oakestra's gVisor runtime is `runsc`: a container in Canopy's gVisor sandbox.
+        let sandbox = (virtualization.as_deref() == Some("runsc")).then_some(Sandbox::Gvisor);
+        let runtime = match virtualization.as_deref() {
+            Some("container") | Some("docker") | Some("runsc") => Some(RuntimeKind::Container),
             Some("wasm") => Some(RuntimeKind::Wasm),
             Some(other) => {
                 self.error(
                     format!("{path}.virtualization"),
                     format!(
-                        "unsupported virtualization {other:?}: Canopy runs \"container\" and \"wasm\" workloads from Oakestra SLAs"
+                        "unsupported virtualization {other:?}: Canopy runs \"container\", \"runsc\" and \"wasm\" workloads from Oakestra SLAs"
                     ),
                 );
                 None
@@ -112,7 +116,7 @@ impl Mapper {
                 if !obj.contains_key("virtualization") {
                     self.error(
                         format!("{path}.virtualization"),
-                        "is required: \"container\" or \"wasm\"",
+                        "is required: \"container\", \"runsc\" or \"wasm\"",
                     );
                 }
                 None
@@ -289,6 +293,7 @@ impl Mapper {
             name,
             runtime: runtime.unwrap_or(RuntimeKind::Container),
             image,
+            sandbox,
             // Its `code` URL has no digest: the node pins the first download's.
             wasm: module
                 .as_deref()
@@ -298,6 +303,7 @@ impl Mapper {
                     ..Default::default()
                 }),
             module,
+            vm: None,
             command,
             args,
             env,

@@ -72,6 +72,11 @@ pub(super) fn service_view(
         RuntimeKind::Container => spec.image.clone().unwrap_or_default(),
         RuntimeKind::Wasm => spec.module.clone().unwrap_or_default(),
         RuntimeKind::Process => spec.command.join(" "),
+        RuntimeKind::Vm => spec
+            .vm
+            .as_ref()
+            .map(|v| v.kernel.clone())
+            .unwrap_or_default(),
     };
     ServiceView {
         namespace: namespace.to_string(),

@@ -74,6 +74,8 @@ impl Federation {
                 },
                 arch: node.arch.clone(),
                 runtimes: runtimes_from_pb(&node.runtimes),
+                sandboxes: canopy_tier::sandboxes_from_pb(&node.sandboxes),
+                kvm: node.kvm,
                 location: location_from_pb(node),
                 labels: node.labels.clone().into_iter().collect(),
                 capacity: resources(node.capacity.as_ref()),

@@ -1,4 +1,5 @@
-//! The OCI runtime's command line (runc or crun) and external commands with a deadline.
+//! The OCI runtime's command line (runc, crun or gVisor's runsc) and external commands with
+//! a deadline.
 
 use crate::RuntimeError;
 use crate::supervise::DEFAULT_PATH;
@@ -71,11 +72,13 @@ pub(crate) fn trimmed(out: &Output) -> String {
     }
 }
 
-/// Which runtime the binary is: the two differ in a few flags.
+/// Which runtime the binary is: they differ in a few flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flavor {
     Runc,
     Crun,
+    /// gVisor: the container's system calls go to its user-space kernel.
+    Runsc,
     Other,
 }
 
@@ -108,7 +111,8 @@ pub(crate) fn find_binary(binary: &str) -> Result<PathBuf, RuntimeError> {
         .to_string();
     let missing = || RuntimeError::RuntimeNotInstalled {
         hint: match name.as_str() {
-            "runc" | "crun" => format!("apt-get install {name}"),
+            "runc" | "crun" | "runsc" => format!("apt-get install {name}"),
+            "qemu-system-x86_64" => "apt-get install qemu-system-x86".to_string(),
             _ => format!("install it or give its full path (looked for {binary:?})"),
         },
         binary: name.clone(),
@@ -141,6 +145,7 @@ impl Cli {
         let flavor = match name.as_str() {
             "runc" => Flavor::Runc,
             "crun" => Flavor::Crun,
+            "runsc" => Flavor::Runsc,
             _ => Flavor::Other,
         };
         Ok(Cli {
@@ -161,8 +166,16 @@ impl Cli {
         cmd
     }
 
-    /// The arguments of a foreground `run` (after the binary): global flags first.
-    pub fn run_args(&self, bundle: &Path, pid_file: &Path, log: &Path, id: &str) -> Vec<String> {
+    /// The arguments of a foreground `run` (after the binary): global flags first. `netns`:
+    /// the bundle joins a network namespace the node prepared.
+    pub fn run_args(
+        &self,
+        bundle: &Path,
+        pid_file: &Path,
+        log: &Path,
+        id: &str,
+        netns: bool,
+    ) -> Vec<String> {
         let mut args = vec![
             "--root".to_string(),
             self.root.display().to_string(),
@@ -170,8 +183,16 @@ impl Cli {
             log.display().to_string(),
             "--log-format".to_string(),
             "json".to_string(),
-            "run".to_string(),
         ];
+        if self.flavor == Flavor::Runsc {
+            // runsc makes no namespace of its own (a fresh one fails "cannot run with network
+            // enabled in root network namespace"): none without the node's. With it, runsc's
+            // netstack (`sandbox`) fails the same way on Debian's runsc (2022-12-19), so the
+            // sandbox uses the network of the instance's own namespace (`host` inside it).
+            let network = if netns { "host" } else { "none" };
+            args.push(format!("--network={network}"));
+        }
+        args.push("run".to_string());
         // runc keeps the stopped container (and so its cgroup, with the OOM counters)
         // until we delete it; crun has no such flag and removes it at exit.
         if self.flavor == Flavor::Runc {
@@ -191,14 +212,25 @@ impl Cli {
     /// spec (environment, working directory, user). In the foreground with `--tty`, the
     /// runtime makes the container a terminal of its own and relays it to the caller's stdio
     /// (a terminal too, whose size it follows).
-    pub fn exec_command(&self, id: &str, command: &[String], tty: bool) -> tokio::process::Command {
+    pub fn exec_command(
+        &self,
+        id: &str,
+        command: &[String],
+        tty: bool,
+    ) -> Result<tokio::process::Command, RuntimeError> {
         let mut cmd = self.command();
         cmd.arg("exec");
         if tty {
+            // runsc's exec hands a terminal only to a console socket, never to our stdio.
+            if self.flavor == Flavor::Runsc {
+                return Err(RuntimeError::Unsupported {
+                    what: "exec with a terminal (--tty) into a gVisor sandbox",
+                });
+            }
             cmd.arg("--tty");
         }
         cmd.arg(id).args(command);
-        cmd
+        Ok(cmd)
     }
 
     /// `state <id>`; None when the runtime does not know the container.

@@ -1,5 +1,6 @@
 //! The `container` runtime: an OCI bundle per instance (`config.json` from oci-spec) run
-//! by runc or crun, limits in the instance's cgroup. It makes neither the root filesystem
+//! by runc or crun, or by gVisor's runsc for `sandbox: gvisor` ([`SandboxedContainers`]
+//! routes each container to its OCI runtime), limits in the instance's cgroup. It makes neither the root filesystem
 //! nor the network: the node's prestart hooks do ([`crate::Prepared`]: the image hook's
 //! root filesystem, which `root.path` names, and the network hook's namespace, which the
 //! container joins); without a prepared network a container has a namespace with only `lo`.
@@ -22,7 +23,9 @@
 mod bundle;
 mod cli;
 mod privilege;
+mod probe;
 mod resolv;
+mod sandboxes;
 mod seccomp;
 mod seccomp_profile;
 
@@ -60,6 +63,10 @@ const RUNTIME_LOG: &str = "runtime.log";
 const SHIM: &str = r#""$@"; c=$?; echo "$c" > "$0.tmp" && mv -f "$0.tmp" "$0"; exit "$c""#;
 const START_POLL: Duration = Duration::from_millis(5);
 
+pub(crate) use cli::find_binary;
+pub use probe::probe_gvisor;
+pub use sandboxes::SandboxedContainers;
+
 /// What an image says about running it (the OCI image config's `config` object).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {
@@ -75,7 +82,8 @@ pub struct ImageConfig {
 /// Settings of an [`OciRuntime`].
 #[derive(Debug, Clone)]
 pub struct OciOptions {
-    /// `runc` (default) or `crun`: a name looked up in PATH (and the sbin dirs) or a path.
+    /// `runc` (default), `crun` or `runsc` (gVisor): a name looked up in PATH (and the sbin
+    /// dirs) or a path.
     pub runtime_binary: String,
     /// Instance groups go to `<hierarchy>/<cgroup_parent>/<id>` (e.g. `canopy/<node>`).
     pub cgroup_parent: String,
@@ -153,7 +161,15 @@ fn container_finish(cli: Cli, dir: PathBuf) -> Finish {
             } else {
                 "exited; code unknown"
             };
-            make_exit(code, signal, oom, unknown)
+            let mut exit = make_exit(code, signal, oom, unknown);
+            // What the OCI runtime said when it failed after the container's process
+            // existed (runsc looks for the program only once its sandbox runs).
+            if !exit.success()
+                && let Some(message) = cli::last_log_error(&dir.join(RUNTIME_LOG))
+            {
+                exit.reason = format!("{}; {}: {message}", exit.reason, cli.name);
+            }
+            exit
         })
     })
 }
@@ -389,6 +405,13 @@ impl OciRuntime {
             .map_err(|e| RuntimeError::io("encode", &config_path, std::io::Error::other(e)))?;
         fs::write(&config_path, json).map_err(|e| RuntimeError::io("write", &config_path, e))?;
 
+        // runsc deletes at exit the groups it made, and their OOM counters with them; the
+        // groups it finds it leaves, so they are made here (and removed by `remove`).
+        if self.cli.flavor == cli::Flavor::Runsc
+            && let Some(cg) = &cgroup
+        {
+            cg.create(&svc.resources)?;
+        }
         // The group is new (the previous container was deleted): counters start at zero.
         let oom_base = match &cgroup {
             Some(cg) if cg.exists() => cg.oom_counters(),
@@ -401,7 +424,9 @@ impl OciRuntime {
         rotate_logs(dir, self.opts.max_log_bytes, &rotate_lock);
         let pid_file = dir.join(PID_FILE);
         let runtime_log = dir.join(RUNTIME_LOG);
-        let run_args = self.cli.run_args(dir, &pid_file, &runtime_log, id);
+        let run_args = self
+            .cli
+            .run_args(dir, &pid_file, &runtime_log, id, net.is_some());
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(SHIM)
@@ -704,7 +729,7 @@ impl Runtime for OciRuntime {
         if inst.exited() {
             return Err(RuntimeError::NotRunning { id: id.to_string() });
         }
-        Ok(self.cli.exec_command(id, command, tty))
+        self.cli.exec_command(id, command, tty)
     }
 
     fn log_paths(&self, id: &str) -> Result<LogPaths, RuntimeError> {

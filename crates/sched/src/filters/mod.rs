@@ -12,6 +12,7 @@ pub(crate) mod latency;
 mod ports;
 mod resources;
 mod runtime;
+mod sandbox;
 mod selector;
 mod spread;
 mod trust;
@@ -49,7 +50,8 @@ impl Filterable for NodeView {
     fn basic(&self, p: &Prepared) -> Result<(), Reason> {
         refused_or_ready(p, &self.name, self.ready)?;
         cordon::node(self)?;
-        runtime::check(p, &self.runtimes)
+        runtime::check(p, &self.runtimes)?;
+        sandbox::check(p, &self.sandboxes, self.kvm)
     }
 
     /// What the node has room for: resources, and its free host ports.
@@ -76,7 +78,8 @@ impl Filterable for NodeView {
 impl Filterable for ClusterView {
     fn basic(&self, p: &Prepared) -> Result<(), Reason> {
         refused_or_ready(p, &self.name, self.ready)?;
-        runtime::check(p, &self.runtimes)
+        runtime::check(p, &self.runtimes)?;
+        sandbox::check(p, &self.sandboxes, self.kvm)
     }
 
     fn resources(&self, p: &Prepared) -> Result<(), Reason> {
