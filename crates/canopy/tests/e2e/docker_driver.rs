@@ -6,9 +6,9 @@
 //! replaced by the root in a Canopy-native cluster. Needs root, dockerd and the registry's
 //! tools: without them the test fails and says what is missing.
 
+use crate::support;
 use crate::support::engine;
 use crate::support::registry;
-use crate::support;
 
 use engine::Engine;
 use registry::{Registry, Residue, free_subnet, require};

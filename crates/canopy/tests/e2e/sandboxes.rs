@@ -5,8 +5,8 @@
 //! Needs root, runc's tools and runsc (scripts/test installs them): without them it fails
 //! and says what is missing.
 
-use crate::support::registry;
 use crate::support;
+use crate::support::registry;
 
 use registry::{Registry, Residue, free_subnet, mounts_under, require};
 use std::io::{Read, Write};

@@ -189,9 +189,15 @@ mod tests {
         let tar = layer("application/vnd.oci.image.layer.v1.tar");
         let wasm = layer("application/wasm");
         let old = layer("application/vnd.wasm.content.layer.v1+wasm");
-        assert_eq!(artifact_layer("r", std::slice::from_ref(&tar)).unwrap(), None);
+        assert_eq!(
+            artifact_layer("r", std::slice::from_ref(&tar)).unwrap(),
+            None
+        );
         assert_eq!(artifact_layer("r", &[tar, wasm.clone()]).unwrap(), Some(1));
-        assert_eq!(artifact_layer("r", std::slice::from_ref(&old)).unwrap(), Some(0));
+        assert_eq!(
+            artifact_layer("r", std::slice::from_ref(&old)).unwrap(),
+            Some(0)
+        );
         assert!(artifact_layer("r", &[wasm, old]).is_err());
     }
 

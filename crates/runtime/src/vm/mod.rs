@@ -207,6 +207,7 @@ impl Runtime for VmRuntime {
             logs: true,
             limits: self.inner.capabilities().limits,
             image_rootfs: false,
+            oci_modules: false,
         }
     }
 
