@@ -45,7 +45,9 @@ pub fn plan(instances: &[&Instance], replicas: u32, template: Option<&str>) -> P
             _ if instance.shown_state() == InstanceState::Terminating => {}
             state => {
                 let current = template == Some(instance.template_hash.as_str());
-                if current && !state.is_final() {
+                // Lost with its node: the cluster that reported it places it again under the
+                // same id (or refuses it back to the root), so it keeps its place here.
+                if current && (!state.is_final() || state == InstanceState::Lost) {
                     candidates.push(index);
                 } else if current
                     && matches!(state, InstanceState::Succeeded | InstanceState::Failed)
@@ -54,7 +56,7 @@ pub fn plan(instances: &[&Instance], replicas: u32, template: Option<&str>) -> P
                     // done, not missing, until the spec changes or the replicas go down.
                     ended.push(index);
                 } else {
-                    // An old spec's, or one lost with its node.
+                    // An old spec's.
                     plan.retire.push(index);
                 }
             }
@@ -205,17 +207,19 @@ mod tests {
     }
 
     #[test]
-    fn ended_runs_hold_their_ordinals_but_lost_ones_are_replaced() {
+    fn ended_runs_and_lost_ones_hold_their_ordinals() {
         use InstanceState::*;
+        // Lost with its node: its cluster places it again under the same id; a second copy
+        // from the root would race it.
         let instances = [
             instance(0, Succeeded, 10),
             instance(1, Lost, 10),
             instance(2, Failed, 10),
         ];
         let plan = planned(&instances, 3);
-        assert_eq!(plan.keep, [(0, 0), (2, 2)]);
-        assert_eq!(plan.retire, [1]);
-        assert_eq!(plan.create, [1]);
+        assert_eq!(plan.keep, [(0, 0), (1, 1), (2, 2)]);
+        assert!(plan.retire.is_empty());
+        assert!(plan.create.is_empty());
         // Scaled down, an ended run goes before a live one.
         let live = [instance(0, Succeeded, 10), instance(1, Running, 10)];
         let plan = planned(&live, 1);
