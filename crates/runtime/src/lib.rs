@@ -9,6 +9,7 @@
 //! prestart hooks ([`Prestart`], run as a chain by [`Hooks`]) prepare around it.
 
 mod cgroup;
+mod download;
 mod engine;
 mod error;
 mod exec;

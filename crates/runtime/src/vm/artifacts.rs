@@ -66,7 +66,14 @@ impl Artifacts {
         if kept.is_file() && sha256_file(&kept)? == want {
             return Ok(kept);
         }
-        let bytes = download(location).await.map_err(invalid)?;
+        let bytes = crate::download::download(
+            location,
+            &format!("vm.{what}"),
+            MAX_ARTIFACT_BYTES,
+            DOWNLOAD_TIMEOUT,
+        )
+        .await
+        .map_err(invalid)?;
         let got = hex::encode(Sha256::digest(&bytes));
         if got != want {
             return Err(invalid(format!(
@@ -78,36 +85,4 @@ impl Artifacts {
         std::fs::rename(&tmp, &kept).map_err(|e| RuntimeError::io("rename into", &kept, e))?;
         Ok(kept)
     }
-}
-
-async fn download(url: &str) -> Result<Vec<u8>, String> {
-    // HTTPS needs a rustls provider: ring, the workspace's, unless the process has one.
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-    let client = reqwest::Client::builder()
-        .timeout(DOWNLOAD_TIMEOUT)
-        .build()
-        .map_err(|e| format!("{url}: {e}"))?;
-    let mut resp = client
-        .get(url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| format!("downloading {url}: {e}"))?;
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("downloading {url}: {e}"))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() as u64 > MAX_ARTIFACT_BYTES {
-            return Err(format!(
-                "{url} is larger than {} MiB",
-                MAX_ARTIFACT_BYTES >> 20
-            ));
-        }
-    }
-    Ok(body)
 }

@@ -145,7 +145,14 @@ impl Sources {
                 }
                 let raw = match want.as_deref().and_then(|d| self.kept(d)) {
                     Some(bytes) => bytes,
-                    None => download(&url).await.map_err(invalid)?,
+                    None => crate::download::download(
+                        &url,
+                        "module",
+                        MAX_MODULE_BYTES,
+                        DOWNLOAD_TIMEOUT,
+                    )
+                    .await
+                    .map_err(invalid)?,
                 };
                 let got = sha256_hex(&raw);
                 let warning = match &want {
@@ -236,38 +243,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError
     let tmp = PathBuf::from(tmp);
     fs::write(&tmp, bytes).map_err(|e| RuntimeError::io("write", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| RuntimeError::io("rename into", path, e))
-}
-
-async fn download(url: &str) -> Result<Vec<u8>, String> {
-    // HTTPS needs a rustls provider: ring, the workspace's, unless the process has one.
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-    let client = reqwest::Client::builder()
-        .timeout(DOWNLOAD_TIMEOUT)
-        .build()
-        .map_err(|e| format!("module {url}: {e}"))?;
-    let mut resp = client
-        .get(url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| format!("downloading module {url}: {e}"))?;
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("downloading module {url}: {e}"))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() as u64 > MAX_MODULE_BYTES {
-            return Err(format!(
-                "module {url} is larger than {} MiB",
-                MAX_MODULE_BYTES >> 20
-            ));
-        }
-    }
-    Ok(body)
 }
 
 #[cfg(test)]
