@@ -5,35 +5,16 @@
 
 use crate::support;
 use crate::support::registry;
+use support::{free_port, http_get};
 
 use registry::{Registry, Residue, free_subnet, mounts_under, require};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use support::{Daemon, canopy_json, canopy_ok, eventually, start_cluster, start_root, strings};
 
 const SETTLE: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    Some(answer)
-}
 
 /// A node agent that runs containers from the test's registry on a subnet of its own, and what
 /// it leaves behind, removed after the agent stops (fields drop in order).

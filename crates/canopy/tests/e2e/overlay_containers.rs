@@ -6,6 +6,7 @@
 
 use crate::support;
 use crate::support::registry;
+use support::free_port;
 
 use registry::{Registry, Residue, free_subnet, require};
 use std::process::Command;
@@ -282,14 +283,6 @@ impl Drop for FixedRoute {
             ])
             .output();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs `command` in container `id` until it succeeds (its output) or [`SETTLE`] passes

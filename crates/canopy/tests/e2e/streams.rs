@@ -2,6 +2,7 @@
 //! (and `exec`) reach the workload through the tiers, never directly.
 
 use crate::support;
+use support::free_port;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -373,14 +374,6 @@ fn exec_runs_in_the_instance_with_its_environment_and_returns_its_exit_code() {
 }
 
 /// A free loopback port (bound once, then released for the workload to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET /` over a fresh connection to `port`; the whole answer (empty when it failed).
 fn http_get(port: u16) -> String {
     use std::io::{Read, Write};

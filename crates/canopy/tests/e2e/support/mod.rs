@@ -455,6 +455,29 @@ pub fn canopy_json(server: &str, args: &[&str]) -> Vec<Value> {
     serde_json::from_str(&canopy_ok(server, &args)).expect("JSON array")
 }
 
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /` on `127.0.0.1:port` over a fresh connection (2 s read timeout): the whole answer,
+/// or `None` when it could not be had.
+pub fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
 /// Polls `check` until it returns Some or `within` passes; panics with `what` on timeout.
 pub fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
