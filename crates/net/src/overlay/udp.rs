@@ -28,6 +28,8 @@ struct Flow {
 pub(crate) async fn relay(overlay: Overlay, socket: UdpSocket, address: Ipv4Addr, port: u16) {
     let socket = Arc::new(socket);
     let flows: Flows = Arc::default();
+    // Taken once: the node sets its meter before any listener opens.
+    let meter = overlay.meter();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let (read, client) = match socket.recv_from(&mut buffer).await {
@@ -43,7 +45,6 @@ pub(crate) async fn relay(overlay: Overlay, socket: UdpSocket, address: Ipv4Addr
             .unwrap_or_else(|p| p.into_inner())
             .get(&client)
             .cloned();
-        let meter = overlay.meter();
         let flow = match existing {
             Some(flow) => flow,
             None => {
