@@ -78,12 +78,9 @@ fn free_subnet(name: &str) -> String {
         .unwrap_or_else(|| "10.213.251.0/24".to_string())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("0.0.0.0:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+#[path = "../../canopy/tests/e2e/support/ports.rs"]
+mod ports;
+use ports::published_port;
 
 /// One test's runtime, state dir, hooks and network; dropping it removes what is left even
 /// when the test failed half-way (containers, root filesystem and netns mounts, bridge,
@@ -626,7 +623,7 @@ async fn memory_limit_is_enforced(binary: &str) {
 async fn published_port_answers_and_teardown_is_clean(binary: &str) {
     let mut env = Env::new(binary, "http", true);
     let id = env.id("web");
-    let host_port = free_port();
+    let host_port = published_port();
     let rt = env.rt();
     let started = env
         .start(&spec(
@@ -778,7 +775,7 @@ async fn network_hook_prepares_what_the_container_joins(binary: &str) {
     let hook = NetworkHook::new(cfg.clone(), &base).expect("network hook");
     let lease_dir = hook.lease_dir();
     let hook = NetworkPrestart::new(hook);
-    let host_port = free_port();
+    let host_port = published_port();
     let mut spec = spec(
         &id,
         service(

@@ -5,7 +5,8 @@
 
 use crate::support;
 use crate::support::registry;
-use support::{free_port, http_get};
+use support::http_get;
+use support::ports::published_port;
 
 use registry::{Registry, Residue, free_subnet, mounts_under, require};
 use serde_json::Value;
@@ -94,7 +95,7 @@ fn a_container_from_a_registry_serves_http_is_limited_and_leaves_nothing_behind(
             .then_some(())
     });
 
-    let host_port = free_port();
+    let host_port = published_port();
     let image = format!("127.0.0.1:{}/busybox:latest", registry.port);
     // The container runs as the unprivileged default user (65534), which may write only to
     // /dev/shm (a tmpfs open to all) in the test's minimal image.
@@ -301,7 +302,7 @@ fn a_gracefully_stopped_up_leaves_its_container_and_the_next_readopts_it() {
     };
     let mut daemon = up();
     wait_for_containers(&daemon.url);
-    let host_port = free_port();
+    let host_port = published_port();
     apply_httpd(&daemon.url, dir.path(), &registry, host_port);
     let before = serving(&daemon.url, host_port);
     let (id, pid, restarts, started) = before.clone();
@@ -358,7 +359,7 @@ fn a_container_outlives_its_killed_agent_and_once_readopted_its_revoke_leaves_no
     let mut node = ContainerNode::start(dir.path(), &cluster, &registry, "adopt");
     let (node_dir, node_name) = (node.dir.clone(), node.name.clone());
     wait_for_containers(&root.url);
-    let host_port = free_port();
+    let host_port = published_port();
     apply_httpd(&root.url, dir.path(), &registry, host_port);
     let before = serving(&root.url, host_port);
     let (id, pid, _, started) = before.clone();

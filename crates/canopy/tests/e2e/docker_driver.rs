@@ -9,7 +9,8 @@
 use crate::support;
 use crate::support::engine;
 use crate::support::registry;
-use support::{free_port, http_get};
+use support::http_get;
+use support::ports::published_port;
 
 use engine::Engine;
 use registry::{Registry, Residue, free_subnet, require};
@@ -138,7 +139,7 @@ fn a_docker_cluster_runs_limits_heals_and_readopts_an_application() {
     );
     assert_eq!(node["runtimes"], serde_json::json!(["container"]), "{node}");
 
-    let host_port = free_port();
+    let host_port = published_port();
     apply_web(&root.url, dir.path(), &registry, host_port);
     let instance = running_in(&root.url, "dk");
     let id = instance["id"].as_str().unwrap().to_string();
@@ -266,7 +267,7 @@ fn an_engine_that_stops_has_its_instances_replaced_in_a_canopy_cluster() {
     let root = start_root(dir.path());
     let _docker_cluster = start_docker_cluster(dir.path(), &root, &engine);
     // Placed while the docker cluster is the only one.
-    apply_web(&root.url, dir.path(), &registry, free_port());
+    apply_web(&root.url, dir.path(), &registry, published_port());
     let first = running_in(&root.url, "dk");
     container_of(&engine, first["id"].as_str().unwrap());
 

@@ -6,7 +6,7 @@
 
 use crate::support;
 use crate::support::registry;
-use support::free_port;
+use support::ports::published_port;
 
 use registry::{Registry, Residue, free_subnet, require};
 use std::process::Command;
@@ -226,7 +226,7 @@ spec:
                     "memory": 32,
                     "vcpus": 0.1,
                     "code": format!("127.0.0.1:{}/busybox:latest", registry.port),
-                    "port": format!("{}:8080", free_port()),
+                    "port": format!("{}:8080", published_port()),
                     "addresses": {"rr_ip": rr_ip}
                 },
                 {

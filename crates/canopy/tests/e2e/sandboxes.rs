@@ -7,7 +7,8 @@
 
 use crate::support;
 use crate::support::registry;
-use support::{free_port, http_get};
+use support::http_get;
+use support::ports::published_port;
 
 use registry::{Registry, Residue, free_subnet, mounts_under, require};
 use std::path::{Path, PathBuf};
@@ -112,7 +113,7 @@ fn a_gvisor_container_serves_http_sees_gvisors_kernel_and_leaves_nothing() {
         "the node's row lists its gvisor sandbox: {wide}"
     );
 
-    let host_port = free_port();
+    let host_port = published_port();
     let image = format!("127.0.0.1:{}/busybox:latest", registry.port);
     // The page is what the workload sees of its kernel: release and boot messages.
     let descriptor = format!(

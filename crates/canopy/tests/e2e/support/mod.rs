@@ -11,6 +11,7 @@
 pub mod dns;
 pub mod engine;
 pub mod joins;
+pub mod ports;
 pub mod registry;
 
 use serde_json::Value;
