@@ -25,6 +25,10 @@ struct Index {
     /// Live instances with a cluster, counted per service and cluster: what placement
     /// reserves and spreads by.
     live: BTreeMap<ServiceKey, BTreeMap<String, u32>>,
+    /// Per (namespace, application): what reconciliation reads, with each one's revision for
+    /// its compare-and-swap writes.
+    by_application: BTreeMap<(String, String), BTreeSet<String>>,
+    revisions: BTreeMap<String, Revision>,
 }
 
 pub fn service_key(instance: &Instance) -> ServiceKey {
@@ -36,9 +40,14 @@ pub fn service_key(instance: &Instance) -> ServiceKey {
 }
 
 impl Index {
-    fn insert(&mut self, instance: Instance) {
+    fn insert(&mut self, instance: Instance, revision: Revision) {
         self.remove(&instance.id);
         let id = instance.id.clone();
+        self.by_application
+            .entry((instance.namespace.clone(), instance.application.clone()))
+            .or_default()
+            .insert(id.clone());
+        self.revisions.insert(id.clone(), revision);
         if let Some(cluster) = &instance.cluster {
             self.by_cluster
                 .entry(cluster.clone())
@@ -64,6 +73,14 @@ impl Index {
         let Some(old) = self.instances.remove(id) else {
             return;
         };
+        self.revisions.remove(id);
+        let application = (old.namespace.clone(), old.application.clone());
+        if let Some(ids) = self.by_application.get_mut(&application) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_application.remove(&application);
+            }
+        }
         if let Some(cluster) = &old.cluster {
             if let Some(ids) = self.by_cluster.get_mut(cluster) {
                 ids.remove(id);
@@ -119,8 +136,8 @@ impl InstanceCache {
     async fn relist(&self) -> Result<Revision, StoreError> {
         let (instances, revision) = self.store.list_json::<Instance>(keys::INSTANCES).await?;
         let mut index = Index::default();
-        for (_, instance, _) in instances {
-            index.insert(instance);
+        for (_, instance, revision) in instances {
+            index.insert(instance, revision);
         }
         *self.write() = index;
         self.applied.send_replace(revision);
@@ -140,7 +157,7 @@ impl InstanceCache {
             match event {
                 WatchEvent::Put { entry } => match serde_json::from_slice::<Instance>(&entry.value)
                 {
-                    Ok(instance) => self.write().insert(instance),
+                    Ok(instance) => self.write().insert(instance, entry.mod_revision),
                     Err(e) => tracing::error!(instance = id, error = %e, "unreadable instance"),
                 },
                 WatchEvent::Delete { .. } => self.write().remove(id),
@@ -177,6 +194,25 @@ impl InstanceCache {
             .by_state
             .iter()
             .map(|(state, ids)| (*state, ids.len()))
+            .collect()
+    }
+
+    /// The instances of one application, each with the revision of its last write.
+    pub fn of_application(&self, namespace: &str, application: &str) -> Vec<(Instance, Revision)> {
+        let index = self.read();
+        let key = (namespace.to_string(), application.to_string());
+        index
+            .by_application
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| {
+                let instance = index.instances.get(id)?.clone();
+                Some((
+                    instance,
+                    index.revisions.get(id).copied().unwrap_or_default(),
+                ))
+            })
             .collect()
     }
 
@@ -288,17 +324,20 @@ mod tests {
     #[test]
     fn the_index_follows_inserts_updates_and_removals() {
         let mut index = Index::default();
-        index.insert(instance("a", None, InstanceState::Pending));
-        index.insert(instance("b", Some("c1"), InstanceState::Running));
+        index.insert(instance("a", None, InstanceState::Pending), 1);
+        index.insert(instance("b", Some("c1"), InstanceState::Running), 1);
         assert_eq!(index.by_state[&InstanceState::Pending].len(), 1);
         assert_eq!(index.live[&key()]["c1"], 1);
 
-        index.insert(instance("a", Some("c1"), InstanceState::ClusterScheduled));
+        index.insert(
+            instance("a", Some("c1"), InstanceState::ClusterScheduled),
+            1,
+        );
         assert!(index.by_state[&InstanceState::Pending].is_empty());
         assert_eq!(index.live[&key()]["c1"], 2);
         assert_eq!(index.by_cluster["c1"].len(), 2);
 
-        index.insert(instance("b", Some("c1"), InstanceState::Failed));
+        index.insert(instance("b", Some("c1"), InstanceState::Failed), 1);
         assert_eq!(
             index.live[&key()]["c1"],
             1,
@@ -306,7 +345,7 @@ mod tests {
         );
         let mut stopping = instance("c", Some("c1"), InstanceState::Running);
         stopping.desired = canopy_model::Desired::Stop;
-        index.insert(stopping);
+        index.insert(stopping, 1);
         assert_eq!(index.by_state[&InstanceState::Terminating].len(), 1);
         assert!(!index.by_state[&InstanceState::Running].contains("c"));
         index.remove("c");

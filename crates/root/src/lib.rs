@@ -65,6 +65,7 @@ impl Root {
         let enrolment =
             Enrolment::open(store.clone(), TRUST_PREFIX, "canopy root CA", Role::Cluster).await?;
         let instances = instances::InstanceCache::start(store).await?;
+        desired.follow_instances(instances.clone());
         let federation = federation::Federation::new(desired.clone(), enrolment, instances, timing);
         federation.load_settings().await?;
         let (accounts, initial_password) = auth::Accounts::open(store_for_accounts).await?;

@@ -8,6 +8,7 @@
 //! does not make itself (a container's root filesystem, its network namespace) the node's
 //! prestart hooks ([`Prestart`], run as a chain by [`Hooks`]) prepare around it.
 
+mod blocking;
 mod cgroup;
 mod download;
 mod engine;

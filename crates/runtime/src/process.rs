@@ -481,7 +481,7 @@ impl Runtime for ProcessRuntime {
     async fn start(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
         let _guard = self.instances.lock_start(&spec.id).await;
         let mut made = None;
-        let started = self.start_locked(spec, &mut made);
+        let started = crate::blocking::off_the_workers(|| self.start_locked(spec, &mut made));
         if started.is_err()
             && let Some(cg) = made
             && let Err(e) = cg.remove(Instant::now() + self.opts.kill_timeout).await

@@ -303,7 +303,9 @@ impl Watcher {
         };
         tracing::debug!(id = %self.state.id, pid = self.pid, reason = %exit.reason, "instance exited");
         self.state.exit = Some(exit.clone());
-        if let Err(e) = state::write_atomic(&self.dir, &self.state) {
+        if let Err(e) =
+            crate::blocking::off_the_workers(|| state::write_atomic(&self.dir, &self.state))
+        {
             tracing::warn!(id = %self.state.id, error = %e, "could not record the exit");
         }
         self.tx.send_replace(Some(exit));

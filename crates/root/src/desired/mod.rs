@@ -66,6 +66,10 @@ pub struct Desired {
     sealing: SealingKey,
     /// Reconciliation reads then writes many keys; one at a time keeps it simple and correct.
     reconcile_lock: tokio::sync::Mutex<()>,
+    /// The root's indexed view of the instances, once it runs: reconciling one application
+    /// then reads its instances there instead of parsing every instance in the store (a
+    /// burst of 1,000 made each status change's pass parse all 1,000).
+    instances: std::sync::OnceLock<Arc<crate::instances::InstanceCache>>,
 }
 
 impl Desired {
@@ -80,7 +84,13 @@ impl Desired {
             store,
             sealing,
             reconcile_lock: tokio::sync::Mutex::new(()),
+            instances: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reads instances from `cache` from now on.
+    pub fn follow_instances(&self, cache: Arc<crate::instances::InstanceCache>) {
+        let _ = self.instances.set(cache);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -60,12 +60,21 @@ impl Desired {
             Err(RootError::NotFound { .. }) => None,
             Err(e) => return Err(e),
         };
-        let (entries, _) = self.store.list_json::<Instance>(keys::INSTANCES).await?;
-        let instances: Vec<(Instance, Revision)> = entries
-            .into_iter()
-            .filter(|(_, i, _)| i.namespace == namespace && i.application == name)
-            .map(|(_, i, revision)| (i, revision))
-            .collect();
+        let instances: Vec<(Instance, Revision)> = match self.instances.get() {
+            Some(cache) => {
+                // Every write committed before this pass, ours included, is in the view.
+                cache.synced().await?;
+                cache.of_application(namespace, name)
+            }
+            None => {
+                let (entries, _) = self.store.list_json::<Instance>(keys::INSTANCES).await?;
+                entries
+                    .into_iter()
+                    .filter(|(_, i, _)| i.namespace == namespace && i.application == name)
+                    .map(|(_, i, revision)| (i, revision))
+                    .collect()
+            }
+        };
         let now = OffsetDateTime::now_utc();
         let desired: BTreeMap<&str, (&ServiceSpec, String)> = record
             .iter()
