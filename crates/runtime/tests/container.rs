@@ -668,7 +668,11 @@ async fn cpu_quota_binds_the_workload_not_the_runtimes_setup(binary: &str) {
     } else {
         vec!["1000", "100000", "33554432"]
     };
-    assert_eq!(lines[..limits.len()], limits[..], "the workload's own group: {out}");
+    assert_eq!(
+        lines[..limits.len()],
+        limits[..],
+        "the workload's own group: {out}"
+    );
     let throttled: u64 = lines
         .iter()
         .find_map(|l| l.strip_prefix("nr_throttled "))
@@ -682,7 +686,10 @@ async fn cpu_quota_binds_the_workload_not_the_runtimes_setup(binary: &str) {
         "the group was throttled {throttled} times before its workload read cpu.stat: the \
          runtime's setup ran under the quota ({started_in:?} from start() to running)"
     );
-    eprintln!("{binary}: cpu 10m container running {started_in:?} after start()");
+    eprintln!(
+        "{binary}: cpu 10m container running {started_in:?} after start(), throttled {throttled} \
+         times before its workload read cpu.stat"
+    );
     env.remove(&id).await.expect("remove");
     assert_no_residue(&env, &id, None).await;
 }

@@ -445,7 +445,10 @@ mod tests {
             .expect("spec"),
         )
         .expect("json");
-        assert!(deferred["linux"]["resources"]["cpu"].is_null(), "{deferred}");
+        assert!(
+            deferred["linux"]["resources"]["cpu"].is_null(),
+            "{deferred}"
+        );
         assert_eq!(deferred["linux"]["resources"]["memory"]["limit"], 64 << 20);
         let nets: Vec<&serde_json::Value> = json["linux"]["namespaces"]
             .as_array()

@@ -167,9 +167,7 @@ impl OciRuntime {
     ) -> Result<Spawned, RuntimeError> {
         let pid_file = dir.join(PID_FILE);
         let runtime_log = dir.join(RUNTIME_LOG);
-        let run_args = self
-            .cli
-            .run_args(dir, &pid_file, &runtime_log, id, netns);
+        let run_args = self.cli.run_args(dir, &pid_file, &runtime_log, id, netns);
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(SHIM)

@@ -425,7 +425,8 @@ impl OciRuntime {
         }
         let cgroup = self.cgroups.as_ref().map(|c| c.instance(id));
         // The quota is ours to set between create and start when we can write the group.
-        let defer_cpu = self.cli.creates_then_starts() && cgroup.is_some() && svc.resources.cpu.0 > 0;
+        let defer_cpu =
+            self.cli.creates_then_starts() && cgroup.is_some() && svc.resources.cpu.0 > 0;
         let parent = self.opts.cgroup_parent.trim_matches('/');
         let config = bundle::build_spec(&bundle::BundleInput {
             id,
