@@ -585,6 +585,19 @@ def delete_bridge(bridge):
     subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
 
+def end_holders_under(node_data):
+    """Kills the holders (a runc container's supervisor, `sleep` with CANOPY_HOLDER=<its
+    instance dir> in its environment) of containers under node_data."""
+    marker = f"CANOPY_HOLDER={node_data}/".encode()
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if any(var.startswith(marker) for var in f.read().split(b"\0")):
+                    kill_pid(pid)
+        except OSError:
+            pass
+
+
 def remove_node_leftovers(node_data, node_name, links_before):
     """Whatever a (stopped) node agent's workloads left: runc state, processes in its cgroups,
     the cgroups (left ones slow every later CPU-quota write: the kernel walks them all),
@@ -597,6 +610,7 @@ def remove_node_leftovers(node_data, node_name, links_before):
                 listed = subprocess.run(["runc", "--root", root, "list", "-q"], capture_output=True, text=True)
                 for cid in listed.stdout.split():
                     subprocess.run(["runc", "--root", root, "delete", "-f", cid], capture_output=True)
+    end_holders_under(node_data)
     for pid in cgroup_procs(f"canopy/{node_name}"):
         kill_pid(pid)
     deadline = time.monotonic() + 5

@@ -252,19 +252,17 @@ impl InstanceCgroup {
                 source: e,
             })?;
         }
+        self.set_cpu_quota(resources)?;
+        self.set_memory_limit(resources)
+    }
+
+    /// Sets the CPU quota of `resources` (none: unlimited) on the existing group.
+    pub fn set_cpu_quota(&self, resources: &Resources) -> Result<(), RuntimeError> {
         let millis = resources.cpu.0;
         let quota = (millis > 0).then(|| (millis.saturating_mul(100)).max(CFS_MIN_QUOTA_US));
-        let mem = (resources.memory.0 > 0).then(|| resources.memory.0.saturating_mul(1 << 20));
         let cpu_err = |path: PathBuf| {
             move |e| RuntimeError::Cgroup {
                 what: "cpu quota",
-                path,
-                source: e,
-            }
-        };
-        let mem_err = |path: PathBuf| {
-            move |e| RuntimeError::Cgroup {
-                what: "memory limit",
                 path,
                 source: e,
             }
@@ -279,8 +277,30 @@ impl InstanceCgroup {
                 }
                 let q = self.cpu.join("cpu.cfs_quota_us");
                 let v = quota.map_or_else(|| "-1".to_string(), |q| q.to_string());
-                write(&q, &v).map_err(cpu_err(q))?;
+                write(&q, &v).map_err(cpu_err(q))
+            }
+            CgroupVersion::V2 => {
+                let f = self.cpu.join("cpu.max");
+                let v = quota.map_or_else(
+                    || format!("max {CFS_PERIOD_US}"),
+                    |q| format!("{q} {CFS_PERIOD_US}"),
+                );
+                write(&f, &v).map_err(cpu_err(f))
+            }
+        }
+    }
 
+    fn set_memory_limit(&self, resources: &Resources) -> Result<(), RuntimeError> {
+        let mem = (resources.memory.0 > 0).then(|| resources.memory.0.saturating_mul(1 << 20));
+        let mem_err = |path: PathBuf| {
+            move |e| RuntimeError::Cgroup {
+                what: "memory limit",
+                path,
+                source: e,
+            }
+        };
+        match self.version {
+            CgroupVersion::V1 => {
                 let limit = self.memory.join("memory.limit_in_bytes");
                 let memsw = self.memory.join("memory.memsw.limit_in_bytes");
                 let v = mem.map_or_else(|| "-1".to_string(), |m| m.to_string());
@@ -295,12 +315,6 @@ impl InstanceCgroup {
                 }
             }
             CgroupVersion::V2 => {
-                let f = self.cpu.join("cpu.max");
-                let v = quota.map_or_else(
-                    || format!("max {CFS_PERIOD_US}"),
-                    |q| format!("{q} {CFS_PERIOD_US}"),
-                );
-                write(&f, &v).map_err(cpu_err(f))?;
                 let f = self.memory.join("memory.max");
                 let v = mem.map_or_else(|| "max".to_string(), |m| m.to_string());
                 write(&f, &v).map_err(mem_err(f))?;

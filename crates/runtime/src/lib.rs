@@ -38,7 +38,9 @@ pub use error::{Fault, RuntimeError};
 pub use files::{FilesPrestart, PreparedFiles};
 pub use follow::{LogChunks, LogFollower, Output as LogOutput, previous_paths};
 pub use hooks::Hooks;
-pub use oci::{ImageConfig, OciOptions, OciRuntime, SandboxedContainers, probe_gvisor};
+pub use oci::{
+    ImageConfig, OciOptions, OciRuntime, SandboxedContainers, end_holders_under, probe_gvisor,
+};
 pub use prestart::{
     NetworkPrestart, Prepared, PreparedImage, PreparedModule, PreparedNetwork, Prestart, Progress,
 };

@@ -6,12 +6,16 @@ use std::fs;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProcStat {
     pub state: char,
+    pub ppid: i32,
     pub pgrp: i32,
     pub session: i32,
     pub utime: u64,
     pub stime: u64,
     /// Field 22: clock ticks after boot; with the pid, identifies a process across pid reuse.
     pub start_time: u64,
+    /// Field 52 (Linux 3.5+): a zombie's status as waitpid(2) would report it; 0 while it
+    /// runs, and 0 when the caller may not ptrace-read the process.
+    pub exit_code: Option<i32>,
 }
 
 impl ProcStat {
@@ -34,12 +38,21 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     let field = |n: usize| f.get(n - 3).copied();
     Some(ProcStat {
         state: field(3)?.chars().next()?,
+        ppid: field(4)?.parse().ok()?,
         pgrp: field(5)?.parse().ok()?,
         session: field(6)?.parse().ok()?,
         utime: field(14)?.parse().ok()?,
         stime: field(15)?.parse().ok()?,
         start_time: field(22)?.parse().ok()?,
+        exit_code: field(52).and_then(|v| v.parse().ok()),
     })
+}
+
+/// How zombie `pid` started at `start_time` ended, as waitpid(2) would tell its parent
+/// (`exit code << 8`, or the signal): readable until the parent reaps it.
+pub(crate) fn zombie_status(pid: i32, start_time: u64) -> Option<i32> {
+    let s = stat(pid).filter(|s| s.state == 'Z' && s.start_time == start_time)?;
+    s.exit_code
 }
 
 /// Live process `pid` started at `start_time` (guards against pid reuse).
@@ -94,11 +107,16 @@ mod tests {
         let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 12345 1000 50 18446744073709551615";
         let s = parse_stat(line).expect("parses");
         assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
         assert_eq!(s.pgrp, 42);
         assert_eq!(s.session, 42);
         assert_eq!(s.utime, 7);
         assert_eq!(s.stime, 3);
         assert_eq!(s.start_time, 12345);
+        // An older kernel's shorter line has no exit code.
+        assert_eq!(s.exit_code, None);
+        let zombie = format!("{line}{} 1792", " 0".repeat(26));
+        assert_eq!(parse_stat(&zombie).expect("parses").exit_code, Some(1792));
     }
 
     #[test]

@@ -355,7 +355,7 @@ impl ProcessRuntime {
         }
         // Joining the cgroups before exec means the workload never runs a single
         // instruction outside its limits.
-        let child = spawn_in_session(cmd, &dir, procs, program)?;
+        let child = spawn_in_session(cmd, &dir, procs, false, program)?;
         let pid = child.id();
         let start_time = proc_fs::stat(pid_i32(pid)).map(|s| s.start_time);
         let mut command = svc.command.clone();

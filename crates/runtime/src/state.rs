@@ -29,7 +29,8 @@ pub(crate) struct PersistedState {
     /// Set once the agent saw the instance end.
     #[serde(default)]
     pub exit: Option<Exit>,
-    /// For containers: `pid` above is the supervising shim; this is the container's init.
+    /// For containers: the container's init. `pid` above is the same process when a holder
+    /// supervises it, else the shim running the OCI runtime in the foreground (runsc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerInfo>,
 }
@@ -43,6 +44,16 @@ pub(crate) struct ContainerInfo {
     /// leaves no `network.json` in the instance directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<std::net::IpAddr>,
+    /// The holder whose child the init is once `create` returned (see `oci::holder`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<ProcessRef>,
+}
+
+/// A process by pid and start time (field 22 of its stat), so pid reuse cannot fool us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProcessRef {
+    pub pid: u32,
+    pub start_time: u64,
 }
 
 impl PersistedState {

@@ -102,11 +102,14 @@ pub(crate) fn read_logs(paths: &LogPaths, tail: usize) -> Result<String, Runtime
 
 /// Spawns `cmd` in its own session (so it outlives the agent), stdin from /dev/null and
 /// output appended to the instance's log files in `dir`. Before exec the child writes "0"
-/// to each of `join` (cgroup.procs files), so it never runs outside its limits.
+/// to each of `join` (cgroup.procs files), so it never runs outside its limits; with
+/// `subreaper` it becomes the child subreaper of its descendants (kept across exec), so
+/// orphans among them (a container's init once `runc create` exits) become its children.
 pub(crate) fn spawn_in_session(
     mut cmd: Command,
     dir: &Path,
     join: Vec<File>,
+    subreaper: bool,
     what: &str,
 ) -> Result<Child, RuntimeError> {
     crate::follow::keep_previous_run(&log_paths(dir));
@@ -115,11 +118,15 @@ pub(crate) fn spawn_in_session(
     let join = Arc::new(join);
     let child_join = Arc::clone(&join);
     // SAFETY: the closure runs in the forked child before exec and only makes raw
-    // syscalls (setsid, umask, write) on memory that is already allocated: it neither
+    // syscalls (setsid, prctl, umask, write) on memory that is already allocated: it neither
     // allocates nor takes locks, so it is async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::setsid()?;
+            if subreaper {
+                // Any pid turns it on; our own is at hand.
+                rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+            }
             // The agent's own files are private (umask 077); a workload starts with the
             // conventional mask, as under any service manager.
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));

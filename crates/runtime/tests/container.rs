@@ -191,7 +191,9 @@ impl Drop for Env {
                     .output();
             }
         }
-        // Shims left by a failed test end with their containers; netns and rootfs mounts stay.
+        // Holders left by a failed test keep their deleted containers' zombies: ended here.
+        canopy_runtime::end_holders_under(self.dir.path());
+        // netns and rootfs mounts stay.
         let mut mounts = mounts_under(self.dir.path());
         mounts.extend(mounts_under(self.images.dir()));
         for m in mounts {
@@ -620,6 +622,78 @@ async fn memory_limit_is_enforced(binary: &str) {
     assert_no_residue(&env, &id, None).await;
 }
 
+/// A `cpu: 10m` container: its workload runs under the quota from its first instruction
+/// (it prints its own group's quota), while the OCI runtime's setup in that group (runc init
+/// compiling the seccomp filter, ≈ 25 ms of CPU, 25 periods' worth of a 1 ms quota) ran
+/// without it: the group had not been throttled once by the time the workload read it.
+/// The memory limit holds as well.
+async fn cpu_quota_binds_the_workload_not_the_runtimes_setup(binary: &str) {
+    let mut env = Env::new(binary, "quota", false);
+    let id = env.id("quota");
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    // One process (no shell): nothing of the workload's runs before it reads the files.
+    let files: &[&str] = if v2 {
+        &[
+            "/sys/fs/cgroup/cpu.max",
+            "/sys/fs/cgroup/memory.max",
+            "/sys/fs/cgroup/cpu.stat",
+        ]
+    } else {
+        &[
+            "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+            "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/cpu/cpu.stat",
+        ]
+    };
+    let mut command = vec!["cat"];
+    command.extend(files);
+    let t0 = Instant::now();
+    env.start(&spec(
+        &id,
+        service(
+            &command,
+            serde_json::json!({"resources": {"cpu": "10m", "memory": "32Mi"}}),
+        ),
+    ))
+    .await
+    .expect("start");
+    let started_in = t0.elapsed();
+    let exit = wait(env.rt(), &id).await;
+    let out = env.rt().logs(&id, 50).await.expect("logs");
+    assert!(exit.success(), "{exit:?}: {out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let limits = if v2 {
+        vec!["1000 100000", "33554432"]
+    } else {
+        vec!["1000", "100000", "33554432"]
+    };
+    assert_eq!(
+        lines[..limits.len()],
+        limits[..],
+        "the workload's own group: {out}"
+    );
+    let throttled: u64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .unwrap_or_else(|| panic!("no nr_throttled in {out}"))
+        .trim()
+        .parse()
+        .expect("a count");
+    // At most the one period the workload's own exec may have taken past its millisecond.
+    assert!(
+        throttled <= 1,
+        "the group was throttled {throttled} times before its workload read cpu.stat: the \
+         runtime's setup ran under the quota ({started_in:?} from start() to running)"
+    );
+    eprintln!(
+        "{binary}: cpu 10m container running {started_in:?} after start(), throttled {throttled} \
+         times before its workload read cpu.stat"
+    );
+    env.remove(&id).await.expect("remove");
+    assert_no_residue(&env, &id, None).await;
+}
+
 async fn published_port_answers_and_teardown_is_clean(binary: &str) {
     let mut env = Env::new(binary, "http", true);
     let id = env.id("web");
@@ -873,6 +947,7 @@ mod runc {
     runc_test!(network_hook_prepares_what_the_container_joins);
     runc_test!(recovery_readopts_a_running_container);
     runc_test!(a_container_is_unprivileged_unless_asked);
+    runc_test!(cpu_quota_binds_the_workload_not_the_runtimes_setup);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn start_latency() {
@@ -954,6 +1029,7 @@ mod crun {
     crun_test!(exit_codes_and_logs);
     crun_test!(start_failures_are_clear);
     crun_test!(memory_limit_is_enforced);
+    crun_test!(cpu_quota_binds_the_workload_not_the_runtimes_setup);
     crun_test!(published_port_answers_and_teardown_is_clean);
     crun_test!(recovery_readopts_a_running_container);
 
@@ -1035,8 +1111,8 @@ fn empty_image(dir: &Path) -> PreparedImage {
 }
 
 /// A stand-in for runc or crun, named like it (Canopy picks flags by the binary's name): it
-/// records each command line and, on `run`, the bundle's config.json, then refuses the way a
-/// runtime does, with an error in its JSON log and exit 1.
+/// records each command line and, on `run` or `create`, the bundle's config.json, then
+/// refuses the way a runtime does, with an error in its JSON log and exit 1.
 fn fake_runtime(dir: &Path, name: &str) -> PathBuf {
     let bin = dir.join(name);
     let script = format!(
@@ -1046,12 +1122,12 @@ here=$(dirname "$0")
 prev= cmd= bundle= log=
 for a in "$@"; do
   case "$prev" in --bundle) bundle=$a ;; --log) log=$a ;; --root) ;; *)
-    case "$a" in run|state|delete|kill|list) [ -z "$cmd" ] && cmd=$a ;; esac ;;
+    case "$a" in run|create|start|state|delete|kill|list) [ -z "$cmd" ] && cmd=$a ;; esac ;;
   esac
   prev=$a
 done
 case "$cmd" in
-  run)
+  run|create)
     cp "$bundle/config.json" "$here/config.json"
     echo '{{"level":"error","msg":"fake {name}: refused on purpose"}}' >> "$log"
     exit 1 ;;
@@ -1067,7 +1143,8 @@ esac
 }
 
 /// What Canopy hands runc or crun for a start, through the real start path, without either
-/// having to run a container here: the exact `run` command line and the bundle config.
+/// having to run a container here: the exact `create` (runsc: `run`) command line and the
+/// bundle config.
 async fn command_line_and_bundle(name: &str) {
     let bins = tempfile::tempdir().expect("tempdir");
     let binary = fake_runtime(bins.path(), name);
@@ -1094,6 +1171,8 @@ async fn command_line_and_bundle(name: &str) {
     let prepared = empty_image(image.path());
     let rootfs = prepared.rootfs.display().to_string();
     spec.prepared.image = Some(prepared);
+    // runsc runs in the foreground; runc and crun create, then start (see the runtime's docs).
+    let verb = if name == "runsc" { "run" } else { "create" };
     let err = rt.start(&spec).await.expect_err("the fake refuses");
     match &err {
         RuntimeError::Oci {
@@ -1103,7 +1182,7 @@ async fn command_line_and_bundle(name: &str) {
             message,
         } => {
             assert_eq!(runtime, name, "{err}");
-            assert_eq!(*op, "run", "{err}");
+            assert_eq!(*op, verb, "{err}");
             assert_eq!(failed, &id, "{err}");
             assert_eq!(message, &format!("fake {name}: refused on purpose"));
         }
@@ -1125,14 +1204,15 @@ async fn command_line_and_bundle(name: &str) {
     if name == "runsc" {
         want.push("--network=none");
     }
-    want.push("run");
-    // runc keeps the stopped container for its OOM counters; crun has no such flag.
-    if name == "runc" {
-        want.push("--keep");
-    }
+    want.push(verb);
     want.extend(["--bundle", &dir, "--pid-file", &pid_file, &id]);
-    let runs: Vec<&Vec<&str>> = calls.iter().filter(|c| c.contains(&"run")).collect();
+    let runs: Vec<&Vec<&str>> = calls
+        .iter()
+        .filter(|c| c.contains(&"run") || c.contains(&"create"))
+        .collect();
     assert_eq!(runs, vec![&want], "every call: {calls:#?}");
+    // A container that was never created is never started.
+    assert!(!calls.iter().any(|c| c.contains(&"start")), "{calls:#?}");
     // Every other call is on the same private root.
     for call in &calls {
         assert_eq!(call[..2], ["--root", root.as_str()], "{call:?}");
@@ -1163,8 +1243,13 @@ async fn command_line_and_bundle(name: &str) {
     let linux = &config["linux"];
     assert_eq!(linux["cgroupsPath"], format!("/{parent}/{id}"));
     assert_eq!(linux["resources"]["memory"]["limit"], 32 << 20);
-    assert_eq!(linux["resources"]["cpu"]["quota"], 25_000);
-    assert_eq!(linux["resources"]["cpu"]["period"], 100_000);
+    if name == "runsc" {
+        assert_eq!(linux["resources"]["cpu"]["quota"], 25_000);
+        assert_eq!(linux["resources"]["cpu"]["period"], 100_000);
+    } else {
+        // Set on the group between create and start, so runc's own setup runs without it.
+        assert!(linux["resources"]["cpu"].is_null(), "{linux}");
+    }
     let namespaces: Vec<&str> = linux["namespaces"]
         .as_array()
         .expect("namespaces")

@@ -42,6 +42,10 @@ pub(crate) struct BundleInput<'a> {
     pub service_files: &'a [(PathBuf, String)],
     /// Also limit memory+swap (the node has a swap controller).
     pub limit_swap: bool,
+    /// Put the CPU quota in the config. False when the caller sets it on the container's
+    /// group itself between `create` and `start`, so that the OCI runtime's own setup in
+    /// the group (`runc init` compiling the seccomp filter) runs without it.
+    pub cpu_quota: bool,
 }
 
 fn invalid(svc: &ServiceSpec, reason: impl Into<String>) -> RuntimeError {
@@ -257,7 +261,7 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
             .map_err(&err)?,
     ]);
     let millis = svc.resources.cpu.0;
-    if millis > 0 {
+    if millis > 0 && input.cpu_quota {
         let quota = i64::try_from(millis.saturating_mul(100))
             .unwrap_or(i64::MAX)
             .max(CFS_MIN_QUOTA_US);
@@ -418,6 +422,7 @@ mod tests {
             files: vec![(dir.path().join("hosts"), "/etc/hosts")],
             service_files: &[(dir.path().join("app.yaml"), "/etc/app/app.yaml".to_string())],
             limit_swap: true,
+            cpu_quota: true,
         };
         let spec = build_spec(&input).expect("spec");
         let json = serde_json::to_value(&spec).expect("json");
@@ -430,6 +435,21 @@ mod tests {
         assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(json["linux"]["resources"]["cpu"]["period"], 100_000);
         assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        // The quota left to the caller: no CPU section, the memory limit still in force.
+        let deferred = serde_json::to_value(
+            build_spec(&BundleInput {
+                cpu_quota: false,
+                files: Vec::new(),
+                ..input
+            })
+            .expect("spec"),
+        )
+        .expect("json");
+        assert!(
+            deferred["linux"]["resources"]["cpu"].is_null(),
+            "{deferred}"
+        );
+        assert_eq!(deferred["linux"]["resources"]["memory"]["limit"], 64 << 20);
         let nets: Vec<&serde_json::Value> = json["linux"]["namespaces"]
             .as_array()
             .expect("namespaces")

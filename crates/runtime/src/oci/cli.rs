@@ -166,16 +166,16 @@ impl Cli {
         cmd
     }
 
-    /// The arguments of a foreground `run` (after the binary): global flags first. `netns`:
-    /// the bundle joins a network namespace the node prepared.
-    pub fn run_args(
-        &self,
-        bundle: &Path,
-        pid_file: &Path,
-        log: &Path,
-        id: &str,
-        netns: bool,
-    ) -> Vec<String> {
+    /// Whether containers are made with `create` and set going with `start` (runc, crun and
+    /// others), rather than by a foreground `run`: runsc's pid file names its sandbox, not
+    /// the workload, whose exit only a foreground runsc reports.
+    pub fn creates_then_starts(&self) -> bool {
+        self.flavor != Flavor::Runsc
+    }
+
+    /// The global flags of a `run` or `create` (after the binary). `netns`: the bundle
+    /// joins a network namespace the node prepared.
+    fn global_args(&self, log: &Path, netns: bool) -> Vec<String> {
         let mut args = vec![
             "--root".to_string(),
             self.root.display().to_string(),
@@ -192,20 +192,58 @@ impl Cli {
             let network = if netns { "host" } else { "none" };
             args.push(format!("--network={network}"));
         }
+        args
+    }
+
+    /// The arguments of a foreground `run` (after the binary): global flags first.
+    pub fn run_args(
+        &self,
+        bundle: &Path,
+        pid_file: &Path,
+        log: &Path,
+        id: &str,
+        netns: bool,
+    ) -> Vec<String> {
+        let mut args = self.global_args(log, netns);
         args.push("run".to_string());
         // runc keeps the stopped container (and so its cgroup, with the OOM counters)
         // until we delete it; crun has no such flag and removes it at exit.
         if self.flavor == Flavor::Runc {
             args.push("--keep".to_string());
         }
-        args.extend([
+        args.extend(Self::bundle_args(bundle, pid_file, id));
+        args
+    }
+
+    /// The arguments of a `create` (after the binary): it returns once the container's
+    /// init is set up and waits for `start`; its stdio is the container's. Nothing deletes
+    /// the stopped container (its cgroup, with the OOM counters) until we do.
+    pub fn create_args(&self, bundle: &Path, pid_file: &Path, log: &Path, id: &str) -> Vec<String> {
+        let mut args = self.global_args(log, false);
+        args.push("create".to_string());
+        args.extend(Self::bundle_args(bundle, pid_file, id));
+        args
+    }
+
+    fn bundle_args(bundle: &Path, pid_file: &Path, id: &str) -> [String; 5] {
+        [
             "--bundle".to_string(),
             bundle.display().to_string(),
             "--pid-file".to_string(),
             pid_file.display().to_string(),
             id.to_string(),
-        ]);
-        args
+        ]
+    }
+
+    /// `start <id>`: the created container's init executes the workload.
+    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.command();
+        cmd.arg("start").arg(id);
+        let out = output(cmd, None, self.timeout, &format!("{} start", self.name)).await?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(RuntimeError::oci(&self.name, "start", id, trimmed(&out)))
     }
 
     /// `exec [--tty] <id> COMMAND...`: runs in the container's namespaces with its process

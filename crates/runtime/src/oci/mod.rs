@@ -11,17 +11,30 @@
 //! other's containers). The `@` cannot start an instance id, so the node's hooks keep their
 //! own state beside it (`@cni/`, `@rootfs/`) without collisions.
 //!
-//! How a container is supervised: the agent spawns, in a session of its own, a tiny shell
-//! shim that runs `runc run --keep` in the foreground and then writes runc's exit status
-//! (the container's: 128+n when killed by signal n) to `<id>/exit-code`. Foreground `run`
-//! means runc itself waits for the container, passes it our log files as stdout/stderr,
-//! and needs no subreaper; the shim means the status survives an agent restart (the agent
-//! re-adopts the shim by pid and start time and reads the file when it ends), which a
-//! subreaper cannot offer once the agent is gone. `--keep` leaves the stopped container
-//! and its cgroup until we delete it, so the OOM counters can be read after the exit.
+//! How a runc or crun container starts and is supervised ([`holder`]): the agent spawns, in
+//! a session of its own, a holder that runs `create` (the logs are its stdout and stderr,
+//! which the container inherits) and then sleeps as the subreaper whose child the
+//! container's init becomes. `create` returns once the init is set up and waits for
+//! `start`; the agent then writes the service's CPU quota to the container's group (the
+//! bundle leaves it out, so `runc init`, which runs in that group and compiles the seccomp
+//! filter there, about 25 ms of CPU, is not throttled by a `cpu: 10m` quota for seconds),
+//! and only then runs `start`, so the workload never runs without its quota; the memory
+//! limit is in the bundle, in force from the first moment. The agent watches the init
+//! itself; its exit status is read from its zombie while the holder holds it (also by an
+//! agent that restarted meanwhile), recorded in `<id>/exit-code`, and then the holder is
+//! ended. Nothing deletes the stopped container until we do, so its cgroup's OOM counters
+//! can be read after the exit.
+//!
+//! runsc reports its workload's exit only to a foreground `run` (its pid file names the
+//! sandbox): under a tiny shell shim in a session of its own, `runsc run` waits for the
+//! sandbox and the shim writes runsc's exit status (the container's: 128+n when killed by
+//! signal n) to `<id>/exit-code`; the agent re-adopts the shim by pid and start time after
+//! a restart and reads the file when it ends.
 
 mod bundle;
 mod cli;
+mod holder;
+mod launch;
 mod privilege;
 mod probe;
 mod resolv;
@@ -32,10 +45,9 @@ mod seccomp_profile;
 use crate::KEPT_LOGS_BUDGET;
 use crate::cgroup::{Cgroups, OomCounters};
 use crate::instance::{self, Instances, LogRotation, remove_dir_if_exists, terminate};
-use crate::state::{self, ContainerInfo, PersistedState};
+use crate::state::{self, ContainerInfo, PersistedState, ProcessRef};
 use crate::supervise::{
-    DEFAULT_PATH, Finish, LogPaths, RawExit, log_paths, make_exit, open_pidfd, pid_i32,
-    rotate_logs, spawn_in_session, validate_id,
+    Finish, LogPaths, RawExit, log_paths, make_exit, pid_i32, rotate_logs, validate_id,
 };
 use crate::{
     Exit, InstanceSpec, PreparedImage, Recovered, Runtime, RuntimeError, Started, Stats, proc_fs,
@@ -49,7 +61,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -59,11 +71,13 @@ const PID_FILE: &str = "container.pid";
 const EXIT_FILE: &str = "exit-code";
 /// The OCI runtime's own log (JSON), where its errors are read from.
 const RUNTIME_LOG: &str = "runtime.log";
-/// Runs the OCI runtime (`"$@"`) and records its exit status in `$0` atomically.
+/// Runs the OCI runtime (`"$@"`, runsc's foreground `run`) and records its exit status in
+/// `$0` atomically.
 const SHIM: &str = r#""$@"; c=$?; echo "$c" > "$0.tmp" && mv -f "$0.tmp" "$0"; exit "$c""#;
 const START_POLL: Duration = Duration::from_millis(5);
 
 pub(crate) use cli::find_binary;
+pub use holder::end_holders_under;
 pub use probe::probe_gvisor;
 pub use sandboxes::SandboxedContainers;
 
@@ -95,9 +109,9 @@ pub struct OciOptions {
     pub keep_logs_on_remove: bool,
     /// Kept logs of removed instances, all together, past which the oldest are dropped.
     pub kept_logs_budget: u64,
-    /// Deadline of each `runc state|kill|delete|list` call.
+    /// Deadline of each `runc start|state|kill|delete|list` call.
     pub command_timeout: Duration,
-    /// From spawning `runc run` until the container's process is running.
+    /// From spawning `runc create` (runsc: `run`) until the container's process exists.
     pub start_timeout: Duration,
     /// How long to wait for the exit after SIGKILL before `stop` fails.
     pub kill_timeout: Duration,
@@ -135,15 +149,42 @@ pub struct OciRuntime {
 
 /// The exit of a container from the shim's status (or its file, after a restart) and the
 /// cgroup's OOM counters; then the stopped container is deleted (which frees its cgroup).
-fn container_finish(cli: Cli, dir: PathBuf) -> Finish {
+/// A held container's holder is ended once the status is read (`holder_child`: it is ours).
+fn container_finish(cli: Cli, dir: PathBuf, holder_child: Option<Child>) -> Finish {
     Box::new(move |raw: RawExit, st: PersistedState| {
         Box::pin(async move {
-            let status = match (raw.adopted, raw.code) {
-                (false, Some(c)) => Some(c),
-                _ => fs::read_to_string(dir.join(EXIT_FILE))
+            let exit_file = dir.join(EXIT_FILE);
+            let recorded = || {
+                fs::read_to_string(&exit_file)
                     .ok()
-                    .and_then(|s| s.trim().parse::<i32>().ok()),
+                    .and_then(|s| s.trim().parse::<i32>().ok())
             };
+            let held = st.container.as_ref().and_then(|c| {
+                let init = ProcessRef {
+                    pid: c.pid,
+                    start_time: c.start_time,
+                };
+                c.holder.map(|h| (h, init))
+            });
+            // Read and recorded before the first await: a watcher aborted later (the agent
+            // stopping) leaves the status in the file for the next one.
+            let status = match (raw.adopted, raw.code, held) {
+                (false, Some(c), _) => Some(c),
+                (_, _, Some((_, init))) => match holder::exit_status(init) {
+                    Some(c) => {
+                        holder::record(&exit_file, c);
+                        Some(c)
+                    }
+                    None => recorded(),
+                },
+                _ => recorded(),
+            };
+            // Started by this runtime (a held init is never our child, so reaping it says
+            // nothing of that).
+            let ours = !raw.adopted || holder_child.is_some();
+            if let Some((h, _)) = held {
+                holder::release(h, holder_child).await;
+            }
             // runc and crun exit with 128+n when the container's init died of signal n.
             let (code, signal) = match status {
                 Some(c) if (129..=159).contains(&c) => (None, Some(c - 128)),
@@ -156,7 +197,7 @@ fn container_finish(cli: Cli, dir: PathBuf) -> Finish {
             if let Err(e) = cli.delete(&st.id).await {
                 tracing::warn!(id = %st.id, error = %e, "could not delete the stopped container");
             }
-            let unknown = if raw.adopted {
+            let unknown = if !ours {
                 "exited after being re-adopted; code unknown"
             } else {
                 "exited; code unknown"
@@ -274,7 +315,7 @@ impl OciRuntime {
     }
 
     fn finish(&self, dir: &Path) -> Finish {
-        container_finish(self.cli.clone(), dir.to_path_buf())
+        container_finish(self.cli.clone(), dir.to_path_buf(), None)
     }
 
     async fn start_locked(&self, spec: &InstanceSpec) -> Result<Started, RuntimeError> {
@@ -340,7 +381,7 @@ impl OciRuntime {
         res
     }
 
-    /// Writes the bundle, runs the shim and waits until the container's process runs.
+    /// Writes the bundle and gets the container's process going ([`launch`]), then watches it.
     async fn launch(
         &self,
         spec: &InstanceSpec,
@@ -383,6 +424,9 @@ impl OciRuntime {
             binds.push((p, dest));
         }
         let cgroup = self.cgroups.as_ref().map(|c| c.instance(id));
+        // The quota is ours to set between create and start when we can write the group.
+        let defer_cpu =
+            self.cli.creates_then_starts() && cgroup.is_some() && svc.resources.cpu.0 > 0;
         let parent = self.opts.cgroup_parent.trim_matches('/');
         let config = bundle::build_spec(&bundle::BundleInput {
             id,
@@ -399,6 +443,7 @@ impl OciRuntime {
                 .as_ref()
                 .map_or(&[][..], |f| f.mounts.as_slice()),
             limit_swap: self.cgroups.as_ref().is_some_and(Cgroups::swap_accounting),
+            cpu_quota: !defer_cpu,
         })?;
         let config_path = dir.join(CONFIG_FILE);
         let json = serde_json::to_vec_pretty(&config)
@@ -422,93 +467,53 @@ impl OciRuntime {
         };
         let rotate_lock = Arc::new(Mutex::new(()));
         rotate_logs(dir, self.opts.max_log_bytes, &rotate_lock);
-        let pid_file = dir.join(PID_FILE);
-        let runtime_log = dir.join(RUNTIME_LOG);
-        let run_args = self
-            .cli
-            .run_args(dir, &pid_file, &runtime_log, id, net.is_some());
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(SHIM)
-            .arg(dir.join(EXIT_FILE))
-            .arg(&self.cli.binary)
-            .args(&run_args)
-            .env_clear()
-            .env("PATH", DEFAULT_PATH);
-        let mut child = spawn_in_session(cmd, dir, Vec::new(), &format!("{} run", self.cli.name))?;
-        let shim_pid = child.id();
-        let shim_start = proc_fs::stat(pid_i32(shim_pid)).map_or(0, |s| s.start_time);
-
-        let deadline = Instant::now() + self.opts.start_timeout;
-        let pid = loop {
-            if let Some(pid) = read_pid(&pid_file) {
-                break pid;
-            }
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    if let Some(pid) = read_pid(&pid_file) {
-                        break pid;
-                    }
-                    let msg = cli::last_log_error(&runtime_log).unwrap_or_else(|| {
-                        format!("it exited with {status} before the container ran")
-                    });
-                    return Err(RuntimeError::oci(&self.cli.name, "run", id, msg));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(RuntimeError::Spawn {
-                        command: format!("{} run", self.cli.name),
-                        source: e,
-                    });
-                }
-            }
-            if Instant::now() >= deadline {
-                // The shim leads its own session: its group holds it and runc.
-                if let Some(pgid) = Pid::from_raw(pid_i32(shim_pid)) {
-                    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
-                }
-                let _ = tokio::task::spawn_blocking(move || child.wait()).await;
-                return Err(RuntimeError::CommandTimeout {
-                    command: format!("{} run (until the container runs)", self.cli.name),
-                    timeout: self.opts.start_timeout,
-                });
-            }
-            tokio::time::sleep(START_POLL).await;
+        let mut spawned = if self.cli.creates_then_starts() {
+            let quota = cgroup
+                .as_ref()
+                .filter(|_| defer_cpu)
+                .map(|cg| (cg, &svc.resources));
+            self.create_and_start(id, dir, quota).await?
+        } else {
+            self.run_in_foreground(id, dir, net.is_some()).await?
         };
-        // A container that already ended has no start time left to read; 0 never matches.
-        let start_time = proc_fs::stat(pid_i32(pid)).map_or(0, |s| s.start_time);
-        let mut command = vec![self.cli.binary.display().to_string()];
-        command.extend(run_args);
+        let (watched, init) = (spawned.watched, spawned.init);
         let mut persisted = PersistedState::new(
             id,
             spec.generation,
-            shim_pid,
-            shim_start,
-            command,
+            watched.pid,
+            watched.start_time,
+            std::mem::take(&mut spawned.command),
             cgroup.clone(),
             oom_base,
         );
         persisted.container = Some(ContainerInfo {
-            pid,
-            start_time,
+            pid: init.pid,
+            start_time: init.start_time,
             address: ip,
+            holder: spawned.holder.as_ref().map(|(h, _)| *h),
         });
         if let Err(e) = state::write_atomic(dir, &persisted) {
             // A container we cannot track must not keep running.
-            let _ = self.cli.kill(id, "KILL").await;
-            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+            spawned.abandon(self, id).await;
             return Err(e);
         }
 
+        let launch::Spawned {
+            pidfd,
+            shim,
+            holder,
+            ..
+        } = spawned;
         let (rx, task) = instance::watch(
             persisted,
             dir,
-            Some(child),
-            open_pidfd(shim_pid),
+            shim,
+            pidfd,
             self.log_rotation(),
             &rotate_lock,
-            self.finish(dir),
+            container_finish(self.cli.clone(), dir.to_path_buf(), holder.map(|(_, c)| c)),
         );
+        let (pid, start_time) = (init.pid, init.start_time);
         let inst = Instance {
             generation: spec.generation,
             pid,
@@ -531,7 +536,8 @@ impl OciRuntime {
         Ok(Started { pid: Some(pid) })
     }
 
-    /// Loads one instance from its state.json and re-adopts it when its shim still lives.
+    /// Loads one instance from its state.json and re-adopts it when the process it watches
+    /// (the init of a held container, runsc's shim) still lives.
     async fn adopt(&self, id: &str) -> Result<Arc<Instance>, RuntimeError> {
         let dir = self.state_dir.join(id);
         let st = state::read(&dir)?;

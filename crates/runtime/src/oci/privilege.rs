@@ -214,6 +214,7 @@ mod tests {
             files: Vec::new(),
             service_files: &[],
             limit_swap: false,
+            cpu_quota: true,
         };
         let json = serde_json::to_value(build_spec(&input).expect("spec")).expect("json");
         assert_eq!(json["process"]["user"]["uid"], 0);

@@ -140,6 +140,8 @@ impl Drop for Residue {
                 let _ = runc(&["delete", "--force", id]);
             }
         }
+        // Each deleted container's holder (runc's supervisor) is left sleeping otherwise.
+        canopy_runtime::end_holders_under(&self.node_dir);
         let _ = Command::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../scripts/remove-cni-rules"
