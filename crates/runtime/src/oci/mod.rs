@@ -384,10 +384,13 @@ impl OciRuntime {
         }
         let cgroup = self.cgroups.as_ref().map(|c| c.instance(id));
         let parent = self.opts.cgroup_parent.trim_matches('/');
+        let volumes = spec.prepared.volumes.as_ref();
+        let mut instance_env = spec.env.clone();
+        instance_env.extend(volumes.into_iter().flat_map(|v| v.env(false)));
         let config = bundle::build_spec(&bundle::BundleInput {
             id,
             service: svc,
-            instance_env: &spec.env,
+            instance_env: &instance_env,
             image: &image.config,
             rootfs: &rootfs,
             cgroups_path: format!("/{parent}/{id}"),
@@ -398,6 +401,7 @@ impl OciRuntime {
                 .files
                 .as_ref()
                 .map_or(&[][..], |f| f.mounts.as_slice()),
+            volumes: volumes.map_or(&[][..], |v| v.volumes.as_slice()),
             limit_swap: self.cgroups.as_ref().is_some_and(Cgroups::swap_accounting),
         })?;
         let config_path = dir.join(CONFIG_FILE);

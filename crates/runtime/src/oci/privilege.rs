@@ -213,6 +213,7 @@ mod tests {
             netns: None,
             files: Vec::new(),
             service_files: &[],
+            volumes: &[],
             limit_swap: false,
         };
         let json = serde_json::to_value(build_spec(&input).expect("spec")).expect("json");
