@@ -16,9 +16,8 @@ use canopy_root::api::guard::AllowedHosts;
 use canopy_root::api::rate_limit::{Rate, RateLimits};
 use canopy_runtime::{
     CniConfig, FilesPrestart, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart,
-    VolumesPrestart,
     ProcessOptions, ProcessRuntime, Runtime, SandboxedContainers, VmRuntime, VmRuntimeOptions,
-    WasmRuntime, WasmRuntimeOptions,
+    VolumesPrestart, WasmRuntime, WasmRuntimeOptions,
 };
 use canopy_store::RedbStore;
 use canopy_tier::Timing;

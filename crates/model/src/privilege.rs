@@ -146,12 +146,14 @@ mod tests {
 
     #[test]
     fn a_host_path_volume_needs_trust_but_node_and_empty_dir_volumes_do_not() {
-        let a = app(json!([{"name": "web", "runtime": "container", "image": "busybox",
+        let a = app(
+            json!([{"name": "web", "runtime": "container", "image": "busybox",
             "volumes": [
                 {"name": "data", "path": "/data"},
                 {"name": "tmp", "kind": "emptyDir", "path": "/scratch"},
                 {"name": "logs", "kind": "hostPath", "hostPath": "/var/log", "path": "/logs"},
-            ]}]));
+            ]}]),
+        );
         let errors = privilege_errors(&a, false);
         assert_eq!(paths(&errors), ["spec.services[0].volumes[2].hostPath"]);
         assert!(errors[0].reason.contains("/var/log"), "{errors:?}");

@@ -41,7 +41,18 @@ pub struct VolumeSpec {
 
 /// Where a volume's directory comes from.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize, ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 #[serde(rename_all = "camelCase")]
 pub enum VolumeKind {
@@ -238,10 +249,9 @@ mod tests {
                 {"name": "e", "path": "/etc/app.yaml"}
             ]),
         );
-        svc.files = serde_json::from_value(
-            serde_json::json!([{"path": "/etc/app.yaml", "content": "x"}]),
-        )
-        .unwrap();
+        svc.files =
+            serde_json::from_value(serde_json::json!([{"path": "/etc/app.yaml", "content": "x"}]))
+                .unwrap();
         assert_starts(
             &errors(&svc),
             &[

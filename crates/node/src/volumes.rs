@@ -64,7 +64,9 @@ impl Agent {
                 application = %workload.application,
                 "removed the volumes of a deleted application"
             ),
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove a deleted application's volumes"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot remove a deleted application's volumes")
+            }
             Err(e) => tracing::warn!(error = %e, "removing a deleted application's volumes"),
         }
     }

@@ -255,7 +255,10 @@ mod tests {
         }
     }
 
-    async fn prepare(hook: &VolumesPrestart, spec: &InstanceSpec) -> Result<Prepared, RuntimeError> {
+    async fn prepare(
+        hook: &VolumesPrestart,
+        spec: &InstanceSpec,
+    ) -> Result<Prepared, RuntimeError> {
         let mut prepared = Prepared::default();
         hook.prepare(spec, &mut prepared, &|_: &str| {}).await?;
         Ok(prepared)
@@ -269,15 +272,24 @@ mod tests {
             {"name": "data", "path": "/data"},
             {"name": "scratch", "kind": "emptyDir", "path": "/tmp/s", "readOnly": true}
         ]);
-        let first = prepare(&hook, &spec("web-1", volumes.clone())).await.unwrap();
+        let first = prepare(&hook, &spec("web-1", volumes.clone()))
+            .await
+            .unwrap();
         let made = first.volumes.unwrap().volumes;
         assert_eq!(made[0].host, data.path().join("volumes/team/shop/data"));
         assert_eq!(made[1].host, data.path().join("@emptydir/web-1/scratch"));
         assert!(made[1].read_only);
         fs::write(made[0].host.join("kept"), "1").unwrap();
         fs::write(made[1].host.join("gone"), "1").unwrap();
-        let env: Vec<_> = PreparedVolumes { volumes: made.clone() }.env(false).collect();
-        assert_eq!(env[0], ("CANOPY_VOLUME_DATA".to_string(), "/data".to_string()));
+        let env: Vec<_> = PreparedVolumes {
+            volumes: made.clone(),
+        }
+        .env(false)
+        .collect();
+        assert_eq!(
+            env[0],
+            ("CANOPY_VOLUME_DATA".to_string(), "/data".to_string())
+        );
         hook.release("web-1").await.unwrap();
         assert!(!made[1].host.exists());
         let second = prepare(&hook, &spec("web-2", volumes)).await.unwrap();
@@ -302,11 +314,16 @@ mod tests {
             serde_json::json!([{"name": "h", "kind": "hostPath",
                 "hostPath": host.display().to_string(), "path": "/h"}])
         };
-        let ok = prepare(&hook, &spec("a", volume(&allowed.join("logs")))).await.unwrap();
+        let ok = prepare(&hook, &spec("a", volume(&allowed.join("logs"))))
+            .await
+            .unwrap();
         assert_eq!(ok.volumes.unwrap().volumes[0].host, allowed.join("logs"));
         let escape = prepare(&hook, &spec("a", volume(&allowed.join("out")))).await;
         let text = escape.unwrap_err().to_string();
-        assert!(text.contains("not under a prefix this node allows"), "{text}");
+        assert!(
+            text.contains("not under a prefix this node allows"),
+            "{text}"
+        );
         let missing = prepare(&hook, &spec("a", volume(&allowed.join("none")))).await;
         assert!(missing.is_err());
     }

@@ -12,8 +12,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::{
-    Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, fast_timing, start_cluster,
-    start_root, strings,
+    Daemon, KillOnDrop, canopy_json, canopy_ok, eventually, fast_timing, start_cluster, start_root,
+    strings,
 };
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -38,11 +38,7 @@ fn running(url: &str, service: &str, not: Option<&str>) -> String {
     eventually(SETTLE, &format!("an instance of {service} running"), || {
         canopy_json(url, &["get", "instances"])
             .iter()
-            .find(|i| {
-                i["service"] == service
-                    && i["state"] == "Running"
-                    && i["id"].as_str() != not
-            })
+            .find(|i| i["service"] == service && i["state"] == "Running" && i["id"].as_str() != not)
             .map(|i| i["id"].as_str().unwrap().to_string())
     })
 }
@@ -94,11 +90,16 @@ spec:
         format!("{first}\nwritten\n"),
         "the replacement found what the first instance wrote"
     );
-    eventually(SETTLE, "the first instance's emptyDir removed with it", || {
-        (!scratch.exists()).then_some(())
-    });
+    eventually(
+        SETTLE,
+        "the first instance's emptyDir removed with it",
+        || (!scratch.exists()).then_some(()),
+    );
     assert!(
-        node.join("@emptydir").join(&second).join("scratch/mine").is_file(),
+        node.join("@emptydir")
+            .join(&second)
+            .join("scratch/mine")
+            .is_file(),
         "the replacement has an emptyDir of its own"
     );
 
@@ -170,10 +171,7 @@ spec:
         let out = std::fs::read_to_string(allowed.join("logs/out")).ok()?;
         (out == "hej\n").then_some(())
     });
-    let expected = format!(
-        "host path {} is not under a prefix node",
-        outside.display()
-    );
+    let expected = format!("host path {} is not under a prefix node", outside.display());
     let seen = eventually(SETTLE, "the node's refusal reaching the user", || {
         let reasons = reasons(&up.url, "outside");
         reasons.iter().find(|r| r.contains(&expected)).cloned()

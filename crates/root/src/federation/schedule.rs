@@ -252,8 +252,7 @@ impl Federation {
 /// desired.
 fn revoke_reason(instance: &Instance) -> &'static str {
     let deleted = instance.events.iter().any(|e| {
-        e.state == InstanceState::Terminating
-            && e.reason == canopy_model::APPLICATION_DELETED
+        e.state == InstanceState::Terminating && e.reason == canopy_model::APPLICATION_DELETED
     });
     match deleted {
         true => canopy_model::APPLICATION_DELETED,
