@@ -179,6 +179,23 @@ pub struct UpArgs {
     pub daemon: DaemonArgs,
     #[command(flatten)]
     pub containers: ContainerArgs,
+    /// Let `hostPath` volumes use this directory and what is under it (none by default);
+    /// repeat for several.
+    #[arg(long = "allow-host-path", value_name = "PREFIX", value_parser = host_path_prefix)]
+    pub allowed_host_paths: Vec<String>,
+}
+
+/// An `--allow-host-path` prefix: absolute and normal (`/` allows every directory).
+fn host_path_prefix(prefix: &str) -> Result<String, String> {
+    let normal = prefix == "/"
+        || (prefix.starts_with('/')
+            && prefix[1..]
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != ".."));
+    match normal {
+        true => Ok(prefix.to_string()),
+        false => Err("must be an absolute path without '.', '..' or empty parts".to_string()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -334,6 +351,10 @@ pub struct NodeArgs {
     /// where only your scrapers reach). Off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Let `hostPath` volumes use this directory and what is under it (none by default:
+    /// the node refuses them, saying so); repeat for several.
+    #[arg(long = "allow-host-path", value_name = "PREFIX", value_parser = host_path_prefix)]
+    pub allowed_host_paths: Vec<String>,
 }
 
 /// How a node joins its cluster the first time (`canopy token create --join node`).

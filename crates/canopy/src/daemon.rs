@@ -17,7 +17,7 @@ use canopy_root::api::rate_limit::{Rate, RateLimits};
 use canopy_runtime::{
     CniConfig, FilesPrestart, NetworkHook, NetworkPrestart, OciOptions, OciRuntime, Prestart,
     ProcessOptions, ProcessRuntime, Runtime, SandboxedContainers, VmRuntime, VmRuntimeOptions,
-    WasmRuntime, WasmRuntimeOptions,
+    VolumesPrestart, WasmRuntime, WasmRuntimeOptions,
 };
 use canopy_store::RedbStore;
 use canopy_tier::Timing;
@@ -116,6 +116,7 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
     let UpArgs {
         daemon: args,
         containers,
+        allowed_host_paths,
     } = up;
     let stop = stop_on_signal();
     let (root, listener) = open_root(&args).await?;
@@ -165,6 +166,7 @@ pub async fn up(up: UpArgs) -> anyhow::Result<()> {
         probe: ProbeArgs::default(),
         overlay: Default::default(),
         metrics_listen: None,
+        allowed_host_paths,
     };
     let node_credentials = crate::local_join::local_node_credentials(
         &cluster,
@@ -473,6 +475,7 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
     }
     // Last, so a start that fails earlier (a pull) writes no secret to disk.
     let files: Arc<dyn Prestart> = Arc::new(FilesPrestart::new(args.data.join("@files")));
+    let volumes = VolumesPrestart::new(&args.data, args.allowed_host_paths.clone());
     let mut hooks: Vec<Arc<dyn Prestart>> = Vec::new();
     let metrics = Arc::new(canopy_node::metrics::NodeMetrics::new(&args.name, capacity));
     // The pull first: a namespace and lease are not held while an image downloads. Wasm
@@ -492,6 +495,7 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
             eprintln!("canopy node {}: containers not available: {e:#}", args.name);
         }
     }
+    hooks.push(Arc::new(volumes));
     hooks.push(files);
     let config = NodeConfig {
         name: args.name.clone(),
@@ -506,6 +510,7 @@ async fn open_node(args: &NodeArgs, credentials: TierCredentials) -> anyhow::Res
         watts_per_core: args.watts_per_core,
         carbon_g_per_kwh: args.placement.carbon_intensity,
         coordinate: None,
+        allowed_host_paths: args.allowed_host_paths.clone(),
     };
     Agent::open_observed(config, runtimes, hooks, metrics)
         .await

@@ -91,6 +91,7 @@ pub async fn run(
             watts_per_core: None,
             carbon_g_per_kwh: args.placement.carbon_intensity,
             coordinate: None,
+            allowed_host_paths: Vec::new(),
         };
         // Re-adopts what the orchestrator still runs for it (by the containers' labels).
         let agent = Agent::open(config, vec![member.runtime])

@@ -155,5 +155,6 @@ fn hollow_node(
         watts_per_core: Some(watts),
         carbon_g_per_kwh: Some(50.0 + 60.0 * f64::from(zone)),
         coordinate: Some(coordinate),
+        allowed_host_paths: Vec::new(),
     }
 }

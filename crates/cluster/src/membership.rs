@@ -74,7 +74,8 @@ impl ClusterState {
             .collect()
     }
 
-    /// Any message from `node` shows it alive; a heartbeat may carry its new coordinate.
+    /// Any message from `node` shows it alive; a heartbeat may carry its new coordinate and
+    /// the named volumes it now holds.
     pub fn node_heard(&mut self, node: &str, beat: Option<&pb::Heartbeat>, now: Now) {
         let Some(entry) = self.nodes.get_mut(node) else {
             return;
@@ -83,6 +84,16 @@ impl ClusterState {
         if let Some(beat) = beat.filter(|b| b.has_usage) {
             entry.usage = canopy_tier::instance_usage_from_pb(&beat.usage);
         }
+        if let Some(beat) = beat.filter(|b| b.has_volumes) {
+            entry.member.volumes = beat.volumes.clone();
+            let held = beat.volumes.iter().cloned().collect();
+            if let Some(view) = self.view_mut(node) {
+                view.volumes = held;
+            }
+        }
+        let Some(entry) = self.nodes.get_mut(node) else {
+            return;
+        };
         if let Some(coordinate) = beat.and_then(|b| b.coordinate) {
             entry.member.coordinate = Some(coordinate);
             // Only the coordinate changed: no need to rebuild every view.

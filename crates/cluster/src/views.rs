@@ -53,11 +53,15 @@ impl ClusterState {
     }
 
     /// What placing instance `id` depends on besides the nodes: how many instances of its
-    /// service each node runs (spread), and where the application's other services run
-    /// (latency to a service).
+    /// service each node runs (spread), where the application's other services run
+    /// (latency to a service), and the named volumes it uses (held by some nodes).
     pub(crate) fn context(&self, id: &str) -> Option<PlacementContext> {
         let placed = self.instances.get(id)?;
-        let mut context = PlacementContext::default();
+        let workload = &placed.workload;
+        let mut context = PlacementContext {
+            volumes: (workload.spec).node_volume_keys(&workload.namespace, &workload.application),
+            ..PlacementContext::default()
+        };
         for other in self
             .instances
             .values()

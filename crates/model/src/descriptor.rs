@@ -168,6 +168,10 @@ pub struct ServiceSpec {
     /// Read-only files the instances see: inline content or a key of a Secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<crate::FileSpec>,
+    /// Directories the instances read and write: `node` (named, kept on the node),
+    /// `emptyDir` (per instance) or `hostPath` (a directory of the node).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::VolumeSpec>,
     /// The user the workload runs as, privileged mode, added capabilities.
     #[serde(default, skip_serializing_if = "SecurityContext::is_empty")]
     pub security_context: SecurityContext,

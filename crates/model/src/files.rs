@@ -103,7 +103,20 @@ pub(crate) fn check_files(p: &str, svc: &ServiceSpec) -> Vec<FieldError> {
     errors
 }
 
-fn check_path(path: &str) -> Result<(), String> {
+/// Absolute and normal, and not where the runtime's own file systems are.
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
+    check_normal(path)?;
+    if let Some(reserved) = RESERVED
+        .iter()
+        .find(|r| path == **r || path.starts_with(&format!("{r}/")))
+    {
+        return Err(format!("must not be under {reserved} (the runtime's own)"));
+    }
+    Ok(())
+}
+
+/// Absolute and normal: no empty, `.` or `..` parts, no trailing `/`, no NUL.
+pub(crate) fn check_normal(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err("must be absolute (start with /)".into());
     }
@@ -119,12 +132,6 @@ fn check_path(path: &str) -> Result<(), String> {
         .any(|part| part.is_empty() || *part == "." || *part == "..")
     {
         return Err("must be normal: no empty, '.' or '..' parts, no trailing /".into());
-    }
-    if let Some(reserved) = RESERVED
-        .iter()
-        .find(|r| path == **r || path.starts_with(&format!("{r}/")))
-    {
-        return Err(format!("must not be under {reserved} (the runtime's own)"));
     }
     Ok(())
 }

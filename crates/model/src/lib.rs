@@ -28,6 +28,7 @@ pub mod tosca;
 mod usage;
 mod validate;
 mod vm;
+pub mod volume;
 mod wasm;
 mod yaml_bounds;
 
@@ -62,5 +63,6 @@ pub use strategy::{IntOrPercent, RollingUpdate, RolloutStrategy, StrategyKind};
 pub use usage::{InstanceDetails, Usage};
 pub use validate::{validate_application, validate_dns_label, validate_words};
 pub use vm::{MAX_VM_CMDLINE, VmOptions};
+pub use volume::{APPLICATION_DELETED, VolumeKind, VolumeSpec, volume_key};
 pub use wasm::{Preopen, WasmOptions, is_oci_module, is_url_module};
 pub use yaml_bounds::{YamlBoundError, check_yaml_bounds};

@@ -3,7 +3,8 @@
 //! gets what Kubernetes' `restricted` Pod Security level and Nomad's default drivers allow:
 //! no root user, no privileged mode, no capability beyond Docker's default set and no
 //! `process` runtime (a native command has no isolation at all, like Nomad's
-//! disabled-by-default `raw_exec`), and no VM booting a file of the node. Pure: the namespace's trust is passed in.
+//! disabled-by-default `raw_exec`), no VM booting a file of the node, and no directory of the
+//! node (a wasm preopen, a `hostPath` volume). Pure: the namespace's trust is passed in.
 
 use crate::descriptor::{Application, RuntimeKind};
 use crate::error::FieldError;
@@ -51,6 +52,16 @@ pub fn privilege_errors(app: &Application, trusted: bool) -> Vec<FieldError> {
             errors.push(refuse(
                 format!("{p}.wasm.preopens[{d}].hostPath"),
                 &format!("host directory {} for a wasm module", dir.host_path),
+            ));
+        }
+        let host_volumes = svc.volumes.iter().enumerate();
+        for (v, volume) in host_volumes.filter(|(_, v)| v.kind == crate::VolumeKind::HostPath) {
+            errors.push(refuse(
+                format!("{p}.volumes[{v}].hostPath"),
+                &format!(
+                    "host directory {} as a volume",
+                    volume.host_path.as_deref().unwrap_or_default()
+                ),
             ));
         }
         let sc = &svc.security_context;
@@ -129,6 +140,23 @@ mod tests {
             paths(&errors),
             ["spec.services[0].wasm.preopens[0].hostPath"]
         );
+        assert!(errors[0].reason.contains(REASON), "{errors:?}");
+        assert!(privilege_errors(&a, true).is_empty());
+    }
+
+    #[test]
+    fn a_host_path_volume_needs_trust_but_node_and_empty_dir_volumes_do_not() {
+        let a = app(
+            json!([{"name": "web", "runtime": "container", "image": "busybox",
+            "volumes": [
+                {"name": "data", "path": "/data"},
+                {"name": "tmp", "kind": "emptyDir", "path": "/scratch"},
+                {"name": "logs", "kind": "hostPath", "hostPath": "/var/log", "path": "/logs"},
+            ]}]),
+        );
+        let errors = privilege_errors(&a, false);
+        assert_eq!(paths(&errors), ["spec.services[0].volumes[2].hostPath"]);
+        assert!(errors[0].reason.contains("/var/log"), "{errors:?}");
         assert!(errors[0].reason.contains(REASON), "{errors:?}");
         assert!(privilege_errors(&a, true).is_empty());
     }

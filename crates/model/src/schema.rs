@@ -82,6 +82,21 @@ fn files() -> Value {
             {"oneOf": [one("content", "secret"), one("secret", "content")]}]}})
 }
 
+/// One volume: `hostPath` set exactly when the kind is `hostPath` (`node` when absent).
+fn volumes() -> Value {
+    let host = json!({"properties": {"kind": {"const": "hostPath"}, "hostPath": {"type": "string"}},
+        "required": ["kind", "hostPath"]});
+    let other = json!({"properties": {"kind": {"enum": ["node", "emptyDir"]}, "hostPath": {"type": "null"}}});
+    json!({"type": "array", "maxItems": crate::volume::MAX_VOLUMES,
+        "items": {"allOf": [reference("VolumeSpec"), {"oneOf": [host, other]}]}})
+}
+
+/// Absolute and normal, anywhere on the node (its prefixes are the node's business).
+fn normal_path() -> Value {
+    json!({"type": "string", "maxLength": 1024, "pattern": r"^(/[^/\x00]+)+$",
+        "not": {"pattern": r"/\.\.?(/|$)"}})
+}
+
 /// Absolute and normal; the reserved prefixes are left to validation.
 fn file_path() -> Value {
     json!({"type": "string", "maxLength": 1024, "pattern": r"^(/[^/\x00]+)+$",
@@ -171,7 +186,7 @@ fn runtime_branches() -> Value {
             "imagePullSecret": absent, "command": {"minItems": 1, "prefixItems": [{"pattern": patterns::non_blank()}]},
             "securityContext": no_container_privilege},
          // A process's files are in the node's private data dir: not for another user.
-         "anyOf": [{"properties": {"files": {"maxItems": 0}}},
+         "anyOf": [{"properties": {"files": {"maxItems": 0}, "volumes": {"maxItems": 0}}},
             {"properties": {"securityContext": {"properties": {"runAsUser": absent}}}}],
          "required": ["runtime", "command"]},
         vm_branch(&absent, &no_user),
@@ -193,7 +208,7 @@ fn vm_branch(absent: &Value, no_user: &Value) -> Value {
             "image": absent, "module": absent, "wasm": absent, "sandbox": absent,
             "command": {"maxItems": 0}, "args": {"maxItems": 0}, "workingDir": absent,
             "env": {"maxProperties": 0}, "secretEnv": {"maxProperties": 0},
-            "files": {"maxItems": 0}, "ports": {"maxItems": 0}, "imagePullSecret": absent,
+            "files": {"maxItems": 0}, "volumes": {"maxItems": 0}, "ports": {"maxItems": 0}, "imagePullSecret": absent,
             "securityContext": no_user,
             "livenessProbe": absent, "readinessProbe": absent, "startupProbe": absent},
         "required": ["runtime", "vm"]})
@@ -622,6 +637,10 @@ fn refinements() -> Vec<(&'static str, &'static str, Value)> {
         ("ServiceSpec", "files", files()),
         ("FileSpec", "path", file_path()),
         ("FileSpec", "content", file_content()),
+        ("ServiceSpec", "volumes", volumes()),
+        ("VolumeSpec", "name", dns_label()),
+        ("VolumeSpec", "path", file_path()),
+        ("VolumeSpec", "hostPath", nullable(normal_path())),
         ("SecretKeyRef", "name", dns_label()),
         ("SecretKeyRef", "key", secret_key()),
         ("SecretInput", "data", secret_data()),

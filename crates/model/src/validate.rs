@@ -209,6 +209,7 @@ impl Validator {
         self.errors
             .extend(crate::secret_refs::check_references(p, svc));
         self.errors.extend(crate::files::check_files(p, svc));
+        self.errors.extend(crate::volume::check_volumes(p, svc));
         self.errors.extend(crate::sandbox::sandbox_errors(p, svc));
         self.errors.extend(crate::vm::vm_errors(p, svc));
         if svc.runtime != RuntimeKind::Wasm && svc.wasm.is_some() {

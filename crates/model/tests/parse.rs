@@ -593,6 +593,7 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     security_context: Default::default(),
                     secret_env: Default::default(),
                     files: Vec::new(),
+                    volumes: Vec::new(),
                     labels: Default::default(),
                     annotations: Default::default(),
                 }

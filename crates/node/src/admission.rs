@@ -23,6 +23,8 @@ pub struct NodeFacts {
     pub capacity: ResourceAmounts,
     /// Read for the GPU model (`gpu.model`), as the scheduler reads it.
     pub labels: BTreeMap<String, String>,
+    /// Prefixes `hostPath` volumes may be under (`--allow-host-path`); none by default.
+    pub allowed_host_paths: Vec<String>,
 }
 
 /// Why the node refuses an instance; the text travels up to the cluster verbatim.
@@ -54,6 +56,13 @@ pub enum Refusal {
         node: String,
         asked: String,
         have: String,
+    },
+    #[error("host path {path} is not under a prefix node {node} allows ({allowed})")]
+    HostPath {
+        node: String,
+        path: String,
+        /// "allowed: /srv/data, /mnt" or how to allow some.
+        allowed: String,
     },
     /// A reason of the scheduler's filter this module does not know (yet).
     #[error("{reason} on node {node}")]
@@ -137,6 +146,7 @@ impl<'a> Ledger<'a> {
                 runtime: candidate.runtime.as_str(),
             });
         }
+        crate::host_paths::check(self.facts, candidate)?;
         for (port, protocol) in host_ports(candidate) {
             if self.ports.contains(&(port, protocol)) {
                 return Err(Refusal::HostPort {
@@ -248,6 +258,7 @@ mod tests {
                 storage_mib,
             },
             labels: BTreeMap::new(),
+            allowed_host_paths: Vec::new(),
         }
     }
 

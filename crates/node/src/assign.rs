@@ -166,6 +166,7 @@ mod tests {
             watts_per_core: None,
             carbon_g_per_kwh: None,
             coordinate: None,
+            allowed_host_paths: Vec::new(),
         };
         (config, scratch)
     }

@@ -16,6 +16,7 @@ mod forward;
 mod gated;
 mod health;
 pub mod hollow;
+mod host_paths;
 pub mod images;
 mod lifecycle;
 pub mod metrics;
@@ -32,6 +33,7 @@ mod runner;
 mod statefile;
 mod streams;
 mod usage;
+mod volumes;
 mod wasm_modules;
 
 use admission::NodeFacts;
@@ -74,6 +76,8 @@ pub struct NodeConfig {
     pub carbon_g_per_kwh: Option<f64>,
     /// A fixed network coordinate, for nodes that do not probe (hollow nodes in `canopy sim`).
     pub coordinate: Option<NetworkCoordinate>,
+    /// Prefixes `hostPath` volumes may be under (`--allow-host-path`); none when empty.
+    pub allowed_host_paths: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +150,8 @@ pub struct Agent {
     /// Service names, DNS and proxy, once attached.
     overlay: std::sync::OnceLock<overlay::Attached>,
     metrics: Arc<metrics::NodeMetrics>,
+    /// The named volumes it last told its cluster it holds.
+    volumes_sent: std::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
 }
 
 #[derive(Default)]
@@ -248,6 +254,7 @@ impl Agent {
             kvm: runtimes.values().any(|r| r.kvm()),
             capacity: config.capacity,
             labels: config.labels.clone(),
+            allowed_host_paths: config.allowed_host_paths.clone(),
         };
         let (events, progress) = runner::event_channel();
         let agent = Arc::new(Agent {
@@ -264,6 +271,7 @@ impl Agent {
             usage: Default::default(),
             overlay: Default::default(),
             metrics,
+            volumes_sent: Default::default(),
         });
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));
@@ -365,6 +373,7 @@ impl Agent {
             probe_address: self.probing.address(),
             watts_per_core: self.config.watts_per_core.unwrap_or(0.0),
             carbon_g_per_kwh: self.config.carbon_g_per_kwh.unwrap_or(0.0),
+            volumes: self.volumes_for_hello(),
             ..pb::Member::default()
         }
     }
@@ -405,6 +414,7 @@ impl Child for ClusterSide {
             .unwrap_or_else(|p| p.into_inner())
             .pending
             .take();
+        let volumes = self.0.volumes_changed();
         pb::Heartbeat {
             allocated: None,
             coordinate: self.0.probing.coordinate_update(),
@@ -412,6 +422,8 @@ impl Child for ClusterSide {
             usage: usage
                 .map(|u| canopy_tier::instance_usage_to_pb(&u))
                 .unwrap_or_default(),
+            has_volumes: volumes.is_some(),
+            volumes: volumes.unwrap_or_default(),
         }
     }
 

@@ -125,6 +125,7 @@ async fn instances_revoked_while_they_start_leave_no_process_cgroup_or_directory
         watts_per_core: None,
         carbon_g_per_kwh: None,
         coordinate: None,
+        allowed_host_paths: Vec::new(),
     };
     let agent = Agent::open(config, runtimes).await.expect("agent");
     assert_eq!(agent.runtimes.keys().next(), Some(&RuntimeKind::Process));

@@ -237,6 +237,10 @@ impl Agent {
             _ => None,
         };
         self.save(&instances);
+        if let Some(removed) = &removed {
+            // Under the lock: an instance of the application admitted meanwhile keeps them.
+            self.after_removal(removed, reason, &instances).await;
+        }
         drop(instances);
         self.uplink.report(&crate::report::terminated(
             &self.config.name,

@@ -29,6 +29,7 @@ mod retention;
 mod state;
 mod supervise;
 mod vm;
+mod volumes;
 mod wasm;
 
 pub use canopy_net::{CniConfig, NetworkHook, PortMapping};
@@ -47,6 +48,10 @@ pub use prestart::{
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use supervise::{LogPaths, validate_id};
 pub use vm::{Acceleration, AccelerationProbe, VmRuntime, VmRuntimeOptions, probe_acceleration};
+pub use volumes::{
+    NODE_VOLUMES_DIR, PreparedVolume, PreparedVolumes, VolumesPrestart, held_node_volumes,
+    remove_node_volumes,
+};
 pub use wasm::{AGENT_RESTARTED, WasmRuntime, WasmRuntimeOptions};
 
 use async_trait::async_trait;

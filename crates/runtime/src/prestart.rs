@@ -22,6 +22,8 @@ pub struct Prepared {
     pub image: Option<PreparedImage>,
     /// The service's files, from the files hook.
     pub files: Option<crate::files::PreparedFiles>,
+    /// The service's volumes, from the volumes hook.
+    pub volumes: Option<crate::volumes::PreparedVolumes>,
     /// A wasm module pulled from a registry (`module` an OCI reference), from the image hook.
     pub module: Option<PreparedModule>,
 }

@@ -301,6 +301,10 @@ impl ProcessRuntime {
                 files.root.display().to_string(),
             );
         }
+        // A process has no mounts: it is told where its volumes are on the node.
+        if let Some(volumes) = &spec.prepared.volumes {
+            env.extend(volumes.env(true));
+        }
         let working_dir = svc.working_dir.as_deref().map(Path::new);
         if let Some(wd) = working_dir
             && !wd.is_dir()

@@ -26,6 +26,7 @@ pub mod scorers;
 mod select;
 mod summary;
 pub mod vivaldi;
+mod volumes;
 
 pub use explain::{Explanation, Placement, Violation};
 pub use objective::{Objective, Weights};
@@ -35,6 +36,7 @@ pub use select::{
 };
 pub use summary::summarise;
 pub use vivaldi::{Coordinate, Vivaldi};
+pub use volumes::VOLUME_PENALTY;
 
 use canopy_model::{GeoPoint, ResourceAmounts, RuntimeKind, Sandbox, ServiceSpec};
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,6 +84,9 @@ pub struct PlacementContext {
     pub point_coordinates: Vec<(GeoPoint, Coordinate)>,
     /// Instances of other services by service name (`latency.toService`).
     pub services: BTreeMap<String, Vec<Endpoint>>,
+    /// The named node-local volumes the instance uses (`namespace/application/volume`): the
+    /// nodes holding them are preferred.
+    pub volumes: Vec<String>,
 }
 
 /// Where one instance of another service runs.
@@ -121,6 +126,8 @@ pub struct NodeView {
     pub host_ports: BTreeSet<HostPort>,
     /// Cordoned by the operator: what runs there stays, nothing new is placed there.
     pub unschedulable: bool,
+    /// The named node-local volumes it holds (`namespace/application/volume`).
+    pub volumes: BTreeSet<String>,
 }
 
 /// A host port and its protocol: a node publishes each once.
@@ -146,6 +153,7 @@ impl Default for NodeView {
             carbon_g_per_kwh: None,
             host_ports: BTreeSet::new(),
             unschedulable: false,
+            volumes: BTreeSet::new(),
         }
     }
 }

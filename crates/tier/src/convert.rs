@@ -183,6 +183,7 @@ pub fn node_view(member: &pb::Member, ready: bool, allocated: ResourceAmounts) -
         host_ports: Default::default(),
         // The operator's cordon: applied by the cluster.
         unschedulable: false,
+        volumes: member.volumes.iter().cloned().collect(),
     }
 }
 

@@ -36,4 +36,5 @@ mod secrets;
 mod streams;
 mod verbs;
 mod vms;
+mod volumes;
 mod wasm;

@@ -91,6 +91,12 @@ pub fn create_body(
             reason: "files are not supported by the docker driver".to_string(),
         });
     }
+    if !service.volumes.is_empty() {
+        return Err(RuntimeError::InvalidSpec {
+            service: service.name.clone(),
+            reason: "volumes are not supported by the docker driver".to_string(),
+        });
+    }
     let mut env: Vec<String> = service
         .env
         .iter()

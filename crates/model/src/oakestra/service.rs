@@ -335,6 +335,7 @@ impl Mapper {
             security_context: Default::default(),
             secret_env: Default::default(),
             files: Vec::new(),
+            volumes: Vec::new(),
             labels: BTreeMap::new(),
             annotations,
         };

@@ -150,9 +150,14 @@ impl Desired {
                 let (instance, revision) = entries[index];
                 ops.push(delete_instance(instance, *revision));
             }
+            // Its node removes a deleted application's volumes: the reason says so.
+            let reason = match record {
+                Some(_) => NO_LONGER_DESIRED,
+                None => canopy_model::APPLICATION_DELETED,
+            };
             for index in plan.retire {
                 let (instance, revision) = entries[index];
-                ops.push(retire(instance.clone(), *revision, now)?);
+                ops.push(retire_for(instance.clone(), *revision, now, reason)?);
             }
             for (index, ordinal) in plan.keep {
                 let (instance, revision) = entries[index];
@@ -256,11 +261,24 @@ pub(super) fn delete_instance(instance: &Instance, revision: Revision) -> Op {
 /// created at once): one that no cluster holds is simply forgotten; one a cluster holds is
 /// to stop, and stays until its cluster confirms it stopped.
 pub(super) fn retire(
-    mut instance: Instance,
+    instance: Instance,
     revision: Revision,
     now: OffsetDateTime,
 ) -> Result<Op, RootError> {
-    if instance.cluster.is_none() || !instance.stop("no longer desired", now) {
+    retire_for(instance, revision, now, NO_LONGER_DESIRED)
+}
+
+/// Why an instance is stopped when nothing more particular is known.
+const NO_LONGER_DESIRED: &str = "no longer desired";
+
+/// [`retire`], stopping it for `reason`.
+fn retire_for(
+    mut instance: Instance,
+    revision: Revision,
+    now: OffsetDateTime,
+    reason: &str,
+) -> Result<Op, RootError> {
+    if instance.cluster.is_none() || !instance.stop(reason, now) {
         // Nothing holds it, or it has ended: nothing more to say about it.
         return Ok(delete_instance(&instance, revision));
     }

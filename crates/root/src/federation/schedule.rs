@@ -240,10 +240,23 @@ impl Federation {
             link.revoke(&Revocation::new(
                 &instance.id,
                 instance.generation,
-                "no longer desired",
+                revoke_reason(instance),
             ));
             links.revoked_at.insert(instance.id.clone(), Instant::now());
         }
+    }
+}
+
+/// What its cluster and node hear: that its application was deleted, when it was stopped
+/// for that (the node then removes the application's volumes), else that it is no longer
+/// desired.
+fn revoke_reason(instance: &Instance) -> &'static str {
+    let deleted = instance.events.iter().any(|e| {
+        e.state == InstanceState::Terminating && e.reason == canopy_model::APPLICATION_DELETED
+    });
+    match deleted {
+        true => canopy_model::APPLICATION_DELETED,
+        false => "no longer desired",
     }
 }
 

@@ -4,11 +4,12 @@ The OpenAPI document carries every descriptor rule JSON Schema can state. These 
 the few it cannot, so that schemathesis' generated valid requests are valid:
 
 * names unique within a list: services of an application, ports (number and protocol,
-  host port and protocol, name) of a service, applications of one descriptor;
+  host port and protocol, name) of a service, volumes (name, and path among volumes and
+  files) of a service, applications of one descriptor;
 * `latency.toService` naming another service of the same application;
 * a PUT's body naming the application its path names.
 
-In a generated valid body, a repeated name or port is renamed or renumbered, a `toService`
+In a generated valid body, a repeated name, port or volume path is renamed or renumbered, a `toService`
 pointing nowhere is pointed at a sibling (or the constraint dropped, with no sibling), and a
 PUT's path is set to the name in its body. Invalid (negative) bodies, and their paths, are
 left as generated.
@@ -72,7 +73,36 @@ def _renumber_repeats(ports, field):
         seen.add(key)
 
 
+def _free_path(path, taken):
+    """A path like `path` (as the schema allows it: at most 1024 characters), not in `taken`."""
+    for i in range(1, 10_000):
+        candidate = f"{path}-{i}"
+        if len(candidate) > 1024:
+            candidate = f"/volume-{i}"
+        if candidate not in taken:
+            return candidate
+    raise AssertionError("no free path")
+
+
+def _repair_volumes(service):
+    volumes = [v for v in service.get("volumes") or [] if isinstance(v, dict)]
+    _rename_repeats(volumes, lambda v: v.get("name"), lambda v, n: v.__setitem__("name", n))
+    files = [f for f in service.get("files") or [] if isinstance(f, dict)]
+    taken = {f.get("path") for f in files} | {v.get("path") for v in volumes}
+    seen = {f.get("path") for f in files}
+    for volume in volumes:
+        path = volume.get("path")
+        if not isinstance(path, str):
+            continue
+        if path in seen:
+            path = _free_path(path, taken)
+            volume["path"] = path
+            taken.add(path)
+        seen.add(path)
+
+
 def _repair_service(service, names):
+    _repair_volumes(service)
     ports = [p for p in service.get("ports") or [] if isinstance(p, dict)]
     _renumber_repeats(ports, "port")
     _renumber_repeats(ports, "hostPort")

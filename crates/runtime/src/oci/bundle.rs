@@ -40,6 +40,8 @@ pub(crate) struct BundleInput<'a> {
     pub files: Vec<(PathBuf, &'static str)>,
     /// The service's own files (its `files`), bind-mounted read-only: (host, container path).
     pub service_files: &'a [(PathBuf, String)],
+    /// The service's volumes, bind-mounted read-write (or read-only) at their paths.
+    pub volumes: &'a [crate::PreparedVolume],
     /// Also limit memory+swap (the node has a swap controller).
     pub limit_swap: bool,
     /// Put the CPU quota in the config. False when the caller sets it on the container's
@@ -251,6 +253,22 @@ pub(crate) fn build_spec(input: &BundleInput<'_>) -> Result<Spec, RuntimeError> 
         );
     }
 
+    for volume in input.volumes {
+        let mut options = vec!["rbind", "rprivate", "nosuid", "nodev"];
+        if volume.read_only {
+            options.push("ro");
+        }
+        mounts.push(
+            MountBuilder::default()
+                .destination(&volume.path)
+                .typ("bind")
+                .source(volume.host.clone())
+                .options(options.into_iter().map(String::from).collect::<Vec<_>>())
+                .build()
+                .map_err(&err)?,
+        );
+    }
+
     let mut resources = LinuxResourcesBuilder::default().devices(vec![
         // Deny every device; runc and crun then allow the standard ones (null, zero, ...).
         // Privileged: every device (as `docker run --privileged`).
@@ -421,6 +439,7 @@ mod tests {
             netns: Some(&netns),
             files: vec![(dir.path().join("hosts"), "/etc/hosts")],
             service_files: &[(dir.path().join("app.yaml"), "/etc/app/app.yaml".to_string())],
+            volumes: &[],
             limit_swap: true,
             cpu_quota: true,
         };

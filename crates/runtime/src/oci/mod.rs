@@ -428,10 +428,13 @@ impl OciRuntime {
         let defer_cpu =
             self.cli.creates_then_starts() && cgroup.is_some() && svc.resources.cpu.0 > 0;
         let parent = self.opts.cgroup_parent.trim_matches('/');
+        let volumes = spec.prepared.volumes.as_ref();
+        let mut instance_env = spec.env.clone();
+        instance_env.extend(volumes.into_iter().flat_map(|v| v.env(false)));
         let config = bundle::build_spec(&bundle::BundleInput {
             id,
             service: svc,
-            instance_env: &spec.env,
+            instance_env: &instance_env,
             image: &image.config,
             rootfs: &rootfs,
             cgroups_path: format!("/{parent}/{id}"),
@@ -442,6 +445,7 @@ impl OciRuntime {
                 .files
                 .as_ref()
                 .map_or(&[][..], |f| f.mounts.as_slice()),
+            volumes: volumes.map_or(&[][..], |v| v.volumes.as_slice()),
             limit_swap: self.cgroups.as_ref().is_some_and(Cgroups::swap_accounting),
             cpu_quota: !defer_cpu,
         })?;

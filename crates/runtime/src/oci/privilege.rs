@@ -213,6 +213,7 @@ mod tests {
             netns: None,
             files: Vec::new(),
             service_files: &[],
+            volumes: &[],
             limit_swap: false,
             cpu_quota: true,
         };

@@ -71,7 +71,18 @@ impl WasmRuntime {
         let mut env: Vec<(String, String)> = svc.env.clone().into_iter().collect();
         env.retain(|(k, _)| !spec.env.contains_key(k));
         env.extend(spec.env.clone());
-        let options = svc.wasm.clone().unwrap_or_default();
+        let mut options = svc.wasm.clone().unwrap_or_default();
+        // Volumes are preopened directories at their paths, their names in the environment.
+        if let Some(volumes) = &spec.prepared.volumes {
+            env.extend(volumes.env(false));
+            options
+                .preopens
+                .extend(volumes.volumes.iter().map(|v| canopy_model::Preopen {
+                    host_path: v.host.display().to_string(),
+                    guest_path: v.path.clone(),
+                    read_only: v.read_only,
+                }));
+        }
         let launch = Launch {
             service: svc.name.clone(),
             program: module.to_string(),

@@ -34,6 +34,11 @@ pub(crate) trait Filterable: Candidate {
     fn basic(&self, p: &Prepared) -> Result<(), Reason>;
     fn resources(&self, p: &Prepared) -> Result<(), Reason>;
     fn constraint(&self, p: &Prepared, kind: &Kind) -> Result<(), Reason>;
+    /// What the candidate costs in preferences that are no constraint of the spec (the
+    /// volumes a node holds); nothing by default.
+    fn preference_penalty(&self, _p: &Prepared) -> f64 {
+        0.0
+    }
 }
 
 fn refused_or_ready(p: &Prepared, name: &str, ready: bool) -> Result<(), Reason> {
@@ -72,6 +77,10 @@ impl Filterable for NodeView {
             Kind::Spread(spread) => spread::node(p, spread, self),
             Kind::Trust(floor) => trust::check(*floor, self),
         }
+    }
+
+    fn preference_penalty(&self, p: &Prepared) -> f64 {
+        crate::volumes::penalty(p, &self.volumes)
     }
 }
 
@@ -163,6 +172,7 @@ pub(crate) fn evaluate<C: Filterable>(p: &Prepared, candidate: &C) -> Result<Fea
     if !resources_checked {
         candidate.resources(p)?;
     }
+    feasible.penalty += candidate.preference_penalty(p);
     Ok(feasible)
 }
 
