@@ -9,6 +9,7 @@ mod name;
 mod policy;
 mod proxy;
 mod range;
+mod splice;
 mod table;
 mod traffic;
 mod udp;
