@@ -9,6 +9,7 @@
 
 pub mod admission;
 mod assign;
+mod callers;
 mod details;
 mod engine_sessions;
 mod exec;
@@ -31,6 +32,7 @@ pub mod restart;
 mod runner;
 mod statefile;
 mod streams;
+mod traffic;
 mod usage;
 mod wasm_modules;
 
@@ -145,6 +147,8 @@ pub struct Agent {
     usage: std::sync::Mutex<UsageReports>,
     /// Service names, DNS and proxy, once attached.
     overlay: std::sync::OnceLock<overlay::Attached>,
+    /// The calls its proxy carried, per caller and callee, for the heartbeats.
+    traffic: Arc<traffic::Edges>,
     metrics: Arc<metrics::NodeMetrics>,
 }
 
@@ -263,6 +267,7 @@ impl Agent {
             outbox: std::sync::Mutex::new(Some(outbox)),
             usage: Default::default(),
             overlay: Default::default(),
+            traffic: Default::default(),
             metrics,
         });
         for (id, generation, adopted) in supervise {
@@ -405,6 +410,7 @@ impl Child for ClusterSide {
             .unwrap_or_else(|p| p.into_inner())
             .pending
             .take();
+        let traffic = self.0.traffic.report();
         pb::Heartbeat {
             allocated: None,
             coordinate: self.0.probing.coordinate_update(),
@@ -412,6 +418,8 @@ impl Child for ClusterSide {
             usage: usage
                 .map(|u| canopy_tier::instance_usage_to_pb(&u))
                 .unwrap_or_default(),
+            has_traffic: traffic.is_some(),
+            traffic: traffic.unwrap_or_default(),
         }
     }
 
@@ -437,6 +445,7 @@ impl Child for ClusterSide {
             self.0.on_overlay_link();
             // A cluster that restarted knows nothing of the use: the next sample goes up.
             self.0.usage.lock().unwrap_or_else(|p| p.into_inner()).sent = None;
+            self.0.traffic.resend();
         }
         match up {
             Some(_) => tracing::info!(node = %self.0.config.name, "linked to the cluster"),

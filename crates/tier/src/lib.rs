@@ -18,6 +18,7 @@ pub mod sealing;
 pub mod session;
 mod status;
 pub mod streams;
+mod traffic;
 pub mod trust;
 pub mod version;
 mod waiters;
@@ -27,6 +28,7 @@ pub use answers::{ANSWER_DEADLINE, AskError};
 pub use convert::*;
 pub use operator::*;
 pub use session::{Assignment, Hello, Message, Revocation};
+pub use traffic::sum_traffic;
 pub use status::{Reported, StatusReport, reported_from_pb, state_to_pb};
 
 pub mod pb {

@@ -23,7 +23,7 @@ pub use policy::{Endpoint, PortRoute, candidates, choose};
 pub use proxy::{CONNECT_TIMEOUT, listener};
 pub use range::{claim_address, claim_range, needs_route, release_address, release_range};
 pub use table::{ASK_DEADLINE, Ask, INTEREST_TTL, Listen, Overlay, RENEW_PERIOD, Resolved};
-pub use traffic::{Meter, Outcome, SharedMeter};
+pub use traffic::{Meter, Outcome, SharedMeter, UNKNOWN_CALLER};
 pub use udp::FLOW_IDLE;
 pub use upstream::nameservers;
 pub use vips::VirtualAddresses;

@@ -7,7 +7,7 @@
 
 use super::name::ServiceName;
 use super::table::{Listen, Overlay};
-use super::traffic::{Outcome, SharedMeter};
+use super::traffic::{Outcome, SharedMeter, UNKNOWN_CALLER};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,9 +56,9 @@ fn bind_udp(bind: SocketAddr) -> std::io::Result<UdpSocket> {
 async fn serve(overlay: Overlay, listener: TcpListener, address: Ipv4Addr, port: u16) {
     loop {
         match listener.accept().await {
-            Ok((client, _)) => match overlay.route(address, port, false) {
+            Ok((client, peer)) => match overlay.route(address, port, false) {
                 Some((service, targets)) => {
-                    tokio::spawn(forward(client, service, targets, overlay.meter()));
+                    tokio::spawn(forward(client, peer, service, targets, overlay.meter()));
                 }
                 None => reset(client),
             },
@@ -72,27 +72,46 @@ async fn serve(overlay: Overlay, listener: TcpListener, address: Ipv4Addr, port:
 
 async fn forward(
     mut client: TcpStream,
+    peer: SocketAddr,
     service: ServiceName,
     targets: Vec<SocketAddr>,
     meter: SharedMeter,
 ) {
     let _ = client.set_nodelay(true);
+    // Who calls is looked up while the instance is dialled, before the client can go.
+    let mut lookup = client.local_addr().ok().map(|local| {
+        let meter = meter.clone();
+        tokio::task::spawn_blocking(move || meter.caller(peer, local))
+    });
     for target in targets {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
             Ok(Ok(mut upstream)) => {
-                meter.opened(&service, Outcome::Forwarded);
                 let _ = upstream.set_nodelay(true);
+                // Bytes flow at once; the connection is counted as soon as its caller is known.
+                let opened = async {
+                    let caller = settle(lookup.take()).await;
+                    meter.opened(&service, &caller, Outcome::Forwarded);
+                    caller
+                };
                 let mut counted = Counted::default();
-                let _ = counted.copy(&mut client, &mut upstream).await;
-                meter.carried(&service, counted.to_service, counted.from_service);
+                let (caller, _) = tokio::join!(opened, counted.copy(&mut client, &mut upstream));
+                meter.carried(&service, &caller, counted.to_service, counted.from_service);
                 return;
             }
             Ok(Err(e)) => tracing::debug!(%target, error = %e, "instance refused"),
             Err(_) => tracing::debug!(%target, "instance did not answer in time"),
         }
     }
-    meter.opened(&service, Outcome::Refused);
+    meter.opened(&service, &settle(lookup.take()).await, Outcome::Refused);
     reset(client);
+}
+
+/// The caller a lookup found; unknown when there was none or it failed.
+async fn settle(lookup: Option<tokio::task::JoinHandle<String>>) -> String {
+    match lookup {
+        Some(lookup) => lookup.await.unwrap_or_else(|_| UNKNOWN_CALLER.to_string()),
+        None => UNKNOWN_CALLER.to_string(),
+    }
 }
 
 /// The bytes of one proxied connection, each way, also when it ends in an error (a reset
@@ -238,7 +257,10 @@ mod tests {
 
     #[tokio::test]
     async fn connections_and_bytes_are_counted_per_service_and_refusals_apart() {
-        let meter = Arc::new(Recorded::default());
+        let meter = Arc::new(Recorded {
+            calling: "default/shop/client".into(),
+            ..Recorded::default()
+        });
         let live = overlay(
             Ipv4Addr::new(127, 94, 0, 0),
             vec![endpoint(server(5, b"hello back").await)],
@@ -262,6 +284,11 @@ mod tests {
             meter.of(name),
             (1, 0, 5, 10),
             "one connection, 5 bytes up, 10 back"
+        );
+        assert_eq!(
+            *meter.callers.lock().unwrap(),
+            ["default/shop/client", "default/shop/client"],
+            "the meter's caller for the opening and the bytes"
         );
 
         // A port nothing listens on behind the name: the connection is reset and counted.
