@@ -28,8 +28,8 @@ pub use answers::{ANSWER_DEADLINE, AskError};
 pub use convert::*;
 pub use operator::*;
 pub use session::{Assignment, Hello, Message, Revocation};
-pub use traffic::sum_traffic;
 pub use status::{Reported, StatusReport, reported_from_pb, state_to_pb};
+pub use traffic::sum_traffic;
 
 pub mod pb {
     tonic::include_proto!("canopy.tier.v1");
