@@ -26,6 +26,11 @@ const AFFECTS = {
   instance: ["instances", "services", "applications", "nodes"],
 };
 const TIMELINE_MAX = 500;
+// The graph's call edges are asked again this often while the graph is shown; their rate is
+// the change of the totals between two answers.
+const TRAFFIC_PERIOD_MS = 5000;
+// At most this many applications' traffic per round: the graph stays quick with thousands.
+const TRAFFIC_APPLICATIONS_MAX = 50;
 
 let session = null;
 // One editor and one terminal for the page's life (their listeners are bound once).
@@ -43,6 +48,7 @@ function show(requested) {
   for (const element of document.querySelectorAll(".view")) element.hidden = element.id !== `view-${view}`;
   for (const button of document.querySelectorAll("#tabs button")) button.classList.toggle("active", button.dataset.view === view);
   session?.tables[view]?.draw();
+  if (view === "graph") session?.refreshTraffic();
   location.hash = view;
 }
 
@@ -54,6 +60,10 @@ class Session {
     this.timer = null;
     this.stop = new AbortController();
     this.drawer = null;
+    // "namespace/name" → its call edges; "from->to" → the last totals seen and when.
+    this.traffic = new Map();
+    this.trafficSeen = new Map();
+    this.trafficTimer = null;
     terminal ??= new Terminal();
     editor ??= new Editor(() => session?.refresh(["applications", "services", "instances"]));
     this.terminal = terminal;
@@ -86,10 +96,36 @@ class Session {
       $("live").textContent = live ? "live" : "reconnecting";
       $("live").classList.toggle("on", live);
     }, this.stop.signal);
+    this.trafficTimer = setInterval(() => {
+      if (!$("view-graph").hidden) this.refreshTraffic();
+    }, TRAFFIC_PERIOD_MS);
+  }
+
+  // The call edges of the listed applications, each with its rate since the last answer.
+  async refreshTraffic() {
+    const now = performance.now();
+    const applications = this.data.applications.slice(0, TRAFFIC_APPLICATIONS_MAX);
+    await Promise.all(applications.map(async (application) => {
+      const { namespace, name } = application.metadata;
+      const answer = await api.call("GET", `/api/v1/applications/${api.encode(namespace)}/${api.encode(name)}/traffic`);
+      if (!answer.ok) return;
+      const edges = answer.body.edges.map((edge) => {
+        const key = `${edge.from}->${edge.to}`;
+        const total = edge.bytesToCallee + edge.bytesFromCallee;
+        const seen = this.trafficSeen.get(key);
+        this.trafficSeen.set(key, { total, at: now });
+        // Totals that fell: a node restarted; the rate waits for the next answer.
+        const rate = seen && now > seen.at && total >= seen.total ? (total - seen.total) / ((now - seen.at) / 1000) : null;
+        return { ...edge, rate };
+      });
+      this.traffic.set(`${namespace}/${name}`, edges);
+    }));
+    drawGraphs($("graph"), this.data.applications, this.data.instances, this.traffic);
   }
 
   end() {
     this.stop.abort();
+    clearInterval(this.trafficTimer);
     this.closeDrawer();
   }
 
@@ -104,7 +140,7 @@ class Session {
     }));
     if (kinds.includes("clusters") || kinds.includes("nodes")) this.map.draw(this.data.clusters, this.data.nodes);
     if (kinds.includes("applications") || kinds.includes("instances")) {
-      drawGraphs($("graph"), this.data.applications, this.data.instances);
+      drawGraphs($("graph"), this.data.applications, this.data.instances, this.traffic);
     }
   }
 

@@ -13,11 +13,11 @@ impl ClusterState {
     /// A node linked (over link `link`) and said hello.
     pub fn node_hello(&mut self, hello: Hello, link: u64, now: Now, fx: &mut Effects) {
         let name = hello.member.name.clone();
-        let (joined_at_ms, usage) = self
+        let (joined_at_ms, usage, traffic) = self
             .nodes
             .get(&name)
-            .map_or((now.unix_ms, BTreeMap::new()), |n| {
-                (n.joined_at_ms, n.usage.clone())
+            .map_or((now.unix_ms, BTreeMap::new(), Vec::new()), |n| {
+                (n.joined_at_ms, n.usage.clone(), n.traffic.clone())
             });
         self.views_stale = true;
         self.nodes.insert(
@@ -29,6 +29,7 @@ impl ClusterState {
                 joined_at_ms,
                 link: Some(link),
                 usage,
+                traffic,
             },
         );
         tracing::info!(node = %name, "node linked");
@@ -83,6 +84,9 @@ impl ClusterState {
         entry.last_seen = now.at;
         if let Some(beat) = beat.filter(|b| b.has_usage) {
             entry.usage = canopy_tier::instance_usage_from_pb(&beat.usage);
+        }
+        if let Some(beat) = beat.filter(|b| b.has_traffic) {
+            entry.traffic = beat.traffic.clone();
         }
         if let Some(beat) = beat.filter(|b| b.has_volumes) {
             entry.member.volumes = beat.volumes.clone();

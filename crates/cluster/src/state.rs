@@ -48,6 +48,8 @@ pub struct NodeEntry {
     pub link: Option<u64>,
     /// What its instances use, by instance id, from its last sample.
     pub usage: BTreeMap<String, canopy_model::Usage>,
+    /// The calls its proxy carried (totals), from its last heartbeat that said.
+    pub traffic: Vec<pb::TrafficEdge>,
 }
 
 impl NodeEntry {
@@ -100,6 +102,7 @@ impl ClusterState {
                         joined_at_ms: now.unix_ms,
                         link: None,
                         usage: BTreeMap::new(),
+                        traffic: Vec::new(),
                     });
             }
             state.instances.insert(placed.id.clone(), placed);

@@ -79,6 +79,8 @@ impl ClusterState {
             None => 0.0,
         };
         let mut summary = summary_to_pb(&view);
+        // The calls its nodes' proxies carried, summed: the root needs pairs, not nodes.
+        summary.traffic = canopy_tier::sum_traffic(self.nodes.values().flat_map(|n| &n.traffic));
         if let Some((coordinate, error, advertised)) = &site.wan {
             summary.probe_address = advertised.clone();
             summary.coordinate = coordinate_to_pb(Some((*coordinate, *error)));

@@ -9,6 +9,7 @@
 
 pub mod admission;
 mod assign;
+mod callers;
 mod details;
 mod engine_sessions;
 mod exec;
@@ -32,6 +33,7 @@ pub mod restart;
 mod runner;
 mod statefile;
 mod streams;
+mod traffic;
 mod usage;
 mod volumes;
 mod wasm_modules;
@@ -149,6 +151,8 @@ pub struct Agent {
     usage: std::sync::Mutex<UsageReports>,
     /// Service names, DNS and proxy, once attached.
     overlay: std::sync::OnceLock<overlay::Attached>,
+    /// The calls its proxy carried, per caller and callee, for the heartbeats.
+    traffic: Arc<traffic::Edges>,
     metrics: Arc<metrics::NodeMetrics>,
     /// The named volumes it last told its cluster it holds.
     volumes_sent: std::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
@@ -270,6 +274,7 @@ impl Agent {
             outbox: std::sync::Mutex::new(Some(outbox)),
             usage: Default::default(),
             overlay: Default::default(),
+            traffic: Default::default(),
             metrics,
             volumes_sent: Default::default(),
         });
@@ -415,6 +420,7 @@ impl Child for ClusterSide {
             .pending
             .take();
         let volumes = self.0.volumes_changed();
+        let traffic = self.0.traffic.report();
         pb::Heartbeat {
             allocated: None,
             coordinate: self.0.probing.coordinate_update(),
@@ -424,6 +430,8 @@ impl Child for ClusterSide {
                 .unwrap_or_default(),
             has_volumes: volumes.is_some(),
             volumes: volumes.unwrap_or_default(),
+            has_traffic: traffic.is_some(),
+            traffic: traffic.unwrap_or_default(),
         }
     }
 
@@ -449,6 +457,7 @@ impl Child for ClusterSide {
             self.0.on_overlay_link();
             // A cluster that restarted knows nothing of the use: the next sample goes up.
             self.0.usage.lock().unwrap_or_else(|p| p.into_inner()).sent = None;
+            self.0.traffic.resend();
         }
         match up {
             Some(_) => tracing::info!(node = %self.0.config.name, "linked to the cluster"),

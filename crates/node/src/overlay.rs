@@ -41,7 +41,11 @@ impl Agent {
         });
         let node_overlay = Overlay::new(settings.network, ask);
         node_overlay.set_listen(overlay::listener());
-        node_overlay.set_meter(self.metrics.proxy.clone());
+        node_overlay.set_meter(Arc::new(crate::traffic::TrafficMeter {
+            metrics: self.metrics.proxy.clone(),
+            edges: self.traffic.clone(),
+            agent: Arc::downgrade(self),
+        }));
         let dns = SocketAddr::from((node_overlay.dns_address(), settings.dns_port));
         let resolv_conf = std::fs::read_to_string(&settings.resolv_conf).unwrap_or_default();
         let upstream = overlay::nameservers(&resolv_conf, dns.ip());

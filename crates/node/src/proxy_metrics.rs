@@ -1,8 +1,9 @@
 //! The overlay proxy's traffic as the node's series: connections (or UDP flows) per service
 //! by outcome, and bytes per service each way. The proxy calls these as it carries traffic
-//! (`canopy_net::overlay::Meter`); a service appears once something dialled it here.
+//! (through `traffic::TrafficMeter`); a service appears once something dialled it here.
 
-use canopy_net::overlay::{Meter, Outcome, ServiceName};
+use crate::traffic::label;
+use canopy_net::overlay::{Outcome, ServiceName};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -63,15 +64,8 @@ impl ProxyMetrics {
     }
 }
 
-fn label(service: &ServiceName) -> String {
-    format!(
-        "{}/{}/{}",
-        service.namespace, service.application, service.service
-    )
-}
-
-impl Meter for ProxyMetrics {
-    fn opened(&self, service: &ServiceName, outcome: Outcome) {
+impl ProxyMetrics {
+    pub fn opened(&self, service: &ServiceName, outcome: Outcome) {
         let outcome = match outcome {
             Outcome::Forwarded => OutcomeLabel::forwarded,
             Outcome::Refused => OutcomeLabel::refused,
@@ -84,7 +78,7 @@ impl Meter for ProxyMetrics {
             .inc();
     }
 
-    fn carried(&self, service: &ServiceName, to_service: u64, from_service: u64) {
+    pub fn carried(&self, service: &ServiceName, to_service: u64, from_service: u64) {
         for (direction, bytes) in [
             (Direction::to_service, to_service),
             (Direction::from_service, from_service),

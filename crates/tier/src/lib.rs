@@ -18,6 +18,7 @@ pub mod sealing;
 pub mod session;
 mod status;
 pub mod streams;
+mod traffic;
 pub mod trust;
 pub mod version;
 mod waiters;
@@ -28,6 +29,7 @@ pub use convert::*;
 pub use operator::*;
 pub use session::{Assignment, Hello, Message, Revocation};
 pub use status::{Reported, StatusReport, reported_from_pb, state_to_pb};
+pub use traffic::sum_traffic;
 
 pub mod pb {
     tonic::include_proto!("canopy.tier.v1");

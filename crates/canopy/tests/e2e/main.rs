@@ -34,6 +34,7 @@ mod sandboxes;
 mod scheduling;
 mod secrets;
 mod streams;
+mod traffic;
 mod verbs;
 mod vms;
 mod volumes;

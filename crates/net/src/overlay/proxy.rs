@@ -1,21 +1,18 @@
 //! The node-local L4 proxy: one listener per (virtual address, service port, protocol). Each
 //! new TCP connection goes where the overlay's policy says at that moment, so route changes
 //! apply to the next connection; an instance that refuses is skipped for the next candidate,
-//! and a connection nothing can take is reset at once. UDP is relayed per flow (`udp`).
+//! and a connection nothing can take is reset at once. Bytes move between the two sockets
+//! inside the kernel (`splice`). UDP is relayed per flow (`udp`).
 //! Each connection and its bytes are counted per service (`traffic`).
 
 use super::name::ServiceName;
 use super::table::{Listen, Overlay};
-use super::traffic::{Outcome, SharedMeter};
+use super::traffic::{Outcome, SharedMeter, UNKNOWN_CALLER};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-
-/// Bytes read at once per direction of a proxied connection: large enough that a bulk
-/// transfer costs few system calls (`bench/proxy`), allocated only while the connection lives.
-const COPY_BUFFER: usize = 64 * 1024;
 
 /// How long one attempt to reach an instance may take before the next one is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -59,9 +56,9 @@ fn bind_udp(bind: SocketAddr) -> std::io::Result<UdpSocket> {
 async fn serve(overlay: Overlay, listener: TcpListener, address: Ipv4Addr, port: u16) {
     loop {
         match listener.accept().await {
-            Ok((client, _)) => match overlay.route(address, port, false) {
+            Ok((client, peer)) => match overlay.route(address, port, false) {
                 Some((service, targets)) => {
-                    tokio::spawn(forward(client, service, targets, overlay.meter()));
+                    tokio::spawn(forward(client, peer, service, targets, overlay.meter()));
                 }
                 None => reset(client),
             },
@@ -75,27 +72,46 @@ async fn serve(overlay: Overlay, listener: TcpListener, address: Ipv4Addr, port:
 
 async fn forward(
     mut client: TcpStream,
+    peer: SocketAddr,
     service: ServiceName,
     targets: Vec<SocketAddr>,
     meter: SharedMeter,
 ) {
     let _ = client.set_nodelay(true);
+    // Who calls is looked up while the instance is dialled, before the client can go.
+    let mut lookup = client.local_addr().ok().map(|local| {
+        let meter = meter.clone();
+        tokio::task::spawn_blocking(move || meter.caller(peer, local))
+    });
     for target in targets {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
             Ok(Ok(mut upstream)) => {
-                meter.opened(&service, Outcome::Forwarded);
                 let _ = upstream.set_nodelay(true);
+                // Bytes flow at once; the connection is counted as soon as its caller is known.
+                let opened = async {
+                    let caller = settle(lookup.take()).await;
+                    meter.opened(&service, &caller, Outcome::Forwarded);
+                    caller
+                };
                 let mut counted = Counted::default();
-                let _ = counted.copy(&mut client, &mut upstream).await;
-                meter.carried(&service, counted.to_service, counted.from_service);
+                let (caller, _) = tokio::join!(opened, counted.copy(&mut client, &mut upstream));
+                meter.carried(&service, &caller, counted.to_service, counted.from_service);
                 return;
             }
             Ok(Err(e)) => tracing::debug!(%target, error = %e, "instance refused"),
             Err(_) => tracing::debug!(%target, "instance did not answer in time"),
         }
     }
-    meter.opened(&service, Outcome::Refused);
+    meter.opened(&service, &settle(lookup.take()).await, Outcome::Refused);
     reset(client);
+}
+
+/// The caller a lookup found; unknown when there was none or it failed.
+async fn settle(lookup: Option<tokio::task::JoinHandle<String>>) -> String {
+    match lookup {
+        Some(lookup) => lookup.await.unwrap_or_else(|_| UNKNOWN_CALLER.to_string()),
+        None => UNKNOWN_CALLER.to_string(),
+    }
 }
 
 /// The bytes of one proxied connection, each way, also when it ends in an error (a reset
@@ -116,33 +132,19 @@ impl Counted {
         let (mut upstream_read, mut upstream_write) = upstream.split();
         let (to_service, from_service) = (&mut self.to_service, &mut self.from_service);
         let up = async {
-            let copied = copy_counting(&mut client_read, &mut upstream_write, to_service).await;
+            let copied =
+                super::splice::pump(&mut client_read, &mut upstream_write, to_service).await;
             let _ = upstream_write.shutdown().await;
             copied
         };
         let down = async {
-            let copied = copy_counting(&mut upstream_read, &mut client_write, from_service).await;
+            let copied =
+                super::splice::pump(&mut upstream_read, &mut client_write, from_service).await;
             let _ = client_write.shutdown().await;
             copied
         };
         // The first error ends both directions, as `copy_bidirectional` does.
         tokio::try_join!(up, down).map(|_| ())
-    }
-}
-
-async fn copy_counting<R, W>(from: &mut R, to: &mut W, count: &mut u64) -> std::io::Result<()>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let mut buffer = vec![0u8; COPY_BUFFER];
-    loop {
-        let read = from.read(&mut buffer).await?;
-        if read == 0 {
-            return Ok(());
-        }
-        to.write_all(&buffer[..read]).await?;
-        *count += read as u64;
     }
 }
 
@@ -158,6 +160,7 @@ mod tests {
     use crate::overlay::{Ask, Endpoint, PortRoute, Resolved};
     use std::net::IpAddr;
     use std::sync::Mutex;
+    use tokio::io::AsyncReadExt;
 
     /// A real TCP server that answers each connection with `reply` after reading `ask`
     /// bytes.
@@ -172,6 +175,39 @@ mod tests {
                     stream.write_all(reply).await.unwrap();
                 });
             }
+        });
+        port
+    }
+
+    /// Bytes that differ from one position to the next, so a lost, doubled or reordered
+    /// chunk shows.
+    fn pattern(length: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed;
+        (0..length)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// A real TCP server that sends back every byte it reads plus one, and after the
+    /// client's EOF (its half-close) `tail` more bytes before closing.
+    async fn echo_then_tail(tail: Vec<u8>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buffer = vec![0u8; 32 * 1024];
+            loop {
+                let read = stream.read(&mut buffer).await.unwrap();
+                if read == 0 {
+                    break;
+                }
+                let echoed: Vec<u8> = buffer[..read].iter().map(|b| b.wrapping_add(1)).collect();
+                stream.write_all(&echoed).await.unwrap();
+            }
+            stream.write_all(&tail).await.unwrap();
         });
         port
     }
@@ -221,7 +257,10 @@ mod tests {
 
     #[tokio::test]
     async fn connections_and_bytes_are_counted_per_service_and_refusals_apart() {
-        let meter = Arc::new(Recorded::default());
+        let meter = Arc::new(Recorded {
+            calling: "default/shop/client".into(),
+            ..Recorded::default()
+        });
         let live = overlay(
             Ipv4Addr::new(127, 94, 0, 0),
             vec![endpoint(server(5, b"hello back").await)],
@@ -246,6 +285,11 @@ mod tests {
             (1, 0, 5, 10),
             "one connection, 5 bytes up, 10 back"
         );
+        assert_eq!(
+            *meter.callers.lock().unwrap(),
+            ["default/shop/client", "default/shop/client"],
+            "the meter's caller for the opening and the bytes"
+        );
 
         // A port nothing listens on behind the name: the connection is reset and counted.
         let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -268,5 +312,43 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(refused_meter.of(name), (0, 1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn mebibytes_each_way_arrive_whole_and_are_counted_exactly() {
+        let (up, tail) = (pattern(4 << 20, 7), pattern(3 << 20, 11));
+        let meter = Arc::new(Recorded::default());
+        let live = overlay(
+            Ipv4Addr::new(127, 96, 0, 0),
+            vec![endpoint(echo_then_tail(tail.clone()).await)],
+        );
+        live.set_meter(meter.clone());
+        let Resolved::Address(vip) = live.resolve("echo.shop.default.canopy").await else {
+            panic!("the name resolves");
+        };
+        let stream = dial(SocketAddr::from((vip, 80))).await;
+        let (mut reading, mut writing) = stream.into_split();
+        let sent = up.clone();
+        let sender = tokio::spawn(async move {
+            writing.write_all(&sent).await.unwrap();
+            writing.shutdown().await.unwrap();
+        });
+        let mut arrived = Vec::new();
+        reading.read_to_end(&mut arrived).await.unwrap();
+        sender.await.unwrap();
+        let mut expected: Vec<u8> = up.iter().map(|b| b.wrapping_add(1)).collect();
+        expected.extend_from_slice(&tail);
+        assert_eq!(arrived.len(), expected.len(), "every byte came back");
+        assert!(
+            arrived == expected,
+            "the bytes came back unchanged and in order"
+        );
+        let name = "echo.shop.default.canopy";
+        let back = expected.len() as u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while meter.of(name).3 < back && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(meter.of(name), (1, 0, up.len() as u64, back));
     }
 }

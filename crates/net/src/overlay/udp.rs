@@ -1,11 +1,12 @@
 //! UDP through the proxy, per flow: the first datagram from a client address picks an
 //! instance by the name's policy, and that flow keeps its instance (and its own upstream
 //! socket, so replies find their way back) until nothing came back for [`FLOW_IDLE`]; the
-//! next datagram then starts a new flow, under the routes of that moment.
+//! next datagram then starts a new flow, under the routes of that moment. Flows are counted
+//! for caller `unknown`: finding a caller would hold up the relay's one loop.
 
 use super::name::ServiceName;
 use super::table::Overlay;
-use super::traffic::{Outcome, SharedMeter};
+use super::traffic::{Outcome, SharedMeter, UNKNOWN_CALLER};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -53,12 +54,12 @@ pub(crate) async fn relay(overlay: Overlay, socket: UdpSocket, address: Ipv4Addr
                 };
                 let Some(target) = targets.into_iter().next() else {
                     // No instance ready: dropped, as a datagram to nowhere is.
-                    meter.opened(&service, Outcome::Refused);
+                    meter.opened(&service, UNKNOWN_CALLER, Outcome::Refused);
                     continue;
                 };
                 match open_flow(target).await {
                     Ok(upstream) => {
-                        meter.opened(&service, Outcome::Forwarded);
+                        meter.opened(&service, UNKNOWN_CALLER, Outcome::Forwarded);
                         let flow = Flow {
                             upstream,
                             service: Arc::new(service),
@@ -78,14 +79,14 @@ pub(crate) async fn relay(overlay: Overlay, socket: UdpSocket, address: Ipv4Addr
                     }
                     Err(e) => {
                         tracing::debug!(%target, error = %e, "cannot open a UDP flow");
-                        meter.opened(&service, Outcome::Refused);
+                        meter.opened(&service, UNKNOWN_CALLER, Outcome::Refused);
                         continue;
                     }
                 }
             }
         };
         match flow.upstream.send(&buffer[..read]).await {
-            Ok(sent) => meter.carried(&flow.service, sent as u64, 0),
+            Ok(sent) => meter.carried(&flow.service, UNKNOWN_CALLER, sent as u64, 0),
             Err(e) => tracing::debug!(%client, error = %e, "UDP send to the instance failed"),
         }
     }
@@ -117,7 +118,7 @@ async fn replies(
         if socket.send_to(&buffer[..read], client).await.is_err() {
             break;
         }
-        meter.carried(&flow.service, 0, read as u64);
+        meter.carried(&flow.service, UNKNOWN_CALLER, 0, read as u64);
     }
     flows
         .lock()

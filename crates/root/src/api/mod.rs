@@ -24,6 +24,7 @@ mod runs;
 mod secrets;
 mod selectors;
 mod streams;
+mod traffic;
 mod users;
 mod version;
 mod whoami;
@@ -84,7 +85,7 @@ impl
     info(title = "Canopy API", description = "Hierarchical orchestration for the cloud-edge-IoT continuum."),
     paths(
         applications::apply, applications::create, applications::list, applications::get,
-        applications::replace, applications::delete,
+        applications::replace, applications::delete, traffic::traffic,
         workloads::list_services, workloads::get_service, workloads::scale,
         workloads::list_instances, workloads::get_instance, streams::logs, exec::exec, exec_ws::exec_ws, forward::port_forward,
         workloads::list_clusters, workloads::list_nodes,
@@ -143,6 +144,10 @@ pub fn router(
             get(applications::get)
                 .put(applications::replace)
                 .delete(applications::delete),
+        )
+        .route(
+            "/applications/{namespace}/{name}/traffic",
+            get(traffic::traffic),
         )
         .route("/services", get(workloads::list_services))
         .route(

@@ -45,6 +45,11 @@ pub const RULES: &[(&str, &str, Rule)] = &[
         "/api/v1/applications/{namespace}/{name}",
         Namespaced(Deploy),
     ),
+    (
+        "GET",
+        "/api/v1/applications/{namespace}/{name}/traffic",
+        Namespaced(Read),
+    ),
     ("GET", "/api/v1/services", Namespaced(Read)),
     (
         "GET",

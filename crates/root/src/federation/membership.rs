@@ -21,6 +21,7 @@ impl Federation {
         complete: bool,
     ) -> Result<(), RootError> {
         self.record_usage(cluster, nodes, removed, complete);
+        self.record_traffic(cluster, &summary.traffic);
         let store = self.desired.store();
         let now = OffsetDateTime::now_utc();
         let key = format!("{}{cluster}", keys::CLUSTERS);

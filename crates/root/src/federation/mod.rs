@@ -15,6 +15,7 @@ mod peers;
 mod schedule;
 mod secrets;
 mod streams;
+mod traffic;
 mod usage;
 
 use crate::desired::Desired;
@@ -74,6 +75,7 @@ pub struct Federation {
     /// The operator's cluster settings (labels), merged into summaries when placing.
     cluster_settings: std::sync::RwLock<BTreeMap<String, canopy_model::OperatorSettings>>,
     usage: std::sync::RwLock<usage::UsageByNode>,
+    traffic: std::sync::RwLock<traffic::TrafficByCluster>,
     /// Applications whose instances changed in a way their rollouts wait for.
     to_reconcile: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     metrics: Arc<crate::metrics::RootMetrics>,
@@ -100,6 +102,7 @@ impl Federation {
             wake: Notify::new(),
             cluster_settings: Default::default(),
             usage: Default::default(),
+            traffic: Default::default(),
             to_reconcile: Default::default(),
             metrics: Default::default(),
         })
