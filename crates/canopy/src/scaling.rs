@@ -88,7 +88,10 @@ mod tests {
             line.starts_with("1-3 replicas, target CPU 50%; last "),
             "{line}"
         );
-        assert!(line.ends_with("1 -> 3: cpu at 900% of its 50% target"), "{line}");
+        assert!(
+            line.ends_with("1 -> 3: cpu at 900% of its 50% target"),
+            "{line}"
+        );
         assert_eq!(describe(&spec, None), "1-3 replicas, target CPU 50%");
         assert_eq!(readings(&event(None)), "cpu 900%/50%");
         assert!(change(&event(Some("quota"))).ends_with("(refused: quota)"));

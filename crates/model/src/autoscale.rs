@@ -88,10 +88,16 @@ pub(crate) fn autoscale_errors(p: &str, svc: &crate::ServiceSpec) -> Vec<crate::
     }
     let most = crate::limits::MAX_REPLICAS;
     if !(1..=most).contains(&autoscale.min) {
-        err("min", format!("must be from 1 to {most}, got {}", autoscale.min));
+        err(
+            "min",
+            format!("must be from 1 to {most}, got {}", autoscale.min),
+        );
     }
     if !(1..=most).contains(&autoscale.max) {
-        err("max", format!("must be from 1 to {most}, got {}", autoscale.max));
+        err(
+            "max",
+            format!("must be from 1 to {most}, got {}", autoscale.max),
+        );
     } else if autoscale.min > autoscale.max {
         err(
             "min",
@@ -223,9 +229,8 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, "s.autoscale");
         assert!(found[0].reason.contains("does not apply to a job"));
-        let unknown = serde_json::from_value::<AutoscaleSpec>(
-            serde_json::json!({"max": 2, "targetCpu": 50}),
-        );
+        let unknown =
+            serde_json::from_value::<AutoscaleSpec>(serde_json::json!({"max": 2, "targetCpu": 50}));
         assert!(unknown.is_err(), "targetCpu is not targetCPU");
         let missing_max =
             serde_json::from_value::<AutoscaleSpec>(serde_json::json!({"targetCPU": 50}));

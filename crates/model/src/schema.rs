@@ -527,9 +527,8 @@ fn job_seconds(min: u64) -> Value {
 /// At least one target. `min <= max` is left to validation (JSON Schema cannot compare
 /// two fields; the API test's hooks keep generated bodies to it).
 fn autoscale() -> Value {
-    let set = |target: &str| {
-        json!({"required": [target], "properties": {target: {"type": "integer"}}})
-    };
+    let set =
+        |target: &str| json!({"required": [target], "properties": {target: {"type": "integer"}}});
     nullable(json!({"allOf": [reference("AutoscaleSpec"),
         {"anyOf": [set("targetCPU"), set("targetMemory")]}]}))
 }

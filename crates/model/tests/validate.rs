@@ -992,15 +992,21 @@ fn autoscale_problems_are_named_by_their_path_in_the_descriptor() {
              \x20     autoscale: {autoscale}\n"
         )
     };
-    let parsed = parse_descriptor(&text("{ max: 5, targetCPU: 60, scaleDownStabilizationSeconds: 5 }"))
-        .expect("an autoscaled service validates");
+    let parsed = parse_descriptor(&text(
+        "{ max: 5, targetCPU: 60, scaleDownStabilizationSeconds: 5 }",
+    ))
+    .expect("an autoscaled service validates");
     let service = &parsed.applications[0].spec.services[0];
     let autoscale = service.autoscale.clone().unwrap();
-    assert_eq!((autoscale.min, autoscale.max, autoscale.target_cpu), (1, 5, Some(60)));
+    assert_eq!(
+        (autoscale.min, autoscale.max, autoscale.target_cpu),
+        (1, 5, Some(60))
+    );
     assert_eq!(autoscale.scale_down_stabilization_seconds, 5);
     assert_eq!(service.replicas, 2, "the starting point");
 
-    let error = parse_descriptor(&text("{ min: 6, max: 5 }")).expect_err("min above max, no target");
+    let error =
+        parse_descriptor(&text("{ min: 6, max: 5 }")).expect_err("min above max, no target");
     let found: Vec<String> = error.errors.iter().map(ToString::to_string).collect();
     assert_eq!(
         found,

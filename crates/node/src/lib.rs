@@ -456,7 +456,9 @@ impl Child for ClusterSide {
 /// noticeable change waits for the next heartbeat.
 async fn sample_usage(agent: std::sync::Weak<Agent>) {
     loop {
-        let Some(strong) = agent.upgrade() else { return };
+        let Some(strong) = agent.upgrade() else {
+            return;
+        };
         let heartbeat = sample_once(&strong).await;
         drop(strong);
         let period = heartbeat.map_or(std::time::Duration::from_secs(1), usage::sample_period);

@@ -100,11 +100,17 @@ fn a_cpu_burning_service_scales_up_to_max_and_back_to_min_after_the_load_stops()
         e["service"] == "burner" && e["desired"].as_u64() > e["current"].as_u64()
     });
     assert_eq!(up["current"], 1, "{up}");
-    assert_eq!(up["desired"], 3, "one instance far above its target: max at once: {up}");
+    assert_eq!(
+        up["desired"], 3,
+        "one instance far above its target: max at once: {up}"
+    );
     let cpu = &up["readings"][0];
     assert_eq!(cpu["resource"], "cpu", "{up}");
     assert_eq!(cpu["target"], 25, "{up}");
-    assert!(cpu["usage"].as_u64().unwrap() > 25 * 11 / 10, "above the target: {up}");
+    assert!(
+        cpu["usage"].as_u64().unwrap() > 25 * 11 / 10,
+        "above the target: {up}"
+    );
     assert!(up["error"].is_null(), "{up}");
     // The change went through `scale`: three instances run.
     eventually(WITHIN, "three burners running", || {
@@ -128,7 +134,10 @@ fn a_cpu_burning_service_scales_up_to_max_and_back_to_min_after_the_load_stops()
         });
         assert_eq!(down["current"], current, "{down}");
         let cpu = &down["readings"][0];
-        assert!(cpu["usage"].as_u64().unwrap() < 25, "below the target: {down}");
+        assert!(
+            cpu["usage"].as_u64().unwrap() < 25,
+            "below the target: {down}"
+        );
         assert_eq!(cpu["measured"], current, "every instance measured: {down}");
         current = down["desired"].as_u64().unwrap();
         assert!(current >= 1, "never below min: {down}");

@@ -195,7 +195,11 @@ fn a_failing_job_stops_at_its_backoff_limit() {
         let ended = pair[0].2.expect("a failed run ended");
         let waited = Duration::from_nanos((pair[1].1 - ended) as u64);
         let backoff = Duration::from_millis(support::JOB_BACKOFF_MS << n);
-        assert!(waited >= backoff, "retry {} after {waited:?}: {tried:?}", n + 1);
+        assert!(
+            waited >= backoff,
+            "retry {} after {waited:?}: {tried:?}",
+            n + 1
+        );
     }
     for instance in instances_of(&daemon.url, "broken") {
         assert_eq!(instance["state"], "Failed", "{instance}");

@@ -248,7 +248,11 @@ fn the_target_asking_for_most_wins() {
     };
     let decision = once(&memory_only, 1, &[heavy]);
     assert_eq!(decision.desired, 3);
-    assert!(decision.reason.starts_with("memory at 75%"), "{}", decision.reason);
+    assert!(
+        decision.reason.starts_with("memory at 75%"),
+        "{}",
+        decision.reason
+    );
 }
 
 #[test]

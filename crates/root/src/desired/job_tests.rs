@@ -223,9 +223,7 @@ fn a_finished_job_with_runs_still_active_stops_them() {
 #[test]
 fn the_backoff_doubles_from_ten_seconds_and_stops_at_six_minutes() {
     let backoff = Backoff::default();
-    let delays: Vec<i64> = (1..=8)
-        .map(|n| backoff.delay(n).whole_seconds())
-        .collect();
+    let delays: Vec<i64> = (1..=8).map(|n| backoff.delay(n).whole_seconds()).collect();
     assert_eq!(delays, [10, 20, 40, 80, 160, 320, 360, 360]);
     assert_eq!(backoff.delay(u32::MAX), Duration::minutes(6));
     let quick = Backoff {

@@ -215,11 +215,7 @@ impl Desired {
         let backing_off = |namespace: &str, application: &str, service: &str| {
             records
                 .get(&keys::job(namespace, application, service))
-                .is_some_and(|r| {
-                    r.jobs
-                        .iter()
-                        .any(|j| j.finished.is_none() && j.failed > 0)
-                })
+                .is_some_and(|r| r.jobs.iter().any(|j| j.finished.is_none() && j.failed > 0))
         };
         let timed: Vec<(String, String)> = self
             .records(None)

@@ -66,7 +66,11 @@ impl Federation {
                 continue;
             }
             let (namespace, application, name) = &service.key;
-            match self.desired.apply_scaling(&service.key, &decision, now).await {
+            match self
+                .desired
+                .apply_scaling(&service.key, &decision, now)
+                .await
+            {
                 Ok(event) if event.error.is_none() => {
                     tracing::info!(service = %format!("{namespace}/{application}/{name}"),
                         from = decision.current, to = decision.desired, reason = %decision.reason,
