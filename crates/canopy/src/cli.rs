@@ -223,6 +223,15 @@ pub struct DaemonArgs {
     /// `canopy up` always trusts `default`.
     #[arg(long = "trusted-namespace", value_name = "NAME")]
     pub trusted_namespaces: Vec<String>,
+    /// How long a job waits after a failed run before the next, in milliseconds; doubled
+    /// with each failure since the last success, up to six minutes (Kubernetes' back-off).
+    #[arg(
+        long,
+        env = "CANOPY_JOB_BACKOFF_MS",
+        value_name = "MS",
+        default_value_t = 10_000
+    )]
+    pub job_backoff_ms: u64,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]

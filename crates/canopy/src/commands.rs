@@ -482,6 +482,10 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> any
                     view.status.desired, view.status.running, view.status.pending
                 ),
             }
+            if let Some(autoscale) = &view.spec.autoscale {
+                let last = view.status.autoscale.as_ref();
+                println!("Autoscale:   {}", crate::scaling::describe(autoscale, last));
+            }
             println!("Instances:");
             if instances.is_empty() {
                 println!("  <none>");

@@ -228,7 +228,8 @@ async fn open_root(args: &DaemonArgs) -> anyhow::Result<(Root, TcpListener)> {
     let root = Root::open_sealed(store.store.clone(), args.timing.timing(), sealing)
         .await
         .context("recovering the desired state")?
-        .with_api_config(api_config(&args.api)?);
+        .with_api_config(api_config(&args.api)?)
+        .with_job_backoff(Duration::from_millis(args.job_backoff_ms));
     crate::first_admin::announce_password(&root, &args.data)?;
     for namespace in &args.trusted_namespaces {
         root.trust_namespace(namespace)

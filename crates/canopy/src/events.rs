@@ -77,7 +77,7 @@ pub struct Printed {
 }
 
 /// The lines a change adds: an instance's transitions newer than those printed, or an
-/// application's or a cluster's or node's change itself.
+/// application's, a cluster's or node's change itself, or an autoscaler's scaling.
 pub fn lines_of(change: &ChangeEvent, printed: &mut Printed, scope: &Scope) -> Vec<Line> {
     let now = OffsetDateTime::now_utc();
     let in_scope = |namespace: &str| scope.all_namespaces || namespace == scope.namespace;
@@ -143,6 +143,32 @@ pub fn lines_of(change: &ChangeEvent, printed: &mut Printed, scope: &Scope) -> V
                 object: format!("application/{name}"),
                 state,
                 reason,
+            }]
+        }
+        ("autoscale", Some(object)) => {
+            let Ok(event) =
+                serde_json::from_value::<canopy_root::desired::ScalingEvent>(object.clone())
+            else {
+                return Vec::new();
+            };
+            if !in_scope(&event.namespace) {
+                return Vec::new();
+            }
+            let state = if event.error.is_some() {
+                "ScaleRefused"
+            } else {
+                "Scaled"
+            };
+            vec![Line {
+                at: event.at,
+                namespace: event.namespace.clone(),
+                object: format!("service/{}/{}", event.application, event.service),
+                state: state.to_string(),
+                reason: format!(
+                    "{} ({})",
+                    crate::scaling::change(&event),
+                    crate::scaling::readings(&event)
+                ),
             }]
         }
         (kind @ ("cluster" | "node"), object) => {
@@ -317,5 +343,32 @@ mod tests {
         let lines = lines_of(&node("Unreachable"), &mut printed, &scope(false));
         assert_eq!(lines[0].object, "node/n1");
         assert_eq!(lines[0].state, "Unreachable");
+    }
+
+    #[test]
+    fn a_scaling_is_an_event_with_its_numbers_in_its_namespace() {
+        let mut printed = Printed::default();
+        let scaled = |namespace: &str| ChangeEvent {
+            revision: 7,
+            kind: "autoscale".into(),
+            action: "put".into(),
+            key: format!("/autoscale/{namespace}/shop/web"),
+            object: Some(serde_json::json!({
+                "namespace": namespace, "application": "shop", "service": "web",
+                "at": "2026-12-02T02:00:00Z", "current": 1, "desired": 3,
+                "readings": [{"resource": "cpu", "usage": 900, "target": 50, "measured": 1,
+                    "missing": 0, "unready": 0, "proposal": 18}],
+                "reason": "cpu at 900% of its 50% target",
+            })),
+        };
+        let lines = lines_of(&scaled("default"), &mut printed, &scope(false));
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].object, "service/shop/web");
+        assert_eq!(lines[0].state, "Scaled");
+        assert_eq!(
+            lines[0].reason,
+            "1 -> 3: cpu at 900% of its 50% target (cpu 900%/50%)"
+        );
+        assert!(lines_of(&scaled("other"), &mut printed, &scope(false)).is_empty());
     }
 }

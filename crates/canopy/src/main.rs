@@ -26,6 +26,7 @@ mod overlay;
 mod rollout;
 mod root_store;
 mod run;
+mod scaling;
 mod secret_verbs;
 mod service_wide;
 mod sim;

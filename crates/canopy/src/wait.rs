@@ -324,6 +324,7 @@ mod tests {
             pending,
             other,
             job: None,
+            autoscale: None,
         };
         assert_eq!(service_state(&status(3, 3, 0, 0)), "Running");
         assert_eq!(service_state(&status(0, 0, 0, 0)), "Running");

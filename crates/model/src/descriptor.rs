@@ -152,6 +152,10 @@ pub struct ServiceSpec {
     /// How a changed spec replaces the instances; a rolling update when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<crate::RolloutStrategy>,
+    /// Moves `replicas` between `min` and `max` by the instances' measured use (as
+    /// Kubernetes' HorizontalPodAutoscaler); `replicas` is the starting point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<crate::AutoscaleSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<Constraint>,
     /// What placement optimises for this service; `binPack` when absent.
@@ -206,11 +210,13 @@ impl ServiceSpec {
     /// A fingerprint of everything that shapes one instance (all but `replicas`): instances
     /// made from an older spec have another hash and are replaced, as Kubernetes does with
     /// its pod-template hash. FNV-1a over the canonical JSON: stable across runs and builds.
-    /// The `strategy` says how to roll, not what runs: it is left out too.
+    /// The `strategy` says how to roll and `autoscale` how many run, not what runs: both
+    /// are left out too.
     pub fn template_hash(&self) -> String {
         let template = ServiceSpec {
             replicas: 0,
             strategy: None,
+            autoscale: None,
             ..self.clone()
         };
         let bytes = serde_json::to_vec(&template).unwrap_or_default();

@@ -50,8 +50,9 @@ pub struct JobSpec {
     )]
     pub ttl_seconds_after_finished: Option<u64>,
     /// Runs the job again and again: a cron schedule (minute hour day-of-month month
-    /// day-of-week, in UTC; `*`, `*/STEP`, numbers and lists of them, or `@hourly`,
-    /// `@daily`, `@weekly`, `@monthly`, `@yearly`). Once when absent.
+    /// day-of-week, in UTC, optionally after a seconds field; `*`, `*/STEP`, numbers and
+    /// lists of them, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`). Once when
+    /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     /// What a scheduled start does while an earlier one still runs.
@@ -139,20 +140,34 @@ pub const SCHEDULE_FIELDS: [(&str, u32, u32); 5] = [
     ("day of week", 0, 6),
 ];
 
+/// The field a six-field schedule starts with (croner reads it so): every few seconds is
+/// `*/5 * * * * *`.
+pub const SECONDS_FIELD: (&str, u32, u32) = ("second", 0, 59);
+
 /// Why `schedule` is not a schedule this descriptor accepts (see [`JobSpec::schedule`]),
 /// or `Ok`. The same grammar as [`crate::patterns::schedule`].
 pub fn check_schedule(schedule: &str) -> Result<(), String> {
     if SCHEDULE_NICKNAMES.iter().any(|(name, _)| *name == schedule) {
         return Ok(());
     }
-    let fields: Vec<&str> = schedule.split(' ').collect();
-    if fields.len() != SCHEDULE_FIELDS.len() {
+    let mut fields: Vec<&str> = schedule.split(' ').collect();
+    let mut names = SCHEDULE_FIELDS.to_vec();
+    if fields.len() == SCHEDULE_FIELDS.len() + 1 {
+        names.insert(0, SECONDS_FIELD);
+    } else if fields.len() != SCHEDULE_FIELDS.len() {
+        fields.clear();
+    }
+    if fields.contains(&"") {
+        fields.clear();
+    }
+    if fields.is_empty() {
         return Err(format!(
             "must be five fields separated by single spaces (minute hour day-of-month month \
-             day-of-week) or a nickname such as @daily, got {schedule:?}"
+             day-of-week), six with seconds first, or a nickname such as @daily, got \
+             {schedule:?}"
         ));
     }
-    for (field, (name, low, high)) in fields.iter().zip(SCHEDULE_FIELDS) {
+    for (field, (name, low, high)) in fields.iter().zip(names) {
         check_field(field, low, high).map_err(|why| format!("{name} {field:?}: {why}"))?;
     }
     Ok(())
@@ -266,6 +281,8 @@ mod tests {
             "59 23 31 12 6",
             "@daily",
             "@hourly",
+            "*/2 * * * * *",
+            "0,30 0 12 * * 1",
         ] {
             assert_eq!(check_schedule(good), Ok(()), "{good}");
         }
@@ -281,6 +298,9 @@ mod tests {
             ("05 * * * *", "minute"),
             ("1-5 * * * *", "minute"),
             ("@often", "five fields"),
+            ("60 * * * * *", "second \"60\""),
+            ("*/0 * * * * *", "second"),
+            ("* * * * * * *", "six with seconds"),
         ] {
             let why = check_schedule(bad).expect_err(bad);
             assert!(why.contains(says), "{bad}: {why}");

@@ -1,6 +1,7 @@
 //! Canopy's domain model: descriptors (native and Oakestra SLA), their validation, and the
 //! observed state of instances, clusters and nodes. Pure data and functions; no I/O.
 
+pub mod autoscale;
 mod descriptor;
 mod error;
 pub mod files;
@@ -32,6 +33,7 @@ pub mod volume;
 mod wasm;
 mod yaml_bounds;
 
+pub use autoscale::AutoscaleSpec;
 pub use descriptor::*;
 pub use error::{DescriptorError, FieldError};
 pub use files::{FILES_ENV, FileSpec};

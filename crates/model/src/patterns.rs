@@ -171,25 +171,28 @@ pub fn size(max_mib: u64, zero: bool) -> String {
     format!("^(?:{})$", alternatives.join("|"))
 }
 
-/// A job's cron schedule, as `job::check_schedule` takes it: a nickname, or five fields of
-/// `*`, `*/STEP` (1 to the field's largest value) or comma-separated numbers in the field's
-/// range, without leading zeros.
+/// A job's cron schedule, as `job::check_schedule` takes it: a nickname, or five fields
+/// (six with seconds first) of `*`, `*/STEP` (1 to the field's largest value) or
+/// comma-separated numbers in the field's range, without leading zeros.
 pub fn schedule() -> String {
     let nicknames: Vec<&str> = crate::job::SCHEDULE_NICKNAMES
         .iter()
         .map(|(name, _)| *name)
         .collect();
-    let fields: Vec<String> = crate::job::SCHEDULE_FIELDS
-        .iter()
-        .map(|&(_, low, high)| {
-            let value = if low == 0 {
-                format!("(?:0|{})", integers_up_to(u64::from(high)))
-            } else {
-                integers_up_to(u64::from(high))
-            };
-            let step = integers_up_to(u64::from(high));
-            format!("(?:\\*|\\*/{step}|{value}(?:,{value})*)")
-        })
-        .collect();
-    format!("^(?:{}|{})$", nicknames.join("|"), fields.join(" "))
+    let field = |&(_, low, high): &(&str, u32, u32)| {
+        let value = if low == 0 {
+            format!("(?:0|{})", integers_up_to(u64::from(high)))
+        } else {
+            integers_up_to(u64::from(high))
+        };
+        let step = integers_up_to(u64::from(high));
+        format!("(?:\\*|\\*/{step}|{value}(?:,{value})*)")
+    };
+    let fields: Vec<String> = crate::job::SCHEDULE_FIELDS.iter().map(field).collect();
+    format!(
+        "^(?:{}|(?:{} )?{})$",
+        nicknames.join("|"),
+        field(&crate::job::SECONDS_FIELD),
+        fields.join(" ")
+    )
 }

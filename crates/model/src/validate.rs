@@ -145,6 +145,8 @@ impl Validator {
         self.errors.extend(crate::probe::probe_errors(p, svc));
         self.errors.extend(crate::strategy::strategy_errors(p, svc));
         self.errors.extend(crate::job::job_errors(p, svc));
+        self.errors
+            .extend(crate::autoscale::autoscale_errors(p, svc));
         if svc.replicas > MAX_REPLICAS {
             self.err(
                 format!("{p}.replicas"),

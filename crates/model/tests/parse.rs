@@ -587,6 +587,7 @@ fn service(index: usize) -> impl Strategy<Value = ServiceSpec> {
                     readiness_probe: None,
                     startup_probe: None,
                     strategy: None,
+                    autoscale: None,
                     constraints,
                     objective: None,
                     image_pull_secret: None,

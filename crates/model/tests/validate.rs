@@ -982,3 +982,43 @@ spec:
     let error = parse_descriptor(&unknown).expect_err("an unknown job field");
     assert!(error.to_string().contains("concurrency"), "{error}");
 }
+
+#[test]
+fn autoscale_problems_are_named_by_their_path_in_the_descriptor() {
+    let text = |autoscale: &str| {
+        format!(
+            "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{ name: shop }}\nspec:\n  services:\n\
+             \x20   - name: web\n      runtime: process\n      command: [/srv/web]\n      replicas: 2\n\
+             \x20     autoscale: {autoscale}\n"
+        )
+    };
+    let parsed = parse_descriptor(&text(
+        "{ max: 5, targetCPU: 60, scaleDownStabilizationSeconds: 5 }",
+    ))
+    .expect("an autoscaled service validates");
+    let service = &parsed.applications[0].spec.services[0];
+    let autoscale = service.autoscale.clone().unwrap();
+    assert_eq!(
+        (autoscale.min, autoscale.max, autoscale.target_cpu),
+        (1, 5, Some(60))
+    );
+    assert_eq!(autoscale.scale_down_stabilization_seconds, 5);
+    assert_eq!(service.replicas, 2, "the starting point");
+
+    let error =
+        parse_descriptor(&text("{ min: 6, max: 5 }")).expect_err("min above max, no target");
+    let found: Vec<String> = error.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        found,
+        [
+            "spec.services[0].autoscale.min: must be at most max (5), got 6",
+            "spec.services[0].autoscale: needs a target: targetCPU, targetMemory or both (percent of the request)",
+        ]
+    );
+    // The autoscaler's fields are not what an instance runs: no rollout for them.
+    let other = parse_descriptor(&text("{ max: 9, targetMemory: 70 }")).unwrap();
+    assert_eq!(
+        other.applications[0].spec.services[0].template_hash(),
+        service.template_hash()
+    );
+}

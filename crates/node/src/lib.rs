@@ -163,6 +163,8 @@ struct UsageReports {
     sampler: usage::Sampler,
     sent: Option<BTreeMap<String, canopy_model::Usage>>,
     pending: Option<BTreeMap<String, canopy_model::Usage>>,
+    /// The cluster's heartbeat, which the sampling period follows.
+    heartbeat: Option<std::time::Duration>,
 }
 
 fn now_ms() -> i64 {
@@ -453,10 +455,13 @@ impl Child for ClusterSide {
     }
 
     async fn on_link(&self, up: Option<Timing>) {
-        if up.is_some() {
+        if let Some(timing) = up {
             self.0.on_overlay_link();
+            let mut usage = self.0.usage.lock().unwrap_or_else(|p| p.into_inner());
             // A cluster that restarted knows nothing of the use: the next sample goes up.
-            self.0.usage.lock().unwrap_or_else(|p| p.into_inner()).sent = None;
+            usage.sent = None;
+            usage.heartbeat = Some(timing.heartbeat);
+            drop(usage);
             self.0.traffic.resend();
         }
         match up {
@@ -468,55 +473,64 @@ impl Child for ClusterSide {
     }
 }
 
-/// Samples what each running instance uses every [`usage::SAMPLE_PERIOD`], until the agent
-/// is gone; a noticeable change waits for the next heartbeat.
+/// Samples what each running instance uses every [`usage::sample_period`] of its cluster's
+/// heartbeat (every second until the first link says it), until the agent is gone; a
+/// noticeable change waits for the next heartbeat.
 async fn sample_usage(agent: std::sync::Weak<Agent>) {
-    let mut every = tokio::time::interval(usage::SAMPLE_PERIOD);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        every.tick().await;
-        let Some(agent) = agent.upgrade() else { return };
-        let running: Vec<(String, Arc<dyn Runtime>, String)> = {
-            let instances = agent.instances.lock().await;
-            instances
-                .iter()
-                .filter(|(_, l)| l.state() == canopy_model::InstanceState::Running)
-                .filter_map(|(id, l)| {
-                    let workload = &l.record.workload;
-                    let runtime = agent.runtimes.get(&workload.spec.runtime)?;
-                    let service = format!(
-                        "{}/{}/{}",
-                        workload.namespace, workload.application, workload.service
-                    );
-                    runtime
-                        .capabilities()
-                        .stats
-                        .then(|| (id.clone(), runtime.clone(), service))
-                })
-                .collect()
+        let Some(strong) = agent.upgrade() else {
+            return;
         };
-        let mut stats = BTreeMap::new();
-        let mut services = BTreeMap::new();
-        for (id, runtime, service) in running {
-            if let Ok(sample) = runtime.stats(&id).await {
-                services.insert(id.clone(), service);
-                stats.insert(id, sample);
-            }
-        }
-        let mut reports = agent.usage.lock().unwrap_or_else(|p| p.into_inner());
-        let now = reports.sampler.sample(stats, std::time::Instant::now());
-        let sampled: Vec<metrics::Sampled<'_>> = now
+        let heartbeat = sample_once(&strong).await;
+        drop(strong);
+        let period = heartbeat.map_or(std::time::Duration::from_secs(1), usage::sample_period);
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// One sample of every running instance; the cluster's heartbeat, if known.
+async fn sample_once(agent: &Agent) -> Option<std::time::Duration> {
+    let running: Vec<(String, Arc<dyn Runtime>, String)> = {
+        let instances = agent.instances.lock().await;
+        instances
             .iter()
-            .map(|(id, usage)| metrics::Sampled {
-                id,
-                service: services.remove(id).unwrap_or_default(),
-                usage: *usage,
+            .filter(|(_, l)| l.state() == canopy_model::InstanceState::Running)
+            .filter_map(|(id, l)| {
+                let workload = &l.record.workload;
+                let runtime = agent.runtimes.get(&workload.spec.runtime)?;
+                let service = format!(
+                    "{}/{}/{}",
+                    workload.namespace, workload.application, workload.service
+                );
+                runtime
+                    .capabilities()
+                    .stats
+                    .then(|| (id.clone(), runtime.clone(), service))
             })
-            .collect();
-        agent.metrics.sampled(&sampled);
-        if usage::noticeably_changed(reports.sent.as_ref(), &now) {
-            reports.sent = Some(now.clone());
-            reports.pending = Some(now);
+            .collect()
+    };
+    let mut stats = BTreeMap::new();
+    let mut services = BTreeMap::new();
+    for (id, runtime, service) in running {
+        if let Ok(sample) = runtime.stats(&id).await {
+            services.insert(id.clone(), service);
+            stats.insert(id, sample);
         }
     }
+    let mut reports = agent.usage.lock().unwrap_or_else(|p| p.into_inner());
+    let now = reports.sampler.sample(stats, std::time::Instant::now());
+    let sampled: Vec<metrics::Sampled<'_>> = now
+        .iter()
+        .map(|(id, usage)| metrics::Sampled {
+            id,
+            service: services.remove(id).unwrap_or_default(),
+            usage: *usage,
+        })
+        .collect();
+    agent.metrics.sampled(&sampled);
+    if usage::noticeably_changed(reports.sent.as_ref(), &now) {
+        reports.sent = Some(now.clone());
+        reports.pending = Some(now);
+    }
+    reports.heartbeat
 }

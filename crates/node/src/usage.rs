@@ -1,5 +1,6 @@
-//! Usage sampling: every [`SAMPLE_PERIOD`] the node asks its runtimes what each running
-//! instance uses; CPU becomes millicores from two samples. The use goes up in a heartbeat
+//! Usage sampling: every ten heartbeats of its cluster (at most [`SAMPLE_PERIOD`]) the node
+//! asks its runtimes what each running instance uses; CPU becomes millicores from two
+//! samples. The use goes up in a heartbeat
 //! only when it changed noticeably since the node last said, so an idle node stays within its
 //! traffic budget (a few dozen bytes per instance, at most once per period).
 
@@ -9,6 +10,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub(crate) const SAMPLE_PERIOD: Duration = Duration::from_secs(10);
+
+/// The sampling period under a cluster that heartbeats every `heartbeat`: ten of them,
+/// from one second to [`SAMPLE_PERIOD`] (10 s at the default heartbeat; tiers run faster in
+/// tests, and the autoscaler decides on what is sampled).
+pub(crate) fn sample_period(heartbeat: Duration) -> Duration {
+    (heartbeat * 10).clamp(Duration::from_secs(1), SAMPLE_PERIOD)
+}
 
 /// Least change of an instance's CPU worth a report: 20% or 50 millicores, whichever is more.
 const CPU_STEP_MILLIS: u64 = 50;
@@ -133,5 +141,14 @@ mod tests {
         );
         // Small values: the absolute step decides, not the percentage.
         assert!(!noticeably_changed(Some(&use_of(0, 1)), &use_of(30, 3)));
+    }
+
+    #[test]
+    fn the_period_is_ten_heartbeats_from_one_to_ten_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(sample_period(ms(1000)), SAMPLE_PERIOD);
+        assert_eq!(sample_period(ms(200)), ms(2000));
+        assert_eq!(sample_period(ms(10)), ms(1000));
+        assert_eq!(sample_period(ms(5000)), SAMPLE_PERIOD);
     }
 }

@@ -216,6 +216,18 @@ impl InstanceCache {
             .collect()
     }
 
+    /// Every instance, grouped by service (the autoscaler's view).
+    pub fn by_service(&self) -> BTreeMap<ServiceKey, Vec<Instance>> {
+        let mut services: BTreeMap<ServiceKey, Vec<Instance>> = BTreeMap::new();
+        for instance in self.read().instances.values() {
+            services
+                .entry(service_key(instance))
+                .or_default()
+                .push(instance.clone());
+        }
+        services
+    }
+
     pub fn on_cluster(&self, cluster: &str) -> Vec<Instance> {
         let index = self.read();
         index.collect(index.by_cluster.get(cluster).into_iter().flatten())

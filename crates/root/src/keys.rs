@@ -30,6 +30,13 @@ pub fn job(namespace: &str, application: &str, service: &str) -> String {
     format!("{JOBS}{namespace}/{application}/{service}")
 }
 
+/// Each autoscaled service's last scaling and the numbers that drove it (streamed).
+pub const AUTOSCALE: &str = "/autoscale/";
+
+pub fn autoscale(namespace: &str, application: &str, service: &str) -> String {
+    format!("{AUTOSCALE}{namespace}/{application}/{service}")
+}
+
 pub fn application(namespace: &str, name: &str) -> String {
     format!("{APPLICATIONS}{namespace}/{name}")
 }
@@ -77,6 +84,7 @@ pub fn kind_of(key: &str) -> Option<&'static str> {
         (INSTANCES, "instance"),
         (CLUSTERS, "cluster"),
         (NODES, "node"),
+        (AUTOSCALE, "autoscale"),
     ]
     .into_iter()
     .find(|(prefix, _)| key.starts_with(prefix))

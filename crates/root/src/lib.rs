@@ -103,6 +103,13 @@ impl Root {
         self
     }
 
+    /// Sets the first back-off delay of a job after a failed run (doubled with each
+    /// failure, up to six minutes; 10 s unless set).
+    pub fn with_job_backoff(self, base: std::time::Duration) -> Root {
+        self.desired.set_job_backoff(base);
+        self
+    }
+
     /// Schedules only while `leader` is true (replicas on a shared store elect one leader).
     pub fn with_leadership(mut self, leader: tokio::sync::watch::Receiver<bool>) -> Root {
         self.leadership = Some(leader);

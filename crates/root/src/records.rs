@@ -58,6 +58,9 @@ pub struct ServiceStatus {
     /// A job service's latest job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<crate::desired::JobStatus>,
+    /// An autoscaled service's last scaling, with the numbers that drove it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<crate::desired::ScalingEvent>,
 }
 
 /// A service as the API shows it, flattened out of its application.

@@ -8,8 +8,9 @@
 //! Left out, with the reason: `GET /api/v1/events`, whose 200 answer is a stream that ends
 //! only when the root stops (schemathesis would wait on it until its request timeout and
 //! report that as a failure); `tests/api.rs` checks its documented answers instead.
-//! `schemathesis/hooks.py` adds the three rules JSON Schema cannot state (names unique
-//! within a list, `latency.toService` naming a sibling, a PUT's path matching its body).
+//! `schemathesis/hooks.py` adds the four rules JSON Schema cannot state (names unique
+//! within a list, `latency.toService` naming a sibling, an autoscale's `min <= max`, a PUT's
+//! path matching its body).
 
 use canopy_root::Root;
 use canopy_store::RedbStore;

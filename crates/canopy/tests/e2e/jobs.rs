@@ -1,8 +1,9 @@
 //! Jobs on a real `canopy up` with real processes: `completions` successful runs with at
-//! most `parallelism` at once, a failing job that stops at its `backoffLimit`, and one past
+//! most `parallelism` at once, a failing job that stops at its `backoffLimit` (each retry
+//! after its back-off), and one past
 //! its deadline, a finished one removed after its time to live, and a function on demand
-//! (`canopy run`). Every run stamps its start and end in a file of its own, which is what
-//! the assertions count.
+//! (`canopy run`), and a cron job every two seconds. Every run stamps its start and end in
+//! a file of its own, which is what the assertions count.
 
 use crate::support;
 
@@ -187,6 +188,19 @@ fn a_failing_job_stops_at_its_backoff_limit() {
     holds_for(Duration::from_secs(3), "three runs only", || {
         runs(&stamps).len() == 3 && instances_of(&daemon.url, "broken").len() == 3
     });
+    // Each retry waited out the back-off: the base, then twice the base.
+    let mut tried = runs(&stamps);
+    tried.sort_by_key(|r| r.1);
+    for (n, pair) in tried.windows(2).enumerate() {
+        let ended = pair[0].2.expect("a failed run ended");
+        let waited = Duration::from_nanos((pair[1].1 - ended) as u64);
+        let backoff = Duration::from_millis(support::JOB_BACKOFF_MS << n);
+        assert!(
+            waited >= backoff,
+            "retry {} after {waited:?}: {tried:?}",
+            n + 1
+        );
+    }
     for instance in instances_of(&daemon.url, "broken") {
         assert_eq!(instance["state"], "Failed", "{instance}");
         assert_eq!(exit_code(&instance), Some(1), "{instance}");
@@ -346,4 +360,61 @@ fn canopy_run_starts_a_job_with_its_arguments_and_returns_its_output() {
     assert!(!not_a_job.status.success());
     let said = String::from_utf8_lossy(&not_a_job.stderr);
     assert!(said.contains("is not a job"), "{said}");
+}
+
+/// A cron job whose schedule has seconds fires every two seconds; of its finished jobs only
+/// the newest `successfulJobsHistoryLimit` are kept, with their runs.
+#[test]
+fn a_cron_job_fires_on_its_schedule_and_keeps_its_history_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let stamps = dir.path().join("stamps");
+    std::fs::create_dir_all(&stamps).unwrap();
+    let marker = format!("canopy-job-cron-{}", std::process::id());
+    let _cleanup = KillOnDrop(marker.clone());
+    let daemon = support::up(&dir.path().join("data"));
+    let yaml = job_yaml(
+        "tick",
+        &stamps,
+        &marker,
+        "{schedule: '*/2 * * * * *', successfulJobsHistoryLimit: 2, concurrencyPolicy: Forbid}",
+        "true",
+    );
+    let applied = std::time::Instant::now();
+    support::apply(&daemon.url, dir.path(), &yaml);
+
+    // Sampled all along: two finished jobs kept at most, beside the one running (Forbid:
+    // never two at once), and no more starts than the schedule has due times.
+    let status = eventually(SETTLE, "a fourth job complete", || {
+        let status = job_status(&daemon.url, "jobs", "tick");
+        // Runs of a dropped job stop (then go): they are not kept.
+        let kept: Vec<Value> = instances_of(&daemon.url, "tick")
+            .into_iter()
+            .filter(|i| i["desired"] != "Stop")
+            .collect();
+        assert!(kept.len() <= 3, "history limit 2 and one running: {kept:?}");
+        assert!(status["jobs"].as_u64().unwrap_or(0) <= 3, "{status}");
+        let due_times = applied.elapsed().as_secs() / 2 + 1;
+        assert!(
+            runs(&stamps).len() as u64 <= due_times,
+            "{} runs in {:?}",
+            runs(&stamps).len(),
+            applied.elapsed()
+        );
+        (status["number"].as_u64()? >= 4 && status["phase"] == "Complete").then_some(status)
+    });
+    assert!(status["nextSchedule"].is_string(), "{status}");
+    let started = runs(&stamps).len();
+    assert!(started >= 4, "one run per job: {started}");
+    // The older jobs' runs are gone: only the newest ones are left.
+    let newest = status["number"].as_u64().unwrap();
+    let kept: Vec<u64> = instances_of(&daemon.url, "tick")
+        .iter()
+        .filter(|i| i["desired"] != "Stop")
+        .filter_map(|i| i["job"].as_u64())
+        .collect();
+    assert!(kept.len() < started, "{kept:?} of {started} runs");
+    assert!(
+        kept.iter().all(|job| *job + 3 > newest),
+        "only the newest jobs keep runs: {kept:?}, newest {newest}"
+    );
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod api_hardening;
 mod auth;
+mod autoscale;
 mod cli;
 mod containers;
 mod dashboard;

@@ -328,6 +328,8 @@ impl Mapper {
             readiness_probe: None,
             startup_probe: None,
             strategy: None,
+            // An SLA has no autoscaling.
+            autoscale: None,
             constraints,
             objective: None,
             image_pull_secret: None,

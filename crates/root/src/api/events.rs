@@ -25,7 +25,7 @@ pub struct EventsQuery {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangeEvent {
     pub revision: u64,
-    #[schema(value_type = String, pattern = "^(application|instance|cluster|node)$")]
+    #[schema(value_type = String, pattern = "^(application|instance|cluster|node|autoscale)$")]
     pub kind: String,
     #[schema(value_type = String, pattern = "^(put|delete)$")]
     pub action: String,
@@ -103,6 +103,10 @@ impl Visibility {
             Some("cluster" | "node") => true,
             Some("application") => key
                 .strip_prefix(keys::APPLICATIONS)
+                .and_then(|rest| rest.split('/').next())
+                .is_some_and(|namespace| self.namespaces.contains(namespace)),
+            Some("autoscale") => key
+                .strip_prefix(keys::AUTOSCALE)
                 .and_then(|rest| rest.split('/').next())
                 .is_some_and(|namespace| self.namespaces.contains(namespace)),
             Some("instance") => match change {

@@ -96,7 +96,7 @@ impl Desired {
         application: Application,
         mode: WriteMode,
     ) -> Result<(Option<Op>, AppliedApplication), RootError> {
-        self.admit(&application).await?;
+        let mut application = application;
         let (namespace, name) = (
             application.metadata.namespace.clone(),
             application.metadata.name.clone(),
@@ -104,6 +104,10 @@ impl Desired {
         let key = keys::application(&namespace, &name);
         let now = OffsetDateTime::now_utc();
         let existing = self.store.get_json::<ApplicationRecord>(&key).await?;
+        if let Some((old, _)) = &existing {
+            keep_autoscaled_replicas(&old.application, &mut application);
+        }
+        self.admit(&application).await?;
         let (record, precondition, action) = match existing {
             Some((_, _)) if mode == WriteMode::CreateOnly => {
                 return Err(RootError::Conflict(format!(
@@ -180,6 +184,20 @@ impl Desired {
         service: &str,
         replicas: u32,
     ) -> Result<ServiceView, RootError> {
+        self.scale_from(namespace, application, service, None, replicas)
+            .await
+    }
+
+    /// [`Desired::scale`], only while the count is still `expected` (when given): the
+    /// autoscaler's change never overwrites one made since it decided.
+    pub(super) async fn scale_from(
+        &self,
+        namespace: &str,
+        application: &str,
+        service: &str,
+        expected: Option<u32>,
+        replicas: u32,
+    ) -> Result<ServiceView, RootError> {
         if replicas > canopy_model::limits::MAX_REPLICAS {
             return Err(RootError::Invalid(DescriptorError {
                 errors: vec![FieldError::new(
@@ -200,6 +218,14 @@ impl Desired {
                 .ok_or_else(|| {
                     not_found("service", format!("{namespace}/{application}/{service}"))
                 })?;
+            if let Some(expected) = expected
+                && spec.replicas != expected
+            {
+                return Err(RootError::Conflict(format!(
+                    "{namespace}/{application}/{service} has {} replicas now, not {expected}",
+                    spec.replicas
+                )));
+            }
             if spec.replicas != replicas {
                 let more = replicas > spec.replicas;
                 spec.replicas = replicas;
@@ -242,7 +268,8 @@ impl Desired {
             })
             .await?;
         let jobs = self.job_records().await?;
-        Ok(view_of(record, &instances, &jobs))
+        let scaling = self.scaling_events().await?;
+        Ok(view_of(record, &instances, &jobs, &scaling))
     }
 
     pub async fn list_applications(
@@ -257,9 +284,10 @@ impl Desired {
             })
             .await?;
         let jobs = self.job_records().await?;
+        let scaling = self.scaling_events().await?;
         Ok(records
             .into_iter()
-            .map(|record| view_of(record, &instances, &jobs))
+            .map(|record| view_of(record, &instances, &jobs, &scaling))
             .collect())
     }
 
@@ -277,13 +305,15 @@ impl Desired {
             })
             .await?;
         let jobs = self.job_records().await?;
+        let scaling = self.scaling_events().await?;
         Ok(records
             .iter()
             .filter(|r| application.is_none_or(|a| a == r.application.metadata.name))
             .flat_map(|record| {
                 let metadata = &record.application.metadata;
                 record.application.spec.services.iter().map(|spec| {
-                    service_view(&metadata.namespace, &metadata.name, spec, &instances, &jobs)
+                    let (namespace, name) = (&metadata.namespace, &metadata.name);
+                    service_view(namespace, name, spec, &instances, &jobs, &scaling)
                 })
             })
             .collect())
@@ -307,6 +337,29 @@ impl Desired {
 enum WriteMode {
     CreateOnly,
     Upsert,
+}
+
+/// A service that autoscaled before and still does keeps the count its autoscaler set (in
+/// the new `min..=max`, or 0 if scaled to 0): `replicas` is only the starting point, so an
+/// unchanged descriptor applied again changes nothing.
+fn keep_autoscaled_replicas(existing: &Application, incoming: &mut Application) {
+    for service in &mut incoming.spec.services {
+        let Some(autoscale) = &service.autoscale else {
+            continue;
+        };
+        if let Some(old) = existing
+            .spec
+            .services
+            .iter()
+            .find(|s| s.name == service.name && s.autoscale.is_some())
+        {
+            // Scaled to 0 by hand, it stays off.
+            service.replicas = match old.replicas {
+                0 => 0,
+                replicas => autoscale.clamp(replicas),
+            };
+        }
+    }
 }
 
 /// The name an imported application had before it was lowercased, if it was.

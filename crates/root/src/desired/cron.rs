@@ -8,7 +8,7 @@ use canopy_model::ConcurrencyPolicy;
 use std::str::FromStr;
 use time::OffsetDateTime;
 
-/// A parsed `schedule:` (five fields, in UTC).
+/// A parsed `schedule:` (five fields, or six with seconds first, in UTC).
 #[derive(Debug, Clone)]
 pub struct Schedule(croner::Cron);
 
@@ -180,8 +180,33 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_with_seconds_first_fires_every_few_seconds() {
+        let every_three = Schedule::parse("*/3 * * * * *").unwrap();
+        let handled = datetime!(2026-12-01 10:00:00 UTC);
+        assert_eq!(
+            every_three.latest_due(handled, datetime!(2026-12-01 10:00:02 UTC)),
+            None
+        );
+        assert_eq!(
+            every_three.latest_due(handled, datetime!(2026-12-01 10:00:04 UTC)),
+            Some(datetime!(2026-12-01 10:00:03 UTC))
+        );
+        assert_eq!(
+            every_three.next_after(datetime!(2026-12-01 10:00:03 UTC)),
+            Some(datetime!(2026-12-01 10:00:06 UTC))
+        );
+        // Five fields still mean minutes: second 0 of each.
+        let minutely = Schedule::parse("* * * * *").unwrap();
+        assert_eq!(
+            minutely.next_after(handled),
+            Some(datetime!(2026-12-01 10:01:00 UTC))
+        );
+    }
+
+    #[test]
     fn every_schedule_the_descriptor_accepts_parses() {
         for text in [
+            "*/2 * * * * *",
             "* * * * *",
             "59 23 31 12 6",
             "0,30 */2 1 1,7 0",

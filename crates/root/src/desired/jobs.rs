@@ -179,10 +179,17 @@ pub(super) fn run_of(instance: &Instance) -> Run {
         }
         _ => RunPhase::Active,
     };
+    let ended = matches!(phase, RunPhase::Succeeded | RunPhase::Failed);
     Run {
         index: instance.replica,
         phase,
         restarts: instance.restarts,
+        ended_at: ended.then(|| {
+            instance
+                .last_termination
+                .as_ref()
+                .map_or(instance.updated_at, |t| t.at)
+        }),
     }
 }
 
@@ -200,18 +207,28 @@ impl Desired {
     }
 
     /// Reconciles every application with a job whose progress depends on the clock (a
-    /// schedule, a deadline, a time to live); the federation calls it every second.
+    /// schedule, a deadline, a time to live, a back-off after a failure); the federation
+    /// calls it every second.
     pub async fn reconcile_timed_jobs(&self) -> Result<(), RootError> {
+        let records = self.job_records().await?;
+        // A job still running with failures may be waiting out its back-off.
+        let backing_off = |namespace: &str, application: &str, service: &str| {
+            records
+                .get(&keys::job(namespace, application, service))
+                .is_some_and(|r| r.jobs.iter().any(|j| j.finished.is_none() && j.failed > 0))
+        };
         let timed: Vec<(String, String)> = self
             .records(None)
             .await?
             .into_iter()
             .filter(|r| {
+                let metadata = &r.application.metadata;
                 r.application.spec.services.iter().any(|s| {
                     s.job.as_ref().is_some_and(|j| {
                         j.schedule.is_some()
                             || j.active_deadline_seconds.is_some()
                             || j.ttl_seconds_after_finished.is_some()
+                            || backing_off(&metadata.namespace, &metadata.name, &s.name)
                     })
                 })
             })
@@ -264,7 +281,14 @@ impl Desired {
                 })
                 .collect();
             let runs: Vec<Run> = mine.iter().map(|&k| run_of(&entries[k].0)).collect();
-            let step = job::step(job, entry.started_at, entry.finished.as_ref(), &runs, now);
+            let step = job::step(
+                job,
+                entry.started_at,
+                entry.finished.as_ref(),
+                &runs,
+                self.job_backoff(),
+                now,
+            );
             if entry.finished.is_none() {
                 let counts = job::counts(&runs);
                 entry.succeeded = counts.succeeded;

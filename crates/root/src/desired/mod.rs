@@ -2,6 +2,7 @@
 //! Every operation persists before it returns, so an acknowledged change survives a crash.
 
 mod applications;
+pub mod autoscale;
 mod clusters;
 mod cron;
 mod instances;
@@ -16,6 +17,7 @@ mod replicas;
 mod rollout;
 mod rollouts;
 mod runs;
+mod scaling;
 mod secrets;
 mod views;
 
@@ -26,6 +28,7 @@ pub use labels::ServiceKey;
 pub use namespaces::{Namespace, NamespaceSpec};
 pub use operator::{with_cluster_settings, with_node_settings};
 pub use rollouts::{RevisionSummary, RolloutStatus, UndoRequest};
+pub use scaling::{Autoscaled, ScalingEvent};
 
 use crate::keys;
 use crate::records::ApplicationRecord;
@@ -70,6 +73,8 @@ pub struct Desired {
     /// then reads its instances there instead of parsing every instance in the store (a
     /// burst of 1,000 made each status change's pass parse all 1,000).
     instances: std::sync::OnceLock<Arc<crate::instances::InstanceCache>>,
+    /// How long a job waits after a failed run (Kubernetes' 10 s doubling by default).
+    job_backoff: std::sync::RwLock<job::Backoff>,
 }
 
 impl Desired {
@@ -85,12 +90,25 @@ impl Desired {
             sealing,
             reconcile_lock: tokio::sync::Mutex::new(()),
             instances: std::sync::OnceLock::new(),
+            job_backoff: Default::default(),
         }
     }
 
     /// Reads instances from `cache` from now on.
     pub fn follow_instances(&self, cache: Arc<crate::instances::InstanceCache>) {
         let _ = self.instances.set(cache);
+    }
+
+    /// Sets the first back-off delay of a job after a failed run (it doubles with each
+    /// failure, up to six minutes): 10 s unless set (tests make it short).
+    pub fn set_job_backoff(&self, base: std::time::Duration) {
+        let base = time::Duration::try_from(base).unwrap_or(time::Duration::MAX);
+        let mut backoff = self.job_backoff.write().unwrap_or_else(|p| p.into_inner());
+        backoff.base = base.min(backoff.max);
+    }
+
+    fn job_backoff(&self) -> job::Backoff {
+        *self.job_backoff.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

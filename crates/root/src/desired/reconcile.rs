@@ -134,6 +134,7 @@ impl Desired {
                     for key in [
                         keys::rollout(namespace, name, service),
                         keys::job(namespace, name, service),
+                        keys::autoscale(namespace, name, service),
                     ] {
                         if let Some((_, at)) =
                             self.store.get_json::<serde_json::Value>(&key).await?

@@ -1,6 +1,7 @@
 //! The views the API returns: an application or a service with the status of its instances.
 
 use super::jobs::{JobRecords, job_status};
+use super::scaling::ScalingEvents;
 use crate::keys;
 use crate::records::{ApplicationRecord, ApplicationStatus, ApplicationView, ServiceView, tally};
 use canopy_model::{Instance, RuntimeKind, ServiceSpec};
@@ -9,6 +10,7 @@ pub(super) fn view_of(
     record: ApplicationRecord,
     instances: &[Instance],
     jobs: &JobRecords,
+    scaling: &ScalingEvents,
 ) -> ApplicationView {
     let metadata = &record.application.metadata;
     let services = record
@@ -16,7 +18,10 @@ pub(super) fn view_of(
         .spec
         .services
         .iter()
-        .map(|spec| service_status(&metadata.namespace, &metadata.name, spec, instances, jobs))
+        .map(|spec| {
+            let status = service_status(&metadata.namespace, &metadata.name, spec, instances, jobs);
+            with_scaling(status, &metadata.namespace, &metadata.name, spec, scaling)
+        })
         .collect();
     ApplicationView {
         status: ApplicationStatus {
@@ -61,12 +66,28 @@ fn service_status(
     status
 }
 
+/// The autoscaler's last change, for a service that autoscales.
+fn with_scaling(
+    mut status: crate::records::ServiceStatus,
+    namespace: &str,
+    application: &str,
+    spec: &ServiceSpec,
+    scaling: &ScalingEvents,
+) -> crate::records::ServiceStatus {
+    if spec.autoscale.is_some() {
+        let key = keys::autoscale(namespace, application, &spec.name);
+        status.autoscale = scaling.get(&key).cloned();
+    }
+    status
+}
+
 pub(super) fn service_view(
     namespace: &str,
     application: &str,
     spec: &ServiceSpec,
     instances: &[Instance],
     jobs: &JobRecords,
+    scaling: &ScalingEvents,
 ) -> ServiceView {
     let artifact = match spec.runtime {
         RuntimeKind::Container => spec.image.clone().unwrap_or_default(),
@@ -84,7 +105,13 @@ pub(super) fn service_view(
         name: spec.name.clone(),
         runtime: spec.runtime,
         artifact,
-        status: service_status(namespace, application, spec, instances, jobs),
+        status: with_scaling(
+            service_status(namespace, application, spec, instances, jobs),
+            namespace,
+            application,
+            spec,
+            scaling,
+        ),
         spec: spec.clone(),
     }
 }

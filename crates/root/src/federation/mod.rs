@@ -3,8 +3,10 @@
 //! replaces the instances of a cluster that went silent. One file per concern: `schedule`
 //! (the scheduling pass), `intake` (status reports), `hello` (a cluster's hello diffed
 //! against the desired state), `failure` (lost clusters), `membership` (clusters and nodes
-//! as reported), `links` (the tier protocol's parent end), `peers`.
+//! as reported), `links` (the tier protocol's parent end), `peers`, `autoscaler` (the
+//! autoscaling pass).
 
+mod autoscaler;
 mod failure;
 mod hello;
 mod intake;
@@ -144,11 +146,13 @@ impl Federation {
         let mut detector = tokio::time::interval(Duration::from_millis(200).min(deadline / 4));
         let mut retry = tokio::time::interval(RETRY_PERIOD);
         let mut peers = tokio::time::interval(PEERS_PERIOD);
+        let mut autoscaling = tokio::time::interval(autoscaler::period(self.timing));
+        let mut histories = autoscaler::Histories::new();
         loop {
             tokio::select! {
                 _ = self.wake.notified() => self.pass().await,
                 _ = retry.tick() => {
-                    // Jobs on a schedule, a deadline or a time to live move with the clock.
+                    // Jobs on a schedule, a deadline, a time to live or a back-off move with the clock.
                     if let Err(e) = self.desired.reconcile_timed_jobs().await {
                         tracing::warn!(error = %e, "reconciling timed jobs failed");
                     }
@@ -156,6 +160,7 @@ impl Federation {
                 }
                 _ = peers.tick() => peers::send_to_all(&*self.links.lock().await),
                 _ = detector.tick() => self.detect_failures().await,
+                _ = autoscaling.tick() => self.autoscale(&mut histories).await,
                 _ = canopy_tier::stopped(&mut stop) => return,
             }
         }

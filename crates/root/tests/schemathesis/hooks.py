@@ -7,11 +7,13 @@ the few it cannot, so that schemathesis' generated valid requests are valid:
   host port and protocol, name) of a service, volumes (name, and path among volumes and
   files) of a service, applications of one descriptor;
 * `latency.toService` naming another service of the same application;
+* an `autoscale`'s `min` at most its `max`;
 * a PUT's body naming the application its path names.
 
-In a generated valid body, a repeated name, port or volume path is renamed or renumbered, a `toService`
-pointing nowhere is pointed at a sibling (or the constraint dropped, with no sibling), and a
-PUT's path is set to the name in its body. Invalid (negative) bodies, and their paths, are
+In a generated valid body, a repeated name, port or volume path is renamed or renumbered, a
+`toService` pointing nowhere is pointed at a sibling (or the constraint dropped, with no
+sibling), an autoscale's `min` above its `max` swapped with it, and a PUT's path is set to
+the name in its body. Invalid (negative) bodies, and their paths, are
 left as generated.
 Nothing else is changed, and nothing is filtered out.
 """
@@ -101,8 +103,18 @@ def _repair_volumes(service):
         seen.add(path)
 
 
+def _repair_autoscale(service):
+    autoscale = service.get("autoscale")
+    if not isinstance(autoscale, dict):
+        return
+    low, high = autoscale.get("min", 1), autoscale.get("max")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:
+        autoscale["min"], autoscale["max"] = high, low
+
+
 def _repair_service(service, names):
     _repair_volumes(service)
+    _repair_autoscale(service)
     ports = [p for p in service.get("ports") or [] if isinstance(p, dict)]
     _renumber_repeats(ports, "port")
     _renumber_repeats(ports, "hostPort")

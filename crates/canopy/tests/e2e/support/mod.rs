@@ -84,6 +84,9 @@ pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
+/// A failed job run's first back-off in the roots these tests start (10 s by default).
+pub const JOB_BACKOFF_MS: u64 = 200;
+
 /// One daemon process.
 pub struct Daemon {
     child: Child,
@@ -112,6 +115,7 @@ impl Daemon {
             .args(args)
             .env("RUST_LOG", "warn")
             .env("CANOPY_CONFIG", client_config())
+            .env("CANOPY_JOB_BACKOFF_MS", JOB_BACKOFF_MS.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
