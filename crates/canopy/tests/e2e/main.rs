@@ -26,6 +26,7 @@ mod nodejoins;
 mod operations;
 mod overlay;
 mod overlay_containers;
+mod podman_driver;
 mod private_files;
 mod probes;
 mod refusals;
