@@ -7,6 +7,7 @@
 use crate::cli::ClusterArgs;
 use anyhow::Context;
 use canopy_cluster::docker::DockerDriver;
+use canopy_cluster::swarm::SwarmDriver;
 use canopy_cluster::{Cluster, ClusterDriver, DriverKind};
 use canopy_node::{Agent, NodeConfig};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,7 +48,14 @@ pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Option<Arc<dyn Cluste
                 .with_context(|| format!("starting the {} driver", kind.as_str()))?;
             Ok(Some(Arc::new(driver)))
         }
-        DriverKind::Swarm => anyhow::bail!("the swarm driver is not built yet"),
+        DriverKind::Swarm => {
+            let endpoint = args.endpoint.as_deref().unwrap_or(DEFAULT_DOCKER_ENDPOINT);
+            let labels = args.placement.labels.clone();
+            let driver = SwarmDriver::connect(endpoint, &args.name, labels)
+                .await
+                .context("starting the swarm driver")?;
+            Ok(Some(Arc::new(driver)))
+        }
     }
 }
 

@@ -35,6 +35,7 @@ mod sandboxes;
 mod scheduling;
 mod secrets;
 mod streams;
+mod swarm_driver;
 mod verbs;
 mod vms;
 mod wasm;

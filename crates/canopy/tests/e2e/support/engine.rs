@@ -123,6 +123,21 @@ impl Engine {
         docker_ok_at(&self.endpoint(), args)
     }
 
+    /// Makes the engine a one-node swarm's manager, on loopback (no IPVS here: the tests'
+    /// services use `dnsrr` endpoints and host-mode ports). Returns the node's id.
+    pub fn swarm_init(&self) -> String {
+        let listen = format!("127.0.0.1:{}", super::free_port());
+        self.docker_ok(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--listen-addr",
+            &listen,
+        ]);
+        self.docker_ok(&["info", "--format", "{{.Swarm.NodeID}}"])
+    }
+
     /// Stops the engine as its operator would (SIGTERM: it stops its containers and exits).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
