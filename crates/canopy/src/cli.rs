@@ -311,12 +311,15 @@ pub struct ClusterArgs {
     /// where only your scrapers reach). Off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Who runs the cluster's instances: `canopy` (node agents that join it) or `docker`
-    /// (the Docker Engine at --endpoint, as the cluster's one member; see docs/drivers.md).
+    /// Who runs the cluster's instances: `canopy` (node agents that join it), `docker` (the
+    /// Docker Engine at --endpoint, as the cluster's one member), `podman` (Podman's
+    /// Docker-compatible service at --endpoint, likewise) or `swarm` (the Docker Swarm whose
+    /// manager answers at --endpoint, its nodes as members); see docs/drivers.md.
     #[arg(long, default_value = "canopy", value_parser = parse_driver)]
     pub driver: canopy_cluster::DriverKind,
-    /// The foreign orchestrator's API, for --driver docker: `unix:///path/docker.sock`
-    /// [default: unix:///var/run/docker.sock].
+    /// The foreign orchestrator's API, for --driver docker, podman or swarm:
+    /// `unix:///path/docker.sock` [default: unix:///var/run/docker.sock; for podman
+    /// unix:///run/podman/podman.sock].
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
 }

@@ -1,12 +1,13 @@
-//! `canopy cluster --driver docker`: the cluster runs as with Canopy nodes, and the foreign
-//! orchestrator's nodes are its members: each one a node agent in this process, joined and
-//! linked over the cluster's own node listener as any node is (`canopy up`'s node joins the
-//! same way), whose runtime is the orchestrator, and linked only while the orchestrator
-//! answers (docs/drivers.md).
+//! `canopy cluster --driver docker|podman|swarm`: the cluster runs as with Canopy nodes, and
+//! the foreign orchestrator's nodes are its members: each one a node agent in this process,
+//! joined and linked over the cluster's own node listener as any node is (`canopy up`'s node
+//! joins the same way), whose runtime is the orchestrator, and linked only while the
+//! orchestrator answers (docs/drivers.md).
 
 use crate::cli::ClusterArgs;
 use anyhow::Context;
 use canopy_cluster::docker::DockerDriver;
+use canopy_cluster::swarm::SwarmDriver;
 use canopy_cluster::{Cluster, ClusterDriver, DriverKind};
 use canopy_node::{Agent, NodeConfig};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,8 +16,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Where the Docker Engine answers unless `--endpoint` says otherwise.
+/// Where the Docker Engine (or a swarm's manager) answers unless `--endpoint` says otherwise.
 const DEFAULT_DOCKER_ENDPOINT: &str = "unix:///var/run/docker.sock";
+/// Where rootful Podman's service answers unless `--endpoint` says otherwise.
+const DEFAULT_PODMAN_ENDPOINT: &str = "unix:///run/podman/podman.sock";
 /// How often the orchestrator is asked whether it answers.
 const REACHABILITY_PERIOD: Duration = Duration::from_millis(500);
 /// How long a member's instance has to stop before it is killed.
@@ -28,16 +31,29 @@ pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Option<Arc<dyn Cluste
         DriverKind::Canopy => {
             if let Some(endpoint) = &args.endpoint {
                 anyhow::bail!(
-                    "--endpoint {endpoint} is for a foreign driver (--driver docker); a canopy cluster's nodes join it"
+                    "--endpoint {endpoint} is for a foreign driver (--driver docker, podman or swarm); a canopy cluster's nodes join it"
                 );
             }
             Ok(None)
         }
-        DriverKind::Docker => {
-            let endpoint = args.endpoint.as_deref().unwrap_or(DEFAULT_DOCKER_ENDPOINT);
-            let driver = DockerDriver::connect(endpoint, &args.name, args.placement.labels.clone())
+        kind @ (DriverKind::Docker | DriverKind::Podman) => {
+            let default = match kind {
+                DriverKind::Podman => DEFAULT_PODMAN_ENDPOINT,
+                _ => DEFAULT_DOCKER_ENDPOINT,
+            };
+            let endpoint = args.endpoint.as_deref().unwrap_or(default);
+            let labels = args.placement.labels.clone();
+            let driver = DockerDriver::connect(kind, endpoint, &args.name, labels)
                 .await
-                .context("starting the docker driver")?;
+                .with_context(|| format!("starting the {} driver", kind.as_str()))?;
+            Ok(Some(Arc::new(driver)))
+        }
+        DriverKind::Swarm => {
+            let endpoint = args.endpoint.as_deref().unwrap_or(DEFAULT_DOCKER_ENDPOINT);
+            let labels = args.placement.labels.clone();
+            let driver = SwarmDriver::connect(endpoint, &args.name, labels)
+                .await
+                .context("starting the swarm driver")?;
             Ok(Some(Arc::new(driver)))
         }
     }

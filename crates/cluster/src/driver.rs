@@ -23,6 +23,10 @@ pub enum DriverKind {
     Canopy,
     /// One Docker Engine, over its API.
     Docker,
+    /// One Podman service, over its Docker-compatible API (the docker driver's code).
+    Podman,
+    /// A Docker Swarm, over a manager's API: its nodes are the members.
+    Swarm,
 }
 
 impl DriverKind {
@@ -30,6 +34,8 @@ impl DriverKind {
         match self {
             DriverKind::Canopy => "canopy",
             DriverKind::Docker => "docker",
+            DriverKind::Podman => "podman",
+            DriverKind::Swarm => "swarm",
         }
     }
 }
@@ -41,6 +47,8 @@ impl std::str::FromStr for DriverKind {
         match text {
             "canopy" => Ok(DriverKind::Canopy),
             "docker" => Ok(DriverKind::Docker),
+            "podman" => Ok(DriverKind::Podman),
+            "swarm" => Ok(DriverKind::Swarm),
             other => Err(DriverError::Unknown(other.to_string())),
         }
     }
@@ -72,7 +80,7 @@ pub trait ClusterDriver: Send + Sync + 'static {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("unknown driver {0:?}: expected canopy or docker")]
+    #[error("unknown driver {0:?}: expected canopy, docker, podman or swarm")]
     Unknown(String),
     #[error("{endpoint}: {reason}")]
     Endpoint { endpoint: String, reason: String },

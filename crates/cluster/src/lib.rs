@@ -28,6 +28,7 @@ mod sealed;
 mod state;
 mod streams;
 mod summary;
+pub mod swarm;
 mod trust;
 mod usage;
 mod views;

@@ -8,6 +8,9 @@
 
 use crate::support;
 use crate::support::engine;
+use crate::support::foreign::{
+    SETTLE, apply_web, kill_and_see_healed, running_in, start_driven_cluster,
+};
 use crate::support::registry;
 use support::http_get;
 use support::ports::published_port;
@@ -16,79 +19,16 @@ use engine::Engine;
 use registry::{Registry, Residue, free_subnet, require};
 use serde_json::Value;
 use std::path::Path;
-use std::time::Duration;
 use support::{Daemon, canopy_json, canopy_ok, eventually, start_cluster, start_root, strings};
-
-const SETTLE: Duration = Duration::from_secs(60);
-
-/// busybox httpd as `web/httpd`, published on `host_port`, restarted whenever it ends.
-fn apply_web(server: &str, dir: &Path, registry: &Registry, host_port: u16) {
-    let descriptor = format!(
-        r#"apiVersion: canopy.dev/v1
-kind: Application
-metadata: {{name: web}}
-spec:
-  services:
-    - name: httpd
-      runtime: container
-      image: 127.0.0.1:{registry}/busybox:latest
-      command: [sh, -c, "echo serving; mkdir -p /dev/shm/www && echo hello from docker > /dev/shm/www/index.html && exec httpd -f -p 8080 -h /dev/shm/www"]
-      env: {{GREETING: hej}}
-      ports: [{{port: 8080, hostPort: {host_port}}}]
-      restartPolicy: always
-      resources: {{cpu: 250m, memory: 64Mi}}
-"#,
-        registry = registry.port
-    );
-    let file = dir.join("web.yaml");
-    std::fs::write(&file, descriptor).unwrap();
-    canopy_ok(server, &["apply", "-f", file.to_str().unwrap()]);
-}
-
-/// The one instance, once it runs in `cluster`.
-fn running_in(server: &str, cluster: &str) -> Value {
-    eventually(
-        SETTLE,
-        &format!("the instance running in {cluster}"),
-        || {
-            canopy_json(server, &["get", "instances"])
-                .into_iter()
-                .find(|i| i["state"] == "Running" && i["cluster"] == cluster)
-        },
-    )
-}
 
 /// A Docker-driven cluster `dk` whose member the root sees Ready.
 fn start_docker_cluster(dir: &Path, root: &Daemon, engine: &Engine) -> Daemon {
-    let endpoint = engine.endpoint();
-    let cluster = start_cluster(
-        dir,
-        root,
-        "dk",
-        &["--driver", "docker", "--endpoint", &endpoint],
-    );
-    eventually(SETTLE, "the engine as a Ready member of dk", || {
-        canopy_json(&root.url, &["get", "nodes"])
-            .into_iter()
-            .find(|n| n["cluster"] == "dk" && n["state"] == "Ready")
-    });
-    cluster
+    start_driven_cluster(dir, root, "dk", "docker", &engine.endpoint())
 }
 
 /// The engine's container for instance `id`: its inspect document.
 fn container_of(engine: &Engine, id: &str) -> Value {
-    let listed = engine.docker_ok(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &format!("label=canopy.instance={id}"),
-    ]);
-    let ids: Vec<&str> = listed.split_whitespace().collect();
-    assert_eq!(ids.len(), 1, "one container for instance {id}: {ids:?}");
-    let inspected: Vec<Value> =
-        serde_json::from_str(&engine.docker_ok(&["inspect", ids[0]])).expect("inspect JSON");
-    inspected.into_iter().next().expect("one container")
+    support::foreign::container_of(&engine.endpoint(), id)
 }
 
 /// A root that waits 10 s for a silent cluster: the docker cluster's orchestrator restarts
@@ -140,7 +80,7 @@ fn a_docker_cluster_runs_limits_heals_and_readopts_an_application() {
     assert_eq!(node["runtimes"], serde_json::json!(["container"]), "{node}");
 
     let host_port = published_port();
-    apply_web(&root.url, dir.path(), &registry, host_port);
+    apply_web(&root.url, dir.path(), &registry, host_port, "docker");
     let instance = running_in(&root.url, "dk");
     let id = instance["id"].as_str().unwrap().to_string();
     let container = container_of(&engine, &id);
@@ -179,24 +119,7 @@ fn a_docker_cluster_runs_limits_heals_and_readopts_an_application() {
     assert_eq!(failing.status.code(), Some(7), "{failing:?}");
 
     // Killed behind Canopy's back: its restart policy (always) starts it again.
-    let started = container["State"]["StartedAt"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    engine.docker_ok(&["kill", &container_id]);
-    let healed = eventually(SETTLE, "the killed container started again", || {
-        let instance = running_in(&root.url, "dk");
-        let again = container_of(&engine, &id);
-        (instance["restarts"].as_u64() >= Some(1)
-            && again["State"]["Running"] == true
-            && again["State"]["StartedAt"] != started.as_str())
-        .then_some(again)
-    });
-    assert_eq!(
-        healed["Id"],
-        container_id.as_str(),
-        "the same container again"
-    );
+    let healed = kill_and_see_healed(&engine.endpoint(), &root.url, "dk", &id);
     eventually(SETTLE, "httpd answering again", || {
         http_get(host_port).filter(|a| a.contains("hello from docker"))
     });
@@ -267,7 +190,7 @@ fn an_engine_that_stops_has_its_instances_replaced_in_a_canopy_cluster() {
     let root = start_root(dir.path());
     let _docker_cluster = start_docker_cluster(dir.path(), &root, &engine);
     // Placed while the docker cluster is the only one.
-    apply_web(&root.url, dir.path(), &registry, published_port());
+    apply_web(&root.url, dir.path(), &registry, published_port(), "docker");
     let first = running_in(&root.url, "dk");
     container_of(&engine, first["id"].as_str().unwrap());
 

@@ -1,6 +1,6 @@
 //! How the engine's containers end, from its event stream: `die` ends a run (its exit code,
 //! and whether the OOM killer struck, from `oom` and the container's state), `destroy` of a
-//! running one ends it too, `start` of one Canopy saw end means someone else started it.
+//! running one ends it too (Podman's service says `remove`), `start` of one Canopy saw end means someone else started it.
 //! While the engine is away the stream is re-opened with backoff; once back, the events
 //! missed meanwhile are asked for again (`since`) and each run not yet ended is inspected,
 //! since an engine that restarted has forgotten its events.
@@ -198,7 +198,7 @@ async fn handle(runtime: &DockerRuntime, event: EventMessage) {
             };
             end(runtime, &id, &container, exit_of(&state, false));
         }
-        Some("destroy") if !ended => {
+        Some("destroy" | "remove") if !ended => {
             let exit = Exit {
                 code: None,
                 signal: None,

@@ -4,7 +4,7 @@
 //! the containers it finds by their labels, with the same container IDs.
 
 use super::events::{self, Table, Tracked};
-use super::spec::{self, GENERATION, INSTANCE, Owner};
+use super::spec::{self, GENERATION, Owner};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::query_parameters::{
@@ -47,6 +47,41 @@ pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
     }
 }
 
+/// The user `image` runs as, pulled first unless the engine has it (telling `tell` how
+/// the pull goes).
+pub(crate) async fn image_user(
+    docker: &Docker,
+    id: &str,
+    image: &str,
+    tell: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Option<String>, RuntimeError> {
+    match docker.inspect_image(image).await {
+        Ok(inspected) => return Ok(inspected.config.and_then(|c| c.user)),
+        Err(e) if status_of(&e) == Some(404) => {}
+        Err(e) => return Err(engine_error("inspect image", id, e)),
+    }
+    tell(&format!("pulling {image} through the engine"));
+    let options = CreateImageOptionsBuilder::new().from_image(image).build();
+    let mut pull = docker.create_image(Some(options), None, None);
+    while let Some(step) = pull.next().await {
+        let step = step.map_err(|e| RuntimeError::Image {
+            image: image.to_string(),
+            reason: e.to_string(),
+        })?;
+        if let Some(error) = step.error_detail.and_then(|d| d.message) {
+            return Err(RuntimeError::Image {
+                image: image.to_string(),
+                reason: error,
+            });
+        }
+    }
+    tell(&format!("pulled {image}"));
+    match docker.inspect_image(image).await {
+        Ok(inspected) => Ok(inspected.config.and_then(|c| c.user)),
+        Err(e) => Err(engine_error("inspect image", id, e)),
+    }
+}
+
 pub(crate) fn now_nanos() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
 }
@@ -70,32 +105,6 @@ impl DockerRuntime {
             .get(id)
             .map(|t| t.container.clone())
             .ok_or_else(|| RuntimeError::NotFound { id: id.to_string() })
-    }
-
-    /// Pulls `image` unless the engine has it, telling the instance's events how it goes.
-    async fn ensure_image(&self, id: &str, image: &str) -> Result<(), RuntimeError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if status_of(&e) == Some(404) => {}
-            Err(e) => return Err(engine_error("inspect image", id, e)),
-        }
-        self.tell(id, &format!("pulling {image} through the engine"));
-        let options = CreateImageOptionsBuilder::new().from_image(image).build();
-        let mut pull = self.docker.create_image(Some(options), None, None);
-        while let Some(step) = pull.next().await {
-            let step = step.map_err(|e| RuntimeError::Image {
-                image: image.to_string(),
-                reason: e.to_string(),
-            })?;
-            if let Some(error) = step.error_detail.and_then(|d| d.message) {
-                return Err(RuntimeError::Image {
-                    image: image.to_string(),
-                    reason: error,
-                });
-            }
-        }
-        self.tell(id, &format!("pulled {image}"));
-        Ok(())
     }
 
     fn tell(&self, id: &str, text: &str) {
@@ -130,20 +139,10 @@ impl DockerRuntime {
 
     async fn create(&self, spec: &InstanceSpec, name: &str) -> Result<String, RuntimeError> {
         let image = spec.service.image.as_deref().unwrap_or_default();
-        self.ensure_image(&spec.id, image).await?;
-        let image_user = match self.docker.inspect_image(image).await {
-            Ok(inspected) => inspected.config.and_then(|c| c.user),
-            Err(e) => return Err(engine_error("inspect image", &spec.id, e)),
-        };
+        let tell = |text: &str| self.tell(&spec.id, text);
+        let image_user = image_user(&self.docker, &spec.id, image, &tell).await?;
         let user = spec::user_of(spec, image_user.as_deref());
-        let names = (
-            spec.env.get("CANOPY_NAMESPACE").map_or("", String::as_str),
-            spec.env
-                .get("CANOPY_APPLICATION")
-                .map_or("", String::as_str),
-            spec.env.get("CANOPY_SERVICE").map_or("", String::as_str),
-        );
-        let body = spec::create_body(spec, &self.owner, user, names)?;
+        let body = spec::create_body(spec, &self.owner, user, spec::names_of(spec))?;
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         let created = self
             .docker
@@ -301,13 +300,9 @@ impl Runtime for DockerRuntime {
             let (Some(container), Some(labels)) = (summary.id, summary.labels) else {
                 continue;
             };
-            let Some(id) = labels.get(INSTANCE).cloned() else {
+            let Some((id, generation)) = spec::instance_of(&labels) else {
                 continue;
             };
-            let generation = labels
-                .get(GENERATION)
-                .and_then(|g| g.parse().ok())
-                .unwrap_or(0);
             let inspected = match self.docker.inspect_container(&container, None).await {
                 Ok(inspected) => inspected,
                 Err(e) => {

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput as EngineOutput;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
-use bollard::query_parameters::{LogsOptionsBuilder, StatsOptionsBuilder};
+use bollard::query_parameters::{LogsOptions, LogsOptionsBuilder, StatsOptionsBuilder};
 use canopy_runtime::{EngineExec, ExecControl, LogOutput, LogRequest, RuntimeError, Stats};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -67,6 +67,18 @@ pub(crate) async fn tail(
     container: &str,
     tail: usize,
 ) -> Result<String, RuntimeError> {
+    tail_of(id, tail, |options| docker.logs(container, Some(options))).await
+}
+
+/// [`tail`] from any of the engine's log streams (a container's, a Swarm service's).
+pub(crate) async fn tail_of<S>(
+    id: &str,
+    tail: usize,
+    open: impl Fn(LogsOptions) -> S,
+) -> Result<String, RuntimeError>
+where
+    S: Stream<Item = Result<EngineOutput, bollard::errors::Error>>,
+{
     let mut out = Vec::new();
     for (stdout, stderr) in [(true, false), (false, true)] {
         let options = LogsOptionsBuilder::new()
@@ -74,13 +86,29 @@ pub(crate) async fn tail(
             .stderr(stderr)
             .tail(&tail.to_string())
             .build();
-        let mut stream = docker.logs(container, Some(options));
+        let stream = open(options);
+        futures::pin_mut!(stream);
         while let Some(piece) = stream.next().await {
             let piece = piece.map_err(|e| engine_error("logs", id, e))?;
             out.extend_from_slice(piece.as_ref());
         }
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The engine's log options for `request`.
+pub(crate) fn log_options(request: &LogRequest) -> LogsOptions {
+    let tail = request.tail.map_or("all".to_string(), |n| n.to_string());
+    let since = request
+        .since_ms
+        .map_or(0, |ms| i32::try_from(ms / 1000).unwrap_or(i32::MAX));
+    LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .follow(request.follow)
+        .since(since)
+        .tail(&tail)
+        .build()
 }
 
 pub(crate) async fn logs(
@@ -90,18 +118,17 @@ pub(crate) async fn logs(
     request: LogRequest,
     to: mpsc::Sender<(LogOutput, Vec<u8>)>,
 ) -> Result<(), RuntimeError> {
-    let tail = request.tail.map_or("all".to_string(), |n| n.to_string());
-    let since = request
-        .since_ms
-        .map_or(0, |ms| i32::try_from(ms / 1000).unwrap_or(i32::MAX));
-    let options = LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .follow(request.follow)
-        .since(since)
-        .tail(&tail)
-        .build();
-    let mut stream = docker.logs(container, Some(options));
+    let stream = docker.logs(container, Some(log_options(&request)));
+    forward(id, stream, to).await
+}
+
+/// Sends what a log stream of the engine says to `to`, until either ends.
+pub(crate) async fn forward(
+    id: &str,
+    stream: impl Stream<Item = Result<EngineOutput, bollard::errors::Error>>,
+    to: mpsc::Sender<(LogOutput, Vec<u8>)>,
+) -> Result<(), RuntimeError> {
+    futures::pin_mut!(stream);
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| engine_error("logs", id, e))?;
         if let Some(chunk) = output_of(piece)

@@ -62,7 +62,7 @@ pub fn user_of(spec: &InstanceSpec, image_user: Option<&str>) -> String {
     }
 }
 
-fn port_key(port: u16, protocol: Protocol) -> String {
+pub(crate) fn port_key(port: u16, protocol: Protocol) -> String {
     let protocol = match protocol {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",
@@ -70,34 +70,44 @@ fn port_key(port: u16, protocol: Protocol) -> String {
     format!("{port}/{protocol}")
 }
 
-/// The create request for `spec`, run as `user`, owned by `owner`.
-pub fn create_body(
-    spec: &InstanceSpec,
-    owner: &Owner,
-    user: String,
-    namespace: (&str, &str, &str),
-) -> Result<ContainerCreateBody, RuntimeError> {
+/// The names the root gave the instance: (namespace, application, service).
+pub fn names_of(spec: &InstanceSpec) -> (&str, &str, &str) {
+    let name = |var: &str| spec.env.get(var).map_or("", String::as_str);
+    (
+        name("CANOPY_NAMESPACE"),
+        name("CANOPY_APPLICATION"),
+        name("CANOPY_SERVICE"),
+    )
+}
+
+/// The image of a container instance, refusing what the engine drivers cannot do.
+pub fn image_of(spec: &InstanceSpec, driver: &str) -> Result<String, RuntimeError> {
     let service = &spec.service;
-    let image = service
-        .image
-        .clone()
-        .ok_or_else(|| RuntimeError::InvalidSpec {
-            service: service.name.clone(),
-            reason: "a container needs an image".to_string(),
-        })?;
     if !service.files.is_empty() {
         return Err(RuntimeError::InvalidSpec {
             service: service.name.clone(),
-            reason: "files are not supported by the docker driver".to_string(),
+            reason: format!("files are not supported by the {driver} driver"),
         });
     }
     if !service.volumes.is_empty() {
         return Err(RuntimeError::InvalidSpec {
             service: service.name.clone(),
-            reason: "volumes are not supported by the docker driver".to_string(),
+            reason: format!("volumes are not supported by the {driver} driver"),
         });
     }
-    let mut env: Vec<String> = service
+    service
+        .image
+        .clone()
+        .ok_or_else(|| RuntimeError::InvalidSpec {
+            service: service.name.clone(),
+            reason: "a container needs an image".to_string(),
+        })
+}
+
+/// `VAR=value` for the container, sorted: the service's, with Canopy's own winning.
+pub fn env_of(spec: &InstanceSpec) -> Vec<String> {
+    let mut env: Vec<String> = spec
+        .service
         .env
         .iter()
         .filter(|(var, _)| !spec.env.contains_key(*var))
@@ -105,7 +115,16 @@ pub fn create_body(
         .map(|(var, value)| format!("{var}={value}"))
         .collect();
     env.sort();
-    let mut labels: HashMap<String, String> = service.labels.clone().into_iter().collect();
+    env
+}
+
+/// The service's labels and Canopy's, which re-adoption and the event stream go by.
+pub fn labels_of(
+    spec: &InstanceSpec,
+    owner: &Owner,
+    namespace: (&str, &str, &str),
+) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = spec.service.labels.clone().into_iter().collect();
     let (ns, application, name) = namespace;
     for (key, value) in [
         (INSTANCE, spec.id.clone()),
@@ -118,6 +137,30 @@ pub fn create_body(
     ] {
         labels.insert(key.to_string(), value);
     }
+    labels
+}
+
+/// The instance (id and generation) a container or service is, by its labels.
+pub fn instance_of(labels: &HashMap<String, String>) -> Option<(String, u64)> {
+    let id = labels.get(INSTANCE)?.clone();
+    let generation = labels
+        .get(GENERATION)
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0);
+    Some((id, generation))
+}
+
+/// The create request for `spec`, run as `user`, owned by `owner`.
+pub fn create_body(
+    spec: &InstanceSpec,
+    owner: &Owner,
+    user: String,
+    namespace: (&str, &str, &str),
+) -> Result<ContainerCreateBody, RuntimeError> {
+    let service = &spec.service;
+    let image = image_of(spec, "docker")?;
+    let env = env_of(spec);
+    let labels = labels_of(spec, owner, namespace);
     let mut exposed = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for port in &service.ports {

@@ -26,27 +26,18 @@ fn run(program: &str, args: &[&str]) -> Output {
 impl Engine {
     /// Starts the engine, or fails the test saying why it cannot start here.
     pub fn start() -> Engine {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "docker driver: dockerd needs root (run the suite as root, as CI does)"
+        super::registry::require_root_and(
+            "docker driver",
+            &["dockerd", "docker", "containerd", "docker-proxy", "ip"],
+            "scripts/test installs docker.io",
         );
-        for tool in ["dockerd", "docker", "containerd", "docker-proxy", "ip"] {
-            let found = Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            assert!(
-                found,
-                "docker driver: {tool} is not installed (scripts/test installs docker.io)"
-            );
-        }
         // Short paths: the engine's and containerd's sockets live under them.
         let dir = tempfile::Builder::new()
             .prefix("dk")
             .tempdir_in("/tmp")
             .expect("a temp dir for the engine");
         let bridge = format!("cnpdk{}", std::process::id() % 100_000);
-        let subnet = free_subnet();
+        let subnet = super::registry::free_subnet_in(93);
         let gateway = subnet.replace(".0/24", ".1/24");
         let _ = run("ip", &["link", "del", &bridge]);
         for args in [
@@ -112,54 +103,39 @@ impl Engine {
             .stderr(log)
             .spawn()
             .expect("dockerd starts");
+        let endpoint = self.endpoint();
+        let socket = self.socket();
+        let log = self.path("dockerd.log");
         self.child = Some(child);
-        let deadline = Instant::now() + START_WITHIN;
-        loop {
-            if self.socket().exists() && self.docker(&["info"]).status.success() {
-                return;
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!(
-                    "docker driver: dockerd exited ({status}) before answering: {}",
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker driver: dockerd did not answer within {START_WITHIN:?}: {}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.path("dockerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        let child = self.child.as_mut().expect("just started");
+        wait_until_answering(child, "docker driver: dockerd", &log, || {
+            socket.exists() && docker_at(&endpoint, &["info"]).status.success()
+        });
     }
 
     /// The docker CLI against this engine.
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .arg("--host")
-            .arg(self.endpoint())
-            .args(args)
-            .output()
-            .expect("docker runs")
+        docker_at(&self.endpoint(), args)
     }
 
     /// `docker ARGS` that must succeed: its trimmed stdout.
     pub fn docker_ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        docker_ok_at(&self.endpoint(), args)
+    }
+
+    /// Makes the engine a one-node swarm's manager, on loopback (no IPVS here: the tests'
+    /// services use `dnsrr` endpoints and host-mode ports). Returns the node's id.
+    pub fn swarm_init(&self) -> String {
+        let listen = format!("127.0.0.1:{}", super::free_port());
+        self.docker_ok(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--listen-addr",
+            &listen,
+        ]);
+        self.docker_ok(&["info", "--format", "{{.Swarm.NodeID}}"])
     }
 
     /// Stops the engine as its operator would (SIGTERM: it stops its containers and exits).
@@ -195,37 +171,77 @@ impl Engine {
     }
 }
 
-/// A /24 in 10.93.0.0/16 that no route uses yet.
-fn free_subnet() -> String {
-    let routes = String::from_utf8_lossy(&run("ip", &["-4", "route"]).stdout).into_owned();
-    (0..250)
-        .map(|i| (std::process::id() + i) % 250 + 1)
-        .map(|x| format!("10.93.{x}.0/24"))
-        .find(|s| !routes.contains(&s[..s.len() - 3]))
-        .expect("a free /24 in 10.93.0.0/16")
+/// Waits for a starting `child` (`what`, logging to `log`) until `answers`, or fails the
+/// test with the log's tail when it exits first or does not answer within a minute.
+pub fn wait_until_answering(child: &mut Child, what: &str, log: &Path, answers: impl Fn() -> bool) {
+    let tail = || {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
+    let deadline = Instant::now() + START_WITHIN;
+    loop {
+        if answers() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}) before answering: {}", tail());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not answer within {START_WITHIN:?}: {}",
+            tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The docker CLI against the engine (or Docker-compatible service) at `endpoint`.
+pub fn docker_at(endpoint: &str, args: &[&str]) -> Output {
+    Command::new("docker")
+        .arg("--host")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .expect("docker runs")
+}
+
+/// `docker ARGS` against `endpoint` that must succeed: its trimmed stdout.
+pub fn docker_ok_at(endpoint: &str, args: &[&str]) -> String {
+    let out = docker_at(endpoint, args);
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes every container the engine at `endpoint` has, whoever made it.
+pub fn remove_all_containers(endpoint: &str) {
+    let all = docker_at(endpoint, &["ps", "-aq"]);
+    for id in String::from_utf8_lossy(&all.stdout).split_whitespace() {
+        let _ = docker_at(endpoint, &["rm", "-f", id]);
+    }
+}
+
+/// Unmounts what an engine left mounted under `root` (deepest first).
+pub fn unmount_under(root: &Path) {
+    let mut mounts = super::registry::mounts_under(root);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in mounts {
+        let _ = run("umount", &["-l", &mount]);
+    }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
         if self.child.is_some() {
-            let all = self.docker(&["ps", "-aq"]);
-            for id in String::from_utf8_lossy(&all.stdout).split_whitespace() {
-                let _ = self.docker(&["rm", "-f", id]);
-            }
+            remove_all_containers(&self.endpoint());
         }
         self.stop();
         // What a killed engine may leave mounted under its roots.
-        let root = self.dir.path().display().to_string();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| Path::new(m).starts_with(&root))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in mounts {
-            let _ = run("umount", &["-l", &mount]);
-        }
+        unmount_under(self.dir.path());
         let _ = run("ip", &["link", "del", &self.bridge]);
     }
 }

@@ -10,7 +10,9 @@
 
 pub mod dns;
 pub mod engine;
+pub mod foreign;
 pub mod joins;
+pub mod podman;
 pub mod ports;
 pub mod registry;
 

@@ -32,6 +32,22 @@ pub fn require() {
     }
 }
 
+/// Fails the test, as `context`, unless this process is root and every one of `tools` is
+/// installed (`installs`: what installs them).
+pub fn require_root_and(context: &str, tools: &[&str], installs: &str) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{context}: needs root (run the suite as root, as CI does)"
+    );
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(found, "{context}: {tool} is not installed ({installs})");
+    }
+}
+
 /// Debian's docker-registry on loopback with htpasswd auth (bcrypt), the busybox image
 /// pushed as `repository:latest` with the credentials; killed on drop.
 pub struct Registry {
@@ -176,6 +192,11 @@ impl Drop for Residue {
 
 /// A /24 in 10.91.0.0/16 no route uses yet.
 pub fn free_subnet() -> String {
+    free_subnet_in(91)
+}
+
+/// A /24 in 10.`second`.0.0/16 no route uses yet (each kind of test its own /16).
+pub fn free_subnet_in(second: u8) -> String {
     let routes = Command::new("ip")
         .args(["-4", "route"])
         .output()
@@ -183,9 +204,9 @@ pub fn free_subnet() -> String {
         .unwrap_or_default();
     (0..250)
         .map(|i| (std::process::id() + i) % 250 + 1)
-        .map(|x| format!("10.91.{x}.0/24"))
+        .map(|x| format!("10.{second}.{x}.0/24"))
         .find(|s| !routes.contains(&s[..s.len() - 3]))
-        .expect("a free /24 in 10.91.0.0/16")
+        .unwrap_or_else(|| panic!("a free /24 in 10.{second}.0.0/16"))
 }
 
 /// Mount points under `dir` (overlay root filesystems, network namespaces).
