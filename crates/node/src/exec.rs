@@ -18,10 +18,15 @@ use tokio::task::JoinHandle;
 /// hold its stdout open).
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
+type Output = Box<dyn AsyncRead + Send + Unpin>;
+
 /// A started command: its input, the pumps of its output, its terminal when it has one.
 struct Running {
     child: tokio::process::Child,
     input: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    /// Its output, pumped up only once the stream is ready: the root drops what comes
+    /// before `Ready`, and a quick command's whole output can.
+    readers: Vec<(Output, u32)>,
     outputs: Vec<JoinHandle<()>>,
     terminal: Option<OwnedFd>,
 }
@@ -58,22 +63,26 @@ impl Agent {
         };
         let program = request.command.first().cloned().unwrap_or_default();
         let started = if request.tty {
-            on_terminal(cmd, &request, pipe)
+            on_terminal(cmd, &request)
         } else {
-            on_pipes(cmd, pipe)
+            on_pipes(cmd)
         };
-        let running = match started {
+        let mut running = match started {
             Ok(running) => running,
             Err(e) => return End::error("bad_request", format!("cannot run {program}: {e}")),
         };
         if pipe.tx.send(Frame::Ready).await.is_err() {
             return End::ok();
         }
+        running.outputs = std::mem::take(&mut running.readers)
+            .into_iter()
+            .map(|(reader, channel)| pump(reader, channel, pipe))
+            .collect();
         converse(running, pipe).await
     }
 }
 
-fn on_pipes(mut cmd: tokio::process::Command, pipe: &Pipe) -> std::io::Result<Running> {
+fn on_pipes(mut cmd: tokio::process::Command) -> std::io::Result<Running> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -83,17 +92,18 @@ fn on_pipes(mut cmd: tokio::process::Command, pipe: &Pipe) -> std::io::Result<Ru
         .stdin
         .take()
         .map(|i| Box::new(i) as Box<dyn AsyncWrite + Send + Unpin>);
-    let mut outputs = Vec::new();
+    let mut readers: Vec<(Output, u32)> = Vec::new();
     if let Some(out) = child.stdout.take() {
-        outputs.push(pump(out, STDOUT, pipe));
+        readers.push((Box::new(out), STDOUT));
     }
     if let Some(err) = child.stderr.take() {
-        outputs.push(pump(err, STDERR, pipe));
+        readers.push((Box::new(err), STDERR));
     }
     Ok(Running {
         child,
         input,
-        outputs,
+        readers,
+        outputs: Vec::new(),
         terminal: None,
     })
 }
@@ -101,7 +111,6 @@ fn on_pipes(mut cmd: tokio::process::Command, pipe: &Pipe) -> std::io::Result<Ru
 fn on_terminal(
     mut cmd: tokio::process::Command,
     request: &pb::ExecRequest,
-    pipe: &Pipe,
 ) -> std::io::Result<Running> {
     let cols = u16::try_from(request.cols).unwrap_or(u16::MAX);
     let rows = u16::try_from(request.rows).unwrap_or(u16::MAX);
@@ -118,12 +127,13 @@ fn on_terminal(
     let child = cmd.spawn()?;
     drop(cmd);
     let master = pty.into_master();
-    let output = pump(pty::master_file(&master)?, STDOUT, pipe);
+    let output: Output = Box::new(pty::master_file(&master)?);
     let input = Box::new(pty::master_file(&master)?) as Box<dyn AsyncWrite + Send + Unpin>;
     Ok(Running {
         child,
         input: Some(input),
-        outputs: vec![output],
+        readers: vec![(output, STDOUT)],
+        outputs: Vec::new(),
         terminal: Some(master),
     })
 }

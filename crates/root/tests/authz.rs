@@ -21,7 +21,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/applications", "xxx-x-"),
     ("POST", "/api/v1/applications", "x-x---"),
     ("GET", "/api/v1/applications/{namespace}/{name}", "xxx-x-"),
-    ("GET", "/api/v1/applications/{namespace}/{name}/traffic", "xxx-x-"),
+    (
+        "GET",
+        "/api/v1/applications/{namespace}/{name}/traffic",
+        "xxx-x-",
+    ),
     ("PUT", "/api/v1/applications/{namespace}/{name}", "x-x---"),
     (
         "DELETE",
