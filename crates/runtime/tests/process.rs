@@ -40,13 +40,30 @@ fn runtime(dir: &Path) -> ProcessRuntime {
 }
 
 /// Starts `sleep 1000` under a runtime that is then dropped, as when its agent dies.
+/// Starts `sleep` as an agent would, then lets that agent go as a dead agent does: its whole
+/// Tokio runtime with it, supervisors included (a supervisor left running would record the
+/// exit itself, racing the recovery under test).
 async fn start_then_drop_runtime(dir: &Path, id: &str) -> u32 {
-    let rt = runtime(dir);
-    rt.start(&spec(id, &["sleep", "1000"]))
-        .await
-        .expect("start")
-        .pid
-        .expect("pid")
+    let (dir, id) = (dir.to_path_buf(), id.to_string());
+    tokio::task::spawn_blocking(move || {
+        let agent = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("agent runtime");
+        let pid = agent.block_on(async {
+            let rt = runtime(&dir);
+            rt.start(&spec(&id, &["sleep", "1000"]))
+                .await
+                .expect("start")
+                .pid
+                .expect("pid")
+        });
+        agent.shutdown_background();
+        pid
+    })
+    .await
+    .expect("agent thread")
 }
 
 /// Cgroup limits are what the process runtime promises, not an optional backend: a test of
