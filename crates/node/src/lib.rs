@@ -156,6 +156,9 @@ pub struct Agent {
     metrics: Arc<metrics::NodeMetrics>,
     /// The named volumes it last told its cluster it holds.
     volumes_sent: std::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
+    /// A start with volumes or a removal may have changed them since they were last listed:
+    /// the volumes directory is read again only then, not on every heartbeat.
+    volumes_dirty: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -279,6 +282,7 @@ impl Agent {
             traffic: Default::default(),
             metrics,
             volumes_sent: Default::default(),
+            volumes_dirty: std::sync::atomic::AtomicBool::new(true),
         });
         for (id, generation, adopted) in supervise {
             tokio::spawn(agent.clone().supervise(id, generation, adopted));

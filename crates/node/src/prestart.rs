@@ -61,6 +61,11 @@ impl Agent {
             tracing::info!(instance = %id, "{text}");
             events(&id, text);
         };
+        if !spec.service.volumes.is_empty() {
+            // Its hook may make a named volume: the next heartbeat lists them again.
+            self.volumes_dirty
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.hooks(runtime.kind())
             .start(runtime, spec, &progress)
             .await

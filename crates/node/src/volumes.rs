@@ -7,6 +7,7 @@ use crate::Agent;
 use crate::lifecycle::Local;
 use canopy_model::APPLICATION_DELETED;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 
 impl Agent {
     fn held_volumes(&self) -> BTreeSet<String> {
@@ -23,6 +24,9 @@ impl Agent {
 
     /// All the volumes it holds when they differ from what it last said; `None` otherwise.
     pub(crate) fn volumes_changed(&self) -> Option<Vec<String>> {
+        if !self.volumes_dirty.swap(false, Ordering::Relaxed) {
+            return None;
+        }
         let held = self.held_volumes();
         let mut sent = self.volumes_sent.lock().unwrap_or_else(|p| p.into_inner());
         if sent.as_ref() == Some(&held) {
@@ -58,6 +62,7 @@ impl Agent {
             canopy_runtime::remove_node_volumes(&data, &namespace, &application)
         })
         .await;
+        self.volumes_dirty.store(true, Ordering::Relaxed);
         match removal {
             Ok(Ok(())) => tracing::info!(
                 namespace = %workload.namespace,

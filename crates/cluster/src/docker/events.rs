@@ -25,6 +25,9 @@ pub(crate) struct Tracked {
     pub exit: watch::Sender<Option<Exit>>,
     /// The engine said its OOM killer struck during this run.
     pub oom: bool,
+    /// The engine answered the start of this run. Before, the container's state is still
+    /// that of its creation or of its earlier run, and says nothing of how this run ended.
+    pub started: bool,
 }
 
 pub(crate) type Table = Arc<Mutex<HashMap<String, Tracked>>>;
@@ -118,11 +121,11 @@ pub(crate) async fn watch(runtime: Weak<DockerRuntime>) {
     }
 }
 
-/// Inspects every run not yet ended; one whose container stopped or is gone ends.
+/// Inspects every started run not yet ended; one whose container stopped or is gone ends.
 async fn settle(runtime: &DockerRuntime) {
     let open: Vec<(String, String)> = lock(&runtime.table)
         .iter()
-        .filter(|(_, t)| t.exit.borrow().is_none())
+        .filter(|(_, t)| t.started && t.exit.borrow().is_none())
         .map(|(id, t)| (id.clone(), t.container.clone()))
         .collect();
     for (id, container) in open {

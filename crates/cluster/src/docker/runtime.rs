@@ -218,12 +218,19 @@ impl Runtime for DockerRuntime {
                 since_nanos: now_nanos(),
                 exit,
                 oom: false,
+                started: false,
             },
         );
         self.docker
             .start_container(&container, None)
             .await
             .map_err(|e| engine_error("start", id, e))?;
+        if let Some(tracked) = events::lock(&self.table)
+            .get_mut(id)
+            .filter(|t| t.container == container)
+        {
+            tracked.started = true;
+        }
         Ok(Started {
             pid: self.pid_of(&container).await,
         })
@@ -321,6 +328,7 @@ impl Runtime for DockerRuntime {
                     since_nanos: 0,
                     exit,
                     oom: false,
+                    started: true,
                 },
             );
             recovered.push(Recovered {
