@@ -8,6 +8,7 @@ use canopy_model::{GeoPoint, NetworkCoordinate, ResourceAmounts, RuntimeKind};
 use canopy_node::hollow::HollowRuntime;
 use canopy_node::{Agent, NodeConfig};
 use canopy_runtime::Runtime;
+use futures::{StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ use std::time::Duration;
 /// Nodes started per step, and the pause between steps: a gentle ramp, like a fleet
 /// booting, rather than thousands of hellos in the same millisecond.
 const RAMP_STEP: usize = 100;
+/// Joins in flight at once.
+const JOINS_AT_ONCE: usize = 32;
 const RAMP_PAUSE: Duration = Duration::from_millis(20);
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
@@ -30,23 +33,31 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         ),
     };
     let mut rng = StdRng::seed_from_u64(args.seed);
-    // Every node joins first, one at a time (each join spends a use of the same token),
-    // so that the agents then start together, as a fleet booting would.
-    let mut configs = Vec::with_capacity(args.nodes);
-    for index in 0..args.nodes {
-        let mut config = hollow_node(&args, &data, index, &mut rng);
-        config.credentials = crate::daemon::credentials(
-            &args.cluster,
-            &config.data,
-            &config.name,
-            canopy_tier::trust::Role::Node,
-            &args.join.token,
-            args.join.ca_hash.as_deref(),
-        )
-        .await
-        .with_context(|| format!("joining hollow node {index}"))?;
-        configs.push(config);
-    }
+    // Every node joins first, many at a time (each join spends a use of the same token), so
+    // that the agents then start together, as a fleet booting would.
+    let nodes: Vec<NodeConfig> = (0..args.nodes)
+        .map(|index| hollow_node(&args, &data, index, &mut rng))
+        .collect();
+    let joins = nodes.into_iter().enumerate().map(|(index, mut config)| {
+        let args = &args;
+        async move {
+            config.credentials = crate::daemon::credentials(
+                &args.cluster,
+                &config.data,
+                &config.name,
+                canopy_tier::trust::Role::Node,
+                &args.join.token,
+                args.join.ca_hash.as_deref(),
+            )
+            .await
+            .with_context(|| format!("joining hollow node {index}"))?;
+            anyhow::Ok(config)
+        }
+    });
+    let configs: Vec<NodeConfig> = futures::stream::iter(joins)
+        .buffered(JOINS_AT_ONCE)
+        .try_collect()
+        .await?;
     let mut tasks = Vec::with_capacity(args.nodes);
     for (index, config) in configs.into_iter().enumerate() {
         let runtimes: Vec<Arc<dyn Runtime>> = [

@@ -45,6 +45,9 @@ pub struct CreatedToken {
     pub expires_unix: i64,
 }
 
+/// How many times a join is tried again after losing a race for its token's record.
+const RACE_ATTEMPTS: usize = 100;
+
 pub struct Enrolment {
     pub(super) store: Arc<dyn Store>,
     prefix: String,
@@ -52,6 +55,8 @@ pub struct Enrolment {
     authority: Authority,
     revoked: Arc<RwLock<HashSet<String>>>,
     lifetime: Duration,
+    /// Held by a join from reading its token to committing its spend.
+    spending: tokio::sync::Mutex<()>,
 }
 
 impl Enrolment {
@@ -101,6 +106,7 @@ impl Enrolment {
             authority,
             revoked: Arc::new(RwLock::new(revoked)),
             lifetime: CERT_LIFETIME,
+            spending: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -163,6 +169,32 @@ impl Enrolment {
         now: OffsetDateTime,
     ) -> Result<pb::Certified, TrustError> {
         let (id, secret) = tokens::parse(token)?;
+        // Joins racing on a token of several uses (a fleet booting) would change its record
+        // under each other: here they take turns, and one that lost to another parent on the
+        // same store (replicated roots) reads it again, refused only by what it reads.
+        let _turn = self.spending.lock().await;
+        for _ in 0..RACE_ATTEMPTS {
+            let attempt = self.try_join(id, secret, name, csr_der, ca_csr_der, now);
+            if let Some(certified) = attempt.await? {
+                return Ok(certified);
+            }
+        }
+        Err(TrustError::Busy(format!(
+            "join token {id:?}: {RACE_ATTEMPTS} joins raced this one; try again"
+        )))
+    }
+
+    /// One attempt of [`Enrolment::join`]: `None` when another write changed the token or
+    /// the member between its reads and its commit.
+    async fn try_join(
+        &self,
+        id: &str,
+        secret: &str,
+        name: &str,
+        csr_der: &[u8],
+        ca_csr_der: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<pb::Certified>, TrustError> {
         let token_key = self.token_key(id);
         let stored = self.store.get_json::<TokenRecord>(&token_key).await?;
         let member_key = self.member_key(name);
@@ -221,13 +253,13 @@ impl Enrolment {
         ];
         match self.store.txn(ops).await {
             Ok(_) => {}
-            Err(e) if e.is_conflict() => return Err(Refusal::Used(id.to_string()).into()),
+            Err(e) if e.is_conflict() => return Ok(None),
             Err(e) => return Err(e.into()),
         }
         tracing::info!(member = %granted, role = %self.role, "joined with a token");
         let mut certified = self.certified(issued.der, granted);
         certified.member_ca_der = member_ca.map(|ca| ca.der).unwrap_or_default();
-        Ok(certified)
+        Ok(Some(certified))
     }
 
     /// A new certificate for the member `peer` proved to be, over a new key.

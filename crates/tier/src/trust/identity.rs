@@ -239,10 +239,14 @@ pub async fn join(
 ) -> Result<Identity, TrustError> {
     let key = KeyPair::generate()?;
     let csr_der = request(&key, name)?;
-    let ca_key = KeyPair::generate()?;
-    let ca_csr_der = match role {
-        Role::Cluster => request(&ca_key, name)?,
-        Role::Node => Vec::new(),
+    // Only a cluster certifies members of its own.
+    let ca_key = match role {
+        Role::Cluster => Some(KeyPair::generate()?),
+        Role::Node => None,
+    };
+    let ca_csr_der = match &ca_key {
+        Some(ca_key) => request(ca_key, name)?,
+        None => Vec::new(),
     };
     let channel = dial::connect(&endpoint(parent)?, joining_config(ca_hash)?)
         .await
@@ -262,7 +266,7 @@ pub async fn join(
             "the parent answered with a CA other than the pinned one".into(),
         ));
     }
-    if role == Role::Cluster {
+    if let Some(ca_key) = ca_key {
         if certified.member_ca_der.is_empty() {
             return Err(TrustError::Certificate(
                 "the root issued no CA for this cluster's nodes".into(),

@@ -69,6 +69,9 @@ pub enum TrustError {
         "{0} has no certificate yet: give it a join token and the CA hash (`canopy token create`)"
     )]
     NotJoined(String),
+    /// Nothing was refused, but the call could not complete now (may be tried again).
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl From<rcgen::Error> for TrustError {

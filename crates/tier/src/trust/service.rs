@@ -27,6 +27,7 @@ fn status(error: TrustError) -> Status {
         TrustError::ParentRefused(message) => Status::permission_denied(message),
         other @ TrustError::NotMember(_) => Status::permission_denied(other.to_string()),
         TrustError::Certificate(message) => Status::invalid_argument(message),
+        TrustError::Busy(message) => Status::unavailable(message),
         other => {
             tracing::warn!(error = %other, "a join failed");
             Status::internal(other.to_string())
