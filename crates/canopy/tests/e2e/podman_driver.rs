@@ -1,12 +1,15 @@
 //! The podman cluster driver against a real Podman service (Debian's podman 4.3, `podman
 //! system service` started by the test with its own roots, network and registries.conf,
 //! runc and cgroupfs): `canopy cluster --driver podman` takes an application from the root
-//! through Podman's Docker-compatible API, which runs it with Canopy's limits and labels and
-//! serves its logs and exec. Needs root, podman and the registry's tools: without them the
-//! test fails and says what is missing.
+//! through Podman's Docker-compatible API, which runs it with Canopy's limits and labels,
+//! serves its logs and exec, and starts it again when it is killed behind Canopy's back.
+//! Needs root, podman and the registry's tools: without them the test fails and says what is
+//! missing.
 
 use crate::support;
-use crate::support::foreign::{SETTLE, container_of, serve_web, start_driven_cluster};
+use crate::support::foreign::{
+    SETTLE, container_of, kill_and_see_healed, serve_web, start_driven_cluster,
+};
 use crate::support::podman::Podman;
 use crate::support::registry::{Registry, require};
 use support::{Daemon, canopy_json, canopy_ok, eventually, start_root};
@@ -44,7 +47,7 @@ impl Continuum {
 }
 
 #[test]
-fn a_podman_cluster_serves_logs_and_execs_an_application() {
+fn a_podman_cluster_serves_logs_execs_and_heals_an_application() {
     let continuum = start();
     let root = &continuum.root.url;
     let node = canopy_json(root, &["get", "nodes"])
@@ -93,6 +96,9 @@ fn a_podman_cluster_serves_logs_and_execs_an_application() {
     );
     let failing = support::canopy(root, &["exec", &id, "--", "sh", "-c", "exit 7"]);
     assert_eq!(failing.status.code(), Some(7), "{failing:?}");
+
+    // Killed behind Canopy's back: its restart policy (always) starts the same container.
+    kill_and_see_healed(&continuum.podman.endpoint(), root, "pm", &id);
 
     canopy_ok(root, &["delete", "application", "web"]);
     eventually(SETTLE, "the container removed with its instance", || {
