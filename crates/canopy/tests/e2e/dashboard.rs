@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium, driven over WebDriver (chromedriver) against a
 //! real `canopy up`: log in, see the node in the table and on the map, apply from the
 //! editor (and see a broken descriptor's field error at its line), watch the instances turn
-//! Running with no reload, follow logs, exec, scale, delete. Assertions read the DOM; a
+//! Running with no reload, follow logs, exec, scale, delete, and see a call between two
+//! services drawn as an edge with its rate. Assertions read the DOM; a
 //! screenshot of each step goes to `target/tmp/dashboard/`.
 
 use crate::support;
@@ -475,6 +476,30 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
     page.rows_until("instances", &running, 0, "no running instances")
         .await;
     page.step("deleted").await;
+
+    // The graph: a call by service name is an edge from caller to callee, with its rate.
+    support::apply(
+        &up.url,
+        dir.path(),
+        &crate::traffic::talking_application(dir.path(), &marker),
+    );
+    page.click("#tabs button[data-view=graph]").await;
+    let rate = page
+        .until(
+            SETTLE,
+            "the client → server edge in the graph",
+            "const p = document.querySelector('#graph path.traffic[data-traffic=\"client->server\"]');
+             const t = document.querySelector('#graph text.traffic-rate[data-traffic=\"client->server\"]');
+             return !!p && !!t && /[1-9].*B\\/s$/.test(t.textContent) && t.textContent;",
+            vec![],
+        )
+        .await;
+    assert!(
+        rate.as_str().unwrap().ends_with("B/s"),
+        "a rate in bytes per second: {rate}"
+    );
+    page.step("traffic").await;
+    support::canopy_ok(&up.url, &["delete", "application", "talk"]);
 
     // Teardown: the session ends Chromium, the driver's drop chromedriver; nothing is left.
     let profile = driver.profile.display().to_string();

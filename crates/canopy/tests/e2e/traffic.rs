@@ -5,6 +5,7 @@
 
 use crate::support;
 
+use std::path::Path;
 use std::time::Duration;
 use support::{KillOnDrop, api_get, canopy_json, eventually};
 
@@ -33,23 +34,11 @@ fn a_call_by_name_becomes_an_edge_from_caller_to_callee_with_its_bytes() {
         let nodes = canopy_json(&root.url, &["get", "nodes", "-A"]);
         nodes.iter().any(|n| n["state"] == "Ready").then_some(())
     });
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(
-        www.join("index.html"),
-        "a page the client fetches\n".repeat(40),
-    )
-    .unwrap();
-    let www = www.display();
-    let yaml = format!(
-        "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: talk}}\nspec:\n  services:\n\
-         \x20 - name: server\n    runtime: process\n    restartPolicy: never\n\
-         \x20   resources: {{cpu: 100m, memory: 16Mi}}\n    ports: [{{port: {PORT}}}]\n\
-         \x20   command: [/bin/sh, -c, 'busybox httpd -f -p 127.0.0.1:{PORT} -h {www}; true', {marker}]\n\
-         \x20 - name: client\n    runtime: process\n    resources: {{cpu: 100m, memory: 16Mi}}\n\
-         \x20   command: [/bin/sh, -c, 'while true; do ip=$(busybox nslookup -type=A server.talk.default.canopy $CANOPY_DNS | awk \"/^Address/ {{a=\\$2}} END {{print a}}\"); busybox wget -q -O /dev/null http://$ip:{PORT}/; sleep 0.2; done', {marker}]\n"
+    support::apply(
+        &root.url,
+        dir.path(),
+        &talking_application(dir.path(), &marker),
     );
-    support::apply(&root.url, dir.path(), &yaml);
 
     let edge = eventually(SETTLE, "the client → server edge at the root", || {
         let answer = api_get(&root.url, "/api/v1/applications/default/talk/traffic");
@@ -68,4 +57,25 @@ fn a_call_by_name_becomes_an_edge_from_caller_to_callee_with_its_bytes() {
         edge["bytesToCallee"].as_u64().unwrap() > 0,
         "the requests went up too: {edge}"
     );
+}
+
+/// Application `talk`: `client` fetches a page from `server` by its service name every
+/// 200 ms, through the node's DNS and proxy. `marker` is in both command lines.
+pub fn talking_application(dir: &Path, marker: &str) -> String {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(
+        www.join("index.html"),
+        "a page the client fetches\n".repeat(40),
+    )
+    .unwrap();
+    let www = www.display();
+    format!(
+        "apiVersion: canopy.dev/v1\nkind: Application\nmetadata: {{name: talk}}\nspec:\n  services:\n\
+         \x20 - name: server\n    runtime: process\n    restartPolicy: never\n\
+         \x20   resources: {{cpu: 100m, memory: 16Mi}}\n    ports: [{{port: {PORT}}}]\n\
+         \x20   command: [/bin/sh, -c, 'busybox httpd -f -p 127.0.0.1:{PORT} -h {www}; true', {marker}]\n\
+         \x20 - name: client\n    runtime: process\n    resources: {{cpu: 100m, memory: 16Mi}}\n\
+         \x20   command: [/bin/sh, -c, 'while true; do ip=$(busybox nslookup -type=A server.talk.default.canopy $CANOPY_DNS | awk \"/^Address/ {{a=\\$2}} END {{print a}}\"); busybox wget -q -O /dev/null http://$ip:{PORT}/; sleep 0.2; done', {marker}]\n"
+    )
 }
