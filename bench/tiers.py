@@ -130,7 +130,9 @@ def node_token(root_url, cluster, name=None, uses=None, within=30):
 class HollowContinuum:
     """A root and one cluster orchestrator (release processes on loopback, 1 s heartbeats) with
     `nodes` hollow node agents in one `canopy sim` process, all joined; `joined_s` is how long
-    the nodes took to be Ready. The cluster serves its metrics on `metrics_port`."""
+    the nodes took to be Ready, `enrolled_s` how much of it their joins took (token checked,
+    certificate issued), before the agents start. The cluster serves its metrics on
+    `metrics_port`."""
 
     TIMING = ["--heartbeat-ms", "1000", "--deadline-ms", "5000"]
 
@@ -152,6 +154,17 @@ class HollowContinuum:
             self.sim = self._add(Tier(["sim", "--cluster", self.cluster.url, "--nodes", str(nodes),
                                        "--data", f"{work}/hollow", "--token", token, "--ca-hash", ca_hash],
                                       listens=False))
+            # The sim says when every node has joined (token, certificate) and the agents start.
+            enrolled = threading.Event()
+
+            def follow(stdout):
+                for line in stdout:
+                    if line.startswith("canopy sim:") and not enrolled.is_set():
+                        self.enrolled_s = time.monotonic() - began
+                        enrolled.set()
+
+            self.enrolled_s = None
+            threading.Thread(target=follow, args=(self.sim.proc.stdout,), daemon=True).start()
             deadline = time.monotonic() + 300
             while sum(1 for n in api_request(self.host, self.port, "GET", "/api/v1/nodes")
                       if n.get("state") == "Ready") < nodes:
