@@ -625,7 +625,8 @@ async fn memory_limit_is_enforced(binary: &str) {
 /// A `cpu: 10m` container: its workload runs under the quota from its first instruction
 /// (it prints its own group's quota), while the OCI runtime's setup in that group (runc init
 /// compiling the seccomp filter, ≈ 25 ms of CPU, 25 periods' worth of a 1 ms quota) ran
-/// without it: the group had not been throttled once by the time the workload read it.
+/// without it: the group had been throttled at most a few times (the workload's own exec)
+/// by the time the workload read it.
 /// The memory limit holds as well.
 async fn cpu_quota_binds_the_workload_not_the_runtimes_setup(binary: &str) {
     let mut env = Env::new(binary, "quota", false);
@@ -680,9 +681,11 @@ async fn cpu_quota_binds_the_workload_not_the_runtimes_setup(binary: &str) {
         .trim()
         .parse()
         .expect("a count");
-    // At most the one period the workload's own exec may have taken past its millisecond.
+    // The runtime's setup under the quota would be throttled about 25 times; the workload's
+    // own exec of `cat` (page-faulting a cold binary on a loaded machine) may take a few
+    // periods past its millisecond.
     assert!(
-        throttled <= 1,
+        throttled <= 5,
         "the group was throttled {throttled} times before its workload read cpu.stat: the \
          runtime's setup ran under the quota ({started_in:?} from start() to running)"
     );

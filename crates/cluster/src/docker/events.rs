@@ -129,7 +129,7 @@ async fn settle(runtime: &DockerRuntime) {
         .map(|(id, t)| (id.clone(), t.container.clone()))
         .collect();
     for (id, container) in open {
-        let exit = match runtime.docker.inspect_container(&container, None).await {
+        let exit = match super::compat::inspect(&runtime.docker, &container).await {
             Ok(found) => {
                 let state = found.state.unwrap_or_default();
                 if state.running.unwrap_or(false) {
@@ -191,7 +191,7 @@ async fn handle(runtime: &DockerRuntime, event: EventMessage) {
     let Some(ended) = current else { return };
     match event.action.as_deref() {
         Some("die") if !ended => {
-            let state = match runtime.docker.inspect_container(&container, None).await {
+            let state = match super::compat::inspect(&runtime.docker, &container).await {
                 Ok(found) => found.state.unwrap_or_default(),
                 // Gone already: the event's own exit code is all there is.
                 Err(_) => ContainerState {

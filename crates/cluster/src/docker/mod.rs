@@ -5,6 +5,7 @@
 //! The `podman` driver is the same code against Podman's Docker-compatible service, which
 //! speaks the same API (1.41) with a few differences in its events (`events.rs`).
 
+mod compat;
 mod events;
 pub(crate) mod runtime;
 pub(crate) mod sessions;

@@ -86,6 +86,12 @@ pub(crate) fn now_nanos() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
 }
 
+/// A container's `StartedAt` (RFC 3339) in ns since the epoch.
+fn started_nanos(text: &str) -> Option<i64> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339);
+    i64::try_from(at.ok()?.unix_timestamp_nanos()).ok()
+}
+
 impl DockerRuntime {
     /// The runtime over `docker` for the containers of `owner`; its event watcher runs
     /// until the runtime is dropped.
@@ -116,7 +122,7 @@ impl DockerRuntime {
     /// The container an earlier start of `id` left, if any: (container id, generation,
     /// running).
     async fn existing(&self, name: &str) -> Result<Option<(String, u64, bool)>, RuntimeError> {
-        match self.docker.inspect_container(name, None).await {
+        match super::compat::inspect(&self.docker, name).await {
             Ok(found) => {
                 let generation = found
                     .config
@@ -153,7 +159,7 @@ impl DockerRuntime {
     }
 
     async fn pid_of(&self, container: &str) -> Option<u32> {
-        let inspected = self.docker.inspect_container(container, None).await.ok()?;
+        let inspected = super::compat::inspect(&self.docker, container).await.ok()?;
         let pid = inspected.state?.pid?;
         u32::try_from(pid).ok().filter(|p| *p > 0)
     }
@@ -297,9 +303,7 @@ impl Runtime for DockerRuntime {
             .all(true)
             .filters(&filters)
             .build();
-        let found = self
-            .docker
-            .list_containers(Some(options))
+        let found = super::compat::list(&self.docker, options)
             .await
             .map_err(|e| engine_error("list", "*", e))?;
         let mut recovered = Vec::new();
@@ -310,7 +314,7 @@ impl Runtime for DockerRuntime {
             let Some((id, generation)) = spec::instance_of(&labels) else {
                 continue;
             };
-            let inspected = match self.docker.inspect_container(&container, None).await {
+            let inspected = match super::compat::inspect(&self.docker, &container).await {
                 Ok(inspected) => inspected,
                 Err(e) => {
                     tracing::warn!(instance = %id, error = %e, "cannot inspect a container to re-adopt");
@@ -321,11 +325,18 @@ impl Runtime for DockerRuntime {
             let running = state.running.unwrap_or(false);
             let ended = (!running).then(|| events::exit_of(&state, false));
             let (exit, _) = watch::channel(ended);
+            // Events of its earlier runs (replayed from the second the watch starts at) are
+            // not this run's: a replayed `die` of the run before would end this one.
+            let since_nanos = state
+                .started_at
+                .as_deref()
+                .and_then(started_nanos)
+                .unwrap_or(0);
             events::lock(&self.table).insert(
                 id.clone(),
                 Tracked {
                     container,
-                    since_nanos: 0,
+                    since_nanos,
                     exit,
                     oom: false,
                     started: true,
@@ -367,5 +378,19 @@ impl Runtime for DockerRuntime {
     ) -> Result<EngineExec, RuntimeError> {
         let container = self.container_of(id)?;
         super::sessions::exec(&self.docker, id, &container, command, tty).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::started_nanos;
+
+    #[test]
+    fn a_start_time_reads_to_the_nanosecond_and_garbage_to_none() {
+        assert_eq!(
+            started_nanos("2026-12-02T07:51:52.717943123Z"),
+            Some(1_796_197_912_717_943_123)
+        );
+        assert_eq!(started_nanos("not a time"), None);
     }
 }

@@ -184,8 +184,7 @@ pub(crate) async fn exec(
             reason: "exec needs a command".to_string(),
         });
     }
-    let running = docker
-        .inspect_container(container, None)
+    let running = super::compat::inspect(docker, container)
         .await
         .map_err(|e| engine_error("inspect", id, e))?
         .state
