@@ -61,14 +61,17 @@ impl Agent {
             tracing::info!(instance = %id, "{text}");
             events(&id, text);
         };
+        let started = self
+            .hooks(runtime.kind())
+            .start(runtime, spec, &progress)
+            .await;
         if !spec.service.volumes.is_empty() {
-            // Its hook may make a named volume: the next heartbeat lists them again.
+            // Its hook may have made a named volume (once made, not before, or a heartbeat
+            // in between would list the directory without it): the next one lists them again.
             self.volumes_dirty
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        self.hooks(runtime.kind())
-            .start(runtime, spec, &progress)
-            .await
+        started
     }
 
     /// Frees what the hooks of `kind` hold for `id` (after the runtime removed it).
