@@ -29,10 +29,12 @@ impl Parent for NodeSide {
             }
             Message::Status(report) => {
                 self.0
+                    // Routes follow on the detector's next tick (200 ms at most), for all
+                    // the statuses meanwhile: refreshed per status, a burst of a thousand
+                    // instances sent each interested node a thousand ever-longer lists.
                     .step(|state, now, fx| {
                         state.node_heard(node, None, now);
                         state.node_status(node, report, now, fx);
-                        state.refresh_routes(now, fx);
                     })
                     .await
             }

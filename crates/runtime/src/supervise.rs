@@ -311,7 +311,7 @@ impl Watcher {
         tracing::debug!(id = %self.state.id, pid = self.pid, reason = %exit.reason, "instance exited");
         self.state.exit = Some(exit.clone());
         if let Err(e) =
-            crate::blocking::off_the_workers(|| state::write_atomic(&self.dir, &self.state))
+            crate::blocking::off_the_workers(|| state::write_atomic(&self.dir, &self.state)).await
         {
             tracing::warn!(id = %self.state.id, error = %e, "could not record the exit");
         }

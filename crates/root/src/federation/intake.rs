@@ -33,8 +33,17 @@ impl Federation {
                 }
                 let before = (instance.ready, instance.state);
                 let change = intake(instance, cluster, &report, now);
-                // What a rollout waits for: readiness, an end, a removal.
-                if change == InstanceChange::Delete || before != (instance.ready, instance.state) {
+                // What reconciling waits for: an end or a removal (a replacement, a job's
+                // next run), and, while a rollout is under way, readiness and each step.
+                let ended = change == InstanceChange::Delete
+                    || (!before.1.is_final() && instance.state.is_final());
+                let stepped = before != (instance.ready, instance.state);
+                if ended
+                    || (stepped
+                        && self
+                            .desired
+                            .is_rolling(&instance.namespace, &instance.application))
+                {
                     paced = Some((instance.namespace.clone(), instance.application.clone()));
                 }
                 if before.1 != InstanceState::Running

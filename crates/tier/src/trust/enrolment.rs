@@ -3,7 +3,8 @@
 //! checks the token's revision, so two joins racing on one token cannot both succeed.
 
 use super::authority::Authority;
-use super::tokens::{self, Fresh, Refusal, Role, TokenRecord};
+use super::join_group::JoinRequest;
+use super::tokens::{self, Fresh, Role, TokenRecord};
 use super::verify::Members;
 use super::{Peer, TrustError};
 use crate::pb;
@@ -28,8 +29,8 @@ struct AuthorityRecord {
 /// Who holds a certificate for a name: its serials (several while one is being rotated).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct MemberRecord {
-    serials: Vec<String>,
-    not_after_unix: i64,
+    pub(super) serials: Vec<String>,
+    pub(super) not_after_unix: i64,
     /// A cluster's: the hash of the intermediate CA issued at its join, which its nodes pin.
     #[serde(default)]
     pub(super) ca_hash: Option<String>,
@@ -45,18 +46,17 @@ pub struct CreatedToken {
     pub expires_unix: i64,
 }
 
-/// How many times a join is tried again after losing a race for its token's record.
-const RACE_ATTEMPTS: usize = 100;
-
 pub struct Enrolment {
     pub(super) store: Arc<dyn Store>,
     prefix: String,
     pub(super) role: Role,
-    authority: Authority,
+    pub(super) authority: Authority,
     revoked: Arc<RwLock<HashSet<String>>>,
-    lifetime: Duration,
-    /// Held by a join from reading its token to committing its spend.
-    spending: tokio::sync::Mutex<()>,
+    pub(super) lifetime: Duration,
+    /// Held by whoever spends the queued joins, from reading their tokens to the commit.
+    pub(super) spending: tokio::sync::Mutex<()>,
+    /// Joins waiting for the next turn.
+    pub(super) queued: std::sync::Mutex<Vec<JoinRequest>>,
 }
 
 impl Enrolment {
@@ -107,6 +107,7 @@ impl Enrolment {
             revoked: Arc::new(RwLock::new(revoked)),
             lifetime: CERT_LIFETIME,
             spending: tokio::sync::Mutex::new(()),
+            queued: Default::default(),
         }))
     }
 
@@ -168,98 +169,29 @@ impl Enrolment {
         ca_csr_der: &[u8],
         now: OffsetDateTime,
     ) -> Result<pb::Certified, TrustError> {
-        let (id, secret) = tokens::parse(token)?;
+        tokens::parse(token)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue(JoinRequest {
+            token: token.to_string(),
+            name: name.to_string(),
+            csr_der: csr_der.to_vec(),
+            ca_csr_der: ca_csr_der.to_vec(),
+            now,
+            reply,
+        });
         // Joins racing on a token of several uses (a fleet booting) would change its record
-        // under each other: here they take turns, and one that lost to another parent on the
-        // same store (replicated roots) reads it again, refused only by what it reads.
-        let _turn = self.spending.lock().await;
-        for _ in 0..RACE_ATTEMPTS {
-            let attempt = self.try_join(id, secret, name, csr_der, ca_csr_der, now);
-            if let Some(certified) = attempt.await? {
-                return Ok(certified);
+        // under each other: they take turns, and whoever has the turn spends every join
+        // queued by then in one commit (one fsync for the lot, not one each).
+        {
+            let _turn = self.spending.lock().await;
+            let group = self.take_queued();
+            if !group.is_empty() {
+                self.join_group(group).await;
             }
         }
-        Err(TrustError::Busy(format!(
-            "join token {id:?}: {RACE_ATTEMPTS} joins raced this one; try again"
-        )))
-    }
-
-    /// One attempt of [`Enrolment::join`]: `None` when another write changed the token or
-    /// the member between its reads and its commit.
-    async fn try_join(
-        &self,
-        id: &str,
-        secret: &str,
-        name: &str,
-        csr_der: &[u8],
-        ca_csr_der: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<Option<pb::Certified>, TrustError> {
-        let token_key = self.token_key(id);
-        let stored = self.store.get_json::<TokenRecord>(&token_key).await?;
-        let member_key = self.member_key(name);
-        let member = self.store.get_json::<MemberRecord>(&member_key).await?;
-        let taken = member
-            .as_ref()
-            .is_some_and(|(m, _)| m.not_after_unix > now.unix_timestamp());
-        let granted = tokens::admit(
-            id,
-            secret,
-            stored.as_ref().map(|(record, _)| record),
-            self.role,
-            name,
-            taken,
-            now.unix_timestamp(),
-        )?;
-        let Some((mut record, token_revision)) = stored else {
-            return Err(Refusal::Unknown(id.to_string()).into());
-        };
-        let issued = self
-            .authority
-            .issue(csr_der, &granted, now, self.lifetime)?;
-        let member_ca = match self.role {
-            Role::Cluster if ca_csr_der.is_empty() => {
-                return Err(TrustError::Certificate(
-                    "a cluster joins with a request for its own CA too (a newer canopy)".into(),
-                ));
-            }
-            Role::Cluster => Some(self.authority.issue_ca(ca_csr_der, &granted, now)?),
-            Role::Node => None,
-        };
-        if record.extra_uses > 0 {
-            record.extra_uses -= 1;
-        } else {
-            record.used = true;
-        }
-        let member_record = MemberRecord {
-            serials: vec![issued.serial.clone()],
-            not_after_unix: issued.not_after_unix,
-            ca_hash: match &member_ca {
-                Some(ca) => Some(super::spki_hash(&ca.der)?),
-                None => None,
-            },
-        };
-        let member_precondition = match &member {
-            Some((_, revision)) => Precondition::ModRevision(*revision),
-            None => Precondition::Absent,
-        };
-        let ops = vec![
-            put(
-                &token_key,
-                &record,
-                Precondition::ModRevision(token_revision),
-            )?,
-            put(&member_key, &member_record, member_precondition)?,
-        ];
-        match self.store.txn(ops).await {
-            Ok(_) => {}
-            Err(e) if e.is_conflict() => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-        tracing::info!(member = %granted, role = %self.role, "joined with a token");
-        let mut certified = self.certified(issued.der, granted);
-        certified.member_ca_der = member_ca.map(|ca| ca.der).unwrap_or_default();
-        Ok(Some(certified))
+        answer
+            .await
+            .map_err(|_| TrustError::Busy("the join was dropped; try again".into()))?
     }
 
     /// A new certificate for the member `peer` proved to be, over a new key.
@@ -319,7 +251,7 @@ impl Enrolment {
         Ok(true)
     }
 
-    fn certified(&self, der: Vec<u8>, name: String) -> pb::Certified {
+    pub(super) fn certified(&self, der: Vec<u8>, name: String) -> pb::Certified {
         pb::Certified {
             chain_der: vec![der],
             ca_der: self.authority.cert_der().to_vec(),
@@ -337,7 +269,7 @@ impl Enrolment {
     }
 }
 
-fn put<T: Serialize + ?Sized>(
+pub(super) fn put<T: Serialize + ?Sized>(
     key: &str,
     value: &T,
     precondition: Precondition,

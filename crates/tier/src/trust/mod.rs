@@ -18,6 +18,7 @@ mod delegation;
 mod dial;
 mod enrolment;
 mod identity;
+mod join_group;
 pub mod listener;
 mod service;
 pub mod tokens;
