@@ -1,10 +1,14 @@
-// `exec` in the page: a WebSocket to `GET /api/v1/instances/{id}/exec` carrying the API's
-// framed protocol (kind u8, length u32 BE, payload). The token goes as a subprotocol, since
-// a browser's WebSocket cannot send `Authorization`. Line mode: each line typed is sent,
-// with its newline, to the command's stdin; stdout and stderr are shown as they come.
+// `exec` in the page: a terminal (xterm.js) on a WebSocket to
+// `GET /api/v1/instances/{id}/exec?tty=true`, carrying the API's framed protocol (kind u8,
+// length u32 BE, payload). The token goes as a subprotocol, since a browser's WebSocket
+// cannot send `Authorization`. The command runs on a pseudo-terminal sized to the screen:
+// keys go to it as typed, its output comes on channel 1, and a resize of the drawer
+// resizes it.
 import { token, encode } from "./api.js";
+import { Terminal as Screen } from "./vendor/xterm.mjs";
+import { FitAddon } from "./vendor/xterm-addon-fit.mjs";
 
-const DATA = 2, CLOSE_INPUT = 3, END = 5;
+const DATA = 2, CLOSE_INPUT = 3, RESIZE = 4, END = 5;
 
 export function frame(kind, payload = new Uint8Array()) {
   const out = new Uint8Array(5 + payload.length);
@@ -19,6 +23,14 @@ export function dataFrame(channel, bytes) {
   payload[0] = channel;
   payload.set(bytes, 1);
   return frame(DATA, payload);
+}
+
+export function resizeFrame(cols, rows) {
+  const payload = new Uint8Array(4);
+  const view = new DataView(payload.buffer);
+  view.setUint16(0, cols);
+  view.setUint16(2, rows);
+  return frame(RESIZE, payload);
 }
 
 // Takes whole frames off the front of `buffer`: [{kind, payload}] and what is left.
@@ -44,34 +56,83 @@ export function endOf(payload) {
   return { exit, code, message };
 }
 
+// xterm.js writes its colours and cell sizes into <style> elements, which this page's
+// policy (`style-src 'self'`) does not apply. The same rules go into constructed style
+// sheets, which are not inline markup and which the policy lets the page's own script make.
+function adoptStyles(root) {
+  const sheets = new Map();
+  const mirror = (element) => {
+    let sheet = sheets.get(element);
+    if (!sheet) {
+      sheet = new CSSStyleSheet();
+      sheets.set(element, sheet);
+      document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+    }
+    sheet.replaceSync(element.textContent);
+  };
+  new MutationObserver((records) => {
+    for (const record of records) {
+      const target = record.target.nodeType === Node.TEXT_NODE ? record.target.parentNode : record.target;
+      if (target instanceof HTMLStyleElement) mirror(target);
+      for (const added of record.addedNodes) {
+        if (added instanceof HTMLStyleElement) mirror(added);
+      }
+    }
+  }).observe(root, { childList: true, subtree: true, characterData: true });
+}
+
 export class Terminal {
   constructor() {
-    this.output = document.getElementById("terminal-output");
-    this.input = document.getElementById("terminal-input");
+    this.container = document.getElementById("terminal-screen");
     this.status = document.getElementById("terminal-status");
     this.socket = null;
-    document.getElementById("terminal-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.send(this.input.value);
-      this.input.value = "";
+    adoptStyles(this.container);
+    this.screen = new Screen({
+      cursorBlink: true,
+      fontFamily: "monospace",
+      fontSize: 13,
+      scrollback: 5000,
+      theme: { background: "#0d1117", foreground: "#e6edf3" },
     });
+    this.fit = new FitAddon();
+    this.screen.loadAddon(this.fit);
+    this.shown = false;
+    const bytes = new TextEncoder();
+    this.screen.onData((text) => this.send(bytes.encode(text)));
+    this.screen.onBinary((text) => this.send(Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff)));
+    this.screen.onResize(({ cols, rows }) => {
+      if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(resizeFrame(cols, rows));
+    });
+    new ResizeObserver(() => this.refit()).observe(this.container);
+  }
+
+  // The screen to the container's size (only while it is shown: hidden, it has none).
+  refit() {
+    if (this.shown && this.container.offsetParent) this.fit.fit();
   }
 
   open(instance, command = ["/bin/sh"]) {
     this.close();
-    this.output.textContent = "";
+    if (!this.shown) {
+      this.screen.open(this.container);
+      this.shown = true;
+    }
+    this.screen.reset();
+    this.refit();
     this.status.textContent = `connecting to ${instance.id}…`;
+    delete this.status.dataset.exit;
+    const size = `tty=true&cols=${this.screen.cols}&rows=${this.screen.rows}`;
     const query = command.map((part) => `command=${encode(part)}`).join("&");
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/api/v1/instances/${encode(instance.id)}/exec?${query}`,
+    const socket = new WebSocket(
+      `${scheme}://${location.host}/api/v1/instances/${encode(instance.id)}/exec?${query}&${size}`,
       ["canopy.exec", `canopy.bearer.${token()}`]);
     socket.binaryType = "arraybuffer";
     let buffer = new Uint8Array();
     let ended = false;
-    const text = new TextDecoder();
     socket.onopen = () => {
       this.status.textContent = `running ${command.join(" ")} in ${instance.id}`;
-      this.input.focus();
+      this.screen.focus();
     };
     socket.onmessage = (message) => {
       const incoming = new Uint8Array(message.data);
@@ -82,7 +143,7 @@ export class Terminal {
       buffer = rest;
       for (const { kind, payload } of frames) {
         if (kind === DATA) {
-          this.write(text.decode(payload.slice(1), { stream: true }));
+          this.screen.write(payload.slice(1));
         } else if (kind === END) {
           const end = endOf(payload);
           ended = true;
@@ -98,15 +159,8 @@ export class Terminal {
     this.socket = socket;
   }
 
-  write(text) {
-    this.output.textContent += text;
-    this.output.scrollTop = this.output.scrollHeight;
-  }
-
-  send(line) {
-    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
-    this.write(`$ ${line}\n`);
-    this.socket.send(dataFrame(0, new TextEncoder().encode(`${line}\n`)));
+  send(bytes) {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(dataFrame(0, bytes));
   }
 
   close() {

@@ -91,3 +91,89 @@ async fn a_name_joins_once_while_its_certificate_is_valid() {
         "{again:?}"
     );
 }
+
+/// Joins spent together in one commit are judged one by one: a forged token, a name asked
+/// twice and a bad request are refused with their own reasons, the others admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_spent_together_are_refused_each_for_its_own_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (enrolment, token) = enrolment_with_token(dir.path(), 10).await;
+    let (id, _) = tokens::parse(&token).unwrap();
+    let forged = format!("{id}.{}", "0".repeat(16));
+    let now = OffsetDateTime::now_utc();
+    let asks: Vec<(String, String, Vec<u8>)> = (0..12)
+        .map(|i| match i {
+            3 => (forged.clone(), "forger".to_string(), request("forger")),
+            // The same name twice: one of the two joins.
+            5 | 6 => (token.clone(), "twin".to_string(), request("twin")),
+            8 => (
+                token.clone(),
+                "garbled".to_string(),
+                b"not a request".to_vec(),
+            ),
+            i => (token.clone(), format!("n{i}"), request(&format!("n{i}"))),
+        })
+        .collect();
+    let joins = asks.into_iter().map(|(token, name, csr)| {
+        let enrolment = enrolment.clone();
+        tokio::spawn(async move {
+            (
+                name.clone(),
+                enrolment.join(&token, &name, &csr, &[], now).await,
+            )
+        })
+    });
+    let results: Vec<_> = join_all(joins)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let outcome = |name: &str| -> Vec<&Result<pb::Certified, TrustError>> {
+        results
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, r)| r)
+            .collect()
+    };
+    assert!(
+        matches!(
+            outcome("forger")[..],
+            [Err(TrustError::Refused(tokens::Refusal::Forged(_)))]
+        ),
+        "{:?}",
+        outcome("forger")
+    );
+    let twins = outcome("twin");
+    assert_eq!(twins.iter().filter(|r| r.is_ok()).count(), 1, "{twins:?}");
+    assert!(
+        twins
+            .iter()
+            .any(|r| matches!(r, Err(TrustError::Refused(tokens::Refusal::NameTaken(_))))),
+        "{twins:?}"
+    );
+    assert!(
+        matches!(outcome("garbled")[..], [Err(TrustError::Certificate(_))]),
+        "{:?}",
+        outcome("garbled")
+    );
+    for i in [0, 1, 2, 4, 7, 9, 10, 11] {
+        let name = format!("n{i}");
+        assert!(
+            matches!(outcome(&name)[..], [Ok(c)] if c.name == name),
+            "{name}: {:?}",
+            outcome(&name)
+        );
+    }
+    // Nine admitted of ten uses: one is left.
+    let last = enrolment
+        .join(&token, "last", &request("last"), &[], now)
+        .await;
+    assert_eq!(last.unwrap().name, "last");
+    let over = enrolment
+        .join(&token, "over", &request("over"), &[], now)
+        .await;
+    assert!(
+        matches!(over, Err(TrustError::Refused(tokens::Refusal::Used(_)))),
+        "{over:?}"
+    );
+}

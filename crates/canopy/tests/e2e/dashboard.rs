@@ -7,6 +7,7 @@
 
 use crate::support;
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::net::TcpListener;
@@ -18,6 +19,10 @@ use support::{KillOnDrop, canopy_json, pids_with};
 /// Placement, process start-up and the event's way to the page, on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(30);
 const APP: &str = "dashboard-hello";
+/// A script's start: `text`, what the exec terminal's screen shows (the DOM renderer's
+/// rows, with its non-breaking spaces as spaces).
+const SCREEN: &str = "const rows = document.querySelector('#terminal-screen .xterm-rows'); \
+     const text = rows ? rows.textContent.replace(/\\u00a0/g, ' ') : '';";
 
 /// chromedriver (and the Chromium it starts), stopped and reaped when dropped.
 struct Driver {
@@ -146,6 +151,21 @@ impl Page {
         let element = self.client.find(Locator::Css(css)).await.expect(css);
         element.clear().await.expect("a field to clear");
         element.send_keys(text).await.expect("typing");
+    }
+
+    /// Keys to whatever has the focus, as a keyboard would send them (the terminal's input
+    /// is xterm.js's own hidden text area, which WebDriver will not type into directly).
+    async fn keys(&self, text: &str) {
+        let mut actions = KeyActions::new("keyboard".to_string());
+        for key in text.chars() {
+            actions = actions
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
+        }
+        self.client
+            .perform_actions(actions)
+            .await
+            .expect("keys to the page");
     }
 
     async fn text_of(&self, css: &str) -> String {
@@ -424,19 +444,70 @@ async fn the_dashboard_logs_in_shows_the_node_applies_follows_logs_execs_scales_
         vec![],
     )
     .await;
-    page.type_into(
-        "#terminal-input",
-        "echo exec-$((6*7)) $CANOPY_INSTANCE\u{E007}",
-    )
-    .await;
+    // A terminal: the command runs on a pseudo-terminal, keys go to it as typed.
+    page.click("#terminal-screen").await;
+    page.keys("tty; echo exec-$((6*7)) $CANOPY_INSTANCE\u{E007}")
+        .await;
     page.until(
         SETTLE,
-        "the command's output",
-        "return document.getElementById('terminal-output').textContent.includes(arguments[0]);",
+        "the command's output on the screen",
+        &format!("{SCREEN} return text.includes(arguments[0]) && text.includes('/dev/pts/');"),
         vec![json!(format!("exec-42 {id}"))],
     )
     .await;
-    page.type_into("#terminal-input", "exit 3\u{E007}").await;
+    // xterm.js's own rules (its colours), which the page's policy applies only as
+    // constructed style sheets: the screen's text has the theme's colour.
+    let colour = page
+        .until(
+            SETTLE,
+            "the screen's colour",
+            "const rows = document.querySelector('#terminal-screen .xterm-rows'); \
+             return rows && getComputedStyle(rows).color;",
+            vec![],
+        )
+        .await;
+    assert_eq!(colour, json!("rgb(230, 237, 243)"), "xterm's theme applies");
+    // The terminal follows the drawer's size.
+    let size = |marker: &str| {
+        format!(
+            "{SCREEN} const m = [...text.matchAll(/{marker}-(\\d+)x(\\d+)/g)].pop(); \
+             return m && [Number(m[1]), Number(m[2])];"
+        )
+    };
+    page.keys("echo wide-$(stty size | tr ' ' x)\u{E007}").await;
+    let wide = page
+        .until(SETTLE, "the terminal's size", &size("wide"), vec![])
+        .await;
+    page.client
+        .execute(
+            "document.getElementById('drawer').style.width = '420px';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    page.until(
+        SETTLE,
+        "the screen to fit the narrower drawer",
+        "const s = document.querySelector('#terminal-screen .xterm-screen'); \
+         return !!s && s.getBoundingClientRect().width < 420;",
+        vec![],
+    )
+    .await;
+    page.keys("echo narrow-$(stty size | tr ' ' x)\u{E007}")
+        .await;
+    let narrow = page
+        .until(
+            SETTLE,
+            "the terminal's size after a resize",
+            &size("narrow"),
+            vec![],
+        )
+        .await;
+    assert!(
+        narrow[1].as_u64().unwrap() < wide[1].as_u64().unwrap(),
+        "a narrower drawer, fewer columns: {wide} then {narrow}"
+    );
+    page.keys("exit 3\u{E007}").await;
     page.until(
         SETTLE,
         "the exit code",

@@ -48,13 +48,22 @@ const ASSETS: &[Asset] = &[
     asset!("map.js", JS),
     asset!("world.js", JS),
     asset!("graph.js", JS),
+    // The terminal emulator of `exec` (xterm.js, MIT: ui/vendor/LICENSE.xterm).
+    asset!("vendor/xterm.mjs", JS),
+    asset!("vendor/xterm-addon-fit.mjs", JS),
+    asset!("vendor/xterm.css", "text/css; charset=utf-8"),
 ];
+
+/// Each asset's validator, computed once (xterm.js alone is a third of a megabyte).
+static TAGS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| ASSETS.iter().map(|asset| etag(asset.body)).collect());
 
 /// The router's routes of the dashboard (merged beside `/api/v1`).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/ui/{file}", get(file))
+        .route("/ui/vendor/{file}", get(vendor_file))
 }
 
 async fn index(headers: HeaderMap) -> Response {
@@ -65,8 +74,12 @@ async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
     serve(&name, &headers)
 }
 
+async fn vendor_file(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    serve(&format!("vendor/{name}"), &headers)
+}
+
 fn serve(name: &str, request: &HeaderMap) -> Response {
-    let Some(asset) = find(name) else {
+    let Some((index, asset)) = find(name) else {
         return super::error::ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -74,7 +87,7 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
         )
         .into_response();
     };
-    let tag = etag(asset.body);
+    let tag = &TAGS[index];
     let unchanged = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -91,7 +104,7 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
     );
     // The files change with the binary: a browser revalidates rather than mixing versions.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(tag) = HeaderValue::from_str(&tag) {
+    if let Ok(tag) = HeaderValue::from_str(tag) {
         headers.insert(header::ETAG, tag);
     }
     headers.insert(
@@ -110,8 +123,12 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
     response
 }
 
-fn find(name: &str) -> Option<&'static Asset> {
-    ASSETS.iter().find(|asset| asset.name == name)
+/// The asset named `name`, with its place in [`ASSETS`].
+fn find(name: &str) -> Option<(usize, &'static Asset)> {
+    ASSETS
+        .iter()
+        .enumerate()
+        .find(|(_, asset)| asset.name == name)
 }
 
 /// A strong validator from the content (FNV-1a: stable across builds, no dependency).
@@ -128,7 +145,7 @@ mod tests {
 
     #[test]
     fn every_file_the_page_loads_is_embedded() {
-        let index = find("index.html").unwrap().body;
+        let index = find("index.html").unwrap().1.body;
         for asset in ASSETS {
             assert!(!asset.body.is_empty(), "{} is empty", asset.name);
         }
@@ -142,8 +159,21 @@ mod tests {
                 assert!(find(module).is_some(), "{} imports {module}", asset.name);
             }
         }
-        assert!(index.contains("/ui/app.js"));
-        assert!(index.contains("/ui/style.css"));
+        // Every script and style sheet the page links.
+        let linked: Vec<&str> = index
+            .split("\"/ui/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        for file in ["app.js", "style.css", "vendor/xterm.css"] {
+            assert!(linked.contains(&file), "index.html links {linked:?}");
+        }
+        for file in linked {
+            assert!(
+                find(file).is_some(),
+                "index.html links {file}, which is not embedded"
+            );
+        }
     }
 
     #[test]
