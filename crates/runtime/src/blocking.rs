@@ -50,7 +50,7 @@ mod tests {
             tokio::spawn(async {
                 let (tx, rx) = mpsc::channel();
                 tokio::spawn(async move { tx.send(()).unwrap() });
-                off_the_workers(|| rx.recv_timeout(Duration::from_secs(10))).await
+                off_the_workers(move || rx.recv_timeout(Duration::from_secs(10))).await
             })
             .await
             .unwrap()
