@@ -2,7 +2,9 @@
 //! multiboot guest (it writes one byte to the serial port and exits through qemu's
 //! `isa-debug-exit`) run under TCG proves qemu works; under KVM, where `/dev/kvm` opens, it
 //! must finish within [`KVM_DEADLINE`], or KVM is not used. On nested hosts `/dev/kvm` opens
-//! but guests crawl (this probe takes 5–6 s there, 0.2 s under TCG), so opening it is no proof.
+//! but guests crawl (this probe takes 5–6 s there, 0.2 s under TCG), so opening it is no proof;
+//! on one such host it took 1.5 s, and a KVM guest there never booted, so it must also run
+//! about as fast as under TCG.
 //! The verdict is kept in `/run` for the boot (the machine's property, not one agent's).
 
 use crate::RuntimeError;
@@ -11,8 +13,13 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// KVM counts as working when the probe guest ends this fast.
+/// KVM counts as working when the probe guest ends this fast...
 const KVM_DEADLINE: Duration = Duration::from_secs(2);
+/// ...and within this, or [`KVM_AGAINST_TCG`] times what TCG took when that is longer. A
+/// nested host ran the probe in 1.5 s under KVM against 0.06 s under TCG, and there a Linux
+/// guest under KVM never got past its setup code, while under TCG it booted in 1.5 s.
+const KVM_FLOOR: Duration = Duration::from_millis(500);
+const KVM_AGAINST_TCG: u32 = 3;
 /// TCG runs the probe in ≈ 0.2 s; a loaded host may take longer.
 const TCG_DEADLINE: Duration = Duration::from_secs(20);
 const CACHE: &str = "/run/canopy-vm-acceleration.json";
@@ -145,20 +152,7 @@ pub async fn probe_acceleration(
     };
     let _ = std::fs::remove_file(&image);
     let tcg = tcg.map_err(|message| RuntimeError::oci("qemu", "probe", "tcg", message))?;
-    let probe = match kvm {
-        Some(Ok(took)) => AccelerationProbe {
-            acceleration: Acceleration::Kvm,
-            reason: format!("the KVM probe guest ran in {took:?}"),
-        },
-        Some(Err(why)) => AccelerationProbe {
-            acceleration: Acceleration::Tcg,
-            reason: format!("/dev/kvm opens but {why} (TCG took {tcg:?}): emulating with TCG"),
-        },
-        None => AccelerationProbe {
-            acceleration: Acceleration::Tcg,
-            reason: "no usable /dev/kvm: emulating with TCG".to_string(),
-        },
-    };
+    let probe = verdict(kvm, tcg);
     let cached = Cached {
         boot_id: boot,
         qemu: qemu.to_path_buf(),
@@ -174,9 +168,64 @@ pub async fn probe_acceleration(
     Ok(probe)
 }
 
+/// Which accelerator, from the KVM probe's outcome (`None`: no usable `/dev/kvm`) and the
+/// time the TCG probe took.
+fn verdict(kvm: Option<Result<Duration, String>>, tcg: Duration) -> AccelerationProbe {
+    let allowed = KVM_FLOOR.max(tcg * KVM_AGAINST_TCG);
+    let (acceleration, reason) = match kvm {
+        Some(Ok(took)) if took <= allowed => (
+            Acceleration::Kvm,
+            format!("the KVM probe guest ran in {took:?}"),
+        ),
+        Some(Ok(took)) => (
+            Acceleration::Tcg,
+            format!(
+                "/dev/kvm opens but its probe guest took {took:?}, TCG's {tcg:?} (a nested \
+                 host whose guests crawl): emulating with TCG"
+            ),
+        ),
+        Some(Err(why)) => (
+            Acceleration::Tcg,
+            format!("/dev/kvm opens but {why} (TCG took {tcg:?}): emulating with TCG"),
+        ),
+        None => (
+            Acceleration::Tcg,
+            "no usable /dev/kvm: emulating with TCG".to_string(),
+        ),
+    };
+    AccelerationProbe {
+        acceleration,
+        reason,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kvm_is_used_only_when_its_guest_runs_about_as_fast_as_tcg_or_faster() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (Some(Ok(ms(80))), ms(60), Acceleration::Kvm),
+            (Some(Ok(ms(450))), ms(60), Acceleration::Kvm),
+            // The nested host: under the deadline, but 25 times TCG.
+            (Some(Ok(ms(1480))), ms(60), Acceleration::Tcg),
+            // A loaded host, where TCG took long too.
+            (Some(Ok(ms(1400))), ms(600), Acceleration::Kvm),
+            (
+                Some(Err("timed out".to_string())),
+                ms(60),
+                Acceleration::Tcg,
+            ),
+            (None, ms(60), Acceleration::Tcg),
+        ];
+        for (kvm, tcg, expected) in cases {
+            let shown = format!("{kvm:?} against {tcg:?}");
+            let probe = verdict(kvm, tcg);
+            assert_eq!(probe.acceleration, expected, "{shown}: {}", probe.reason);
+        }
+    }
 
     #[test]
     fn the_probe_image_is_a_valid_multiboot_header() {
