@@ -29,6 +29,8 @@ struct Index {
     /// its compare-and-swap writes.
     by_application: BTreeMap<(String, String), BTreeSet<String>>,
     revisions: BTreeMap<String, Revision>,
+    /// Instances per service and template hash: more than one hash is a rollout under way.
+    templates: BTreeMap<ServiceKey, BTreeMap<String, u32>>,
 }
 
 pub fn service_key(instance: &Instance) -> ServiceKey {
@@ -48,6 +50,12 @@ impl Index {
             .or_default()
             .insert(id.clone());
         self.revisions.insert(id.clone(), revision);
+        *self
+            .templates
+            .entry(service_key(&instance))
+            .or_default()
+            .entry(instance.template_hash.clone())
+            .or_default() += 1;
         if let Some(cluster) = &instance.cluster {
             self.by_cluster
                 .entry(cluster.clone())
@@ -81,6 +89,18 @@ impl Index {
                 self.by_application.remove(&application);
             }
         }
+        let service = service_key(&old);
+        if let Some(hashes) = self.templates.get_mut(&service) {
+            if let Some(count) = hashes.get_mut(&old.template_hash) {
+                *count -= 1;
+                if *count == 0 {
+                    hashes.remove(&old.template_hash);
+                }
+            }
+            if hashes.is_empty() {
+                self.templates.remove(&service);
+            }
+        }
         if let Some(cluster) = &old.cluster {
             if let Some(ids) = self.by_cluster.get_mut(cluster) {
                 ids.remove(id);
@@ -103,6 +123,10 @@ impl Index {
         if let Some(ids) = self.by_state.get_mut(&old.shown_state()) {
             ids.remove(id);
         }
+    }
+
+    fn mixes_templates(&self, service: &ServiceKey) -> bool {
+        self.templates.get(service).is_some_and(|h| h.len() > 1)
     }
 
     fn collect<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> Vec<Instance> {
@@ -231,6 +255,12 @@ impl InstanceCache {
     pub fn on_cluster(&self, cluster: &str) -> Vec<Instance> {
         let index = self.read();
         index.collect(index.by_cluster.get(cluster).into_iter().flatten())
+    }
+
+    /// Whether the service's instances run more than one template: a rollout under way,
+    /// whose pace follows each instance's readiness and steps.
+    pub fn mixes_templates(&self, service: &ServiceKey) -> bool {
+        self.read().mixes_templates(service)
     }
 
     /// Live instances with a cluster, per service and cluster.
@@ -368,5 +398,29 @@ mod tests {
         index.remove("b");
         assert!(index.instances.is_empty());
         assert!(index.by_cluster["c1"].is_empty());
+    }
+
+    #[test]
+    fn two_templates_in_a_service_are_a_rollout_until_the_old_ones_go() {
+        let mut index = Index::default();
+        let with = |id: &str, hash: &str| {
+            let mut i = instance(id, Some("c1"), InstanceState::Running);
+            i.template_hash = hash.into();
+            i
+        };
+        index.insert(with("a", "old"), 1);
+        index.insert(with("b", "old"), 1);
+        let mixed = |index: &Index| index.mixes_templates(&key());
+        assert!(!mixed(&index));
+        index.insert(with("c", "new"), 1);
+        assert!(mixed(&index), "an old and a new template");
+        // A status update of an old instance keeps its template counted once.
+        index.insert(with("a", "old"), 2);
+        index.remove("a");
+        assert!(mixed(&index), "one old instance left");
+        index.remove("b");
+        assert!(!mixed(&index), "only the new template");
+        index.remove("c");
+        assert!(!index.templates.contains_key(&key()));
     }
 }

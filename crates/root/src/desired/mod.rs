@@ -75,9 +75,6 @@ pub struct Desired {
     instances: std::sync::OnceLock<Arc<crate::instances::InstanceCache>>,
     /// How long a job waits after a failed run (Kubernetes' 10 s doubling by default).
     job_backoff: std::sync::RwLock<job::Backoff>,
-    /// Applications with a rollout under way (instances of an older template left), as the
-    /// last reconciliation of each found them: only their instances' steps pace a rollout.
-    rolling: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl Desired {
@@ -94,24 +91,6 @@ impl Desired {
             reconcile_lock: tokio::sync::Mutex::new(()),
             instances: std::sync::OnceLock::new(),
             job_backoff: Default::default(),
-            rolling: Default::default(),
-        }
-    }
-
-    /// Whether an instance's readiness or state step can move `application`'s rollout on
-    /// (an end or a removal always matters: a replacement or a job's next run follows).
-    pub fn is_rolling(&self, namespace: &str, application: &str) -> bool {
-        let rolling = self.rolling.lock().unwrap_or_else(|p| p.into_inner());
-        rolling.contains(&(namespace.to_string(), application.to_string()))
-    }
-
-    fn set_rolling(&self, namespace: &str, application: &str, rolling: bool) {
-        let mut set = self.rolling.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (namespace.to_string(), application.to_string());
-        if rolling {
-            set.insert(key);
-        } else {
-            set.remove(&key);
         }
     }
 

@@ -93,7 +93,6 @@ impl Desired {
             services.entry(name).or_default();
         }
         let mut ops = Vec::new();
-        let mut any_rolling = false;
         for (service, entries) in services {
             let wanted = desired.get(service);
             // A job's runs follow its job core, not the replica planner.
@@ -119,7 +118,6 @@ impl Desired {
                         rollout.pause_reason = None;
                     }
                     let rolling = refs.iter().any(|i| &i.template_hash != hash);
-                    any_rolling |= rolling;
                     if let Some(why) = rollouts::failing(&refs, hash).filter(|_| rolling)
                         && !rollout.paused
                     {
@@ -189,7 +187,6 @@ impl Desired {
         if !ops.is_empty() {
             self.store.txn(ops).await?;
         }
-        self.set_rolling(namespace, name, any_rolling);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 use super::{Federation, transition};
 use crate::desired::{InstanceChange, RootError};
+use crate::instances::service_key;
 use canopy_model::{Instance, InstanceState, WhenGone};
 use canopy_tier::parent::Downlink;
 use canopy_tier::session::accepts;
@@ -38,12 +39,7 @@ impl Federation {
                 let ended = change == InstanceChange::Delete
                     || (!before.1.is_final() && instance.state.is_final());
                 let stepped = before != (instance.ready, instance.state);
-                if ended
-                    || (stepped
-                        && self
-                            .desired
-                            .is_rolling(&instance.namespace, &instance.application))
-                {
+                if ended || (stepped && self.instances.mixes_templates(&service_key(instance))) {
                     paced = Some((instance.namespace.clone(), instance.application.clone()));
                 }
                 if before.1 != InstanceState::Running

@@ -103,14 +103,15 @@ impl Enrolment {
                 taken,
                 now.unix_timestamp(),
             );
-            let (granted, Some((record, _))) = (admitted, stored) else {
-                outcomes.push(Err(Refusal::Unknown(id.to_string()).into()));
-                continue;
-            };
-            let granted = match granted {
-                Ok(granted) => granted,
-                Err(refusal) => {
+            let (granted, record) = match (admitted, stored) {
+                (Ok(granted), Some((record, _))) => (granted, record),
+                (Err(refusal), _) => {
                     outcomes.push(Err(refusal.into()));
+                    continue;
+                }
+                // admit refuses a token it was not given; kept total all the same.
+                (Ok(_), None) => {
+                    outcomes.push(Err(Refusal::Unknown(id.to_string()).into()));
                     continue;
                 }
             };
